@@ -1,0 +1,247 @@
+"""The ``metrics-pipeline`` command.
+
+Exit codes: 0 success (and, for ``compare``, no regression); 1 a regression was found;
+2 bad usage or input (invalid manifest, unreadable files).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from metrics_pipeline.formats import read_results, result_files
+from metrics_pipeline.models import ManifestError, RunManifest
+from metrics_pipeline.settings import Settings
+
+app = typer.Typer(
+    help="Load-test metrics pipeline: upload, ingest, compare, and the end-to-end demo.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+# Wide enough for the verdict table when output is piped (CI logs), the terminal width otherwise.
+console = Console(width=shutil.get_terminal_size((150, 40)).columns)
+err = Console(stderr=True)
+
+Suite = Annotated[str, typer.Option("--suite", help="Test suite, e.g. 'checkout'.")]
+Scenario = Annotated[str, typer.Option("--scenario", help="Scenario within the suite.")]
+Env = Annotated[str, typer.Option("--env", help="Environment, e.g. 'staging'.")]
+RunId = Annotated[
+    str | None, typer.Option("--run-id", help="Run id (default: <suite>-<UTC timestamp>).")
+]
+
+
+def _manifest(suite: str, scenario: str, env: str, run_id: str | None) -> RunManifest:
+    now = datetime.now(UTC)
+    try:
+        return RunManifest(
+            run_id=run_id or f"{suite}-{now:%Y%m%dT%H%M%S}",
+            suite=suite,
+            scenario=scenario,
+            environment=env,
+            started_at=now,
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _verdict_table(verdicts: pl.DataFrame, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("endpoint", "metric", "baseline", "candidate", "change", "95% CI", "p adj.", ""):
+        table.add_column(
+            column, justify="right" if column not in {"endpoint", "metric"} else "left"
+        )
+    ordered = verdicts.sort(["regression", "endpoint", "metric"], descending=[True, False, False])
+    for row in ordered.iter_rows(named=True):
+        if row["note"]:
+            table.add_row(row["endpoint"], row["metric"], "", "", "", "", "", row["note"])
+            continue
+        unit = "{:.2%}" if row["metric"] == "error_rate" else "{:.2f} ms"
+        table.add_row(
+            row["endpoint"],
+            row["metric"],
+            unit.format(row["baseline"]),
+            unit.format(row["candidate"]),
+            f"{row['change']:+.1%}",
+            f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]",
+            f"{row['p_adjusted']:.2g}",
+            "[bold red]REGRESSION[/]" if row["regression"] else "[green]ok[/]",
+            style="bold" if row["regression"] else None,
+        )
+    return table
+
+
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline result file or folder.")],
+    candidate: Annotated[Path, typer.Argument(help="Candidate result file or folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    threshold: Annotated[float, typer.Option(help="Relative worsening that counts.")] = 0.20,
+    alpha: Annotated[float, typer.Option(help="Significance level (BH-adjusted).")] = 0.05,
+) -> None:
+    """Compare two result files or folders; exit 1 if any endpoint regressed (a CI gate)."""
+    from metrics_pipeline.verdicts import VerdictPolicy, judge_run
+
+    try:
+        base, cand = read_results(baseline), read_results(candidate)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    for label, parsed in (("baseline", base), ("candidate", cand)):
+        if parsed.requests.height == 0:
+            err.print(f"[red]error:[/] no per-request rows in the {label}: {parsed.accounting}")
+            raise typer.Exit(2)
+    policy = VerdictPolicy(threshold=threshold, alpha=alpha)
+    verdicts = judge_run(
+        cand.requests.with_columns(run_id=pl.lit("candidate")),
+        base.requests,
+        ["baseline"],
+        policy,
+    )
+    judged = verdicts.filter(pl.col("note").is_null())
+    if as_json:
+        keys = [
+            "endpoint",
+            "metric",
+            "baseline",
+            "candidate",
+            "change",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "p_adjusted",
+            "regression",
+            "n_baseline",
+            "n_candidate",
+        ]
+        print(json.dumps(judged.select(keys).to_dicts(), indent=2))
+    else:
+        console.print(_verdict_table(verdicts, f"{candidate} vs {baseline}"))
+    raise typer.Exit(1 if judged["regression"].any() else 0)
+
+
+@app.command()
+def upload(
+    folder: Annotated[Path, typer.Argument(help="Folder with the run's result files.")],
+    suite: Suite,
+    scenario: Scenario,
+    env: Env,
+    run_id: RunId = None,
+) -> None:
+    """Upload a folder of result files as one run to the configured object store."""
+    from metrics_pipeline.resources import object_store_from_settings
+    from metrics_pipeline.upload import upload_run
+
+    manifest = _manifest(suite, scenario, env, run_id)
+    store = object_store_from_settings(Settings.from_env())
+    files = result_files(folder)
+    if not files:
+        err.print(f"[red]error:[/] no result files in {folder}")
+        raise typer.Exit(2)
+    keys = upload_run(store, files, manifest)
+    console.print(
+        f"uploaded run [bold]{manifest.run_id}[/] ({len(keys)} objects) to {store.description}"
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Result files or folders.")],
+    suite: Suite,
+    scenario: Scenario,
+    env: Env,
+    run_id: RunId = None,
+) -> None:
+    """Ingest local files straight into the warehouse (backfills, benchmarks)."""
+    from metrics_pipeline.ingest import ingest_paths
+    from metrics_pipeline.storage import Warehouse
+    from metrics_pipeline.summary import summarize_requests
+
+    settings = Settings.from_env()
+    manifest = _manifest(suite, scenario, env, run_id)
+    warehouse = Warehouse(settings.warehouse_root)
+    try:
+        report = ingest_paths(paths, manifest, warehouse)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    warehouse.write_partition(
+        "run_summary",
+        manifest.run_id,
+        summarize_requests(warehouse.read("requests", [manifest.run_id])),
+    )
+    warehouse.refresh_catalog()
+    table = Table(title=f"run {manifest.run_id}")
+    for column in ("file", "format", "read", "accepted", "quarantined", "problem"):
+        table.add_column(column)
+    for f in report.files:
+        table.add_row(
+            f["file"],
+            f["format"],
+            str(f["rows_read"]),
+            str(f["rows_accepted"]),
+            str(f["rows_quarantined"]),
+            f["error"] or "",
+        )
+    console.print(table)
+    console.print(f"warehouse: {warehouse.root}")
+
+
+@app.command()
+def demo(
+    runs: Annotated[int, typer.Option(help="How many nightly runs to generate.")] = 6,
+) -> None:
+    """Generate runs (the last with one endpoint 30 % slower), upload them to the configured
+    store, run the sensor and the CI stage in process, and print the verdicts."""
+    import dagster as dg
+
+    from metrics_pipeline.definitions import build_definitions
+    from metrics_pipeline.demo_data import demo_runs
+    from metrics_pipeline.inprocess import sense_and_run
+    from metrics_pipeline.resources import object_store_from_settings
+    from metrics_pipeline.storage import Warehouse
+    from metrics_pipeline.upload import upload_run
+
+    settings = Settings.from_env()
+    store = object_store_from_settings(settings)
+    generated = demo_runs(runs)
+    with tempfile.TemporaryDirectory() as tmp, console.status("uploading runs..."):
+        for run in generated:
+            folder = run.write(Path(tmp))
+            upload_run(store, [folder / "requests.ndjson"], run.manifest)
+    console.print(f"uploaded {len(generated)} runs to {store.description}")
+
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    with console.status("running new_run_sensor and the ci_stage job for each run..."):
+        tick = sense_and_run(build_definitions(settings), instance)
+    failed = [run_id for run_id, result in tick.results.items() if not result.success]
+    for run_id in tick.run_ids:
+        console.print(f"  {run_id}: {'[red]FAILED[/]' if run_id in failed else 'ok'}")
+
+    warehouse = Warehouse(settings.warehouse_root)
+    last = generated[-1].manifest.run_id
+    verdicts = warehouse.read("verdicts", [last])
+    console.print(_verdict_table(verdicts, f"verdicts of {last}"))
+    flagged = sorted(set(verdicts.filter(pl.col("regression"))["endpoint"]))
+    console.print(f"regressions in {last}: {', '.join(flagged) or 'none'}")
+    console.print(f"warehouse: {warehouse.refresh_catalog()}  (duckdb, views per table)")
+    console.print(f"Dagster UI with these runs: DAGSTER_HOME={settings.dagster_home} make dev")
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+__all__ = ["ManifestError", "app"]

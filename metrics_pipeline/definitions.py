@@ -1,0 +1,23 @@
+"""The one composition root: the assets, sensors and schedules packages plus the resources."""
+
+import dagster as dg
+
+import assets
+import schedules
+import sensors
+from metrics_pipeline.resources import WarehouseResource, object_store_from_settings
+from metrics_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    resources = {
+        "object_store": object_store_from_settings(settings, for_dagster=True),
+        "warehouse": WarehouseResource(root=str(settings.warehouse_root)),
+    }
+    return dg.Definitions.merge(
+        assets.defs, sensors.defs, schedules.defs, dg.Definitions(resources=resources)
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,128 @@
+"""Load-test result formats -> canonical frames (design section 4), with per-file accounting.
+
+Formats are recognised from content, not file names. Every adapter is pure and streaming:
+``iter_file`` yields bounded batches, ``read_results`` collects them for small inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from metrics_pipeline.formats import requests_ndjson
+from metrics_pipeline.formats.base import (
+    Batch,
+    FileAccounting,
+    Quarantine,
+    UnreadableFileError,
+    open_maybe_gzip,
+)
+from metrics_pipeline.models import CANONICAL_TABLES, empty
+
+__all__ = [
+    "RESULT_SUFFIXES",
+    "FileAccounting",
+    "ParsedResults",
+    "UnreadableFileError",
+    "is_result_file",
+    "iter_file",
+    "read_results",
+]
+
+ADAPTERS = (requests_ndjson,)
+RESULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".jtl")
+MANIFEST_NAME = "run.json"
+
+
+def is_result_file(name: str) -> bool:
+    """Whether an object or file name is a result file of a run (the manifest is not)."""
+    base = name.rsplit("/", 1)[-1]
+    if base == MANIFEST_NAME:
+        return False
+    base = base.removesuffix(".gz")
+    return base.endswith(RESULT_SUFFIXES)
+
+
+def _detect(stream: BinaryIO, file: str):
+    """Pick the adapter whose sniffer accepts the first non-blank line."""
+    head = stream.peek(64 * 1024)  # type: ignore[attr-defined]
+    first = next(
+        (line for line in head.splitlines() if line.strip()),
+        b"",
+    )
+    if not first:
+        return None
+    return next((adapter for adapter in ADAPTERS if adapter.looks_like(first)), None)
+
+
+def iter_file(stream: BinaryIO, file: str, accounting: FileAccounting) -> Iterator[Batch]:
+    """Yield canonical batches of one file; problems end up in ``accounting``, never raised.
+
+    An empty file, an unknown format or a corrupt stream sets ``accounting.error`` (and, for
+    lines that were read, keeps them accounted for); the caller decides whether that is fatal.
+    """
+    try:
+        text_stream = open_maybe_gzip(stream)
+        adapter = _detect(text_stream, file)
+    except (OSError, EOFError) as exc:
+        accounting.error = f"unreadable: {exc}"
+        return
+    if adapter is None:
+        head = text_stream.peek(4096)[:4096]  # type: ignore[attr-defined]
+        if not head.strip():
+            accounting.error = "empty file"
+            return
+        # The whole file is one quarantined unit (line 0): reported and kept, never fatal.
+        accounting.error = "unknown format"
+        quarantine = Quarantine(accounting)
+        accounting.rows_read += 1
+        quarantine.add(0, "unknown format", head)
+        yield from quarantine.flush()
+        return
+    try:
+        yield from adapter.parse(text_stream, accounting)
+    except UnreadableFileError as exc:
+        accounting.error = exc.reason
+
+
+@dataclass
+class ParsedResults:
+    """Canonical frames of one file or folder, and one accounting dict per file."""
+
+    requests: pl.DataFrame = field(default_factory=lambda: empty("requests"))
+    resources: pl.DataFrame = field(default_factory=lambda: empty("resources"))
+    events: pl.DataFrame = field(default_factory=lambda: empty("events"))
+    interval_stats: pl.DataFrame = field(default_factory=lambda: empty("interval_stats"))
+    kpi_points: pl.DataFrame = field(default_factory=lambda: empty("kpi_points"))
+    quarantine: pl.DataFrame = field(default_factory=lambda: empty("quarantine"))
+    accounting: list[dict] = field(default_factory=list)
+
+
+def result_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and is_result_file(p.name))
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return [path]
+
+
+def read_results(path: str | Path) -> ParsedResults:
+    """Read a result file or every result file below a folder into canonical frames."""
+    path = Path(path)
+    parts: dict[str, list[pl.DataFrame]] = {table: [] for table in CANONICAL_TABLES}
+    accounting = []
+    for file in result_files(path):
+        name = file.relative_to(path).as_posix() if path.is_dir() else file.name
+        acc = FileAccounting(file=name)
+        with file.open("rb") as stream:
+            for table, frame in iter_file(stream, name, acc):
+                parts[table].append(frame)
+        accounting.append(acc.as_dict())
+    frames = {
+        table: pl.concat(frames) if frames else empty(table) for table, frames in parts.items()
+    }
+    return ParsedResults(**frames, accounting=accounting)

@@ -1,0 +1,105 @@
+"""What every format adapter shares: per-file accounting, quarantine rows, line reading."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import polars as pl
+
+from metrics_pipeline.models import RAW_EXCERPT_BYTES, conform
+
+BATCH_ROWS = 50_000
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class UnreadableFileError(Exception):
+    """A file that cannot be read at all; the message names the file and the reason."""
+
+    def __init__(self, file: str, reason: str):
+        super().__init__(f"{file}: {reason}")
+        self.file = file
+        self.reason = reason
+
+
+@dataclass
+class FileAccounting:
+    """Rows read = rows accepted + rows quarantined, per file (the design's invariant)."""
+
+    file: str
+    format: str = "unknown"
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_quarantined": self.rows_quarantined,
+            "reasons": dict(self.reasons),
+            "error": self.error,
+        }
+
+
+# A batch is (canonical table name, frame in that table's schema without run_id).
+Batch = tuple[str, pl.DataFrame]
+
+
+class Quarantine:
+    """Collects rejected rows of one file with their reason and the first 4 KiB of the raw line."""
+
+    def __init__(self, accounting: FileAccounting):
+        self.accounting = accounting
+        self.rows: list[dict] = []
+
+    def add(self, line_no: int, reason: str, raw: bytes) -> None:
+        self.accounting.rows_quarantined += 1
+        self.accounting.reasons[reason] += 1
+        excerpt = raw[:RAW_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        self.rows.append(
+            {
+                "source_file": self.accounting.file,
+                "line_no": line_no,
+                "reason": reason,
+                "raw": excerpt,
+            }
+        )
+
+    def flush(self) -> Iterator[Batch]:
+        if self.rows:
+            yield "quarantine", conform("quarantine", pl.DataFrame(self.rows))
+            self.rows = []
+
+
+def open_maybe_gzip(stream: BinaryIO) -> BinaryIO:
+    """Transparently decompress gzip, recognised by its magic bytes rather than the name."""
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+    return buffered
+
+
+def numbered_lines(stream: BinaryIO, file: str) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, line without newline) for non-blank lines.
+
+    A corrupt or truncated gzip stream raises UnreadableFileError after the lines that could be
+    read, so the caller can keep what was good and report the rest.
+    """
+    line_no = 0
+    try:
+        for line_no, line in enumerate(stream, start=1):
+            stripped = line.rstrip(b"\r\n")
+            if stripped.strip():
+                yield line_no, stripped
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UnreadableFileError(file, f"unreadable after line {line_no}: {exc}") from exc

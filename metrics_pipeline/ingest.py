@@ -1,0 +1,114 @@
+"""From raw result files to warehouse partitions: the one code path behind the ingest asset and
+the ``ingest`` command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from metrics_pipeline.formats import FileAccounting, is_result_file, iter_file, result_files
+from metrics_pipeline.models import ManifestError, RunManifest
+from metrics_pipeline.resources import ObjectStore
+from metrics_pipeline.storage import Warehouse
+
+# The tables one run partition owns; re-ingesting a run replaces all of them together.
+INGESTED_TABLES = ("requests", "resources", "events", "interval_stats", "quarantine", "runs")
+
+Opener = Callable[[], AbstractContextManager[BinaryIO]]
+
+
+class RunNotFoundError(LookupError):
+    """No complete upload (with run.json) exists for a run id."""
+
+
+@dataclass
+class IngestReport:
+    manifest: RunManifest
+    files: list[dict] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f["rows_read"] for f in self.files)
+
+    @property
+    def rows_accepted(self) -> int:
+        return sum(f["rows_accepted"] for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f["rows_quarantined"] for f in self.files)
+
+    @property
+    def file_errors(self) -> list[str]:
+        return [f"{f['file']}: {f['error']}" for f in self.files if f["error"]]
+
+
+def ingest_files(
+    files: Iterable[tuple[str, Opener]],
+    manifest: RunManifest,
+    warehouse: Warehouse,
+    *,
+    now: datetime | None = None,
+) -> IngestReport:
+    """Parse every file and replace the run's partitions with the result (idempotent)."""
+    report = IngestReport(manifest)
+    run_id = manifest.run_id
+    with warehouse.replace_partitions(run_id, INGESTED_TABLES) as writer:
+        for name, opener in files:
+            accounting = FileAccounting(file=name)
+            with opener() as stream:
+                for table, frame in iter_file(stream, name, accounting):
+                    writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
+            report.files.append(accounting.as_dict())
+        catalog_row = manifest.to_row() | {
+            "ingested_at": now or datetime.now(UTC),
+            "valid": True,
+            "invalid_reason": None,
+        }
+        writer.write("runs", pl.DataFrame([catalog_row]))
+    report.rows = dict(writer.rows)
+    return report
+
+
+def load_manifest(store: ObjectStore, run_id: str) -> tuple[str, RunManifest]:
+    """Find and validate a run's manifest; its run id and suite must match the folder's."""
+    suite = store.find_run(run_id)
+    if suite is None:
+        raise RunNotFoundError(f"no complete upload of run {run_id!r} (no raw/*/{run_id}/run.json)")
+    key = f"{store.run_prefix(suite, run_id)}run.json"
+    manifest = RunManifest.parse(store.get_bytes(key), source=key)
+    if manifest.run_id != run_id or manifest.suite != suite:
+        raise ManifestError(
+            f"invalid manifest {key}: run_id/suite ({manifest.run_id!r}/{manifest.suite!r}) "
+            f"must match the folder raw/{suite}/{run_id}/"
+        )
+    return key, manifest
+
+
+def ingest_from_store(
+    store: ObjectStore, warehouse: Warehouse, run_id: str, *, now: datetime | None = None
+) -> IngestReport:
+    """Ingest the upload ``raw/<suite>/<run_id>/`` of ``store``."""
+    _, manifest = load_manifest(store, run_id)
+    prefix = store.run_prefix(manifest.suite, run_id)
+    keys = [info.key for info in store.list(prefix) if is_result_file(info.key)]
+    files = [(key.removeprefix(prefix), lambda key=key: store.open(key)) for key in keys]
+    return ingest_files(files, manifest, warehouse, now=now)
+
+
+def ingest_paths(
+    paths: Iterable[Path], manifest: RunManifest, warehouse: Warehouse
+) -> IngestReport:
+    """Ingest local files or folders (backfills, benchmarks) with the same code as the asset."""
+    files = []
+    for path in paths:
+        for file in result_files(Path(path)):
+            files.append((file.name, lambda file=file: file.open("rb")))
+    return ingest_files(files, manifest, warehouse)

@@ -1,0 +1,66 @@
+"""Every environment decision in one place. Nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BUCKET = "loadtests"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live.
+
+    ``METRICS_HOME``            root of everything local (default ``./.metrics_home``)
+    ``METRICS_STORE``           ``local`` (a folder under METRICS_HOME, the default) or ``s3``
+    ``METRICS_BUCKET``          bucket name (default ``loadtests``), also the local folder's name
+    ``METRICS_S3_ENDPOINT_URL`` S3-compatible endpoint, e.g. MinIO's ``http://minio:9000``
+    ``METRICS_S3_REGION``       region for the S3 client (default ``us-east-1``)
+    ``METRICS_POSTGRES_URL``    Postgres warehouse (optional)
+    S3 credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (boto3's chain).
+    """
+
+    home: Path
+    store: str = "local"
+    bucket: str = DEFAULT_BUCKET
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    postgres_url: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        store = env.get("METRICS_STORE", "local").lower()
+        if store not in {"local", "s3"}:
+            raise ValueError(f"METRICS_STORE must be 'local' or 's3', not {store!r}")
+        return cls(
+            home=Path(env.get("METRICS_HOME", ".metrics_home")).absolute(),
+            store=store,
+            bucket=env.get("METRICS_BUCKET", DEFAULT_BUCKET),
+            s3_endpoint_url=env.get("METRICS_S3_ENDPOINT_URL") or None,
+            s3_region=env.get("METRICS_S3_REGION", "us-east-1"),
+            postgres_url=env.get("METRICS_POSTGRES_URL") or None,
+        )
+
+    @property
+    def local_store_root(self) -> Path:
+        return self.home / "objects" / self.bucket
+
+    @property
+    def warehouse_root(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance of the embedded default (SQLite storage)."""
+        return self.home / "dagster"
+
+    @property
+    def reports_root(self) -> Path:
+        return self.home / "reports"
+
+    @staticmethod
+    def has_aws_credentials() -> bool:
+        return bool(os.environ.get("AWS_ACCESS_KEY_ID"))

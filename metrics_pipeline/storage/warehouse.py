@@ -1,0 +1,175 @@
+"""Hive-partitioned Parquet tables (``<table>/run_id=<id>/part-*.parquet``) and DuckDB views.
+
+Every run partition is written to a staging folder and swapped into place when the writer
+commits, so re-running a partition replaces it (no duplicates) and readers never see half of
+one. The run id lives in the folder name only, as hive partitioning expects.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+
+from metrics_pipeline.models import SCHEMAS, check_name, conform, empty
+
+PARTITION_KEY = "run_id"
+CATALOG_FILE = "warehouse.duckdb"
+
+
+class PartitionWriter:
+    """Streams batches of several tables of one run partition into staging Parquet files."""
+
+    def __init__(self, staging: Path, run_id: str):
+        self.staging = staging
+        self.run_id = run_id
+        self.rows: dict[str, int] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, table: str, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        data = conform(table, frame).drop(PARTITION_KEY).to_arrow()
+        writer = self._writers.get(table)
+        if writer is None:
+            folder = self.staging / table
+            folder.mkdir(parents=True)
+            writer = pq.ParquetWriter(folder / "part-0.parquet", data.schema, compression="zstd")
+            self._writers[table] = writer
+        writer.write_table(data)
+        self.rows[table] = self.rows.get(table, 0) + frame.height
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+class Warehouse:
+    """The embedded warehouse under ``root``: Parquet files plus a DuckDB catalog of views."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def partition_dir(self, table: str, run_id: str) -> Path:
+        return self.root / table / f"{PARTITION_KEY}={check_name(run_id)}"
+
+    @contextmanager
+    def replace_partitions(self, run_id: str, tables: Iterable[str]) -> Iterator[PartitionWriter]:
+        """Replace the ``run_id`` partition of every table in ``tables`` with what is written.
+
+        A table that receives no rows ends up with an empty partition (its old rows removed).
+        On an exception nothing is replaced.
+        """
+        tables = list(tables)
+        staging = self.root / ".staging" / f"{run_id}-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        writer = PartitionWriter(staging, run_id)
+        try:
+            yield writer
+            writer.close()
+            for table in tables:
+                self._swap(staging / table, self.partition_dir(table, run_id))
+        finally:
+            writer.close()
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def write_partition(self, table: str, run_id: str, frame: pl.DataFrame) -> int:
+        with self.replace_partitions(run_id, [table]) as writer:
+            writer.write(table, frame)
+        return frame.height
+
+    def _swap(self, new: Path, target: Path) -> None:
+        # rename() is atomic per folder; the old partition is moved aside first so a reader sees
+        # either the old or the new files, and a crash leaves at worst a trash folder behind.
+        trash = self.root / ".trash" / uuid.uuid4().hex
+        if target.exists():
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            target.rename(trash)
+        if new.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            new.rename(target)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def delete_partition(self, table: str, run_id: str) -> None:
+        self._swap(self.root / ".nothing", self.partition_dir(table, run_id))
+
+    def files(self, table: str, run_ids: Iterable[str] | None = None) -> list[Path]:
+        if run_ids is None:
+            return sorted((self.root / table).glob(f"{PARTITION_KEY}=*/*.parquet"))
+        return sorted(
+            file
+            for run_id in dict.fromkeys(run_ids)
+            for file in self.partition_dir(table, run_id).glob("*.parquet")
+        )
+
+    def scan(self, table: str, run_ids: Iterable[str] | None = None) -> pl.LazyFrame:
+        """Lazy frame of ``table`` (optionally only some runs), in the table's schema."""
+        files = self.files(table, run_ids)
+        if not files:
+            return empty(table).lazy()
+        schema = SCHEMAS[table]
+        return pl.scan_parquet(
+            files,
+            hive_partitioning=True,
+            hive_schema={PARTITION_KEY: pl.String},
+            schema={k: v for k, v in schema.items() if k != PARTITION_KEY},
+            missing_columns="insert",
+        ).select(list(schema.names()))
+
+    def read(self, table: str, run_ids: Iterable[str] | None = None) -> pl.DataFrame:
+        return self.scan(table, run_ids).collect()
+
+    def run_ids(self, table: str) -> list[str]:
+        folder = self.root / table
+        if not folder.exists():
+            return []
+        prefix = f"{PARTITION_KEY}="
+        return sorted(p.name.removeprefix(prefix) for p in folder.glob(f"{prefix}*"))
+
+    def _view_sql(self) -> list[str]:
+        statements = []
+        for table in SCHEMAS:
+            if not self.files(table):
+                continue
+            pattern = (self.root / table / f"{PARTITION_KEY}=*" / "*.parquet").as_posix()
+            statements.append(
+                f"create or replace view {table} as select * from read_parquet("
+                f"'{pattern}', hive_partitioning = true, union_by_name = true, "
+                f"hive_types = {{'{PARTITION_KEY}': varchar}})"
+            )
+        return statements
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per table that has data."""
+        con = duckdb.connect()
+        for statement in self._view_sql():
+            con.execute(statement)
+        return con
+
+    def refresh_catalog(self, attempts: int = 20) -> Path:
+        """(Re)create the views in ``warehouse.duckdb`` for people and tools to open.
+
+        Several processes may finish partitions at once and DuckDB allows one writer per file,
+        so a lock conflict is retried with a short back-off.
+        """
+        path = self.root / CATALOG_FILE
+        self.root.mkdir(parents=True, exist_ok=True)
+        for attempt in range(attempts):
+            try:
+                with duckdb.connect(str(path)) as con:
+                    for statement in self._view_sql():
+                        con.execute(statement)
+                return path
+            except duckdb.IOException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        return path

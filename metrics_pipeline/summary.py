@@ -1,0 +1,73 @@
+"""Per-run summaries of the canonical ``requests`` table."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from metrics_pipeline.models import conform
+
+QUANTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def summarize_requests(requests: pl.DataFrame) -> pl.DataFrame:
+    """One row per run x endpoint: volume, errors, throughput and latency statistics.
+
+    Latency statistics describe successful requests only: failures are often instant (refused
+    connections) or time-outs, and mixing them in would hide the service's real latency.
+    Quantiles interpolate linearly between order statistics (numpy's default, DuckDB's
+    ``quantile_cont``). Throughput is requests per second over the run's observed span
+    (first to last request of any endpoint, at least one second).
+    """
+    if requests.height == 0:
+        return conform("run_summary", pl.DataFrame())
+    span = requests.group_by("run_id").agg(
+        span_s=((pl.col("ts").max() - pl.col("ts").min()).dt.total_microseconds() / 1e6).clip(
+            lower_bound=1.0
+        )
+    )
+    ok_latency = pl.col("latency_ms").filter(pl.col("ok"))
+    summary = (
+        requests.group_by("run_id", "endpoint")
+        .agg(
+            requests=pl.len(),
+            errors=(~pl.col("ok")).sum(),
+            latency_mean=ok_latency.mean(),
+            latency_max=ok_latency.max(),
+            **{
+                name: ok_latency.quantile(q, interpolation="linear")
+                for name, q in QUANTILES.items()
+            },
+        )
+        .join(span, on="run_id")
+        .with_columns(
+            error_rate=pl.col("errors") / pl.col("requests"),
+            throughput_rps=pl.col("requests") / pl.col("span_s"),
+        )
+        .sort("run_id", "endpoint")
+    )
+    return conform("run_summary", summary)
+
+
+def summary_markdown(summary: pl.DataFrame) -> str:
+    """A compact markdown table of a run summary for the Dagster UI."""
+    header = "| endpoint | requests | error rate | rps | p50 ms | p95 ms | p99 ms | max ms |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in summary.iter_rows(named=True):
+        lines.append(
+            f"| {escape_md(row['endpoint'])} | {row['requests']} | {row['error_rate']:.2%} "
+            f"| {row['throughput_rps']:.1f} | {_num(row['latency_p50'])} "
+            f"| {_num(row['latency_p95'])} | {_num(row['latency_p99'])} "
+            f"| {_num(row['latency_max'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def escape_md(text: str) -> str:
+    """Make user-supplied text (endpoint names, tags) inert in a markdown table."""
+    for char in "\\`*_{}[]<>()#+-.!|":
+        text = text.replace(char, "\\" + char)
+    return text.replace("\n", " ")

@@ -1,0 +1,86 @@
+"""Run a suite of ``validation.suites`` on a polars frame with Great Expectations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import polars as pl
+
+from metrics_pipeline.validation.suites import SUITES
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected_count: int
+    unexpected_sample: list
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    table: str
+    rows: int
+    outcomes: list[ExpectationOutcome]
+
+    @property
+    def success(self) -> bool:
+        return all(o.success for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def as_markdown(self) -> str:
+        lines = ["| expectation | column | ok | unexpected |", "|---|---|---|---|"]
+        lines += [
+            f"| {o.expectation} | {o.column or ''} | {'yes' if o.success else 'NO'} "
+            f"| {o.unexpected_count} |"
+            for o in self.outcomes
+        ]
+        return "\n".join(lines)
+
+
+@cache
+def _context():
+    # Great Expectations costs seconds to import: only processes that validate pay for it.
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def validate(table: str, frame: pl.DataFrame) -> ValidationResult:
+    """Validate ``frame`` against the suite of ``table``; never raises on failing data."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    context = _context()
+    source = context.data_sources.add_or_update_pandas(f"frames_{table}")
+    asset = source.add_dataframe_asset(f"{table}_{id(frame)}")
+    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
+        batch_parameters={"dataframe": frame.to_pandas()}
+    )
+    expectations = [getattr(gxe, name)(**kwargs) for name, kwargs in SUITES[table]()]
+    result = batch.validate(gx.ExpectationSuite(name=table, expectations=expectations))
+    source.delete_asset(asset.name)
+    outcomes = []
+    for item in result.results:
+        config = item.expectation_config
+        details = item.result or {}
+        outcomes.append(
+            ExpectationOutcome(
+                expectation=config.type,
+                column=config.kwargs.get("column")
+                or ",".join(config.kwargs.get("column_list", []))
+                or None,
+                success=bool(item.success),
+                unexpected_count=int(details.get("unexpected_count") or 0),
+                unexpected_sample=list(details.get("partial_unexpected_list") or [])[:10],
+            )
+        )
+    return ValidationResult(table=table, rows=frame.height, outcomes=outcomes)
