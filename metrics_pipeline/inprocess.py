@@ -29,14 +29,15 @@ def sense_and_run(
 ) -> Tick:
     """Evaluate ``new_run_sensor`` once, register its partitions, run each requested run."""
     sensor = defs.resolve_sensor_def(SENSOR)
-    context = dg.build_sensor_context(
+    # As a context manager: the sensor's own instance handle is disposed when the tick ends.
+    with dg.build_sensor_context(
         instance_ref=instance.get_ref(),
         cursor=cursor,
         definitions=defs,
         sensor_name=SENSOR,
         resources=defs.resources,
-    )
-    result = sensor.evaluate_tick(context)
+    ) as context:
+        result = sensor.evaluate_tick(context)
     # The daemon applies partition requests; evaluate_tick only returns them.
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(runs_partitions.name, list(request.partition_keys))

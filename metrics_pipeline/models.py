@@ -66,7 +66,10 @@ class RunManifest(BaseModel):
     git_sha: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     load_profile: LoadProfile = Field(default_factory=LoadProfile)
-    baseline: str | None = None  # a run id, or "auto" (the default when absent)
+    # A run id, or "auto" (the default when absent).
+    baseline: (
+        Annotated[str, AfterValidator(lambda v: v if v == "auto" else check_name(v))] | None
+    ) = None
 
     @classmethod
     def parse(cls, raw: bytes | str | dict[str, Any], source: str = "run.json") -> RunManifest:
@@ -227,9 +230,10 @@ def empty(table: str) -> pl.DataFrame:
 def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Cast ``frame`` to the table's schema, adding absent columns as nulls, in schema order."""
     schema = SCHEMAS[table]
-    return frame.select(
-        [
-            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
-            for name, dtype in schema.items()
-        ]
+    # with_columns broadcasts the null literals to the frame's height (select would not).
+    missing = [
+        pl.lit(None, dtype).alias(n) for n, dtype in schema.items() if n not in frame.columns
+    ]
+    return frame.with_columns(missing).select(
+        [pl.col(name).cast(dtype) for name, dtype in schema.items()]
     )

@@ -70,4 +70,4 @@ def escape_md(text: str) -> str:
     """Make user-supplied text (endpoint names, tags) inert in a markdown table."""
     for char in "\\`*_{}[]<>()#+-.!|":
         text = text.replace(char, "\\" + char)
-    return text.replace("\n", " ")
+    return text.replace("\r", " ").replace("\n", " ")

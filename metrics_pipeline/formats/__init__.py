@@ -6,6 +6,8 @@ Formats are recognised from content, not file names. Every adapter is pure and s
 
 from __future__ import annotations
 
+import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,9 @@ from metrics_pipeline.formats.base import (
     Quarantine,
     UnreadableFileError,
     open_maybe_gzip,
+    sniff_lines,
 )
-from metrics_pipeline.models import CANONICAL_TABLES, empty
+from metrics_pipeline.models import CANONICAL_TABLES, RAW_EXCERPT_BYTES, empty
 
 __all__ = [
     "RESULT_SUFFIXES",
@@ -47,16 +50,13 @@ def is_result_file(name: str) -> bool:
     return base.endswith(RESULT_SUFFIXES)
 
 
-def _detect(stream: BinaryIO, file: str):
-    """Pick the adapter whose sniffer accepts the first non-blank line."""
-    head = stream.peek(64 * 1024)  # type: ignore[attr-defined]
-    first = next(
-        (line for line in head.splitlines() if line.strip()),
-        b"",
+def _detect(stream: io.BufferedReader):
+    """The adapter that recognises one of the first lines (one damaged line is not fatal)."""
+    lines = sniff_lines(stream)
+    return next(
+        (adapter for adapter in ADAPTERS if any(adapter.looks_like(line) for line in lines)),
+        None,
     )
-    if not first:
-        return None
-    return next((adapter for adapter in ADAPTERS if adapter.looks_like(first)), None)
 
 
 def iter_file(stream: BinaryIO, file: str, accounting: FileAccounting) -> Iterator[Batch]:
@@ -67,12 +67,12 @@ def iter_file(stream: BinaryIO, file: str, accounting: FileAccounting) -> Iterat
     """
     try:
         text_stream = open_maybe_gzip(stream)
-        adapter = _detect(text_stream, file)
-    except (OSError, EOFError) as exc:
+        adapter = _detect(text_stream)
+    except (OSError, EOFError, zlib.error) as exc:
         accounting.error = f"unreadable: {exc}"
         return
     if adapter is None:
-        head = text_stream.peek(4096)[:4096]  # type: ignore[attr-defined]
+        head = text_stream.peek(RAW_EXCERPT_BYTES)[:RAW_EXCERPT_BYTES]
         if not head.strip():
             accounting.error = "empty file"
             return

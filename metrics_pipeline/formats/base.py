@@ -15,6 +15,7 @@ import polars as pl
 from metrics_pipeline.models import RAW_EXCERPT_BYTES, conform
 
 BATCH_ROWS = 50_000
+SNIFF_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -65,7 +66,13 @@ class Quarantine:
     def add(self, line_no: int, reason: str, raw: bytes) -> None:
         self.accounting.rows_quarantined += 1
         self.accounting.reasons[reason] += 1
-        excerpt = raw[:RAW_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        # Replacement characters take 3 bytes: cut again after decoding to keep the 4 KiB bound.
+        excerpt = (
+            raw[:RAW_EXCERPT_BYTES]
+            .decode("utf-8", errors="replace")
+            .encode()[:RAW_EXCERPT_BYTES]
+            .decode("utf-8", errors="ignore")
+        )
         self.rows.append(
             {
                 "source_file": self.accounting.file,
@@ -81,12 +88,24 @@ class Quarantine:
             self.rows = []
 
 
-def open_maybe_gzip(stream: BinaryIO) -> BinaryIO:
-    """Transparently decompress gzip, recognised by its magic bytes rather than the name."""
-    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)
+def open_maybe_gzip(stream: BinaryIO) -> io.BufferedReader:
+    """A peekable stream, gzip decompressed when the magic bytes (not the name) say so.
+
+    The buffer is large enough for ``sniff_lines`` to see whole records of a few hundred KiB.
+    """
+    buffered = io.BufferedReader(stream, buffer_size=SNIFF_BYTES)  # type: ignore[arg-type]
     if buffered.peek(2)[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+        return io.BufferedReader(gzip.GzipFile(fileobj=buffered), buffer_size=SNIFF_BYTES)
     return buffered
+
+
+def sniff_lines(stream: io.BufferedReader, count: int = 20) -> list[bytes]:
+    """The first ``count`` complete non-blank lines, without consuming the stream."""
+    head = stream.peek(SNIFF_BYTES)
+    lines = head.split(b"\n")
+    if len(lines) > 1 and len(head) >= SNIFF_BYTES:
+        lines = lines[:-1]  # the last one may be cut by the buffer
+    return [line.strip() for line in lines if line.strip()][:count]
 
 
 def numbered_lines(stream: BinaryIO, file: str) -> Iterator[tuple[int, bytes]]:

@@ -69,7 +69,10 @@ def parse_timestamp(value: Any) -> datetime:
             raise RowError("invalid timestamp: not finite")
         # Epoch milliseconds are common (JMeter, browsers); seconds before year 5138 are < 1e11.
         seconds = value / 1000.0 if abs(value) >= 1e11 else float(value)
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise RowError("invalid timestamp: out of range") from None
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
         # Python parses at most microseconds: trim the fraction of nanosecond timestamps.
@@ -103,6 +106,8 @@ def _optional_int(value: Any, field: str) -> int | None:
     number = _number(value, field)
     if number != int(number):
         raise RowError(f"wrong type: {field}")
+    if not -(2**63) <= number < 2**63:
+        raise RowError(f"out of range: {field}")
     return int(number)
 
 
@@ -158,7 +163,7 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
         for line_no, raw in numbered_lines(stream, accounting.file):
             accounting.rows_read += 1
             try:
-                row = to_row(json.loads(raw.decode("utf-8")))
+                row = to_row(json.loads(raw.decode("utf-8-sig")))
             except UnicodeDecodeError:
                 quarantine.add(line_no, "not UTF-8", raw)
                 continue

@@ -68,6 +68,7 @@ class Warehouse:
         A table that receives no rows ends up with an empty partition (its old rows removed).
         On an exception nothing is replaced.
         """
+        check_name(run_id)  # before anything is written: the id names folders
         tables = list(tables)
         staging = self.root / ".staging" / f"{run_id}-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
@@ -138,6 +139,8 @@ class Warehouse:
         statements = []
         for table in SCHEMAS:
             if not self.files(table):
+                # A view over no files fails when queried: a table without data has no view.
+                statements.append(f"drop view if exists {table}")
                 continue
             pattern = (self.root / table / f"{PARTITION_KEY}=*" / "*.parquet").as_posix()
             statements.append(

@@ -1,0 +1,31 @@
+# The two fresh-machine commands are `make demo` and `make test` (see README.md).
+METRICS_HOME ?= $(CURDIR)/.metrics_home
+export METRICS_HOME
+export DAGSTER_HOME ?= $(METRICS_HOME)/dagster
+
+# uv from PATH, else as a module of the machine's Python (installed by `install` if missing).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+
+.PHONY: install demo test test-fast dev lint
+
+install:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+demo: install
+	$(UV) run metrics-pipeline demo
+
+test: install
+	$(UV) run pytest
+
+test-fast: install
+	$(UV) run pytest -m "not slow"
+
+# Dagster UI and daemon (sensors) on 127.0.0.1:3000, on the embedded default under METRICS_HOME.
+dev: install
+	mkdir -p "$(DAGSTER_HOME)"
+	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .

@@ -1,0 +1,127 @@
+"""The CI stage as Dagster runs it: sensor -> partitions -> ingest, check, summary, verdicts."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+import pytest
+from conftest import upload_demo_runs
+
+from assets.analysis import VERDICTS
+from assets.ingest import EXPECTATIONS, REQUESTS
+from metrics_pipeline.definitions import build_definitions
+from metrics_pipeline.inprocess import sense_and_run
+from metrics_pipeline.partitions import runs_partitions
+
+pytestmark = pytest.mark.slow
+
+
+def materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_uploaded_runs_become_verdicts_flagging_only_the_slowed_endpoint(
+    settings, store, warehouse, tmp_path
+):
+    runs = upload_demo_runs(store, tmp_path / "runs", count=4)
+    with dg.instance_for_test() as instance:
+        tick = sense_and_run(build_definitions(settings), instance)
+        assert tick.run_ids == [r.manifest.run_id for r in runs]  # oldest first
+        assert all(result.success for result in tick.results.values())
+        assert set(instance.get_dynamic_partitions(runs_partitions.name)) == set(tick.run_ids)
+
+        last = runs[-1].manifest.run_id
+        verdicts = warehouse.read("verdicts", [last])
+        flagged = verdicts.filter(pl.col("regression"))
+        assert set(flagged["endpoint"]) == {"/api/orders"}
+        assert set(flagged["metric"]) >= {"latency_p50", "latency_p95"}
+        # The slowdown was 30 %: the estimate and its interval must say so.
+        p50 = flagged.filter(pl.col("metric") == "latency_p50").row(0, named=True)
+        assert 0.2 < p50["change"] < 0.4 and p50["ci_low"] < 0.3 < p50["ci_high"]
+        assert verdicts["baseline_runs"][0] == ",".join(r.manifest.run_id for r in runs[:-1])
+
+        metadata = materialization(tick.results[last], VERDICTS)
+        assert metadata["regressions"] == flagged.height
+        assert "REGRESSION" in metadata["verdicts"] and "/api/orders" in metadata["verdicts"]
+
+        # The first run has nothing to compare with: no verdict, no crash.
+        first = warehouse.read("verdicts", [runs[0].manifest.run_id])
+        assert not first["regression"].any() and set(first["note"]) == {"no baseline data"}
+
+        # A second tick with the cursor sees nothing new.
+        again = sense_and_run(build_definitions(settings), instance, cursor=tick.cursor)
+        assert again.run_ids == [] and again.skipped
+
+
+def test_rematerializing_a_partition_never_duplicates_rows(settings, store, warehouse, tmp_path):
+    (run,) = upload_demo_runs(store, tmp_path / "runs", count=1)
+    run_id = run.manifest.run_id
+    with dg.instance_for_test() as instance:
+        job = build_definitions(settings).resolve_job_def("ci_stage")
+        instance.add_dynamic_partitions(runs_partitions.name, [run_id])
+        counts = []
+        for _ in range(2):
+            assert job.execute_in_process(instance=instance, partition_key=run_id).success
+            counts.append(
+                {t: warehouse.read(t, [run_id]).height for t in ("requests", "run_summary", "runs")}
+            )
+    assert counts[0] == counts[1]
+    assert counts[0]["requests"] == len(run.records)
+    assert counts[0]["runs"] == 1 and counts[0]["run_summary"] == 5
+
+
+def test_malformed_lines_are_quarantined_and_accounted_for(settings, store, warehouse, tmp_path):
+    (run,) = upload_demo_runs(store, tmp_path / "runs", count=1)
+    run_id = run.manifest.run_id
+    prefix = store.run_prefix(run.manifest.suite, run_id)
+    good = store.get_bytes(prefix + "requests.ndjson")
+    bad = b'{"ts": "2026-11-01T02:00:01Z", "endpoint": "/x", "latency_ms": -5}\nnot json\n'
+    store.put_bytes(prefix + "more.jsonl", bad + b'{"endpoint": "/y", "latency_ms": 3')
+    with dg.instance_for_test() as instance:
+        job = build_definitions(settings).resolve_job_def("ci_stage")
+        instance.add_dynamic_partitions(runs_partitions.name, [run_id])
+        result = job.execute_in_process(instance=instance, partition_key=run_id)
+    assert result.success
+    meta = materialization(result, REQUESTS)
+    assert meta["rows_read"] == good.count(b"\n") + 3
+    assert meta["rows_read"] == meta["rows_accepted"] + meta["rows_quarantined"]
+    assert meta["rows_quarantined"] == 3
+    quarantine = warehouse.read("quarantine", [run_id]).sort("line_no")
+    assert quarantine["reason"].to_list() == [
+        "negative: latency_ms",
+        "invalid JSON",
+        "invalid JSON",
+    ]
+    assert quarantine["line_no"].to_list() == [1, 2, 3]
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == EXPECTATIONS and check.passed
+
+
+def test_invalid_manifest_is_reported_and_does_not_stop_other_runs(
+    settings, store, warehouse, tmp_path
+):
+    runs = upload_demo_runs(store, tmp_path / "runs", count=2)
+    store.put_bytes("raw/checkout/broken-1/requests.ndjson", b"")
+    store.put_bytes(
+        "raw/checkout/broken-1/run.json",
+        b'{"run_id": "broken-1", "suite": "checkout", "scenario": "s", "environment": "e",'
+        b' "started_at": "yesterday"}',
+    )
+    with dg.instance_for_test() as instance:
+        tick = sense_and_run(build_definitions(settings), instance)
+    assert tick.run_ids == [r.manifest.run_id for r in runs]
+    assert all(r.success for r in tick.results.values())
+    assert "broken-1" not in set(warehouse.run_ids("runs"))
+
+
+def test_explicit_baseline_in_the_manifest_wins(settings, store, warehouse, tmp_path):
+    runs = upload_demo_runs(store, tmp_path / "runs", count=3)
+    first, last = runs[0].manifest.run_id, runs[-1].manifest
+    pinned = last.model_copy(update={"baseline": first})
+    store.put_bytes(
+        store.run_prefix(last.suite, last.run_id) + "run.json", pinned.model_dump_json().encode()
+    )
+    with dg.instance_for_test() as instance:
+        sense_and_run(build_definitions(settings), instance)
+    assert warehouse.read("run_baselines", [last.run_id])["baseline_run_id"].to_list() == [first]

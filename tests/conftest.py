@@ -1,0 +1,105 @@
+"""Shared fixtures: isolated settings, a real S3-compatible server, and service policy.
+
+Tests that need a server skip with a clear message when it cannot be started, unless
+REQUIRE_SERVICES=1 (as in CI), where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.request import urlopen
+
+import pytest
+
+from metrics_pipeline.demo_data import DemoRun, demo_runs
+from metrics_pipeline.resources import LocalObjectStore
+from metrics_pipeline.settings import Settings
+from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.upload import upload_run
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURES = SHARED / "fixtures" / "loadtest"
+
+
+def service_unavailable(message: str):
+    """Skip on a laptop without the service; fail when CI requires every service."""
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service unavailable: {message}", pytrace=False)
+    pytest.skip(f"service unavailable: {message}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def upload_demo_runs(store, folder: Path, count: int = 3, **kwargs) -> list[DemoRun]:
+    """Upload ``count`` short generated runs; the last has /api/orders 30 % slower."""
+    runs = demo_runs(count, duration_s=kwargs.pop("duration_s", 20.0), **kwargs)
+    for run in runs:
+        upload_run(store, [run.write(folder) / "requests.ndjson"], run.manifest)
+    return runs
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalObjectStore:
+    return LocalObjectStore(root=str(settings.local_store_root))
+
+
+@pytest.fixture
+def warehouse(settings: Settings) -> Warehouse:
+    return Warehouse(settings.warehouse_root)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"shared fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> str:
+    """An S3-compatible server (moto's) as a separate process on loopback."""
+    server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    if server is None:
+        service_unavailable("moto_server is not installed (uv sync installs it)")
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urlopen(endpoint, timeout=1).close()
+            break
+        except HTTPError:  # it answered: up
+            break
+        except URLError:
+            if proc.poll() is not None:
+                service_unavailable(f"moto_server exited with {proc.returncode}")
+            time.sleep(0.2)
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.terminate()
+        service_unavailable("moto_server did not answer within 30 s")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()

@@ -1,0 +1,234 @@
+"""Tests of the embedded Parquet + DuckDB warehouse: idempotent, atomic partition writes."""
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import polars as pl
+import pytest
+
+from metrics_pipeline.models import SCHEMAS, conform
+from metrics_pipeline.storage import Warehouse
+
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+def requests_frame(n: int, endpoint: str = "/a", latency: float = 10.0) -> pl.DataFrame:
+    return conform(
+        "requests",
+        pl.DataFrame(
+            {
+                "ts": [T0 + timedelta(seconds=i) for i in range(n)],
+                "endpoint": [endpoint] * n,
+                "status": [200] * n,
+                "ok": [True] * n,
+                "latency_ms": [latency + i for i in range(n)],
+                "line_no": list(range(1, n + 1)),
+            }
+        ),
+    )
+
+
+def quarantine_frame(n: int) -> pl.DataFrame:
+    return conform(
+        "quarantine",
+        pl.DataFrame(
+            {
+                "source_file": ["a.ndjson"] * n,
+                "line_no": list(range(1, n + 1)),
+                "reason": ["invalid JSON"] * n,
+                "raw": ["{"] * n,
+            }
+        ),
+    )
+
+
+def counts(wh: Warehouse, table: str) -> dict[str, int]:
+    return dict(wh.read(table).group_by("run_id").len().sort("run_id").iter_rows())
+
+
+@pytest.fixture
+def wh(tmp_path):
+    return Warehouse(tmp_path / "warehouse")
+
+
+def test_write_reads_back_in_the_table_schema_with_the_run_id(wh):
+    frame = requests_frame(3)
+    assert wh.write_partition("requests", "r1", frame) == 3
+    back = wh.read("requests")
+    assert back.schema == SCHEMAS["requests"]
+    assert back["run_id"].to_list() == ["r1"] * 3
+    assert back.drop("run_id").sort("line_no").equals(frame.drop("run_id"))
+    assert wh.run_ids("requests") == ["r1"]
+
+
+def test_writing_the_same_partition_twice_leaves_one_copy(wh):
+    wh.write_partition("requests", "r1", requests_frame(5))
+    wh.write_partition("requests", "r1", requests_frame(5))
+    assert counts(wh, "requests") == {"r1": 5}
+    assert len(wh.files("requests", ["r1"])) == 1
+    wh.write_partition("requests", "r1", requests_frame(2, latency=99.0))
+    back = wh.read("requests")
+    assert back.height == 2
+    assert back["latency_ms"].sort().to_list() == [99.0, 100.0]
+
+
+def test_rewriting_one_run_leaves_other_runs_alone(wh):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    wh.write_partition("requests", "r2", requests_frame(4))
+    wh.write_partition("requests", "r1", requests_frame(1))
+    assert counts(wh, "requests") == {"r1": 1, "r2": 4}
+
+
+def test_replace_partitions_over_several_tables_replaces_all(wh):
+    with wh.replace_partitions("r1", ["requests", "quarantine"]) as writer:
+        writer.write("requests", requests_frame(4))
+        writer.write("quarantine", quarantine_frame(2))
+    with wh.replace_partitions("r1", ["requests", "quarantine"]) as writer:
+        # Two batches of one table go into the same partition.
+        writer.write("requests", requests_frame(3, endpoint="/b"))
+        writer.write("requests", requests_frame(2, endpoint="/c"))
+        writer.write("quarantine", quarantine_frame(1))
+        assert writer.rows == {"requests": 5, "quarantine": 1}
+    assert counts(wh, "requests") == {"r1": 5}
+    assert sorted(wh.read("requests")["endpoint"].unique()) == ["/b", "/c"]
+    assert counts(wh, "quarantine") == {"r1": 1}
+
+
+def test_exception_inside_the_block_leaves_the_old_partitions_untouched(wh, tmp_path):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    wh.write_partition("quarantine", "r1", quarantine_frame(2))
+    before = wh.read("requests")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        wh.replace_partitions("r1", ["requests", "quarantine"]) as writer,
+    ):
+        writer.write("requests", requests_frame(7, endpoint="/new"))
+        writer.write("quarantine", quarantine_frame(9))
+        raise RuntimeError("boom")
+    assert wh.read("requests").equals(before)
+    assert counts(wh, "quarantine") == {"r1": 2}
+    # No staging leftovers that a glob could pick up later.
+    leftovers = list((wh.root / ".staging").rglob("*.parquet"))
+    assert leftovers == []
+
+
+def test_table_without_rows_in_a_replace_ends_up_empty_for_that_run(wh):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    wh.write_partition("requests", "r2", requests_frame(2))
+    wh.write_partition("quarantine", "r1", quarantine_frame(4))
+    with wh.replace_partitions("r1", ["requests", "quarantine"]) as writer:
+        writer.write("requests", requests_frame(1))
+        writer.write("quarantine", quarantine_frame(0))
+    assert counts(wh, "requests") == {"r1": 1, "r2": 2}
+    assert wh.read("quarantine", ["r1"]).height == 0
+    assert wh.read("quarantine").height == 0
+
+
+def test_tables_not_named_in_the_replace_are_kept(wh):
+    wh.write_partition("quarantine", "r1", quarantine_frame(4))
+    with wh.replace_partitions("r1", ["requests"]) as writer:
+        writer.write("requests", requests_frame(1))
+    assert counts(wh, "quarantine") == {"r1": 4}
+
+
+def test_write_partition_with_an_empty_frame_empties_the_partition(wh):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    assert wh.write_partition("requests", "r1", requests_frame(0)) == 0
+    assert wh.read("requests").height == 0
+
+
+def test_delete_partition(wh):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    wh.write_partition("requests", "r2", requests_frame(2))
+    wh.delete_partition("requests", "r1")
+    assert counts(wh, "requests") == {"r2": 2}
+    assert wh.run_ids("requests") == ["r2"]
+
+
+def test_read_with_run_ids_reads_only_those_runs(wh):
+    for i, run_id in enumerate(["r1", "r2", "r3"], start=1):
+        wh.write_partition("requests", run_id, requests_frame(i))
+    assert wh.read("requests", ["r1", "r3"])["run_id"].value_counts().sort("run_id").rows() == [
+        ("r1", 1),
+        ("r3", 3),
+    ]
+    assert wh.read("requests", ["r2", "r2"]).height == 2  # repeated ids read once
+    assert wh.read("requests", ["unknown"]).height == 0
+    assert wh.read("requests", []).height == 0
+
+
+def test_scan_of_a_table_without_files_is_empty_with_the_schema(wh):
+    for table in ("requests", "quarantine", "run_summary"):
+        frame = wh.scan(table).collect()
+        assert frame.height == 0
+        assert frame.schema == SCHEMAS[table]
+    wh.write_partition("requests", "r1", requests_frame(1))
+    assert wh.scan("requests", ["other"]).collect().schema == SCHEMAS["requests"]
+    assert wh.run_ids("events") == []
+
+
+def test_connect_counts_match_read(wh):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    wh.write_partition("requests", "r2", requests_frame(5))
+    wh.write_partition("quarantine", "r2", quarantine_frame(2))
+    con = wh.connect()
+    try:
+        rows = con.execute(
+            "select run_id, count(*) from requests group by run_id order by run_id"
+        ).fetchall()
+        assert dict(rows) == counts(wh, "requests")
+        (total,) = con.execute("select count(*) from quarantine").fetchone()
+        assert total == wh.read("quarantine").height == 2
+        (mean,) = con.execute("select avg(latency_ms) from requests where run_id = 'r2'").fetchone()
+        assert mean == pytest.approx(wh.read("requests", ["r2"])["latency_ms"].mean())
+    finally:
+        con.close()
+
+
+def test_refresh_catalog_views_work_from_a_fresh_connection(wh):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    wh.write_partition("quarantine", "r1", quarantine_frame(2))
+    path = wh.refresh_catalog()
+    assert path.is_file()
+    with duckdb.connect(str(path)) as con:
+        assert con.execute("select count(*) from requests").fetchone() == (3,)
+        assert con.execute("select count(*) from quarantine").fetchone() == (2,)
+    # A second refresh picks up new partitions.
+    wh.write_partition("requests", "r2", requests_frame(4))
+    assert wh.refresh_catalog() == path
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute("select run_id, count(*) from requests group by 1 order by 1").fetchall()
+        assert rows == [("r1", 3), ("r2", 4)]
+
+
+def test_every_catalog_view_is_queryable_after_the_last_partition_is_deleted(wh):
+    wh.write_partition("requests", "r1", requests_frame(3))
+    wh.refresh_catalog()
+    wh.delete_partition("requests", "r1")
+    path = wh.refresh_catalog()
+    with duckdb.connect(str(path)) as con:
+        views = con.execute(
+            "select view_name from duckdb_views() where not internal order by 1"
+        ).fetchall()
+        for (view,) in views:
+            con.execute(f"select count(*) from {view}").fetchone()
+
+
+@pytest.mark.parametrize("run_id", ["..", ".", "../r1", "a/b", "", "x\x00y"])
+def test_partition_dir_rejects_unsafe_run_ids(wh, run_id):
+    with pytest.raises(ValueError, match="not allowed"):
+        wh.partition_dir("requests", run_id)
+    with pytest.raises(ValueError, match="not allowed"):
+        wh.write_partition("requests", run_id, requests_frame(1))
+    assert not list(wh.root.parent.rglob("*.parquet"))
+
+
+def test_replace_partitions_rejects_an_unsafe_run_id_before_writing(wh, tmp_path):
+    entered = False
+    with (
+        pytest.raises(ValueError, match="not allowed"),
+        wh.replace_partitions("../../escape", ["requests"]) as writer,
+    ):
+        entered = True
+        writer.write("requests", requests_frame(1))
+    assert not entered
