@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 # Wide enough for the verdict table when output is piped (CI logs), the terminal width otherwise.
 console = Console(width=shutil.get_terminal_size((150, 40)).columns)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Suite = Annotated[str, typer.Option("--suite", help="Test suite, e.g. 'checkout'.")]
 Scenario = Annotated[str, typer.Option("--scenario", help="Scenario within the suite.")]

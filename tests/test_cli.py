@@ -1,0 +1,110 @@
+"""The metrics-pipeline command: compare (a CI gate), ingest, upload and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from metrics_pipeline.cli import app
+from metrics_pipeline.storage import Warehouse
+
+runner = CliRunner()
+JSON_KEYS = {
+    "endpoint",
+    "metric",
+    "baseline",
+    "candidate",
+    "change",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "regression",
+}
+
+
+def slowed_copy(source: Path, target: Path, endpoint: str, factor: float) -> Path:
+    lines = []
+    for line in source.read_text().splitlines():
+        record = json.loads(line)
+        if record["name"] == endpoint:
+            record["response_time"] *= factor
+        lines.append(json.dumps(record))
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def test_compare_a_fixture_with_itself_finds_no_regression(fixtures_dir):
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    result = runner.invoke(app, ["compare", str(locust), str(locust), "--json"])
+    assert result.exit_code == 0, result.output
+    verdicts = json.loads(result.stdout)
+    assert verdicts and all(set(v) >= JSON_KEYS for v in verdicts)
+    assert not any(v["regression"] for v in verdicts)
+    assert {v["endpoint"] for v in verdicts} == {"/", "/api/items", "/api/orders", "/api/slow"}
+
+
+def test_compare_flags_exactly_the_slowed_endpoint_and_exits_1(fixtures_dir, tmp_path):
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.3)
+    result = runner.invoke(app, ["compare", str(locust), str(slow), "--json"])
+    assert result.exit_code == 1, result.output
+    flagged = [v for v in json.loads(result.stdout) if v["regression"]]
+    assert {v["endpoint"] for v in flagged} == {"/api/slow"}
+    p50 = next(v for v in flagged if v["metric"] == "latency_p50")
+    assert p50["change"] == pytest.approx(0.3, abs=1e-9)
+    assert p50["ci_low"] <= 0.3 <= p50["ci_high"]
+
+    table = runner.invoke(app, ["compare", str(locust), str(slow)])
+    assert table.exit_code == 1 and "REGRESSION" in table.stdout
+
+
+def test_compare_reports_missing_input_with_exit_2(tmp_path):
+    result = runner.invoke(app, ["compare", str(tmp_path / "nope"), str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "no such file" in result.output
+
+
+def test_ingest_and_upload_use_the_configured_home(fixtures_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    locust = fixtures_dir / "locust"
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "fx-1"]
+    result = runner.invoke(app, ["ingest", str(locust / "requests.ndjson"), *args])
+    assert result.exit_code == 0, result.output
+    warehouse = Warehouse(tmp_path / "warehouse")
+    assert warehouse.read("requests", ["fx-1"]).height == 3534
+    assert warehouse.read("run_summary", ["fx-1"]).height == 4
+    # Ingesting again replaces the partition.
+    assert runner.invoke(app, ["ingest", str(locust / "requests.ndjson"), *args]).exit_code == 0
+    assert warehouse.read("requests", ["fx-1"]).height == 3534
+
+    result = runner.invoke(app, ["upload", str(locust), *args])
+    assert result.exit_code == 0, result.output
+    uploaded = tmp_path / "objects" / "loadtests" / "raw" / "shop" / "fx-1"
+    assert (uploaded / "run.json").exists() and (uploaded / "requests.ndjson").exists()
+
+    bad = runner.invoke(app, ["upload", str(locust), *args[:-1], "../escape"])
+    assert bad.exit_code == 2 and "not allowed" in bad.output
+
+
+@pytest.mark.slow
+def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_path):
+    env = os.environ | {"METRICS_HOME": str(tmp_path)}
+    command = [str(Path(sys.executable).parent / "metrics-pipeline"), "demo"]
+    counts = []
+    for _ in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "regressions in checkout-20261106-6: /api/orders" in done.stdout
+        warehouse = Warehouse(tmp_path / "warehouse")
+        counts.append({t: warehouse.read(t).height for t in ("requests", "runs", "verdicts")})
+        assert warehouse.read("verdicts").filter(pl.col("regression"))[
+            "run_id"
+        ].unique().to_list() == ["checkout-20261106-6"]
+    assert counts[0] == counts[1] and counts[0]["runs"] == 6
