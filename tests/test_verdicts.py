@@ -46,7 +46,12 @@ def test_explicit_baseline_wins_and_unknown_one_gives_none():
 
 def requests_of(run) -> pl.DataFrame:
     rows = [to_row(r) for r in run.records]
-    return conform("requests", pl.DataFrame(rows, infer_schema_length=None).with_columns(run_id=pl.lit(run.manifest.run_id)))
+    return conform(
+        "requests",
+        pl.DataFrame(rows, infer_schema_length=None).with_columns(
+            run_id=pl.lit(run.manifest.run_id)
+        ),
+    )
 
 
 def test_only_the_slowed_endpoint_is_flagged_and_tiny_endpoints_are_spared():
