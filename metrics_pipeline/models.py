@@ -141,8 +141,11 @@ SCHEMAS: dict[str, pl.Schema] = {
             "run_id": pl.String,
             "ts": TS,
             "endpoint": pl.String,
+            "interval_s": pl.Float64,  # the window the row covers; null when unknown
             "count": pl.Int64,
             "errors": pl.Int64,
+            "mean": pl.Float64,
+            "min": pl.Float64,
             "p50": pl.Float64,
             "p90": pl.Float64,
             "p95": pl.Float64,

@@ -22,7 +22,7 @@ from metrics_pipeline.formats.base import (
     Quarantine,
     UnreadableFileError,
     open_maybe_gzip,
-    sniff_lines,
+    sniff,
 )
 from metrics_pipeline.models import CANONICAL_TABLES, RAW_EXCERPT_BYTES, empty
 
@@ -50,13 +50,10 @@ def is_result_file(name: str) -> bool:
     return base.endswith(RESULT_SUFFIXES)
 
 
-def _detect(stream: io.BufferedReader):
-    """The adapter that recognises one of the first lines (one damaged line is not fatal)."""
-    lines = sniff_lines(stream)
-    return next(
-        (adapter for adapter in ADAPTERS if any(adapter.looks_like(line) for line in lines)),
-        None,
-    )
+def detect(stream: io.BufferedReader, name: str):
+    """The first adapter that recognises the content (one damaged line is not fatal)."""
+    sample = sniff(stream, name)
+    return next((adapter for adapter in ADAPTERS if adapter.looks_like(sample)), None)
 
 
 def iter_file(stream: BinaryIO, file: str, accounting: FileAccounting) -> Iterator[Batch]:
@@ -67,7 +64,7 @@ def iter_file(stream: BinaryIO, file: str, accounting: FileAccounting) -> Iterat
     """
     try:
         text_stream = open_maybe_gzip(stream)
-        adapter = _detect(text_stream)
+        adapter = detect(text_stream, file)
     except (OSError, EOFError, zlib.error) as exc:
         accounting.error = f"unreadable: {exc}"
         return

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import math
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -99,13 +102,37 @@ def open_maybe_gzip(stream: BinaryIO) -> io.BufferedReader:
     return buffered
 
 
-def sniff_lines(stream: io.BufferedReader, count: int = 20) -> list[bytes]:
-    """The first ``count`` complete non-blank lines, without consuming the stream."""
-    head = stream.peek(SNIFF_BYTES)
+@dataclass(frozen=True)
+class Sniff:
+    """What format detection may look at: the file's name and its first bytes and lines.
+
+    ``head`` is up to 1 MiB of the (decompressed) content; ``lines`` its first 20 complete
+    non-blank lines, stripped. Nothing of the stream is consumed.
+    """
+
+    name: str
+    head: bytes
+    lines: list[bytes]
+
+    def json_objects(self) -> list[dict]:
+        """The lines that parse as JSON objects (for line-oriented JSON formats)."""
+        objects = []
+        for line in self.lines:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                objects.append(value)
+        return objects
+
+
+def sniff(stream: io.BufferedReader, name: str, count: int = 20) -> Sniff:
+    head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]
     lines = head.split(b"\n")
     if len(lines) > 1 and len(head) >= SNIFF_BYTES:
         lines = lines[:-1]  # the last one may be cut by the buffer
-    return [line.strip() for line in lines if line.strip()][:count]
+    return Sniff(name, head, [line.strip() for line in lines if line.strip()][:count])
 
 
 def numbered_lines(stream: BinaryIO, file: str) -> Iterator[tuple[int, bytes]]:
@@ -122,3 +149,58 @@ def numbered_lines(stream: BinaryIO, file: str) -> Iterator[tuple[int, bytes]]:
                 yield line_no, stripped
     except (OSError, EOFError, zlib.error) as exc:
         raise UnreadableFileError(file, f"unreadable after line {line_no}: {exc}") from exc
+
+
+class RowError(ValueError):
+    """One line that cannot become a canonical row; the message is the quarantine reason."""
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """ISO 8601 (any offset, 'Z', up to nanoseconds) or epoch seconds/milliseconds -> UTC."""
+    if isinstance(value, bool):
+        raise RowError("invalid timestamp: boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise RowError("invalid timestamp: not finite")
+        # Epoch milliseconds are common (JMeter, browsers); seconds before year 5138 are < 1e11.
+        seconds = value / 1000.0 if abs(value) >= 1e11 else float(value)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise RowError("invalid timestamp: out of range") from None
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        # Python parses at most microseconds: trim the fraction of nanosecond timestamps.
+        if "." in text:
+            head, _, tail = text.partition(".")
+            digits = len(tail) - len(tail.lstrip("0123456789"))
+            text = f"{head}.{tail[: min(digits, 6)]}{tail[digits:]}"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise RowError(f"invalid timestamp: {value[:40]!r}") from None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    raise RowError("missing field: ts")
+
+
+def number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise RowError(f"wrong type: {field}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise RowError(f"wrong type: {field}") from None
+    if not math.isfinite(number):
+        raise RowError(f"not finite: {field}")
+    return number
+
+
+def optional_int(value: Any, field: str) -> int | None:
+    if value is None or value == "":
+        return None
+    value = number(value, field)
+    if value != int(value):
+        raise RowError(f"wrong type: {field}")
+    if not -(2**63) <= value < 2**63:
+        raise RowError(f"out of range: {field}")
+    return int(value)

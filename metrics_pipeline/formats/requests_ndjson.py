@@ -16,9 +16,7 @@ Unknown extra fields are ignored, never fatal.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import polars as pl
@@ -28,7 +26,12 @@ from metrics_pipeline.formats.base import (
     Batch,
     FileAccounting,
     Quarantine,
+    RowError,
+    Sniff,
+    number,
     numbered_lines,
+    optional_int,
+    parse_timestamp,
 )
 from metrics_pipeline.models import conform
 
@@ -40,16 +43,9 @@ ENDPOINT_KEYS = ("endpoint", "name", "url")
 MAX_LATENCY_MS = 3_600_000.0
 
 
-class RowError(ValueError):
-    """One line that cannot become a canonical row; the message is the quarantine reason."""
-
-
-def looks_like(first_line: bytes) -> bool:
-    try:
-        record = json.loads(first_line)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and any(key in record for key in LATENCY_KEYS)
+def looks_like(sniff: Sniff) -> bool:
+    """One of the first lines is a JSON object with a latency field."""
+    return any(any(key in record for key in LATENCY_KEYS) for record in sniff.json_objects())
 
 
 def _first(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -58,57 +54,6 @@ def _first(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
         if value is not None:
             return value
     return None
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """ISO 8601 (any offset, 'Z', up to nanoseconds) or epoch seconds/milliseconds -> UTC."""
-    if isinstance(value, bool):
-        raise RowError("invalid timestamp: boolean")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise RowError("invalid timestamp: not finite")
-        # Epoch milliseconds are common (JMeter, browsers); seconds before year 5138 are < 1e11.
-        seconds = value / 1000.0 if abs(value) >= 1e11 else float(value)
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            raise RowError("invalid timestamp: out of range") from None
-    if isinstance(value, str):
-        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-        # Python parses at most microseconds: trim the fraction of nanosecond timestamps.
-        if "." in text:
-            head, _, tail = text.partition(".")
-            digits = len(tail) - len(tail.lstrip("0123456789"))
-            text = f"{head}.{tail[: min(digits, 6)]}{tail[digits:]}"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise RowError(f"invalid timestamp: {value[:40]!r}") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    raise RowError("missing field: ts")
-
-
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RowError(f"wrong type: {field}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise RowError(f"wrong type: {field}") from None
-    if not math.isfinite(number):
-        raise RowError(f"not finite: {field}")
-    return number
-
-
-def _optional_int(value: Any, field: str) -> int | None:
-    if value is None or value == "":
-        return None
-    number = _number(value, field)
-    if number != int(number):
-        raise RowError(f"wrong type: {field}")
-    if not -(2**63) <= number < 2**63:
-        raise RowError(f"out of range: {field}")
-    return int(number)
 
 
 def to_row(record: Any) -> dict[str, Any]:
@@ -122,12 +67,12 @@ def to_row(record: Any) -> dict[str, Any]:
     latency_value = _first(record, LATENCY_KEYS)
     if latency_value is None:
         raise RowError("missing field: latency_ms")
-    latency = _number(latency_value, "latency_ms")
+    latency = number(latency_value, "latency_ms")
     if latency < 0:
         raise RowError("negative: latency_ms")
     if latency > MAX_LATENCY_MS:
         raise RowError("out of range: latency_ms above one hour")
-    status = _optional_int(record.get("status"), "status")
+    status = optional_int(record.get("status"), "status")
     if status is not None and not 0 <= status <= 999:
         raise RowError("out of range: status")
     error = _first(record, ("error", "exception"))
@@ -146,10 +91,10 @@ def to_row(record: Any) -> dict[str, Any]:
         "status": status,
         "ok": ok,
         "latency_ms": latency,
-        "bytes_received": _optional_int(
+        "bytes_received": optional_int(
             _first(record, ("bytes_received", "response_length")), "bytes_received"
         ),
-        "bytes_sent": _optional_int(record.get("bytes_sent"), "bytes_sent"),
+        "bytes_sent": optional_int(record.get("bytes_sent"), "bytes_sent"),
         "error": error,
     }
 
