@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from metrics_pipeline.demo_data import demo_runs
-from metrics_pipeline.formats.requests_ndjson import to_row
+from metrics_pipeline.formats.canonical_jsonl import request_row
 from metrics_pipeline.models import conform
 from metrics_pipeline.verdicts import VerdictPolicy, choose_baseline, judge_run
 
@@ -45,7 +45,7 @@ def test_explicit_baseline_wins_and_unknown_one_gives_none():
 
 
 def requests_of(run) -> pl.DataFrame:
-    rows = [to_row(r) for r in run.records]
+    rows = [request_row(r) for r in run.records]
     return conform(
         "requests",
         pl.DataFrame(rows, infer_schema_length=None).with_columns(

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from metrics_pipeline.formats import requests_ndjson
+from metrics_pipeline.formats import canonical_jsonl
 from metrics_pipeline.formats.base import (
     Batch,
     FileAccounting,
@@ -36,7 +36,7 @@ __all__ = [
     "read_results",
 ]
 
-ADAPTERS = (requests_ndjson,)
+ADAPTERS = (canonical_jsonl,)
 RESULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".jtl")
 MANIFEST_NAME = "run.json"
 

@@ -18,6 +18,8 @@ import polars as pl
 from metrics_pipeline.models import RAW_EXCERPT_BYTES, conform
 
 BATCH_ROWS = 50_000
+# Latencies above an hour are not a slow request but a broken clock or unit.
+MAX_LATENCY_MS = 3_600_000.0
 SNIFF_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Latencies above an hour are a unit or clock error, not a slow request.
-MAX_LATENCY_MS = 3_600_000
+from metrics_pipeline.formats.base import MAX_LATENCY_MS
 
 
 def requests_suite() -> list[tuple[str, dict[str, Any]]]:

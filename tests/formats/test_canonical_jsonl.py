@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from metrics_pipeline.formats import FileAccounting, iter_file, read_results, requests_ndjson
+from metrics_pipeline.formats import FileAccounting, canonical_jsonl, iter_file, read_results
 from metrics_pipeline.models import CANONICAL_TABLES, SCHEMAS
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -81,7 +81,7 @@ def test_locust_every_line_is_accepted(locust):
     parsed, expected = locust
     check_invariant(parsed)
     (acc,) = parsed.accounting
-    assert acc["format"] == "requests_ndjson"
+    assert acc["format"] == "canonical_jsonl"
     assert acc["error"] is None
     assert acc["rows_read"] == len(expected)
     assert acc["rows_accepted"] == len(expected)
@@ -324,7 +324,7 @@ def test_gzip_with_garbage_after_the_header_does_not_raise(tmp_path):
 def test_bad_first_line_does_not_hide_the_rest_of_the_file(tmp_path, first):
     parsed, acc = read_one(tmp_path, ndjson(first, GOOD, GOOD))
     check_invariant(parsed)
-    assert acc["format"] == "requests_ndjson"
+    assert acc["format"] == "canonical_jsonl"
     assert (acc["rows_read"], acc["rows_accepted"], acc["rows_quarantined"]) == (3, 2, 1)
 
 
@@ -332,7 +332,7 @@ def test_valid_first_record_longer_than_8_kib_is_recognised(tmp_path):
     long_first = record(error="Traceback ... " + "x" * 20_000)
     parsed, acc = read_one(tmp_path, ndjson(long_first, GOOD, GOOD))
     check_invariant(parsed)
-    assert acc["format"] == "requests_ndjson"
+    assert acc["format"] == "canonical_jsonl"
     assert acc["rows_accepted"] == 3
 
 
@@ -456,7 +456,7 @@ def test_locust_field_names(tmp_path):
 
 
 def test_iter_file_streams_bounded_batches(monkeypatch):
-    monkeypatch.setattr(requests_ndjson, "BATCH_ROWS", 2)
+    monkeypatch.setattr(canonical_jsonl, "BATCH_ROWS", 2)
     data = ndjson(*(record(latency_ms=float(i)) for i in range(5)), b"nope")
     acc = FileAccounting(file="s.ndjson")
     batches = list(iter_file(io.BytesIO(data), "s.ndjson", acc))
@@ -465,7 +465,7 @@ def test_iter_file_streams_bounded_batches(monkeypatch):
     quarantine = [frame for table, frame in batches if table == "quarantine"]
     assert sum(f.height for f in quarantine) == 1
     assert (acc.rows_read, acc.rows_accepted, acc.rows_quarantined) == (6, 5, 1)
-    assert acc.format == "requests_ndjson"
+    assert acc.format == "canonical_jsonl"
     latencies = pl.concat(f for t, f in batches if t == "requests")["latency_ms"].to_list()
     assert latencies == [0.0, 1.0, 2.0, 3.0, 4.0]
 
@@ -507,3 +507,49 @@ def test_folder_gives_one_accounting_entry_per_file_and_skips_run_json(tmp_path)
 def test_missing_path_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         read_results(tmp_path / "nope")
+
+
+def test_resources_events_and_kpi_records_go_to_their_tables(tmp_path):
+    lines = [
+        {
+            "record": "resources",
+            "ts": "2026-11-01T02:00:00Z",
+            "host": "web-1",
+            "metric": "cpu_pct",
+            "value": 71.5,
+        },
+        {"record": "resources", "ts": 1793498400, "metric": "mem_pct", "value": 40},
+        {"record": "events", "ts": "2026-11-01T02:00:05Z", "kind": "oom_kill", "subject": "api-1"},
+        {
+            "record": "kpi_points",
+            "ts": "2026-11-01",
+            "metric": "signups",
+            "value": 42,
+            "dims": {"plan": "pro", "region": "eu"},
+        },
+        {"ts": "2026-11-01T02:00:01Z", "endpoint": "/a", "latency_ms": 2.5},
+        {"record": "resources", "ts": "2026-11-01T02:00:00Z", "metric": "cpu_pct", "value": "high"},
+        {"record": "events", "ts": "2026-11-01T02:00:00Z"},
+        {"record": "kpi_points", "ts": "2026-11-01", "metric": "x", "value": 1, "dims": {"a": 1}},
+        {"record": "weather", "ts": "2026-11-01"},
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    parsed = read_results(path)
+    (acc,) = parsed.accounting
+    assert (acc["rows_read"], acc["rows_accepted"], acc["rows_quarantined"]) == (9, 5, 4)
+    assert acc["format"] == "canonical_jsonl"
+    assert parsed.resources.select("host", "metric", "value").rows() == [
+        ("web-1", "cpu_pct", 71.5),
+        ("localhost", "mem_pct", 40.0),
+    ]
+    assert parsed.resources["ts"][1] == datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+    assert parsed.events.select("kind", "subject").rows() == [("oom_kill", "api-1")]
+    assert parsed.kpi_points["dims"].to_list() == ['{"plan": "pro", "region": "eu"}']
+    assert parsed.requests.height == 1
+    assert sorted(parsed.quarantine["reason"]) == [
+        "missing field: kind",
+        "unknown record: weather",
+        "wrong type: dims (an object of strings)",
+        "wrong type: value",
+    ]
