@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from metrics_pipeline.formats import read_results, result_files
+from metrics_pipeline.formats import earliest_timestamp, read_results, result_files
 from metrics_pipeline.models import ManifestError, RunManifest
 from metrics_pipeline.settings import Settings
 
@@ -35,19 +35,36 @@ Suite = Annotated[str, typer.Option("--suite", help="Test suite, e.g. 'checkout'
 Scenario = Annotated[str, typer.Option("--scenario", help="Scenario within the suite.")]
 Env = Annotated[str, typer.Option("--env", help="Environment, e.g. 'staging'.")]
 RunId = Annotated[
-    str | None, typer.Option("--run-id", help="Run id (default: <suite>-<UTC timestamp>).")
+    str | None, typer.Option("--run-id", help="Run id (default: <suite>-<start, UTC>).")
+]
+StartedAt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--started-at",
+        help="When the run started (ISO 8601, UTC if no offset). Default: the earliest "
+        "timestamp in the files.",
+    ),
 ]
 
 
-def _manifest(suite: str, scenario: str, env: str, run_id: str | None) -> RunManifest:
-    now = datetime.now(UTC)
+def _manifest(
+    suite: str,
+    scenario: str,
+    env: str,
+    run_id: str | None,
+    started_at: datetime | None,
+    paths: list[Path],
+) -> RunManifest:
+    # Without --started-at the run starts at its earliest timestamp (a backfill of old files),
+    # or now when the files carry none.
+    started = started_at or earliest_timestamp(paths) or datetime.now(UTC)
     try:
         return RunManifest(
-            run_id=run_id or f"{suite}-{now:%Y%m%dT%H%M%S}",
+            run_id=run_id or f"{suite}-{started:%Y%m%dT%H%M%S}",
             suite=suite,
             scenario=scenario,
             environment=env,
-            started_at=now,
+            started_at=started,
         )
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -136,17 +153,18 @@ def upload(
     scenario: Scenario,
     env: Env,
     run_id: RunId = None,
+    started_at: StartedAt = None,
 ) -> None:
     """Upload a folder of result files as one run to the configured object store."""
     from metrics_pipeline.resources import object_store_from_settings
     from metrics_pipeline.upload import upload_run
 
-    manifest = _manifest(suite, scenario, env, run_id)
-    store = object_store_from_settings(Settings.from_env())
     files = result_files(folder)
     if not files:
         err.print(f"[red]error:[/] no result files in {folder}")
         raise typer.Exit(2)
+    manifest = _manifest(suite, scenario, env, run_id, started_at, files)
+    store = object_store_from_settings(Settings.from_env())
     keys = upload_run(store, files, manifest)
     console.print(
         f"uploaded run [bold]{manifest.run_id}[/] ({len(keys)} objects) to {store.description}"
@@ -160,6 +178,7 @@ def ingest(
     scenario: Scenario,
     env: Env,
     run_id: RunId = None,
+    started_at: StartedAt = None,
 ) -> None:
     """Ingest local files straight into the warehouse (backfills, benchmarks)."""
     from metrics_pipeline.ingest import ingest_paths
@@ -167,13 +186,14 @@ def ingest(
     from metrics_pipeline.summary import summarize_requests
 
     settings = Settings.from_env()
-    manifest = _manifest(suite, scenario, env, run_id)
-    warehouse = Warehouse(settings.warehouse_root)
     try:
-        report = ingest_paths(paths, manifest, warehouse)
+        files = [file for path in paths for file in result_files(path)]
     except FileNotFoundError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    manifest = _manifest(suite, scenario, env, run_id, started_at, files)
+    warehouse = Warehouse(settings.warehouse_root)
+    report = ingest_paths(files, manifest, warehouse)
     warehouse.write_partition(
         "run_summary",
         manifest.run_id,

@@ -13,10 +13,12 @@ from typing import BinaryIO
 import polars as pl
 
 from metrics_pipeline.formats import FileAccounting, is_result_file, iter_file, result_files
-from metrics_pipeline.models import ManifestError, RunManifest
+from metrics_pipeline.models import RAW_EXCERPT_BYTES, ManifestError, RunManifest
 from metrics_pipeline.resources import ObjectStore
 from metrics_pipeline.storage import Warehouse
 
+# Tables whose rows may lack a timestamp in some formats: they then get the run's start.
+UNTIMED_TABLES = ("interval_stats", "events")
 # The tables one run partition owns; re-ingesting a run replaces all of them together.
 INGESTED_TABLES = ("requests", "resources", "events", "interval_stats", "quarantine", "runs")
 
@@ -60,11 +62,18 @@ def ingest_files(
     """Parse every file and replace the run's partitions with the result (idempotent)."""
     report = IngestReport(manifest)
     run_id = manifest.run_id
+    window = manifest.window()
     with warehouse.replace_partitions(run_id, INGESTED_TABLES) as writer:
         for name, opener in files:
             accounting = FileAccounting(file=name)
             with opener() as stream:
                 for table, frame in iter_file(stream, name, accounting):
+                    if table == "requests":
+                        frame, rejected = split_by_window(frame, window)
+                        writer.write("quarantine", quarantine_rows(rejected, accounting))
+                    elif table in UNTIMED_TABLES:
+                        # Summaries without timestamps (Locust _stats.csv) describe the run.
+                        frame = frame.with_columns(pl.col("ts").fill_null(manifest.started_at))
                     writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
             report.files.append(accounting.as_dict())
         catalog_row = manifest.to_row() | {
@@ -75,6 +84,37 @@ def ingest_files(
         writer.write("runs", pl.DataFrame([catalog_row]))
     report.rows = dict(writer.rows)
     return report
+
+
+def split_by_window(
+    requests: pl.DataFrame, window: tuple[datetime, datetime | None]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows inside the run's window, rows outside it)."""
+    start, end = window
+    inside = pl.col("ts") >= start
+    if end is not None:
+        inside &= pl.col("ts") <= end
+    mask = requests.select(inside.fill_null(False)).to_series()
+    return requests.filter(mask), requests.filter(~mask)
+
+
+def quarantine_rows(rejected: pl.DataFrame, accounting: FileAccounting) -> pl.DataFrame:
+    """Requests outside the run window become quarantine rows; the file's counts follow.
+
+    A request row is one source record in every format, so moving it keeps
+    read = accepted + quarantined.
+    """
+    reason = "ts outside the run window"
+    accounting.rows_accepted -= rejected.height
+    accounting.rows_quarantined += rejected.height
+    if rejected.height:
+        accounting.reasons[reason] += rejected.height
+    return rejected.select(
+        "source_file",
+        "line_no",
+        reason=pl.lit(reason),
+        raw=pl.struct(pl.exclude("run_id")).struct.json_encode().str.slice(0, RAW_EXCERPT_BYTES),
+    )
 
 
 def load_manifest(store: ObjectStore, run_id: str) -> tuple[str, RunManifest]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import polars as pl
@@ -19,6 +19,7 @@ from pydantic import (
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Suites name a folder of the bucket just like run ids do, so they follow the same rule.
+CLOCK_SKEW = timedelta(minutes=5)
 NAME_RULE = "1-128 characters from A-Z a-z 0-9 . _ - and not '.' or '..'"
 
 
@@ -84,6 +85,15 @@ class RunManifest(BaseModel):
                 for err in exc.errors()
             )
             raise ManifestError(f"invalid manifest {source}: {problems}") from None
+
+    def window(self, skew: timedelta = CLOCK_SKEW) -> tuple[datetime, datetime | None]:
+        """When the run's data may be timestamped: its start to its end (``finished_at``, else
+        start + ``load_profile.duration_s``; open when neither is known), widened by ``skew``
+        for clocks of load generators that disagree with the uploader's."""
+        end = self.finished_at
+        if end is None and self.load_profile.duration_s is not None:
+            end = self.started_at + timedelta(seconds=self.load_profile.duration_s)
+        return self.started_at - skew, None if end is None else end + skew
 
     @property
     def combination(self) -> tuple[str, str, str]:

@@ -10,12 +10,19 @@ import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 import polars as pl
 
-from metrics_pipeline.formats import canonical_jsonl
+from metrics_pipeline.formats import (
+    artillery_json,
+    canonical_jsonl,
+    jmeter_jtl,
+    k6_ndjson,
+    k6_summary,
+)
 from metrics_pipeline.formats.base import (
     Batch,
     FileAccounting,
@@ -31,12 +38,13 @@ __all__ = [
     "FileAccounting",
     "ParsedResults",
     "UnreadableFileError",
+    "earliest_timestamp",
     "is_result_file",
     "iter_file",
     "read_results",
 ]
 
-ADAPTERS = (canonical_jsonl,)
+ADAPTERS = (canonical_jsonl, k6_ndjson, k6_summary, jmeter_jtl, artillery_json)
 RESULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".jtl")
 MANIFEST_NAME = "run.json"
 
@@ -123,3 +131,16 @@ def read_results(path: str | Path) -> ParsedResults:
         table: pl.concat(frames) if frames else empty(table) for table, frames in parts.items()
     }
     return ParsedResults(**frames, accounting=accounting)
+
+
+def earliest_timestamp(files: list[Path]) -> datetime | None:
+    """The earliest timestamp in the first batch of each file (cheap: no full parse)."""
+    earliest = None
+    for file in files:
+        with file.open("rb") as stream:
+            for _table, frame in iter_file(stream, file.name, FileAccounting(file=file.name)):
+                if "ts" in frame.columns and frame["ts"].null_count() < frame.height:
+                    first = frame["ts"].min()
+                    earliest = first if earliest is None else min(earliest, first)
+                break
+    return earliest
