@@ -2,11 +2,10 @@
 
 import dagster as dg
 
-from metrics_pipeline.ingest import ingest_from_store
+from metrics_pipeline.ingest import ingest_from_store, validate_run
 from metrics_pipeline.models import ManifestError
 from metrics_pipeline.partitions import runs_partitions
 from metrics_pipeline.resources import ObjectStore, WarehouseResource
-from metrics_pipeline.validation import validate
 
 REQUESTS = dg.AssetKey(["warehouse", "requests"])
 EXPECTATIONS = "great_expectations"
@@ -18,7 +17,8 @@ EXPECTATIONS = "great_expectations"
     group_name="ingest",
     kinds={"python", "parquet", "duckdb"},
     check_specs=[dg.AssetCheckSpec(EXPECTATIONS, asset=REQUESTS, blocking=True)],
-    description="Per-request rows of one uploaded run (plus its quarantine and catalog row).",
+    description="The canonical rows of one uploaded run (requests, resources, events, interval "
+    "stats, KPI points), its quarantine and its catalog row; validated, blocking on failure.",
 )
 def requests(
     context: dg.AssetExecutionContext,
@@ -35,7 +35,7 @@ def requests(
         context.log.warning(f"run {run_id}: {problem}")
     store_warehouse.refresh_catalog()
 
-    validation = validate("requests", store_warehouse.read("requests", [run_id]))
+    validation = validate_run(store_warehouse, report.manifest)
     files_md = "\n".join(
         [
             "| file | format | read | accepted | quarantined | problem |",
@@ -54,17 +54,23 @@ def requests(
             "rows_accepted": report.rows_accepted,
             "rows_quarantined": report.rows_quarantined,
             "dagster/row_count": report.rows.get("requests", 0),
+            **{f"rows/{table}": count for table, count in sorted(report.rows.items())},
             "files": dg.MetadataValue.md(files_md),
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name=EXPECTATIONS,
-                passed=validation.success,
+                passed=validation.valid,
                 severity=dg.AssetCheckSeverity.ERROR,
+                description="Run marked invalid: " + "; ".join(validation.problems)
+                if validation.problems
+                else None,
                 metadata={
                     "expectations": dg.MetadataValue.md(validation.as_markdown()),
-                    "failed": len(validation.failures),
-                    "unexpected_rows": sum(o.unexpected_count for o in validation.failures),
+                    "problems": len(validation.problems),
+                    "unexpected_rows": sum(
+                        o.unexpected_count for r in validation.results for o in r.failures
+                    ),
                 },
             )
         ],

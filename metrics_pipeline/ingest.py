@@ -16,6 +16,8 @@ from metrics_pipeline.formats import FileAccounting, is_result_file, iter_file, 
 from metrics_pipeline.models import RAW_EXCERPT_BYTES, ManifestError, RunManifest
 from metrics_pipeline.resources import ObjectStore
 from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.validation import ValidationResult, validate
+from metrics_pipeline.validation.suites import SUITES
 
 # Tables whose rows may lack a timestamp in some formats: they then get the run's start.
 UNTIMED_TABLES = ("interval_stats", "events")
@@ -152,3 +154,52 @@ def ingest_paths(
         for file in result_files(Path(path)):
             files.append((file.name, lambda file=file: file.open("rb")))
     return ingest_files(files, manifest, warehouse)
+
+
+@dataclass
+class RunValidation:
+    """The table-level verdict on one ingested run."""
+
+    run_id: str
+    results: list[ValidationResult]
+    problems: list[str]
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def as_markdown(self) -> str:
+        parts = [f"**{r.table}** ({r.rows} rows)\n\n{r.as_markdown()}" for r in self.results]
+        if self.problems:
+            parts.insert(0, "**Run marked invalid:** " + "; ".join(self.problems))
+        return "\n\n".join(parts)
+
+
+def validate_run(warehouse: Warehouse, manifest: RunManifest) -> RunValidation:
+    """Run every table's suite on the run's partition and record the verdict in ``runs``.
+
+    An invalid run keeps its rows (they can be inspected) but is excluded from baselines.
+    """
+    run_id = manifest.run_id
+    results, problems = [], []
+    for table in SUITES:
+        frame = warehouse.read(table, [run_id])
+        if frame.height == 0:
+            continue
+        result = validate(table, frame, manifest.window())
+        results.append(result)
+        problems += [
+            f"{table}.{o.column or '*'}: {o.expectation} ({o.unexpected_count} unexpected)"
+            for o in result.failures
+        ]
+    if not any(r.table in {"requests", "interval_stats"} for r in results):
+        problems.append("no request or interval data")
+    warehouse.write_partition(
+        "runs",
+        run_id,
+        warehouse.read("runs", [run_id]).with_columns(
+            valid=pl.lit(not problems),
+            invalid_reason=pl.lit("; ".join(problems) or None, pl.String),
+        ),
+    )
+    return RunValidation(run_id, results, problems)

@@ -151,6 +151,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "run_id": pl.String,
             "ts": TS,
             "endpoint": pl.String,
+            "source_file": pl.String,
             "interval_s": pl.Float64,  # the window the row covers; null when unknown
             "count": pl.Int64,
             "errors": pl.Int64,

@@ -22,6 +22,9 @@ from metrics_pipeline.formats import (
     jmeter_jtl,
     k6_ndjson,
     k6_summary,
+    locust_csv,
+    locust_json,
+    sysmon_ndjson,
 )
 from metrics_pipeline.formats.base import (
     Batch,
@@ -44,7 +47,16 @@ __all__ = [
     "read_results",
 ]
 
-ADAPTERS = (canonical_jsonl, k6_ndjson, k6_summary, jmeter_jtl, artillery_json)
+ADAPTERS = (
+    canonical_jsonl,
+    k6_ndjson,
+    k6_summary,
+    jmeter_jtl,
+    artillery_json,
+    locust_csv,
+    locust_json,
+    sysmon_ndjson,
+)
 RESULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".jtl")
 MANIFEST_NAME = "run.json"
 
@@ -89,7 +101,12 @@ def iter_file(stream: BinaryIO, file: str, accounting: FileAccounting) -> Iterat
         yield from quarantine.flush()
         return
     try:
-        yield from adapter.parse(text_stream, accounting)
+        for table, frame in adapter.parse(text_stream, accounting):
+            if table == "interval_stats":
+                # Several files of one run may summarise the same requests (Locust writes three):
+                # the source lets consumers pick one per endpoint.
+                frame = frame.with_columns(source_file=pl.lit(file))
+            yield table, frame
     except UnreadableFileError as exc:
         accounting.error = exc.reason
 

@@ -10,6 +10,7 @@ from conftest import upload_demo_runs
 from assets.analysis import VERDICTS
 from assets.ingest import EXPECTATIONS, REQUESTS
 from metrics_pipeline.definitions import build_definitions
+from metrics_pipeline.demo_data import demo_runs
 from metrics_pipeline.inprocess import sense_and_run
 from metrics_pipeline.partitions import runs_partitions
 
@@ -125,3 +126,24 @@ def test_explicit_baseline_in_the_manifest_wins(settings, store, warehouse, tmp_
     with dg.instance_for_test() as instance:
         sense_and_run(build_definitions(settings), instance)
     assert warehouse.read("run_baselines", [last.run_id])["baseline_run_id"].to_list() == [first]
+
+
+def test_a_run_failing_table_rules_is_marked_invalid_and_blocks_its_verdict(
+    settings, store, warehouse, tmp_path
+):
+    manifest = demo_runs(1)[0].manifest.model_copy(update={"run_id": "empty-1"})
+    store.put_bytes("raw/checkout/empty-1/notes.csv", b"this,is\nnot,a,load,test\n")
+    store.put_bytes("raw/checkout/empty-1/run.json", manifest.model_dump_json().encode())
+    with dg.instance_for_test() as instance:
+        job = build_definitions(settings).resolve_job_def("ci_stage")
+        instance.add_dynamic_partitions(runs_partitions.name, ["empty-1"])
+        result = job.execute_in_process(
+            instance=instance, partition_key="empty-1", raise_on_error=False
+        )
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    run = warehouse.read("runs", ["empty-1"]).row(0, named=True)
+    assert run["valid"] is False and "no request or interval data" in run["invalid_reason"]
+    # The blocking check stops the downstream assets: no verdict for an invalid run.
+    assert warehouse.read("verdicts", ["empty-1"]).height == 0
+    assert warehouse.read("quarantine", ["empty-1"])["reason"].to_list() == ["unknown format"]

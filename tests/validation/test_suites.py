@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -43,7 +43,33 @@ def test_each_broken_rule_is_reported_with_its_unexpected_count():
     assert "NO" in result.as_markdown()
 
 
-def test_an_empty_table_fails():
-    result = validate("requests", frame().head(0))
-    assert not result.success
-    assert [o.expectation for o in result.failures] == ["expect_table_row_count_to_be_between"]
+def test_timestamps_outside_the_window_fail():
+    start = datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)
+    result = validate("requests", frame(), (start, None))
+    assert [(o.column, o.unexpected_count) for o in result.failures] == [("ts", 3)]
+    assert validate("requests", frame(), (start - timedelta(seconds=2), None)).success
+
+
+def test_interval_stats_rules():
+    rows = conform(
+        "interval_stats",
+        pl.DataFrame(
+            {
+                "run_id": ["r", "r"],
+                "ts": [datetime(2026, 11, 1, tzinfo=UTC)] * 2,
+                "endpoint": ["/a", "/b"],
+                "count": [10, 5],
+                "errors": [1, 6],
+                "p50": [5.0, 9.0],
+                "p95": [9.0, 4.0],
+            }
+        ),
+    )
+    failed = {
+        (o.expectation, o.column): o.unexpected_count
+        for o in validate("interval_stats", rows).failures
+    }
+    assert failed == {
+        ("expect_column_pair_values_a_to_be_greater_than_b", "count,errors"): 1,
+        ("expect_column_pair_values_a_to_be_greater_than_b", "p95,p50"): 1,
+    }
