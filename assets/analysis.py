@@ -57,8 +57,13 @@ def verdicts(
     run_id = context.partition_key
     store = warehouse.get()
     baseline_runs = store.read("run_baselines", [run_id])["baseline_run_id"].to_list()
-    candidate = store.read("requests", [run_id])
-    table = judge_run(candidate, store.read("requests", baseline_runs), baseline_runs)
+    table = judge_run(
+        store.read("requests", [run_id]),
+        store.read("requests", baseline_runs),
+        baseline_runs,
+        candidate_intervals=store.read("interval_stats", [run_id]),
+        baseline_intervals=store.read("interval_stats", baseline_runs),
+    )
     store.write_partition("verdicts", run_id, table)
     store.refresh_catalog()
     regressions = table.filter(pl.col("regression"))

@@ -16,6 +16,7 @@ from typing import Annotated
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from metrics_pipeline.formats import earliest_timestamp, read_results, result_files
@@ -72,26 +73,21 @@ def _manifest(
 
 
 def _verdict_table(verdicts: pl.DataFrame, title: str) -> Table:
+    from metrics_pipeline.verdicts import formatted, ordered
+
     table = Table(title=title)
     for column in ("endpoint", "metric", "baseline", "candidate", "change", "95% CI", "p adj.", ""):
         table.add_column(
             column, justify="right" if column not in {"endpoint", "metric"} else "left"
         )
-    ordered = verdicts.sort(["regression", "endpoint", "metric"], descending=[True, False, False])
-    for row in ordered.iter_rows(named=True):
-        if row["note"]:
-            table.add_row(row["endpoint"], row["metric"], "", "", "", "", "", row["note"])
-            continue
-        unit = "{:.2%}" if row["metric"] == "error_rate" else "{:.2f} ms"
+    for row in ordered(verdicts).iter_rows(named=True):
+        cells = formatted(row)
+        if row["regression"]:
+            cells[-1] = f"[bold red]{cells[-1]}[/]"
         table.add_row(
-            row["endpoint"],
+            escape(row["endpoint"]),
             row["metric"],
-            unit.format(row["baseline"]),
-            unit.format(row["candidate"]),
-            f"{row['change']:+.1%}",
-            f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]",
-            f"{row['p_adjusted']:.2g}",
-            "[bold red]REGRESSION[/]" if row["regression"] else "[green]ok[/]",
+            *cells,
             style="bold" if row["regression"] else None,
         )
     return table
@@ -114,8 +110,10 @@ def compare(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     for label, parsed in (("baseline", base), ("candidate", cand)):
-        if parsed.requests.height == 0:
-            err.print(f"[red]error:[/] no per-request rows in the {label}: {parsed.accounting}")
+        if parsed.requests.height == 0 and parsed.interval_stats.height == 0:
+            err.print(f"[red]error:[/] no request or interval data in the {label}:")
+            for acc in parsed.accounting:
+                err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
     policy = VerdictPolicy(threshold=threshold, alpha=alpha)
     verdicts = judge_run(
@@ -123,8 +121,10 @@ def compare(
         base.requests,
         ["baseline"],
         policy,
+        candidate_intervals=cand.interval_stats.with_columns(run_id=pl.lit("candidate")),
+        baseline_intervals=base.interval_stats,
     )
-    judged = verdicts.filter(pl.col("note").is_null())
+    judged = verdicts.filter(pl.col("baseline").is_not_null())
     if as_json:
         keys = [
             "endpoint",
@@ -139,8 +139,10 @@ def compare(
             "regression",
             "n_baseline",
             "n_candidate",
+            "note",
         ]
-        print(json.dumps(judged.select(keys).to_dicts(), indent=2))
+        # NaN is not JSON: a statistic that could not be computed is null.
+        print(json.dumps(judged.select(keys).fill_nan(None).to_dicts(), indent=2))
     else:
         console.print(_verdict_table(verdicts, f"{candidate} vs {baseline}"))
     raise typer.Exit(1 if judged["regression"].any() else 0)

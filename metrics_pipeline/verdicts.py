@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import polars as pl
 
-from metrics_pipeline.models import conform
+from metrics_pipeline.models import conform, empty
 from metrics_pipeline.stats import Comparison, benjamini_hochberg, compare_rates, compare_samples
 from metrics_pipeline.summary import escape_md
 
@@ -66,46 +66,43 @@ def judge_run(
     baseline: pl.DataFrame,
     baseline_runs: list[str],
     policy: VerdictPolicy = VerdictPolicy(),
+    *,
+    candidate_intervals: pl.DataFrame | None = None,
+    baseline_intervals: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Compare a candidate run's requests with the pooled requests of its baseline runs.
+    """Compare a candidate run with the pooled data of its baseline runs.
 
-    Returns one row per endpoint x metric (``verdicts`` schema). Endpoints without baseline
-    data get a row with a note and no verdict.
+    Per-request rows are compared where an endpoint has them on both sides; otherwise the
+    ``interval_stats`` rows of tools that only report aggregates (Artillery, k6 and Locust
+    summaries). Returns one row per endpoint x metric (``verdicts`` schema); endpoints without
+    baseline data get a row with a note and no verdict.
     """
-    run_id = candidate["run_id"][0] if candidate.height else None
+    candidate_intervals = _or_empty(candidate_intervals, "interval_stats")
+    baseline_intervals = _or_empty(baseline_intervals, "interval_stats")
+    run_ids = pl.concat([candidate["run_id"], candidate_intervals["run_id"]]).drop_nulls()
+    run_id = run_ids[0] if len(run_ids) else None
+    request_endpoints = set(candidate["endpoint"]) & set(baseline["endpoint"])
     rows: list[dict] = []
     comparisons: list[Comparison | None] = []
-    for endpoint in sorted(candidate["endpoint"].unique()):
-        cand = candidate.filter(pl.col("endpoint") == endpoint)
-        base = baseline.filter(pl.col("endpoint") == endpoint)
-        if base.height == 0:
+    for endpoint in sorted(set(candidate["endpoint"]) | set(candidate_intervals["endpoint"])):
+        if endpoint in request_endpoints:
+            judged = _judge_requests(
+                candidate.filter(pl.col("endpoint") == endpoint),
+                baseline.filter(pl.col("endpoint") == endpoint),
+                policy,
+            )
+        else:
+            judged = _judge_intervals(
+                _one_source(candidate_intervals.filter(pl.col("endpoint") == endpoint)),
+                _one_source(baseline_intervals.filter(pl.col("endpoint") == endpoint)),
+                policy,
+            )
+        if not judged:
             rows.append({"endpoint": endpoint, "metric": "all", "note": "no baseline data"})
             comparisons.append(None)
-            continue
-        cand_ok = cand.filter(pl.col("ok"))["latency_ms"].to_numpy()
-        base_ok = base.filter(pl.col("ok"))["latency_ms"].to_numpy()
-        for metric, statistic in LATENCY_METRICS.items():
-            result = compare_samples(
-                base_ok,
-                cand_ok,
-                threshold=policy.threshold,
-                alpha=policy.alpha,
-                statistic=statistic,
-                min_effect=policy.min_latency_ms,
-            )
-            rows.append({"endpoint": endpoint, "metric": metric})
+        for metric, result, note in judged:
+            rows.append({"endpoint": endpoint, "metric": metric, "note": note})
             comparisons.append(result)
-        result = compare_rates(
-            int((~base["ok"]).sum()),
-            base.height,
-            int((~cand["ok"]).sum()),
-            cand.height,
-            threshold=policy.threshold,
-            alpha=policy.alpha,
-            min_effect=policy.min_error_rate,
-        )
-        rows.append({"endpoint": endpoint, "metric": "error_rate"})
-        comparisons.append(result)
 
     tested = [i for i, c in enumerate(comparisons) if c is not None and math.isfinite(c.p_value)]
     adjusted = benjamini_hochberg([comparisons[i].p_value for i in tested]) if tested else []
@@ -128,10 +125,133 @@ def judge_run(
             "n_baseline": result.n_baseline,
             "n_candidate": result.n_candidate,
             # compare_* already required the size and the absolute floor; the significance
-            # must survive the multiple-testing adjustment across the run.
-            "regression": bool(result.regression and adjusted_p < policy.alpha),
+            # must survive the multiple-testing adjustment across the run. Aggregates without
+            # a test (one summary per side) are judged on size and floor alone.
+            "regression": bool(
+                result.regression and (adjusted_p < policy.alpha or i not in p_adjusted)
+            ),
         }
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
+
+
+Judged = list[tuple[str, Comparison, str | None]]
+
+
+def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy) -> Judged:
+    cand_ok = cand.filter(pl.col("ok"))["latency_ms"].to_numpy()
+    base_ok = base.filter(pl.col("ok"))["latency_ms"].to_numpy()
+    judged: Judged = [
+        (
+            metric,
+            compare_samples(
+                base_ok,
+                cand_ok,
+                threshold=policy.threshold,
+                alpha=policy.alpha,
+                statistic=statistic,
+                min_effect=policy.min_latency_ms,
+            ),
+            None,
+        )
+        for metric, statistic in LATENCY_METRICS.items()
+    ]
+    rate = compare_rates(
+        int((~base["ok"]).sum()),
+        base.height,
+        int((~cand["ok"]).sum()),
+        cand.height,
+        threshold=policy.threshold,
+        alpha=policy.alpha,
+        min_effect=policy.min_error_rate,
+    )
+    return [*judged, ("error_rate", rate, None)]
+
+
+# Interval columns compared as latency metrics, and the fewest intervals a side needs for a
+# rank test on the series (with 3 vs 3 values no test can reach p < 0.05).
+INTERVAL_METRICS = {"latency_p50": "p50", "latency_p95": "p95"}
+MIN_INTERVALS = 5
+
+
+def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy) -> Judged:
+    """Judge pre-aggregated rows: the series of per-interval percentiles when both sides have
+    enough intervals (a rank test on the series), else the count-weighted aggregate of each
+    side with no significance test (noted on the row)."""
+    if cand.height == 0 or base.height == 0:
+        return []
+    series = min(cand.height, base.height) >= MIN_INTERVALS
+    judged: Judged = []
+    for metric, column in INTERVAL_METRICS.items():
+        if cand[column].null_count() == cand.height or base[column].null_count() == base.height:
+            continue
+        if series:
+            result = compare_samples(
+                base[column].to_numpy(),
+                cand[column].to_numpy(),
+                threshold=policy.threshold,
+                alpha=policy.alpha,
+                statistic="median",
+                min_effect=policy.min_latency_ms,
+            )
+            judged.append((metric, result, f"{column} of {cand.height} intervals"))
+        else:
+            result = _aggregate_change(_weighted(base, column), _weighted(cand, column), policy)
+            result = replace(result, n_baseline=base.height, n_candidate=cand.height)
+            judged.append((metric, result, "aggregate only: no significance test"))
+    if cand["errors"].null_count() == 0 and base["errors"].null_count() == 0:
+        rate = compare_rates(
+            int(base["errors"].sum()),
+            int(base["count"].sum()),
+            int(cand["errors"].sum()),
+            int(cand["count"].sum()),
+            threshold=policy.threshold,
+            alpha=policy.alpha,
+            min_effect=policy.min_error_rate,
+        )
+        judged.append(("error_rate", rate, None))
+    return judged
+
+
+def _weighted(frame: pl.DataFrame, column: str) -> float:
+    """Count-weighted mean of a per-interval statistic (an approximation for percentiles)."""
+    valid = frame.filter(pl.col(column).is_not_null())
+    weights = valid["count"].fill_null(1).cast(pl.Float64)
+    if weights.sum() <= 0:
+        return float(valid[column].mean())
+    return float((valid[column] * weights).sum() / weights.sum())
+
+
+def _aggregate_change(base: float, cand: float, policy: VerdictPolicy) -> Comparison:
+    change = cand / base - 1 if base > 0 else math.nan
+    return Comparison(
+        statistic="aggregate",
+        baseline=base,
+        candidate=cand,
+        change=change,
+        ci_low=math.nan,
+        ci_high=math.nan,
+        p_value=math.nan,
+        n_baseline=1,
+        n_candidate=1,
+        regression=bool(change > policy.threshold and cand - base >= policy.min_latency_ms),
+    )
+
+
+def _one_source(intervals: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the file with the longest series: files of one run that summarise the same
+    requests (Locust writes three) must not be pooled."""
+    if intervals.height == 0:
+        return intervals
+    best = (
+        intervals.group_by("source_file")
+        .len()
+        .sort(["len", "source_file"], descending=[True, False], nulls_last=True)["source_file"][0]
+    )
+    return intervals.filter(pl.col("source_file").eq_missing(best))
+
+
+def _or_empty(frame: pl.DataFrame | None, table: str) -> pl.DataFrame:
+    return empty(table) if frame is None else frame
 
 
 def verdicts_markdown(verdicts: pl.DataFrame) -> str:
@@ -140,22 +260,29 @@ def verdicts_markdown(verdicts: pl.DataFrame) -> str:
         "| endpoint | metric | baseline | candidate | change | 95% CI | p (adj.) | verdict |",
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
-    ordered = verdicts.sort(["regression", "endpoint", "metric"], descending=[True, False, False])
-    for row in ordered.iter_rows(named=True):
-        if row["note"]:
-            lines.append(
-                f"| {escape_md(row['endpoint'])} | {row['metric']} | | | | | | {row['note']} |"
-            )
-            continue
-        metric = row["metric"]
-        lines.append(
-            f"| {escape_md(row['endpoint'])} | {metric} | {_fmt(row['baseline'], metric)} "
-            f"| {_fmt(row['candidate'], metric)} | {row['change']:+.1%} "
-            f"| [{row['ci_low']:+.1%}, {row['ci_high']:+.1%}] | {row['p_adjusted']:.2g} "
-            f"| {'**REGRESSION**' if row['regression'] else 'ok'} |"
-        )
+    for row in ordered(verdicts).iter_rows(named=True):
+        cells = [escape_md(row["endpoint"]), row["metric"], *formatted(row)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _fmt(value: float, metric: str) -> str:
-    return f"{value:.2%}" if metric == "error_rate" else f"{value:.1f} ms"
+def ordered(verdicts: pl.DataFrame) -> pl.DataFrame:
+    return verdicts.sort(["regression", "endpoint", "metric"], descending=[True, False, False])
+
+
+def formatted(row: dict) -> list[str]:
+    """baseline, candidate, change, CI, adjusted p and verdict of one row, as text."""
+    if row["baseline"] is None:
+        return ["", "", "", "", "", row["note"] or ""]
+    unit = "{:.2%}" if row["metric"] == "error_rate" else "{:.1f} ms"
+    ci = (
+        f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]"
+        if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"])
+        else "-"
+    )
+    p = f"{row['p_adjusted']:.2g}" if math.isfinite(row["p_adjusted"]) else "-"
+    verdict = "REGRESSION" if row["regression"] else "ok"
+    if row["note"]:
+        verdict += f" ({row['note']})"
+    change = f"{row['change']:+.1%}" if math.isfinite(row["change"]) else "-"
+    return [unit.format(row["baseline"]), unit.format(row["candidate"]), change, ci, p, verdict]
