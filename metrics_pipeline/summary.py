@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from metrics_pipeline.formats.base import ALL_ENDPOINTS
 from metrics_pipeline.models import conform
 
 QUANTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "latency_p99": 0.99}
@@ -48,14 +49,76 @@ def summarize_requests(requests: pl.DataFrame) -> pl.DataFrame:
     return conform("run_summary", summary)
 
 
+def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:
+    """One row per run x endpoint from pre-aggregated rows (tools without per-request data).
+
+    Per run and endpoint only the file with the most rows is used (Locust writes the same
+    requests into three files). Counts and errors add up; mean and percentiles are
+    count-weighted means of the per-interval values, an approximation (percentiles do not
+    average); max is the maximum. Throughput is the count over the summed interval lengths,
+    null when the tool does not state them.
+    """
+    if intervals.height == 0:
+        return conform("run_summary", pl.DataFrame())
+    best_source = (
+        intervals.group_by("run_id", "endpoint", "source_file")
+        .len()
+        .sort(["len", "source_file"], descending=[True, False], nulls_last=True)
+        .unique(["run_id", "endpoint"], keep="first")
+        .drop("len")
+    )
+    chosen = intervals.join(best_source, on=["run_id", "endpoint", "source_file"], nulls_equal=True)
+    weight = pl.col("count").cast(pl.Float64)
+
+    def weighted(column: str) -> pl.Expr:
+        valid = pl.col(column).is_not_null()
+        return (pl.col(column) * weight).filter(valid).sum() / weight.filter(valid).sum()
+
+    summary = (
+        chosen.group_by("run_id", "endpoint")
+        .agg(
+            requests=pl.col("count").sum(),
+            errors=pl.col("errors").sum(),
+            span_s=pl.col("interval_s").sum(),
+            latency_mean=weighted("mean"),
+            latency_p50=weighted("p50"),
+            latency_p90=weighted("p90"),
+            latency_p95=weighted("p95"),
+            latency_p99=weighted("p99"),
+            latency_max=pl.col("max").max(),
+        )
+        .with_columns(
+            error_rate=pl.col("errors") / pl.col("requests"),
+            throughput_rps=pl.when(pl.col("span_s") > 0).then(
+                pl.col("requests") / pl.col("span_s")
+            ),
+        )
+        .sort("run_id", "endpoint")
+    )
+    return conform("run_summary", summary)
+
+
+def summarize_run(requests: pl.DataFrame, intervals: pl.DataFrame) -> pl.DataFrame:
+    """Per-request summaries, plus interval summaries for endpoints with no request rows."""
+    from_requests = summarize_requests(requests)
+    if requests.height:
+        # Per-request rows already cover every endpoint: a tool's overall total would count
+        # the same requests twice.
+        intervals = intervals.filter(pl.col("endpoint") != ALL_ENDPOINTS)
+    from_intervals = summarize_intervals(intervals).join(
+        from_requests.select("run_id", "endpoint"), on=["run_id", "endpoint"], how="anti"
+    )
+    return pl.concat([from_requests, from_intervals]).sort("run_id", "endpoint")
+
+
 def summary_markdown(summary: pl.DataFrame) -> str:
     """A compact markdown table of a run summary for the Dagster UI."""
     header = "| endpoint | requests | error rate | rps | p50 ms | p95 ms | p99 ms | max ms |"
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in summary.iter_rows(named=True):
         lines.append(
-            f"| {escape_md(row['endpoint'])} | {row['requests']} | {row['error_rate']:.2%} "
-            f"| {row['throughput_rps']:.1f} | {_num(row['latency_p50'])} "
+            f"| {escape_md(row['endpoint'])} | {row['requests']} | {_pct(row['error_rate'])} "
+            f"| {_num(row['throughput_rps'])} | {_num(row['latency_p50'])} "
             f"| {_num(row['latency_p95'])} | {_num(row['latency_p99'])} "
             f"| {_num(row['latency_max'])} |"
         )
@@ -64,6 +127,10 @@ def summary_markdown(summary: pl.DataFrame) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def escape_md(text: str) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import polars as pl
 
+from metrics_pipeline.formats.base import ALL_ENDPOINTS
 from metrics_pipeline.models import conform, empty
 from metrics_pipeline.stats import Comparison, benjamini_hochberg, compare_rates, compare_samples
 from metrics_pipeline.summary import escape_md
@@ -78,6 +79,9 @@ def judge_run(
     baseline data get a row with a note and no verdict.
     """
     candidate_intervals = _or_empty(candidate_intervals, "interval_stats")
+    if candidate.height:
+        # Per-request rows cover every endpoint; a tool's overall total would judge them twice.
+        candidate_intervals = candidate_intervals.filter(pl.col("endpoint") != ALL_ENDPOINTS)
     baseline_intervals = _or_empty(baseline_intervals, "interval_stats")
     run_ids = pl.concat([candidate["run_id"], candidate_intervals["run_id"]]).drop_nulls()
     run_id = run_ids[0] if len(run_ids) else None

@@ -197,3 +197,45 @@ def test_summary_markdown_escapes_endpoint_names():
         1 for i, c in enumerate(body) if c == "|" and (i == 0 or body[i - 1] != "\\")
     )
     assert unescaped_pipes == 9
+
+
+def test_interval_summaries_use_one_source_and_weight_by_count():
+    from datetime import UTC, datetime
+
+    from metrics_pipeline.summary import summarize_intervals, summarize_run
+
+    t = datetime(2026, 11, 1, tzinfo=UTC)
+    intervals = conform(
+        "interval_stats",
+        pl.DataFrame(
+            {
+                "run_id": ["r"] * 4,
+                "ts": [t] * 4,
+                "endpoint": ["/a"] * 4,
+                "source_file": ["history.csv", "history.csv", "history.csv", "stats.csv"],
+                "interval_s": [10.0, 10.0, 10.0, None],
+                "count": [10, 30, 60, 100],
+                "errors": [0, 3, 1, 4],
+                "p50": [10.0, 20.0, 30.0, 99.0],
+                "p95": [20.0, 40.0, 60.0, 99.0],
+                "max": [25.0, 80.0, 61.0, 99.0],
+            }
+        ),
+    )
+    (row,) = summarize_intervals(intervals).iter_rows(named=True)
+    assert row["requests"] == 100 and row["errors"] == 4  # history.csv only: 3 rows beat 1
+    assert row["error_rate"] == pytest.approx(0.04)
+    assert row["throughput_rps"] == pytest.approx(100 / 30)
+    assert row["latency_p50"] == pytest.approx((10 * 10 + 30 * 20 + 60 * 30) / 100)
+    assert row["latency_p95"] == pytest.approx((10 * 20 + 30 * 40 + 60 * 60) / 100)
+    assert row["latency_max"] == 80.0 and row["latency_p99"] is None
+
+    # Endpoints with per-request rows keep their exact summary; the rest come from intervals.
+    requests = conform(
+        "requests",
+        pl.DataFrame(
+            {"run_id": ["r"], "ts": [t], "endpoint": ["/b"], "ok": [True], "latency_ms": [5.0]}
+        ),
+    )
+    combined = summarize_run(requests, intervals)
+    assert combined["endpoint"].to_list() == ["/a", "/b"]

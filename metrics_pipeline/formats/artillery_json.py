@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from metrics_pipeline.formats.base import (
+    ALL_ENDPOINTS,
     Batch,
     FileAccounting,
     Quarantine,
@@ -54,7 +55,7 @@ ENDPOINT_SUMMARY = "plugins.metrics-by-endpoint.response_time."
 ENDPOINT_CODES = "plugins.metrics-by-endpoint.{}.codes."
 OVERALL_SUMMARY = "http.response_time"
 OVERALL_CODES = "http.codes."
-OVERALL_ENDPOINT = "(all)"
+OVERALL_ENDPOINT = ALL_ENDPOINTS
 DEFAULT_INTERVAL_S = 10.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Artillery writes the aggregate first; its summaries are well inside the 1 MiB sniff.

@@ -18,6 +18,9 @@ import polars as pl
 from metrics_pipeline.models import RAW_EXCERPT_BYTES, conform
 
 BATCH_ROWS = 50_000
+# The endpoint name of summaries over all endpoints (k6's http_req_duration, Artillery's
+# http.response_time): a total, not an endpoint.
+ALL_ENDPOINTS = "(all)"
 # Latencies above an hour are not a slow request but a broken clock or unit.
 MAX_LATENCY_MS = 3_600_000.0
 SNIFF_BYTES = 1 << 20

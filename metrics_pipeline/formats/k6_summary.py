@@ -45,6 +45,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from metrics_pipeline.formats.base import (
+    ALL_ENDPOINTS,
     Batch,
     FileAccounting,
     Quarantine,
@@ -55,7 +56,7 @@ from metrics_pipeline.formats.base import (
 from metrics_pipeline.models import conform
 
 NAME = "k6_summary"
-ALL = "(all)"
+ALL = ALL_ENDPOINTS
 ENDPOINT_TAGS = ("name", "url")
 STATS = {
     "avg": "mean",
