@@ -72,7 +72,9 @@ def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:
 
     def weighted(column: str) -> pl.Expr:
         valid = pl.col(column).is_not_null()
-        return (pl.col(column) * weight).filter(valid).sum() / weight.filter(valid).sum()
+        total = weight.filter(valid).sum()
+        # null, not NaN, when the tool never reports this percentile
+        return pl.when(total > 0).then((pl.col(column) * weight).filter(valid).sum() / total)
 
     summary = (
         chosen.group_by("run_id", "endpoint")
