@@ -147,3 +147,20 @@ def test_a_run_failing_table_rules_is_marked_invalid_and_blocks_its_verdict(
     # The blocking check stops the downstream assets: no verdict for an invalid run.
     assert warehouse.read("verdicts", ["empty-1"]).height == 0
     assert warehouse.read("quarantine", ["empty-1"])["reason"].to_list() == ["unknown format"]
+
+
+def test_a_reupload_with_changed_content_replaces_the_run(settings, store, warehouse, tmp_path):
+    (run,) = upload_demo_runs(store, tmp_path / "runs", count=1)
+    run_id = run.manifest.run_id
+    prefix = store.run_prefix(run.manifest.suite, run_id)
+    with dg.instance_for_test() as instance:
+        first = sense_and_run(build_definitions(settings), instance)
+        assert warehouse.read("requests", [run_id]).height == len(run.records)
+
+        kept = store.get_bytes(prefix + "requests.ndjson").splitlines(keepends=True)[:100]
+        store.put_bytes(prefix + "requests.ndjson", b"".join(kept))
+        store.put_bytes(prefix + "run.json", run.manifest.model_dump_json(indent=1).encode())
+        second = sense_and_run(build_definitions(settings), instance, cursor=first.cursor)
+    assert second.run_ids == [run_id]
+    assert warehouse.read("requests", [run_id]).height == 100
+    assert warehouse.read("runs", [run_id]).height == 1
