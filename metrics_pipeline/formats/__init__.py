@@ -37,6 +37,7 @@ from metrics_pipeline.formats.base import (
 from metrics_pipeline.models import CANONICAL_TABLES, RAW_EXCERPT_BYTES, empty
 
 __all__ = [
+    "ADAPTERS",
     "RESULT_SUFFIXES",
     "FileAccounting",
     "ParsedResults",
