@@ -4,8 +4,9 @@ import dagster as dg
 import polars as pl
 
 from assets.ingest import REQUESTS
+from metrics_pipeline.baselines import pinned_runs
 from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import WarehouseResource
+from metrics_pipeline.resources import BaselineFileResource, WarehouseResource
 from metrics_pipeline.verdicts import choose_baseline, judge_run, verdicts_markdown
 
 BASELINE = dg.AssetKey(["analysis", "baseline"])
@@ -14,15 +15,18 @@ VERDICTS = dg.AssetKey(["analysis", "verdicts"])
 
 @dg.asset(
     key=BASELINE,
-    deps=[REQUESTS],
+    deps=[REQUESTS, dg.AssetKey(["warehouse", "run_summary"])],
     partitions_def=runs_partitions,
     group_name="analysis",
     kinds={"polars"},
-    description="The runs a run is compared with: its manifest's explicit baseline, or the "
-    "last 5 accepted runs of the same suite, scenario and environment.",
+    description="The runs a run is compared with: its manifest's explicit baseline, else the "
+    "runs pinned in the baseline file, else the last 5 accepted non-outlier runs of the same "
+    "suite, scenario and environment.",
 )
 def baseline(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    baselines: BaselineFileResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
@@ -31,7 +35,15 @@ def baseline(
     regressed = set(
         store.scan("verdicts").filter(pl.col("regression")).select("run_id").collect()["run_id"]
     )
-    chosen = choose_baseline(runs, candidate, regressed)
+    chosen = choose_baseline(
+        runs,
+        candidate,
+        regressed,
+        summaries=store.read("run_summary"),
+        pinned=pinned_runs(
+            baselines.entries(), candidate["suite"], candidate["scenario"], candidate["environment"]
+        ),
+    )
     store.write_partition(
         "run_baselines",
         run_id,

@@ -5,7 +5,11 @@ import dagster as dg
 import assets
 import schedules
 import sensors
-from metrics_pipeline.resources import WarehouseResource, object_store_from_settings
+from metrics_pipeline.resources import (
+    BaselineFileResource,
+    WarehouseResource,
+    object_store_from_settings,
+)
 from metrics_pipeline.settings import Settings
 
 
@@ -14,6 +18,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     resources = {
         "object_store": object_store_from_settings(settings, for_dagster=True),
         "warehouse": WarehouseResource(root=str(settings.warehouse_root)),
+        "baselines": BaselineFileResource(path=str(settings.baselines_file)),
     }
     return dg.Definitions.merge(
         assets.defs, sensors.defs, schedules.defs, dg.Definitions(resources=resources)

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import dagster as dg
 from pydantic import PrivateAttr
 
+from metrics_pipeline.baselines import BaselineEntry, load_baselines
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.storage import Warehouse
 
@@ -239,6 +240,15 @@ class S3ObjectStore(ObjectStore):
 
     def put_file(self, key: str, path: Path) -> None:
         self.client.upload_file(str(path), self.bucket, check_key(key))
+
+
+class BaselineFileResource(dg.ConfigurableResource):
+    """The version-controlled baseline file (absent: every baseline is dynamic)."""
+
+    path: str
+
+    def entries(self) -> list[BaselineEntry]:
+        return load_baselines(Path(self.path))
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -19,6 +19,8 @@ class Settings:
     ``METRICS_S3_ENDPOINT_URL`` S3-compatible endpoint, e.g. MinIO's ``http://minio:9000``
     ``METRICS_S3_REGION``       region for the S3 client (default ``us-east-1``)
     ``METRICS_POSTGRES_URL``    Postgres warehouse (optional)
+    ``METRICS_BASELINES``       the version-controlled baseline file
+                                (default ``config/baselines/load-test-baselines.yaml``)
     S3 credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (boto3's chain).
     """
 
@@ -28,6 +30,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     postgres_url: str | None = None
+    baselines_file: Path = Path("config/baselines/load-test-baselines.yaml")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,6 +45,9 @@ class Settings:
             s3_endpoint_url=env.get("METRICS_S3_ENDPOINT_URL") or None,
             s3_region=env.get("METRICS_S3_REGION", "us-east-1"),
             postgres_url=env.get("METRICS_POSTGRES_URL") or None,
+            baselines_file=Path(
+                env.get("METRICS_BASELINES", "config/baselines/load-test-baselines.yaml")
+            ).absolute(),
         )
 
     @property

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 import polars as pl
 
+from metrics_pipeline.baselines import BASELINE_RUNS, accepted_runs, dynamic_baseline
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
 from metrics_pipeline.models import conform, empty
 from metrics_pipeline.stats import Comparison, benjamini_hochberg, compare_rates, compare_samples
 from metrics_pipeline.summary import escape_md
-
-BASELINE_RUNS = 5
 
 
 @dataclass(frozen=True)
@@ -39,27 +37,34 @@ def choose_baseline(
     runs: pl.DataFrame,
     candidate: dict,
     regressed: set[str],
+    *,
+    summaries: pl.DataFrame | None = None,
+    pinned: list[str] | None = None,
     n: int = BASELINE_RUNS,
 ) -> list[str]:
-    """Run ids to compare ``candidate`` (a ``runs`` row) with.
+    """Run ids to compare ``candidate`` (a ``runs`` row) with, in order of precedence:
 
-    An explicit ``baseline`` run id in the manifest wins. Otherwise: the last ``n`` accepted
-    runs (valid, not judged a regression) of the same suite, scenario and environment that
-    started before the candidate.
+    1. an explicit ``baseline`` run id in its manifest;
+    2. the runs pinned for its combination in the baseline file (``pinned``), if known here;
+    3. a rolling window: the last ``n`` accepted runs (valid, not judged a regression) of the
+       same suite, scenario and environment that started before it, leaving out outlier runs
+       (IQR rule on their relative p50 latency, given ``summaries``).
     """
+    known = set(runs["run_id"])
     explicit = candidate.get("baseline")
     if explicit and explicit != "auto":
-        return [explicit] if explicit in set(runs["run_id"]) else []
-    started: datetime = candidate["started_at"]
-    previous = runs.filter(
+        return [explicit] if explicit in known else []
+    if pinned and (
+        chosen := [run for run in pinned if run in known and run != candidate["run_id"]]
+    ):
+        return chosen
+    previous = accepted_runs(runs, regressed | {candidate["run_id"]}).filter(
         (pl.col("suite") == candidate["suite"])
         & (pl.col("scenario") == candidate["scenario"])
         & (pl.col("environment") == candidate["environment"])
-        & (pl.col("started_at") < started)
-        & pl.col("valid")
-        & ~pl.col("run_id").is_in(sorted(regressed | {candidate["run_id"]}))
+        & (pl.col("started_at") < candidate["started_at"])
     )
-    return previous.sort("started_at", "run_id").tail(n)["run_id"].to_list()
+    return dynamic_baseline(previous, _or_empty(summaries, "run_summary"), n)
 
 
 def judge_run(

@@ -51,7 +51,7 @@ def upload_demo_runs(store, folder: Path, count: int = 3, **kwargs) -> list[Demo
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home")
+    return Settings(home=tmp_path / "home", baselines_file=tmp_path / "baselines.yaml")
 
 
 @pytest.fixture

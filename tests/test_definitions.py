@@ -25,7 +25,7 @@ def test_every_job_sensor_and_schedule_resolves(settings):
         assert schedule.job_name in {job.name for job in repo.get_all_jobs()}
     groups = {node.group_name for node in repo.asset_graph.asset_nodes}
     assert groups == {"ingest", "warehouse", "analysis"}
-    assert set(defs.resources) == {"object_store", "warehouse"}
+    assert set(defs.resources) == {"object_store", "warehouse", "baselines"}
     assert dg.AssetKey(["analysis", "verdicts"]) in repo.asset_graph.get_all_asset_keys()
 
 
