@@ -218,6 +218,43 @@ def ingest(
     console.print(f"warehouse: {warehouse.root}")
 
 
+@app.command(context_settings={"ignore_unknown_options": True})
+def run(
+    command: Annotated[list[str], typer.Argument(help="The load-test command, after `--`.")],
+    suite: Suite,
+    scenario: Scenario,
+    env: Env,
+    run_id: RunId = None,
+    results: Annotated[
+        Path, typer.Option("--results", help="Folder where the tool writes its result files.")
+    ] = Path("."),
+    interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 1.0,
+) -> None:
+    """Run a load test, sample system metrics meanwhile, then upload results, samples and a
+    manifest as one run. Exits with the command's exit code."""
+    from metrics_pipeline.collector import collect_run
+    from metrics_pipeline.resources import object_store_from_settings
+
+    store = object_store_from_settings(Settings.from_env())
+    try:
+        code, manifest, keys = collect_run(
+            store,
+            command,
+            suite=suite,
+            scenario=scenario,
+            environment=env,
+            run_id=run_id,
+            results_dir=results,
+            interval=interval,
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if keys:
+        err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")
+    raise typer.Exit(code)
+
+
 @app.command()
 def demo(
     runs: Annotated[int, typer.Option(help="How many nightly runs to generate.")] = 6,

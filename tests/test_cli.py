@@ -108,3 +108,34 @@ def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_p
             "run_id"
         ].unique().to_list() == ["checkout-20261106-6"]
     assert counts[0] == counts[1] and counts[0]["runs"] == 6
+
+
+def test_run_collects_uploads_and_exits_with_the_commands_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    out = tmp_path / "out"
+    script = (
+        "import json, os, sys, time; os.makedirs(sys.argv[1], exist_ok=True); "
+        "open(os.path.join(sys.argv[1], 'r.ndjson'), 'w').write(json.dumps("
+        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 3}) + '\\n'); "
+        "time.sleep(0.8); raise SystemExit(4)"
+    )
+    args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--run-id", "c-1"]
+    args += [
+        "--results",
+        str(out),
+        "--interval",
+        "0.2",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 4, result.output
+    uploaded = tmp_path / "objects" / "loadtests" / "raw" / "s" / "c-1"
+    assert sorted(p.name for p in uploaded.iterdir()) == [
+        "r.ndjson",
+        "run.json",
+        "system-samples.jsonl",
+    ]
