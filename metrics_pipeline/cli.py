@@ -167,7 +167,7 @@ def upload(
         raise typer.Exit(2)
     manifest = _manifest(suite, scenario, env, run_id, started_at, files)
     store = object_store_from_settings(Settings.from_env())
-    keys = upload_run(store, files, manifest)
+    keys = upload_run(store, files, manifest, root=folder)
     console.print(
         f"uploaded run [bold]{manifest.run_id}[/] ({len(keys)} objects) to {store.description}"
     )

@@ -307,22 +307,20 @@ def collect_run(
         _warn_about(files, started_at)
         if samples.stat().st_size:  # an empty file would only be reported as unreadable
             files.append(samples)
-        keys = upload_run(store, files, manifest)
+        keys = upload_run(store, files, manifest, root=results_dir)
     return code, manifest, keys
 
 
 def _warn_about(files: list[Path], started_at: datetime) -> None:
-    """Uploads are keyed by file name: say so when files would overwrite each other, and when a
-    file predates the run (left over from an earlier one in a reused folder?)."""
-    names: dict[str, Path] = {}
+    """Say when a tool file would be overwritten by our samples, and when a file predates the
+    run (left over from an earlier one in a reused folder?)."""
     for file in files:
-        if file.name in names or file.name == SAMPLES_NAME:
+        if file.name == SAMPLES_NAME:
             print(
-                f"metrics-pipeline run: warning: {file} has the same name as another uploaded "
-                "file: only one of them is kept",
+                f"metrics-pipeline run: warning: {file} has the name of our system samples: "
+                "only the samples are kept",
                 file=sys.stderr,
             )
-        names[file.name] = file
         # 2 s of slack for file systems with coarse timestamps.
         if file.stat().st_mtime < started_at.timestamp() - 2:
             print(

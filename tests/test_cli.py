@@ -139,3 +139,20 @@ def test_run_collects_uploads_and_exits_with_the_commands_code(tmp_path, monkeyp
         "run.json",
         "system-samples.jsonl",
     ]
+
+
+def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    line = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
+    for sub in ("a", "b"):
+        (tmp_path / "res" / sub).mkdir(parents=True)
+        (tmp_path / "res" / sub / "out.ndjson").write_text(line)
+    args = ["upload", str(tmp_path / "res"), "--suite", "s", "--scenario", "x", "--env", "e"]
+    result = runner.invoke(app, [*args, "--run-id", "sub-1"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "home" / "objects" / "loadtests" / "raw" / "s" / "sub-1"
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) == [
+        "a/out.ndjson",
+        "b/out.ndjson",
+        "run.json",
+    ]
