@@ -7,7 +7,7 @@ from assets.ingest import REQUESTS
 from metrics_pipeline.baselines import pinned_runs
 from metrics_pipeline.partitions import runs_partitions
 from metrics_pipeline.resources import BaselineFileResource, WarehouseResource
-from metrics_pipeline.verdicts import choose_baseline, judge_run, verdicts_markdown
+from metrics_pipeline.verdicts import choose_baseline, judge_run, run_verdict, verdicts_markdown
 
 BASELINE = dg.AssetKey(["analysis", "baseline"])
 VERDICTS = dg.AssetKey(["analysis", "verdicts"])
@@ -75,6 +75,8 @@ def verdicts(
         baseline_runs,
         candidate_intervals=store.read("interval_stats", [run_id]),
         baseline_intervals=store.read("interval_stats", baseline_runs),
+        candidate_resources=store.read("resources", [run_id]),
+        baseline_resources=store.read("resources", baseline_runs),
     )
     store.write_partition("verdicts", run_id, table)
     store.refresh_catalog()
@@ -86,6 +88,7 @@ def verdicts(
         )
     return dg.MaterializeResult(
         metadata={
+            "verdict": run_verdict(table),
             "regressions": regressions.height,
             "baseline_runs": ", ".join(baseline_runs) or "(none yet)",
             "verdicts": dg.MetadataValue.md(

@@ -115,7 +115,7 @@ def compare(
             for acc in parsed.accounting:
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
-    policy = VerdictPolicy(threshold=threshold, alpha=alpha)
+    policy = VerdictPolicy.uniform(threshold, alpha)
     verdicts = judge_run(
         cand.requests.with_columns(run_id=pl.lit("candidate")),
         base.requests,
@@ -123,6 +123,8 @@ def compare(
         policy,
         candidate_intervals=cand.interval_stats.with_columns(run_id=pl.lit("candidate")),
         baseline_intervals=base.interval_stats,
+        candidate_resources=cand.resources,
+        baseline_resources=base.resources,
     )
     judged = verdicts.filter(pl.col("baseline").is_not_null())
     if as_json:
@@ -137,6 +139,7 @@ def compare(
             "p_value",
             "p_adjusted",
             "regression",
+            "verdict",
             "n_baseline",
             "n_candidate",
             "note",

@@ -205,6 +205,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "p_value": pl.Float64,
             "p_adjusted": pl.Float64,
             "regression": pl.Boolean,
+            "verdict": pl.String,  # regression | trade-off | ok | no baseline
             "n_baseline": pl.Int64,
             "n_candidate": pl.Int64,
             "baseline_runs": pl.String,

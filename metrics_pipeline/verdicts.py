@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import polars as pl
 
 from metrics_pipeline.baselines import BASELINE_RUNS, accepted_runs, dynamic_baseline
@@ -15,22 +17,60 @@ from metrics_pipeline.summary import escape_md
 
 
 @dataclass(frozen=True)
-class VerdictPolicy:
-    """When a change counts as a regression.
-
-    A change must be large (relative ``threshold``), significant (Benjamini-Hochberg adjusted
-    p below ``alpha`` across every endpoint x metric of the run) and above an absolute floor:
-    sub-millisecond endpoints move 15-30 % between identical runs on shared machines.
-    """
+class MetricRule:
+    """When a change of one metric counts: worse by more than ``threshold`` (relative), with a
+    Benjamini-Hochberg adjusted p below ``alpha``, and worse by at least ``min_effect`` in the
+    metric's units (sub-millisecond endpoints move 15-30 % between identical runs on shared
+    machines: flagging them is a false alarm)."""
 
     threshold: float = 0.20
     alpha: float = 0.05
-    min_latency_ms: float = 1.0
-    min_error_rate: float = 0.005
+    min_effect: float = 0.0
+
+
+DEFAULT_RULES = {
+    "latency_p50": MetricRule(min_effect=1.0),
+    "latency_p95": MetricRule(min_effect=1.0),
+    "error_rate": MetricRule(min_effect=0.005),
+    "throughput": MetricRule(min_effect=0.5),
+    "resource": MetricRule(),
+}
+
+
+@dataclass(frozen=True)
+class VerdictPolicy:
+    """Per-metric rules (``resource`` covers every resource metric)."""
+
+    rules: Mapping[str, MetricRule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+
+    def rule(self, metric: str) -> MetricRule:
+        return self.rules.get(metric) or self.rules["resource"]
+
+    @classmethod
+    def uniform(cls, threshold: float = 0.20, alpha: float = 0.05) -> VerdictPolicy:
+        """The default absolute floors with one threshold and alpha for every metric."""
+        return cls(
+            {m: replace(r, threshold=threshold, alpha=alpha) for m, r in DEFAULT_RULES.items()}
+        )
 
 
 # metric -> the statistic compared on successful requests' latencies
 LATENCY_METRICS = {"latency_p50": "median", "latency_p95": "p95"}
+# Resource metrics where more is worse; a candidate using more of them is a regression, or a
+# trade-off when its latency got better.
+RESOURCE_METRICS = (
+    "cpu_pct",
+    "mem_pct",
+    "mem_used_bytes",
+    "rss_bytes",
+    "proc_rss_bytes",
+    "proc_cpu_pct",
+    "gpu_pct",
+    "spill_pct",
+)
+RESOURCES = "(resources)"
+# (metric, comparison, note) of one endpoint
+Judged = list[tuple[str, Comparison, str | None]]
 
 
 def choose_baseline(
@@ -75,13 +115,17 @@ def judge_run(
     *,
     candidate_intervals: pl.DataFrame | None = None,
     baseline_intervals: pl.DataFrame | None = None,
+    candidate_resources: pl.DataFrame | None = None,
+    baseline_resources: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Compare a candidate run with the pooled data of its baseline runs.
 
-    Per-request rows are compared where an endpoint has them on both sides; otherwise the
-    ``interval_stats`` rows of tools that only report aggregates (Artillery, k6 and Locust
-    summaries). Returns one row per endpoint x metric (``verdicts`` schema); endpoints without
-    baseline data get a row with a note and no verdict.
+    Per-request rows are compared where an endpoint has them on both sides (latency p50 and
+    p95, error rate, throughput per second); otherwise the ``interval_stats`` rows of tools that
+    only report aggregates. Resource usage is compared per metric over all hosts. Returns one
+    row per endpoint x metric (``verdicts`` schema) with ``verdict`` one of ``regression``,
+    ``trade-off`` (a resource got worse while latency got better: not a pass), ``ok``, or
+    ``no baseline``.
     """
     candidate_intervals = _or_empty(candidate_intervals, "interval_stats")
     if candidate.height:
@@ -112,6 +156,13 @@ def judge_run(
         for metric, result, note in judged:
             rows.append({"endpoint": endpoint, "metric": metric, "note": note})
             comparisons.append(result)
+    for metric, result in _judge_resources(
+        _or_empty(candidate_resources, "resources"),
+        _or_empty(baseline_resources, "resources"),
+        policy,
+    ):
+        rows.append({"endpoint": RESOURCES, "metric": metric, "note": None})
+        comparisons.append(result)
 
     tested = [i for i, c in enumerate(comparisons) if c is not None and math.isfinite(c.p_value)]
     adjusted = benjamini_hochberg([comparisons[i].p_value for i in tested]) if tested else []
@@ -120,9 +171,10 @@ def judge_run(
         row["run_id"] = run_id
         row["baseline_runs"] = ",".join(baseline_runs)
         if result is None:
-            row["regression"] = False
+            row |= {"regression": False, "verdict": "no baseline"}
             continue
         adjusted_p = p_adjusted.get(i, math.nan)
+        alpha = policy.rule(row["metric"]).alpha
         row |= {
             "baseline": result.baseline,
             "candidate": result.candidate,
@@ -136,44 +188,99 @@ def judge_run(
             # compare_* already required the size and the absolute floor; the significance
             # must survive the multiple-testing adjustment across the run. Aggregates without
             # a test (one summary per side) are judged on size and floor alone.
-            "regression": bool(
-                result.regression and (adjusted_p < policy.alpha or i not in p_adjusted)
-            ),
+            "regression": bool(result.regression and (adjusted_p < alpha or i not in p_adjusted)),
         }
+    latency_better = any(
+        row["metric"] in LATENCY_METRICS
+        and row.get("change") is not None
+        and row["change"] < 0
+        and row.get("p_adjusted", 1.0) < policy.rule(row["metric"]).alpha
+        for row in rows
+    )
+    for row in rows:
+        if "verdict" not in row:
+            trade_off = row["regression"] and row["endpoint"] == RESOURCES and latency_better
+            row["verdict"] = (
+                "trade-off" if trade_off else "regression" if row["regression"] else "ok"
+            )
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
 
 
-Judged = list[tuple[str, Comparison, str | None]]
+def run_verdict(verdicts: pl.DataFrame) -> str:
+    """One word for the whole run: regression, trade-off, pass, or no baseline."""
+    kinds = set(verdicts["verdict"])
+    if "regression" in kinds:
+        return "regression"
+    if "trade-off" in kinds:
+        return "trade-off"
+    return "pass" if "ok" in kinds else "no baseline"
 
 
 def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy) -> Judged:
     cand_ok = cand.filter(pl.col("ok"))["latency_ms"].to_numpy()
     base_ok = base.filter(pl.col("ok"))["latency_ms"].to_numpy()
     judged: Judged = [
-        (
-            metric,
-            compare_samples(
-                base_ok,
-                cand_ok,
-                threshold=policy.threshold,
-                alpha=policy.alpha,
-                statistic=statistic,
-                min_effect=policy.min_latency_ms,
-            ),
-            None,
-        )
+        (metric, _samples(base_ok, cand_ok, policy.rule(metric), statistic), None)
         for metric, statistic in LATENCY_METRICS.items()
     ]
+    rule = policy.rule("error_rate")
     rate = compare_rates(
         int((~base["ok"]).sum()),
         base.height,
         int((~cand["ok"]).sum()),
         cand.height,
-        threshold=policy.threshold,
-        alpha=policy.alpha,
-        min_effect=policy.min_error_rate,
+        threshold=rule.threshold,
+        alpha=rule.alpha,
+        min_effect=rule.min_effect,
     )
-    return [*judged, ("error_rate", rate, None)]
+    throughput = _samples(
+        per_second(base),
+        per_second(cand),
+        policy.rule("throughput"),
+        "median",
+        higher_is_worse=False,
+    )
+    return [*judged, ("error_rate", rate, None), ("throughput", throughput, "requests per second")]
+
+
+def per_second(requests: pl.DataFrame) -> np.ndarray:
+    """Requests per whole second of each run (seconds without requests count as 0; the first
+    and last, partial, seconds of a run are left out)."""
+    counts = []
+    for (_,), run in requests.group_by(["run_id"]):
+        seconds = (run["ts"] - run["ts"].min()).dt.total_microseconds().to_numpy() // 1_000_000
+        counts.append(np.bincount(seconds)[1:-1])
+    return np.concatenate(counts) if counts else np.array([])
+
+
+def _samples(
+    base: np.ndarray,
+    cand: np.ndarray,
+    rule: MetricRule,
+    statistic: str,
+    higher_is_worse: bool = True,
+) -> Comparison:
+    return compare_samples(
+        base,
+        cand,
+        threshold=rule.threshold,
+        alpha=rule.alpha,
+        statistic=statistic,
+        higher_is_worse=higher_is_worse,
+        min_effect=rule.min_effect,
+    )
+
+
+def _judge_resources(
+    cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy
+) -> list[tuple[str, Comparison]]:
+    judged = []
+    for metric in RESOURCE_METRICS:
+        c = cand.filter(pl.col("metric") == metric)["value"].to_numpy()
+        b = base.filter(pl.col("metric") == metric)["value"].to_numpy()
+        if len(c) >= 2 and len(b) >= 2:
+            judged.append((metric, _samples(b, c, policy.rule(metric), "median")))
+    return judged
 
 
 # Interval columns compared as latency metrics, and the fewest intervals a side needs for a
@@ -194,28 +301,26 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPoli
         if cand[column].null_count() == cand.height or base[column].null_count() == base.height:
             continue
         if series:
-            result = compare_samples(
-                base[column].to_numpy(),
-                cand[column].to_numpy(),
-                threshold=policy.threshold,
-                alpha=policy.alpha,
-                statistic="median",
-                min_effect=policy.min_latency_ms,
+            result = _samples(
+                base[column].to_numpy(), cand[column].to_numpy(), policy.rule(metric), "median"
             )
             judged.append((metric, result, f"{column} of {cand.height} intervals"))
         else:
-            result = _aggregate_change(_weighted(base, column), _weighted(cand, column), policy)
+            result = _aggregate_change(
+                _weighted(base, column), _weighted(cand, column), policy.rule(metric)
+            )
             result = replace(result, n_baseline=base.height, n_candidate=cand.height)
             judged.append((metric, result, "aggregate only: no significance test"))
     if cand["errors"].null_count() == 0 and base["errors"].null_count() == 0:
+        rule = policy.rule("error_rate")
         rate = compare_rates(
             int(base["errors"].sum()),
             int(base["count"].sum()),
             int(cand["errors"].sum()),
             int(cand["count"].sum()),
-            threshold=policy.threshold,
-            alpha=policy.alpha,
-            min_effect=policy.min_error_rate,
+            threshold=rule.threshold,
+            alpha=rule.alpha,
+            min_effect=rule.min_effect,
         )
         judged.append(("error_rate", rate, None))
     return judged
@@ -230,7 +335,7 @@ def _weighted(frame: pl.DataFrame, column: str) -> float:
     return float((valid[column] * weights).sum() / weights.sum())
 
 
-def _aggregate_change(base: float, cand: float, policy: VerdictPolicy) -> Comparison:
+def _aggregate_change(base: float, cand: float, rule: MetricRule) -> Comparison:
     change = cand / base - 1 if base > 0 else math.nan
     return Comparison(
         statistic="aggregate",
@@ -242,7 +347,7 @@ def _aggregate_change(base: float, cand: float, policy: VerdictPolicy) -> Compar
         p_value=math.nan,
         n_baseline=1,
         n_candidate=1,
-        regression=bool(change > policy.threshold and cand - base >= policy.min_latency_ms),
+        regression=bool(change > rule.threshold and cand - base >= rule.min_effect),
     )
 
 
@@ -275,6 +380,14 @@ def verdicts_markdown(verdicts: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+UNITS = {
+    "error_rate": "{:.2%}",
+    "latency_p50": "{:.1f} ms",
+    "latency_p95": "{:.1f} ms",
+    "throughput": "{:.1f}/s",
+}
+
+
 def ordered(verdicts: pl.DataFrame) -> pl.DataFrame:
     return verdicts.sort(["regression", "endpoint", "metric"], descending=[True, False, False])
 
@@ -283,14 +396,14 @@ def formatted(row: dict) -> list[str]:
     """baseline, candidate, change, CI, adjusted p and verdict of one row, as text."""
     if row["baseline"] is None:
         return ["", "", "", "", "", row["note"] or ""]
-    unit = "{:.2%}" if row["metric"] == "error_rate" else "{:.1f} ms"
+    unit = UNITS.get(row["metric"], "{:.4g}")
     ci = (
         f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]"
         if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"])
         else "-"
     )
     p = f"{row['p_adjusted']:.2g}" if math.isfinite(row["p_adjusted"]) else "-"
-    verdict = "REGRESSION" if row["regression"] else "ok"
+    verdict = {"regression": "REGRESSION", "trade-off": "TRADE-OFF"}.get(row["verdict"], "ok")
     if row["note"]:
         verdict += f" ({row['note']})"
     change = f"{row['change']:+.1%}" if math.isfinite(row["change"]) else "-"

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
+import pytest
 
 from metrics_pipeline.demo_data import demo_runs
 from metrics_pipeline.formats.canonical_jsonl import request_row
 from metrics_pipeline.models import conform
-from metrics_pipeline.verdicts import VerdictPolicy, choose_baseline, judge_run
+from metrics_pipeline.verdicts import (
+    DEFAULT_RULES,
+    MetricRule,
+    VerdictPolicy,
+    choose_baseline,
+    judge_run,
+    run_verdict,
+)
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -64,11 +73,86 @@ def test_only_the_slowed_endpoint_is_flagged_and_tiny_endpoints_are_spared():
     verdicts = judge_run(requests_of(runs[-1]), baseline, ids)
     assert set(verdicts.filter(pl.col("regression"))["endpoint"]) == {"/api/orders"}
     assert (verdicts["p_adjusted"] >= verdicts["p_value"]).all()
-    assert verdicts.height == 5 * 3  # endpoints x (p50, p95, error rate)
+    assert verdicts.height == 5 * 4  # endpoints x (p50, p95, error rate, throughput)
+    assert run_verdict(verdicts) == "regression"
 
     health = judge_run(requests_of(slowed), baseline, ids)
     assert not health["regression"].any()
     row = health.filter((pl.col("endpoint") == "/health") & (pl.col("metric") == "latency_p50"))
     assert row["change"][0] > 0.2  # large in relative terms, yet below the absolute floor
-    strict = judge_run(requests_of(slowed), baseline, ids, VerdictPolicy(min_latency_ms=0.0))
+    strict = judge_run(
+        requests_of(slowed),
+        baseline,
+        ids,
+        VerdictPolicy({**DEFAULT_RULES, "latency_p50": MetricRule(), "latency_p95": MetricRule()}),
+    )
     assert set(strict.filter(pl.col("regression"))["endpoint"]) == {"/health"}
+
+
+def fixed_rate_requests(
+    run_id: str, rps: float, latency_ms: float, seconds: int = 60, seed: int = 0
+):
+    rng = np.random.default_rng(seed)
+    n = int(rps * seconds)
+    offsets = np.sort(rng.uniform(0, seconds, n))
+    return conform(
+        "requests",
+        pl.DataFrame(
+            {
+                "run_id": run_id,
+                "ts": [T0 + timedelta(seconds=float(o)) for o in offsets],
+                "endpoint": "/a",
+                "ok": True,
+                "latency_ms": rng.lognormal(np.log(latency_ms), 0.3, n),
+            }
+        ),
+    )
+
+
+def resources_of(run_id: str, mem: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return conform(
+        "resources",
+        pl.DataFrame(
+            {
+                "run_id": run_id,
+                "ts": [T0 + timedelta(seconds=i) for i in range(60)],
+                "host": "web-1",
+                "metric": "mem_pct",
+                "value": rng.normal(mem, 1.0, 60),
+            }
+        ),
+    )
+
+
+def test_throughput_that_drops_is_a_regression_and_one_that_rises_is_not():
+    base = pl.concat([fixed_rate_requests(f"b{i}", 40, 10, seed=i) for i in range(3)])
+    slower = judge_run(fixed_rate_requests("c", 28, 10, seed=9), base, ["b0", "b1", "b2"])
+    row = slower.filter(pl.col("metric") == "throughput").row(0, named=True)
+    assert row["regression"] and row["change"] == pytest.approx(0.3, abs=0.08)
+    faster = judge_run(fixed_rate_requests("c", 52, 10, seed=9), base, ["b0", "b1", "b2"])
+    assert not faster.filter(pl.col("metric") == "throughput")["regression"][0]
+
+
+def test_better_latency_bought_with_more_memory_is_a_trade_off_not_a_pass():
+    base = fixed_rate_requests("b", 40, 20, seed=1)
+    faster = fixed_rate_requests("c", 40, 13, seed=2)
+    verdicts = judge_run(
+        faster,
+        base,
+        ["b"],
+        candidate_resources=resources_of("c", 60.0, seed=3),
+        baseline_resources=resources_of("b", 40.0, seed=4),
+    )
+    memory = verdicts.filter(pl.col("endpoint") == "(resources)").row(0, named=True)
+    assert memory["metric"] == "mem_pct" and memory["verdict"] == "trade-off"
+    assert memory["change"] == pytest.approx(0.5, abs=0.05)
+    assert run_verdict(verdicts) == "trade-off"
+    same = judge_run(
+        faster,
+        base,
+        ["b"],
+        candidate_resources=resources_of("c", 40.0, seed=3),
+        baseline_resources=resources_of("b", 40.0, seed=4),
+    )
+    assert run_verdict(same) == "pass"
