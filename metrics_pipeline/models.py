@@ -212,6 +212,72 @@ SCHEMAS: dict[str, pl.Schema] = {
             "note": pl.String,
         }
     ),
+    "change_points": pl.Schema(
+        {
+            "suite": pl.String,
+            "scenario": pl.String,
+            "environment": pl.String,
+            "endpoint": pl.String,
+            "metric": pl.String,
+            "run_id": pl.String,  # the first run of the new segment
+            "started_at": TS,
+            "git_sha": pl.String,
+            "service_version": pl.String,
+            "before": pl.Float64,
+            "after": pl.Float64,
+            "change": pl.Float64,  # relative, + = worse
+            "p_value": pl.Float64,
+            "worse": pl.Boolean,
+        }
+    ),
+    "drifts": pl.Schema(
+        {
+            "suite": pl.String,
+            "scenario": pl.String,
+            "environment": pl.String,
+            "endpoint": pl.String,
+            "metric": pl.String,
+            "runs": pl.Int64,
+            "first_run": pl.String,
+            "last_run": pl.String,
+            "slope_per_run": pl.Float64,
+            "total_change": pl.Float64,  # relative over the series, + = worse
+            "p_value": pl.Float64,
+            "worse": pl.Boolean,
+        }
+    ),
+    "forecasts": pl.Schema(
+        {
+            "suite": pl.String,
+            "scenario": pl.String,
+            "environment": pl.String,
+            "endpoint": pl.String,
+            "metric": pl.String,
+            "ts": TS,
+            "step": pl.Int32,
+            "mean": pl.Float64,
+            "lower": pl.Float64,
+            "upper": pl.Float64,
+            "method": pl.String,
+        }
+    ),
+    "findings": pl.Schema(
+        {
+            "kind": pl.String,  # change_point | drift | capacity | headroom | ...
+            "severity": pl.String,  # critical | warning | info
+            "suite": pl.String,
+            "scenario": pl.String,
+            "environment": pl.String,
+            "endpoint": pl.String,
+            "metric": pl.String,
+            "run_id": pl.String,
+            "git_sha": pl.String,
+            "service_version": pl.String,
+            "summary": pl.String,
+            "confidence": pl.String,
+            "action": pl.String,
+        }
+    ),
     "run_baselines": pl.Schema(
         {"run_id": pl.String, "baseline_run_id": pl.String, "position": pl.Int32}
     ),
@@ -234,6 +300,8 @@ SCHEMAS: dict[str, pl.Schema] = {
     ),
 }
 
+# Tables rewritten whole by the nightly and weekly analyses (not partitioned by run).
+SNAPSHOT_TABLES = frozenset({"change_points", "drifts", "forecasts", "findings"})
 CANONICAL_TABLES = ("requests", "resources", "events", "interval_stats", "kpi_points", "quarantine")
 RAW_EXCERPT_BYTES = 4096
 

@@ -18,10 +18,11 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
-from metrics_pipeline.models import SCHEMAS, check_name, conform, empty
+from metrics_pipeline.models import SCHEMAS, SNAPSHOT_TABLES, check_name, conform, empty
 
 PARTITION_KEY = "run_id"
 CATALOG_FILE = "warehouse.duckdb"
+SNAPSHOT_FILE = "data.parquet"
 
 
 class PartitionWriter:
@@ -99,10 +100,24 @@ class Warehouse:
             new.rename(target)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def write_snapshot(self, table: str, frame: pl.DataFrame) -> int:
+        """Replace a whole-table snapshot (the nightly and weekly analyses' outputs)."""
+        folder = self.root / ".staging" / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        try:
+            conform(table, frame).write_parquet(folder / SNAPSHOT_FILE, compression="zstd")
+            self._swap(folder, self.root / table)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return frame.height
+
     def delete_partition(self, table: str, run_id: str) -> None:
         self._swap(self.root / ".nothing", self.partition_dir(table, run_id))
 
     def files(self, table: str, run_ids: Iterable[str] | None = None) -> list[Path]:
+        if table in SNAPSHOT_TABLES:
+            snapshot = self.root / table / SNAPSHOT_FILE
+            return [snapshot] if snapshot.exists() else []
         if run_ids is None:
             return sorted((self.root / table).glob(f"{PARTITION_KEY}=*/*.parquet"))
         return sorted(
@@ -117,6 +132,8 @@ class Warehouse:
         if not files:
             return empty(table).lazy()
         schema = SCHEMAS[table]
+        if table in SNAPSHOT_TABLES:
+            return pl.scan_parquet(files, schema=dict(schema), missing_columns="insert")
         return pl.scan_parquet(
             files,
             hive_partitioning=True,
@@ -141,6 +158,12 @@ class Warehouse:
             if not self.files(table):
                 # A view over no files fails when queried: a table without data has no view.
                 statements.append(f"drop view if exists {table}")
+                continue
+            if table in SNAPSHOT_TABLES:
+                path = (self.root / table / SNAPSHOT_FILE).as_posix()
+                statements.append(
+                    f"create or replace view {table} as select * from read_parquet('{path}')"
+                )
                 continue
             pattern = (self.root / table / f"{PARTITION_KEY}=*" / "*.parquet").as_posix()
             statements.append(

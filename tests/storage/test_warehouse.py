@@ -232,3 +232,16 @@ def test_replace_partitions_rejects_an_unsafe_run_id_before_writing(wh, tmp_path
         entered = True
         writer.write("requests", requests_frame(1))
     assert not entered
+
+
+def test_snapshot_tables_are_replaced_whole_and_have_views(wh):
+    frame = conform(
+        "drifts",
+        pl.DataFrame(
+            {"suite": ["s", "s"], "endpoint": ["/a", "/b"], "metric": ["latency_p50"] * 2}
+        ),
+    )
+    wh.write_snapshot("drifts", frame)
+    wh.write_snapshot("drifts", frame.head(1))
+    assert wh.read("drifts").height == 1
+    assert wh.connect().execute("select count(*) from drifts").fetchone() == (1,)
