@@ -187,7 +187,7 @@ def ingest(
 ) -> None:
     """Ingest local files straight into the warehouse (backfills, benchmarks)."""
     from metrics_pipeline.ingest import ingest_paths
-    from metrics_pipeline.storage import Warehouse
+    from metrics_pipeline.storage import open_warehouse
     from metrics_pipeline.summary import summarize_requests
 
     settings = Settings.from_env()
@@ -197,7 +197,7 @@ def ingest(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     manifest = _manifest(suite, scenario, env, run_id, started_at, files)
-    warehouse = Warehouse(settings.warehouse_root)
+    warehouse = open_warehouse(settings)
     report = ingest_paths(files, manifest, warehouse)
     warehouse.write_partition(
         "run_summary",
@@ -270,7 +270,7 @@ def demo(
     from metrics_pipeline.demo_data import demo_runs
     from metrics_pipeline.inprocess import sense_and_run
     from metrics_pipeline.resources import object_store_from_settings
-    from metrics_pipeline.storage import Warehouse
+    from metrics_pipeline.storage import open_warehouse
     from metrics_pipeline.upload import upload_run
 
     settings = Settings.from_env()
@@ -290,7 +290,7 @@ def demo(
     for run_id in tick.run_ids:
         console.print(f"  {run_id}: {'[red]FAILED[/]' if run_id in failed else 'ok'}")
 
-    warehouse = Warehouse(settings.warehouse_root)
+    warehouse = open_warehouse(settings)
     last = generated[-1].manifest.run_id
     verdicts = warehouse.read("verdicts", [last])
     console.print(_verdict_table(verdicts, f"verdicts of {last}"))
@@ -315,7 +315,7 @@ BaselineFile = Annotated[
 
 def _baseline_inputs(file: Path | None):
     from metrics_pipeline.baselines import BaselineFileError, load_baselines
-    from metrics_pipeline.storage import Warehouse
+    from metrics_pipeline.storage import open_warehouse
 
     settings = Settings.from_env()
     path = file or settings.baselines_file
@@ -324,7 +324,7 @@ def _baseline_inputs(file: Path | None):
     except BaselineFileError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    return path, current, Warehouse(settings.warehouse_root)
+    return path, current, open_warehouse(settings)
 
 
 def _proposed(warehouse, runs: int):

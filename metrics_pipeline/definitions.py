@@ -17,7 +17,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     resources = {
         "object_store": object_store_from_settings(settings, for_dagster=True),
-        "warehouse": WarehouseResource(root=str(settings.warehouse_root)),
+        "warehouse": WarehouseResource(
+            root=str(settings.warehouse_root),
+            # As an EnvVar the URL (and any password in it) stays out of the UI and run config.
+            postgres_url=dg.EnvVar("METRICS_POSTGRES_URL") if settings.postgres_url else None,
+        ),
         "baselines": BaselineFileResource(path=str(settings.baselines_file)),
     }
     return dg.Definitions.merge(

@@ -21,7 +21,7 @@ from pydantic import PrivateAttr
 
 from metrics_pipeline.baselines import BaselineEntry, load_baselines
 from metrics_pipeline.settings import Settings
-from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.storage import PostgresWarehouse, Warehouse
 
 RAW_PREFIX = "raw/"
 
@@ -255,9 +255,11 @@ class WarehouseResource(dg.ConfigurableResource):
     """The embedded warehouse: Parquet partitions under ``root`` and a DuckDB catalog."""
 
     root: str
+    postgres_url: str | None = None
 
     def get(self) -> Warehouse:
-        return Warehouse(self.root)
+        mirror = PostgresWarehouse(self.postgres_url) if self.postgres_url else None
+        return Warehouse(self.root, mirror)
 
 
 def object_store_from_settings(settings: Settings, *, for_dagster: bool = False) -> ObjectStore:

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.error import HTTPError, URLError
@@ -103,3 +104,63 @@ def s3_endpoint(tmp_path_factory) -> str:
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
+
+
+def _postgres_bindir() -> Path | None:
+    config = shutil.which("pg_config")
+    if config:
+        bindir = Path(
+            subprocess.run([config, "--bindir"], capture_output=True, text=True).stdout.strip()
+        )
+        if (bindir / "initdb").exists():
+            return bindir
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    return candidates[0].parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster from the machine's binaries, on loopback."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        service_unavailable("PostgreSQL server binaries not found (apt-get install postgresql)")
+    # initdb refuses to run as root: the cluster belongs to the postgres user then.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = Path(tempfile.mkdtemp(prefix="metrics-pg-"))
+    if as_user:
+        shutil.chown(data, "postgres")
+    port = free_port()
+    init = subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+        capture_output=True,
+        text=True,
+    )
+    if init.returncode:
+        service_unavailable(f"initdb failed: {init.stderr[-500:]}")
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-o",
+            options,
+            "-l",
+            str(data / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if start.returncode:
+        service_unavailable(f"PostgreSQL did not start: {start.stderr[-500:]}")
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+        capture_output=True,
+    )
+    shutil.rmtree(data, ignore_errors=True)

@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from metrics_pipeline.models import SCHEMAS, SNAPSHOT_TABLES, check_name, conform, empty
+from metrics_pipeline.storage.postgres import PostgresWarehouse
 
 PARTITION_KEY = "run_id"
 CATALOG_FILE = "warehouse.duckdb"
@@ -54,10 +55,17 @@ class PartitionWriter:
 
 
 class Warehouse:
-    """The embedded warehouse under ``root``: Parquet files plus a DuckDB catalog of views."""
+    """The embedded warehouse under ``root``: Parquet files plus a DuckDB catalog of views.
 
-    def __init__(self, root: str | Path):
+    With a ``mirror`` (the Postgres warehouse), every committed partition and snapshot is also
+    replaced there, so both hold the same rows.
+    """
+
+    def __init__(self, root: str | Path, mirror: PostgresWarehouse | None = None):
         self.root = Path(root)
+        self.mirror = mirror
+        if mirror is not None:
+            _migrate_once(mirror)
 
     def partition_dir(self, table: str, run_id: str) -> Path:
         return self.root / table / f"{PARTITION_KEY}={check_name(run_id)}"
@@ -79,6 +87,9 @@ class Warehouse:
             writer.close()
             for table in tables:
                 self._swap(staging / table, self.partition_dir(table, run_id))
+            if self.mirror is not None:
+                for table in tables:
+                    self.mirror.replace_partition(table, run_id, self.read(table, [run_id]))
         finally:
             writer.close()
             shutil.rmtree(staging, ignore_errors=True)
@@ -107,6 +118,8 @@ class Warehouse:
         try:
             conform(table, frame).write_parquet(folder / SNAPSHOT_FILE, compression="zstd")
             self._swap(folder, self.root / table)
+            if self.mirror is not None:
+                self.mirror.replace_snapshot(table, frame)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return frame.height
@@ -199,3 +212,14 @@ class Warehouse:
                     raise
                 time.sleep(0.1 * (attempt + 1))
         return path
+
+
+_migrated: set[tuple[str, str]] = set()
+
+
+def _migrate_once(mirror: PostgresWarehouse) -> None:
+    # Creating and checking ~20 tables costs a few hundred statements: once per process.
+    key = (mirror.url, mirror.schema)
+    if key not in _migrated:
+        mirror.migrate()
+        _migrated.add(key)

@@ -1,0 +1,78 @@
+"""The Postgres warehouse against a real PostgreSQL cluster started by the tests."""
+
+from __future__ import annotations
+
+import uuid
+
+import polars as pl
+import pytest
+
+from metrics_pipeline.formats import read_results
+from metrics_pipeline.storage.postgres import PostgresWarehouse
+from metrics_pipeline.summary import summarize_requests
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def pg(postgres_url) -> PostgresWarehouse:
+    warehouse = PostgresWarehouse(postgres_url, schema=f"t_{uuid.uuid4().hex[:8]}")
+    warehouse.migrate()
+    return warehouse
+
+
+def test_partitions_round_trip_and_replace_without_duplicates(pg, fixtures_dir):
+    requests = read_results(fixtures_dir / "locust" / "requests.ndjson").requests.with_columns(
+        run_id=pl.lit("r1")
+    )
+    for _ in range(2):
+        pg.replace_partition("requests", "r1", requests)
+    stored = pg.read("requests").sort("line_no")
+    assert stored.height == requests.height
+    assert stored.equals(requests.sort("line_no"))
+
+    summary = summarize_requests(requests)
+    pg.replace_partition("run_summary", "r1", summary)
+    pg.replace_partition("run_summary", "r2", summary.with_columns(run_id=pl.lit("r2")))
+    pg.replace_partition("run_summary", "r1", summary.head(1))
+    assert pg.read("run_summary", "run_id = %s", ("r1",)).height == 1
+    assert pg.read("run_summary", "run_id = %s", ("r2",)).height == summary.height
+
+
+def test_a_failed_replace_leaves_the_old_partition(pg):
+    pg.replace_partition("run_summary", "r1", pl.DataFrame({"run_id": ["r1"], "endpoint": ["/a"]}))
+    # PostgreSQL text cannot hold NUL: the COPY fails after the delete, inside the transaction.
+    bad = pl.DataFrame({"run_id": ["r1", "r1"], "endpoint": ["/b", "nul\x00here"]})
+    with pytest.raises(Exception, match="0x00"):
+        pg.replace_partition("run_summary", "r1", bad)
+    assert pg.read("run_summary")["endpoint"].to_list() == ["/a"]
+
+
+def test_migrate_adds_columns_that_are_missing(pg):
+    with pg.connect() as con:
+        con.execute(f'alter table "{pg.schema}".run_summary drop column latency_p99')
+    pg.migrate(["run_summary"])
+    assert "latency_p99" in pg.read("run_summary").columns
+
+
+@pytest.mark.slow
+def test_demo_with_postgres_fills_the_same_rows_as_parquet(postgres_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from metrics_pipeline.storage import Warehouse
+
+    env = os.environ | {"METRICS_HOME": str(tmp_path), "METRICS_POSTGRES_URL": postgres_url}
+    command = [str(Path(sys.executable).parent / "metrics-pipeline"), "demo", "--runs", "3"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    parquet = Warehouse(tmp_path / "warehouse")
+    postgres = PostgresWarehouse(postgres_url)
+    for table in ("runs", "requests", "run_summary", "verdicts", "quarantine"):
+        keys = ["run_id", "line_no"] if table == "requests" else None
+        a, b = parquet.read(table), postgres.read(table)
+        keys = keys or [c for c in ("run_id", "endpoint", "metric") if c in a.columns]
+        assert a.sort(keys).equals(b.sort(keys)), table
+    assert postgres.read("verdicts").filter(pl.col("regression")).height > 0
