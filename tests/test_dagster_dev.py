@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,15 +64,15 @@ def finished_partitions(port: int) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def dagster_dev(tmp_path):
+def start_dagster_dev(tmp_path, extra_env: dict[str, str] | None = None):
     dagster = Path(sys.executable).parent / "dagster"
     if not dagster.exists():
         service_unavailable("the dagster command is not installed")
     home = tmp_path / "home"
-    (home / "dagster").mkdir(parents=True)
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = os.environ | {"METRICS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env |= extra_env or {}
     log = (tmp_path / "dagster-dev.log").open("wb")
     # dagster dev started from a script ignores SIGINT/SIGTERM unless they are reset; its own
     # session lets us stop the webserver, the daemon and the code server together.
@@ -105,8 +106,36 @@ def dagster_dev(tmp_path):
         log.close()
 
 
-def test_dagster_dev_loads_and_the_daemon_turns_an_upload_into_a_verdict(dagster_dev, tmp_path):
-    port, settings = dagster_dev
+@pytest.fixture
+def dagster_dev(tmp_path):
+    yield from start_dagster_dev(tmp_path)
+
+
+@pytest.fixture
+def dagster_dev_on_postgres(tmp_path, postgres_url):
+    """dagster dev whose instance (runs, events, sensor cursors) lives in PostgreSQL, configured
+    by the documented deploy/dagster.yaml."""
+    import psycopg
+
+    database = f"dagster_{tmp_path.name[-12:].lower().replace('-', '_')}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'create database "{database}"')
+    home = tmp_path / "home" / "dagster"
+    home.mkdir(parents=True)
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    port = postgres_url.rsplit(":", 1)[1].split("/")[0]
+    env = {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": port,
+        "DAGSTER_PG_DB": database,
+        "DAGSTER_PG_USER": "postgres",
+        "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
+        "DAGSTER_MAX_CONCURRENT_RUNS": "2",
+    }
+    yield from start_dagster_dev(tmp_path, env)
+
+
+def assert_location_loads(port: int) -> None:
     entries = wait_for(
         lambda: graphql(port, LOCATION)["workspaceOrError"]["locationEntries"],
         120,
@@ -115,6 +144,21 @@ def test_dagster_dev_loads_and_the_daemon_turns_an_upload_into_a_verdict(dagster
     (entry,) = entries
     assert entry["loadStatus"] == "LOADED", entry
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+
+
+def test_the_daemon_on_a_postgres_instance_runs_an_upload(dagster_dev_on_postgres, tmp_path):
+    port, settings = dagster_dev_on_postgres
+    assert_location_loads(port)
+    (run,) = demo_runs(1, duration_s=20)
+    store = LocalObjectStore(root=str(settings.local_store_root))
+    upload_run(store, [run.write(tmp_path / "runs") / "requests.ndjson"], run.manifest)
+    run_id = run.manifest.run_id
+    assert wait_for(lambda: finished_partitions(port).get(run_id), 300, "the run") == "SUCCESS"
+
+
+def test_dagster_dev_loads_and_the_daemon_turns_an_upload_into_a_verdict(dagster_dev, tmp_path):
+    port, settings = dagster_dev
+    assert_location_loads(port)
 
     store = LocalObjectStore(root=str(settings.local_store_root))
     runs = demo_runs(3, duration_s=20)
