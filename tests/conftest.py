@@ -7,6 +7,10 @@ REQUIRE_SERVICES=1 (as in CI), where a missing service fails the run.
 from __future__ import annotations
 
 import os
+
+# Small statsmodels/scipy fits spend most of their time in OpenBLAS thread hand-offs on a busy
+# 2-core machine; one thread is 15-50x faster there. Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import shutil
 import socket
 import subprocess
