@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from assets.ingest import REQUESTS
+from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.baselines import pinned_runs
 from metrics_pipeline.partitions import runs_partitions
 from metrics_pipeline.resources import BaselineFileResource, WarehouseResource
@@ -15,7 +16,7 @@ VERDICTS = dg.AssetKey(["analysis", "verdicts"])
 
 @dg.asset(
     key=BASELINE,
-    deps=[REQUESTS, dg.AssetKey(["warehouse", "run_summary"])],
+    deps=[REQUESTS, RUN_SUMMARY],
     partitions_def=runs_partitions,
     group_name="analysis",
     kinds={"polars"},
@@ -56,7 +57,7 @@ def baseline(
 
 @dg.asset(
     key=VERDICTS,
-    deps=[BASELINE, dg.AssetKey(["warehouse", "run_summary"])],
+    deps=[BASELINE, RUN_SUMMARY],
     partitions_def=runs_partitions,
     group_name="analysis",
     kinds={"scipy", "parquet"},

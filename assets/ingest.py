@@ -75,14 +75,3 @@ def requests(
             )
         ],
     )
-
-
-ci_stage_job = dg.define_asset_job(
-    "ci_stage",
-    selection=dg.AssetSelection.groups("ingest", "warehouse", "analysis"),
-    partitions_def=runs_partitions,
-    # The four steps form a chain, so a process per step would only add imports (seconds
-    # each); runs of different partitions still run in parallel, one process per run.
-    executor_def=dg.in_process_executor,
-    description="Everything one uploaded run needs: ingest, validate, summarise, judge.",
-)

@@ -13,6 +13,7 @@ from metrics_pipeline.baselines import METRICS
 
 SERIES_KEYS = ("suite", "scenario", "environment", "endpoint", "metric")
 RUN_COLUMNS = ("run_id", "started_at", "git_sha", "service_version")
+RESOURCES = "(resources)"
 
 
 def run_series(runs: pl.DataFrame, summaries: pl.DataFrame) -> pl.DataFrame:
@@ -28,6 +29,23 @@ def run_series(runs: pl.DataFrame, summaries: pl.DataFrame) -> pl.DataFrame:
             value_name="value",
         )
         .filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
+        .select(*SERIES_KEYS, *RUN_COLUMNS, "value")
+        .sort([*SERIES_KEYS, "started_at", "run_id"])
+    )
+
+
+def resource_series(runs: pl.DataFrame, resources: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """Per-run means of each resource metric over all hosts, as series with the endpoint
+    "(resources)", in the long format of :func:`run_series`."""
+    valid = runs.filter(pl.col("valid")).select("suite", "scenario", "environment", *RUN_COLUMNS)
+    means = (
+        resources.lazy().group_by("run_id", "metric").agg(value=pl.col("value").mean()).collect()
+    )
+    return (
+        means.join(valid, on="run_id")
+        .with_columns(endpoint=pl.lit(RESOURCES))
+        .select(*SERIES_KEYS, *RUN_COLUMNS, "value")
+        .filter(pl.col("value").is_finite())
         .sort([*SERIES_KEYS, "started_at", "run_id"])
     )
 

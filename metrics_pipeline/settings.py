@@ -21,6 +21,9 @@ class Settings:
     ``METRICS_POSTGRES_URL``    Postgres warehouse (optional)
     ``METRICS_BASELINES``       the version-controlled baseline file
                                 (default ``config/baselines/load-test-baselines.yaml``)
+    ``METRICS_NIGHTLY_CRON``    when the nightly analyses run (default ``0 3 * * *``)
+    ``METRICS_WEEKLY_CRON``     when the weekly ones run (default ``0 5 * * 1``, Mondays)
+    ``METRICS_TIMEZONE``        the schedules' time zone (default ``UTC``)
     S3 credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (boto3's chain).
     """
 
@@ -31,6 +34,9 @@ class Settings:
     s3_region: str = "us-east-1"
     postgres_url: str | None = None
     baselines_file: Path = Path("config/baselines/load-test-baselines.yaml")
+    nightly_cron: str = "0 3 * * *"
+    weekly_cron: str = "0 5 * * 1"
+    timezone: str = "UTC"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +54,9 @@ class Settings:
             baselines_file=Path(
                 env.get("METRICS_BASELINES", "config/baselines/load-test-baselines.yaml")
             ).absolute(),
+            nightly_cron=env.get("METRICS_NIGHTLY_CRON", "0 3 * * *"),
+            weekly_cron=env.get("METRICS_WEEKLY_CRON", "0 5 * * 1"),
+            timezone=env.get("METRICS_TIMEZONE", "UTC"),
         )
 
     @property

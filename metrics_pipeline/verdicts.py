@@ -12,6 +12,7 @@ import polars as pl
 from metrics_pipeline.baselines import BASELINE_RUNS, accepted_runs, dynamic_baseline
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
 from metrics_pipeline.models import conform, empty
+from metrics_pipeline.series import RESOURCES
 from metrics_pipeline.stats import Comparison, benjamini_hochberg, compare_rates, compare_samples
 from metrics_pipeline.summary import escape_md
 
@@ -68,7 +69,6 @@ RESOURCE_METRICS = (
     "gpu_pct",
     "spill_pct",
 )
-RESOURCES = "(resources)"
 # (metric, comparison, note) of one endpoint
 Judged = list[tuple[str, Comparison, str | None]]
 

@@ -1,9 +1,33 @@
-"""Schedules: the nightly and weekly stages (history analyses, forecasts, retention).
+"""Schedules: the nightly and weekly stages. The CI stage needs none: new_run_sensor drives it.
 
-The CI stage needs none: it is driven by new_run_sensor. The nightly and weekly jobs join this
-package with the analyses they run.
+Cron strings and the time zone come from the settings (METRICS_NIGHTLY_CRON,
+METRICS_WEEKLY_CRON, METRICS_TIMEZONE).
 """
 
 import dagster as dg
 
-defs = dg.Definitions()
+from metrics_pipeline.settings import Settings
+
+
+def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    return [
+        dg.ScheduleDefinition(
+            name="nightly_schedule",
+            job_name="nightly",
+            cron_schedule=settings.nightly_cron,
+            execution_timezone=settings.timezone,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description="Change points, drifts and findings over the whole history.",
+        ),
+        dg.ScheduleDefinition(
+            name="weekly_schedule",
+            job_name="weekly",
+            cron_schedule=settings.weekly_cron,
+            execution_timezone=settings.timezone,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description="Forecasts and capacity findings.",
+        ),
+    ]
+
+
+defs = dg.Definitions(schedules=build_schedules(Settings.from_env()))

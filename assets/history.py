@@ -1,0 +1,164 @@
+"""History analyses (nightly and weekly stages): change points, drifts, forecasts, findings.
+
+They read every valid run's summary and resource usage from the warehouse and rewrite their
+tables whole: a history analysis is about the whole history, not one run.
+"""
+
+import dagster as dg
+import polars as pl
+
+from assets.warehouse import RUN_SUMMARY
+from metrics_pipeline.analyses import (
+    find_change_points,
+    find_drifts,
+    findings,
+    forecast_series,
+    sparkline,
+)
+from metrics_pipeline.resources import WarehouseResource
+from metrics_pipeline.series import SERIES_KEYS, resource_series, run_series
+from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.summary import escape_md
+
+CHANGE_POINTS = dg.AssetKey(["analysis", "change_points"])
+DRIFTS = dg.AssetKey(["analysis", "drifts"])
+FORECASTS = dg.AssetKey(["analysis", "forecasts"])
+FINDINGS = dg.AssetKey(["analysis", "findings"])
+
+
+def all_series(store: Warehouse) -> pl.DataFrame:
+    runs = store.read("runs")
+    return pl.concat(
+        [
+            run_series(runs, store.read("run_summary")),
+            resource_series(runs, store.scan("resources")),
+        ]
+    )
+
+
+def _table(frame: pl.DataFrame, columns: list[str], limit: int = 50) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame.head(limit).iter_rows(named=True):
+        cells = [
+            f"{v:+.1%}"
+            if c in {"change", "total_change"}
+            else f"{v:.3g}"
+            if isinstance(v, float)
+            else escape_md(str(v))
+            if v is not None
+            else ""
+            for c, v in ((c, row[c]) for c in columns)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if frame.height > limit:
+        lines.append(f"\n... and {frame.height - limit} more rows in the warehouse")
+    return "\n".join(lines)
+
+
+def _with_sparklines(frame: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
+    lines = series.group_by(list(SERIES_KEYS)).agg(
+        history=pl.col("value")
+        .sort_by("started_at")
+        .map_elements(sparkline, return_dtype=pl.String)
+    )
+    return frame.join(lines, on=list(SERIES_KEYS), how="left")
+
+
+@dg.asset(
+    key=CHANGE_POINTS,
+    deps=[RUN_SUMMARY],
+    group_name="analysis",
+    kinds={"scipy", "parquet"},
+    description="Steps in every per-run history (suite x scenario x environment x endpoint x "
+    "metric), with the run, version and git sha that started each.",
+)
+def change_points(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    store = warehouse.get()
+    series = all_series(store)
+    table = find_change_points(series)
+    store.write_snapshot("change_points", table)
+    shown = _with_sparklines(table.sort("worse", "change", descending=True), series)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "worse": int(table["worse"].sum()),
+            "change_points": dg.MetadataValue.md(
+                _table(
+                    shown,
+                    [*SERIES_KEYS, "run_id", "service_version", "change", "p_value", "history"],
+                )
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=DRIFTS,
+    deps=[RUN_SUMMARY],
+    group_name="analysis",
+    kinds={"scipy", "parquet"},
+    description="Slow significant trends (Mann-Kendall + Theil-Sen) that no single run shows.",
+)
+def drifts(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    store = warehouse.get()
+    series = all_series(store)
+    table = find_drifts(series)
+    store.write_snapshot("drifts", table)
+    shown = _with_sparklines(table, series)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "drifts": dg.MetadataValue.md(
+                _table(shown, [*SERIES_KEYS, "runs", "total_change", "p_value", "history"])
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=FORECASTS,
+    deps=[RUN_SUMMARY],
+    group_name="analysis",
+    kinds={"statsmodels", "parquet"},
+    description="30-day daily forecasts with 95 % prediction intervals for every history.",
+)
+def forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    store = warehouse.get()
+    table = forecast_series(all_series(store))
+    store.write_snapshot("forecasts", table)
+    last = table.filter(pl.col("step") == pl.col("step").max().over(list(SERIES_KEYS)))
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "series": last.height,
+            "at_horizon": dg.MetadataValue.md(
+                _table(last, [*SERIES_KEYS, "ts", "mean", "lower", "upper", "method"])
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=FINDINGS,
+    deps=[CHANGE_POINTS, DRIFTS],
+    group_name="analysis",
+    kinds={"polars"},
+    description="What to do: rollback advice for steps (with the version that introduced "
+    "them), drifts to investigate, capacity to add or to give back.",
+)
+def findings_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    store = warehouse.get()
+    table = findings(all_series(store), store.read("change_points"), store.read("drifts"))
+    store.write_snapshot("findings", table)
+    store.refresh_catalog()
+    order = {"critical": 0, "warning": 1, "info": 2}
+    shown = table.sort(pl.col("severity").replace_strict(order, return_dtype=pl.Int8))
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "critical": int((table["severity"] == "critical").sum()),
+            "findings": dg.MetadataValue.md(
+                _table(shown, ["severity", "kind", "summary", "confidence", "action"])
+            ),
+        }
+    )

@@ -1,0 +1,31 @@
+"""The three stages as jobs: per uploaded run (sensor), nightly and weekly (schedules)."""
+
+import dagster as dg
+
+from assets.analysis import BASELINE, VERDICTS
+from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS, FORECASTS
+from assets.ingest import REQUESTS
+from assets.warehouse import RUN_SUMMARY
+from metrics_pipeline.partitions import runs_partitions
+
+ci_stage_job = dg.define_asset_job(
+    "ci_stage",
+    selection=dg.AssetSelection.assets(REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS),
+    partitions_def=runs_partitions,
+    # The four steps form a chain, so a process per step would only add imports (seconds
+    # each); runs of different partitions still run in parallel, one process per run.
+    executor_def=dg.in_process_executor,
+    description="Everything one uploaded run needs: ingest, validate, summarise, judge.",
+)
+nightly_job = dg.define_asset_job(
+    "nightly",
+    selection=dg.AssetSelection.assets(CHANGE_POINTS, DRIFTS, FINDINGS),
+    executor_def=dg.in_process_executor,
+    description="History analyses over every run: change points, drifts, findings.",
+)
+weekly_job = dg.define_asset_job(
+    "weekly",
+    selection=dg.AssetSelection.assets(FORECASTS, FINDINGS),
+    executor_def=dg.in_process_executor,
+    description="Forecasts and capacity findings.",
+)
