@@ -1,0 +1,136 @@
+-- grain: one row per run with request or interval data
+-- depends on: ref('stg_requests'), ref('stg_runs'), ref('run_endpoint_summary')
+-- The performance tier. From request rows when the run has any: duration is first to last
+-- request, throughput is requests over that span (at least one second, as in run_summary),
+-- latency is over all successful requests of the run. Runs with only a tool's interval rows use
+-- its "(all)" row when there is one, else the endpoints' rows: counts add up, rates add up,
+-- percentiles are request-weighted means (an approximation), and the duration is the
+-- manifest's finished_at - started_at (null when not stated). Throughput is the tool's rate
+-- when its intervals state their length, else requests over that duration.
+with from_requests as (
+    select
+        run_id,
+        count(*) as request_count,
+        count(*) filter (where not is_ok) as error_count,
+        cast(extract(epoch from max(completed_at) - min(completed_at)) as double) as duration_s,
+        avg(latency_ms) filter (where is_ok) as latency_mean,
+        quantile_cont(latency_ms, 0.50) filter (where is_ok) as latency_p50,
+        quantile_cont(latency_ms, 0.90) filter (where is_ok) as latency_p90,
+        quantile_cont(latency_ms, 0.95) filter (where is_ok) as latency_p95,
+        quantile_cont(latency_ms, 0.99) filter (where is_ok) as latency_p99,
+        max(latency_ms) filter (where is_ok) as latency_max
+    from {{ ref('stg_requests') }}
+    group by run_id
+),
+
+interval_endpoints as (
+    select *
+    from {{ ref('run_endpoint_summary') }}
+    where data_source = 'interval_stats'
+        and run_id not in (select from_requests.run_id from from_requests)
+),
+
+overall_rows as (
+    select
+        run_id,
+        request_count,
+        error_count,
+        throughput_rps,
+        latency_mean,
+        latency_p50,
+        latency_p90,
+        latency_p95,
+        latency_p99,
+        latency_max
+    from interval_endpoints
+    where endpoint = '(all)'
+),
+
+endpoint_rows as (
+    select
+        run_id,
+        cast(sum(request_count) as bigint) as request_count,
+        cast(sum(error_count) as bigint) as error_count,
+        sum(throughput_rps) as throughput_rps,
+        sum(latency_mean * request_count)
+        / nullif(sum(request_count) filter (where latency_mean is not null), 0) as latency_mean,
+        sum(latency_p50 * request_count)
+        / nullif(sum(request_count) filter (where latency_p50 is not null), 0) as latency_p50,
+        sum(latency_p90 * request_count)
+        / nullif(sum(request_count) filter (where latency_p90 is not null), 0) as latency_p90,
+        sum(latency_p95 * request_count)
+        / nullif(sum(request_count) filter (where latency_p95 is not null), 0) as latency_p95,
+        sum(latency_p99 * request_count)
+        / nullif(sum(request_count) filter (where latency_p99 is not null), 0) as latency_p99,
+        max(latency_max) as latency_max
+    from interval_endpoints
+    where run_id not in (select overall_rows.run_id from overall_rows)
+    group by run_id
+),
+
+from_intervals as (
+    select * from overall_rows
+    union all
+    select * from endpoint_rows
+),
+
+runs as (
+    select
+        run_id,
+        cast(extract(epoch from finished_at - started_at) as double) as duration_s
+    from {{ ref('stg_runs') }}
+),
+
+combined as (
+    select
+        run_id,
+        cast('requests' as varchar) as data_source,
+        request_count,
+        error_count,
+        duration_s,
+        cast(request_count as double) / greatest(duration_s, 1.0) as throughput_rps,
+        latency_mean,
+        latency_p50,
+        latency_p90,
+        latency_p95,
+        latency_p99,
+        latency_max
+    from from_requests
+
+    union all
+
+    select
+        from_intervals.run_id,
+        cast('interval_stats' as varchar) as data_source,
+        from_intervals.request_count,
+        from_intervals.error_count,
+        runs.duration_s,
+        coalesce(
+            from_intervals.throughput_rps,
+            cast(from_intervals.request_count as double) / greatest(runs.duration_s, 1.0)
+        ) as throughput_rps,
+        from_intervals.latency_mean,
+        from_intervals.latency_p50,
+        from_intervals.latency_p90,
+        from_intervals.latency_p95,
+        from_intervals.latency_p99,
+        from_intervals.latency_max
+    from from_intervals
+    left join runs on from_intervals.run_id = runs.run_id
+)
+
+select
+    run_id,
+    data_source,
+    request_count,
+    error_count,
+    cast(error_count as double) / nullif(request_count, 0) as error_rate,
+    duration_s,
+    throughput_rps,
+    latency_mean,
+    latency_p50,
+    latency_p90,
+    latency_p95,
+    latency_p99,
+    latency_max
+from combined

@@ -1,0 +1,473 @@
+"""The dbt_like_sql models: discovery and ordering, values checked against independent
+computations, and the same rows on DuckDB and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from metrics_pipeline.demo_data import DemoRun, generate_requests
+from metrics_pipeline.ingest import ingest_files, ingest_paths
+from metrics_pipeline.models import RunManifest
+from metrics_pipeline.storage import PostgresWarehouse, Warehouse
+from metrics_pipeline.storage.sql_models import (
+    Model,
+    SqlModelError,
+    discover,
+    ordered,
+    read_duckdb,
+    read_postgres,
+    run_duckdb,
+    run_postgres,
+    to_postgres,
+)
+from metrics_pipeline.summary import summarize_run
+
+MODELS = discover()
+MARTS = sorted(m.name for m in MODELS if m.kind == "table")
+DAY1 = datetime(2026, 11, 1, tzinfo=UTC)
+# A session time zone far from UTC: a day computed in it instead of UTC would show.
+SESSION_TZ = "Asia/Tokyo"
+
+
+def manifest(run_id: str, started: datetime, duration_s: float | None = 10.0, **extra):
+    finished = None if duration_s is None else started + timedelta(seconds=duration_s)
+    return RunManifest(
+        run_id=run_id,
+        suite="checkout",
+        scenario="browse-and-buy",
+        environment="staging",
+        started_at=started,
+        finished_at=finished,
+        **extra,
+    )
+
+
+def intervals(run_id: str, started: datetime, rows: list[tuple]) -> pl.DataFrame:
+    columns = ["endpoint", "source_file", "interval_s", "count", "errors"]
+    columns += ["p50", "p90", "p95", "p99", "max"]
+    frame = pl.DataFrame(rows, schema=columns, orient="row")
+    return frame.with_columns(run_id=pl.lit(run_id), ts=pl.lit(started), mean=pl.col("p50"))
+
+
+def resource_samples(run_id: str, started: datetime, series: dict, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [
+        (started + timedelta(seconds=second), host, metric, float(rng.uniform(low, high)))
+        for (host, metric), (low, high) in series.items()
+        for second in range(10)
+    ]
+    frame = pl.DataFrame(rows, schema=["ts", "host", "metric", "value"], orient="row")
+    return frame.with_columns(run_id=pl.lit(run_id))
+
+
+def events(run_id: str, started: datetime, kinds: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "run_id": run_id,
+            "ts": [started + timedelta(seconds=i) for i in range(len(kinds))],
+            "kind": kinds,
+            "subject": "pod/api-0",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Warehouse:
+    """Five runs covering every tier's edge:
+
+    web-1  requests, resources on two hosts, restarts, an OOM kill and a failed task
+    web-2  requests the same UTC day (late evening), only threshold events, cpu and gpu on one host
+    web-3  requests only; marked invalid
+    k6-sum interval rows only: an "(all)" row and one endpoint, no interval lengths
+    art-1  interval rows only, per interval, two files for one endpoint, no finished_at
+    """
+    tmp = tmp_path_factory.mktemp("sql_models")
+    wh = Warehouse(tmp / "warehouse")
+    request_runs = [
+        (manifest("web-1", DAY1 + timedelta(hours=2)), 1),
+        (manifest("web-2", DAY1 + timedelta(hours=23, minutes=50)), 2),
+        (manifest("web-3", DAY1 + timedelta(days=1, hours=2)), 3),
+    ]
+    for run_manifest, seed in request_runs:
+        run = DemoRun(
+            run_manifest, generate_requests(run_manifest.started_at, seed=seed, duration_s=10)
+        )
+        ingest_paths([run.write(tmp / "raw") / "requests.ndjson"], run_manifest, wh)
+    web1, web2 = DAY1 + timedelta(hours=2), DAY1 + timedelta(hours=23, minutes=50)
+    wh.write_partition(
+        "resources",
+        "web-1",
+        resource_samples(
+            "web-1",
+            web1,
+            {
+                ("app-1", "cpu_pct"): (40, 90),
+                ("app-2", "cpu_pct"): (10, 30),
+                ("app-1", "mem_pct"): (55, 60),
+                ("app-1", "cpu_pct.0"): (0, 100),  # a per-core series: not the run's CPU %
+            },
+            seed=7,
+        ),
+    )
+    wh.write_partition(
+        "resources",
+        "web-2",
+        resource_samples(
+            "web-2", web2, {("app-1", "cpu_pct"): (20, 25), ("gpu-1", "gpu_pct"): (70, 99)}, 8
+        ),
+    )
+    kinds = ["pod_restart", "oom_kill", "pod_restart", "task_failed", "threshold_passed"]
+    wh.write_partition("events", "web-1", events("web-1", web1, kinds))
+    wh.write_partition("events", "web-2", events("web-2", web2, ["threshold_passed"]))
+    wh.write_partition(
+        "runs",
+        "web-3",
+        wh.read("runs", ["web-3"]).with_columns(valid=False, invalid_reason=pl.lit("test")),
+    )
+
+    day3 = DAY1 + timedelta(days=2)
+    k6 = manifest("k6-sum", day3, duration_s=60.0, tool="k6")
+    ingest_files([], k6, wh)
+    wh.write_partition(
+        "interval_stats",
+        "k6-sum",
+        intervals(
+            "k6-sum",
+            day3,
+            [
+                ("(all)", "summary.json", None, 600, 6, 20.0, 30.0, 40.0, 50.0, 60.0),
+                ("slow", "summary.json", None, 100, 1, 45.0, 50.0, 55.0, 58.0, 60.0),
+            ],
+        ),
+    )
+    art = manifest("art-1", day3 + timedelta(hours=1), duration_s=None, tool="artillery")
+    ingest_files([], art, wh)
+    wh.write_partition(
+        "interval_stats",
+        "art-1",
+        intervals(
+            "art-1",
+            art.started_at,
+            [
+                ("/a", "report.json", 10.0, 100, 1, 10.0, 14.0, 15.0, 19.0, 25.0),
+                ("/a", "report.json", 10.0, 120, 0, 11.0, 15.0, 16.0, 21.0, 30.0),
+                ("/a", "report.json", 10.0, 80, 3, 12.0, 16.0, 18.0, 22.0, 27.0),
+                ("/a", "stats.csv", None, 300, 4, 99.0, 99.0, 99.0, 99.0, 99.0),  # same requests
+                ("/b", "report.json", 10.0, 50, 0, 30.0, 40.0, 45.0, 50.0, 70.0),
+                ("/b", "report.json", 10.0, 60, 2, 32.0, None, 44.0, 52.0, 65.0),
+                ("/b", "report.json", 10.0, 40, 0, 31.0, 41.0, 46.0, 51.0, 61.0),
+            ],
+        ),
+    )
+    for run_id in wh.run_ids("runs"):
+        summary = summarize_run(wh.read("requests", [run_id]), wh.read("interval_stats", [run_id]))
+        wh.write_partition("run_summary", run_id, summary)
+    return wh
+
+
+@pytest.fixture(scope="module")
+def duck(warehouse):
+    con = warehouse.connect()
+    con.execute(f"set timezone = '{SESSION_TZ}'")
+    run_duckdb(con, MODELS)
+    yield con
+    con.close()
+
+
+def mart(duck, name: str, **where) -> pl.DataFrame:
+    frame = read_duckdb(duck, name)
+    for column, value in where.items():
+        frame = frame.filter(pl.col(column) == value)
+    return frame
+
+
+def same(a, b, rel: float = 1e-9) -> bool:
+    """Equal, or both floats within ``rel`` of each other (nulls only equal nulls)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+    return a == b
+
+
+def one(duck, name: str, run_id: str) -> dict:
+    (row,) = mart(duck, name, run_id=run_id).to_dicts()
+    return row
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def test_discover_finds_staging_views_and_marts_with_their_grain():
+    by_name = {m.name: m for m in MODELS}
+    for name in ("stg_requests", "stg_resources", "stg_events", "stg_interval_stats", "stg_runs"):
+        assert by_name[name].kind == "view"
+        assert by_name[name].sources and not by_name[name].deps
+    for name in ("run_resources", "run_stability", "run_tiers", "metric_daily"):
+        assert by_name[name].kind == "table"
+    assert by_name["run_resources"].grain == "one row per run x host x metric"
+    assert by_name["run_resources"].deps == ("stg_resources",)
+    assert all(m.grain.startswith("one row per") for m in MODELS)
+
+
+def test_ordered_puts_every_model_after_what_it_refers_to():
+    position = {m.name: i for i, m in enumerate(ordered(reversed(MODELS)))}
+    assert len(position) == len(MODELS)
+    for model in MODELS:
+        assert all(position[dep] < position[model.name] for dep in model.deps)
+    assert position["run_performance"] < position["run_stability"] < position["run_tiers"]
+
+
+def write_models(folder: Path, marts: dict[str, str]) -> Path:
+    (folder / "staging").mkdir(parents=True)
+    (folder / "marts").mkdir()
+    for name, body in marts.items():
+        (folder / "marts" / f"{name}.sql").write_text(body)
+    return folder
+
+
+def model_text(*refs: str) -> str:
+    header = ", ".join(f"ref('{r}')" for r in refs)
+    body = " union all ".join(f"select * from {{{{ ref('{r}') }}}}" for r in refs)
+    return f"-- grain: one row per thing\n-- depends on: {header}\n{body}\n"
+
+
+def test_a_dependency_cycle_is_a_clear_error(tmp_path):
+    folder = write_models(
+        tmp_path, {"a": model_text("b"), "b": model_text("c"), "c": model_text("a")}
+    )
+    with pytest.raises(SqlModelError, match=r"dependency cycle: (\w -> ){3}\w"):
+        ordered(discover(folder))
+
+
+def test_an_unknown_ref_is_a_clear_error(tmp_path):
+    folder = write_models(tmp_path, {"a": model_text("missing")})
+    with pytest.raises(SqlModelError, match=r"'a' refers to unknown model.*missing"):
+        ordered(discover(folder))
+
+
+def test_the_header_must_list_what_the_sql_uses(tmp_path):
+    text = model_text("b").replace("-- depends on: ref('b')", "-- depends on: ref('c')")
+    folder = write_models(tmp_path, {"a": text, "b": model_text(), "c": model_text()})
+    with pytest.raises(SqlModelError, match=r"a\.sql: the header's depends on .*ref\('b'\)"):
+        discover(folder)
+
+
+def test_sql_that_does_not_transpile_to_postgres_is_refused(tmp_path):
+    text = "-- grain: one row per run\n-- depends on: source('requests')\n"
+    text += "select run_id, approx_quantile(latency_ms, 0.5) from {{ source('requests') }}\n"
+    text += "group by run_id\n"
+    folder = write_models(tmp_path, {"a": text})
+    with pytest.raises(SqlModelError, match=r"approx_quantile.*quantile_cont"):
+        discover(folder)
+
+
+def test_every_model_transpiles_to_postgres():
+    for model in MODELS:
+        statement = to_postgres(model.render(lambda name: f'"s"."{name}"'))
+        assert "{{" not in statement
+        assert "QUANTILE_CONT" not in statement.upper().replace("PERCENTILE_CONT", "")
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def test_run_endpoint_summary_equals_the_python_run_summary(warehouse, duck):
+    python = warehouse.read("run_summary").sort("run_id", "endpoint")
+    sql = mart(duck, "run_endpoint_summary").sort("run_id", "endpoint")
+    assert sql.select("run_id", "endpoint").equals(python.select("run_id", "endpoint"))
+    pairs = {
+        "request_count": "requests",
+        "error_count": "errors",
+        "error_rate": "error_rate",
+        "throughput_rps": "throughput_rps",
+        "latency_mean": "latency_mean",
+        "latency_p50": "latency_p50",
+        "latency_p95": "latency_p95",
+        "latency_p99": "latency_p99",
+        "latency_max": "latency_max",
+    }
+    for sql_column, python_column in pairs.items():
+        for got, expected in zip(sql[sql_column], python[python_column], strict=True):
+            assert same(got, expected), (sql_column, got, expected)
+
+
+def test_performance_tier_from_requests_matches_numpy(warehouse, duck):
+    requests = warehouse.read("requests", ["web-1"])
+    ok = requests.filter(pl.col("ok"))["latency_ms"].to_numpy()
+    span = (requests["ts"].max() - requests["ts"].min()).total_seconds()
+    tiers = one(duck, "run_tiers", "web-1")
+    for q in (50, 90, 95, 99):
+        assert tiers[f"latency_p{q}"] == pytest.approx(np.percentile(ok, q), rel=1e-12)
+    assert tiers["latency_max"] == ok.max()
+    assert tiers["duration_s"] == pytest.approx(span, abs=1e-6)
+    assert tiers["throughput_rps"] == pytest.approx(requests.height / span)
+    assert tiers["error_rate"] == pytest.approx((~requests["ok"]).sum() / requests.height)
+
+
+def test_stability_counts_events_and_leaves_unwatched_runs_null(duck):
+    web1 = one(duck, "run_stability", "web-1")
+    assert (web1["pod_restarts"], web1["oom_kills"], web1["failed_tasks"]) == (2, 1, 1)
+    web2 = one(duck, "run_stability", "web-2")  # events were collected, none of these kinds
+    assert (web2["pod_restarts"], web2["oom_kills"], web2["failed_tasks"]) == (0, 0, 0)
+    web3 = one(duck, "run_stability", "web-3")  # no events at all: unknown, not zero
+    assert (web3["pod_restarts"], web3["oom_kills"], web3["failed_tasks"]) == (None, None, None)
+    assert web3["error_rate"] is not None
+
+
+def test_efficiency_is_the_mean_of_samples_and_null_without_them(warehouse, duck):
+    resources = warehouse.read("resources")
+
+    def mean(run_id: str, metric: str) -> float:
+        values = resources.filter((pl.col("run_id") == run_id) & (pl.col("metric") == metric))
+        return values["value"].mean()
+
+    web1, web2 = one(duck, "run_tiers", "web-1"), one(duck, "run_tiers", "web-2")
+    assert web1["cpu_pct"] == pytest.approx(mean("web-1", "cpu_pct"))
+    assert web1["mem_pct"] == pytest.approx(mean("web-1", "mem_pct"))
+    assert web1["gpu_pct"] is None and web1["spill_pct"] is None
+    assert web2["gpu_pct"] == pytest.approx(mean("web-2", "gpu_pct"))
+    assert web2["mem_pct"] is None
+    for run_id in ("web-3", "k6-sum", "art-1"):
+        row = one(duck, "run_tiers", run_id)
+        assert [row[c] for c in ("cpu_pct", "mem_pct", "gpu_pct", "spill_pct")] == [None] * 4
+
+
+def test_run_resources_per_host_and_metric(warehouse, duck):
+    values = (
+        warehouse.read("resources", ["web-1"])
+        .filter((pl.col("host") == "app-1") & (pl.col("metric") == "cpu_pct"))["value"]
+        .to_numpy()
+    )
+    rows = mart(duck, "run_resources", run_id="web-1")
+    assert rows.height == 4
+    (row,) = rows.filter(
+        (pl.col("host") == "app-1") & (pl.col("metric_name") == "cpu_pct")
+    ).to_dicts()
+    assert row["samples"] == 10
+    assert row["mean_value"] == pytest.approx(values.mean())
+    assert row["p95_value"] == pytest.approx(np.percentile(values, 95))
+    assert row["max_value"] == values.max()
+
+
+def test_interval_only_run_uses_the_tools_overall_row(duck):
+    tiers = one(duck, "run_tiers", "k6-sum")
+    assert [tiers[f"latency_p{q}"] for q in (50, 90, 95, 99)] == [20.0, 30.0, 40.0, 50.0]
+    assert tiers["latency_max"] == 60.0
+    assert tiers["error_rate"] == pytest.approx(6 / 600)
+    assert tiers["duration_s"] == 60.0  # from the manifest
+    assert tiers["throughput_rps"] == pytest.approx(600 / 60)
+    assert tiers["pod_restarts"] is None
+
+
+def test_interval_only_run_without_overall_row_weighs_the_endpoints(duck):
+    # Only report.json counts for /a (more rows than stats.csv); /a rows, then /b rows.
+    counts = [100, 120, 80, 50, 60, 40]
+    p95 = [15.0, 16.0, 18.0, 45.0, 44.0, 46.0]
+    tiers = one(duck, "run_tiers", "art-1")
+    assert tiers["latency_p95"] == pytest.approx(np.average(p95, weights=counts))
+    # An endpoint's value stands for all its requests, also when some intervals lack it.
+    p90_a = np.average([14.0, 15.0, 16.0], weights=[100, 120, 80])
+    p90_b = np.average([40.0, 41.0], weights=[50, 40])
+    assert tiers["latency_p90"] == pytest.approx(np.average([p90_a, p90_b], weights=[300, 150]))
+    assert tiers["latency_max"] == 70.0
+    assert tiers["error_rate"] == pytest.approx(6 / 450)
+    assert tiers["throughput_rps"] == pytest.approx(300 / 30 + 150 / 30)
+    assert tiers["duration_s"] is None  # no finished_at: unknown, not zero
+
+
+def test_metric_daily_rolls_up_valid_runs_per_utc_day(warehouse, duck):
+    daily = mart(duck, "metric_daily")
+    # web-2 started 23:50 UTC: the first of November in UTC, already the second in Tokyo.
+    assert sorted(set(daily["day"].to_list())) == [date(2026, 11, 1), date(2026, 11, 3)]
+    summary = warehouse.read("run_summary", ["web-1", "web-2"]).filter(
+        pl.col("endpoint") == "/api/orders"
+    )
+    (row,) = daily.filter(
+        (pl.col("endpoint") == "/api/orders") & (pl.col("metric_name") == "latency_p95")
+    ).to_dicts()
+    assert row["runs"] == 2
+    assert row["mean_value"] == pytest.approx(summary["latency_p95"].mean())
+    assert row["min_value"] == summary["latency_p95"].min()
+    assert row["max_value"] == summary["latency_p95"].max()
+    assert daily.filter(pl.col("day") == date(2026, 11, 2)).height == 0  # web-3 is invalid
+
+
+def test_marts_build_when_tables_have_no_data_yet(tmp_path):
+    wh = Warehouse(tmp_path / "warehouse")
+    run_manifest = manifest("only", DAY1)
+    run = DemoRun(run_manifest, generate_requests(DAY1, seed=1, duration_s=5))
+    ingest_paths([run.write(tmp_path / "raw") / "requests.ndjson"], run_manifest, wh)
+    con = wh.connect()
+    rows = run_duckdb(con, MODELS)
+    assert rows["run_tiers"] == 1 and rows["run_resources"] == 0 and rows["metric_daily"] == 0
+    tiers = one(con, "run_tiers", "only")
+    assert tiers["cpu_pct"] is None and tiers["oom_kills"] is None
+    assert tiers["latency_p95"] > 0
+    assert run_duckdb(con, MODELS) == rows  # re-running replaces, no duplicates
+
+
+# ----------------------------------------------------------------------------- Postgres
+
+
+@pytest.fixture(scope="module")
+def pg_schema(warehouse, postgres_url) -> str:
+    """The warehouse mirrored into a fresh Postgres schema, with every model run there."""
+    pg = PostgresWarehouse(postgres_url, schema=f"sqlm_{uuid.uuid4().hex[:8]}")
+    pg.migrate()
+    for table in sorted({s for m in MODELS for s in m.sources}):
+        for run_id in warehouse.run_ids(table):
+            pg.replace_partition(table, run_id, warehouse.read(table, [run_id]))
+    run_postgres(tokyo(postgres_url), pg.schema, MODELS)
+    return pg.schema
+
+
+def tokyo(url: str) -> str:
+    return f"{url}?options=-c%20TimeZone%3D{SESSION_TZ}"
+
+
+def comparable(frame: pl.DataFrame) -> list[tuple]:
+    """Rows sorted by their non-float columns (a mart's grain), floats kept for approx."""
+    floats = [i for i, dtype in enumerate(frame.dtypes) if dtype == pl.Float64]
+    rows = frame.rows()
+
+    def key(row: tuple) -> tuple:
+        return tuple((v is None, str(v)) for i, v in enumerate(row) if i not in floats)
+
+    return sorted(rows, key=key)
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("name", MARTS)
+def test_every_mart_has_the_same_rows_on_duckdb_and_postgres(name, duck, pg_schema, postgres_url):
+    on_duckdb = read_duckdb(duck, name)
+    on_postgres = read_postgres(postgres_url, pg_schema, name)
+    assert on_postgres.columns == on_duckdb.columns
+    assert on_duckdb.height > 0
+    expected, got = comparable(on_duckdb), comparable(on_postgres)
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got, strict=True):
+        for column, a, b in zip(on_duckdb.columns, want, have, strict=True):
+            assert same(a, b), (name, column, a, b, want)
+
+
+@pytest.mark.services
+def test_postgres_runs_all_models_in_one_transaction(pg_schema, postgres_url):
+    before = read_postgres(postgres_url, pg_schema, "run_tiers")
+    broken = Model(
+        name="zz_broken",
+        kind="table",
+        grain="one row per nothing",
+        deps=("run_tiers",),
+        sources=(),
+        sql="select no_such_column from {{ ref('run_tiers') }}",
+        path=Path("zz_broken.sql"),
+    )
+    with pytest.raises(Exception, match="no_such_column"):
+        run_postgres(postgres_url, pg_schema, [*MODELS, broken])
+    assert read_postgres(postgres_url, pg_schema, "run_tiers").equals(before)
