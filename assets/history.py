@@ -56,11 +56,10 @@ def _table(frame: pl.DataFrame, columns: list[str], limit: int = 50) -> str:
 
 
 def _with_sparklines(frame: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
-    lines = series.group_by(list(SERIES_KEYS)).agg(
-        history=pl.col("value")
-        .sort_by("started_at")
-        .map_elements(sparkline, return_dtype=pl.String)
-    )
+    histories = series.group_by(list(SERIES_KEYS)).agg(pl.col("value").sort_by("started_at"))
+    lines = histories.with_columns(
+        history=pl.Series([sparkline(values) for values in histories["value"]], dtype=pl.String)
+    ).drop("value")
     return frame.join(lines, on=list(SERIES_KEYS), how="left")
 
 

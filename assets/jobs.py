@@ -5,8 +5,11 @@ import dagster as dg
 from assets.analysis import BASELINE, VERDICTS
 from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS, FORECASTS
 from assets.ingest import REQUESTS
+from assets.marts import MART_SPECS
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.partitions import runs_partitions
+
+MART_KEYS = [spec.key for spec in MART_SPECS]
 
 ci_stage_job = dg.define_asset_job(
     "ci_stage",
@@ -19,9 +22,9 @@ ci_stage_job = dg.define_asset_job(
 )
 nightly_job = dg.define_asset_job(
     "nightly",
-    selection=dg.AssetSelection.assets(CHANGE_POINTS, DRIFTS, FINDINGS),
+    selection=dg.AssetSelection.assets(CHANGE_POINTS, DRIFTS, FINDINGS, *MART_KEYS),
     executor_def=dg.in_process_executor,
-    description="History analyses over every run: change points, drifts, findings.",
+    description="History analyses over every run: the SQL marts, change points, drifts, findings.",
 )
 weekly_job = dg.define_asset_job(
     "weekly",

@@ -285,10 +285,18 @@ def demo(
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
     with console.status("running new_run_sensor and the ci_stage job for each run..."):
-        tick = sense_and_run(build_definitions(settings), instance)
+        defs = build_definitions(settings)
+        tick = sense_and_run(defs, instance)
     failed = [run_id for run_id, result in tick.results.items() if not result.success]
     for run_id in tick.run_ids:
         console.print(f"  {run_id}: {'[red]FAILED[/]' if run_id in failed else 'ok'}")
+    with console.status("running the nightly job (SQL marts, change points, drifts, findings)..."):
+        nightly = defs.resolve_job_def("nightly").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    console.print(f"  nightly: {'ok' if nightly.success else '[red]FAILED[/]'}")
+    if not nightly.success:
+        failed.append("nightly")
 
     warehouse = open_warehouse(settings)
     last = generated[-1].manifest.run_id

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from metrics_pipeline.models import SCHEMAS, SNAPSHOT_TABLES, check_name, conform, empty
 from metrics_pipeline.storage.postgres import PostgresWarehouse
+from metrics_pipeline.storage.sql_models import Model, run_duckdb, run_postgres
 
 PARTITION_KEY = "run_id"
 CATALOG_FILE = "warehouse.duckdb"
@@ -193,25 +194,36 @@ class Warehouse:
             con.execute(statement)
         return con
 
+    def build_marts(self, models: list[Model], attempts: int = 20) -> dict[str, int]:
+        """Run the SQL models into the DuckDB catalog (and the Postgres mirror); rows per mart."""
+        rows = self._with_catalog(lambda con: run_duckdb(con, models), attempts)
+        if self.mirror is not None:
+            run_postgres(self.mirror.url, self.mirror.schema, models)
+        return rows
+
     def refresh_catalog(self, attempts: int = 20) -> Path:
-        """(Re)create the views in ``warehouse.duckdb`` for people and tools to open.
+        """(Re)create the views in ``warehouse.duckdb`` for people and tools to open."""
+        self._with_catalog(lambda con: None, attempts)
+        return self.root / CATALOG_FILE
+
+    def _with_catalog(self, work, attempts: int):
+        """Refresh the catalog's views, then run ``work`` on it.
 
         Several processes may finish partitions at once and DuckDB allows one writer per file,
         so a lock conflict is retried with a short back-off.
         """
-        path = self.root / CATALOG_FILE
         self.root.mkdir(parents=True, exist_ok=True)
         for attempt in range(attempts):
             try:
-                with duckdb.connect(str(path)) as con:
+                with duckdb.connect(str(self.root / CATALOG_FILE)) as con:
                     for statement in self._view_sql():
                         con.execute(statement)
-                return path
+                    return work(con)
             except duckdb.IOException:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.1 * (attempt + 1))
-        return path
+        return None
 
 
 _migrated: set[tuple[str, str]] = set()

@@ -1,0 +1,62 @@
+"""The nightly and weekly jobs over a history with a known step."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from metrics_pipeline.definitions import build_definitions
+from metrics_pipeline.demo_data import DemoRun, demo_runs, generate_requests
+from metrics_pipeline.inprocess import sense_and_run
+from metrics_pipeline.upload import upload_run
+
+pytestmark = pytest.mark.slow
+STEP_AT = 7  # runs from this index on have /api/orders 50 % slower
+
+
+def test_nightly_and_weekly_jobs_find_the_step_and_build_the_marts(
+    settings, store, warehouse, tmp_path
+):
+    runs = []
+    for i, run in enumerate(demo_runs(14, duration_s=8)):
+        slow = {"/api/orders": 1.5} if i >= STEP_AT else None
+        records = generate_requests(run.manifest.started_at, duration_s=8, seed=1000 + i, slow=slow)
+        runs.append(DemoRun(run.manifest, records))
+        upload_run(store, [runs[-1].write(tmp_path / "runs") / "requests.ndjson"], run.manifest)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(settings)
+        tick = sense_and_run(defs, instance)
+        assert all(r.success for r in tick.results.values())
+        nightly = defs.resolve_job_def("nightly").execute_in_process(instance=instance)
+        assert nightly.success
+        weekly = defs.resolve_job_def("weekly").execute_in_process(instance=instance)
+        assert weekly.success
+
+    points = warehouse.read("change_points").filter(
+        (pl.col("endpoint") == "/api/orders") & (pl.col("metric") == "latency_p50")
+    )
+    assert points.height == 1 and points["worse"][0]
+    found_at = [r.manifest.run_id for r in runs].index(points["run_id"][0])
+    assert abs(found_at - STEP_AT) <= 1
+    version = runs[found_at].manifest.service_version
+    findings = warehouse.read("findings").filter(
+        (pl.col("kind") == "change_point") & (pl.col("endpoint") == "/api/orders")
+    )
+    assert any(version in summary for summary in findings["summary"])
+    assert set(findings["severity"]) <= {"warning", "critical"}
+    # Other endpoints did not change: no worse step is reported for them.
+    others = warehouse.read("change_points").filter(
+        pl.col("worse")
+        & pl.col("metric").str.starts_with("latency")
+        & (pl.col("endpoint") != "/api/orders")
+    )
+    assert others.height == 0
+
+    forecasts = warehouse.read("forecasts")
+    assert forecasts.height > 0 and forecasts["step"].max() == 30
+
+    with warehouse.connect() as con:
+        con.execute(f"attach '{warehouse.root / 'warehouse.duckdb'}' as catalog (read_only)")
+        (tiers,) = con.execute("select count(*) from catalog.run_tiers").fetchone()
+    assert tiers == 14
