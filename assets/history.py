@@ -6,6 +6,7 @@ tables whole: a history analysis is about the whole history, not one run.
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.analyses import (
@@ -137,6 +138,12 @@ def forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
+class FindingsConfig(dg.Config):
+    anomaly_sensitivity: float = Field(
+        default=3.5, description="Robust z-score above which a KPI day is an anomaly."
+    )
+
+
 @dg.asset(
     key=FINDINGS,
     deps=[CHANGE_POINTS, DRIFTS],
@@ -145,9 +152,15 @@ def forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     description="What to do: rollback advice for steps (with the version that introduced "
     "them), drifts to investigate, capacity to add or to give back.",
 )
-def findings_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def findings_asset(config: FindingsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     store = warehouse.get()
-    table = findings(all_series(store), store.read("change_points"), store.read("drifts"))
+    table = findings(
+        all_series(store),
+        store.read("change_points"),
+        store.read("drifts"),
+        kpis=store.read("kpi_points"),
+        anomaly_sensitivity=config.anomaly_sensitivity,
+    )
     store.write_snapshot("findings", table)
     store.refresh_catalog()
     order = {"critical": 0, "warning": 1, "info": 2}

@@ -15,10 +15,12 @@ import numpy as np
 import polars as pl
 
 from metrics_pipeline.models import conform
-from metrics_pipeline.series import SERIES_KEYS, iter_series
+from metrics_pipeline.series import RESOURCES, SERIES_KEYS, iter_series
 from metrics_pipeline.stats import (
     PERFORMANCE_HORIZON,
     change_points,
+    correlate,
+    detect_anomalies,
     detect_drift,
     forecast,
     time_to_threshold,
@@ -145,10 +147,13 @@ def findings(
     points: pl.DataFrame,
     drifts: pl.DataFrame,
     *,
+    kpis: pl.DataFrame | None = None,
+    anomaly_sensitivity: float = 3.5,
     capacity_horizon: int = 90,
 ) -> pl.DataFrame:
     """Recommendations from the history: rollback advice for steps, investigation of drifts,
-    right-sizing from resource usage (saturation ahead, or lasting headroom)."""
+    right-sizing from resource usage (saturation ahead, or lasting headroom), resources that
+    move with latency, and KPI anomalies."""
     rows = []
     for point in points.iter_rows(named=True):
         key = {k: point[k] for k in SERIES_KEYS}
@@ -202,7 +207,86 @@ def findings(
             }
         )
     rows += _capacity_findings(series, capacity_horizon)
+    rows += _correlation_findings(series)
+    if kpis is not None:
+        rows += kpi_anomalies(kpis, sensitivity=anomaly_sensitivity)
     return conform("findings", pl.DataFrame(rows, infer_schema_length=None))
+
+
+# Spearman's rho beyond this, with p below CORRELATION_ALPHA, is reported.
+STRONG_CORRELATION = 0.7
+CORRELATION_ALPHA = 0.01
+
+
+def _correlation_findings(series: pl.DataFrame) -> list[dict]:
+    """Resource usage that moves with an endpoint's p95 latency across runs (association, not
+    proof of cause: it says where to look)."""
+    combination = ["suite", "scenario", "environment"]
+    resources = series.filter(pl.col("endpoint") == RESOURCES)
+    latency = series.filter(pl.col("metric") == "latency_p95")
+    pairs = latency.join(
+        resources.select(*combination, "run_id", resource=pl.col("metric"), usage=pl.col("value")),
+        on=[*combination, "run_id"],
+    )
+    rows = []
+    for (suite, scenario, environment, endpoint, resource), frame in pairs.group_by(
+        [*combination, "endpoint", "resource"], maintain_order=True
+    ):
+        if frame.height < MIN_RUNS:
+            continue
+        result = correlate(frame["usage"].to_numpy(), frame["value"].to_numpy())
+        if abs(result.spearman_rho) < STRONG_CORRELATION or result.p_value >= CORRELATION_ALPHA:
+            continue
+        key = {
+            "suite": suite,
+            "scenario": scenario,
+            "environment": environment,
+            "endpoint": endpoint,
+            "metric": "latency_p95",
+        }
+        rows.append(
+            key
+            | {
+                "kind": "correlation",
+                "severity": "info",
+                "run_id": frame["run_id"][-1],
+                "summary": f"{_where(key)} moves with {resource} across {result.n} runs "
+                f"(Spearman rho {result.spearman_rho:+.2f}).",
+                "confidence": f"p = {result.p_value:.2g}; association, not proof of cause",
+                "action": f"Look at {resource} first when this endpoint slows down.",
+            }
+        )
+    return rows
+
+
+def kpi_anomalies(kpis: pl.DataFrame, *, sensitivity: float = 3.5, period: int = 7) -> list[dict]:
+    """Findings for KPI points (business metrics) that leave their usual daily pattern.
+
+    Each metric x dims series is averaged per day; days are checked with
+    ``detect_anomalies`` (STL residuals with a weekly period when there are two weeks of data).
+    """
+    rows = []
+    for (metric, dims), frame in kpis.group_by(["metric", "dims"], maintain_order=True):
+        days = daily(frame.rename({"ts": "started_at"}))
+        if days["value"].drop_nulls().len() < MIN_RUNS:
+            continue
+        for index in detect_anomalies(
+            days["value"].to_numpy(), period=period, sensitivity=sensitivity
+        ):
+            day = days.row(index, named=True)
+            rows.append(
+                {
+                    "kind": "anomaly",
+                    "severity": "warning",
+                    "metric": metric,
+                    "endpoint": dims,
+                    "summary": f"KPI {metric} {dims} was {day['value']:.4g} on "
+                    f"{day['day']:%Y-%m-%d}, outside its usual pattern.",
+                    "confidence": f"robust z above {sensitivity}",
+                    "action": "Check what happened that day (release, incident, campaign).",
+                }
+            )
+    return rows
 
 
 def _capacity_findings(series: pl.DataFrame, horizon: int) -> list[dict]:

@@ -98,3 +98,38 @@ def test_forecasts_extend_each_series_day_by_day():
 
 def test_sparkline_spans_the_range():
     assert sparkline([1, 2, 3, float("nan"), 8]) == "▁▂▃ █"
+
+
+def test_resource_moving_with_latency_is_reported_as_an_association():
+    rng = np.random.default_rng(6)
+    cpu = 40 + 20 * rng.random(20)
+    latency = series_of(2.0 * cpu + rng.normal(0, 2, 20))
+    usage = series_of(cpu, "cpu_pct", "(resources)")
+    both = pl.concat([latency, usage])
+    found = findings(both, find_change_points(both).head(0), find_drifts(both).head(0))
+    (row,) = found.filter(pl.col("kind") == "correlation").rows(named=True)
+    assert "cpu_pct" in row["summary"] and "not proof of cause" in row["confidence"]
+
+
+def test_kpi_days_outside_their_weekly_pattern_are_anomalies():
+    rng = np.random.default_rng(7)
+    days = 42
+    weekly = 100 + 20 * np.sin(2 * np.pi * np.arange(days) / 7) + rng.normal(0, 2, days)
+    weekly[30] += 60
+    kpis = pl.DataFrame(
+        {
+            "ts": [T0 + timedelta(days=i, hours=9) for i in range(days)],
+            "metric": "signups",
+            "value": weekly,
+            "dims": '{"plan": "pro"}',
+        }
+    )
+    empty_series = series_of([1.0]).head(0)
+    found = findings(
+        empty_series, find_change_points(empty_series), find_drifts(empty_series), kpis=kpis
+    )
+    anomalies = found.filter(pl.col("kind") == "anomaly")
+    assert (
+        anomalies.height == 1
+        and (T0 + timedelta(days=30)).strftime("%Y-%m-%d") in anomalies["summary"][0]
+    )

@@ -510,11 +510,12 @@ def detect_anomalies(
 
     - with a period, the remainder of an STL decomposition
       (``statsmodels.tsa.seasonal.STL``, locally constant seasonal smoother of
-      ``STL_SEASONAL`` cycles, missing samples linearly interpolated), fitted twice: the
-      second fit replaces the points the first one flags by their fitted value, so a spike
-      neither leaks into the trend and seasonal components nor hides its neighbours.
-      (``STL(robust=True)`` is not used: its reweighting leaves heavy-tailed residuals even
-      for Gaussian noise, and the MAD rule then flags about 4 % of ordinary points.)
+      ``STL_SEASONAL`` cycles, missing samples linearly interpolated), fitted twice: a robust
+      fit finds the points to clean, and a plain fit of the series with those points replaced
+      by their fitted value gives the residuals, so a spike neither leaks into the trend and
+      seasonal components nor hides its neighbours. (The robust fit's own residuals are not
+      used: its reweighting leaves them heavy-tailed even for Gaussian noise, and the MAD
+      rule would then flag about 4 % of ordinary points.)
     - otherwise, :math:`r_i = x_i - \\operatorname{median}\\{x_j : 0 < |j - i| \\le h\\}`
       with :math:`h` = ``ANOMALY_WINDOW // 2``, a median of the neighbours that leaves the
       point itself out (with it, the median often *is* the point, which shrinks the MAD).
@@ -690,7 +691,10 @@ def _stl_residuals(
     index = np.arange(x.size)
     filled = np.interp(index, index[finite], x[finite])
     options = {"period": period, "seasonal": STL_SEASONAL, "seasonal_deg": 0}
-    first = STL(filled, **options).fit()
+    # The first fit only finds the points to clean: its robust reweighting keeps a large spike
+    # out of the seasonal component even with few cycles (a plain fit spreads it over every
+    # point of the same phase). Its residuals are not used: they are heavy-tailed.
+    first = STL(filled, robust=True, **options).fit()
     outliers = _robust_z(first.resid) > sensitivity
     cleaned = np.where(outliers, filled - first.resid, filled)
     second = STL(cleaned, **options).fit()
