@@ -152,6 +152,52 @@ def compare(
 
 
 @app.command()
+def versions(
+    baseline_version: Annotated[str, typer.Argument(help="The old service_version.")],
+    candidate_version: Annotated[str, typer.Argument(help="The new service_version.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    threshold: Annotated[float, typer.Option(help="Relative worsening that counts.")] = 0.20,
+) -> None:
+    """Compare two service versions on every scenario and endpoint both ran (paired test);
+    exit 1 if a metric regressed."""
+    from metrics_pipeline.storage import open_warehouse
+    from metrics_pipeline.versions import compare_versions
+
+    warehouse = open_warehouse(Settings.from_env())
+    table = compare_versions(
+        warehouse.read("runs"),
+        warehouse.read("run_summary"),
+        baseline_version,
+        candidate_version,
+        threshold=threshold,
+    )
+    if table["pairs"].max() == 0:
+        err.print(
+            f"[red]error:[/] no scenario ran under both {baseline_version} and {candidate_version}"
+        )
+        raise typer.Exit(2)
+    if as_json:
+        print(json.dumps(table.fill_nan(None).to_dicts(), indent=2))
+    else:
+        out = Table(
+            title=f"{candidate_version} vs {baseline_version} (paired over scenarios x endpoints)"
+        )
+        for column in ("metric", "pairs", "change", "95% CI", "p adj.", ""):
+            out.add_column(column)
+        for row in table.iter_rows(named=True):
+            out.add_row(
+                row["metric"],
+                str(row["pairs"]),
+                f"{row['change']:+.1%}",
+                f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]",
+                f"{row['p_adjusted']:.2g}",
+                "[bold red]REGRESSION[/]" if row["regression"] else "ok",
+            )
+        console.print(out)
+    raise typer.Exit(1 if table["regression"].any() else 0)
+
+
+@app.command()
 def upload(
     folder: Annotated[Path, typer.Argument(help="Folder with the run's result files.")],
     suite: Suite,

@@ -10,6 +10,7 @@ from metrics_pipeline.stats.capacity import (
 from metrics_pipeline.stats.compare import (
     Comparison,
     benjamini_hochberg,
+    compare_paired,
     compare_rates,
     compare_samples,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "backtest_forecast",
     "benjamini_hochberg",
     "change_points",
+    "compare_paired",
     "compare_rates",
     "compare_samples",
     "correlate",
