@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -44,9 +43,10 @@ from metrics_pipeline.formats.base import (
     Quarantine,
     RowError,
     Sniff,
-    UnreadableFileError,
     number,
     optional_int,
+    read_json_document,
+    reject_document,
 )
 from metrics_pipeline.models import conform
 
@@ -149,20 +149,15 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
     """Read the whole report (reports are small) into one ``interval_stats`` batch."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
-    try:
-        data = stream.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableFileError(accounting.file, f"unreadable: {exc}") from exc
-    try:
-        report = json.loads(data)
-    except ValueError:
-        report = None
+    loaded = read_json_document(stream, quarantine)
+    if loaded is None:
+        yield from quarantine.flush()
+        return
+    report, data = loaded
     aggregate = report.get("aggregate") if isinstance(report, dict) else None
     intermediate = report.get("intermediate", []) if isinstance(report, dict) else None
     if not isinstance(aggregate, dict) or not isinstance(intermediate, list):
-        reason = "invalid JSON" if report is None else "not an Artillery report"
-        accounting.rows_read += 1
-        quarantine.add(0, reason, data)
+        reject_document(quarantine, data, "not an Artillery report")
         yield from quarantine.flush()
         return
 

@@ -209,3 +209,28 @@ def optional_int(value: Any, field: str) -> int | None:
     if not -(2**63) <= value < 2**63:
         raise RowError(f"out of range: {field}")
     return int(value)
+
+
+def read_json_document(stream: BinaryIO, quarantine: Quarantine) -> tuple[Any, bytes] | None:
+    """Read a whole JSON document (summaries and reports are small): (document, raw bytes).
+
+    A document that is not UTF-8 JSON is quarantined as one unit (line 0) and None returned;
+    a stream that cannot be read at all raises UnreadableFileError.
+    """
+    try:
+        raw = stream.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UnreadableFileError(quarantine.accounting.file, f"unreadable: {exc}") from exc
+    try:
+        return json.loads(raw.decode("utf-8-sig")), raw
+    except UnicodeDecodeError:
+        reject_document(quarantine, raw, "not UTF-8")
+    except (ValueError, RecursionError):
+        reject_document(quarantine, raw, "invalid JSON")
+    return None
+
+
+def reject_document(quarantine: Quarantine, raw: bytes, reason: str) -> None:
+    """Quarantine a whole document as one unit: without its structure no entry can be trusted."""
+    quarantine.accounting.rows_read += 1
+    quarantine.add(0, reason, raw)

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -51,7 +50,8 @@ from metrics_pipeline.formats.base import (
     Quarantine,
     RowError,
     Sniff,
-    UnreadableFileError,
+    read_json_document,
+    reject_document,
 )
 from metrics_pipeline.models import conform
 
@@ -167,23 +167,14 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
     """One summary document -> ``interval_stats`` and threshold ``events`` plus quarantine."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
-    try:
-        raw = stream.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableFileError(accounting.file, f"unreadable: {exc}") from exc
-    try:
-        document = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        reason = "not UTF-8"
-    except json.JSONDecodeError as exc:
-        reason = f"invalid JSON: {exc.msg}"
-    else:
-        metrics = document.get("metrics") if isinstance(document, dict) else None
-        reason = None if isinstance(metrics, dict) else "missing field: metrics"
-    if reason is not None:
-        # The document is one unit: without its structure no entry can be trusted.
-        accounting.rows_read += 1
-        quarantine.add(0, reason, raw)
+    loaded = read_json_document(stream, quarantine)
+    if loaded is None:
+        yield from quarantine.flush()
+        return
+    document, raw = loaded
+    metrics = document.get("metrics") if isinstance(document, dict) else None
+    if not isinstance(metrics, dict):
+        reject_document(quarantine, raw, "missing field: metrics")
         yield from quarantine.flush()
         return
     entries: dict[str, Entry] = {}

@@ -25,7 +25,6 @@ array. A document that does not parse is quarantined as one unit (line 0). An Ag
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -38,10 +37,11 @@ from metrics_pipeline.formats.base import (
     Quarantine,
     RowError,
     Sniff,
-    UnreadableFileError,
     number,
     optional_int,
     parse_timestamp,
+    read_json_document,
+    reject_document,
 )
 from metrics_pipeline.models import conform
 
@@ -142,18 +142,12 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
     quarantine = Quarantine(accounting)
     rows: list[dict[str, Any]] = []
     try:
-        try:
-            data = stream.read()
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UnreadableFileError(accounting.file, f"unreadable: {exc}") from exc
-        try:
-            document = json.loads(data.decode("utf-8-sig"))
-            if not isinstance(document, list):
-                raise RowError("not a JSON array")
-        except (ValueError, RecursionError) as exc:
-            accounting.rows_read += 1
-            reason = str(exc) if isinstance(exc, RowError) else "invalid JSON"
-            quarantine.add(0, reason, data)
+        loaded = read_json_document(stream, quarantine)
+        if loaded is None:
+            return
+        document, data = loaded
+        if not isinstance(document, list):
+            reject_document(quarantine, data, "not a JSON array")
             return
         for position, entry in enumerate(document, start=1):
             accounting.rows_read += 1
