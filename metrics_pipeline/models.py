@@ -278,6 +278,15 @@ SCHEMAS: dict[str, pl.Schema] = {
             "action": pl.String,
         }
     ),
+    "latency_sketches": pl.Schema(
+        {
+            "run_id": pl.String,
+            "endpoint": pl.String,
+            "minute": TS,
+            "bucket": pl.Int32,  # DDSketch bucket index at 1 % relative accuracy
+            "count": pl.Int64,
+        }
+    ),
     "run_baselines": pl.Schema(
         {"run_id": pl.String, "baseline_run_id": pl.String, "position": pl.Int32}
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 from conftest import upload_demo_runs
@@ -13,6 +14,7 @@ from metrics_pipeline.definitions import build_definitions
 from metrics_pipeline.demo_data import demo_runs
 from metrics_pipeline.inprocess import sense_and_run
 from metrics_pipeline.partitions import runs_partitions
+from metrics_pipeline.stats.sketch import sketch_quantiles
 
 pytestmark = pytest.mark.slow
 
@@ -65,11 +67,23 @@ def test_rematerializing_a_partition_never_duplicates_rows(settings, store, ware
         for _ in range(2):
             assert job.execute_in_process(instance=instance, partition_key=run_id).success
             counts.append(
-                {t: warehouse.read(t, [run_id]).height for t in ("requests", "run_summary", "runs")}
+                {
+                    t: warehouse.read(t, [run_id]).height
+                    for t in ("requests", "run_summary", "runs", "latency_sketches")
+                }
             )
     assert counts[0] == counts[1]
     assert counts[0]["requests"] == len(run.records)
     assert counts[0]["runs"] == 1 and counts[0]["run_summary"] == 5
+    # The run's sketches give its percentiles within 1 % of the exact ones.
+    sketched = sketch_quantiles(
+        warehouse.read("latency_sketches", [run_id]), {"p95": 0.95}, by=["endpoint"]
+    )
+    ok = warehouse.read("requests", [run_id]).filter(pl.col("ok"))
+    for row in sketched.iter_rows(named=True):
+        exact = ok.filter(pl.col("endpoint") == row["endpoint"])["latency_ms"].to_numpy()
+        truth = float(np.quantile(exact, 0.95, method="lower"))
+        assert abs(row["p95"] - truth) <= 0.01 * truth
 
 
 def test_malformed_lines_are_quarantined_and_accounted_for(settings, store, warehouse, tmp_path):
