@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from assets import analysis, history, ingest, jobs, marts, warehouse
+from assets import analysis, history, ingest, jobs, marts, retention, warehouse
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, warehouse, marts, analysis, history]),
+    assets=dg.load_assets_from_modules([ingest, warehouse, marts, analysis, history, retention]),
     jobs=[jobs.ci_stage_job, jobs.nightly_job, jobs.weekly_job],
 )

@@ -6,6 +6,7 @@ from assets.analysis import BASELINE, VERDICTS
 from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS, FORECASTS
 from assets.ingest import REQUESTS
 from assets.marts import MART_SPECS
+from assets.retention import RETENTION
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.partitions import runs_partitions
 
@@ -22,7 +23,7 @@ ci_stage_job = dg.define_asset_job(
 )
 nightly_job = dg.define_asset_job(
     "nightly",
-    selection=dg.AssetSelection.assets(CHANGE_POINTS, DRIFTS, FINDINGS, *MART_KEYS),
+    selection=dg.AssetSelection.assets(CHANGE_POINTS, DRIFTS, FINDINGS, RETENTION, *MART_KEYS),
     executor_def=dg.in_process_executor,
     description="History analyses over every run: the SQL marts, change points, drifts, findings.",
 )

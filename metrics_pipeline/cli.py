@@ -356,6 +356,42 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
+    raw_days: Annotated[int, typer.Option(help="Keep raw rows this many days.")] = 30,
+    aggregate_days: Annotated[int, typer.Option(help="Keep aggregates this many days.")] = 365,
+    now: Annotated[
+        datetime | None, typer.Option(help="Pretend it is this time (ISO 8601; tests, replays).")
+    ] = None,
+) -> None:
+    """Delete raw rows and aggregates past their retention, except what baselines need."""
+    from metrics_pipeline.baselines import BaselineFileError, load_baselines
+    from metrics_pipeline.retention import RetentionPolicy, apply_plan, plan_for
+    from metrics_pipeline.storage import open_warehouse
+
+    settings = Settings.from_env()
+    try:
+        pinned = [run for entry in load_baselines(settings.baselines_file) for run in entry.runs]
+    except BaselineFileError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    warehouse = open_warehouse(settings)
+    moment = now or datetime.now(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    plan = plan_for(warehouse, moment, RetentionPolicy(raw_days, aggregate_days), pinned)
+    summary = plan.as_frame().group_by("table").len().sort("table")
+    verb = "would delete" if dry_run else "deleting"
+    console.print(
+        f"{verb} {len(plan.deletions)} partitions ("
+        + ", ".join(f"{t}: {n}" for t, n in summary.iter_rows())
+        + f"); {len(plan.protected)} runs kept for baselines"
+    )
+    if not dry_run:
+        apply_plan(warehouse, plan)
+        warehouse.refresh_catalog()
+
+
 baseline_app = typer.Typer(
     help="The version-controlled baseline file: show it, propose updates, see what changed.",
     no_args_is_help=True,

@@ -79,6 +79,12 @@ class PostgresWarehouse:
             self._copy(con, table, frame)
         return frame.height
 
+    def delete_partition(self, table: str, run_id: str) -> None:
+        with self.connect() as con:
+            con.execute(
+                sql.SQL("delete from {} where run_id = %s").format(self._name(table)), (run_id,)
+            )
+
     def replace_snapshot(self, table: str, frame: pl.DataFrame) -> int:
         with self.connect() as con:
             con.execute(sql.SQL("delete from {}").format(self._name(table)))

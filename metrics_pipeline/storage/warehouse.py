@@ -127,6 +127,8 @@ class Warehouse:
 
     def delete_partition(self, table: str, run_id: str) -> None:
         self._swap(self.root / ".nothing", self.partition_dir(table, run_id))
+        if self.mirror is not None:
+            self.mirror.delete_partition(table, run_id)
 
     def files(self, table: str, run_ids: Iterable[str] | None = None) -> list[Path]:
         if table in SNAPSHOT_TABLES:
