@@ -357,6 +357,23 @@ def demo(
 
 
 @app.command()
+def rebuild() -> None:
+    """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
+    the old warehouse is replaced only when everything succeeded."""
+    from metrics_pipeline.rebuild import rebuild as rebuild_warehouse
+
+    settings = Settings.from_env()
+    with console.status("rebuilding the warehouse from the bucket..."):
+        report = rebuild_warehouse(settings)
+    if report.failed:
+        err.print(
+            f"[red]rebuild failed[/] ({', '.join(report.failed)}); the warehouse is unchanged"
+        )
+        raise typer.Exit(1)
+    console.print(f"rebuilt {settings.warehouse_root} from {len(report.runs)} runs")
+
+
+@app.command()
 def retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
     raw_days: Annotated[int, typer.Option(help="Keep raw rows this many days.")] = 30,

@@ -63,9 +63,12 @@ class Settings:
     def local_store_root(self) -> Path:
         return self.home / "objects" / self.bucket
 
+    # Another folder for the warehouse than METRICS_HOME/warehouse (``rebuild`` builds aside).
+    warehouse_dir: Path | None = None
+
     @property
     def warehouse_root(self) -> Path:
-        return self.home / "warehouse"
+        return self.warehouse_dir or self.home / "warehouse"
 
     @property
     def dagster_home(self) -> Path:
