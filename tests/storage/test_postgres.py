@@ -76,3 +76,47 @@ def test_demo_with_postgres_fills_the_same_rows_as_parquet(postgres_url, tmp_pat
         keys = keys or [c for c in ("run_id", "endpoint", "metric") if c in a.columns]
         assert a.sort(keys).equals(b.sort(keys)), table
     assert postgres.read("verdicts").filter(pl.col("regression")).height > 0
+
+
+def test_retention_deletes_the_same_partitions_in_postgres(pg, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from metrics_pipeline.models import conform
+    from metrics_pipeline.retention import RetentionPolicy, apply_plan, plan_for
+    from metrics_pipeline.storage import Warehouse
+
+    warehouse = Warehouse(tmp_path, mirror=pg)
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    for i, age in enumerate((200, 100, 60, 50, 40, 30, 3)):
+        run = {
+            "run_id": f"r{i}",
+            "suite": "s",
+            "scenario": "x",
+            "environment": "e",
+            "started_at": now - timedelta(days=age),
+            "valid": True,
+        }
+        warehouse.write_partition("runs", f"r{i}", conform("runs", pl.DataFrame([run])))
+        row = {
+            "run_id": f"r{i}",
+            "ts": run["started_at"],
+            "endpoint": "/a",
+            "ok": True,
+            "latency_ms": 1.0,
+            "source_file": "f",
+            "line_no": 1,
+        }
+        warehouse.write_partition("requests", f"r{i}", conform("requests", pl.DataFrame([row])))
+    plan = plan_for(warehouse, now, RetentionPolicy(raw_days=30, aggregate_days=150), pinned=[])
+    apply_plan(warehouse, plan)
+    # r0 (200 days) loses everything, r1 (100 days) its raw rows; r2..r6 are the rolling baseline.
+    assert (
+        sorted(pg.read("requests")["run_id"])
+        == warehouse.run_ids("requests")
+        == ["r2", "r3", "r4", "r5", "r6"]
+    )
+    assert (
+        sorted(pg.read("runs")["run_id"])
+        == warehouse.run_ids("runs")
+        == ["r1", "r2", "r3", "r4", "r5", "r6"]
+    )
