@@ -357,6 +357,32 @@ def demo(
 
 
 @app.command()
+def backtest(
+    size: Annotated[str, typer.Option(help="small (about a minute) or full.")] = "small",
+    seed: Annotated[int, typer.Option(help="Seed of every generated case.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Score every detector on labelled data: precision, recall, false-positive rate,
+    detection delay, forecast MAPE and minimum detectable effects. Exit 1 if a target is missed."""
+    from metrics_pipeline.stats.backtest import run_backtest
+
+    if size not in {"small", "full"}:
+        err.print(f"[red]error:[/] --size must be small or full, not {size!r}")
+        raise typer.Exit(2)
+    with console.status("backtest...") as status:
+        report = run_backtest(size, seed, progress=lambda step: status.update(f"backtest: {step}"))
+    if as_json:
+        print(
+            json.dumps(
+                {"detectors": report.as_rows(), "mde": report.mde_rows()}, indent=2, default=str
+            )
+        )
+    else:
+        print(report.as_markdown())
+    raise typer.Exit(0 if report.all_targets_met else 1)
+
+
+@app.command()
 def rebuild() -> None:
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
     the old warehouse is replaced only when everything succeeded."""
