@@ -24,26 +24,33 @@ Unknown extra fields are ignored, never fatal.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.json as pj
 
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
     MAX_LATENCY_MS,
     Batch,
     FileAccounting,
-    Quarantine,
     RowError,
     Sniff,
     number,
-    numbered_lines,
     optional_int,
     parse_timestamp,
 )
-from metrics_pipeline.models import conform
+from metrics_pipeline.formats.ndjson_blocks import (
+    TS,
+    Block,
+    epoch_timestamp,
+    iso_timestamp,
+    parse_ndjson,
+)
 
 NAME = "canonical_jsonl"
 RECORDS = ("requests", "resources", "events", "kpi_points")
@@ -169,37 +176,144 @@ def to_row(record: Any) -> tuple[str, dict[str, Any]]:
 
 
 def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
-    """Stream ``stream`` into batches of at most BATCH_ROWS rows per table, plus quarantine."""
+    """Stream ``stream`` into batches of at most BATCH_ROWS rows per table, plus quarantine.
+
+    Request lines are parsed a block at a time (``ndjson_blocks``); every other line, and every
+    request line the bulk path cannot take exactly, goes through ``to_row`` one by one.
+    """
     accounting.format = NAME
-    quarantine = Quarantine(accounting)
-    pending: dict[str, list[dict[str, Any]]] = {table: [] for table in RECORDS}
+    yield from parse_ndjson(
+        stream,
+        accounting,
+        options_for=_parse_options,
+        convert=_bulk_requests,
+        to_row=to_row,
+        batch_rows=BATCH_ROWS,
+    )
+
+
+# --- the bulk path for request lines -----------------------------------------------------------
+
+TEXT, NUMBER = pa.string(), pa.float64()
+# The fields the bulk path reads (timestamp keys are text unless the first line says number).
+REQUEST_TYPES = {
+    **dict.fromkeys(TS_KEYS, TEXT),
+    "record": TEXT,
+    **dict.fromkeys(ENDPOINT_KEYS, TEXT),
+    **dict.fromkeys(LATENCY_KEYS, NUMBER),
+    "status": pa.int64(),
+    "ok": pa.bool_(),
+    "error": TEXT,
+    "exception": TEXT,
+    "method": TEXT,
+    "bytes_received": pa.int64(),
+    "response_length": pa.int64(),
+    "bytes_sent": pa.int64(),
+}
+POLARS_TYPES = pl.from_arrow(pa.schema(list(REQUEST_TYPES.items())).empty_table()).schema
+# Integers beyond 2**53 lose digits in optional_int's float(): those lines go line by line.
+EXACT_INT = 2**53
+
+
+def _parse_options(first_line: bytes) -> list[pj.ParseOptions]:
+    """How Arrow reads a range starting with ``first_line``: a timestamp key is a number when
+    it is one there.
+
+    Arrow is a third faster without absent fields in its schema. So when the first line has
+    only request fields, the schema is exactly its fields and another field on any line is an
+    error (then the range is read again with all request fields, others ignored).
+    """
     try:
-        for line_no, raw in numbered_lines(stream, accounting.file):
-            accounting.rows_read += 1
-            try:
-                table, row = to_row(json.loads(raw.decode("utf-8-sig")))
-            except UnicodeDecodeError:
-                quarantine.add(line_no, "not UTF-8", raw)
-                continue
-            except RowError as exc:
-                quarantine.add(line_no, str(exc), raw)
-                continue
-            except ValueError:
-                quarantine.add(line_no, "invalid JSON", raw)
-                continue
-            if table == "requests":
-                row["source_file"] = accounting.file
-                row["line_no"] = line_no
-            rows = pending[table]
-            rows.append(row)
-            accounting.rows_accepted += 1
-            if len(rows) >= BATCH_ROWS:
-                yield table, conform(table, pl.DataFrame(rows, infer_schema_length=None))
-                pending[table] = []
-                yield from quarantine.flush()
-    finally:
-        # Also on a corrupt stream: what was read before the damage is kept and accounted for.
-        for table, rows in pending.items():
-            if rows:
-                yield table, conform(table, pl.DataFrame(rows, infer_schema_length=None))
-        yield from quarantine.flush()
+        first = json.loads(first_line)
+    except ValueError:
+        first = None
+    first = first if isinstance(first, dict) else {}
+    numbers = frozenset(key for key in TS_KEYS if _is_number(first.get(key)))
+    own = frozenset(first) if first and first.keys() <= REQUEST_TYPES.keys() else None
+    return _options(numbers, own)
+
+
+@functools.cache
+def _options(numbers: frozenset[str], own: frozenset[str] | None) -> list[pj.ParseOptions]:
+    types = REQUEST_TYPES | {key: NUMBER for key in numbers}
+    options = []
+    if own:
+        exact = pa.schema([(key, types[key]) for key in types if key in own])
+        options.append(pj.ParseOptions(explicit_schema=exact, unexpected_field_behavior="error"))
+    full = pa.schema(list(types.items()))
+    options.append(pj.ParseOptions(explicit_schema=full, unexpected_field_behavior="ignore"))
+    return options
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _timestamp(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr]:
+    """``parse_timestamp(_first(record, TS_KEYS))``, null where the bulk path cannot tell;
+    each key present is converted beforehand (into ``_<key>``)."""
+    ts: pl.Expr = pl.lit(None, TS)
+    for key in reversed(TS_KEYS):
+        if frame[key].null_count() == frame.height:
+            continue
+        if frame.schema[key] == pl.Float64:
+            parsed = epoch_timestamp(frame[key])
+        else:
+            parsed = iso_timestamp(frame[key])
+        frame = frame.with_columns(parsed.alias(f"_{key}"))
+        ts = pl.when(pl.col(key).is_not_null()).then(pl.col(f"_{key}")).otherwise(ts)
+    return frame, ts
+
+
+def _bulk_requests(frame: pl.DataFrame, block: Block) -> pl.DataFrame:
+    """``request_row`` for every parsed line, plus ``_fast``: whether the row is certainly
+    the one ``to_row`` gives (else the line goes line by line)."""
+    frame = frame.with_columns(  # fields not in the schema Arrow used: absent from every line
+        pl.lit(None, dtype).alias(key) for key, dtype in POLARS_TYPES.items() if key not in frame
+    )
+    record = pl.col("record")
+    is_request = record.is_null() | (record == "requests")
+    if b'"record"' in block.data or b"\\" in block.data:
+        # An explicit "record": null is an unknown record, not a request, but Arrow reads it
+        # like an absent key: lines that may name the key (maybe escaped) go line by line.
+        keyed = [b'"record"' in raw or b"\\" in raw for raw in map(block.raw, frame["_row"])]
+        is_request = (record.is_null() & ~pl.Series(keyed, dtype=pl.Boolean)) | (
+            record == "requests"
+        )
+    endpoint = pl.coalesce(*ENDPOINT_KEYS)
+    latency = pl.coalesce(*LATENCY_KEYS)
+    status = pl.col("status")
+    error = pl.coalesce("error", "exception")
+    error = pl.when(error != "").then(error)
+    bytes_received = pl.coalesce("bytes_received", "response_length")
+    bytes_sent = pl.col("bytes_sent")
+    frame, ts = _timestamp(frame)
+    frame = frame.with_columns(_ts=ts)
+    ts = pl.col("_ts")
+    fast = (
+        is_request
+        & ts.is_not_null()
+        & (endpoint != "")
+        & latency.is_finite()
+        & (latency >= 0)
+        & (latency <= MAX_LATENCY_MS)
+        & (status.is_null() | status.is_between(0, 999))
+        & (bytes_received.is_null() | (bytes_received.abs() <= EXACT_INT))
+        & (bytes_sent.is_null() | (bytes_sent.abs() <= EXACT_INT))
+    ).fill_null(False)
+    return frame.select(
+        "_row",
+        _fast=fast,
+        _table=pl.lit("requests"),
+        ts=ts,
+        endpoint=endpoint,
+        method=pl.col("method"),
+        status=status,
+        ok=pl.coalesce(
+            pl.col("ok"), error.is_null() & (status.is_null() | status.is_between(100, 399))
+        ),
+        latency_ms=latency,
+        bytes_received=bytes_received,
+        bytes_sent=bytes_sent,
+        error=error,
+    )

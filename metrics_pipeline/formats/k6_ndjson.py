@@ -31,26 +31,31 @@ number, a negative duration, and request points without endpoint or with a bad s
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.json as pj
 
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
     Batch,
     FileAccounting,
-    Quarantine,
     RowError,
     Sniff,
-    numbered_lines,
     optional_int,
     parse_timestamp,
 )
-from metrics_pipeline.models import conform
+from metrics_pipeline.formats.ndjson_blocks import (
+    TIMEDELTA_MAX_MS,
+    Block,
+    iso_timestamp,
+    parse_ndjson,
+    timedelta_micros,
+)
 
 NAME = "k6_ndjson"
 LINE_TYPES = ("Metric", "Point")
@@ -172,46 +177,100 @@ class _Parser:
 
 
 def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
-    """Stream ``stream`` into ``requests``/``resources`` batches (≤ BATCH_ROWS) plus quarantine."""
+    """Stream ``stream`` into ``requests``/``resources`` batches (≤ BATCH_ROWS) plus quarantine.
+
+    Point lines are parsed a block at a time (``ndjson_blocks``); Metric declarations, and every
+    line the bulk path cannot take exactly, go through ``_Parser.to_row`` one by one, in order.
+    """
     accounting.format = NAME
-    quarantine = Quarantine(accounting)
-    parser = _Parser()
-    pending: dict[str, list[dict[str, Any]]] = {"requests": [], "resources": []}
-    try:
-        for line_no, raw in numbered_lines(stream, accounting.file):
-            if len(quarantine.rows) >= BATCH_ROWS:  # a file of bad lines stays bounded too
-                yield from quarantine.flush()
-            accounting.rows_read += 1
-            try:
-                result = parser.to_row(json.loads(raw.decode("utf-8-sig")))
-            except UnicodeDecodeError:
-                quarantine.add(line_no, "not UTF-8", raw)
-                continue
-            except RowError as exc:
-                quarantine.add(line_no, str(exc), raw)
-                continue
-            except ValueError:
-                quarantine.add(line_no, "invalid JSON", raw)
-                continue
-            accounting.rows_accepted += 1
-            if result is None:
-                continue
-            table, row = result
-            if table == "requests":
-                row["source_file"] = accounting.file
-                row["line_no"] = line_no
-            rows = pending[table]
-            rows.append(row)
-            if len(rows) >= BATCH_ROWS:
-                yield _batch(table, rows)
-                pending[table] = []
-    finally:
-        # Also on a corrupt stream: what was read before the damage is kept and accounted for.
-        for table, rows in pending.items():
-            if rows:
-                yield _batch(table, rows)
-        yield from quarantine.flush()
+    yield from parse_ndjson(
+        stream,
+        accounting,
+        options_for=lambda _first_line: PARSE_OPTIONS,
+        convert=_bulk_points,
+        to_row=_Parser().to_row,
+        batch_rows=BATCH_ROWS,
+    )
 
 
-def _batch(table: str, rows: list[dict[str, Any]]) -> Batch:
-    return table, conform(table, pl.DataFrame(rows, infer_schema_length=None))
+# --- the bulk path for Point lines -------------------------------------------------------------
+
+TEXT = pa.string()
+TAGS = ("name", "url", "method", "status", "expected_response", "error_code")
+SCHEMA = pa.schema(
+    [
+        ("type", TEXT),
+        ("metric", TEXT),
+        (
+            "data",
+            pa.struct(
+                [
+                    ("time", TEXT),
+                    ("value", pa.float64()),
+                    ("tags", pa.struct([(tag, TEXT) for tag in TAGS])),
+                ]
+            ),
+        ),
+    ]
+)
+PARSE_OPTIONS = [pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")]
+
+
+def _bulk_points(frame: pl.DataFrame, block: Block) -> pl.DataFrame:
+    """What ``_Parser.to_row`` gives for every parsed line, plus ``_fast``: whether that is
+    certain (else the line goes line by line).
+
+    Negative values take the per-line path: whether they are quarantined depends on the
+    Metric declarations seen so far (``_Parser.durations``).
+    """
+    frame = frame.with_columns(_end=iso_timestamp(frame["data"].struct.field("time")))
+    metric = pl.col("metric")
+    data = pl.col("data")
+    value = data.struct.field("value")
+    tags = data.struct.field("tags")
+    tag = tags.struct.field
+    end = pl.col("_end")
+    point = (pl.col("type") == "Point") & (metric != "") & end.is_not_null()
+    point &= value.is_finite() & (value >= 0)
+    is_request = metric == REQUEST_METRIC
+
+    endpoint = pl.when(tag("name") != "").then(tag("name")).otherwise(tag("url"))
+    status_text = tag("status")
+    status_given = status_text.is_not_null() & (status_text != "")
+    status_digits = status_text.str.contains(r"^[0-9]{1,3}$")
+    status = pl.when(status_given).then(status_text.cast(pl.Int64, strict=False))
+    status = pl.when(status != 0).then(status)  # "0": no response at all
+    expected = tag("expected_response")
+    ok = (
+        pl.when(expected.is_in(["true", "false"]))
+        .then(expected == "true")
+        .otherwise(status.is_between(200, 399).fill_null(False))
+    )
+    request_fast = (
+        endpoint.is_not_null() & (~status_given | status_digits) & (value <= TIMEDELTA_MAX_MS)
+    )
+    fast = (point & (~is_request | request_fast)).fill_null(False)
+    table = (
+        pl.when(is_request)
+        .then(pl.lit("requests"))
+        .when(~metric.is_in(list(NOT_STORED)))
+        .then(pl.lit("resources"))
+    )
+    return frame.select(
+        "_row",
+        _fast=fast,
+        _table=table,
+        # k6 stamps HTTP points at the request's end (see _request_row).
+        ts=pl.when(is_request)
+        .then(end - pl.duration(microseconds=timedelta_micros(value)))
+        .otherwise(end),
+        endpoint=endpoint,
+        method=tag("method"),
+        status=status,
+        ok=ok,
+        latency_ms=value,
+        error=pl.when(tag("error_code") != "").then(tag("error_code")),
+        host=pl.lit("k6"),
+        metric=pl.when(metric.is_in(list(GAUGES))).then(metric).otherwise("k6." + metric),
+        value=value,
+    )
