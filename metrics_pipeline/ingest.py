@@ -183,8 +183,8 @@ def validate_run(warehouse: Warehouse, manifest: RunManifest) -> RunValidation:
     run_id = manifest.run_id
     results, problems = [], []
     for table in SUITES:
-        frame = warehouse.read(table, [run_id])
-        if frame.height == 0:
+        frame = warehouse.scan(table, [run_id])
+        if frame.select(pl.len()).collect().item() == 0:
             continue
         result = validate(table, frame, manifest.window())
         results.append(result)
