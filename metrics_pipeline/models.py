@@ -307,10 +307,96 @@ SCHEMAS: dict[str, pl.Schema] = {
             "invalid_reason": pl.String,
         }
     ),
+    # SLA / KPI evaluation of one run against the catalog (one row per KPI x endpoint).
+    "sla_evaluations": pl.Schema(
+        {
+            "run_id": pl.String,
+            "suite": pl.String,
+            "scenario": pl.String,
+            "environment": pl.String,
+            "kpi": pl.String,  # catalog entry name, e.g. latency_p95
+            "endpoint": pl.String,  # "(all)" for run-level KPIs
+            "metric": pl.String,
+            "unit": pl.String,
+            "direction": pl.String,  # lower_is_better | higher_is_better
+            "target": pl.Float64,
+            "alert_threshold": pl.Float64,
+            "observed": pl.Float64,
+            "compliance_pct": pl.Float64,  # share of intervals meeting the target, 0-100
+            "error_budget_remaining": pl.Float64,  # fraction of the budget left, <0 when blown
+            "status": pl.String,  # met | missed | breached | no_data
+            "severity": pl.String,  # critical | warning | info
+            "evaluated_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+    # Rolling-window SLA compliance per combination (rewritten whole at each evaluation).
+    "sla_windows": pl.Schema(
+        {
+            "suite": pl.String,
+            "scenario": pl.String,
+            "environment": pl.String,
+            "kpi": pl.String,
+            "endpoint": pl.String,
+            "window_days": pl.Int32,
+            "runs": pl.Int32,
+            "breaches": pl.Int32,
+            "compliance_pct": pl.Float64,
+            "error_budget_remaining": pl.Float64,
+            "evaluated_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+    # One row per alert, whatever its age: the lifecycle open -> acknowledged -> resolved.
+    "alerts": pl.Schema(
+        {
+            "alert_id": pl.String,  # stable fingerprint of what the alert is about
+            "kind": pl.String,  # regression | sla_breach | missing_run | missing_metric | ...
+            "severity": pl.String,  # critical | warning | info
+            "status": pl.String,  # open | acknowledged | resolved
+            "suite": pl.String,
+            "scenario": pl.String,
+            "environment": pl.String,
+            "endpoint": pl.String,
+            "metric": pl.String,
+            "first_run_id": pl.String,
+            "last_run_id": pl.String,
+            "summary": pl.String,
+            "details": pl.String,  # JSON
+            "evaluations": pl.Int32,
+            "opened_at": pl.Datetime("us", "UTC"),
+            "updated_at": pl.Datetime("us", "UTC"),
+            "acknowledged_at": pl.Datetime("us", "UTC"),
+            "escalated_at": pl.Datetime("us", "UTC"),
+            "resolved_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+    # The outbox: every notification owed to a channel, kept until delivered.
+    "alert_deliveries": pl.Schema(
+        {
+            "delivery_id": pl.String,
+            "alert_id": pl.String,
+            "channel": pl.String,
+            "event": pl.String,  # opened | escalated | resolved
+            "payload": pl.String,  # JSON body as sent
+            "attempts": pl.Int32,
+            "next_attempt_at": pl.Datetime("us", "UTC"),
+            "delivered_at": pl.Datetime("us", "UTC"),
+            "last_error": pl.String,
+        }
+    ),
 }
 
 # Tables rewritten whole by the nightly and weekly analyses (not partitioned by run).
-SNAPSHOT_TABLES = frozenset({"change_points", "drifts", "forecasts", "findings"})
+SNAPSHOT_TABLES = frozenset(
+    {
+        "change_points",
+        "drifts",
+        "forecasts",
+        "findings",
+        "sla_windows",
+        "alerts",
+        "alert_deliveries",
+    }
+)
 CANONICAL_TABLES = ("requests", "resources", "events", "interval_stats", "kpi_points", "quarantine")
 RAW_EXCERPT_BYTES = 4096
 
