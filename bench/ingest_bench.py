@@ -100,9 +100,9 @@ def canonical_chunk(rng: np.random.Generator, n: int, t0_us: int) -> tuple[pl.Da
     return frame.select(line=line), int(arrival[-1])
 
 
-def generate_canonical(path: Path, size_bytes: int, seed: int = 7) -> dict:
+def generate_canonical(path: Path, size_bytes: int, seed: int = 7, start: datetime = START) -> dict:
     rng = np.random.default_rng(seed)
-    t0 = int(START.timestamp() * 1e6)
+    t0 = int(start.timestamp() * 1e6)
     cursor, rows, written = t0, 0, 0
     first_ts = last_ts = None
     with path.open("wb") as out:
