@@ -1,0 +1,148 @@
+"""prometheus.yml, alertmanager.yml and the command lines that start both with them.
+
+Retention is not part of prometheus.yml in Prometheus 2.x: it is the command-line flag
+``--storage.tsdb.retention.time``, so it lives in :func:`prometheus_command` (and the run script
+written from it).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from metrics_pipeline.observability.rules import EXPORTER_JOB
+
+RULES_FILE = "metrics-pipeline.rules.yml"
+RETENTION = "30d"
+SCRAPE_INTERVAL = "10s"
+# Alertmanager's route timing per severity: a critical alert goes out fast and is repeated
+# hourly while it fires; warnings are batched and repeated twice a day.
+SEVERITY_TIMING = {
+    "critical": {"group_wait": "10s", "group_interval": "1m", "repeat_interval": "1h"},
+    "warning": {"group_wait": "30s", "group_interval": "5m", "repeat_interval": "12h"},
+    "info": {"group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h"},
+}
+
+
+def prometheus_config(
+    exporter: str,
+    alertmanager: str,
+    rule_files: list[str],
+    scrape_interval: str = SCRAPE_INTERVAL,
+    evaluation_interval: str = SCRAPE_INTERVAL,
+) -> dict[str, Any]:
+    """Scrape the exporter at ``exporter`` (host:port), evaluate ``rule_files`` (relative to
+    the config file's folder) and send alerts to the Alertmanager at ``alertmanager``."""
+    return {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "evaluation_interval": evaluation_interval,
+        },
+        "rule_files": rule_files,
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [
+            {
+                "job_name": EXPORTER_JOB,
+                # A scrape reads the warehouse: bounded below the interval so they never pile up.
+                "scrape_timeout": scrape_interval,
+                "static_configs": [{"targets": [exporter]}],
+            }
+        ],
+    }
+
+
+def alertmanager_config(
+    webhook_url: str,
+    critical_webhook_url: str | None = None,
+    timing: dict[str, dict[str, str]] = SEVERITY_TIMING,
+) -> dict[str, Any]:
+    """Route alerts by their ``severity`` label to webhook receivers; critical ones may go to
+    their own URL (a paging integration), everything else to ``webhook_url``."""
+    urls = {severity: webhook_url for severity in timing}
+    if critical_webhook_url:
+        urls["critical"] = critical_webhook_url
+    receivers = [
+        {"name": severity, "webhook_configs": [{"url": url, "send_resolved": True}]}
+        for severity, url in urls.items()
+    ]
+    return {
+        "route": {
+            "receiver": "warning",  # alerts without a known severity are not dropped
+            "group_by": ["alertname", "suite", "environment"],
+            **timing["warning"],
+            "routes": [
+                {"matchers": [f'severity="{severity}"'], "receiver": severity, **timing[severity]}
+                for severity in timing
+            ],
+        },
+        "receivers": receivers,
+        # A firing critical alert silences the warning about the same endpoint and metric.
+        "inhibit_rules": [
+            {
+                "source_matchers": ['severity="critical"'],
+                "target_matchers": ['severity="warning"'],
+                "equal": ["alertname", "suite", "scenario", "environment", "endpoint", "metric"],
+            }
+        ],
+    }
+
+
+def prometheus_command(
+    config: Path,
+    data: Path,
+    listen: str = "127.0.0.1:9090",
+    retention: str = RETENTION,
+    binary: str = "prometheus",
+) -> list[str]:
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        f"--storage.tsdb.retention.time={retention}",
+        f"--web.listen-address={listen}",
+    ]
+
+
+def alertmanager_command(
+    config: Path,
+    data: Path,
+    listen: str = "127.0.0.1:9093",
+    binary: str = "prometheus-alertmanager",
+) -> list[str]:
+    """Alertmanager alone: no cluster gossip (an empty cluster address turns it off)."""
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={data}",
+        f"--web.listen-address={listen}",
+        "--cluster.listen-address=",
+    ]
+
+
+def run_script(folder: Path) -> str:
+    """A shell script starting Alertmanager and Prometheus on the files in ``folder``
+    (binaries as Debian names them; override with PROMETHEUS / ALERTMANAGER)."""
+    prometheus = prometheus_command(
+        folder / "prometheus.yml", folder / "data" / "prometheus", binary="PROMETHEUS"
+    )
+    alertmanager = alertmanager_command(
+        folder / "alertmanager.yml", folder / "data" / "alertmanager", binary="ALERTMANAGER"
+    )
+
+    def line(command: list[str], variable: str, default: str) -> str:
+        return f'"${{{variable}:-{default}}}" ' + shlex.join(command[1:])
+
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            "# Generated by `metrics-pipeline monitoring write`: Alertmanager and Prometheus",
+            "# on the generated files, 30 days of retention. Stop with Ctrl-C.",
+            "set -eu",
+            f"mkdir -p {shlex.quote(str(folder / 'data'))}",
+            line(alertmanager, "ALERTMANAGER", "prometheus-alertmanager") + " &",
+            "trap 'kill $!' EXIT",
+            line(prometheus, "PROMETHEUS", "prometheus"),
+            "",
+        ]
+    )
