@@ -1,0 +1,103 @@
+"""Writing a report's four files to the reports folder and to the bucket.
+
+Layout, the same under ``Settings.reports_root`` and under ``reports/`` in the bucket::
+
+    runs/<run_id>/{summary.md, report.html, report.pdf, raw.jsonl}
+    weekly/<iso week>/{summary.md, report.html, report.pdf, raw.jsonl}
+
+Every file is written aside and renamed into place, so a reader never sees half a report and
+re-running replaces the files (same paths, same keys).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from metrics_pipeline.models import check_name
+
+if TYPE_CHECKING:
+    from metrics_pipeline.resources import ObjectStore
+
+BUCKET_PREFIX = "reports/"
+FILES = ("summary.md", "report.html", "report.pdf", "raw.jsonl")
+# Rows serialised per step when writing raw.jsonl: bounded memory for runs of millions of rows.
+RAW_BATCH_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class PublishedReport:
+    """Where a report's files went: local paths and bucket keys, by file name."""
+
+    paths: dict[str, Path]
+    keys: dict[str, str]
+
+
+def report_folder(kind: str, name: str) -> str:
+    """``runs/<run_id>`` or ``weekly/<iso week>``, relative to the reports root."""
+    if kind not in {"runs", "weekly"}:
+        raise ValueError(f"report kind must be 'runs' or 'weekly', not {kind!r}")
+    return f"{kind}/{check_name(name, 'report name')}"
+
+
+def _replace(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, tables: Iterable[tuple[str, pl.LazyFrame]]) -> int:
+    """Every row of every table as one JSON object per line, ``"table"`` first; rows written.
+
+    NaN and infinities become null (JSON has neither); timestamps are ISO 8601 with offset.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for table, frame in tables:
+                tagged = frame.select(pl.lit(table).alias("table"), pl.all()).collect()
+                for offset in range(0, tagged.height, RAW_BATCH_ROWS):
+                    chunk = io.BytesIO()
+                    tagged.slice(offset, RAW_BATCH_ROWS).write_ndjson(chunk)
+                    out.write(chunk.getvalue())
+                written += tagged.height
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def publish(
+    root: Path,
+    folder: str,
+    contents: dict[str, bytes],
+    raw: Iterable[tuple[str, pl.LazyFrame]],
+    store: ObjectStore | None,
+) -> PublishedReport:
+    """Write ``contents`` (file name -> bytes) and ``raw.jsonl`` under ``root/folder``, then
+    upload them to ``reports/<folder>/`` of ``store``."""
+    target = Path(root) / folder
+    paths = {}
+    for name, data in contents.items():
+        paths[name] = target / name
+        _replace(paths[name], data)
+    paths["raw.jsonl"] = target / "raw.jsonl"
+    write_jsonl(paths["raw.jsonl"], raw)
+    keys = {}
+    if store is not None:
+        for name, path in paths.items():
+            keys[name] = f"{BUCKET_PREFIX}{folder}/{name}"
+            store.put_file(keys[name], path)
+    return PublishedReport(paths, keys)
