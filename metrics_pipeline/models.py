@@ -321,7 +321,9 @@ SCHEMAS: dict[str, pl.Schema] = {
             "direction": pl.String,  # lower_is_better | higher_is_better
             "target": pl.Float64,
             "alert_threshold": pl.Float64,
+            "objective_pct": pl.Float64,  # share of intervals that must meet the target
             "observed": pl.Float64,
+            "intervals": pl.Int32,  # how many intervals compliance_pct is over
             "compliance_pct": pl.Float64,  # share of intervals meeting the target, 0-100
             "error_budget_remaining": pl.Float64,  # fraction of the budget left, <0 when blown
             "status": pl.String,  # met | missed | breached | no_data

@@ -1,0 +1,236 @@
+"""The alert lifecycle: one alert per condition, opened once, updated, escalated, resolved.
+
+``evaluate_alerts`` is pure: it takes the current ``alerts`` table, what an evaluation found
+(``Signals``) and the time, and returns the new table plus the notifications it owes (rows for
+the ``alert_deliveries`` outbox). An alert's id is a fingerprint of what it is about (kind,
+suite, scenario, environment, endpoint, metric), so seeing the same condition again updates
+the same row instead of notifying twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from metrics_pipeline.alerts.common import SEVERITY_ORDER
+from metrics_pipeline.alerts.config import AlertingConfig
+from metrics_pipeline.alerts.payloads import payload_for
+from metrics_pipeline.models import conform, empty
+
+ACTIVE = ("open", "acknowledged")
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One condition an evaluation found (a regression, a breach, a missing run, ...)."""
+
+    kind: str
+    severity: str
+    summary: str
+    suite: str | None = None
+    scenario: str | None = None
+    environment: str | None = None
+    endpoint: str | None = None
+    metric: str | None = None
+    run_id: str | None = None
+    details: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        parts = (self.kind, self.suite, self.scenario, self.environment, self.endpoint, self.metric)
+        key = "\x1f".join("" if p is None else p for p in parts)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an evaluation looked at: an active alert inside it that the evaluation did not
+    find again has cleared and is resolved. ``None`` fields match anything."""
+
+    kinds: frozenset[str]
+    suite: str | None = None
+    scenario: str | None = None
+    environment: str | None = None
+    endpoint: str | None = None
+    metric: str | None = None
+
+    def covers(self, alert: dict) -> bool:
+        return alert["kind"] in self.kinds and all(
+            wanted is None or alert[name] == wanted
+            for name, wanted in (
+                ("suite", self.suite),
+                ("scenario", self.scenario),
+                ("environment", self.environment),
+                ("endpoint", self.endpoint),
+                ("metric", self.metric),
+            )
+        )
+
+
+@dataclass
+class Signals:
+    """The conditions found and the scopes the evaluation covered."""
+
+    found: list[Signal] = field(default_factory=list)
+    scopes: list[Scope] = field(default_factory=list)
+
+    def __add__(self, other: Signals) -> Signals:
+        return Signals(self.found + other.found, self.scopes + other.scopes)
+
+
+def evaluate_alerts(
+    current: pl.DataFrame, signals: Signals, now: datetime, config: AlertingConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Apply one evaluation to the alerts; return ``(alerts, new_deliveries)``.
+
+    * a new condition opens an alert and owes an ``opened`` notification to its routes;
+    * a condition seen again updates its alert (summary, severity, ``last_run_id``, and
+      ``evaluations`` when a different run shows it) and notifies nobody;
+    * an active alert inside a scope of the evaluation that was not found again is resolved
+      (``resolved`` notification); a resolved alert whose condition returns is reopened;
+    * an open alert older than the escalation delay, never acknowledged, is escalated once.
+    """
+    alerts = {row["alert_id"]: row for row in current.iter_rows(named=True)}
+    deliveries: list[dict] = []
+    seen: dict[str, Signal] = {}
+    for signal in signals.found:
+        previous = seen.get(signal.fingerprint)
+        if previous is None or SEVERITY_ORDER[signal.severity] < SEVERITY_ORDER[previous.severity]:
+            seen[signal.fingerprint] = signal
+
+    for alert_id, signal in seen.items():
+        alert = alerts.get(alert_id)
+        if alert is None or alert["status"] == "resolved":
+            alerts[alert_id] = _opened(alert_id, signal, now)
+            deliveries += _notify(alerts[alert_id], "opened", now, config)
+        else:
+            alerts[alert_id] = _updated(alert, signal, now)
+
+    for alert_id, alert in alerts.items():
+        if (
+            alert["status"] in ACTIVE
+            and alert_id not in seen
+            and any(scope.covers(alert) for scope in signals.scopes)
+        ):
+            alert |= {"status": "resolved", "resolved_at": now, "updated_at": now}
+            deliveries += _notify(alert, "resolved", now, config)
+
+    if config.escalation is not None:
+        for alert in alerts.values():
+            if (
+                alert["status"] == "open"
+                and alert["escalated_at"] is None
+                and now - alert["opened_at"] >= config.escalation.after
+            ):
+                channels = config.escalation_channels(alert["severity"])
+                if channels:
+                    alert |= {"escalated_at": now, "updated_at": now}
+                    deliveries += _notify(alert, "escalated", now, config, channels)
+
+    table = (
+        conform("alerts", pl.DataFrame(list(alerts.values()), infer_schema_length=None))
+        if alerts
+        else empty("alerts")
+    )
+    outbox = (
+        conform("alert_deliveries", pl.DataFrame(deliveries, infer_schema_length=None))
+        if deliveries
+        else empty("alert_deliveries")
+    )
+    return table.sort("opened_at", "alert_id"), outbox
+
+
+def _opened(alert_id: str, signal: Signal, now: datetime) -> dict:
+    return {
+        "alert_id": alert_id,
+        "kind": signal.kind,
+        "severity": signal.severity,
+        "status": "open",
+        "suite": signal.suite,
+        "scenario": signal.scenario,
+        "environment": signal.environment,
+        "endpoint": signal.endpoint,
+        "metric": signal.metric,
+        "first_run_id": signal.run_id,
+        "last_run_id": signal.run_id,
+        "summary": signal.summary,
+        "details": json.dumps(signal.details, sort_keys=True, default=str),
+        "evaluations": 1,
+        "opened_at": now,
+        "updated_at": now,
+        "acknowledged_at": None,
+        "escalated_at": None,
+        "resolved_at": None,
+    }
+
+
+def _updated(alert: dict, signal: Signal, now: datetime) -> dict:
+    # Re-evaluating the same run (a re-materialised partition) is not a new observation.
+    new_run = signal.run_id != alert["last_run_id"]
+    changes = {
+        "severity": signal.severity,
+        "summary": signal.summary,
+        "details": json.dumps(signal.details, sort_keys=True, default=str),
+        "last_run_id": signal.run_id,
+        "evaluations": alert["evaluations"] + (1 if new_run else 0),
+    }
+    if all(alert[k] == v for k, v in changes.items()):
+        return alert
+    return alert | changes | {"updated_at": now}
+
+
+def _notify(
+    alert: dict,
+    event: str,
+    now: datetime,
+    config: AlertingConfig,
+    channels: list[str] | None = None,
+) -> list[dict]:
+    names = (
+        channels
+        if channels is not None
+        else config.channels_for(alert["severity"], alert["kind"], alert["suite"])
+    )
+    rows = []
+    for name in names:
+        key = f"{alert['alert_id']}|{name}|{event}|{now.isoformat()}"
+        rows.append(
+            {
+                "delivery_id": hashlib.sha256(key.encode()).hexdigest()[:16],
+                "alert_id": alert["alert_id"],
+                "channel": name,
+                "event": event,
+                "payload": json.dumps(payload_for(config.channels[name].type, alert, event)),
+                "attempts": 0,
+                "next_attempt_at": now,
+                "delivered_at": None,
+                "last_error": None,
+            }
+        )
+    return rows
+
+
+class AlertNotFound(LookupError):
+    """No alert (or more than one) has the given id or id prefix."""
+
+
+def acknowledge(alerts: pl.DataFrame, alert_id: str, now: datetime) -> tuple[pl.DataFrame, dict]:
+    """Mark the alert whose id starts with ``alert_id`` acknowledged (it stops escalating and
+    stays until its condition clears); returns the table and the alert's new row."""
+    matches = alerts.filter(pl.col("alert_id").str.starts_with(alert_id))
+    if matches.height != 1 or not alert_id:
+        what = "no alert" if matches.height == 0 else f"{matches.height} alerts"
+        raise AlertNotFound(f"{what} with an id starting with {alert_id!r}")
+    row = matches.row(0, named=True)
+    if row["status"] == "resolved":
+        raise AlertNotFound(f"alert {row['alert_id']} is already resolved")
+    if row["status"] == "open":
+        row |= {"status": "acknowledged", "acknowledged_at": now, "updated_at": now}
+    updated = alerts.filter(pl.col("alert_id") != row["alert_id"])
+    return pl.concat([updated, conform("alerts", pl.DataFrame([row]))]).sort(
+        "opened_at", "alert_id"
+    ), row

@@ -1,0 +1,103 @@
+"""Alerts in the warehouse: read the state, apply an evaluation, deliver, write back.
+
+The ``alerts`` and ``alert_deliveries`` snapshots are read, changed and rewritten under a file
+lock in the warehouse folder: CI-stage runs of several partitions, the nightly job and the
+delivery sensor may all evaluate at once, and a lost update would lose an alert.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from metrics_pipeline.alerts.config import AlertingConfig
+from metrics_pipeline.alerts.delivery import Sender, deliver, pending, prune_delivered
+from metrics_pipeline.alerts.lifecycle import Signals, acknowledge, evaluate_alerts
+from metrics_pipeline.models import SCHEMAS
+from metrics_pipeline.storage import Warehouse
+
+LOCK_FILE = ".alerts.lock"
+
+
+@dataclass
+class Outcome:
+    alerts: pl.DataFrame
+    new_deliveries: pl.DataFrame
+    outbox: pl.DataFrame
+
+    @property
+    def pending(self) -> pl.DataFrame:
+        return pending(self.outbox)
+
+
+@contextmanager
+def locked(warehouse: Warehouse) -> Iterator[None]:
+    warehouse.root.mkdir(parents=True, exist_ok=True)
+    with (warehouse.root / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_if_changed(warehouse: Warehouse, table: str, before: pl.DataFrame, after: pl.DataFrame):
+    columns = list(SCHEMAS[table].names())
+    key = columns[0]
+    if not before.sort(key).select(columns).equals(after.sort(key).select(columns)):
+        warehouse.write_snapshot(table, after)
+
+
+def process(
+    warehouse: Warehouse,
+    config: AlertingConfig,
+    signals: Signals,
+    now: datetime,
+    senders: dict[str, Sender],
+) -> Outcome:
+    """Apply ``signals`` to the stored alerts, queue the notifications they owe, deliver
+    everything due (including earlier failures), and store both tables."""
+    with locked(warehouse):
+        current = warehouse.read("alerts")
+        outbox_before = warehouse.read("alert_deliveries")
+        alerts, new = evaluate_alerts(current, signals, now, config)
+        outbox = deliver(pl.concat([outbox_before, new]), senders, now, config.retry)
+        outbox = prune_delivered(outbox, now)
+        _write_if_changed(warehouse, "alerts", current, alerts)
+        _write_if_changed(warehouse, "alert_deliveries", outbox_before, outbox)
+    return Outcome(alerts, new, outbox)
+
+
+def acknowledge_alert(warehouse: Warehouse, alert_id: str, now: datetime) -> dict:
+    """Acknowledge the alert whose id starts with ``alert_id``; returns its row."""
+    with locked(warehouse):
+        alerts, row = acknowledge(warehouse.read("alerts"), alert_id, now)
+        warehouse.write_snapshot("alerts", alerts)
+    return row
+
+
+def alerts_markdown(alerts: pl.DataFrame, outbox: pl.DataFrame, limit: int = 50) -> str:
+    """Active alerts (most severe first) with their delivery state, for the UI."""
+    order = {"critical": 0, "warning": 1, "info": 2}
+    active = alerts.filter(pl.col("status") != "resolved").sort(
+        pl.col("severity").replace_strict(order, default=3, return_dtype=pl.Int8), "opened_at"
+    )
+    waiting = pending(outbox).group_by("alert_id").agg(pl.col("channel").unique().sort())
+    lines = [
+        "| id | severity | kind | status | summary | runs | waiting for |",
+        "|---|---|---|---|---|---:|---|",
+    ]
+    for row in active.join(waiting, on="alert_id", how="left").head(limit).iter_rows(named=True):
+        summary = row["summary"].replace("|", "\\|")
+        lines.append(
+            f"| {row['alert_id']} | {row['severity']} | {row['kind']} | {row['status']} "
+            f"| {summary} | {row['evaluations']} | {', '.join(row['channel'] or [])} |"
+        )
+    if active.height > limit:
+        lines.append(f"\n... and {active.height - limit} more active alerts")
+    return "\n".join(lines) if active.height else "No active alerts."

@@ -1,0 +1,276 @@
+"""Where alerts come from: each function turns warehouse rows into ``Signals`` (what was found
+and what was looked at, so that conditions that cleared get resolved)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import polars as pl
+
+from metrics_pipeline.alerts.common import SEVERITY_ORDER
+from metrics_pipeline.alerts.config import AlertingConfig, ExpectedRun
+from metrics_pipeline.alerts.lifecycle import Scope, Signal, Signals
+
+# Kinds an evaluation of one run decides for its combination.
+RUN_KINDS = frozenset(
+    {"regression", "trade_off", "sla_breach", "missing_endpoint", "missing_metric"}
+)
+# Kinds of the findings table (analyses.findings): one alert per finding.
+FINDING_KINDS = frozenset(
+    {"change_point", "drift", "capacity", "headroom", "correlation", "anomaly"}
+)
+MISSING_RUN = "missing_run"
+PIPELINE_FAILURE = "pipeline_failure"
+# A regression this much worse (relative) is critical; smaller ones are warnings.
+CRITICAL_CHANGE = 0.5
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def run_signals(
+    run: dict,
+    verdicts: pl.DataFrame,
+    evaluations: pl.DataFrame,
+    *,
+    history: pl.DataFrame,
+    config: AlertingConfig,
+) -> Signals:
+    """Regressions and trade-offs of the run's verdicts, its SLA breaches, and endpoints or
+    resource metrics its history always had that it lacks.
+
+    ``history``: run_id, started_at and ``item`` (``endpoint:<name>`` / ``resource:<metric>``)
+    for the run and the earlier runs of its combination (see ``history_items``).
+    """
+    where = {k: run[k] for k in ("suite", "scenario", "environment")}
+    found = []
+    for row in verdicts.filter(pl.col("verdict").is_in(["regression", "trade-off"])).iter_rows(
+        named=True
+    ):
+        change = row["change"] if _finite(row["change"]) else None
+        trade_off = row["verdict"] == "trade-off"
+        severity = (
+            "info"
+            if trade_off
+            else "critical"
+            if change is not None and change >= CRITICAL_CHANGE
+            else "warning"
+        )
+        size = f"{change:+.0%} " if change is not None else ""
+        found.append(
+            Signal(
+                kind="trade_off" if trade_off else "regression",
+                severity=severity,
+                summary=f"{row['metric']} of {row['endpoint']} {size}vs baseline "
+                f"({row['baseline']:.4g} -> {row['candidate']:.4g}) in run {run['run_id']}"
+                + (" (latency improved: a trade-off)" if trade_off else ""),
+                endpoint=row["endpoint"],
+                metric=row["metric"],
+                run_id=run["run_id"],
+                details={
+                    k: row[k]
+                    for k in ("baseline", "candidate", "change", "ci_low", "ci_high", "p_adjusted")
+                    if _finite(row[k])
+                }
+                | {"baseline_runs": row["baseline_runs"]},
+                **where,
+            )
+        )
+    for row in evaluations.filter(pl.col("status") == "breached").iter_rows(named=True):
+        compliance = (
+            f", {row['compliance_pct']:.1f} % of intervals met the target"
+            if row["compliance_pct"] is not None
+            else ""
+        )
+        found.append(
+            Signal(
+                kind="sla_breach",
+                severity=row["severity"],
+                summary=f"SLA {row['kpi']} of {row['endpoint']}: {row['observed']:.4g} "
+                f"{row['unit']} is beyond the alert threshold {row['alert_threshold']:.4g} "
+                f"(target {row['target']:.4g}{compliance}) in run {run['run_id']}",
+                endpoint=row["endpoint"],
+                metric=row["kpi"],
+                run_id=run["run_id"],
+                details={
+                    k: row[k]
+                    for k in (
+                        "observed",
+                        "target",
+                        "alert_threshold",
+                        "compliance_pct",
+                        "error_budget_remaining",
+                    )
+                    if _finite(row[k])
+                },
+                **where,
+            )
+        )
+    found += _missing_items(run, history, config.missing_data.history_runs)
+    return Signals(found, [Scope(RUN_KINDS, **where)])
+
+
+def history_items(
+    runs: pl.DataFrame, summaries: pl.DataFrame, resource_metrics: pl.DataFrame, run: dict
+) -> pl.DataFrame:
+    """What each run of ``run``'s combination (started no later than it) measured:
+    ``endpoint:<name>`` per run_summary row, ``resource:<metric>`` per resource metric."""
+    same = runs.filter(
+        (pl.col("suite") == run["suite"])
+        & (pl.col("scenario") == run["scenario"])
+        & (pl.col("environment") == run["environment"])
+        & (pl.col("started_at") <= run["started_at"])
+        & (pl.col("valid").fill_null(True) | (pl.col("run_id") == run["run_id"]))
+    ).select("run_id", "started_at")
+    items = pl.concat(
+        [
+            summaries.select("run_id", item=pl.lit("endpoint:") + pl.col("endpoint")),
+            resource_metrics.select("run_id", item=pl.lit("resource:") + pl.col("metric")),
+        ]
+    )
+    return same.join(items, on="run_id", how="left")
+
+
+def _missing_items(run: dict, history: pl.DataFrame, history_runs: int) -> list[Signal]:
+    earlier = (
+        history.filter(pl.col("run_id") != run["run_id"])
+        .select("run_id", "started_at")
+        .unique()
+        .sort("started_at")
+        .tail(history_runs)
+    )
+    if earlier.height < history_runs:
+        return []
+    counts = (
+        history.filter(pl.col("run_id").is_in(earlier["run_id"].to_list()))
+        .drop_nulls("item")
+        .group_by("item")
+        .agg(pl.col("run_id").n_unique())
+    )
+    always = set(counts.filter(pl.col("run_id") == history_runs)["item"])
+    now_present = set(history.filter(pl.col("run_id") == run["run_id"])["item"].drop_nulls())
+    signals = []
+    for item in sorted(always - now_present):
+        what, name = item.split(":", 1)
+        endpoint, metric = (name, None) if what == "endpoint" else (None, name)
+        signals.append(
+            Signal(
+                kind="missing_endpoint" if what == "endpoint" else "missing_metric",
+                severity="warning",
+                summary=f"run {run['run_id']} has no {what} {name}, which each of the "
+                f"{history_runs} previous runs of {run['suite']} / {run['scenario']} / "
+                f"{run['environment']} had",
+                suite=run["suite"],
+                scenario=run["scenario"],
+                environment=run["environment"],
+                endpoint=endpoint,
+                metric=metric,
+                run_id=run["run_id"],
+                details={"previous_runs": earlier["run_id"].to_list()},
+            )
+        )
+    return signals
+
+
+def finding_signals(findings: pl.DataFrame, config: AlertingConfig) -> Signals:
+    """One signal per finding at or above the configured severity."""
+    limit = SEVERITY_ORDER[config.findings.min_severity]
+    found = [
+        Signal(
+            kind=row["kind"],
+            severity=row["severity"],
+            summary=row["summary"],
+            suite=row["suite"],
+            scenario=row["scenario"],
+            environment=row["environment"],
+            endpoint=row["endpoint"],
+            metric=row["metric"],
+            run_id=row["run_id"],
+            details={
+                k: row[k]
+                for k in ("confidence", "action", "git_sha", "service_version")
+                if row[k] is not None
+            },
+        )
+        for row in findings.iter_rows(named=True)
+        if SEVERITY_ORDER.get(row["severity"], 99) <= limit
+    ]
+    return Signals(found, [Scope(FINDING_KINDS | set(findings["kind"].unique()))])
+
+
+def _expected_matches(expected: ExpectedRun, runs: pl.DataFrame) -> pl.DataFrame:
+    condition = pl.col("suite") == expected.suite
+    if expected.scenario is not None:
+        condition &= pl.col("scenario") == expected.scenario
+    if expected.environment is not None:
+        condition &= pl.col("environment") == expected.environment
+    return runs.filter(condition)
+
+
+def missing_run_signals(runs: pl.DataFrame, config: AlertingConfig, now: datetime) -> Signals:
+    """A signal per expected suite whose latest run started longer ago than its cadence plus
+    grace (or that never uploaded one)."""
+    found = []
+    for expected in config.expected_runs:
+        matching = _expected_matches(expected, runs)
+        cadence = f"expected every {_human(expected.every)}, grace {_human(expected.grace)}"
+        what = " / ".join(p for p in (expected.suite, expected.scenario, expected.environment) if p)
+        if matching.height:
+            last = matching.sort("started_at").row(-1, named=True)
+            if now - last["started_at"] <= expected.every + expected.grace:
+                continue
+            summary = (
+                f"no {what} run since {last['started_at']:%Y-%m-%d %H:%M} UTC "
+                f"({last['run_id']}; {cadence})"
+            )
+            last_run = last["run_id"]
+        else:
+            summary, last_run = f"no {what} run has been received ({cadence})", None
+        found.append(
+            Signal(
+                kind=MISSING_RUN,
+                severity=expected.severity,
+                summary=summary,
+                suite=expected.suite,
+                scenario=expected.scenario,
+                environment=expected.environment,
+                run_id=last_run,
+                details={"every": str(expected.every), "grace": str(expected.grace)},
+            )
+        )
+    return Signals(found, [Scope(frozenset({MISSING_RUN}))])
+
+
+def pipeline_failure_signal(
+    job: str, partition: str | None, suite: str | None, message: str, dagster_run_id: str
+) -> Signal:
+    """A failed Dagster run; one alert per job and partition (run id) until a run succeeds."""
+    target = f" for run {partition}" if partition else ""
+    return Signal(
+        kind=PIPELINE_FAILURE,
+        severity="critical",
+        summary=f"job {job} failed{target}: {message[:300]}",
+        suite=suite,
+        endpoint=partition,
+        metric=job,
+        run_id=partition,
+        details={"dagster_run_id": dagster_run_id, "job": job},
+    )
+
+
+def pipeline_success_scope(job: str, partition: str | None) -> Signals:
+    """A successful run of ``job`` clears the failure alerts of that job and partition."""
+    scope = Scope(frozenset({PIPELINE_FAILURE}), metric=job)
+    if partition is not None:
+        scope = Scope(frozenset({PIPELINE_FAILURE}), endpoint=partition, metric=job)
+    return Signals([], [scope])
+
+
+def _human(delta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
