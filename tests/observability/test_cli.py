@@ -1,0 +1,71 @@
+"""`metrics-pipeline monitoring write` and `metrics-pipeline exporter` as users run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+import polars as pl
+import yaml
+from conftest import free_port
+from typer.testing import CliRunner
+
+from metrics_pipeline.cli import app
+from metrics_pipeline.models import conform
+
+
+def test_monitoring_write_uses_the_webhook_from_the_environment(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["monitoring", "write", "--out", str(tmp_path / "out")],
+        env={
+            "METRICS_HOME": str(tmp_path / "home"),
+            "METRICS_ALERTMANAGER_WEBHOOK_URL": "http://hooks.internal/am",
+        },
+    )
+    assert result.exit_code == 0, result.output
+    prometheus = tmp_path / "out" / "prometheus"
+    config = yaml.safe_load((prometheus / "alertmanager.yml").read_text())
+    assert {r["webhook_configs"][0]["url"] for r in config["receivers"]} == {
+        "http://hooks.internal/am"
+    }
+    assert sorted(p.name for p in (tmp_path / "out" / "grafana" / "dashboards").iterdir()) == [
+        "executive.json",
+        "performance.json",
+        "regressions.json",
+        "resources.json",
+    ]
+    assert str(prometheus) in result.output.replace("\n", "")
+
+
+def test_exporter_command_serves_the_warehouse(tmp_path, warehouse, settings):
+    run = {"run_id": "r1", "suite": "checkout", "scenario": "x", "environment": "e"}
+    warehouse.write_partition("runs", "r1", conform("runs", pl.DataFrame([run])))
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "metrics-pipeline"), "exporter"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--addr", "127.0.0.1"],
+        env=os.environ | {"METRICS_HOME": str(settings.home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+                break
+            except URLError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert "metrics_pipeline_exporter_up 1.0" in text
+    assert 'metrics_pipeline_latest_run_info{environment="e",run_id="r1"' in text
