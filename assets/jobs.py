@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.alerting import ALERTS, FINDING_ALERTS, SLA
 from assets.analysis import BASELINE, VERDICTS
 from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS, FORECASTS
 from assets.ingest import REQUESTS
@@ -14,22 +15,25 @@ MART_KEYS = [spec.key for spec in MART_SPECS]
 
 ci_stage_job = dg.define_asset_job(
     "ci_stage",
-    selection=dg.AssetSelection.assets(REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS),
+    selection=dg.AssetSelection.assets(REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS, SLA, ALERTS),
     partitions_def=runs_partitions,
-    # The four steps form a chain, so a process per step would only add imports (seconds
+    # The steps form a chain, so a process per step would only add imports (seconds
     # each); runs of different partitions still run in parallel, one process per run.
     executor_def=dg.in_process_executor,
-    description="Everything one uploaded run needs: ingest, validate, summarise, judge.",
+    description="Everything one uploaded run needs: ingest, validate, summarise, judge, "
+    "check the SLAs, alert.",
 )
 nightly_job = dg.define_asset_job(
     "nightly",
-    selection=dg.AssetSelection.assets(CHANGE_POINTS, DRIFTS, FINDINGS, RETENTION, *MART_KEYS),
+    selection=dg.AssetSelection.assets(
+        CHANGE_POINTS, DRIFTS, FINDINGS, FINDING_ALERTS, RETENTION, *MART_KEYS
+    ),
     executor_def=dg.in_process_executor,
     description="History analyses over every run: the SQL marts, change points, drifts, findings.",
 )
 weekly_job = dg.define_asset_job(
     "weekly",
-    selection=dg.AssetSelection.assets(FORECASTS, FINDINGS),
+    selection=dg.AssetSelection.assets(FORECASTS, FINDINGS, FINDING_ALERTS),
     executor_def=dg.in_process_executor,
     description="Forecasts and capacity findings.",
 )

@@ -5,8 +5,10 @@ import dagster as dg
 import assets
 import schedules
 import sensors
+from metrics_pipeline.alerts.resource import AlertingResource
 from metrics_pipeline.resources import (
     BaselineFileResource,
+    ReportsResource,
     WarehouseResource,
     object_store_from_settings,
 )
@@ -23,6 +25,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             postgres_url=dg.EnvVar("METRICS_POSTGRES_URL") if settings.postgres_url else None,
         ),
         "baselines": BaselineFileResource(path=str(settings.baselines_file)),
+        "reports": ReportsResource(root=str(settings.reports_root)),
+        "alerting": AlertingResource.from_settings(settings),
     }
     return dg.Definitions.merge(
         assets.defs, sensors.defs, schedules.defs, dg.Definitions(resources=resources)

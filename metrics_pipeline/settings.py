@@ -24,6 +24,9 @@ class Settings:
     ``METRICS_NIGHTLY_CRON``    when the nightly analyses run (default ``0 3 * * *``)
     ``METRICS_WEEKLY_CRON``     when the weekly ones run (default ``0 5 * * 1``, Mondays)
     ``METRICS_TIMEZONE``        the schedules' time zone (default ``UTC``)
+    ``METRICS_KPI_CATALOG``     the KPI / SLA catalog (default ``config/kpis.yaml``)
+    ``METRICS_ALERTING``        alert channels, routes and expected runs
+                                (default ``config/alerting.yaml``)
     S3 credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (boto3's chain).
     """
 
@@ -37,6 +40,8 @@ class Settings:
     nightly_cron: str = "0 3 * * *"
     weekly_cron: str = "0 5 * * 1"
     timezone: str = "UTC"
+    kpi_catalog: Path = Path("config/kpis.yaml")
+    alerting_config: Path = Path("config/alerting.yaml")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +62,8 @@ class Settings:
             nightly_cron=env.get("METRICS_NIGHTLY_CRON", "0 3 * * *"),
             weekly_cron=env.get("METRICS_WEEKLY_CRON", "0 5 * * 1"),
             timezone=env.get("METRICS_TIMEZONE", "UTC"),
+            kpi_catalog=Path(env.get("METRICS_KPI_CATALOG", "config/kpis.yaml")).absolute(),
+            alerting_config=Path(env.get("METRICS_ALERTING", "config/alerting.yaml")).absolute(),
         )
 
     @property
@@ -82,3 +89,9 @@ class Settings:
     @staticmethod
     def has_aws_credentials() -> bool:
         return bool(os.environ.get("AWS_ACCESS_KEY_ID"))
+
+    @staticmethod
+    def secret(name: str) -> str | None:
+        """A secret the alerting config references as ``${name}`` (webhook URLs, passwords),
+        read when a notification is sent so it is never stored."""
+        return os.environ.get(name) or None

@@ -1,0 +1,172 @@
+"""SLA evaluation of each run against the KPI catalog, and the alerts that follow from it."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from assets.analysis import VERDICTS
+from assets.history import FINDINGS
+from metrics_pipeline.alerts.resource import AlertingResource
+from metrics_pipeline.alerts.service import Outcome, alerts_markdown, locked, process
+from metrics_pipeline.alerts.signals import (
+    finding_signals,
+    history_items,
+    missing_run_signals,
+    run_signals,
+)
+from metrics_pipeline.alerts.sla import evaluate_run, evaluations_markdown, rolling_windows
+from metrics_pipeline.partitions import runs_partitions
+from metrics_pipeline.resources import WarehouseResource
+
+SLA = dg.AssetKey(["analysis", "sla"])
+ALERTS = dg.AssetKey(["alerts", "alerts"])
+FINDING_ALERTS = dg.AssetKey(["alerts", "findings"])
+
+
+@dg.asset(
+    key=SLA,
+    deps=[VERDICTS],
+    partitions_def=runs_partitions,
+    group_name="analysis",
+    kinds={"polars", "parquet"},
+    description="The run against the KPI / SLA catalog: per KPI and endpoint the observed "
+    "value, compliance (share of intervals meeting the target), error budget left and status; "
+    "then the 7- and 30-day rolling windows of every combination.",
+)
+def sla(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerting: AlertingResource
+) -> dg.MaterializeResult:
+    run_id = context.partition_key
+    store = warehouse.get()
+    catalog = alerting.catalog()
+    now = datetime.now(UTC)
+    runs = store.read("runs")
+    run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    table = evaluate_run(
+        catalog,
+        run,
+        requests=store.read("requests", [run_id]),
+        intervals=store.read("interval_stats", [run_id]),
+        resources=store.read("resources", [run_id]),
+        kpi_points=store.read("kpi_points", [run_id]),
+        now=now,
+    )
+    store.write_partition("sla_evaluations", run_id, table)
+    # Every partition rewrites the windows snapshot: one at a time, from all evaluations.
+    with locked(store):
+        windows = rolling_windows(store.read("sla_evaluations"), runs, catalog, now)
+        store.write_snapshot("sla_windows", windows)
+    store.refresh_catalog()
+    counts = table["status"].value_counts()
+    by_status = dict(zip(counts["status"], counts["count"], strict=True))
+    mine = windows.filter(
+        (pl.col("suite") == run["suite"])
+        & (pl.col("scenario") == run["scenario"])
+        & (pl.col("environment") == run["environment"])
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "breached": by_status.get("breached", 0),
+            "missed": by_status.get("missed", 0),
+            "met": by_status.get("met", 0),
+            "no_data": by_status.get("no_data", 0),
+            "catalog": alerting.catalog_path,
+            "sla": dg.MetadataValue.md(evaluations_markdown(table)),
+            "windows": dg.MetadataValue.md(_windows_markdown(mine)),
+        }
+    )
+
+
+def _windows_markdown(windows: pl.DataFrame) -> str:
+    lines = [
+        "| KPI | endpoint | days | runs | breaches | compliance | budget left |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in windows.head(60).iter_rows(named=True):
+        lines.append(
+            f"| {row['kpi']} | {row['endpoint']} | {row['window_days']} | {row['runs']} "
+            f"| {row['breaches']} | {row['compliance_pct']:.1f} % "
+            f"| {row['error_budget_remaining']:.0%} |"
+        )
+    return "\n".join(lines) if windows.height else "No evaluated runs in the windows."
+
+
+def _metadata(outcome: Outcome) -> dict:
+    new = outcome.new_deliveries
+    return {
+        "active": outcome.alerts.filter(pl.col("status") != "resolved").height,
+        "notifications_queued": new.height,
+        "opened": new.filter(pl.col("event") == "opened")["alert_id"].n_unique(),
+        "resolved": new.filter(pl.col("event") == "resolved")["alert_id"].n_unique(),
+        "waiting_in_outbox": outcome.pending.height,
+        "alerts": dg.MetadataValue.md(alerts_markdown(outcome.alerts, outcome.outbox)),
+    }
+
+
+@dg.asset(
+    key=ALERTS,
+    deps=[SLA],
+    partitions_def=runs_partitions,
+    group_name="outputs",
+    kinds={"python"},
+    description="Alerts from the run: regressions of its verdicts, SLA breaches, endpoints or "
+    "metrics its history always had and it lacks, overdue expected runs. Opens, updates or "
+    "resolves one alert per condition and delivers the notifications (the outbox keeps what "
+    "a receiver did not accept).",
+)
+def alerts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerting: AlertingResource
+) -> dg.MaterializeResult:
+    run_id = context.partition_key
+    store = warehouse.get()
+    config = alerting.config()
+    now = datetime.now(UTC)
+    runs = store.read("runs")
+    run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    combination = runs.filter(
+        (pl.col("suite") == run["suite"])
+        & (pl.col("scenario") == run["scenario"])
+        & (pl.col("environment") == run["environment"])
+    )["run_id"].to_list()
+    resource_metrics = (
+        store.scan("resources", combination).select("run_id", "metric").unique().collect()
+    )
+    signals = run_signals(
+        run,
+        store.read("verdicts", [run_id]),
+        store.read("sla_evaluations", [run_id]),
+        history=history_items(runs, store.read("run_summary", combination), resource_metrics, run),
+        config=config,
+    ) + missing_run_signals(runs, config, now)
+    outcome = process(store, config, signals, now, alerting.senders(config))
+    store.refresh_catalog()
+    for row in outcome.pending.filter(pl.col("last_error").is_not_null()).iter_rows(named=True):
+        context.log.warning(
+            f"alert {row['alert_id']} not yet sent to {row['channel']}: {row['last_error']}"
+        )
+    return dg.MaterializeResult(metadata=_metadata(outcome))
+
+
+@dg.asset(
+    key=FINDING_ALERTS,
+    deps=[FINDINGS],
+    group_name="outputs",
+    kinds={"python"},
+    description="Alerts from the history analyses: one per finding (change point, drift, "
+    "capacity, KPI anomaly) at or above the configured severity, resolved when the finding "
+    "goes away; also overdue expected runs.",
+)
+def finding_alerts(
+    warehouse: WarehouseResource, alerting: AlertingResource
+) -> dg.MaterializeResult:
+    store = warehouse.get()
+    config = alerting.config()
+    now = datetime.now(UTC)
+    signals = finding_signals(store.read("findings"), config) + missing_run_signals(
+        store.read("runs"), config, now
+    )
+    outcome = process(store, config, signals, now, alerting.senders(config))
+    store.refresh_catalog()
+    return dg.MaterializeResult(metadata=_metadata(outcome))

@@ -1,0 +1,104 @@
+"""Alert sensors: deliver the outbox and watch for overdue runs every minute; turn a failed
+pipeline run into an alert (and a later successful one into its resolution)."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from metrics_pipeline.alerts.common import ConfigError
+from metrics_pipeline.alerts.lifecycle import Signals
+from metrics_pipeline.alerts.resource import AlertingResource
+from metrics_pipeline.alerts.service import process
+from metrics_pipeline.alerts.signals import (
+    missing_run_signals,
+    pipeline_failure_signal,
+    pipeline_success_scope,
+)
+from metrics_pipeline.resources import WarehouseResource
+
+PARTITION_TAG = "dagster/partition"
+
+
+def _apply(warehouse: WarehouseResource, alerting: AlertingResource, signals: Signals):
+    store = warehouse.get()
+    config = alerting.config()
+    now = datetime.now(UTC)
+    return process(store, config, signals, now, alerting.senders(config))
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every minute: raises alerts for expected runs that did not arrive, escalates "
+    "unacknowledged alerts, and retries the notifications waiting in the outbox.",
+)
+def alert_delivery_sensor(
+    warehouse: WarehouseResource, alerting: AlertingResource
+) -> dg.SkipReason:
+    store = warehouse.get()
+    config = alerting.config()
+    now = datetime.now(UTC)
+    outcome = process(
+        store,
+        config,
+        missing_run_signals(store.read("runs"), config, now),
+        now,
+        alerting.senders(config),
+    )
+    return dg.SkipReason(
+        f"{outcome.new_deliveries.height} new notification(s); "
+        f"{outcome.pending.height} waiting in the outbox"
+    )
+
+
+def _failure_message(context: dg.RunFailureSensorContext) -> str:
+    steps = context.get_step_failure_events()
+    if steps:
+        error = steps[0].event_specific_data.error
+        return f"step {steps[0].step_key}: {error.message.strip() if error else 'failed'}"
+    return context.failure_event.message or "run failed"
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A failed run of any job (ingest, CI stage, nightly, weekly) becomes a "
+    "critical pipeline_failure alert, delivered like every other alert.",
+)
+def alert_on_run_failure(
+    context: dg.RunFailureSensorContext,
+    warehouse: WarehouseResource,
+    alerting: AlertingResource,
+) -> None:
+    run = context.dagster_run
+    signal = pipeline_failure_signal(
+        run.job_name,
+        run.tags.get(PARTITION_TAG),
+        run.tags.get("suite"),
+        _failure_message(context),
+        run.run_id,
+    )
+    try:
+        outcome = _apply(warehouse, alerting, Signals([signal]))
+    except ConfigError as exc:
+        # A broken alerting config may be why the run failed: say so instead of failing too.
+        context.log.error(f"cannot record the alert for run {run.run_id}: {exc}")
+        return
+    context.log.info(
+        f"alert {signal.fingerprint} for failed run {run.run_id}; "
+        f"{outcome.pending.height} notification(s) waiting"
+    )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A successful run resolves the pipeline_failure alert of the same job and "
+    "partition.",
+)
+def resolve_on_run_success(
+    context: dg.RunStatusSensorContext,
+    warehouse: WarehouseResource,
+    alerting: AlertingResource,
+) -> None:
+    run = context.dagster_run
+    _apply(warehouse, alerting, pipeline_success_scope(run.job_name, run.tags.get(PARTITION_TAG)))
