@@ -6,7 +6,7 @@ from assets.ingest import REQUESTS
 from metrics_pipeline.partitions import runs_partitions
 from metrics_pipeline.resources import WarehouseResource
 from metrics_pipeline.stats.sketch import sketch_requests
-from metrics_pipeline.summary import summarize_run, summary_markdown
+from metrics_pipeline.summary import SUMMARY_COLUMNS, summarize_run, summary_markdown
 
 RUN_SUMMARY = dg.AssetKey(["warehouse", "run_summary"])
 
@@ -26,9 +26,10 @@ def run_summary(
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
-    requests = store.read("requests", [run_id])
+    requests = store.scan("requests", [run_id]).select(SUMMARY_COLUMNS).collect()
     summary = summarize_run(requests, store.read("interval_stats", [run_id]))
     sketches = sketch_requests(requests)
+    del requests
     with store.replace_partitions(run_id, ["run_summary", "latency_sketches"]) as writer:
         writer.write("run_summary", summary)
         writer.write("latency_sketches", sketches)

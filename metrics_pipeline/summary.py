@@ -9,6 +9,10 @@ from metrics_pipeline.models import conform
 
 QUANTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "latency_p99": 0.99}
 
+# The request columns the summary and the latency sketches read: a large run's text columns
+# (source file, error message) would cost more memory than the whole computation.
+SUMMARY_COLUMNS = ("run_id", "endpoint", "ts", "ok", "latency_ms")
+
 
 def summarize_requests(requests: pl.DataFrame) -> pl.DataFrame:
     """One row per run x endpoint: volume, errors, throughput and latency statistics.

@@ -73,3 +73,35 @@ def test_interval_stats_rules():
         ("expect_column_pair_values_a_to_be_greater_than_b", "count,errors"): 1,
         ("expect_column_pair_values_a_to_be_greater_than_b", "p95,p50"): 1,
     }
+
+
+def test_batches_split_by_key_give_the_counts_of_the_whole_frame():
+    # 60 rows, three duplicated (file, line) pairs far apart, two nulls and one bad latency:
+    # validated in batches of 7 rows, every duplicate pair must still be seen together.
+    n = 60
+    lines = list(range(n))
+    lines[50], lines[55], lines[59] = lines[3], lines[17], lines[17]
+    latency = [float(i) for i in range(n)]
+    latency[30] = -5.0
+    endpoint = ["/a"] * n
+    endpoint[10] = endpoint[40] = None
+    rows = frame(
+        run_id=["r"] * n,
+        ts=[datetime(2026, 11, 1, tzinfo=UTC)] * n,
+        endpoint=endpoint,
+        ok=[True] * n,
+        status=[200] * n,
+        latency_ms=latency,
+        source_file=["f"] * n,
+        line_no=lines,
+    )
+    expected = {
+        ("expect_column_values_to_be_between", "latency_ms"): 1,
+        ("expect_column_values_to_not_be_null", "endpoint"): 2,
+        # rows whose (file, line) occurs more than once: 3 and 50; 17, 55 and 59.
+        ("expect_compound_columns_to_be_unique", "source_file,line_no"): 5,
+    }
+    for batch_rows in (7, 1000):
+        result = validate("requests", rows, batch_rows=batch_rows)
+        assert result.rows == n
+        assert {(o.expectation, o.column): o.unexpected_count for o in result.failures} == expected
