@@ -7,6 +7,7 @@ from assets.analysis import BASELINE, VERDICTS
 from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS, FORECASTS
 from assets.ingest import REQUESTS
 from assets.marts import MART_SPECS
+from assets.reports import RUN_REPORT, WEEKLY_REPORT
 from assets.retention import RETENTION
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.partitions import runs_partitions
@@ -15,7 +16,9 @@ MART_KEYS = [spec.key for spec in MART_SPECS]
 
 ci_stage_job = dg.define_asset_job(
     "ci_stage",
-    selection=dg.AssetSelection.assets(REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS, SLA, ALERTS),
+    selection=dg.AssetSelection.assets(
+        REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS, SLA, ALERTS, RUN_REPORT
+    ),
     partitions_def=runs_partitions,
     # The steps form a chain, so a process per step would only add imports (seconds
     # each); runs of different partitions still run in parallel, one process per run.
@@ -33,7 +36,7 @@ nightly_job = dg.define_asset_job(
 )
 weekly_job = dg.define_asset_job(
     "weekly",
-    selection=dg.AssetSelection.assets(FORECASTS, FINDINGS, FINDING_ALERTS),
+    selection=dg.AssetSelection.assets(FORECASTS, FINDINGS, FINDING_ALERTS, WEEKLY_REPORT),
     executor_def=dg.in_process_executor,
     description="Forecasts and capacity findings.",
 )

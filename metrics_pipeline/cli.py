@@ -72,6 +72,20 @@ def _manifest(
         raise typer.Exit(2) from None
 
 
+def _print_reports(settings: Settings, run_id: str) -> bool:
+    """Print where the four report layers of ``run_id`` are; False when one is missing."""
+    from metrics_pipeline.reports import FILES, report_folder
+
+    folder = settings.reports_root / report_folder("runs", run_id)
+    console.print(f"reports of {run_id}:")
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    for name in FILES:
+        flag = "  [red]missing[/]" if name in missing else ""
+        # soft_wrap: a path is printed whole, never broken across lines.
+        console.print(f"  {escape(str(folder / name))}{flag}", soft_wrap=True)
+    return not missing
+
+
 def _verdict_table(verdicts: pl.DataFrame, title: str) -> Table:
     from metrics_pipeline.verdicts import formatted, ordered
 
@@ -350,6 +364,8 @@ def demo(
     console.print(_verdict_table(verdicts, f"verdicts of {last}"))
     flagged = sorted(set(verdicts.filter(pl.col("regression"))["endpoint"]))
     console.print(f"regressions in {last}: {', '.join(flagged) or 'none'}")
+    if not _print_reports(settings, last):
+        failed.append("reports")
     console.print(f"warehouse: {warehouse.refresh_catalog()}  (duckdb, views per table)")
     console.print(f"Dagster UI with these runs: DAGSTER_HOME={settings.dagster_home} make dev")
     _print_monitoring(_write_monitoring(settings, settings.home / "monitoring", None))

@@ -262,6 +262,15 @@ class WarehouseResource(dg.ConfigurableResource):
         return Warehouse(self.root, mirror)
 
 
+class ReportsResource(dg.ConfigurableResource):
+    """The folder the reports are written to (``METRICS_HOME/reports`` by default)."""
+
+    root: str
+
+    def path(self) -> Path:
+        return Path(self.root)
+
+
 def object_store_from_settings(settings: Settings, *, for_dagster: bool = False) -> ObjectStore:
     """The configured store. ``for_dagster`` keeps credentials as EnvVar so the UI hides them."""
     if settings.store == "local":

@@ -137,13 +137,13 @@ def improvements(data: RunData) -> pl.DataFrame:
 def sla_sentence(sla: pl.DataFrame) -> str:
     """One sentence of SLA status, plain text."""
     if sla.height == 0:
-        return "No SLA evaluated for this run."
+        return "no SLA evaluated."
     counts = sla.group_by("status").len().sort("status")
     parts = ", ".join(f"{n} {status}" for status, n in counts.iter_rows())
     failed = sla.filter(pl.col("status").is_in(["breached", "missed"])).sort(
         pl.col("status") != "breached"
     )
-    sentence = f"SLA: {sla.height} KPI evaluations, {parts}."
+    sentence = f"{sla.height} KPI evaluations: {parts}."
     if failed.height:
         worst = failed.row(0, named=True)
         sentence += (
@@ -157,7 +157,7 @@ def sla_sentence(sla: pl.DataFrame) -> str:
 def _describe(row: dict) -> str:
     return (
         f"{one_line(row['endpoint'])} {metric_name(row['metric'])} {pct(row['change'])} "
-        f"({value(row['metric'], row['baseline'])} -> {value(row['metric'], row['candidate'])}, "
+        f"({value(row['metric'], row['baseline'])} → {value(row['metric'], row['candidate'])}, "
         f"95 % CI {interval(row['ci_low'], row['ci_high'])})"
     )
 
@@ -175,7 +175,7 @@ def banner(data: RunData) -> Banner:
             verdict,
             f"{verdict.upper()}: {one_line(top['endpoint'])} {metric_name(top['metric'])} "
             f"{pct(top['change'])}",
-            f"{value(top['metric'], top['baseline'])} -> "
+            f"{value(top['metric'], top['baseline'])} → "
             f"{value(top['metric'], top['candidate'])}, 95 % CI "
             f"{interval(top['ci_low'], top['ci_high'])}, adjusted p "
             f"{top['p_adjusted']:.2g}, against {n_base} baseline run(s){more}.",
@@ -196,7 +196,7 @@ def manager_paragraph(data: RunData) -> str:
         f"Run {run['run_id']} of {run['suite']} ({one_line(run['scenario'])}, "
         f"{one_line(run['environment'])}, version {run['service_version'] or 'unknown'})"
     )
-    sla = sla_sentence(data.sla)
+    sla = f"SLA: {sla_sentence(data.sla)}"
     base = data.baseline_runs
     since = ""
     if base.height:
@@ -510,7 +510,7 @@ def _history_section(data: RunData, endpoints: list[str]) -> Section:
             f"{r['started_at']:%Y-%m-%d}" if r["started_at"] else "",
             r["service_version"] or "",
             r["git_sha"] or "",
-            f"{r['before']:.4g} -> {r['after']:.4g}",
+            f"{r['before']:.4g} → {r['after']:.4g}",
             pct(r["change"]),
             f"{r['p_value']:.2g}" if finite(r["p_value"]) else "-",
         ]
@@ -536,7 +536,7 @@ def _history_section(data: RunData, endpoints: list[str]) -> Section:
                     "started",
                     "version",
                     "git",
-                    "before -> after",
+                    "before → after",
                     "change",
                     "p",
                 ],
