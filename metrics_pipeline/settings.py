@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BUCKET = "loadtests"
+DEFAULT_CELERY_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class Settings:
     ``METRICS_KPI_CATALOG``     the KPI / SLA catalog (default ``config/kpis.yaml``)
     ``METRICS_ALERTING``        alert channels, routes and expected runs
                                 (default ``config/alerting.yaml``)
+    ``METRICS_EXECUTOR``        ``in_process``, ``multiprocess`` or ``celery`` for every job
+                                (default: each job's own, see executors.py)
+    ``METRICS_CELERY_BROKER``   Celery broker URL (default ``redis://127.0.0.1:6379/0``)
+    ``METRICS_CELERY_BACKEND``  Celery result backend URL (default ``redis://127.0.0.1:6379/0``)
     S3 credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (boto3's chain).
     """
 
@@ -42,6 +47,9 @@ class Settings:
     timezone: str = "UTC"
     kpi_catalog: Path = Path("config/kpis.yaml")
     alerting_config: Path = Path("config/alerting.yaml")
+    executor: str | None = None
+    celery_broker: str = DEFAULT_CELERY_URL
+    celery_backend: str = DEFAULT_CELERY_URL
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +57,12 @@ class Settings:
         store = env.get("METRICS_STORE", "local").lower()
         if store not in {"local", "s3"}:
             raise ValueError(f"METRICS_STORE must be 'local' or 's3', not {store!r}")
+        executor = env.get("METRICS_EXECUTOR", "").lower() or None
+        if executor not in {None, "in_process", "multiprocess", "celery"}:
+            raise ValueError(
+                "METRICS_EXECUTOR must be 'in_process', 'multiprocess' or 'celery', "
+                f"not {executor!r}"
+            )
         return cls(
             home=Path(env.get("METRICS_HOME", ".metrics_home")).absolute(),
             store=store,
@@ -64,6 +78,9 @@ class Settings:
             timezone=env.get("METRICS_TIMEZONE", "UTC"),
             kpi_catalog=Path(env.get("METRICS_KPI_CATALOG", "config/kpis.yaml")).absolute(),
             alerting_config=Path(env.get("METRICS_ALERTING", "config/alerting.yaml")).absolute(),
+            executor=executor,
+            celery_broker=env.get("METRICS_CELERY_BROKER") or DEFAULT_CELERY_URL,
+            celery_backend=env.get("METRICS_CELERY_BACKEND") or DEFAULT_CELERY_URL,
         )
 
     @property
