@@ -11,6 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
+import polars as pl
 import pytest
 import yaml
 from conftest import free_port, service_unavailable, upload_demo_runs
@@ -67,8 +68,9 @@ def regressed_warehouse(settings, store, warehouse, tmp_path):
     """Three uploaded runs through the sensor and the CI stage; the last has /api/orders slower."""
     upload_demo_runs(store, tmp_path / "runs", count=3)
     with dg.instance_for_test() as instance:
-        tick = sense_and_run(build_definitions(settings), instance)
-    assert all(result.success for result in tick.results.values())
+        sense_and_run(build_definitions(settings), instance)
+    # What this test needs of the CI stage: the verdicts (later steps have their own tests).
+    assert warehouse.read("verdicts").filter(pl.col("regression")).height
     return warehouse
 
 
