@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from metrics_pipeline.alerts.cli import alerts_app, notifications_table
 from metrics_pipeline.formats import earliest_timestamp, read_results, result_files
 from metrics_pipeline.models import RunManifest
 from metrics_pipeline.settings import Settings
@@ -364,6 +365,7 @@ def demo(
     console.print(_verdict_table(verdicts, f"verdicts of {last}"))
     flagged = sorted(set(verdicts.filter(pl.col("regression"))["endpoint"]))
     console.print(f"regressions in {last}: {', '.join(flagged) or 'none'}")
+    _print_alerts(warehouse, last)
     if not _print_reports(settings, last):
         failed.append("reports")
     console.print(f"warehouse: {warehouse.refresh_catalog()}  (duckdb, views per table)")
@@ -371,6 +373,16 @@ def demo(
     _print_monitoring(_write_monitoring(settings, settings.home / "monitoring", None))
     if failed:
         raise typer.Exit(1)
+
+
+def _print_alerts(warehouse, run_id: str) -> None:
+    """The notifications the run's alerts owe, and whether they went out (the shipped
+    alerting config reads its receivers from variables the demo does not set)."""
+    alerts = warehouse.read("alerts").filter(pl.col("last_run_id") == run_id)
+    outbox = warehouse.read("alert_deliveries").filter(
+        pl.col("alert_id").is_in(alerts["alert_id"].implode())
+    )
+    console.print(notifications_table(alerts, outbox, f"alerts of {run_id}"))
 
 
 @app.command()
@@ -521,6 +533,7 @@ baseline_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(baseline_app, name="baseline")
+app.add_typer(alerts_app, name="alerts")
 BaselineFile = Annotated[
     Path | None,
     typer.Option("--file", help="Baseline YAML (default: METRICS_BASELINES or config/...)."),

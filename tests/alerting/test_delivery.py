@@ -8,6 +8,9 @@ import email.policy
 import socket
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from receivers import http_receiver, smtp_receiver
+
 from metrics_pipeline.alerts import (
     AlertingConfig,
     Signal,
@@ -33,6 +36,18 @@ SIGNAL = Signal(
 )
 
 
+@pytest.fixture
+def hook():
+    with http_receiver() as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def mail():
+    with smtp_receiver() as receiver:
+        yield receiver
+
+
 def config(**channels) -> AlertingConfig:
     return AlertingConfig.model_validate(
         {
@@ -48,10 +63,10 @@ def opened(cfg: AlertingConfig):
     return outbox
 
 
-def test_a_failing_receiver_keeps_the_alert_in_the_outbox_until_it_accepts(http_receiver):
+def test_a_failing_receiver_keeps_the_alert_in_the_outbox_until_it_accepts(hook):
     cfg = config(hook={"type": "webhook", "url": "${HOOK_URL}"})
-    senders = build_senders(cfg, {"HOOK_URL": http_receiver.url}.get)
-    http_receiver.failures_left = 2
+    senders = build_senders(cfg, {"HOOK_URL": hook.url}.get)
+    hook.failures_left = 2
 
     outbox = deliver(opened(cfg), senders, T0, cfg.retry)
     (row,) = outbox.iter_rows(named=True)
@@ -61,7 +76,7 @@ def test_a_failing_receiver_keeps_the_alert_in_the_outbox_until_it_accepts(http_
 
     # Not due yet: no attempt.
     outbox = deliver(outbox, senders, T0 + timedelta(seconds=10), cfg.retry)
-    assert http_receiver.refused == 1 and outbox["attempts"][0] == 1
+    assert hook.refused == 1 and outbox["attempts"][0] == 1
 
     # Second failure doubles the wait.
     at = T0 + timedelta(seconds=30)
@@ -73,28 +88,28 @@ def test_a_failing_receiver_keeps_the_alert_in_the_outbox_until_it_accepts(http_
     outbox = deliver(outbox, senders, at, cfg.retry)
     assert outbox["delivered_at"][0] == at and pending(outbox).height == 0
     outbox = deliver(outbox, senders, at + timedelta(hours=1), cfg.retry)
-    assert len(http_receiver.bodies) == 1
-    body = http_receiver.bodies[0]
+    assert len(hook.bodies) == 1
+    body = hook.bodies[0]
     assert body["event"] == "opened" and body["kind"] == "regression"
     assert body["alert_id"] == SIGNAL.fingerprint and body["endpoint"] == "/api/orders"
     assert body["summary"] == SIGNAL.summary and body["last_run_id"] == "run-9"
 
 
-def test_a_receiver_that_is_down_is_retried_later_with_backoff(http_receiver):
+def test_a_receiver_that_is_down_is_retried_later_with_backoff(hook):
     down = f"http://127.0.0.1:{_closed_port()}/hook"
     cfg = config(hook={"type": "webhook", "url": "${HOOK_URL}"})
     outbox = deliver(opened(cfg), build_senders(cfg, {"HOOK_URL": down}.get), T0, cfg.retry)
     assert outbox["attempts"][0] == 1 and "unreachable" in outbox["last_error"][0]
     at = T0 + timedelta(seconds=30)
-    senders = build_senders(cfg, {"HOOK_URL": http_receiver.url}.get)
+    senders = build_senders(cfg, {"HOOK_URL": hook.url}.get)
     outbox = deliver(outbox, senders, at, cfg.retry)
-    assert outbox["delivered_at"][0] == at and len(http_receiver.bodies) == 1
+    assert outbox["delivered_at"][0] == at and len(hook.bodies) == 1
 
 
-def test_slack_receives_text_and_blocks(http_receiver):
-    cfg = config(slack={"type": "slack", "url": http_receiver.url})
+def test_slack_receives_text_and_blocks(hook):
+    cfg = config(slack={"type": "slack", "url": hook.url})
     deliver(opened(cfg), build_senders(cfg, {}.get), T0, cfg.retry)
-    (body,) = http_receiver.bodies
+    (body,) = hook.bodies
     assert set(body) == {"text", "blocks"}
     assert body["text"].startswith("[ALERT] critical regression: latency_p95 of /api/orders")
     section, context = body["blocks"]
@@ -111,8 +126,8 @@ def test_an_unset_secret_leaves_the_notification_waiting_without_counting_attemp
     assert row["last_error"] == "channel hook is not configured: UNSET_HOOK_URL is not set"
 
 
-def test_email_goes_out_over_smtp(smtp_receiver):
-    port, messages = smtp_receiver
+def test_email_goes_out_over_smtp(mail):
+    port, messages = mail
     cfg = config(
         mail={
             "type": "email",

@@ -1,5 +1,7 @@
 """Local receivers for alert notifications: an HTTP server that records what it got (and can
-fail first), and a minimal SMTP server. Both run in a thread on 127.0.0.1."""
+fail first), and a minimal SMTP server. Both run in a thread on 127.0.0.1.
+
+Context managers rather than fixtures: a conftest.py here would shadow tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ import json
 import socket
 import socketserver
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 
 def free_port() -> int:
@@ -27,8 +29,8 @@ class Recorder:
     refused: int = 0
 
 
-@pytest.fixture
-def http_receiver():
+@contextmanager
+def http_receiver() -> Iterator[Recorder]:
     """Records every JSON body POSTed to it; answers 500 while ``failures_left`` > 0."""
     port = free_port()
     recorder = Recorder(url=f"http://127.0.0.1:{port}/hook")
@@ -58,8 +60,8 @@ def http_receiver():
     server.server_close()
 
 
-@pytest.fixture
-def smtp_receiver():
+@contextmanager
+def smtp_receiver() -> Iterator[tuple[int, list[str]]]:
     """Just enough SMTP (EHLO, MAIL, RCPT, DATA, QUIT) to accept mail; keeps the raw messages."""
     messages: list[str] = []
 
