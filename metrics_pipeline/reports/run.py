@@ -80,7 +80,10 @@ def gather_run(warehouse: Warehouse, run_id: str, tags: dict[str, str] | None = 
         warehouse.read("run_baselines", [run_id]).sort("position")["baseline_run_id"].to_list()
     )
     baseline_runs = (
-        pl.DataFrame({"run_id": baseline_ids, "position": range(len(baseline_ids))})
+        pl.DataFrame(
+            {"run_id": baseline_ids, "position": range(len(baseline_ids))},
+            schema={"run_id": pl.String, "position": pl.Int64},
+        )
         .join(runs, on="run_id", how="left")
         .sort("position")
         .drop("position")

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from metrics_pipeline.demo_data import DemoRun, demo_runs
 from metrics_pipeline.ingest import ingest_paths
@@ -51,3 +52,15 @@ def load_runs(warehouse: Warehouse, runs: list[DemoRun], folder: Path) -> None:
 
 def small_runs(count: int = 3, **kwargs) -> list[DemoRun]:
     return demo_runs(count, duration_s=kwargs.pop("duration_s", 20.0), **kwargs)
+
+
+@pytest.fixture(scope="module", name="hostile")
+def hostile_fixture(tmp_path_factory) -> tuple[Warehouse, list[DemoRun]]:
+    """Three runs; ``/api/orders`` is called :data:`HOSTILE_ENDPOINT` and is 30 % slower in
+    the last run, whose manifest has a hostile tag. (A fixture here, not in a conftest.py:
+    ``conftest`` is the name the tests import the shared helpers from.)"""
+    folder: Path = tmp_path_factory.mktemp("hostile")
+    runs = renamed(small_runs(3), "/api/orders", HOSTILE_ENDPOINT, {"note": HOSTILE_TAG})
+    warehouse = Warehouse(folder / "warehouse")
+    load_runs(warehouse, runs, folder / "runs")
+    return warehouse, runs

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
-from helpers import HOSTILE_ENDPOINT, HOSTILE_TAG
+from helpers import HOSTILE_ENDPOINT, HOSTILE_TAG, hostile_fixture  # noqa: F401 (fixture)
 
 from metrics_pipeline.models import SCHEMAS
 from metrics_pipeline.reports import (
