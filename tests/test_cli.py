@@ -102,6 +102,11 @@ def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_p
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "regressions in checkout-20261106-6: /api/orders" in done.stdout
+        # The four report layers of the regressed run exist and their paths are printed.
+        reports = tmp_path / "reports" / "runs" / "checkout-20261106-6"
+        for name in ("summary.md", "report.html", "report.pdf", "raw.jsonl"):
+            assert str(reports / name) in done.stdout and (reports / name).stat().st_size
+        assert "REGRESSION: /api/orders" in (reports / "summary.md").read_text()
         warehouse = Warehouse(tmp_path / "warehouse")
         counts.append({t: warehouse.read(t).height for t in ("requests", "runs", "verdicts")})
         assert warehouse.read("verdicts").filter(pl.col("regression"))[
