@@ -20,12 +20,15 @@ def test_every_job_sensor_and_schedule_resolves(settings):
     repo = defs.get_repository_def()
     assert {job.name for job in repo.get_all_jobs()} >= {"ci_stage"}
     for sensor in repo.sensor_defs:
-        assert sensor.job_name in {job.name for job in repo.get_all_jobs()}
+        # The alert sensors watch runs and the outbox; they start no job.
+        if sensor.has_jobs:
+            assert sensor.job_name in {job.name for job in repo.get_all_jobs()}
+    assert {"alert_delivery_sensor", "alert_on_run_failure"} <= {s.name for s in repo.sensor_defs}
     for schedule in repo.schedule_defs:
         assert schedule.job_name in {job.name for job in repo.get_all_jobs()}
     groups = {node.group_name for node in repo.asset_graph.asset_nodes}
-    assert groups == {"ingest", "warehouse", "analysis"}
-    assert set(defs.resources) == {"object_store", "warehouse", "baselines"}
+    assert groups == {"ingest", "warehouse", "analysis", "outputs"}
+    assert set(defs.resources) == {"object_store", "warehouse", "baselines", "alerting"}
     assert dg.AssetKey(["analysis", "verdicts"]) in repo.asset_graph.get_all_asset_keys()
 
 
