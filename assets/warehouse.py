@@ -26,10 +26,10 @@ def run_summary(
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
-    requests = store.scan("requests", [run_id]).select(SUMMARY_COLUMNS).collect()
+    # Scans, not frames: both read only the columns they use, streaming.
+    requests = store.scan("requests", [run_id]).select(SUMMARY_COLUMNS)
     summary = summarize_run(requests, store.read("interval_stats", [run_id]))
     sketches = sketch_requests(requests)
-    del requests
     with store.replace_partitions(run_id, ["run_summary", "latency_sketches"]) as writer:
         writer.write("run_summary", summary)
         writer.write("latency_sketches", sketches)
