@@ -19,14 +19,26 @@ from metrics_pipeline.summary import escape_md
 
 @dataclass(frozen=True)
 class MetricRule:
-    """When a change of one metric counts: worse by more than ``threshold`` (relative), with a
-    Benjamini-Hochberg adjusted p below ``alpha``, and worse by at least ``min_effect`` in the
-    metric's units (sub-millisecond endpoints move 15-30 % between identical runs on shared
-    machines: flagging them is a false alarm)."""
+    """When a change of one metric counts as a degradation of ``threshold`` or more.
+
+    A regression needs all of:
+
+    - a Benjamini-Hochberg adjusted p below ``alpha`` (across all tests of the run; with
+      several baseline runs the test includes the run-to-run noise, see
+      :func:`~metrics_pipeline.stats.compare_samples`);
+    - a worsening of at least ``min_effect`` in the metric's units (sub-millisecond endpoints
+      move 15-30 % between identical runs on shared machines: flagging them is a false alarm);
+    - evidence consistent with a worsening of ``threshold`` or more: the estimated change above
+      ``estimate_share * threshold`` and the upper bound of its 95 % CI at or above
+      ``threshold``. A true slowdown of exactly the threshold gives an estimate below it half
+      of the time; requiring the estimate itself to exceed it (``estimate_share=1``, the
+      classic "worse by more than 20 %" rule) would miss those.
+    """
 
     threshold: float = 0.20
     alpha: float = 0.05
     min_effect: float = 0.0
+    estimate_share: float = 0.75
 
 
 DEFAULT_RULES = {
@@ -218,9 +230,11 @@ def run_verdict(verdicts: pl.DataFrame) -> str:
 
 def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy) -> Judged:
     cand_ok = cand.filter(pl.col("ok"))["latency_ms"].to_numpy()
-    base_ok = base.filter(pl.col("ok"))["latency_ms"].to_numpy()
+    base_good = base.filter(pl.col("ok"))
+    base_ok = base_good["latency_ms"].to_numpy()
+    runs = base_good["run_id"].to_numpy()
     judged: Judged = [
-        (metric, _samples(base_ok, cand_ok, policy.rule(metric), statistic), None)
+        (metric, _samples(base_ok, cand_ok, policy.rule(metric), statistic, runs=runs), None)
         for metric, statistic in LATENCY_METRICS.items()
     ]
     rule = policy.rule("error_rate")
@@ -232,13 +246,16 @@ def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolic
         threshold=rule.threshold,
         alpha=rule.alpha,
         min_effect=rule.min_effect,
+        estimate_share=rule.estimate_share,
     )
+    base_counts, base_runs = _per_second_by_run(base)
     throughput = _samples(
-        per_second(base),
+        base_counts,
         per_second(cand),
         policy.rule("throughput"),
         "median",
         higher_is_worse=False,
+        runs=base_runs,
     )
     return [*judged, ("error_rate", rate, None), ("throughput", throughput, "requests per second")]
 
@@ -246,11 +263,19 @@ def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolic
 def per_second(requests: pl.DataFrame) -> np.ndarray:
     """Requests per whole second of each run (seconds without requests count as 0; the first
     and last, partial, seconds of a run are left out)."""
-    counts = []
-    for (_,), run in requests.group_by(["run_id"]):
+    return _per_second_by_run(requests)[0]
+
+
+def _per_second_by_run(requests: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`per_second` and the run id of each count."""
+    counts, labels = [], []
+    for (run_id,), run in requests.group_by(["run_id"], maintain_order=True):
         seconds = (run["ts"] - run["ts"].min()).dt.total_microseconds().to_numpy() // 1_000_000
         counts.append(np.bincount(seconds)[1:-1])
-    return np.concatenate(counts) if counts else np.array([])
+        labels.append(np.full(counts[-1].size, run_id, dtype=object))
+    if not counts:
+        return np.array([]), np.array([], dtype=object)
+    return np.concatenate(counts), np.concatenate(labels)
 
 
 def _samples(
@@ -259,6 +284,7 @@ def _samples(
     rule: MetricRule,
     statistic: str,
     higher_is_worse: bool = True,
+    runs: np.ndarray | None = None,
 ) -> Comparison:
     return compare_samples(
         base,
@@ -268,6 +294,8 @@ def _samples(
         statistic=statistic,
         higher_is_worse=higher_is_worse,
         min_effect=rule.min_effect,
+        baseline_runs=runs,
+        estimate_share=rule.estimate_share,
     )
 
 
@@ -277,9 +305,11 @@ def _judge_resources(
     judged = []
     for metric in RESOURCE_METRICS:
         c = cand.filter(pl.col("metric") == metric)["value"].to_numpy()
-        b = base.filter(pl.col("metric") == metric)["value"].to_numpy()
+        rows = base.filter(pl.col("metric") == metric)
+        b = rows["value"].to_numpy()
         if len(c) >= 2 and len(b) >= 2:
-            judged.append((metric, _samples(b, c, policy.rule(metric), "median")))
+            runs = rows["run_id"].to_numpy()
+            judged.append((metric, _samples(b, c, policy.rule(metric), "median", runs=runs)))
     return judged
 
 
@@ -321,6 +351,7 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPoli
             threshold=rule.threshold,
             alpha=rule.alpha,
             min_effect=rule.min_effect,
+            estimate_share=rule.estimate_share,
         )
         judged.append(("error_rate", rate, None))
     return judged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -156,3 +157,40 @@ def test_better_latency_bought_with_more_memory_is_a_trade_off_not_a_pass():
         baseline_resources=resources_of("b", 40.0, seed=4),
     )
     assert run_verdict(same) == "pass"
+
+
+def scaled_run(run_id: str, factor: float, seed: int) -> pl.DataFrame:
+    run = fixed_rate_requests(run_id, 40, 10, seconds=30, seed=seed)
+    return run.with_columns(pl.col("latency_ms") * factor)
+
+
+def test_run_to_run_noise_of_the_baseline_keeps_an_ordinary_run_from_a_verdict():
+    # The endpoint's latency moves by up to 25 % between identical runs; a candidate like the
+    # slowest baseline run is ordinary. Pooling the requests as if they were one run flags it.
+    factors = [0.85, 1.0, 1.25, 0.9, 1.1]
+    ids = [f"b{i}" for i in range(5)]
+    base = pl.concat(
+        [scaled_run(r, f, seed=i) for i, (r, f) in enumerate(zip(ids, factors, strict=True))]
+    )
+    cand = scaled_run("c", 1.35, seed=9)
+    by_run = judge_run(cand, base, ids)
+    assert not by_run["regression"].any()
+    pooled = judge_run(cand, base.with_columns(run_id=pl.lit("b")), ["b"])
+    flagged = pooled.filter(pl.col("regression"))
+    assert set(flagged["metric"]) >= {"latency_p50"}
+    # The same candidate 80 % slower stands out against the runs' spread.
+    slower = judge_run(scaled_run("c", 1.8 * 1.02, seed=9), base, ids)
+    assert set(slower.filter(pl.col("regression"))["metric"]) >= {"latency_p50", "latency_p95"}
+
+
+def test_the_classic_rule_is_an_estimate_share_of_one():
+    # 18 % slower with ~400 requests per side and one baseline run: significant, CI reaching
+    # 20 %, estimate above 0.75 x 20 % -> a regression by default, not by "more than 20 %".
+    base = fixed_rate_requests("b", 40, 10, seconds=10, seed=1)
+    cand = fixed_rate_requests("c", 40, 10 * 1.18, seconds=10, seed=4)
+    default = judge_run(cand, base, ["b"])
+    row = default.filter(pl.col("metric") == "latency_p50").row(0, named=True)
+    assert 0.15 < row["change"] < 0.20 and row["ci_high"] >= 0.20
+    assert row["regression"]
+    classic = VerdictPolicy({m: replace(r, estimate_share=1.0) for m, r in DEFAULT_RULES.items()})
+    assert not judge_run(cand, base, ["b"], classic)["regression"].any()

@@ -50,9 +50,10 @@ DRIFT_RANGE = (0.005, 0.02)  # per run, relative to the starting level
 SPIKE_SIGMAS = (6.0, 12.0)  # anomaly size in standard deviations of the noise
 VERDICT_POWER = 0.95
 CHANGE_POINT_POWER = 0.90
-# Grids searched for the minimum detectable effect: the per-run verdict cannot flag less than
-# its 20 % threshold, so its grid starts there.
-VERDICT_EFFECT_GRID = tuple(round(0.20 + 0.025 * k, 4) for k in range(33))  # 20 % .. 100 %
+# Grids searched for the minimum detectable effect. The per-run verdict cannot flag less than
+# its estimate share of the threshold (0.75 x 20 % = 15 % by default), so its grid starts
+# below that.
+VERDICT_EFFECT_GRID = tuple(round(0.10 + 0.025 * k, 4) for k in range(37))  # 10 % .. 100 %
 STEP_EFFECT_GRID = tuple(round(0.005 * 1.1**k, 5) for k in range(63))  # 0.5 % .. ~200 %
 
 _START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -345,7 +346,8 @@ class BacktestSize:
     mde_noise: tuple[float, ...]
     mde_runs: tuple[int, ...]
     mde_verdict_cases: int
-    mde_requests: tuple[int, ...]
+    # (run-to-run drift, baseline runs, requests per endpoint per run) of each verdict cell
+    mde_verdict_cells: tuple[tuple[float, int, int], ...]
 
 
 SIZES = {
@@ -362,7 +364,7 @@ SIZES = {
         mde_noise=(0.05,),
         mde_runs=(30, 120),
         mde_verdict_cases=10,
-        mde_requests=(300,),
+        mde_verdict_cells=((RUN_DRIFT, BASELINE_RUNS, 300),),
     ),
     # The numbers recorded in bench/BACKTEST.md.
     "full": BacktestSize(
@@ -377,7 +379,15 @@ SIZES = {
         mde_noise=(0.02, 0.05, 0.10),
         mde_runs=(30, 60, 120),
         mde_verdict_cases=40,
-        mde_requests=(100, 300, 1000),
+        mde_verdict_cells=(
+            (RUN_DRIFT, BASELINE_RUNS, 100),
+            (RUN_DRIFT, BASELINE_RUNS, 300),
+            (RUN_DRIFT, BASELINE_RUNS, 1000),
+            (RUN_DRIFT, 3, 300),
+            (RUN_DRIFT, 10, 300),
+            (0.01, BASELINE_RUNS, 300),
+            (0.06, BASELINE_RUNS, 300),
+        ),
     ),
 }
 
@@ -478,8 +488,9 @@ def run_backtest(
 def _describe(policy: VerdictPolicy) -> str:
     """The latency rules of a verdict policy, in words."""
     rules = [
-        f"{metric} worse by > {rule.threshold:.0%} and >= {rule.min_effect:g} ms "
-        f"(BH-adjusted p < {rule.alpha:g})"
+        f"{metric} worse by > {rule.estimate_share * rule.threshold:.0%} with the 95 % CI "
+        f"reaching {rule.threshold:.0%}, and >= {rule.min_effect:g} ms "
+        f"(BH-adjusted p < {rule.alpha:g}, run-to-run noise included)"
         for metric, rule in ((m, policy.rule(m)) for m in LATENCY_METRICS)
     ]
     default = " (the production default)" if policy == VerdictPolicy() else ""
@@ -584,13 +595,15 @@ def _synthetic_run(
     endpoints: Sequence[_Endpoint],
     duration_s: float,
     slow: dict[str, float],
+    drift: float = RUN_DRIFT,
 ) -> pl.DataFrame:
     """One run's requests: each endpoint at its rate for ``duration_s``, its latency moved by
-    the run-to-run drift and multiplied by ``slow[name]`` when given."""
+    the run-to-run drift (log-normal, ``drift`` standard deviation) and multiplied by
+    ``slow[name]`` when given."""
     parts = {}
     for endpoint in endpoints:
         n = round(endpoint.rps * duration_s)
-        factor = math.exp(rng.normal(0, RUN_DRIFT)) * slow.get(endpoint.name, 1.0)
+        factor = math.exp(rng.normal(0, drift)) * slow.get(endpoint.name, 1.0)
         latency = endpoint.shape.sample(rng, n) * factor
         ok = rng.random(n) >= ERROR_RATE
         parts[endpoint.name] = (latency, ok, rng.uniform(0, duration_s, n))
@@ -1209,12 +1222,16 @@ MDE_ENDPOINT = _Endpoint("/api/endpoint", _Shape(50.0, 0.5), 10)
 def _threshold_crossing(
     baseline: pl.DataFrame, candidate: pl.DataFrame, policy: VerdictPolicy
 ) -> float:
-    """The slowdown at which the candidate's p50 or p95 first exceeds its relative threshold:
-    where the search for the critical effect starts (significance may move it up)."""
+    """The slowdown at which the candidate's p50 or p95 first exceeds the share of its
+    relative threshold that the estimate must pass: where the search for the critical effect
+    starts (significance and the CI may move it up)."""
     base = baseline.filter(pl.col("ok"))["latency_ms"].to_numpy()
     cand = candidate.filter(pl.col("ok"))["latency_ms"].to_numpy()
     return min(
-        (1 + policy.rule(metric).threshold) * np.quantile(base, q) / np.quantile(cand, q) - 1
+        (1 + policy.rule(metric).estimate_share * policy.rule(metric).threshold)
+        * np.quantile(base, q)
+        / np.quantile(cand, q)
+        - 1
         for metric, q in (("latency_p50", 0.5), ("latency_p95", 0.95))
     )
 
@@ -1222,20 +1239,25 @@ def _threshold_crossing(
 def _verdict_mde(
     config: BacktestSize, seed: int, policy: VerdictPolicy
 ) -> list[MinimumDetectableEffect]:
-    """Per-run verdict: the smallest slowdown of one endpoint flagged in 95 % of the runs."""
+    """Per-run verdict: the smallest slowdown of one endpoint flagged in 95 % of the runs, per
+    run-to-run drift, number of baseline runs and requests per run."""
     cells = []
-    runs = [f"base-{i}" for i in range(BASELINE_RUNS)]
-    for requests in config.mde_requests:
+    for drift, n_runs, requests in config.mde_verdict_cells:
+        runs = [f"base-{i}" for i in range(n_runs)]
         duration = requests / MDE_ENDPOINT.rps
         critical = []
+        # The default cells keep the case names of earlier versions (same draws).
+        part = f"mde verdict {requests}"
+        if (drift, n_runs) != (RUN_DRIFT, BASELINE_RUNS):
+            part += f" drift {drift} runs {n_runs}"
         for i in range(config.mde_verdict_cases):
-            rng = _rng(seed, f"mde verdict {requests}", i)
+            rng = _rng(seed, part, i)
             baseline = pl.concat(
-                [_synthetic_run(rng, run, [MDE_ENDPOINT], duration, {}) for run in runs]
+                [_synthetic_run(rng, run, [MDE_ENDPOINT], duration, {}, drift) for run in runs]
             )
-            candidate = _synthetic_run(rng, "candidate", [MDE_ENDPOINT], duration, {})
+            candidate = _synthetic_run(rng, "candidate", [MDE_ENDPOINT], duration, {}, drift)
 
-            def detected(effect: float, baseline=baseline, candidate=candidate) -> bool:
+            def detected(effect, baseline=baseline, candidate=candidate, runs=runs) -> bool:
                 slower = candidate.with_columns(pl.col("latency_ms") * (1 + effect))
                 flags = _flags(judge_run(slower, baseline, runs, policy))
                 return bool(flags.get(MDE_ENDPOINT.name, set()) & set(LATENCY_METRICS))
@@ -1247,8 +1269,8 @@ def _verdict_mde(
         cells.append(
             MinimumDetectableEffect(
                 detector="per-run verdict",
-                noise=RUN_DRIFT,
-                runs=BASELINE_RUNS,
+                noise=drift,
+                runs=n_runs,
                 requests_per_endpoint=requests,
                 power=VERDICT_POWER,
                 effect=_mde(critical, VERDICT_EFFECT_GRID, VERDICT_POWER),

@@ -8,6 +8,7 @@ between identical runs, and flagging those is a false alarm.
 """
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 
@@ -49,8 +50,11 @@ class Comparison:
     n_baseline, n_candidate : int
         Number of values used (after dropping non-finite ones), or request totals for rates.
     regression : bool
-        ``change > threshold and p_value < alpha and absolute worsening >= min_effect``.
-        Callers that adjust p-values (:func:`benjamini_hochberg`) recompute it.
+        ``p_value < alpha``, absolute worsening ``>= min_effect``, and the change consistent
+        with a worsening of ``threshold`` or more: ``change > estimate_share * threshold``
+        and ``max(change, ci_high) >= threshold`` (``change > threshold`` with the default
+        ``estimate_share = 1``). Callers that adjust p-values (:func:`benjamini_hochberg`)
+        recompute it.
     """
 
     statistic: str
@@ -80,6 +84,8 @@ def compare_samples(
     min_effect: float = 0.0,
     n_resamples: int = 2000,
     seed: int = 0,
+    baseline_runs: ArrayLike | None = None,
+    estimate_share: float = 1.0,
 ) -> Comparison:
     """Compare a statistic of two samples of a metric (latencies, throughput, ...).
 
@@ -117,6 +123,18 @@ def compare_samples(
         Bootstrap resamples for the CI.
     seed : int
         Seed of the numpy Generator used for the bootstrap (results are reproducible).
+    baseline_runs : array_like, optional
+        Run label of each baseline value (same length as ``baseline``). With values of at
+        least 2 runs, the run-to-run variation of the statistic is estimated from the runs and
+        added to the CI and to the test (see Notes, *Several baseline runs*): the candidate is
+        one more run, whose own run effect no resampling of its requests can show.
+    estimate_share : float
+        Share of ``threshold`` the point estimate must exceed, in (0, 1]. With 1 (the default)
+        a regression needs ``change > threshold``. Below 1, a change above
+        ``estimate_share * threshold`` whose CI reaches the threshold (``ci_high >=
+        threshold``) also counts: the data are then consistent with a degradation of the
+        threshold or more, and a true degradation of exactly the threshold is flagged with
+        probability near :math:`1 - \alpha/2` instead of 1/2.
 
     Returns
     -------
@@ -140,6 +158,14 @@ def compare_samples(
     statistic of 0 gives an infinite (or NaN) change.
     """
     quantile = _parse_statistic(statistic)
+    if not 0 < estimate_share <= 1:
+        raise ValueError(f"estimate_share must lie in (0, 1], got {estimate_share}")
+    labels = None
+    if baseline_runs is not None:
+        labels = np.asarray(baseline_runs).astype(str)
+        if labels.shape != np.shape(np.asarray(baseline, dtype=float)):
+            raise ValueError("baseline_runs must have one label per baseline value")
+        labels = labels[np.isfinite(np.asarray(baseline, dtype=float))]
     base, cand = _clean(baseline), _clean(candidate)
     base_value, cand_value = _statistic(base, quantile), _statistic(cand, quantile)
     if base.size < 2 or cand.size < 2:
@@ -148,15 +174,31 @@ def compare_samples(
     sign = 1.0 if higher_is_worse else -1.0
     change = _relative_change(base_value, cand_value, sign)
     rng = np.random.default_rng(seed)
-    boot_change = _relative_change(
-        _bootstrap(base, quantile, n_resamples, rng),
-        _bootstrap(cand, quantile, n_resamples, rng),
-        sign,
-    )
+    base_boot = _bootstrap(base, quantile, n_resamples, rng)
+    cand_boot = _bootstrap(cand, quantile, n_resamples, rng)
+    boot_change = _relative_change(base_boot, cand_boot, sign)
     ci_low, ci_high = np.quantile(boot_change, [alpha / 2, 1 - alpha / 2])
     p_value = _p_value(base, cand, statistic, quantile)
-    regression = (
-        change > threshold and p_value < alpha and sign * (cand_value - base_value) >= min_effect
+    run_level = (
+        None
+        if labels is None
+        else _run_level(base, labels, quantile, base_value, cand_value, base_boot, cand_boot)
+    )
+    if run_level is not None:
+        d, se = run_level
+        half = stats.norm.ppf(1 - alpha / 2) * se
+        ci_low, ci_high = np.sort(sign * np.expm1([d - half, d + half]))
+        p_run = 2 * stats.norm.sf(abs(d) / se) if se > 0 else float(d == 0)
+        p_value = max(p_value, p_run) if np.isfinite(p_value) else p_value
+    regression = _is_regression(
+        change,
+        ci_high,
+        p_value,
+        sign * (cand_value - base_value),
+        threshold=threshold,
+        alpha=alpha,
+        min_effect=min_effect,
+        estimate_share=estimate_share,
     )
     return Comparison(
         statistic=statistic,
@@ -181,6 +223,7 @@ def compare_rates(
     threshold: float = 0.20,
     alpha: float = 0.05,
     min_effect: float = 0.005,
+    estimate_share: float = 1.0,
 ) -> Comparison:
     """Compare two event rates (error rates: higher is worse).
 
@@ -197,6 +240,9 @@ def compare_rates(
         Smallest absolute increase of the rate :math:`r_c - r_b` that counts (0.005 = 0.5
         percentage points), which also keeps a baseline of zero events from flagging a
         single error.
+    estimate_share : float
+        Share of ``threshold`` the point estimate must exceed when the CI reaches the
+        threshold; as in :func:`compare_samples` (1: ``change > threshold``).
 
     Returns
     -------
@@ -247,7 +293,16 @@ def compare_rates(
         [candidate_events, candidate_total - candidate_events],
     ]
     p_value = stats.fisher_exact(table).pvalue
-    regression = change > threshold and p_value < alpha and cand_rate - base_rate >= min_effect
+    regression = _is_regression(
+        change,
+        ci_high,
+        p_value,
+        cand_rate - base_rate,
+        threshold=threshold,
+        alpha=alpha,
+        min_effect=min_effect,
+        estimate_share=estimate_share,
+    )
     return Comparison(
         statistic="rate",
         baseline=float(base_rate),
@@ -366,6 +421,52 @@ def benjamini_hochberg(p_values: ArrayLike) -> np.ndarray:
     adjusted = np.full(p.shape, np.nan)
     adjusted[np.flatnonzero(tested)[order]] = monotone
     return adjusted
+
+
+def _is_regression(
+    change: float,
+    ci_high: float,
+    p_value: float,
+    worsening: float,
+    *,
+    threshold: float,
+    alpha: float,
+    min_effect: float,
+    estimate_share: float,
+) -> bool:
+    """Significant, material, and consistent with a worsening of ``threshold`` or more: the
+    estimate above ``estimate_share * threshold`` and the estimate or the CI's upper bound at
+    or above ``threshold`` (with ``estimate_share = 1``: ``change > threshold``)."""
+    consistent = change > estimate_share * threshold and max(change, ci_high) >= threshold
+    return bool(consistent and p_value < alpha and worsening >= min_effect)
+
+
+def _run_level(
+    base: np.ndarray,
+    labels: np.ndarray,
+    quantile: float | None,
+    base_value: float,
+    cand_value: float,
+    base_boot: np.ndarray,
+    cand_boot: np.ndarray,
+) -> tuple[float, float] | None:
+    """Log ratio ``d`` and its standard error with the run-to-run variance added (see
+    :func:`compare_samples`, *Several baseline runs*); ``None`` when it does not apply."""
+    runs = [base[labels == run] for run in np.unique(labels)]
+    runs = [values for values in runs if values.size >= 2]
+    if len(runs) < 2 or base_value <= 0 or cand_value <= 0:
+        return None
+    per_run = np.array([_statistic(values, quantile) for values in runs])
+    if np.any(per_run <= 0) or np.any(base_boot <= 0) or np.any(cand_boot <= 0):
+        return None
+    k = len(runs)
+    log_base, log_cand = np.log(base_boot), np.log(cand_boot)
+    sampling = np.var(log_cand - log_base, ddof=1)
+    # A single run of n_r values has about N_b / n_r times the pooled sampling variance.
+    run_sampling = np.var(log_base, ddof=1) * base.size * np.mean([1 / v.size for v in runs])
+    tau2 = max(0.0, float(np.var(np.log(per_run), ddof=1)) - run_sampling)
+    se = math.sqrt(sampling + tau2 * (1 + 1 / k))
+    return float(np.log(cand_value / base_value)), se
 
 
 def _untested(statistic: str, baseline, candidate, n_baseline, n_candidate) -> Comparison:

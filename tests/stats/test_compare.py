@@ -238,3 +238,80 @@ def test_benjamini_hochberg_hand_computed_and_nan():
     assert benjamini_hochberg([]).shape == (0,)
     with pytest.raises(ValueError):
         benjamini_hochberg([0.5, 1.5])
+
+
+def test_estimate_share_flags_a_change_whose_ci_reaches_the_threshold():
+    # 10 % -> 11.6 % errors out of 10 000: +16 %. Katz interval computed here by hand:
+    # se(log RR) = sqrt(1/1160 - 1/10000 + 1/1000 - 1/10000).
+    se = math.sqrt(1 / 1160 - 1 / 10_000 + 1 / 1000 - 1 / 10_000)
+    ci_high = math.exp(math.log(1.16) + stats.norm.ppf(0.975) * se) - 1
+    p = stats.fisher_exact([[1000, 9000], [1160, 8840]]).pvalue
+    assert ci_high > 0.20 and p < 0.05  # consistent with +20 %, and significant
+    classic = compare_rates(1000, 10_000, 1160, 10_000, min_effect=0.0)
+    assert classic.ci_high == pytest.approx(ci_high, rel=1e-9)
+    assert not classic.regression  # +16 % is not "more than 20 %"
+    assert compare_rates(1000, 10_000, 1160, 10_000, min_effect=0.0, estimate_share=0.75).regression
+    # The estimate must still pass the share: 16 % < 0.9 x 20 %.
+    assert not compare_rates(
+        1000, 10_000, 1160, 10_000, min_effect=0.0, estimate_share=0.9
+    ).regression
+    # A CI that stays below the threshold is evidence against a 20 % worsening.
+    narrow = compare_rates(10_000, 100_000, 11_600, 100_000, min_effect=0.0, estimate_share=0.75)
+    assert narrow.ci_high < 0.20 and not narrow.regression
+    with pytest.raises(ValueError, match="estimate_share"):
+        compare_samples([1.0, 2.0], [1.0, 2.0], estimate_share=0.0)
+
+
+def runs_with_factors(factors, size=20_000, seed=4):
+    """One log-normal sample per run, scaled by the run's factor, and the run labels."""
+    rng = np.random.default_rng(seed)
+    values = [rng.lognormal(3.0, 0.3, size) * f for f in factors]
+    labels = np.repeat([f"run-{i}" for i in range(len(factors))], size)
+    return np.concatenate(values), labels
+
+
+def test_run_to_run_noise_enters_the_ci_and_the_test():
+    # Five baseline runs whose medians differ by a few % (their run effects); 20 000 requests
+    # per run make request sampling negligible next to them (sd of a log median ~0.003).
+    factors = np.exp([-0.05, 0.02, 0.0, 0.08, -0.03])
+    baseline, labels = runs_with_factors(factors)
+    candidate = np.random.default_rng(9).lognormal(3.0, 0.3, 20_000) * 1.10
+    pooled = compare_samples(baseline, candidate)
+    by_run = compare_samples(baseline, candidate, baseline_runs=labels)
+    assert pooled.p_value < 1e-50  # request against request: the runs' spread is ignored
+
+    # Reference: the candidate as one more run of a random-effects model, with the run
+    # variance taken from the baseline runs' log medians (numpy, not the implementation).
+    k = len(factors)
+    per_run = np.log([np.median(baseline[labels == f"run-{i}"]) for i in range(k)])
+    se = math.sqrt(np.var(per_run, ddof=1) * (1 + 1 / k))
+    d = math.log(np.median(candidate) / np.median(baseline))
+    z = stats.norm.ppf(0.975)
+    assert by_run.change == pooled.change  # the estimate does not change
+    assert by_run.p_value == pytest.approx(2 * stats.norm.sf(d / se), rel=0.1)
+    assert (by_run.ci_low, by_run.ci_high) == pytest.approx(
+        (math.exp(d - z * se) - 1, math.exp(d + z * se) - 1), rel=0.05
+    )
+    assert by_run.ci_high - by_run.ci_low > 5 * (pooled.ci_high - pooled.ci_low)
+
+
+def test_a_candidate_within_the_spread_of_the_baseline_runs_is_not_a_regression():
+    # p95 of runs that differ by up to 25 % (a slow mode whose share moves between runs; log
+    # factors with sd 0.15): a candidate ~28 % above the pooled p95 is 1.5 run sd away.
+    factors = [0.85, 1.0, 1.25, 0.9, 1.1]
+    baseline, labels = runs_with_factors(factors, size=2000)
+    candidate = np.random.default_rng(10).lognormal(3.0, 0.3, 2000) * 1.4
+    pooled = compare_samples(baseline, candidate, statistic="p95")
+    assert pooled.regression and pooled.change > 0.2
+    by_run = compare_samples(baseline, candidate, statistic="p95", baseline_runs=labels)
+    assert not by_run.regression and by_run.p_value > 0.05
+
+
+def test_one_baseline_run_or_no_labels_is_the_request_level_comparison():
+    baseline, labels = runs_with_factors([1.0], size=500)
+    candidate = np.random.default_rng(3).lognormal(3.0, 0.3, 500) * 1.3
+    assert compare_samples(baseline, candidate, baseline_runs=labels) == compare_samples(
+        baseline, candidate
+    )
+    with pytest.raises(ValueError, match="one label per baseline value"):
+        compare_samples(baseline, candidate, baseline_runs=labels[:-1])
