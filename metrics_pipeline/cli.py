@@ -1,7 +1,16 @@
 """The ``metrics-pipeline`` command.
 
-Exit codes: 0 success (and, for ``compare``, no regression); 1 a regression was found;
-2 bad usage or input (invalid manifest, unreadable files).
+Exit codes, the same for every command:
+
+* 0 success: done, and nothing the command gates on was found.
+* 1 the command found what it gates on: a regression (``compare``, ``versions``), a change
+  (``baseline diff``), a missed target (``backtest``), a failed run (``demo``, ``rebuild``),
+  a notification still waiting (``alerts deliver``).
+* 2 bad usage or input: an unknown command or option, a missing argument, an invalid
+  manifest, unreadable or missing files, a bad baseline file.
+
+``run`` exits with the load-test command's own code. Long loops (``upload`` over files,
+``ingest`` over files, ``demo`` and ``rebuild`` over runs) draw a progress bar on stderr.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from rich.table import Table
 from metrics_pipeline.alerts.cli import alerts_app, notifications_table
 from metrics_pipeline.formats import earliest_timestamp, read_results, result_files
 from metrics_pipeline.models import RunManifest
+from metrics_pipeline.progress import progress_bar
 from metrics_pipeline.settings import Settings
 
 app = typer.Typer(
@@ -231,7 +241,8 @@ def upload(
         raise typer.Exit(2)
     manifest = _manifest(suite, scenario, env, run_id, started_at, files)
     store = object_store_from_settings(Settings.from_env())
-    keys = upload_run(store, files, manifest, root=folder)
+    with progress_bar(err) as bar:
+        keys = upload_run(store, bar.track(files, description="uploading"), manifest, root=folder)
     console.print(
         f"uploaded run [bold]{manifest.run_id}[/] ({len(keys)} objects) to {store.description}"
     )
@@ -247,7 +258,7 @@ def ingest(
     started_at: StartedAt = None,
 ) -> None:
     """Ingest local files straight into the warehouse (backfills, benchmarks)."""
-    from metrics_pipeline.ingest import ingest_paths
+    from metrics_pipeline.ingest import ingest_files
     from metrics_pipeline.storage import open_warehouse
     from metrics_pipeline.summary import summarize_requests
 
@@ -259,7 +270,13 @@ def ingest(
         raise typer.Exit(2) from None
     manifest = _manifest(suite, scenario, env, run_id, started_at, files)
     warehouse = open_warehouse(settings)
-    report = ingest_paths(files, manifest, warehouse)
+    with progress_bar(err) as bar:
+        # Opened one by one as ingest reaches them: the bar moves as files are done.
+        openers = (
+            (file.name, lambda file=file: file.open("rb"))
+            for file in bar.track(files, description="ingesting")
+        )
+        report = ingest_files(openers, manifest, warehouse)
     warehouse.write_partition(
         "run_summary",
         manifest.run_id,
@@ -337,17 +354,17 @@ def demo(
     settings = Settings.from_env()
     store = object_store_from_settings(settings)
     generated = demo_runs(runs)
-    with tempfile.TemporaryDirectory() as tmp, console.status("uploading runs..."):
-        for run in generated:
+    with tempfile.TemporaryDirectory() as tmp, progress_bar(err) as bar:
+        for run in bar.track(generated, description="uploading runs"):
             folder = run.write(Path(tmp))
             upload_run(store, [folder / "requests.ndjson"], run.manifest)
     console.print(f"uploaded {len(generated)} runs to {store.description}")
 
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
-    with console.status("running new_run_sensor and the ci_stage job for each run..."):
+    with progress_bar(err) as bar:
         defs = build_definitions(settings)
-        tick = sense_and_run(defs, instance)
+        tick = sense_and_run(defs, instance, progress=_runs_bar(bar, "ci_stage job per run"))
     failed = [run_id for run_id, result in tick.results.items() if not result.success]
     for run_id in tick.run_ids:
         console.print(f"  {run_id}: {'[red]FAILED[/]' if run_id in failed else 'ok'}")
@@ -411,6 +428,12 @@ def backtest(
     raise typer.Exit(0 if report.all_targets_met else 1)
 
 
+def _runs_bar(bar, description: str):
+    """A ``progress(done, total)`` callback drawing one task of ``bar``."""
+    task = bar.add_task(description, total=None)
+    return lambda done, total: bar.update(task, completed=done, total=total)
+
+
 @app.command()
 def rebuild() -> None:
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
@@ -418,8 +441,8 @@ def rebuild() -> None:
     from metrics_pipeline.rebuild import rebuild as rebuild_warehouse
 
     settings = Settings.from_env()
-    with console.status("rebuilding the warehouse from the bucket..."):
-        report = rebuild_warehouse(settings)
+    with progress_bar(err) as bar:
+        report = rebuild_warehouse(settings, progress=_runs_bar(bar, "rebuilding, runs"))
     if report.failed:
         err.print(
             f"[red]rebuild failed[/] ({', '.join(report.failed)}); the warehouse is unchanged"

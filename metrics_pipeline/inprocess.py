@@ -6,6 +6,7 @@ job and resources as in production, without a daemon.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -25,9 +26,15 @@ class Tick:
 
 
 def sense_and_run(
-    defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Tick:
-    """Evaluate ``new_run_sensor`` once, register its partitions, run each requested run."""
+    """Evaluate ``new_run_sensor`` once, register its partitions, run each requested run.
+
+    ``progress(done, total)`` is called before the first run and after each one.
+    """
     sensor = defs.resolve_sensor_def(SENSOR)
     # As a context manager: the sensor's own instance handle is disposed when the tick ends.
     with dg.build_sensor_context(
@@ -43,13 +50,17 @@ def sense_and_run(
         instance.add_dynamic_partitions(runs_partitions.name, list(request.partition_keys))
     job = defs.resolve_job_def(JOB)
     results = {}
-    for request in result.run_requests or []:
+    requests = result.run_requests or []
+    report = progress or (lambda _done, _total: None)
+    report(0, len(requests))
+    for done, request in enumerate(requests, start=1):
         results[request.partition_key] = job.execute_in_process(
             instance=instance,
             partition_key=request.partition_key,
             tags=request.tags,
             raise_on_error=False,
         )
+        report(done, len(requests))
     return Tick(
         cursor=result.cursor,
         run_ids=[r.partition_key for r in result.run_requests or []],

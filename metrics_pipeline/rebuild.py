@@ -11,6 +11,7 @@ import dataclasses
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -25,7 +26,10 @@ class RebuildReport:
     failed: list[str]
 
 
-def rebuild(settings: Settings) -> RebuildReport:
+def rebuild(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> RebuildReport:
+    """``progress(done, total)`` follows the runs (see ``sense_and_run``)."""
     target = settings.warehouse_root
     building = target.with_name(f"{target.name}.rebuild-{uuid.uuid4().hex[:8]}")
     aside = dataclasses.replace(settings, warehouse_dir=building)
@@ -36,7 +40,7 @@ def rebuild(settings: Settings) -> RebuildReport:
             dg.DagsterInstance.from_config(home) as instance,
         ):
             defs = build_definitions(aside)
-            tick = sense_and_run(defs, instance)
+            tick = sense_and_run(defs, instance, progress=progress)
             failed = [run for run, result in tick.results.items() if not result.success]
             if (
                 not defs.resolve_job_def("nightly")
