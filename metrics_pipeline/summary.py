@@ -12,9 +12,12 @@ QUANTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "lat
 # The request columns the summary and the latency sketches read: a large run's text columns
 # (source file, error message) would cost more memory than the whole computation.
 SUMMARY_COLUMNS = ("run_id", "endpoint", "ts", "ok", "latency_ms")
+QUANTILE_BATCH_ROWS = 5_000_000
 
 
-def summarize_requests(requests: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+def summarize_requests(
+    requests: pl.DataFrame | pl.LazyFrame, batch_rows: int = QUANTILE_BATCH_ROWS
+) -> pl.DataFrame:
     """One row per run x endpoint: volume, errors, throughput and latency statistics.
 
     Latency statistics describe successful requests only: failures are often instant (refused
@@ -40,21 +43,29 @@ def summarize_requests(requests: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     volume = requests.group_by("run_id", "endpoint").agg(
         requests=pl.len(), errors=(~pl.col("ok")).sum()
     )
-    # Filtering before grouping, rather than inside each aggregate, keeps one copy of the
-    # successful latencies instead of one per quantile.
-    latency = (
-        requests.filter(pl.col("ok"))
-        .group_by("run_id", "endpoint")
-        .agg(
-            latency_mean=pl.col("latency_ms").mean(),
-            latency_max=pl.col("latency_ms").max(),
-            **{
-                name: pl.col("latency_ms").quantile(q, interpolation="linear")
-                for name, q in QUANTILES.items()
-            },
-        )
+    span, volume = pl.collect_all([span, volume], engine="streaming")
+    # Exact quantiles need every latency of a group in memory at once: endpoints are read in
+    # batches of at most ``batch_rows`` requests, each by its own filtered streaming scan,
+    # so the memory stays bounded however long the run. Filtering before grouping, rather
+    # than inside each aggregate, keeps one copy of the latencies instead of one per quantile.
+    latency = pl.concat(
+        [
+            requests.filter(pl.col("ok") & pl.col("endpoint").cast(pl.String).is_in(batch))
+            .group_by("run_id", "endpoint")
+            .agg(
+                latency_mean=pl.col("latency_ms").mean(),
+                latency_max=pl.col("latency_ms").max(),
+                **{
+                    name: pl.col("latency_ms").quantile(q, interpolation="linear")
+                    for name, q in QUANTILES.items()
+                },
+            )
+            .collect(engine="streaming")
+            for batch in _endpoint_batches(volume, batch_rows)
+        ]
+        or [pl.DataFrame(schema={"run_id": pl.Categorical, "endpoint": pl.Categorical})],
+        how="diagonal_relaxed",
     )
-    span, volume, latency = pl.collect_all([span, volume, latency], engine="streaming")
     summary = (
         volume.join(latency, on=["run_id", "endpoint"], how="left")
         .join(span, on="run_id")
@@ -65,6 +76,21 @@ def summarize_requests(requests: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         .sort("run_id", "endpoint")
     )
     return conform("run_summary", summary)
+
+
+def _endpoint_batches(volume: pl.DataFrame, max_rows: int) -> list[list[str]]:
+    """Endpoint names grouped so that each group has at most ``max_rows`` requests (over all
+    runs), or is a single endpoint that alone has more."""
+    per_endpoint = volume.group_by(pl.col("endpoint").cast(pl.String)).agg(pl.col("requests").sum())
+    batches: list[list[str]] = []
+    rows = max_rows
+    for endpoint, count in per_endpoint.sort("endpoint").iter_rows():
+        if rows + count > max_rows:
+            batches.append([])
+            rows = 0
+        batches[-1].append(endpoint)
+        rows += count
+    return batches
 
 
 def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:

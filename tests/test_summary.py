@@ -66,9 +66,10 @@ def expected_summary(columns: dict) -> dict[tuple[str, str], dict]:
     return expected
 
 
-def test_summary_matches_numpy_on_successful_requests():
+@pytest.mark.parametrize("batch_rows", [5_000_000, 1], ids=["one scan", "a scan per endpoint"])
+def test_summary_matches_numpy_on_successful_requests(batch_rows):
     frame, columns = make_requests()
-    summary = summarize_requests(frame)
+    summary = summarize_requests(frame.lazy(), batch_rows=batch_rows)
     assert summary.schema == SCHEMAS["run_summary"]
     assert summary.select("run_id", "endpoint").rows() == [
         ("r1", "/a"),

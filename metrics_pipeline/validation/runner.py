@@ -93,7 +93,7 @@ def validate(
     outcomes: list[ExpectationOutcome] | None = None
     for index in range(batches):
         part = columns if batches == 1 else columns.filter(bucket == index)
-        batch = _validate_batch(table, suite, part.collect())
+        batch = _validate_batch(table, suite, part.collect(engine="streaming"))
         outcomes = (
             batch
             if outcomes is None
