@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS
+from assets.marts import MART_SPECS
 from metrics_pipeline.resources import BaselineFileResource, WarehouseResource
 from metrics_pipeline.retention import RetentionPolicy, apply_plan, plan_for
 
@@ -19,6 +21,9 @@ class RetentionConfig(dg.Config):
 
 @dg.asset(
     key=RETENTION,
+    # Last in the nightly job: with a multi-process or Celery executor, deleting partitions
+    # while the marts and history analyses read them would fail those steps.
+    deps=[*(spec.key for spec in MART_SPECS), CHANGE_POINTS, DRIFTS, FINDINGS],
     group_name="warehouse",
     kinds={"parquet", "postgres"},
     description="Deletes raw rows after 30 days and aggregates after a year (configurable), "
