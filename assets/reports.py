@@ -13,26 +13,9 @@ from pydantic import Field
 
 from assets.analysis import VERDICTS
 from assets.history import FORECASTS
-from metrics_pipeline.ingest import RunNotFoundError, load_manifest
-from metrics_pipeline.models import ManifestError
 from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.reports import (
-    PublishedReport,
-    Week,
-    default_week,
-    executive_summary,
-    gather_run,
-    gather_week,
-    publish,
-    raw_tables,
-    render_html,
-    render_pdf,
-    report_folder,
-    run_document,
-    weekly_document,
-    weekly_raw,
-    weekly_summary,
-)
+from metrics_pipeline.reports import PublishedReport, Week, default_week
+from metrics_pipeline.reports.build import build_run_report, build_weekly_report
 from metrics_pipeline.resources import ObjectStore, ReportsResource, WarehouseResource
 
 RUN_REPORT = dg.AssetKey(["reports", "run_report"])
@@ -66,25 +49,10 @@ def run_report(
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
-    try:
-        tags = load_manifest(object_store, run_id)[1].tags
-    except (RunNotFoundError, ManifestError):
-        tags = {}  # a run ingested from local files has no manifest in the bucket
-    data = gather_run(store, run_id, tags)
-    summary = executive_summary(data)
-    document = run_document(data)
-    published = publish(
-        reports.path(),
-        report_folder("runs", run_id),
-        {
-            "summary.md": summary.encode(),
-            "report.html": render_html(document).encode(),
-            "report.pdf": render_pdf(document),
-        },
-        raw_tables(store, run_id),
-        object_store,
+    report = build_run_report(store, run_id, reports.path(), object_store)
+    return dg.MaterializeResult(
+        metadata={"verdict": report.verdict, **_metadata(report.summary, report.published)}
     )
-    return dg.MaterializeResult(metadata={"verdict": data.verdict, **_metadata(summary, published)})
 
 
 class WeeklyReportConfig(dg.Config):
@@ -117,20 +85,11 @@ def weekly_report(
             store.read("runs").filter(pl.col("valid"))["started_at"], datetime.now(UTC)
         )
     )
-    data = gather_week(store, week)
-    summary = weekly_summary(data)
-    document = weekly_document(data)
-    published = publish(
-        reports.path(),
-        report_folder("weekly", str(week)),
-        {
-            "summary.md": summary.encode(),
-            "report.html": render_html(document).encode(),
-            "report.pdf": render_pdf(document),
-        },
-        weekly_raw(data),
-        object_store,
-    )
+    report = build_weekly_report(store, week, reports.path(), object_store)
     return dg.MaterializeResult(
-        metadata={"week": str(week), "runs": data.this_week.height, **_metadata(summary, published)}
+        metadata={
+            "week": str(week),
+            "runs": report.runs,
+            **_metadata(report.summary, report.published),
+        }
     )

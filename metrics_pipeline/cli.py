@@ -435,6 +435,33 @@ def _runs_bar(bar, description: str):
 
 
 @app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="The run to report on (already ingested).")],
+) -> None:
+    """Write the run's four report layers (Markdown summary, HTML, PDF, raw JSONL) under
+    METRICS_HOME/reports and to the bucket's reports/, and print their paths. The CI stage
+    writes them too; this re-creates them, e.g. after a baseline or SLA change."""
+    from metrics_pipeline.reports import ReportInputError
+    from metrics_pipeline.reports.build import build_run_report
+    from metrics_pipeline.resources import object_store_from_settings
+    from metrics_pipeline.storage import open_warehouse
+
+    settings = Settings.from_env()
+    try:
+        with console.status(f"rendering the report of {run_id}..."):
+            build_run_report(
+                open_warehouse(settings),
+                run_id,
+                settings.reports_root,
+                object_store_from_settings(settings),
+            )
+    except ReportInputError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    _print_reports(settings, run_id)
+
+
+@app.command()
 def rebuild() -> None:
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
     the old warehouse is replaced only when everything succeeded."""

@@ -93,6 +93,26 @@ def test_ingest_and_upload_use_the_configured_home(fixtures_dir, tmp_path, monke
     assert bad.exit_code == 2 and "not allowed" in bad.output
 
 
+def test_report_writes_the_four_layers_of_an_ingested_run(fixtures_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "fx-2"]
+    requests = fixtures_dir / "locust" / "requests.ndjson"
+    assert runner.invoke(app, ["ingest", str(requests), *args]).exit_code == 0
+
+    result = runner.invoke(app, ["report", "fx-2"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "reports" / "runs" / "fx-2"
+    for name in ("summary.md", "report.html", "report.pdf", "raw.jsonl"):
+        assert (folder / name).stat().st_size and name in result.output
+    assert (folder / "report.pdf").read_bytes().startswith(b"%PDF")
+    # The same files went to the bucket's reports/ folder.
+    bucket = tmp_path / "objects" / "loadtests" / "reports" / "runs" / "fx-2"
+    assert (bucket / "summary.md").read_bytes() == (folder / "summary.md").read_bytes()
+
+    unknown = runner.invoke(app, ["report", "never-ingested"])
+    assert unknown.exit_code == 2 and "never-ingested" in unknown.output
+
+
 @pytest.mark.slow
 def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_path):
     env = os.environ | {"METRICS_HOME": str(tmp_path)}
