@@ -138,6 +138,12 @@ def judge_run(
     row per endpoint x metric (``verdicts`` schema) with ``verdict`` one of ``regression``,
     ``trade-off`` (a resource got worse while latency got better: not a pass), ``ok``, or
     ``no baseline``.
+
+    The baseline's ``run_id`` column tells its runs apart: latency, throughput and resource
+    comparisons add the run-to-run variation of the statistic among the baseline runs to the
+    CI and to the test (``compare_samples(..., baseline_runs=...)``), since the candidate is
+    one more run with a run effect of its own. Each row is then judged by its metric's
+    :class:`MetricRule` with Benjamini-Hochberg adjusted p-values.
     """
     candidate_intervals = _or_empty(candidate_intervals, "interval_stats")
     if candidate.height:

@@ -423,8 +423,9 @@ def run_backtest(
 
     Notes
     -----
-    *Per-run verdicts.* A case is one candidate run judged against the pooled requests of 5
-    baseline runs by :func:`~metrics_pipeline.verdicts.judge_run`. Degraded cases slow every
+    *Per-run verdicts.* A case is one candidate run judged against the requests of 5 baseline
+    runs (with their run ids, so the run-to-run noise is estimated) by
+    :func:`~metrics_pipeline.verdicts.judge_run`. Degraded cases slow every
     request of one endpoint by :math:`\\delta \\sim U(0.20, 0.50)`; that endpoint is chosen
     among those where a 20 % slowdown of p95 clears the policy's absolute floor (a slower
     sub-millisecond endpoint is, by design, not a regression). Recall = degraded runs whose
@@ -695,7 +696,7 @@ def _score_synthetic_verdicts(
         for e in VERDICT_ENDPOINTS
     )
     detail = (
-        f"candidate run vs {BASELINE_RUNS} baseline runs pooled, judged by judge_run; "
+        f"candidate run vs {BASELINE_RUNS} baseline runs (run ids kept), judged by judge_run; "
         f"endpoints per run: {requests}; {OUTLIER_RATE:.1%} of requests x5-20, "
         f"{ERROR_RATE:.0%} errors, run-to-run drift {RUN_DRIFT:.0%} per endpoint, bimodal slow "
         f"share +-15 % per run; degradation +{DEGRADATION_RANGE[0]:.0%}..+"

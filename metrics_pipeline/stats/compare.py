@@ -2,9 +2,11 @@
 
 Every comparison reports a relative change oriented so that a positive value means *worse*
 (``+0.25`` = 25 % worse), whichever direction is bad for the metric. A regression must be large
-(``change > threshold``), significant (``p_value < alpha``) and material (absolute worsening of
-at least ``min_effect`` in the metric's units): on shared machines fast endpoints move by 15-30 %
-between identical runs, and flagging those is a false alarm.
+(``change > threshold``; or, with ``estimate_share < 1``, above that share of the threshold with
+a CI that reaches the threshold), significant (``p_value < alpha``) and material (absolute
+worsening of at least ``min_effect`` in the metric's units): on shared machines fast endpoints
+move by 15-30 % between identical runs, and flagging those is a false alarm. With the baseline's
+run labels, the run-to-run variation of the statistic is part of the CI and of the test.
 """
 
 import dataclasses
