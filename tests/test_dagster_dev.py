@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.request import Request, urlopen
 
 import pytest
-from conftest import free_port, service_unavailable
+from conftest import chromium, free_port, service_unavailable
 
 from metrics_pipeline.demo_data import demo_runs
 from metrics_pipeline.resources import LocalObjectStore
@@ -26,16 +26,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 ROOT = Path(__file__).resolve().parents[1]
 # Screenshots of the UI tests, kept after the run (git-ignored).
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 RUNS = """{ runsOrError(limit: 50) { ... on Runs { results { status tags { key value } } } } }"""
 LOCATION = """{ workspaceOrError { ... on Workspace { locationEntries {
@@ -206,33 +196,25 @@ def test_dagster_dev_loads_and_the_daemon_turns_an_upload_into_a_verdict(dagster
 def check_the_verdict_in_the_browser(port: int, run_id: str) -> None:
     """The analysis group's asset graph, then the candidate's verdicts partition with its
     markdown verdict table, as a user clicks through them; no script error on any page."""
-    if not CHROMIUM.exists():
-        service_unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(exist_ok=True)
     base = f"http://127.0.0.1:{port}"
     # Marks the UI's first-visit community prompt as seen: it would cover the pages.
     graphql(port, "mutation { setNuxSeen }")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1100})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
 
-            page.goto(f"{base}/locations/metrics_pipeline.definitions/asset-groups/analysis")
-            for name in ("verdicts", "baseline"):
-                page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
-            page.screenshot(path=ARTIFACTS / "ui-analysis-assets.png")
+        page.goto(f"{base}/locations/metrics_pipeline.definitions/asset-groups/analysis")
+        for name in ("verdicts", "baseline"):
+            page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "ui-analysis-assets.png")
 
-            page.goto(f"{base}/assets/analysis/verdicts?view=partitions&partition={run_id}")
-            page.get_by_text("[Show Markdown]").click(timeout=60_000)
-            table = page.get_by_role("dialog")
-            table.get_by_text("REGRESSION").wait_for(timeout=30_000)
-            regressed = [line for line in table.inner_text().splitlines() if "REGRESSION" in line]
-            page.screenshot(path=ARTIFACTS / "ui-verdicts-markdown.png")
-        finally:
-            browser.close()
+        page.goto(f"{base}/assets/analysis/verdicts?view=partitions&partition={run_id}")
+        page.get_by_text("[Show Markdown]").click(timeout=60_000)
+        table = page.get_by_role("dialog")
+        table.get_by_text("REGRESSION").wait_for(timeout=30_000)
+        regressed = [line for line in table.inner_text().splitlines() if "REGRESSION" in line]
+        page.screenshot(path=ARTIFACTS / "ui-verdicts-markdown.png")
     assert regressed and all(line.startswith("/api/orders") for line in regressed), regressed
     assert errors == [], errors

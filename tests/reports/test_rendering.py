@@ -5,26 +5,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-from conftest import service_unavailable
+from conftest import chromium, service_unavailable
 from helpers import HOSTILE_ENDPOINT, hostile_fixture  # noqa: F401 (fixture)
 from PIL import Image
 
 from metrics_pipeline.reports import gather_run, render_html, render_pdf, run_document
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -35,43 +24,35 @@ def document(hostile):
 
 
 def test_html_draws_its_charts_offline_without_errors(document, tmp_path):
-    if not Path(CHROMIUM).exists():
-        service_unavailable(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
     page_file = tmp_path / "report.html"
     page_file.write_text(render_html(document))
     errors, requests = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1200, "height": 900})
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_file.as_uri(), wait_until="load")
-            charts = sum(len(s.charts) for s in document.sections)
-            page.wait_for_function(
-                f"document.querySelectorAll('div.vega svg.marks').length === {charts}",
-                timeout=30_000,
-            )
-            sizes = page.evaluate(
-                "() => [...document.querySelectorAll('div.vega svg.marks')]"
-                ".map(s => { const r = s.getBoundingClientRect(); return [r.width, r.height]; })"
-            )
-            marks = page.evaluate(
-                "() => document.querySelectorAll('div.vega svg.marks path, "
-                "div.vega svg.marks line').length"
-            )
-            pwned = page.evaluate("() => window.pwned === undefined")
-            headline = page.inner_text(".banner .headline")
-            text = page.inner_text("body")
-            chart = page.locator("#chart-comparison")
-            chart.screenshot(path=str(tmp_path / "comparison.png"))
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_file.as_uri(), wait_until="load")
+        charts = sum(len(s.charts) for s in document.sections)
+        page.wait_for_function(
+            f"document.querySelectorAll('div.vega svg.marks').length === {charts}",
+            timeout=30_000,
+        )
+        sizes = page.evaluate(
+            "() => [...document.querySelectorAll('div.vega svg.marks')]"
+            ".map(s => { const r = s.getBoundingClientRect(); return [r.width, r.height]; })"
+        )
+        marks = page.evaluate(
+            "() => document.querySelectorAll('div.vega svg.marks path, "
+            "div.vega svg.marks line').length"
+        )
+        pwned = page.evaluate("() => window.pwned === undefined")
+        headline = page.inner_text(".banner .headline")
+        text = page.inner_text("body")
+        chart = page.locator("#chart-comparison")
+        chart.screenshot(path=str(tmp_path / "comparison.png"))
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert errors == []
     assert requests == [page_file.as_uri()]  # nothing fetched from anywhere else
     assert all(w > 100 and h > 50 for w, h in sizes), sizes
