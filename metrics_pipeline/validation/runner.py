@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -94,6 +95,9 @@ def validate(
     for index in range(batches):
         part = columns if batches == 1 else columns.filter(bucket == index)
         batch = _validate_batch(table, suite, part.collect(engine="streaming"))
+        # Great Expectations' batch objects hold the pandas frame in reference cycles: without
+        # a collection each batch stays resident (a 5 GB run's 35 batches reached 1.5 GB).
+        gc.collect()
         outcomes = (
             batch
             if outcomes is None
