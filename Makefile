@@ -15,11 +15,15 @@ install:
 demo: install
 	$(UV) run metrics-pipeline demo
 
+# Two or more workers (up to 4): many tests wait on servers and subprocesses; a file's tests stay
+# on one worker so its module fixtures (a pipeline run, a server) are built once.
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
+
 test: install
-	$(UV) run pytest
+	$(UV) run pytest $(PYTEST_PARALLEL) --durations 25
 
 test-fast: install
-	$(UV) run pytest -m "not slow"
+	$(UV) run pytest $(PYTEST_PARALLEL) -m "not slow"
 
 # Dagster UI and daemon (sensors) on 127.0.0.1:3000, on the embedded default under METRICS_HOME.
 dev: install

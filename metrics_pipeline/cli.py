@@ -103,7 +103,10 @@ def _verdict_table(verdicts: pl.DataFrame, title: str) -> Table:
     table = Table(title=title)
     for column in ("endpoint", "metric", "baseline", "candidate", "change", "95% CI", "p adj.", ""):
         table.add_column(
-            column, justify="right" if column not in {"endpoint", "metric"} else "left"
+            column,
+            justify="right" if column not in {"endpoint", "metric"} else "left",
+            # On a narrow terminal the other columns wrap; the verdict stays one word.
+            no_wrap=column == "",
         )
     for row in ordered(verdicts).iter_rows(named=True):
         cells = formatted(row)
