@@ -115,7 +115,8 @@ def test_report_writes_the_four_layers_of_an_ingested_run(fixtures_dir, tmp_path
 
 @pytest.mark.slow
 def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_path):
-    env = os.environ | {"METRICS_HOME": str(tmp_path)}
+    # Wide enough that the printed tables keep each cell on one line.
+    env = os.environ | {"METRICS_HOME": str(tmp_path), "COLUMNS": "250"}
     command = [str(Path(sys.executable).parent / "metrics-pipeline"), "demo"]
     counts = []
     for _ in range(2):
@@ -127,6 +128,15 @@ def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_p
         for name in ("summary.md", "report.html", "report.pdf", "raw.jsonl"):
             assert str(reports / name) in done.stdout and (reports / name).stat().st_size
         assert "REGRESSION: /api/orders" in (reports / "summary.md").read_text()
+        # The alerts it would send: no receiver is configured, so each waits in the outbox.
+        alerts = done.stdout[done.stdout.index("alerts of checkout-20261106-6") :]
+        alerts = alerts[: alerts.index("reports of")]
+        regression_rows = [line for line in alerts.splitlines() if "│ regression" in line]
+        assert regression_rows and all("/api/orders" in line for line in regression_rows)
+        assert all("would send" in line for line in regression_rows)
+        # The monitoring files are written under METRICS_HOME.
+        assert (tmp_path / "monitoring" / "prometheus" / "prometheus.yml").is_file()
+        assert list((tmp_path / "monitoring" / "grafana" / "dashboards").glob("*.json"))
         warehouse = Warehouse(tmp_path / "warehouse")
         counts.append({t: warehouse.read(t).height for t in ("requests", "runs", "verdicts")})
         assert warehouse.read("verdicts").filter(pl.col("regression"))[
