@@ -8,7 +8,7 @@ import polars as pl
 from assets.analysis import VERDICTS
 from assets.history import FINDINGS
 from metrics_pipeline.alerts.resource import AlertingResource
-from metrics_pipeline.alerts.service import Outcome, alerts_markdown, locked, process
+from metrics_pipeline.alerts.service import Outcome, alerts_markdown, locked
 from metrics_pipeline.alerts.signals import (
     finding_signals,
     history_items,
@@ -60,11 +60,7 @@ def sla(
     store.refresh_catalog()
     counts = table["status"].value_counts()
     by_status = dict(zip(counts["status"], counts["count"], strict=True))
-    mine = windows.filter(
-        (pl.col("suite") == run["suite"])
-        & (pl.col("scenario") == run["scenario"])
-        & (pl.col("environment") == run["environment"])
-    )
+    mine = windows.filter(_same_combination(run))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
@@ -76,6 +72,15 @@ def sla(
             "sla": dg.MetadataValue.md(evaluations_markdown(table)),
             "windows": dg.MetadataValue.md(_windows_markdown(mine)),
         }
+    )
+
+
+def _same_combination(run: dict) -> pl.Expr:
+    """Rows of the run's suite, scenario and environment."""
+    return (
+        (pl.col("suite") == run["suite"])
+        & (pl.col("scenario") == run["scenario"])
+        & (pl.col("environment") == run["environment"])
     )
 
 
@@ -121,26 +126,22 @@ def alerts(
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
-    config = alerting.config()
-    now = datetime.now(UTC)
     runs = store.read("runs")
     run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-    combination = runs.filter(
-        (pl.col("suite") == run["suite"])
-        & (pl.col("scenario") == run["scenario"])
-        & (pl.col("environment") == run["environment"])
-    )["run_id"].to_list()
+    combination = runs.filter(_same_combination(run))["run_id"].to_list()
     resource_metrics = (
         store.scan("resources", combination).select("run_id", "metric").unique().collect()
     )
-    signals = run_signals(
-        run,
-        store.read("verdicts", [run_id]),
-        store.read("sla_evaluations", [run_id]),
-        history=history_items(runs, store.read("run_summary", combination), resource_metrics, run),
-        config=config,
-    ) + missing_run_signals(runs, config, now)
-    outcome = process(store, config, signals, now, alerting.senders(config))
+    history = history_items(runs, store.read("run_summary", combination), resource_metrics, run)
+    verdicts = store.read("verdicts", [run_id])
+    evaluations = store.read("sla_evaluations", [run_id])
+    outcome = alerting.apply(
+        store,
+        lambda config, now: (
+            run_signals(run, verdicts, evaluations, history=history, config=config)
+            + missing_run_signals(runs, config, now)
+        ),
+    )
     store.refresh_catalog()
     for row in outcome.pending.filter(pl.col("last_error").is_not_null()).iter_rows(named=True):
         context.log.warning(
@@ -162,11 +163,12 @@ def finding_alerts(
     warehouse: WarehouseResource, alerting: AlertingResource
 ) -> dg.MaterializeResult:
     store = warehouse.get()
-    config = alerting.config()
-    now = datetime.now(UTC)
-    signals = finding_signals(store.read("findings"), config) + missing_run_signals(
-        store.read("runs"), config, now
+    outcome = alerting.apply(
+        store,
+        lambda config, now: (
+            finding_signals(store.read("findings"), config)
+            + missing_run_signals(store.read("runs"), config, now)
+        ),
     )
-    outcome = process(store, config, signals, now, alerting.senders(config))
     store.refresh_catalog()
     return dg.MaterializeResult(metadata=_metadata(outcome))

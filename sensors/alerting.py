@@ -1,14 +1,11 @@
 """Alert sensors: deliver the outbox and watch for overdue runs every minute; turn a failed
 pipeline run into an alert (and a later successful one into its resolution)."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from metrics_pipeline.alerts.common import ConfigError
 from metrics_pipeline.alerts.lifecycle import Signals
 from metrics_pipeline.alerts.resource import AlertingResource
-from metrics_pipeline.alerts.service import process
 from metrics_pipeline.alerts.signals import (
     missing_run_signals,
     pipeline_failure_signal,
@@ -17,13 +14,6 @@ from metrics_pipeline.alerts.signals import (
 from metrics_pipeline.resources import WarehouseResource
 
 PARTITION_TAG = "dagster/partition"
-
-
-def _apply(warehouse: WarehouseResource, alerting: AlertingResource, signals: Signals):
-    store = warehouse.get()
-    config = alerting.config()
-    now = datetime.now(UTC)
-    return process(store, config, signals, now, alerting.senders(config))
 
 
 @dg.sensor(
@@ -36,14 +26,8 @@ def alert_delivery_sensor(
     warehouse: WarehouseResource, alerting: AlertingResource
 ) -> dg.SkipReason:
     store = warehouse.get()
-    config = alerting.config()
-    now = datetime.now(UTC)
-    outcome = process(
-        store,
-        config,
-        missing_run_signals(store.read("runs"), config, now),
-        now,
-        alerting.senders(config),
+    outcome = alerting.apply(
+        store, lambda config, now: missing_run_signals(store.read("runs"), config, now)
     )
     return dg.SkipReason(
         f"{outcome.new_deliveries.height} new notification(s); "
@@ -78,7 +62,7 @@ def alert_on_run_failure(
         run.run_id,
     )
     try:
-        outcome = _apply(warehouse, alerting, Signals([signal]))
+        outcome = alerting.apply(warehouse.get(), lambda config, now: Signals([signal]))
     except ConfigError as exc:
         # A broken alerting config may be why the run failed: say so instead of failing too.
         context.log.error(f"cannot record the alert for run {run.run_id}: {exc}")
@@ -101,4 +85,5 @@ def resolve_on_run_success(
     alerting: AlertingResource,
 ) -> None:
     run = context.dagster_run
-    _apply(warehouse, alerting, pipeline_success_scope(run.job_name, run.tags.get(PARTITION_TAG)))
+    scope = pipeline_success_scope(run.job_name, run.tags.get(PARTITION_TAG))
+    alerting.apply(warehouse.get(), lambda config, now: scope)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -9,6 +11,8 @@ import dagster as dg
 from metrics_pipeline.alerts.catalog import KpiCatalog, load_catalog
 from metrics_pipeline.alerts.config import AlertingConfig, load_alerting
 from metrics_pipeline.alerts.delivery import Sender, build_senders
+from metrics_pipeline.alerts.lifecycle import Signals
+from metrics_pipeline.alerts.service import Outcome, process
 from metrics_pipeline.settings import Settings
 
 
@@ -26,6 +30,13 @@ class AlertingResource(dg.ConfigurableResource):
 
     def senders(self, config: AlertingConfig) -> dict[str, Sender]:
         return build_senders(config, Settings.secret)
+
+    def apply(self, store, signals_for: Callable[[AlertingConfig, datetime], Signals]) -> Outcome:
+        """Load the config, build the signals from it and the current time, then update the
+        alerts and deliver what is due (``service.process``)."""
+        config = self.config()
+        now = datetime.now(UTC)
+        return process(store, config, signals_for(config, now), now, self.senders(config))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertingResource:
