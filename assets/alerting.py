@@ -1,7 +1,5 @@
 """SLA evaluation of each run against the KPI catalog, and the alerts that follow from it."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 import polars as pl
 
@@ -17,7 +15,7 @@ from metrics_pipeline.alerts.signals import (
 )
 from metrics_pipeline.alerts.sla import evaluate_run, evaluations_markdown, rolling_windows
 from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import WarehouseResource
+from metrics_pipeline.resources import ClockResource, WarehouseResource
 
 SLA = dg.AssetKey(["analysis", "sla"])
 ALERTS = dg.AssetKey(["alerts", "alerts"])
@@ -35,12 +33,15 @@ FINDING_ALERTS = dg.AssetKey(["alerts", "findings"])
     "then the 7- and 30-day rolling windows of every combination.",
 )
 def sla(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerting: AlertingResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    alerting: AlertingResource,
+    clock: ClockResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
     catalog = alerting.catalog()
-    now = datetime.now(UTC)
+    now = clock.now()
     runs = store.read("runs")
     run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
     table = evaluate_run(
@@ -122,7 +123,10 @@ def _metadata(outcome: Outcome) -> dict:
     "a receiver did not accept).",
 )
 def alerts(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerting: AlertingResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    alerting: AlertingResource,
+    clock: ClockResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
@@ -141,6 +145,7 @@ def alerts(
             run_signals(run, verdicts, evaluations, history=history, config=config)
             + missing_run_signals(runs, config, now)
         ),
+        clock.now(),
     )
     store.refresh_catalog()
     for row in outcome.pending.filter(pl.col("last_error").is_not_null()).iter_rows(named=True):
@@ -160,7 +165,7 @@ def alerts(
     "goes away; also overdue expected runs.",
 )
 def finding_alerts(
-    warehouse: WarehouseResource, alerting: AlertingResource
+    warehouse: WarehouseResource, alerting: AlertingResource, clock: ClockResource
 ) -> dg.MaterializeResult:
     store = warehouse.get()
     outcome = alerting.apply(
@@ -169,6 +174,7 @@ def finding_alerts(
             finding_signals(store.read("findings"), config)
             + missing_run_signals(store.read("runs"), config, now)
         ),
+        clock.now(),
     )
     store.refresh_catalog()
     return dg.MaterializeResult(metadata=_metadata(outcome))

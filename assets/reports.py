@@ -5,8 +5,6 @@ Each report has four layers written under the reports folder and to ``reports/``
 works offline), ``report.pdf`` (paginated, contents with page numbers) and ``raw.jsonl``.
 """
 
-from datetime import UTC, datetime
-
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -16,7 +14,12 @@ from assets.history import FORECASTS
 from metrics_pipeline.partitions import runs_partitions
 from metrics_pipeline.reports import PublishedReport, Week, default_week
 from metrics_pipeline.reports.build import build_run_report, build_weekly_report
-from metrics_pipeline.resources import ObjectStore, ReportsResource, WarehouseResource
+from metrics_pipeline.resources import (
+    ClockResource,
+    ObjectStore,
+    ReportsResource,
+    WarehouseResource,
+)
 
 RUN_REPORT = dg.AssetKey(["reports", "run_report"])
 WEEKLY_REPORT = dg.AssetKey(["reports", "weekly_report"])
@@ -76,14 +79,13 @@ def weekly_report(
     warehouse: WarehouseResource,
     object_store: ObjectStore,
     reports: ReportsResource,
+    clock: ClockResource,
 ) -> dg.MaterializeResult:
     store = warehouse.get()
     week = (
         Week.parse(config.week)
         if config.week
-        else default_week(
-            store.read("runs").filter(pl.col("valid"))["started_at"], datetime.now(UTC)
-        )
+        else default_week(store.read("runs").filter(pl.col("valid"))["started_at"], clock.now())
     )
     report = build_weekly_report(store, week, reports.path(), object_store)
     return dg.MaterializeResult(

@@ -1,13 +1,11 @@
 """Retention as an asset of the nightly job: what it deleted (or would delete) is its record."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 from pydantic import Field
 
 from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS
 from assets.marts import MART_SPECS
-from metrics_pipeline.resources import BaselineFileResource, WarehouseResource
+from metrics_pipeline.resources import BaselineFileResource, ClockResource, WarehouseResource
 from metrics_pipeline.retention import RetentionPolicy, apply_plan, plan_for
 
 RETENTION = dg.AssetKey(["warehouse", "retention"])
@@ -33,11 +31,12 @@ def retention(
     config: RetentionConfig,
     warehouse: WarehouseResource,
     baselines: BaselineFileResource,
+    clock: ClockResource,
 ) -> dg.MaterializeResult:
     store = warehouse.get()
     pinned = [run for entry in baselines.entries() for run in entry.runs]
     policy = RetentionPolicy(config.raw_days, config.aggregate_days)
-    plan = plan_for(store, datetime.now(UTC), policy, pinned)
+    plan = plan_for(store, clock.now(), policy, pinned)
     if not config.dry_run:
         apply_plan(store, plan)
         store.refresh_catalog()

@@ -356,7 +356,7 @@ def demo(
 
     settings = Settings.from_env()
     store = object_store_from_settings(settings)
-    generated = demo_runs(runs)
+    generated = demo_runs(runs, now=settings.clock())
     with tempfile.TemporaryDirectory() as tmp, progress_bar(err) as bar:
         for run in bar.track(generated, description="uploading runs"):
             folder = run.write(Path(tmp))

@@ -8,6 +8,7 @@ import sensors
 from metrics_pipeline.alerts.resource import AlertingResource
 from metrics_pipeline.resources import (
     BaselineFileResource,
+    ClockResource,
     ReportsResource,
     WarehouseResource,
     object_store_from_settings,
@@ -27,6 +28,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         "baselines": BaselineFileResource(path=str(settings.baselines_file)),
         "reports": ReportsResource(root=str(settings.reports_root)),
         "alerting": AlertingResource.from_settings(settings),
+        "clock": ClockResource.from_settings(settings),
     }
     return dg.Definitions.merge(
         assets.defs, sensors.defs, schedules.defs, dg.Definitions(resources=resources)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics_pipeline.clock import system_now
 from metrics_pipeline.models import RunManifest
 
 
@@ -94,6 +95,18 @@ class DemoRun:
         return target
 
 
+def last_nightly_start(now: datetime) -> datetime:
+    """The latest 02:00 UTC at least an hour before ``now``: when the last demo run started.
+
+    Always between 1 and 25 hours before ``now``: inside a 24 h cadence plus its grace, and a
+    day later still in the past.
+    """
+    day = (now.astimezone(UTC) - timedelta(hours=3)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    return day + timedelta(hours=2)
+
+
 def demo_runs(
     count: int = 6,
     *,
@@ -101,9 +114,14 @@ def demo_runs(
     slowed_endpoint: str = "/api/orders",
     slowdown: float = 1.3,
     duration_s: float = 60.0,
-    first_start: datetime = datetime(2026, 11, 1, 2, 0, tzinfo=UTC),
+    now: datetime | None = None,
 ) -> list[DemoRun]:
-    """``count`` nightly runs of one combination; the last one has ``slowed_endpoint`` slower."""
+    """``count`` nightly runs of one combination; the last one has ``slowed_endpoint`` slower.
+
+    The runs are dated relative to ``now`` (default: the system clock), so they always fall
+    inside the SLA windows and the expected-run cadence: see `last_nightly_start`.
+    """
+    first_start = last_nightly_start(now or system_now()) - timedelta(days=count - 1)
     runs = []
     for i in range(count):
         started = first_start + timedelta(days=i)

@@ -13,6 +13,7 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +21,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from metrics_pipeline.baselines import BaselineEntry, load_baselines
+from metrics_pipeline.clock import clock_at, parse_instant
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse
 
@@ -260,6 +262,20 @@ class WarehouseResource(dg.ConfigurableResource):
     def get(self) -> Warehouse:
         mirror = PostgresWarehouse(self.postgres_url) if self.postgres_url else None
         return Warehouse(self.root, mirror)
+
+
+class ClockResource(dg.ConfigurableResource):
+    """What the assets and sensors take as now: the system clock, or an instant frozen in
+    ``frozen_at`` (ISO 8601; ``METRICS_NOW``) to replay a past day or to test on fixed data."""
+
+    frozen_at: str | None = None
+
+    def now(self) -> datetime:
+        return clock_at(parse_instant(self.frozen_at) if self.frozen_at else None)()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClockResource:
+        return cls(frozen_at=settings.now.isoformat() if settings.now else None)
 
 
 class ReportsResource(dg.ConfigurableResource):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+from metrics_pipeline.clock import Clock, clock_at, parse_instant
 
 DEFAULT_BUCKET = "loadtests"
 DEFAULT_CELERY_URL = "redis://127.0.0.1:6379/0"
@@ -32,6 +35,8 @@ class Settings:
                                 (default: each job's own, see executors.py)
     ``METRICS_CELERY_BROKER``   Celery broker URL (default ``redis://127.0.0.1:6379/0``)
     ``METRICS_CELERY_BACKEND``  Celery result backend URL (default ``redis://127.0.0.1:6379/0``)
+    ``METRICS_NOW``             freeze the pipeline's clock at this ISO 8601 instant (replaying a
+                                past day; tests); unset: the system clock
     S3 credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (boto3's chain).
     """
 
@@ -50,6 +55,7 @@ class Settings:
     executor: str | None = None
     celery_broker: str = DEFAULT_CELERY_URL
     celery_backend: str = DEFAULT_CELERY_URL
+    now: datetime | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,7 +87,13 @@ class Settings:
             executor=executor,
             celery_broker=env.get("METRICS_CELERY_BROKER") or DEFAULT_CELERY_URL,
             celery_backend=env.get("METRICS_CELERY_BACKEND") or DEFAULT_CELERY_URL,
+            now=parse_instant(env["METRICS_NOW"]) if env.get("METRICS_NOW") else None,
         )
+
+    @property
+    def clock(self) -> Clock:
+        """What the pipeline takes as now: ``now`` when set, else the system clock."""
+        return clock_at(self.now)
 
     @property
     def local_store_root(self) -> Path:

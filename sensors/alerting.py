@@ -11,7 +11,7 @@ from metrics_pipeline.alerts.signals import (
     pipeline_failure_signal,
     pipeline_success_scope,
 )
-from metrics_pipeline.resources import WarehouseResource
+from metrics_pipeline.resources import ClockResource, WarehouseResource
 
 PARTITION_TAG = "dagster/partition"
 
@@ -23,11 +23,13 @@ PARTITION_TAG = "dagster/partition"
     "unacknowledged alerts, and retries the notifications waiting in the outbox.",
 )
 def alert_delivery_sensor(
-    warehouse: WarehouseResource, alerting: AlertingResource
+    warehouse: WarehouseResource, alerting: AlertingResource, clock: ClockResource
 ) -> dg.SkipReason:
     store = warehouse.get()
     outcome = alerting.apply(
-        store, lambda config, now: missing_run_signals(store.read("runs"), config, now)
+        store,
+        lambda config, now: missing_run_signals(store.read("runs"), config, now),
+        clock.now(),
     )
     return dg.SkipReason(
         f"{outcome.new_deliveries.height} new notification(s); "
@@ -52,6 +54,7 @@ def alert_on_run_failure(
     context: dg.RunFailureSensorContext,
     warehouse: WarehouseResource,
     alerting: AlertingResource,
+    clock: ClockResource,
 ) -> None:
     run = context.dagster_run
     signal = pipeline_failure_signal(
@@ -62,7 +65,9 @@ def alert_on_run_failure(
         run.run_id,
     )
     try:
-        outcome = alerting.apply(warehouse.get(), lambda config, now: Signals([signal]))
+        outcome = alerting.apply(
+            warehouse.get(), lambda config, now: Signals([signal]), clock.now()
+        )
     except ConfigError as exc:
         # A broken alerting config may be why the run failed: say so instead of failing too.
         context.log.error(f"cannot record the alert for run {run.run_id}: {exc}")
@@ -83,7 +88,8 @@ def resolve_on_run_success(
     context: dg.RunStatusSensorContext,
     warehouse: WarehouseResource,
     alerting: AlertingResource,
+    clock: ClockResource,
 ) -> None:
     run = context.dagster_run
     scope = pipeline_success_scope(run.job_name, run.tags.get(PARTITION_TAG))
-    alerting.apply(warehouse.get(), lambda config, now: scope)
+    alerting.apply(warehouse.get(), lambda config, now: scope, clock.now())

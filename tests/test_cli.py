@@ -116,20 +116,25 @@ def test_report_writes_the_four_layers_of_an_ingested_run(fixtures_dir, tmp_path
 @pytest.mark.slow
 def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_path):
     # Wide enough that the printed tables keep each cell on one line.
-    env = os.environ | {"METRICS_HOME": str(tmp_path), "COLUMNS": "250"}
+    # The clock frozen on a day far from today: the demo's runs are dated relative to it.
+    env = os.environ | {
+        "METRICS_HOME": str(tmp_path),
+        "COLUMNS": "250",
+        "METRICS_NOW": "2031-03-15T12:00:00Z",
+    }
     command = [str(Path(sys.executable).parent / "metrics-pipeline"), "demo"]
     counts = []
     for _ in range(2):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "regressions in checkout-20261106-6: /api/orders" in done.stdout
+        assert "regressions in checkout-20310315-6: /api/orders" in done.stdout
         # The four report layers of the regressed run exist and their paths are printed.
-        reports = tmp_path / "reports" / "runs" / "checkout-20261106-6"
+        reports = tmp_path / "reports" / "runs" / "checkout-20310315-6"
         for name in ("summary.md", "report.html", "report.pdf", "raw.jsonl"):
             assert str(reports / name) in done.stdout and (reports / name).stat().st_size
         assert "REGRESSION: /api/orders" in (reports / "summary.md").read_text()
         # The alerts it would send: no receiver is configured, so each waits in the outbox.
-        alerts = done.stdout[done.stdout.index("alerts of checkout-20261106-6") :]
+        alerts = done.stdout[done.stdout.index("alerts of checkout-20310315-6") :]
         alerts = alerts[: alerts.index("reports of")]
         regression_rows = [line for line in alerts.splitlines() if "│ regression" in line]
         assert regression_rows and all("/api/orders" in line for line in regression_rows)
@@ -141,7 +146,7 @@ def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_p
         counts.append({t: warehouse.read(t).height for t in ("requests", "runs", "verdicts")})
         assert warehouse.read("verdicts").filter(pl.col("regression"))[
             "run_id"
-        ].unique().to_list() == ["checkout-20261106-6"]
+        ].unique().to_list() == ["checkout-20310315-6"]
     assert counts[0] == counts[1] and counts[0]["runs"] == 6
 
 

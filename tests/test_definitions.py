@@ -28,7 +28,14 @@ def test_every_job_sensor_and_schedule_resolves(settings):
         assert schedule.job_name in {job.name for job in repo.get_all_jobs()}
     groups = {node.group_name for node in repo.asset_graph.asset_nodes}
     assert groups == {"ingest", "warehouse", "analysis", "outputs"}
-    assert set(defs.resources) == {"object_store", "warehouse", "baselines", "alerting", "reports"}
+    assert set(defs.resources) == {
+        "object_store",
+        "warehouse",
+        "baselines",
+        "alerting",
+        "reports",
+        "clock",
+    }
     assert dg.AssetKey(["analysis", "verdicts"]) in repo.asset_graph.get_all_asset_keys()
 
 

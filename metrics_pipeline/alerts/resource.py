@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -31,11 +31,15 @@ class AlertingResource(dg.ConfigurableResource):
     def senders(self, config: AlertingConfig) -> dict[str, Sender]:
         return build_senders(config, Settings.secret)
 
-    def apply(self, store, signals_for: Callable[[AlertingConfig, datetime], Signals]) -> Outcome:
-        """Load the config, build the signals from it and the current time, then update the
-        alerts and deliver what is due (``service.process``)."""
+    def apply(
+        self,
+        store,
+        signals_for: Callable[[AlertingConfig, datetime], Signals],
+        now: datetime,
+    ) -> Outcome:
+        """Load the config, build the signals from it and ``now``, then update the alerts and
+        deliver what is due (``service.process``)."""
         config = self.config()
-        now = datetime.now(UTC)
         return process(store, config, signals_for(config, now), now, self.senders(config))
 
     @classmethod

@@ -4,6 +4,7 @@ that records what it got, and the run-failure sensor on a failing run."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -16,11 +17,15 @@ from metrics_pipeline.definitions import build_definitions
 from metrics_pipeline.demo_data import DemoRun, demo_runs, generate_requests
 from metrics_pipeline.inprocess import sense_and_run
 from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import WarehouseResource
+from metrics_pipeline.resources import ClockResource, WarehouseResource
 from metrics_pipeline.upload import upload_run
 from sensors.alerting import alert_on_run_failure
 
 pytestmark = pytest.mark.slow
+
+# The pipeline's clock, frozen far from the day the test runs: SLA windows and overdue-run
+# checks count back from it, and the runs are dated relative to it.
+NOW = datetime(2031, 3, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -36,7 +41,7 @@ def alerting_settings(settings, tmp_path, hook):
         f"channels:\n  hook: {{type: webhook, url: '{hook.url}'}}\n"
         "routes:\n  - {severities: [critical, warning, info], channels: [hook]}\n"
     )
-    return dataclasses.replace(settings, alerting_config=config)
+    return dataclasses.replace(settings, alerting_config=config, now=NOW)
 
 
 def alerted(result: dg.ExecuteInProcessResult) -> bool:
@@ -48,7 +53,8 @@ def alerted(result: dg.ExecuteInProcessResult) -> bool:
 def test_a_regressed_run_alerts_once_and_a_clean_run_resolves(
     alerting_settings, store, warehouse, tmp_path, hook
 ):
-    runs = demo_runs(4, duration_s=20.0)
+    # A day before the clock, so that the clean run a day after the last one is still past.
+    runs = demo_runs(4, duration_s=20.0, now=NOW - timedelta(days=1))
     for run in runs:
         upload_run(store, [run.write(tmp_path / "runs") / "requests.ndjson"], run.manifest)
     last = runs[-1].manifest.run_id
@@ -85,8 +91,8 @@ def test_a_regressed_run_alerts_once_and_a_clean_run_resolves(
         manifest = runs[-1].manifest.model_copy(
             update={
                 "run_id": "checkout-clean",
-                "started_at": runs[-1].manifest.started_at.replace(day=20),
-                "finished_at": runs[-1].manifest.finished_at.replace(day=20),
+                "started_at": runs[-1].manifest.started_at + timedelta(days=1),
+                "finished_at": runs[-1].manifest.finished_at + timedelta(days=1),
             }
         )
         clean = DemoRun(manifest, generate_requests(manifest.started_at, duration_s=20.0, seed=77))
@@ -121,6 +127,7 @@ def test_a_failing_run_becomes_a_delivered_alert(
             resources={
                 "warehouse": WarehouseResource(root=str(alerting_settings.warehouse_root)),
                 "alerting": AlertingResource.from_settings(alerting_settings),
+                "clock": ClockResource.from_settings(alerting_settings),
             },
         )
         alert_on_run_failure(context)
