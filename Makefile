@@ -33,3 +33,5 @@ dev: install
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run lint-imports
+	$(UV) run python -W error -m compileall -q -f metrics_pipeline assets sensors schedules bench tests

@@ -5,7 +5,6 @@ import polars as pl
 
 from assets.analysis import VERDICTS
 from assets.history import FINDINGS
-from metrics_pipeline.alerts.resource import AlertingResource
 from metrics_pipeline.alerts.service import Outcome, alerts_markdown, locked
 from metrics_pipeline.alerts.signals import (
     finding_signals,
@@ -13,9 +12,13 @@ from metrics_pipeline.alerts.signals import (
     missing_run_signals,
     run_signals,
 )
-from metrics_pipeline.alerts.sla import evaluate_run, evaluations_markdown, rolling_windows
-from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import ClockResource, WarehouseResource
+from metrics_pipeline.analysis.sla import evaluate_run, evaluations_markdown, rolling_windows
+from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.resources import (
+    AlertingResource,
+    ClockResource,
+    WarehouseResource,
+)
 
 SLA = dg.AssetKey(["analysis", "sla"])
 ALERTS = dg.AssetKey(["alerts", "alerts"])

@@ -5,10 +5,15 @@ import polars as pl
 
 from assets.ingest import REQUESTS
 from assets.warehouse import RUN_SUMMARY
-from metrics_pipeline.baselines import pinned_runs
-from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import BaselineFileResource, WarehouseResource
-from metrics_pipeline.verdicts import choose_baseline, judge_run, run_verdict, verdicts_markdown
+from metrics_pipeline.analysis.baselines import pinned_runs
+from metrics_pipeline.analysis.verdicts import (
+    choose_baseline,
+    judge_run,
+    run_verdict,
+    verdicts_markdown,
+)
+from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.resources import BaselineFileResource, WarehouseResource
 
 BASELINE = dg.AssetKey(["analysis", "baseline"])
 VERDICTS = dg.AssetKey(["analysis", "verdicts"])

@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from metrics_pipeline.stats.backtest import run_backtest
+from metrics_pipeline.evaluation.backtest import run_backtest
 
 
 class BacktestConfig(dg.Config):

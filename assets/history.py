@@ -9,17 +9,17 @@ import polars as pl
 from pydantic import Field
 
 from assets.warehouse import RUN_SUMMARY
-from metrics_pipeline.analyses import (
+from metrics_pipeline.analysis.findings import (
     find_change_points,
     find_drifts,
     findings,
     forecast_series,
     sparkline,
 )
-from metrics_pipeline.resources import WarehouseResource
-from metrics_pipeline.series import SERIES_KEYS, resource_series, run_series
+from metrics_pipeline.analysis.series import SERIES_KEYS, resource_series, run_series
+from metrics_pipeline.analysis.summary import escape_md
+from metrics_pipeline.orchestration.resources import WarehouseResource
 from metrics_pipeline.storage import Warehouse
-from metrics_pipeline.summary import escape_md
 
 CHANGE_POINTS = dg.AssetKey(["analysis", "change_points"])
 DRIFTS = dg.AssetKey(["analysis", "drifts"])

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from metrics_pipeline.ingest import ingest_from_store, validate_run
-from metrics_pipeline.models import ManifestError
-from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import ObjectStore, WarehouseResource
+from metrics_pipeline.contracts.manifest import ManifestError
+from metrics_pipeline.ingest.files import ingest_from_store, validate_run
+from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.resources import ObjectStoreResource, WarehouseResource
 
 REQUESTS = dg.AssetKey(["warehouse", "requests"])
 EXPECTATIONS = "great_expectations"
@@ -22,13 +22,13 @@ EXPECTATIONS = "great_expectations"
 )
 def requests(
     context: dg.AssetExecutionContext,
-    object_store: ObjectStore,
+    object_store: ObjectStoreResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store_warehouse = warehouse.get()
     try:
-        report = ingest_from_store(object_store, store_warehouse, run_id)
+        report = ingest_from_store(object_store.get(), store_warehouse, run_id)
     except ManifestError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for problem in report.file_errors:

@@ -10,8 +10,8 @@ from assets.marts import MART_SPECS
 from assets.reports import RUN_REPORT, WEEKLY_REPORT
 from assets.retention import RETENTION
 from assets.warehouse import RUN_SUMMARY
-from metrics_pipeline.executors import job_executor
-from metrics_pipeline.partitions import runs_partitions
+from metrics_pipeline.orchestration.executors import job_executor
+from metrics_pipeline.orchestration.partitions import runs_partitions
 
 MART_KEYS = [spec.key for spec in MART_SPECS]
 

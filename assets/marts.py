@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.ingest import REQUESTS
 from assets.warehouse import RUN_SUMMARY
-from metrics_pipeline.resources import WarehouseResource
+from metrics_pipeline.orchestration.resources import WarehouseResource
 from metrics_pipeline.storage.sql_models import discover, ordered
 
 MODELS = ordered(discover())

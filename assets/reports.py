@@ -11,15 +11,15 @@ from pydantic import Field
 
 from assets.analysis import VERDICTS
 from assets.history import FORECASTS
-from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.reports import PublishedReport, Week, default_week
-from metrics_pipeline.reports.build import build_run_report, build_weekly_report
-from metrics_pipeline.resources import (
+from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.resources import (
     ClockResource,
-    ObjectStore,
+    ObjectStoreResource,
     ReportsResource,
     WarehouseResource,
 )
+from metrics_pipeline.reports import PublishedReport, Week, default_week
+from metrics_pipeline.reports.build import build_run_report, build_weekly_report
 
 RUN_REPORT = dg.AssetKey(["reports", "run_report"])
 WEEKLY_REPORT = dg.AssetKey(["reports", "weekly_report"])
@@ -47,12 +47,12 @@ def _metadata(summary: str, published: PublishedReport) -> dict:
 def run_report(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
-    object_store: ObjectStore,
+    object_store: ObjectStoreResource,
     reports: ReportsResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store = warehouse.get()
-    report = build_run_report(store, run_id, reports.path(), object_store)
+    report = build_run_report(store, run_id, reports.path(), object_store.get())
     return dg.MaterializeResult(
         metadata={"verdict": report.verdict, **_metadata(report.summary, report.published)}
     )
@@ -77,7 +77,7 @@ class WeeklyReportConfig(dg.Config):
 def weekly_report(
     config: WeeklyReportConfig,
     warehouse: WarehouseResource,
-    object_store: ObjectStore,
+    object_store: ObjectStoreResource,
     reports: ReportsResource,
     clock: ClockResource,
 ) -> dg.MaterializeResult:
@@ -87,7 +87,7 @@ def weekly_report(
         if config.week
         else default_week(store.read("runs").filter(pl.col("valid"))["started_at"], clock.now())
     )
-    report = build_weekly_report(store, week, reports.path(), object_store)
+    report = build_weekly_report(store, week, reports.path(), object_store.get())
     return dg.MaterializeResult(
         metadata={
             "week": str(week),

@@ -5,8 +5,12 @@ from pydantic import Field
 
 from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS
 from assets.marts import MART_SPECS
-from metrics_pipeline.resources import BaselineFileResource, ClockResource, WarehouseResource
-from metrics_pipeline.retention import RetentionPolicy, apply_plan, plan_for
+from metrics_pipeline.orchestration.resources import (
+    BaselineFileResource,
+    ClockResource,
+    WarehouseResource,
+)
+from metrics_pipeline.stages.retention import RetentionPolicy, apply_plan, plan_for
 
 RETENTION = dg.AssetKey(["warehouse", "retention"])
 

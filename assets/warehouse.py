@@ -3,10 +3,10 @@
 import dagster as dg
 
 from assets.ingest import REQUESTS
-from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import WarehouseResource
+from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run, summary_markdown
+from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.resources import WarehouseResource
 from metrics_pipeline.stats.sketch import sketch_requests
-from metrics_pipeline.summary import SUMMARY_COLUMNS, summarize_run, summary_markdown
 
 RUN_SUMMARY = dg.AssetKey(["warehouse", "run_summary"])
 

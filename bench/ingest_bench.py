@@ -34,7 +34,7 @@ START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 MB = 1024 * 1024
 RSS_TARGET_MB = 1536  # 1.5 GB (MiB throughout)
 
-# --- canonical request NDJSON (the shape of metrics_pipeline.demo_data.generate_requests) -------
+# --- canonical request NDJSON (the shape of evaluation.demo_data.generate_requests) ---
 
 # name, method, median ms, log-normal sigma, share of the traffic, response bytes
 ENDPOINTS = (
@@ -397,8 +397,8 @@ def work_duckdb(file: Path, out: Path) -> dict:
 
 
 def work_ours(file: Path, out: Path, meta: dict) -> dict:
-    from metrics_pipeline.ingest import ingest_paths, validate_run
-    from metrics_pipeline.models import RunManifest
+    from metrics_pipeline.contracts.manifest import RunManifest
+    from metrics_pipeline.ingest.files import ingest_paths, validate_run
     from metrics_pipeline.storage import Warehouse
 
     manifest = RunManifest(
@@ -445,9 +445,9 @@ def work_ours(file: Path, out: Path, meta: dict) -> dict:
 def build_run_marts(warehouse, run_id: str) -> None:
     """What the rest of the CI stage and the nightly marts do with the run: its summary and
     latency sketches (as the run_summary asset), then every SQL mart of dbt_like_sql/."""
+    from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
     from metrics_pipeline.stats.sketch import sketch_requests
     from metrics_pipeline.storage.sql_models import discover, ordered
-    from metrics_pipeline.summary import SUMMARY_COLUMNS, summarize_run
 
     requests = warehouse.scan("requests", [run_id]).select(SUMMARY_COLUMNS)
     summary = summarize_run(requests, warehouse.read("interval_stats", [run_id]))

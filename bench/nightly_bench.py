@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from metrics_pipeline.baselines import METRICS
+from metrics_pipeline.analysis.baselines import METRICS
 
 TARGET_S = 60.0
 # Twice a day: 500 runs span 250 days, inside the aggregates' one-year retention.
@@ -39,7 +39,7 @@ RUN_EVERY = timedelta(hours=12)
 
 
 def build_warehouse(root: Path, series: int, runs: int, combos: int, seed: int = 7) -> None:
-    from metrics_pipeline.models import conform
+    from metrics_pipeline.contracts.tables import conform
     from metrics_pipeline.storage import Warehouse
 
     endpoints = max(1, series // (combos * len(METRICS)))
@@ -111,7 +111,7 @@ def floor(root: Path) -> dict:
     """Kendall's tau per series: the cheapest per-series trend test, as a reference."""
     from scipy.stats import kendalltau
 
-    from metrics_pipeline.series import iter_series, run_series
+    from metrics_pipeline.analysis.series import iter_series, run_series
     from metrics_pipeline.storage import Warehouse
 
     warehouse = Warehouse(root)
@@ -127,7 +127,7 @@ def floor(root: Path) -> dict:
 def nightly(root: Path) -> dict:
     import dagster as dg
 
-    from metrics_pipeline.definitions import build_definitions
+    from metrics_pipeline.orchestration.definitions import build_definitions
     from metrics_pipeline.settings import Settings
     from metrics_pipeline.storage import Warehouse
 

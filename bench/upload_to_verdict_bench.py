@@ -32,12 +32,12 @@ from urllib.request import Request, urlopen
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_bench import MB, generate_canonical
 
-from metrics_pipeline.ingest import ingest_paths
-from metrics_pipeline.models import RunManifest
-from metrics_pipeline.resources import LocalObjectStore
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.ingest.files import ingest_paths
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.storage import Warehouse
-from metrics_pipeline.upload import upload_run
+from metrics_pipeline.storage.objects import LocalObjectStore
+from metrics_pipeline.upload.uploader import upload_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 60.0

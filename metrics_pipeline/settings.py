@@ -7,9 +7,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from metrics_pipeline.clock import Clock, clock_at, parse_instant
+from metrics_pipeline.common.clock import Clock, clock_at, parse_instant
 
 DEFAULT_BUCKET = "loadtests"
+
+# In a checkout, its root; in an installed wheel, site-packages (whose copy of the shipped files
+# is the package's ``shipped/`` folder, see pyproject's force-include).
+CHECKOUT = Path(__file__).resolve().parents[1]
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+
+
+def shipped_path(relative: str) -> Path:
+    """A file or folder the project ships (``config/kpis.yaml``, ``dbt_like_sql``): the
+    checkout's, else the installed wheel's copy."""
+    checkout = CHECKOUT / relative
+    return checkout if checkout.exists() else SHIPPED / relative
+
+
+def _config_file(env: dict[str, str], variable: str, relative: str) -> Path:
+    """The variable's path; unset: ``relative`` in the working folder if it exists there (a
+    project's own config), else the shipped default."""
+    if env.get(variable):
+        return Path(env[variable]).absolute()
+    here = Path(relative).absolute()
+    return here if here.exists() else shipped_path(relative)
+
+
 DEFAULT_CELERY_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -28,9 +51,10 @@ class Settings:
     ``METRICS_NIGHTLY_CRON``    when the nightly analyses run (default ``0 3 * * *``)
     ``METRICS_WEEKLY_CRON``     when the weekly ones run (default ``0 5 * * 1``, Mondays)
     ``METRICS_TIMEZONE``        the schedules' time zone (default ``UTC``)
-    ``METRICS_KPI_CATALOG``     the KPI / SLA catalog (default ``config/kpis.yaml``)
+    ``METRICS_KPI_CATALOG``     the KPI / SLA catalog (default ``config/kpis.yaml``: the
+                                working folder's, else the shipped one)
     ``METRICS_ALERTING``        alert channels, routes and expected runs
-                                (default ``config/alerting.yaml``)
+                                (default ``config/alerting.yaml``, found the same way)
     ``METRICS_EXECUTOR``        ``in_process``, ``multiprocess`` or ``celery`` for every job
                                 (default: each job's own, see executors.py)
     ``METRICS_CELERY_BROKER``   Celery broker URL (default ``redis://127.0.0.1:6379/0``)
@@ -82,8 +106,8 @@ class Settings:
             nightly_cron=env.get("METRICS_NIGHTLY_CRON", "0 3 * * *"),
             weekly_cron=env.get("METRICS_WEEKLY_CRON", "0 5 * * 1"),
             timezone=env.get("METRICS_TIMEZONE", "UTC"),
-            kpi_catalog=Path(env.get("METRICS_KPI_CATALOG", "config/kpis.yaml")).absolute(),
-            alerting_config=Path(env.get("METRICS_ALERTING", "config/alerting.yaml")).absolute(),
+            kpi_catalog=_config_file(env, "METRICS_KPI_CATALOG", "config/kpis.yaml"),
+            alerting_config=_config_file(env, "METRICS_ALERTING", "config/alerting.yaml"),
             executor=executor,
             celery_broker=env.get("METRICS_CELERY_BROKER") or DEFAULT_CELERY_URL,
             celery_backend=env.get("METRICS_CELERY_BACKEND") or DEFAULT_CELERY_URL,

@@ -3,15 +3,18 @@ pipeline run into an alert (and a later successful one into its resolution)."""
 
 import dagster as dg
 
-from metrics_pipeline.alerts.common import ConfigError
 from metrics_pipeline.alerts.lifecycle import Signals
-from metrics_pipeline.alerts.resource import AlertingResource
 from metrics_pipeline.alerts.signals import (
     missing_run_signals,
     pipeline_failure_signal,
     pipeline_success_scope,
 )
-from metrics_pipeline.resources import ClockResource, WarehouseResource
+from metrics_pipeline.common.config import ConfigError
+from metrics_pipeline.orchestration.resources import (
+    AlertingResource,
+    ClockResource,
+    WarehouseResource,
+)
 
 PARTITION_TAG = "dagster/partition"
 

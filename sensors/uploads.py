@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from metrics_pipeline.partitions import runs_partitions
-from metrics_pipeline.resources import ObjectStore
-from metrics_pipeline.uploads import scan_uploads
+from metrics_pipeline.ingest.discovery import scan_uploads
+from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.resources import ObjectStoreResource
 
 
 @dg.sensor(
@@ -15,9 +15,9 @@ from metrics_pipeline.uploads import scan_uploads
     "partition <run_id> and requests the ci_stage job for it.",
 )
 def new_run_sensor(
-    context: dg.SensorEvaluationContext, object_store: ObjectStore
+    context: dg.SensorEvaluationContext, object_store: ObjectStoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    scan = scan_uploads(object_store, context.cursor)
+    scan = scan_uploads(object_store.get(), context.cursor)
     for rejected in scan.rejected:
         # Reported on the tick (visible in the UI) and skipped; the other uploads go on.
         context.log.error(f"rejected upload {rejected.key}: {rejected.reason}")

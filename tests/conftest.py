@@ -24,14 +24,14 @@ from urllib.request import urlopen
 
 import pytest
 
-from metrics_pipeline.demo_data import DemoRun, demo_runs
-from metrics_pipeline.resources import LocalObjectStore
+from metrics_pipeline.evaluation.demo_data import DemoRun, demo_runs
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.storage import Warehouse
-from metrics_pipeline.upload import upload_run
+from metrics_pipeline.storage.objects import LocalObjectStore
+from metrics_pipeline.upload.uploader import upload_run
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = SHARED / "fixtures" / "loadtest"
+# Real files written by the load-test tools (tests/fixtures/loadtest/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "loadtest"
 
 
 def service_unavailable(message: str):
@@ -100,8 +100,6 @@ def warehouse(settings: Settings) -> Warehouse:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURES}")
     return FIXTURES
 
 

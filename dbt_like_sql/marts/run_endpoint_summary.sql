@@ -1,6 +1,6 @@
 -- grain: one row per run x endpoint
 -- depends on: ref('stg_requests'), ref('stg_interval_stats')
--- The SQL twin of metrics_pipeline.summary.summarize_run (the run_summary table), so the same
+-- The SQL twin of metrics_pipeline.analysis.summary.summarize_run (the run_summary table), so the same
 -- numbers can be rebuilt inside Postgres. Per-request statistics where a run has request rows;
 -- a tool's interval rows only for endpoints without request rows, and its "(all)" row only for
 -- runs without any (it would count the same requests twice). Latency describes successful

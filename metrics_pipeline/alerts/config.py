@@ -33,7 +33,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metrics_pipeline.alerts.common import Duration, Severity, load_yaml_model
+from metrics_pipeline.common.config import Duration, Severity, load_yaml_model
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Lookup = Callable[[str], str | None]

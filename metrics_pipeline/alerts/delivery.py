@@ -29,7 +29,7 @@ from metrics_pipeline.alerts.config import (
     WebhookChannel,
     resolve,
 )
-from metrics_pipeline.models import conform
+from metrics_pipeline.contracts.tables import conform
 
 # Delivered notifications are kept this long for the record, then dropped from the outbox.
 DELIVERED_KEPT = timedelta(days=30)

@@ -16,10 +16,10 @@ from datetime import datetime
 
 import polars as pl
 
-from metrics_pipeline.alerts.common import SEVERITY_ORDER
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.payloads import payload_for
-from metrics_pipeline.models import conform, empty
+from metrics_pipeline.common.config import SEVERITY_ORDER
+from metrics_pipeline.contracts.tables import conform, empty
 
 ACTIVE = ("open", "acknowledged")
 

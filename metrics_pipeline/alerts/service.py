@@ -18,7 +18,7 @@ import polars as pl
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.delivery import Sender, deliver, pending, prune_delivered
 from metrics_pipeline.alerts.lifecycle import Signals, acknowledge, evaluate_alerts
-from metrics_pipeline.models import SCHEMAS
+from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.storage import Warehouse
 
 LOCK_FILE = ".alerts.lock"

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import polars as pl
 
-from metrics_pipeline.alerts.common import SEVERITY_ORDER
 from metrics_pipeline.alerts.config import AlertingConfig, ExpectedRun
 from metrics_pipeline.alerts.lifecycle import Scope, Signal, Signals
+from metrics_pipeline.common.config import SEVERITY_ORDER
 
 # Kinds an evaluation of one run decides for its combination.
 RUN_KINDS = frozenset(

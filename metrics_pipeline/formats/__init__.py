@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.contracts.tables import CANONICAL_TABLES, RAW_EXCERPT_BYTES, empty
 from metrics_pipeline.formats import (
     artillery_json,
     canonical_jsonl,
@@ -34,7 +35,6 @@ from metrics_pipeline.formats.base import (
     open_maybe_gzip,
     sniff,
 )
-from metrics_pipeline.models import CANONICAL_TABLES, RAW_EXCERPT_BYTES, empty
 
 __all__ = [
     "ADAPTERS",

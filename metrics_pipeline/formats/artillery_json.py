@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     ALL_ENDPOINTS,
     Batch,
@@ -48,7 +49,6 @@ from metrics_pipeline.formats.base import (
     read_json_document,
     reject_document,
 )
-from metrics_pipeline.models import conform
 
 NAME = "artillery_json"
 ENDPOINT_SUMMARY = "plugins.metrics-by-endpoint.response_time."

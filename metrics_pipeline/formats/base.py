@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from metrics_pipeline.models import RAW_EXCERPT_BYTES, conform
+from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES, conform
 
 BATCH_ROWS = 50_000
 # The endpoint name of summaries over all endpoints (k6's http_req_duration, Artillery's

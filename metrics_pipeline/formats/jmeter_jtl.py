@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
     Batch,
@@ -51,7 +52,6 @@ from metrics_pipeline.formats.base import (
     optional_int,
     parse_timestamp,
 )
-from metrics_pipeline.models import conform
 
 NAME = "jmeter_jtl"
 DELIMITERS = (",", "\t", "|", ";")

@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     ALL_ENDPOINTS,
     Batch,
@@ -53,7 +54,6 @@ from metrics_pipeline.formats.base import (
     read_json_document,
     reject_document,
 )
-from metrics_pipeline.models import conform
 
 NAME = "k6_summary"
 ALL = ALL_ENDPOINTS

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES, conform
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
     Batch,
@@ -46,7 +47,6 @@ from metrics_pipeline.formats.base import (
     optional_int,
     parse_timestamp,
 )
-from metrics_pipeline.models import RAW_EXCERPT_BYTES, conform
 
 NAME = "locust_csv"
 STATS, HISTORY, FAILURES, EXCEPTIONS = "stats", "history", "failures", "exceptions"
@@ -234,6 +234,27 @@ def _exception_row(record: dict[str, str]) -> dict[str, Any]:
     }
 
 
+ROW_OF = {STATS: _stats_row, FAILURES: _failure_row, EXCEPTIONS: _exception_row}
+
+
+def _fields(
+    reader: Iterator[list[str]], lines: _Lines, accounting: FileAccounting, quarantine: Quarantine
+) -> Iterator[tuple[list[str], tuple[int, bytes, bool]]]:
+    """Each parsed line's fields with its number, raw bytes and whether it was UTF-8; a line
+    the CSV reader rejects is counted and quarantined here."""
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line_no, raw, _ = lines.take()
+            accounting.rows_read += 1
+            quarantine.add(line_no, f"invalid CSV: {exc}", raw)
+            continue
+        yield fields, lines.take()
+
+
 def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
     """Stream one Locust CSV file into bounded batches plus quarantine."""
     accounting.format = NAME
@@ -248,17 +269,7 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
     pending: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     try:
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                line_no, raw, _ = lines.take()
-                accounting.rows_read += 1
-                quarantine.add(line_no, f"invalid CSV: {exc}", raw)
-                continue
-            line_no, raw, bad_utf8 = lines.take()
+        for fields, (line_no, raw, bad_utf8) in _fields(reader, lines, accounting, quarantine):
             if not any(field.strip() for field in fields):
                 continue  # blank line
             if header is None:
@@ -277,14 +288,7 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
                 continue
             record = dict(zip(header, fields, strict=True))
             try:
-                if kind == STATS:
-                    row = _stats_row(record)
-                elif kind == HISTORY:
-                    row = history.row(record)
-                elif kind == FAILURES:
-                    row = _failure_row(record)
-                else:
-                    row = _exception_row(record)
+                row = history.row(record) if kind == HISTORY else ROW_OF[kind](record)
             except RowError as exc:
                 quarantine.add(line_no, str(exc), raw)
                 continue

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
     Batch,
@@ -43,7 +44,6 @@ from metrics_pipeline.formats.base import (
     read_json_document,
     reject_document,
 )
-from metrics_pipeline.models import conform
 
 NAME = "locust_json"
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}

@@ -36,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pj
 
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     Batch,
     FileAccounting,
@@ -43,7 +44,6 @@ from metrics_pipeline.formats.base import (
     RowError,
     UnreadableFileError,
 )
-from metrics_pipeline.models import conform
 
 BLOCK_BYTES = 8 << 20
 READ_BYTES = 1 << 20
@@ -69,7 +69,7 @@ TS = pl.Datetime("us", "UTC")
 
 @dataclass
 class Block:
-    """Complete lines of a file: the non-blank ones by offsets (without ``\r\n``) and number."""
+    r"""Complete lines of a file: the non-blank ones by offsets (without ``\r\n``) and number."""
 
     data: bytes
     starts: np.ndarray

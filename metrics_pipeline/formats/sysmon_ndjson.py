@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
     Batch,
@@ -42,7 +43,6 @@ from metrics_pipeline.formats.base import (
     numbered_lines,
     parse_timestamp,
 )
-from metrics_pipeline.models import conform
 
 NAME = "sysmon_ndjson"
 TS_KEYS = ("timestamp", "time", "ts")

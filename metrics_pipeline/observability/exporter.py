@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from metrics_pipeline.models import empty
+from metrics_pipeline.contracts.tables import empty
 from metrics_pipeline.storage import Warehouse
 
 PREFIX = "metrics_pipeline"
@@ -83,7 +83,7 @@ def _label_values(row: dict, labels: Iterable[str]) -> list[str]:
 
 
 def regression_severity(change: float | None) -> str:
-    """critical from a 50 % change on, else warning (the alert rules use the same cut)."""
+    """Critical from a 50 % change on, else warning (the alert rules use the same cut)."""
     return "critical" if change is not None and change >= CRITICAL_CHANGE else "warning"
 
 

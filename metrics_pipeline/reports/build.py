@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from metrics_pipeline.ingest import RunNotFoundError, load_manifest
-from metrics_pipeline.models import ManifestError
+from metrics_pipeline.contracts.manifest import ManifestError
+from metrics_pipeline.ingest.files import RunNotFoundError, load_manifest
 from metrics_pipeline.reports.output import PublishedReport, publish, report_folder
 from metrics_pipeline.reports.render import render_html, render_pdf
 from metrics_pipeline.reports.run import executive_summary, gather_run, raw_tables, run_document
@@ -21,8 +21,8 @@ from metrics_pipeline.reports.weekly import (
     weekly_raw,
     weekly_summary,
 )
-from metrics_pipeline.resources import ObjectStore
 from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.storage.objects import ObjectStore
 
 
 @dataclass(frozen=True)

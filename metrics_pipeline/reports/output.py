@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from metrics_pipeline.models import check_name
+from metrics_pipeline.contracts.manifest import check_name
 
 if TYPE_CHECKING:
-    from metrics_pipeline.resources import ObjectStore
+    from metrics_pipeline.storage.objects import ObjectStore
 
 BUCKET_PREFIX = "reports/"
 FILES = ("summary.md", "report.html", "report.pdf", "raw.jsonl")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from metrics_pipeline.analysis.series import RESOURCES, run_series
+from metrics_pipeline.analysis.verdicts import VerdictPolicy, formatted, ordered, run_verdict
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
 from metrics_pipeline.reports.text import (
@@ -22,9 +24,7 @@ from metrics_pipeline.reports.text import (
     pct,
     value,
 )
-from metrics_pipeline.series import RESOURCES, run_series
 from metrics_pipeline.storage import Warehouse
-from metrics_pipeline.verdicts import VerdictPolicy, formatted, ordered, run_verdict
 
 # Endpoints drawn in the per-endpoint charts (regressed first, then the busiest); every
 # endpoint stays in the tables and in raw.jsonl.

@@ -25,7 +25,7 @@ _EXACT_FIT = 1e-12
 
 @dataclass(frozen=True)
 class USLFit:
-    """Universal Scalability Law fitted to (load, throughput).
+    r"""Universal Scalability Law fitted to (load, throughput).
 
     Attributes
     ----------
@@ -87,7 +87,7 @@ class LoadSteps:
 
 
 def fit_usl(load: ArrayLike, throughput: ArrayLike, *, alpha: float = 0.05) -> USLFit:
-    """Fit the Universal Scalability Law to the steps of a stepped load test.
+    r"""Fit the Universal Scalability Law to the steps of a stepped load test.
 
     Parameters
     ----------
@@ -198,7 +198,7 @@ def fit_usl(load: ArrayLike, throughput: ArrayLike, *, alpha: float = 0.05) -> U
 
 
 def load_at_latency_sla(load: ArrayLike, p95_ms: ArrayLike, sla_ms: float) -> float | None:
-    """Load at which p95 latency reaches its SLA, from a fitted latency-versus-load curve.
+    r"""Load at which p95 latency reaches its SLA, from a fitted latency-versus-load curve.
 
     Parameters
     ----------

@@ -32,7 +32,7 @@ _QUANTILE_STATISTIC = re.compile(r"p(\d+(?:\.\d+)?)")
 
 @dataclass(frozen=True)
 class Comparison:
-    """Outcome of comparing one statistic between a baseline and a candidate.
+    r"""Outcome of comparing one statistic between a baseline and a candidate.
 
     Attributes
     ----------
@@ -89,7 +89,7 @@ def compare_samples(
     baseline_runs: ArrayLike | None = None,
     estimate_share: float = 1.0,
 ) -> Comparison:
-    """Compare a statistic of two samples of a metric (latencies, throughput, ...).
+    r"""Compare a statistic of two samples of a metric (latencies, throughput, ...).
 
     Parameters
     ----------
@@ -227,7 +227,7 @@ def compare_rates(
     min_effect: float = 0.005,
     estimate_share: float = 1.0,
 ) -> Comparison:
-    """Compare two event rates (error rates: higher is worse).
+    r"""Compare two event rates (error rates: higher is worse).
 
     Parameters
     ----------
@@ -329,7 +329,7 @@ def compare_paired(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> Comparison:
-    """Compare two versions measured on the same units (scenarios, endpoints): paired values.
+    r"""Compare two versions measured on the same units (scenarios, endpoints): paired values.
 
     Parameters
     ----------
@@ -385,7 +385,7 @@ def compare_paired(
 
 
 def benjamini_hochberg(p_values: ArrayLike) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (false discovery rate control).
+    r"""Benjamini-Hochberg adjusted p-values (false discovery rate control).
 
     Parameters
     ----------

@@ -85,7 +85,7 @@ class Forecast:
 
 @dataclass(frozen=True, eq=False)
 class TimeToLimit:
-    """When a forecast metric crosses its capacity limit.
+    r"""When a forecast metric crosses its capacity limit.
 
     Steps are counted from the end of the input series (1.0 = the next step) and are fractional:
     the forecast is interpolated linearly between steps. ``None``: not within the horizon.
@@ -140,7 +140,7 @@ def forecast(
     method: str = "auto",
     level: float = 0.95,
 ) -> Forecast:
-    """Forecast a metric series ``horizon`` steps ahead with prediction intervals.
+    r"""Forecast a metric series ``horizon`` steps ahead with prediction intervals.
 
     Parameters
     ----------
@@ -214,7 +214,7 @@ def time_to_threshold(
     level: float = 0.95,
     higher_is_worse: bool = True,
 ) -> TimeToLimit:
-    """Forecast when a metric crosses its capacity limit (CPU 80 %, p95 at its SLA, ...).
+    r"""Forecast when a metric crosses its capacity limit (CPU 80 %, p95 at its SLA, ...).
 
     Parameters
     ----------
@@ -278,7 +278,7 @@ def time_to_threshold(
 
 
 def mape(actual: ArrayLike, predicted: ArrayLike) -> float:
-    """Mean absolute percentage error, as a fraction (``0.1`` = 10 %).
+    r"""Mean absolute percentage error, as a fraction (``0.1`` = 10 %).
 
     .. math:: \\mathrm{MAPE} = \\frac{1}{n} \\sum_{i} \\frac{|a_i - p_i|}{|a_i|}
 

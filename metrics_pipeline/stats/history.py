@@ -114,7 +114,7 @@ class MannKendall:
 
 @dataclass(frozen=True)
 class TheilSen:
-    """Theil-Sen line :math:`y = \\text{intercept} + \\text{slope}\\cdot i` over run index ``i``.
+    r"""Theil-Sen line :math:`y = \\text{intercept} + \\text{slope}\\cdot i` over run index ``i``.
 
     Attributes
     ----------
@@ -138,7 +138,7 @@ class TheilSen:
 
 @dataclass(frozen=True)
 class Drift:
-    """A significant and material slow drift (see :func:`detect_drift`).
+    r"""A significant and material slow drift (see :func:`detect_drift`).
 
     Attributes
     ----------
@@ -208,7 +208,7 @@ def detect_change_points(
 def change_points(
     values: ArrayLike, *, min_size: int | None = None, alpha: float = CHANGE_POINT_ALPHA
 ) -> list[ChangePoint]:
-    """Change points in the level of a series: seeded binary segmentation on rank scores.
+    r"""Change points in the level of a series: seeded binary segmentation on rank scores.
 
     Parameters
     ----------
@@ -349,7 +349,7 @@ def change_points(
 
 
 def mann_kendall(values: ArrayLike, *, alpha: float = 0.05) -> MannKendall:
-    """Mann-Kendall test of a monotone trend against run order.
+    r"""Mann-Kendall test of a monotone trend against run order.
 
     Parameters
     ----------
@@ -404,7 +404,7 @@ def mann_kendall(values: ArrayLike, *, alpha: float = 0.05) -> MannKendall:
 
 
 def theil_sen(values: ArrayLike, *, confidence: float = 0.95) -> TheilSen:
-    """Theil-Sen slope per run, robust to outliers (29 % breakdown point).
+    r"""Theil-Sen slope per run, robust to outliers (29 % breakdown point).
 
     Parameters
     ----------
@@ -448,7 +448,7 @@ def theil_sen(values: ArrayLike, *, confidence: float = 0.95) -> TheilSen:
 def detect_drift(
     values: ArrayLike, *, alpha: float = 0.05, min_total_change: float = 0.10
 ) -> Drift | None:
-    """A slow drift that is both significant and material, else ``None``.
+    r"""A slow drift that is both significant and material, else ``None``.
 
     Parameters
     ----------
@@ -501,7 +501,7 @@ def detect_drift(
 def detect_anomalies(
     values: ArrayLike, *, period: int | None = None, sensitivity: float = 3.5
 ) -> list[int]:
-    """Positions of anomalous points of a continuous monitoring series.
+    r"""Positions of anomalous points of a continuous monitoring series.
 
     Parameters
     ----------
@@ -563,7 +563,7 @@ def detect_anomalies(
 
 
 def correlate(resource: ArrayLike, latency: ArrayLike) -> Correlation:
-    """Spearman rank correlation of a resource metric with response time.
+    r"""Spearman rank correlation of a resource metric with response time.
 
     Parameters
     ----------

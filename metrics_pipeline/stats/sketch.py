@@ -1,4 +1,4 @@
-"""Mergeable latency sketches with a guaranteed relative accuracy (DDSketch-style buckets).
+r"""Mergeable latency sketches with a guaranteed relative accuracy (DDSketch-style buckets).
 
 A latency :math:`x > 0` falls in bucket :math:`i = \\lceil \\log_\\gamma x \\rceil` with
 :math:`\\gamma = (1 + \\alpha) / (1 - \\alpha)`, i.e. :math:`\\gamma^{i-1} < x \\le \\gamma^i`.
@@ -62,7 +62,7 @@ def sketch_quantiles(
     by: list[str],
     accuracy: float = DEFAULT_ACCURACY,
 ) -> pl.DataFrame:
-    """Merge sketches per ``by`` group and read quantiles (name -> q in [0, 1]).
+    r"""Merge sketches per ``by`` group and read quantiles (name -> q in [0, 1]).
 
     The rank of quantile q among n values is :math:`\\lfloor q (n - 1) \\rfloor` (0-based),
     numpy's ``method="lower"``; the estimate is that rank's bucket representative.

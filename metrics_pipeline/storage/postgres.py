@@ -13,7 +13,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from metrics_pipeline.models import SCHEMAS, SNAPSHOT_TABLES, conform
+from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES, conform
 
 PG_TYPES = {
     pl.String: "text",

@@ -27,9 +27,10 @@ import sqlglot
 from psycopg import sql as pgsql
 from sqlglot import exp
 
-from metrics_pipeline.models import empty
+from metrics_pipeline.contracts.tables import empty
+from metrics_pipeline.settings import shipped_path
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
+MODELS_DIR = shipped_path("dbt_like_sql")
 KINDS = {"staging": "view", "marts": "table"}
 
 _NAME = r"[a-z_][a-z0-9_]*"

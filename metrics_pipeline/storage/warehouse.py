@@ -18,7 +18,8 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
-from metrics_pipeline.models import SCHEMAS, SNAPSHOT_TABLES, check_name, conform, empty
+from metrics_pipeline.contracts.manifest import check_name
+from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES, conform, empty
 from metrics_pipeline.storage.postgres import PostgresWarehouse
 from metrics_pipeline.storage.sql_models import Model, run_duckdb, run_postgres
 

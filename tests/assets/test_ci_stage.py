@@ -10,10 +10,10 @@ from conftest import upload_demo_runs
 
 from assets.analysis import VERDICTS
 from assets.ingest import EXPECTATIONS, REQUESTS
-from metrics_pipeline.definitions import build_definitions
-from metrics_pipeline.demo_data import demo_runs
-from metrics_pipeline.inprocess import sense_and_run
-from metrics_pipeline.partitions import runs_partitions
+from metrics_pipeline.evaluation.demo_data import demo_runs
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
+from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.stats.sketch import sketch_quantiles
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from metrics_pipeline.definitions import build_definitions
-from metrics_pipeline.demo_data import DemoRun, demo_runs, generate_requests
-from metrics_pipeline.inprocess import sense_and_run
-from metrics_pipeline.upload import upload_run
+from metrics_pipeline.evaluation.demo_data import DemoRun, demo_runs, generate_requests
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
+from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
 STEP_AT = 7  # runs from this index on have /api/orders 50 % slower

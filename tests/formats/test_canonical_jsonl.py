@@ -12,12 +12,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import FIXTURES
 
+from metrics_pipeline.contracts.tables import CANONICAL_TABLES, SCHEMAS
 from metrics_pipeline.formats import FileAccounting, canonical_jsonl, iter_file, read_results
-from metrics_pipeline.models import CANONICAL_TABLES, SCHEMAS
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-LOCUST_REQUESTS = SHARED / "fixtures" / "loadtest" / "locust" / "requests.ndjson"
+LOCUST_REQUESTS = FIXTURES / "locust" / "requests.ndjson"
 EXCERPT_LIMIT = 4096
 TEN_MB = 10 * 1024 * 1024
 DROP = object()  # record(field=DROP) leaves the field out
@@ -64,11 +64,6 @@ def quarantined(parsed) -> list[tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def locust():
-    if not LOCUST_REQUESTS.is_file():
-        pytest.skip(
-            f"shared fixture {LOCUST_REQUESTS} is missing: tests expect the shared/ folder "
-            "beside the clone (e.g. /work/shared next to /work/main)"
-        )
     expected = {}
     with LOCUST_REQUESTS.open("rb") as stream:
         for line_no, line in enumerate(stream, start=1):

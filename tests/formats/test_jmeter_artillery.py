@@ -14,12 +14,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import FIXTURES as LOADTEST
 
+from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.formats import artillery_json, jmeter_jtl
 from metrics_pipeline.formats.base import FileAccounting, open_maybe_gzip, sniff
-from metrics_pipeline.models import SCHEMAS
 
-LOADTEST = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "loadtest"
 JTL = LOADTEST / "jmeter" / "results.jtl"
 REPORT = LOADTEST / "artillery" / "report.json"
 DEBIAN_COLUMNS = (
@@ -31,8 +31,6 @@ PLUGIN = "plugins.metrics-by-endpoint.response_time."
 
 
 def fixture(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"shared fixture missing: {path}")
     return path
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import FIXTURES
 
+from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.formats import locust_csv, locust_json, sysmon_ndjson
 from metrics_pipeline.formats.base import (
     FileAccounting,
@@ -22,9 +24,7 @@ from metrics_pipeline.formats.base import (
     open_maybe_gzip,
     sniff,
 )
-from metrics_pipeline.models import SCHEMAS
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "loadtest"
 LOCUST = FIXTURES / "locust"
 ADAPTERS = (locust_csv, locust_json, sysmon_ndjson)
 OWNER = {
@@ -44,13 +44,7 @@ STATS_HEADER = (
 
 
 def fixture(name: str) -> Path:
-    path = LOCUST / name
-    if not path.is_file():
-        pytest.skip(
-            f"shared fixture {path} is missing: tests expect the shared/ folder beside the "
-            "clone (e.g. /work/shared next to /work/main)"
-        )
-    return path
+    return LOCUST / name
 
 
 def parse(module, data: bytes, name: str = "test"):

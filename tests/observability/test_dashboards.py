@@ -10,10 +10,10 @@ import dagster as dg
 import psycopg
 import pytest
 
-from metrics_pipeline.definitions import build_definitions
-from metrics_pipeline.demo_data import demo_runs
-from metrics_pipeline.inprocess import sense_and_run
+from metrics_pipeline.evaluation.demo_data import demo_runs
 from metrics_pipeline.observability import dashboards, write_monitoring
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
 from metrics_pipeline.storage import open_warehouse
 from metrics_pipeline.storage.sql_models import discover
 
@@ -55,9 +55,9 @@ def with_resource_samples(run) -> list[dict]:
 def postgres_warehouse(postgres_url, tmp_path_factory):
     """Demo runs with resource samples through the sensor, the CI stage and the marts, with
     the Postgres mirror on (as METRICS_POSTGRES_URL turns it on in production)."""
-    from metrics_pipeline.resources import LocalObjectStore
     from metrics_pipeline.settings import Settings
-    from metrics_pipeline.upload import upload_run
+    from metrics_pipeline.storage.objects import LocalObjectStore
+    from metrics_pipeline.upload.uploader import upload_run
 
     tmp = tmp_path_factory.mktemp("grafana")
     settings = Settings(

@@ -10,7 +10,7 @@ import pytest
 from conftest import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics_pipeline.models import conform
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.observability.exporter import pipeline_metrics, read_snapshot, serve
 
 NOW = datetime(2026, 11, 6, 12, 0, tzinfo=UTC)

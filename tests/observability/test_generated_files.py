@@ -46,7 +46,7 @@ def test_promtool_accepts_the_rules_and_the_config(files):
 
 
 def test_rules_fire_with_severity_and_annotations(files, tmp_path):
-    """promtool's rule unit tests: the thresholds and labels as Prometheus evaluates them."""
+    """Promtool's rule unit tests: the thresholds and labels as Prometheus evaluates them."""
     promtool = tool("promtool")
     verdict = (
         '{suite="checkout", scenario="b", environment="staging", '

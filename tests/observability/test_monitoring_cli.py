@@ -15,8 +15,8 @@ import yaml
 from conftest import free_port
 from typer.testing import CliRunner
 
-from metrics_pipeline.cli import app
-from metrics_pipeline.models import conform
+from metrics_pipeline.cli.main import app
+from metrics_pipeline.contracts.tables import conform
 
 
 def test_monitoring_write_uses_the_webhook_from_the_environment(tmp_path):

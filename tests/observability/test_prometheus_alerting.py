@@ -16,8 +16,6 @@ import pytest
 import yaml
 from conftest import free_port, service_unavailable, upload_demo_runs
 
-from metrics_pipeline.definitions import build_definitions
-from metrics_pipeline.inprocess import sense_and_run
 from metrics_pipeline.observability.exporter import serve
 from metrics_pipeline.observability.prometheus_config import (
     RULES_FILE,
@@ -28,6 +26,8 @@ from metrics_pipeline.observability.prometheus_config import (
     prometheus_config,
 )
 from metrics_pipeline.observability.rules import rule_file
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 DEADLINE_S = 30

@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from metrics_pipeline.demo_data import DemoRun, demo_runs
-from metrics_pipeline.ingest import ingest_paths
+from metrics_pipeline.analysis.summary import summarize_requests
+from metrics_pipeline.analysis.verdicts import judge_run
+from metrics_pipeline.evaluation.demo_data import DemoRun, demo_runs
+from metrics_pipeline.ingest.files import ingest_paths
 from metrics_pipeline.storage import Warehouse
-from metrics_pipeline.summary import summarize_requests
-from metrics_pipeline.verdicts import judge_run
 
 # Markup and Markdown control characters, a newline included, in one endpoint name.
 HOSTILE_ENDPOINT = "/api/<script>window.pwned=1</script>|*bold*_x_[link](y)`code`\nline2"

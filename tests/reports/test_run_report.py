@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from helpers import HOSTILE_ENDPOINT, HOSTILE_TAG, hostile_fixture  # noqa: F401 (fixture)
 
-from metrics_pipeline.models import SCHEMAS
+from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.reports import (
     ReportInputError,
     executive_summary,

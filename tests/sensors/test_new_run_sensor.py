@@ -7,8 +7,8 @@ import json
 import dagster as dg
 import pytest
 
-from metrics_pipeline.definitions import build_definitions
-from metrics_pipeline.models import RunManifest
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.orchestration.definitions import build_definitions
 
 MANIFEST = RunManifest(
     run_id="r-1",

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from metrics_pipeline.models import conform
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.stats.sketch import sketch_quantiles, sketch_requests
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -7,9 +7,9 @@ import uuid
 import polars as pl
 import pytest
 
+from metrics_pipeline.analysis.summary import summarize_requests
 from metrics_pipeline.formats import read_results
 from metrics_pipeline.storage.postgres import PostgresWarehouse
-from metrics_pipeline.summary import summarize_requests
 
 pytestmark = pytest.mark.services
 
@@ -81,8 +81,8 @@ def test_demo_with_postgres_fills_the_same_rows_as_parquet(postgres_url, tmp_pat
 def test_retention_deletes_the_same_partitions_in_postgres(pg, tmp_path):
     from datetime import UTC, datetime, timedelta
 
-    from metrics_pipeline.models import conform
-    from metrics_pipeline.retention import RetentionPolicy, apply_plan, plan_for
+    from metrics_pipeline.contracts.tables import conform
+    from metrics_pipeline.stages.retention import RetentionPolicy, apply_plan, plan_for
     from metrics_pipeline.storage import Warehouse
 
     warehouse = Warehouse(tmp_path, mirror=pg)

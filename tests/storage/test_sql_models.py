@@ -12,9 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from metrics_pipeline.demo_data import DemoRun, generate_requests
-from metrics_pipeline.ingest import ingest_files, ingest_paths
-from metrics_pipeline.models import RunManifest
+from metrics_pipeline.analysis.summary import summarize_run
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.evaluation.demo_data import DemoRun, generate_requests
+from metrics_pipeline.ingest.files import ingest_files, ingest_paths
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse
 from metrics_pipeline.storage.sql_models import (
     Model,
@@ -27,7 +28,6 @@ from metrics_pipeline.storage.sql_models import (
     run_postgres,
     to_postgres,
 )
-from metrics_pipeline.summary import summarize_run
 
 MODELS = discover()
 MARTS = sorted(m.name for m in MODELS if m.kind == "table")

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from metrics_pipeline.models import SCHEMAS, conform
+from metrics_pipeline.contracts.tables import SCHEMAS, conform
 from metrics_pipeline.storage import Warehouse
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from metrics_pipeline.models import conform
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.validation import validate
 
 

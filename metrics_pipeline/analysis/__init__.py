@@ -1,0 +1,1 @@
+"""Per-run and history analyses: summaries, baselines, verdicts, SLAs, findings."""

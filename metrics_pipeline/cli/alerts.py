@@ -1,0 +1,118 @@
+"""``metrics-pipeline alerts``: list, acknowledge, and deliver what waits in the outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from metrics_pipeline.settings import Settings
+
+alerts_app = typer.Typer(
+    help="Alerts: list them, acknowledge one, deliver the outbox.", no_args_is_help=True
+)
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _warehouse():
+    from metrics_pipeline.storage import open_warehouse
+
+    return open_warehouse(Settings.from_env())
+
+
+def notifications_table(alerts: pl.DataFrame, outbox: pl.DataFrame, title: str) -> Table:
+    """One row per notification: severity, kind, summary, channel and its delivery state."""
+    table = Table(title=title)
+    for column in ("severity", "kind", "summary", "channel", "event", "state"):
+        table.add_column(column)
+    rows = outbox.join(alerts.drop("details"), on="alert_id").sort("severity", "kind", "channel")
+    for row in rows.iter_rows(named=True):
+        if row["delivered_at"] is not None:
+            state = f"sent {row['delivered_at']:%Y-%m-%d %H:%M}"
+        elif row["attempts"] == 0 and row["last_error"]:
+            state = "would send (channel not configured)"
+        elif row["attempts"]:
+            state = f"retrying ({row['attempts']} attempts): {row['last_error']}"
+        else:
+            state = "pending"
+        table.add_row(
+            row["severity"],
+            row["kind"],
+            escape(row["summary"]),
+            row["channel"],
+            row["event"],
+            escape(state),
+        )
+    return table
+
+
+@alerts_app.command("list")
+def list_alerts(
+    show_all: Annotated[bool, typer.Option("--all", help="Include resolved alerts.")] = False,
+) -> None:
+    """Active alerts (open and acknowledged), most severe first."""
+    alerts = _warehouse().read("alerts")
+    if not show_all:
+        alerts = alerts.filter(pl.col("status") != "resolved")
+    order = {"critical": 0, "warning": 1, "info": 2}
+    alerts = alerts.sort(
+        pl.col("severity").replace_strict(order, default=3, return_dtype=pl.Int8), "opened_at"
+    )
+    table = Table(title="alerts" if show_all else "active alerts")
+    for column in ("id", "severity", "kind", "status", "summary", "opened", "runs"):
+        table.add_column(column)
+    for row in alerts.iter_rows(named=True):
+        table.add_row(
+            row["alert_id"],
+            row["severity"],
+            row["kind"],
+            row["status"],
+            escape(row["summary"]),
+            f"{row['opened_at']:%Y-%m-%d %H:%M}",
+            str(row["evaluations"]),
+        )
+    console.print(table if alerts.height else "no alerts")
+
+
+@alerts_app.command("ack")
+def ack(
+    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix of it).")],
+) -> None:
+    """Acknowledge an alert: it is no longer escalated; it resolves when its condition clears."""
+    from metrics_pipeline.alerts.lifecycle import AlertNotFound
+    from metrics_pipeline.alerts.service import acknowledge_alert
+
+    try:
+        row = acknowledge_alert(_warehouse(), alert_id, datetime.now(UTC))
+    except AlertNotFound as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"acknowledged {row['alert_id']}: {escape(row['summary'])}")
+
+
+@alerts_app.command("deliver")
+def deliver_outbox() -> None:
+    """Send what waits in the outbox now (also done every minute by alert_delivery_sensor)."""
+    from metrics_pipeline.alerts.config import load_alerting
+    from metrics_pipeline.alerts.delivery import build_senders
+    from metrics_pipeline.alerts.lifecycle import Signals
+    from metrics_pipeline.alerts.service import process
+    from metrics_pipeline.common.config import ConfigError
+
+    settings = Settings.from_env()
+    try:
+        config = load_alerting(settings.alerting_config)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    outcome = process(
+        _warehouse(), config, Signals(), datetime.now(UTC), build_senders(config, Settings.secret)
+    )
+    console.print(notifications_table(outcome.alerts, outcome.pending, "still waiting"))
+    raise typer.Exit(1 if outcome.pending.height else 0)

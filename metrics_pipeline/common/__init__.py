@@ -1,0 +1,1 @@
+"""Shared vocabulary: the clock, configuration-file errors and durations."""

@@ -1,0 +1,1 @@
+"""The data contracts: the run manifest and every warehouse table, declared once."""

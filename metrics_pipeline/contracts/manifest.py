@@ -1,0 +1,114 @@
+"""The run manifest (``run.json``): who ran what, where and when."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    ValidationError,
+)
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Suites name a folder of the bucket just like run ids do, so they follow the same rule.
+CLOCK_SKEW = timedelta(minutes=5)
+NAME_RULE = "1-128 characters from A-Z a-z 0-9 . _ - and not '.' or '..'"
+
+
+class ManifestError(ValueError):
+    """A run manifest that breaks the contract; the message names the field and the rule."""
+
+
+def check_name(value: str, what: str = "run_id") -> str:
+    """Return ``value`` if it is a safe path segment (run id, suite), else raise ValueError."""
+    if not RUN_ID_PATTERN.fullmatch(value) or value in {".", ".."}:
+        raise ValueError(f"{what} {value!r} is not allowed: use {NAME_RULE}")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    # Naive timestamps are taken as UTC: load tools and CI runners overwhelmingly log in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+SafeName = Annotated[str, AfterValidator(check_name)]
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class LoadProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vus: NonNegativeInt | None = None
+    target_rps: NonNegativeFloat | None = None
+    duration_s: NonNegativeFloat | None = None
+
+
+class RunManifest(BaseModel):
+    """``run.json``: who ran what, where and when. Written last by the uploader."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: SafeName
+    suite: Annotated[str, AfterValidator(lambda v: check_name(v, "suite"))]
+    scenario: str = Field(min_length=1, max_length=256)
+    environment: str = Field(min_length=1, max_length=256)
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+    tool: str = Field(default="custom", min_length=1, max_length=64)
+    service_version: str | None = None
+    git_sha: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    load_profile: LoadProfile = Field(default_factory=LoadProfile)
+    # A run id, or "auto" (the default when absent).
+    baseline: (
+        Annotated[str, AfterValidator(lambda v: v if v == "auto" else check_name(v))] | None
+    ) = None
+
+    @classmethod
+    def parse(cls, raw: bytes | str | dict[str, Any], source: str = "run.json") -> RunManifest:
+        """Validate a manifest; raise ManifestError naming ``source``, the field and the rule."""
+        try:
+            if isinstance(raw, dict):
+                return cls.model_validate(raw)
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ManifestError(f"invalid manifest {source}: {problems}") from None
+
+    def window(self, skew: timedelta = CLOCK_SKEW) -> tuple[datetime, datetime | None]:
+        """When the run's data may be timestamped: its start to its end (``finished_at``, else
+        start + ``load_profile.duration_s``; open when neither is known), widened by ``skew``
+        for clocks of load generators that disagree with the uploader's."""
+        end = self.finished_at
+        if end is None and self.load_profile.duration_s is not None:
+            end = self.started_at + timedelta(seconds=self.load_profile.duration_s)
+        return self.started_at - skew, None if end is None else end + skew
+
+    @property
+    def combination(self) -> tuple[str, str, str]:
+        return (self.suite, self.scenario, self.environment)
+
+    def to_row(self) -> dict[str, Any]:
+        """One row of the ``runs`` catalog table."""
+        return {
+            "run_id": self.run_id,
+            "suite": self.suite,
+            "scenario": self.scenario,
+            "environment": self.environment,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "tool": self.tool,
+            "service_version": self.service_version,
+            "git_sha": self.git_sha,
+            "baseline": self.baseline,
+        }

@@ -1,0 +1,1 @@
+"""Generated runs with known answers: the demo's data and the detectors' backtest."""

@@ -1,0 +1,1 @@
+"""Dagster's side: definitions, resources, partitions, executors, in-process runs."""

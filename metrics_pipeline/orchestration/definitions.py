@@ -1,0 +1,38 @@
+"""The one composition root: the assets, sensors and schedules packages plus the resources."""
+
+import dagster as dg
+
+import assets
+import schedules
+import sensors
+from metrics_pipeline.orchestration.resources import (
+    AlertingResource,
+    BaselineFileResource,
+    ClockResource,
+    ObjectStoreResource,
+    ReportsResource,
+    WarehouseResource,
+)
+from metrics_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    resources = {
+        "object_store": ObjectStoreResource.from_settings(settings),
+        "warehouse": WarehouseResource(
+            root=str(settings.warehouse_root),
+            # As an EnvVar the URL (and any password in it) stays out of the UI and run config.
+            postgres_url=dg.EnvVar("METRICS_POSTGRES_URL") if settings.postgres_url else None,
+        ),
+        "baselines": BaselineFileResource(path=str(settings.baselines_file)),
+        "reports": ReportsResource(root=str(settings.reports_root)),
+        "alerting": AlertingResource.from_settings(settings),
+        "clock": ClockResource.from_settings(settings),
+    }
+    return dg.Definitions.merge(
+        assets.defs, sensors.defs, schedules.defs, dg.Definitions(resources=resources)
+    )
+
+
+defs = build_definitions()

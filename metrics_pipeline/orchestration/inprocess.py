@@ -1,0 +1,69 @@
+"""Run the sensor and the CI-stage job in this process, as the daemon would, against any store.
+
+Used by ``metrics-pipeline demo`` and by the end-to-end tests: the same sensor, partitions,
+job and resources as in production, without a daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dagster as dg
+
+from metrics_pipeline.orchestration.partitions import runs_partitions
+
+SENSOR = "new_run_sensor"
+JOB = "ci_stage"
+
+
+@dataclass
+class Tick:
+    cursor: str | None
+    run_ids: list[str]
+    skipped: str | None
+    results: dict[str, dg.ExecuteInProcessResult]
+
+
+def sense_and_run(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tick:
+    """Evaluate ``new_run_sensor`` once, register its partitions, run each requested run.
+
+    ``progress(done, total)`` is called before the first run and after each one.
+    """
+    sensor = defs.resolve_sensor_def(SENSOR)
+    # As a context manager: the sensor's own instance handle is disposed when the tick ends.
+    with dg.build_sensor_context(
+        instance_ref=instance.get_ref(),
+        cursor=cursor,
+        definitions=defs,
+        sensor_name=SENSOR,
+        resources=defs.resources,
+    ) as context:
+        result = sensor.evaluate_tick(context)
+    # The daemon applies partition requests; evaluate_tick only returns them.
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(runs_partitions.name, list(request.partition_keys))
+    job = defs.resolve_job_def(JOB)
+    results = {}
+    requests = result.run_requests or []
+    report = progress or (lambda _done, _total: None)
+    report(0, len(requests))
+    for done, request in enumerate(requests, start=1):
+        results[request.partition_key] = job.execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            raise_on_error=False,
+        )
+        report(done, len(requests))
+    return Tick(
+        cursor=result.cursor,
+        run_ids=[r.partition_key for r in result.run_requests or []],
+        skipped=result.skip_message,
+        results=results,
+    )

@@ -1,0 +1,62 @@
+"""Re-create the warehouse from the bucket, the source of truth, with the pipeline's own jobs.
+
+Everything is built in a new folder first (the CI stage for every uploaded run, oldest first,
+then the nightly job); only then does it replace the old warehouse, so a failed rebuild leaves
+the old one in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+
+import dagster as dg
+
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
+from metrics_pipeline.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class RebuildReport:
+    runs: list[str]
+    failed: list[str]
+
+
+def rebuild(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> RebuildReport:
+    """``progress(done, total)`` follows the runs (see ``sense_and_run``)."""
+    target = settings.warehouse_root
+    building = target.with_name(f"{target.name}.rebuild-{uuid.uuid4().hex[:8]}")
+    aside = dataclasses.replace(settings, warehouse_dir=building)
+    try:
+        # A throwaway instance on disk: the sensor context needs one it can reach by reference.
+        with (
+            tempfile.TemporaryDirectory() as home,
+            dg.DagsterInstance.from_config(home) as instance,
+        ):
+            defs = build_definitions(aside)
+            tick = sense_and_run(defs, instance, progress=progress)
+            failed = [run for run, result in tick.results.items() if not result.success]
+            if (
+                not defs.resolve_job_def("nightly")
+                .execute_in_process(instance=instance, raise_on_error=False)
+                .success
+            ):
+                failed.append("nightly")
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    if failed:
+        shutil.rmtree(building, ignore_errors=True)
+        return RebuildReport(tick.run_ids, failed)
+    old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        target.rename(old)
+    building.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return RebuildReport(tick.run_ids, [])

@@ -1,0 +1,142 @@
+"""Dagster resources: thin configurable wrappers around the library's plain classes.
+
+Each holds only configuration (paths, URLs, names) so Dagster can show it and ship it to other
+processes; ``get()`` (or a method) builds the plain object the library works with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+
+from metrics_pipeline.alerts.config import AlertingConfig, load_alerting
+from metrics_pipeline.alerts.delivery import Sender, build_senders
+from metrics_pipeline.alerts.lifecycle import Signals
+from metrics_pipeline.alerts.service import Outcome, process
+from metrics_pipeline.analysis.baselines import BaselineEntry, load_baselines
+from metrics_pipeline.analysis.kpi_catalog import KpiCatalog, load_catalog
+from metrics_pipeline.common.clock import clock_at, parse_instant
+from metrics_pipeline.settings import Settings
+from metrics_pipeline.storage import PostgresWarehouse, Warehouse
+from metrics_pipeline.storage.objects import LocalObjectStore, ObjectStore, S3ObjectStore
+
+
+class ObjectStoreResource(dg.ConfigurableResource):
+    """The bucket runs are uploaded to: a local folder (``root``) or S3/MinIO (``bucket``)."""
+
+    root: str | None = None
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region_name: str = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+
+    def get(self) -> ObjectStore:
+        if self.root is not None:
+            return LocalObjectStore(root=self.root)
+        if not self.bucket:
+            raise ValueError("ObjectStoreResource needs a root folder or a bucket")
+        return S3ObjectStore(
+            bucket=self.bucket,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region_name,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ObjectStoreResource:
+        """Credentials stay ``EnvVar``s, so the UI and the run config never show them."""
+        if settings.store == "local":
+            return cls(root=str(settings.local_store_root))
+        credentials = {}
+        if settings.has_aws_credentials():
+            credentials = {
+                "aws_access_key_id": dg.EnvVar("AWS_ACCESS_KEY_ID"),
+                "aws_secret_access_key": dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+            }
+        return cls(
+            bucket=settings.bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            **credentials,
+        )
+
+
+class BaselineFileResource(dg.ConfigurableResource):
+    """The version-controlled baseline file (absent: every baseline is dynamic)."""
+
+    path: str
+
+    def entries(self) -> list[BaselineEntry]:
+        return load_baselines(Path(self.path))
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The embedded warehouse: Parquet partitions under ``root`` and a DuckDB catalog."""
+
+    root: str
+    postgres_url: str | None = None
+
+    def get(self) -> Warehouse:
+        mirror = PostgresWarehouse(self.postgres_url) if self.postgres_url else None
+        return Warehouse(self.root, mirror)
+
+
+class ClockResource(dg.ConfigurableResource):
+    """What the assets and sensors take as now: the system clock, or an instant frozen in
+    ``frozen_at`` (ISO 8601; ``METRICS_NOW``) to replay a past day or to test on fixed data."""
+
+    frozen_at: str | None = None
+
+    def now(self) -> datetime:
+        return clock_at(parse_instant(self.frozen_at) if self.frozen_at else None)()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClockResource:
+        return cls(frozen_at=settings.now.isoformat() if settings.now else None)
+
+
+class ReportsResource(dg.ConfigurableResource):
+    """The folder the reports are written to (``METRICS_HOME/reports`` by default)."""
+
+    root: str
+
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+class AlertingResource(dg.ConfigurableResource):
+    """Paths only: secrets referenced by the config are looked up when sending."""
+
+    catalog_path: str
+    config_path: str
+
+    def catalog(self) -> KpiCatalog:
+        return load_catalog(Path(self.catalog_path))
+
+    def config(self) -> AlertingConfig:
+        return load_alerting(Path(self.config_path))
+
+    def senders(self, config: AlertingConfig) -> dict[str, Sender]:
+        return build_senders(config, Settings.secret)
+
+    def apply(
+        self,
+        store,
+        signals_for: Callable[[AlertingConfig, datetime], Signals],
+        now: datetime,
+    ) -> Outcome:
+        """Load the config, build the signals from it and ``now``, then update the alerts and
+        deliver what is due (``service.process``)."""
+        config = self.config()
+        return process(store, config, signals_for(config, now), now, self.senders(config))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertingResource:
+        return cls(
+            catalog_path=str(settings.kpi_catalog), config_path=str(settings.alerting_config)
+        )

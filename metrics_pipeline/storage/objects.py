@@ -1,0 +1,253 @@
+"""The object store where load tests upload their raw results: a local folder or S3/MinIO.
+
+Plain classes (Dagster wraps them in ``orchestration.resources.ObjectStoreResource``). Both
+stores have the same layout, ``raw/<suite>/<run_id>/{run.json, result files}``,
+and the same interface, so assets, sensors and the CLI never know which one they talk to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from metrics_pipeline.settings import Settings
+
+RAW_PREFIX = "raw/"
+
+
+class UnsafeKeyError(ValueError):
+    """An object key that could escape its folder or confuse a shell."""
+
+
+def check_key(key: str) -> str:
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(part in {"", ".", ".."} for part in key.split("/"))
+    ):
+        raise UnsafeKeyError(f"object key {key!r} is not allowed (empty part, '..', '\\' or NUL)")
+    return key
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # changes whenever the content is replaced
+    last_modified: float  # epoch seconds
+
+
+class ObjectStore(ABC):
+    """Where load tests upload their raw results."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``."""
+
+    @abstractmethod
+    def list_folders(self, prefix: str) -> list[str]:
+        """The next path segments below ``prefix`` (which ends with '/')."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's info, or None when it does not exist."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A binary stream of the object (a context manager)."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.put_bytes(key, Path(path).read_bytes())
+
+    @property
+    @abstractmethod
+    def description(self) -> str: ...
+
+    def run_prefix(self, suite: str, run_id: str) -> str:
+        return f"{RAW_PREFIX}{suite}/{run_id}/"
+
+    def find_run(self, run_id: str) -> str | None:
+        """The suite whose folder holds a complete upload (with run.json) of ``run_id``."""
+        for suite in self.list_folders(RAW_PREFIX):
+            if self.head(f"{self.run_prefix(suite, run_id)}run.json") is not None:
+                return suite
+        return None
+
+
+@dataclass(frozen=True)
+class LocalObjectStore(ObjectStore):
+    """A folder with the bucket's layout: the embedded default, no server needed."""
+
+    root: str
+
+    @property
+    def description(self) -> str:
+        return f"folder {self.root}"
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root) / check_key(key)
+
+    def _info(self, path: Path) -> ObjectInfo:
+        stat = path.stat()
+        key = path.relative_to(self.root).as_posix()
+        return ObjectInfo(
+            key, stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}", stat.st_mtime
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        root = Path(self.root)
+        # Walk only below the deepest folder of the prefix instead of the whole bucket.
+        folder = root / prefix.rsplit("/", 1)[0] if "/" in prefix else root
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.name.startswith(".upload-"):
+                info = self._info(path)
+                if info.key.startswith(prefix):
+                    yield info
+
+    def list_folders(self, prefix: str) -> list[str]:
+        folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else Path(self.root)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        return self._info(path) if path.is_file() else None
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        with self._path(key).open("rb") as stream:
+            yield stream
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write aside and rename, so a reader never sees half an object (as with S3).
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(tmp, path)
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+
+
+@dataclass
+class S3ObjectStore(ObjectStore):
+    """An S3 bucket, on AWS or any S3-compatible server such as MinIO (``endpoint_url``).
+
+    Without keys boto3's own chain applies (environment, profile, instance role).
+    """
+
+    bucket: str
+    endpoint_url: str | None = None
+    region_name: str = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    _client: object = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def description(self) -> str:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"s3://{self.bucket}{where}"
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3  # boto3 costs ~0.3 s to import; only S3 users pay it
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+            )
+        return self._client
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    obj["Key"],
+                    obj["Size"],
+                    obj["ETag"].strip('"'),
+                    obj["LastModified"].timestamp(),
+                )
+
+    def list_folders(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        folders = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            folders += [
+                p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
+            ]
+        return sorted(folders)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            obj = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return ObjectInfo(
+            key, obj["ContentLength"], obj["ETag"].strip('"'), obj["LastModified"].timestamp()
+        )
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        # A spooled local copy gives a seekable, buffered stream with bounded memory, and
+        # download_fileobj retries and parallelises ranges for large objects.
+        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+            self.client.download_fileobj(self.bucket, check_key(key), spool)
+            spool.seek(0)
+            yield spool  # type: ignore[misc]
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.client.upload_file(str(path), self.bucket, check_key(key))
+
+
+def object_store_from_settings(settings: Settings) -> ObjectStore:
+    """The configured store: the local folder, or the S3 bucket with boto3's credentials."""
+    if settings.store == "local":
+        return LocalObjectStore(root=str(settings.local_store_root))
+    return S3ObjectStore(
+        bucket=settings.bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+    )

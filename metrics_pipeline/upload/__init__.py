@@ -1,0 +1,1 @@
+"""The load-test side: run a test, collect its files and system samples, upload them."""

@@ -1,0 +1,329 @@
+"""Run a load-test command, sample system metrics meanwhile, upload everything as one run.
+
+The library behind ``metrics-pipeline run ... -- CMD ...`` for teams without an upload step.
+
+Samples are our canonical JSON lines (``formats/canonical_jsonl.py``), one ``resources`` record
+per metric and sample, all with the same ``ts`` and ``host``::
+
+    {"record": "resources", "ts": "2026-11-03T10:00:01.500000+00:00", "host": "ci-7",
+     "metric": "cpu_pct", "value": 12.5}
+
+    metric            value (each sample covers the time since the previous one)
+    cpu_pct           whole machine, % of all CPUs (0-100)
+    mem_pct           virtual_memory().percent
+    mem_used_bytes    virtual_memory().used
+    disk_read_bytes   bytes PER SECOND over the time since the previous sample, machine-wide
+    disk_write_bytes  (the names stay those of psutil's counters; a rate keeps runs with
+    net_bytes_sent    different --interval comparable). Absent where the machine has no such
+    net_bytes_recv    counters (some containers have no disks).
+    proc_rss_bytes    summed RSS of the command and all its descendants (shared pages of forked
+                      workers count once per process, like ``ps``)
+    proc_cpu_pct      CPU of that tree; 100 = one core busy, so it can exceed 100 (like ``top``)
+
+The first sample is taken one interval after the command starts (a CPU % over a few
+milliseconds is noise), so a command shorter than the interval has no samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.formats import result_files
+from metrics_pipeline.storage.objects import ObjectStore
+from metrics_pipeline.upload.uploader import upload_run
+
+SAMPLES_NAME = "system-samples.jsonl"
+COLLECTOR_TAG = "metrics-pipeline run"
+EXIT_NOT_FOUND = 127  # the shell's codes for a command it cannot find / cannot execute
+EXIT_NOT_EXECUTABLE = 126
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """Cumulative counters at one moment; disk/net are None where the machine has none."""
+
+    at: float  # time.monotonic()
+    disk: Any
+    net: Any
+
+
+def _read_counters() -> _Reading:
+    return _Reading(time.monotonic(), psutil.disk_io_counters(), psutil.net_io_counters())
+
+
+IO_RATES = {
+    "disk_read_bytes": ("disk", "read_bytes"),
+    "disk_write_bytes": ("disk", "write_bytes"),
+    "net_bytes_sent": ("net", "bytes_sent"),
+    "net_bytes_recv": ("net", "bytes_recv"),
+}
+
+
+def _rates(previous: _Reading, current: _Reading) -> dict[str, float]:
+    """Bytes per second between two readings, for the counters both have."""
+    elapsed = current.at - previous.at
+    rates = {}
+    for metric, (group, field) in IO_RATES.items():
+        before, after = getattr(previous, group), getattr(current, group)
+        if before is None or after is None or elapsed <= 0:
+            continue
+        # A counter that went backwards was reset (e.g. a NIC removed): no honest value.
+        delta = getattr(after, field) - getattr(before, field)
+        if delta >= 0:
+            rates[metric] = delta / elapsed
+    return rates
+
+
+def tree_usage(
+    root: psutil.Process, known: dict[int, tuple[psutil.Process, float]]
+) -> tuple[int, float]:
+    """(summed RSS bytes, CPU seconds used since the previous call) of ``root``'s tree.
+
+    ``known`` maps pid -> (process, its CPU seconds at the previous call) and is updated; start
+    with a call whose CPU figure is discarded. A process not seen by the previous call was
+    created since (a process cannot join the tree otherwise; rarely, it was unreadable then), so
+    all its CPU time counts: a worker forked at start is not lost. Creation times cannot decide
+    this: psutil derives them from a boot time rounded to the second. A process that ends
+    between two calls loses its CPU time since the previous call; processes that exit, or
+    become unreadable, between listing and reading are skipped, never fatal.
+    """
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        processes = [root]  # the root itself is read (or skipped) below
+    rss, cpu = 0, 0.0
+    seen = {}
+    for process in processes:
+        before = 0.0
+        cached = known.get(process.pid)
+        # is_running() also compares creation times: a reused pid is a new process.
+        if cached is not None and cached[0].is_running():
+            process, before = cached
+        try:
+            with process.oneshot():
+                rss += process.memory_info().rss
+                times = process.cpu_times()
+                used = times.user + times.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        cpu += max(0.0, used - before)
+        seen[process.pid] = (process, used)
+    known.clear()
+    known.update(seen)
+    return rss, cpu
+
+
+class SystemSampler:
+    """Takes samples of the machine and, optionally, of one process tree (see module doc).
+
+    Every sample covers the time since the previous one, the first the time since the sampler
+    was created (so create it when the measured period starts).
+    """
+
+    def __init__(self, process: psutil.Process | None = None, host: str | None = None) -> None:
+        self.process = process
+        self.host = host or socket.gethostname()
+        self._known: dict[int, tuple[psutil.Process, float]] = {}
+        psutil.cpu_percent(interval=None)  # its first call only starts the measurement
+        self._previous = _read_counters()
+        if process is not None:
+            tree_usage(process, self._known)
+
+    def sample(self) -> list[dict[str, Any]]:
+        """One sample: a list of canonical ``resources`` records (JSON-able dicts)."""
+        ts = datetime.now(UTC).isoformat()
+        memory = psutil.virtual_memory()
+        current = _read_counters()
+        values: dict[str, float] = {
+            "cpu_pct": psutil.cpu_percent(interval=None),
+            "mem_pct": memory.percent,
+            "mem_used_bytes": memory.used,
+            **_rates(self._previous, current),
+        }
+        if self.process is not None:
+            rss, cpu_seconds = tree_usage(self.process, self._known)
+            elapsed = current.at - self._previous.at
+            values["proc_rss_bytes"] = rss
+            values["proc_cpu_pct"] = 100.0 * cpu_seconds / elapsed if elapsed > 0 else 0.0
+        self._previous = current
+        return [
+            {"record": "resources", "ts": ts, "host": self.host, "metric": m, "value": v}
+            for m, v in values.items()
+        ]
+
+
+def _terminal_delivers_sigint(pid: int) -> bool:
+    """Whether Ctrl-C on our terminal already reached the child: it does when the child is in
+    our process group and that group is the terminal's foreground group. Forwarding it then
+    would make the tool see two interrupts, which k6 and Locust take as "quit now, skip the
+    summary" (uv settled on the same rule for ``uv run``)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY)
+    except OSError:
+        return False  # no controlling terminal: the signal was sent to us alone
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp() == os.getpgid(pid)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _forward_signals(proc: subprocess.Popen) -> dict[int, Any]:
+    """Pass SIGINT/SIGTERM on to the child (which then ends and reports its own exit code);
+    we keep running so that what was measured is still uploaded. Returns the old handlers."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and _terminal_delivers_sigint(proc.pid):
+            return
+        proc.send_signal(signum)  # a no-op once the child has been reaped
+
+    # Handlers can only be installed from the main thread; elsewhere the caller handles them.
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def run_and_collect(command: list[str], *, interval: float, samples_path: Path) -> int:
+    """Run ``command`` (no shell), sampling every ``interval`` s into ``samples_path`` (JSONL).
+
+    Returns the command's exit code, shell style: 128 + N when a signal N ended it, 127 when it
+    was not found, 126 when it cannot be executed (with a message on stderr, and then
+    ``samples_path`` is not created: its existence means the command ran).
+    """
+    if not command:
+        raise ValueError("no command to run")
+    if interval <= 0:
+        raise ValueError(f"interval must be positive, got {interval}")
+    try:
+        proc = subprocess.Popen(command)
+    except (FileNotFoundError, NotADirectoryError):
+        print(f"metrics-pipeline run: {command[0]}: command not found", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except PermissionError as exc:
+        print(f"metrics-pipeline run: {command[0]}: {exc.strerror}", file=sys.stderr)
+        return EXIT_NOT_EXECUTABLE
+    previous_handlers = _forward_signals(proc)
+    try:
+        try:
+            sampler = SystemSampler(psutil.Process(proc.pid))
+        except psutil.NoSuchProcess:  # already gone: the machine-wide metrics remain
+            sampler = SystemSampler()
+        samples_path.parent.mkdir(parents=True, exist_ok=True)
+        with samples_path.open("w", encoding="utf-8") as out:
+            # Sample on a fixed schedule (start + k * interval) so the time spent sampling does
+            # not make the samples drift; wait() returns as soon as the command ends.
+            start = time.monotonic()
+            ticks = 0
+            sampling = True
+            while True:
+                ticks += 1
+                try:
+                    proc.wait(timeout=max(0.0, start + ticks * interval - time.monotonic()))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if not sampling:
+                    continue
+                try:
+                    out.writelines(json.dumps(r) + "\n" for r in sampler.sample())
+                    out.flush()  # a crash of ours keeps everything sampled so far
+                except Exception as exc:  # failed monitoring (disk full...) is no failed test
+                    print(f"metrics-pipeline run: sampling stopped: {exc!r}", file=sys.stderr)
+                    sampling = False
+        code = proc.wait()
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # we failed: do not leave the load test running unattended
+            proc.kill()
+            proc.wait()
+    return code if code >= 0 else 128 - code
+
+
+def collect_run(
+    store: ObjectStore,
+    command: list[str],
+    *,
+    suite: str,
+    scenario: str,
+    environment: str,
+    run_id: str | None = None,
+    results_dir: Path,
+    interval: float = 1.0,
+) -> tuple[int, RunManifest, list[str]]:
+    """Run ``command`` with sampling, then upload its result files, the samples and the
+    manifest (last) as one run. Returns (exit code, manifest, uploaded keys).
+
+    The run is uploaded whatever the exit code: a failed load test is data too. Only a command
+    that never started (127/126) uploads nothing, as nothing was measured. The manifest is
+    validated before the command runs, so a bad suite or run id costs no load test
+    (ManifestError).
+    """
+    results_dir = Path(results_dir)
+    started_at = datetime.now(UTC)
+    base = {
+        "run_id": run_id or f"{suite}-{started_at:%Y%m%dT%H%M%S}",
+        "suite": suite,
+        "scenario": scenario,
+        "environment": environment,
+        "started_at": started_at,
+        "tool": (Path(command[0]).name if command else "")[:64] or "custom",
+        "tags": {"collector": COLLECTOR_TAG},
+    }
+    manifest = RunManifest.parse(base)
+    clock = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="metrics-pipeline-run-") as tmp:
+        # Beside, not inside, the results folder: that one belongs to the tool.
+        samples = Path(tmp) / SAMPLES_NAME
+        code = run_and_collect(command, interval=interval, samples_path=samples)
+        elapsed = time.monotonic() - clock
+        if not samples.exists():
+            return code, manifest, []
+        manifest = RunManifest.parse(
+            base
+            | {
+                "finished_at": datetime.now(UTC),
+                "load_profile": {"duration_s": round(elapsed, 3)},
+                "tags": {"collector": COLLECTOR_TAG, "exit_code": str(code)},
+            }
+        )
+        files = result_files(results_dir) if results_dir.exists() else []
+        _warn_about(files, started_at)
+        if samples.stat().st_size:  # an empty file would only be reported as unreadable
+            files.append(samples)
+        keys = upload_run(store, files, manifest, root=results_dir)
+    return code, manifest, keys
+
+
+def _warn_about(files: list[Path], started_at: datetime) -> None:
+    """Say when a tool file would be overwritten by our samples, and when a file predates the
+    run (left over from an earlier one in a reused folder?)."""
+    for file in files:
+        if file.name == SAMPLES_NAME:
+            print(
+                f"metrics-pipeline run: warning: {file} has the name of our system samples: "
+                "only the samples are kept",
+                file=sys.stderr,
+            )
+        # 2 s of slack for file systems with coarse timestamps.
+        if file.stat().st_mtime < started_at.timestamp() - 2:
+            print(
+                f"metrics-pipeline run: warning: {file} was not written during this run",
+                file=sys.stderr,
+            )

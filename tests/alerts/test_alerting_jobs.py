@@ -1,0 +1,143 @@
+"""SLA evaluation and alerts as Dagster runs them: the CI stage on uploaded runs, a receiver
+that records what it got, and the run-failure sensor on a failing run."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+import pytest
+from receivers import http_receiver
+
+from assets.alerting import ALERTS, SLA
+from metrics_pipeline.evaluation.demo_data import DemoRun, demo_runs, generate_requests
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
+from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.resources import (
+    AlertingResource,
+    ClockResource,
+    WarehouseResource,
+)
+from metrics_pipeline.upload.uploader import upload_run
+from sensors.alerting import alert_on_run_failure
+
+pytestmark = pytest.mark.slow
+
+# The pipeline's clock, frozen far from the day the test runs: SLA windows and overdue-run
+# checks count back from it, and the runs are dated relative to it.
+NOW = datetime(2031, 3, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def hook():
+    with http_receiver() as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def alerting_settings(settings, tmp_path, hook):
+    config = tmp_path / "alerting.yaml"
+    config.write_text(
+        f"channels:\n  hook: {{type: webhook, url: '{hook.url}'}}\n"
+        "routes:\n  - {severities: [critical, warning, info], channels: [hook]}\n"
+    )
+    return dataclasses.replace(settings, alerting_config=config, now=NOW)
+
+
+def alerted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether the run evaluated its SLAs and alerts (other steps of the job are not ours)."""
+    done = {e.asset_key for e in result.get_asset_materialization_events()}
+    return {SLA, ALERTS} <= done
+
+
+def test_a_regressed_run_alerts_once_and_a_clean_run_resolves(
+    alerting_settings, store, warehouse, tmp_path, hook
+):
+    # A day before the clock, so that the clean run a day after the last one is still past.
+    runs = demo_runs(4, duration_s=20.0, now=NOW - timedelta(days=1))
+    for run in runs:
+        upload_run(store, [run.write(tmp_path / "runs") / "requests.ndjson"], run.manifest)
+    last = runs[-1].manifest.run_id
+    defs = build_definitions(alerting_settings)
+    with dg.instance_for_test() as instance:
+        tick = sense_and_run(defs, instance)
+        assert all(alerted(r) for r in tick.results.values())
+
+        evaluations = warehouse.read("sla_evaluations", [last])
+        breach = evaluations.filter(pl.col("kpi") == "checkout_orders_p95").row(0, named=True)
+        assert breach["status"] == "breached" and breach["endpoint"] == "/api/orders"
+        (event,) = [
+            e for e in tick.results[last].get_asset_materialization_events() if e.asset_key == SLA
+        ]
+        assert "BREACHED" in event.materialization.metadata["sla"].value
+        assert warehouse.read("sla_windows").filter(pl.col("window_days") == 30).height > 0
+
+        alerts = warehouse.read("alerts").filter(pl.col("status") == "open")
+        regressions = alerts.filter(pl.col("kind") == "regression")
+        assert set(regressions["endpoint"]) == {"/api/orders"}
+        assert set(alerts["kind"]) == {"regression", "sla_breach"}
+        opened = [b for b in hook.bodies if b["event"] == "opened"]
+        assert sorted(b["alert_id"] for b in opened) == sorted(alerts["alert_id"])
+
+        # The same run judged again: no new alert, no second notification.
+        job = defs.resolve_job_def("ci_stage")
+        assert alerted(
+            job.execute_in_process(instance=instance, partition_key=last, raise_on_error=False)
+        )
+        assert len(hook.bodies) == len(opened)
+        assert warehouse.read("alerts").height == alerts.height
+
+        # A clean run of the same combination resolves them.
+        manifest = runs[-1].manifest.model_copy(
+            update={
+                "run_id": "checkout-clean",
+                "started_at": runs[-1].manifest.started_at + timedelta(days=1),
+                "finished_at": runs[-1].manifest.finished_at + timedelta(days=1),
+            }
+        )
+        clean = DemoRun(manifest, generate_requests(manifest.started_at, duration_s=20.0, seed=77))
+        upload_run(store, [clean.write(tmp_path / "runs") / "requests.ndjson"], manifest)
+        again = sense_and_run(defs, instance, cursor=tick.cursor)
+        assert again.run_ids == ["checkout-clean"]
+    after = warehouse.read("alerts")
+    assert set(after.filter(pl.col("alert_id").is_in(alerts["alert_id"].implode()))["status"]) == {
+        "resolved"
+    }
+    resolved = [b for b in hook.bodies if b["event"] == "resolved"]
+    assert sorted(b["alert_id"] for b in resolved) == sorted(alerts["alert_id"])
+
+
+def test_a_failing_run_becomes_a_delivered_alert(
+    alerting_settings, store, warehouse, tmp_path, hook
+):
+    store.put_bytes("raw/checkout/broken-1/requests.ndjson", b"")
+    store.put_bytes("raw/checkout/broken-1/run.json", b'{"run_id": "broken-1", "suite": 1}')
+    defs = build_definitions(alerting_settings)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(runs_partitions.name, ["broken-1"])
+        result = defs.resolve_job_def("ci_stage").execute_in_process(
+            instance=instance, partition_key="broken-1", raise_on_error=False
+        )
+        assert not result.success
+        context = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
+            resources={
+                "warehouse": WarehouseResource(root=str(alerting_settings.warehouse_root)),
+                "alerting": AlertingResource.from_settings(alerting_settings),
+                "clock": ClockResource.from_settings(alerting_settings),
+            },
+        )
+        alert_on_run_failure(context)
+        alert_on_run_failure(context)  # the daemon may see it twice: still one alert
+    (alert,) = warehouse.read("alerts").iter_rows(named=True)
+    assert alert["kind"] == "pipeline_failure" and alert["severity"] == "critical"
+    assert alert["metric"] == "ci_stage" and alert["endpoint"] == "broken-1"
+    assert "invalid manifest" in alert["summary"]
+    (body,) = hook.bodies
+    assert body["kind"] == "pipeline_failure" and body["alert_id"] == alert["alert_id"]

@@ -1,0 +1,211 @@
+"""The alert lifecycle with an injected clock: one alert per condition, escalation once,
+resolution when the condition clears, acknowledgement."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from metrics_pipeline.alerts import AlertingConfig, Scope, Signal, Signals, evaluate_alerts
+from metrics_pipeline.alerts.lifecycle import AlertNotFound, acknowledge
+from metrics_pipeline.alerts.signals import RUN_KINDS, missing_run_signals, run_signals
+from metrics_pipeline.contracts.tables import conform, empty
+
+T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+WHERE = {"suite": "checkout", "scenario": "browse", "environment": "staging"}
+CONFIG = AlertingConfig.model_validate(
+    {
+        "channels": {
+            "hook": {"type": "webhook", "url": "${HOOK}"},
+            "slack": {"type": "slack", "url": "${SLACK}"},
+            "pager": {"type": "webhook", "url": "${PAGER}"},
+        },
+        "routes": [
+            {"severities": ["critical", "warning"], "channels": ["hook", "slack"]},
+            {"severities": ["info"], "kinds": ["trade_off"], "channels": ["hook"]},
+        ],
+        "escalation": {"after": "30m", "severities": ["critical"], "channels": ["pager"]},
+        "expected_runs": [{"suite": "checkout", "every": "24h", "grace": "6h"}],
+    }
+)
+
+
+def verdicts(run_id: str, regressed: bool) -> pl.DataFrame:
+    return conform(
+        "verdicts",
+        pl.DataFrame(
+            {
+                "run_id": run_id,
+                "endpoint": ["/api/orders", "/api/cart"],
+                "metric": "latency_p95",
+                "baseline": [90.0, 20.0],
+                "candidate": [120.0 if regressed else 91.0, 20.0],
+                "change": [0.33 if regressed else 0.01, 0.0],
+                "regression": [regressed, False],
+                "verdict": ["regression" if regressed else "ok", "ok"],
+                "baseline_runs": "a,b",
+            }
+        ),
+    )
+
+
+def evaluate_run(alerts, run_id, regressed, now):
+    run = {"run_id": run_id, **WHERE}
+    history = pl.DataFrame(
+        schema={"run_id": pl.String, "started_at": pl.Datetime, "item": pl.String}
+    )
+    signals = run_signals(
+        run, verdicts(run_id, regressed), empty("sla_evaluations"), history=history, config=CONFIG
+    )
+    return evaluate_alerts(alerts, signals, now, CONFIG)
+
+
+def test_a_regression_seen_twice_is_one_alert_and_one_notification_per_channel():
+    alerts, sent = evaluate_run(empty("alerts"), "run-5", True, T0)
+    assert alerts.height == 1 and set(sent["event"]) == {"opened"}
+    assert sorted(sent["channel"]) == ["hook", "slack"]
+    (alert,) = alerts.iter_rows(named=True)
+    assert alert["status"] == "open" and alert["severity"] == "warning"
+    assert alert["endpoint"] == "/api/orders" and alert["metric"] == "latency_p95"
+
+    # The same run evaluated again (a re-materialised partition): nothing new at all.
+    again, sent_again = evaluate_run(alerts, "run-5", True, T0 + timedelta(minutes=1))
+    assert sent_again.height == 0
+    assert again.row(0, named=True)["evaluations"] == 1
+
+    # The next run regresses too: same alert, updated, still no notification.
+    later, sent_later = evaluate_run(again, "run-6", True, T0 + timedelta(days=1))
+    assert sent_later.height == 0 and later.height == 1
+    row = later.row(0, named=True)
+    assert row["alert_id"] == alert["alert_id"]
+    assert (row["evaluations"], row["first_run_id"], row["last_run_id"]) == (2, "run-5", "run-6")
+
+    # A clean run resolves it (one resolved notification per channel) ...
+    clean, sent_clean = evaluate_run(later, "run-7", False, T0 + timedelta(days=2))
+    assert clean.row(0, named=True)["status"] == "resolved"
+    assert sorted(zip(sent_clean["event"], sent_clean["channel"], strict=True)) == [
+        ("resolved", "hook"),
+        ("resolved", "slack"),
+    ]
+    # ... and a later regression reopens the same alert as a new incident.
+    reopened, sent_reopened = evaluate_run(clean, "run-8", True, T0 + timedelta(days=3))
+    assert set(sent_reopened["event"]) == {"opened"}
+    row = reopened.row(0, named=True)
+    assert row["status"] == "open" and row["first_run_id"] == "run-8"
+    assert row["resolved_at"] is None
+
+
+def test_other_combinations_are_not_resolved_by_a_clean_run():
+    alerts, _ = evaluate_run(empty("alerts"), "run-5", True, T0)
+    other = Signals([], [Scope(RUN_KINDS, suite="search", scenario="s", environment="e")])
+    kept, sent = evaluate_alerts(alerts, other, T0, CONFIG)
+    assert kept.row(0, named=True)["status"] == "open" and sent.height == 0
+
+
+def critical(run_id: str = "run-1") -> Signal:
+    return Signal(
+        "sla_breach",
+        "critical",
+        "p95 beyond 500 ms",
+        **WHERE,
+        endpoint="/a",
+        metric="latency_p95",
+        run_id=run_id,
+    )
+
+
+def test_escalation_is_sent_once_after_the_delay_and_not_when_acknowledged():
+    alerts, opened = evaluate_alerts(empty("alerts"), Signals([critical()]), T0, CONFIG)
+    assert set(opened["channel"]) == {"hook", "slack"}
+    early, none = evaluate_alerts(alerts, Signals(), T0 + timedelta(minutes=29), CONFIG)
+    assert none.height == 0 and early.row(0, named=True)["escalated_at"] is None
+
+    escalated, sent = evaluate_alerts(early, Signals(), T0 + timedelta(minutes=31), CONFIG)
+    assert list(zip(sent["event"], sent["channel"], strict=True)) == [("escalated", "pager")]
+    assert escalated.row(0, named=True)["escalated_at"] == T0 + timedelta(minutes=31)
+    _, again = evaluate_alerts(escalated, Signals(), T0 + timedelta(hours=5), CONFIG)
+    assert again.height == 0
+
+    acked, row = acknowledge(alerts, alerts["alert_id"][0][:6], T0 + timedelta(minutes=5))
+    assert row["status"] == "acknowledged"
+    _, after_ack = evaluate_alerts(acked, Signals(), T0 + timedelta(hours=2), CONFIG)
+    assert after_ack.height == 0
+
+
+def test_acknowledging_an_unknown_or_resolved_alert_is_an_error():
+    alerts, _ = evaluate_alerts(empty("alerts"), Signals([critical()]), T0, CONFIG)
+    with pytest.raises(AlertNotFound, match="no alert"):
+        acknowledge(alerts, "zzz", T0)
+    scope = Signals([], [Scope(frozenset({"sla_breach"}))])
+    resolved, _ = evaluate_alerts(alerts, scope, T0, CONFIG)
+    with pytest.raises(AlertNotFound, match="already resolved"):
+        acknowledge(resolved, resolved["alert_id"][0], T0)
+
+
+def test_payloads_are_built_per_channel_type():
+    _, sent = evaluate_alerts(empty("alerts"), Signals([critical()]), T0, CONFIG)
+    bodies = {row["channel"]: json.loads(row["payload"]) for row in sent.iter_rows(named=True)}
+    assert bodies["hook"]["event"] == "opened" and bodies["hook"]["kind"] == "sla_breach"
+    assert bodies["hook"]["endpoint"] == "/a" and bodies["hook"]["severity"] == "critical"
+    slack = bodies["slack"]
+    assert set(slack) == {"text", "blocks"} and "p95 beyond 500 ms" in slack["text"]
+    assert slack["blocks"][0]["type"] == "section"
+    assert slack["blocks"][0]["text"]["type"] == "mrkdwn"
+
+
+def test_expected_run_that_does_not_arrive_is_an_alert_until_one_does():
+    runs = pl.DataFrame(
+        {
+            "run_id": ["c-1"],
+            "started_at": [T0],
+            **{k: [v] for k, v in WHERE.items()},
+        }
+    )
+    within = missing_run_signals(runs, CONFIG, T0 + timedelta(hours=29))
+    assert within.found == []
+    late = missing_run_signals(runs, CONFIG, T0 + timedelta(hours=31))
+    (signal,) = late.found
+    assert signal.kind == "missing_run" and "since 2026-11-20 03:00" in signal.summary
+    alerts, sent = evaluate_alerts(empty("alerts"), late, T0 + timedelta(hours=31), CONFIG)
+    assert set(sent["event"]) == {"opened"}
+    # Every later check while it is missing: the same alert, no notification.
+    same, none = evaluate_alerts(
+        alerts,
+        missing_run_signals(runs, CONFIG, T0 + timedelta(hours=40)),
+        T0 + timedelta(hours=40),
+        CONFIG,
+    )
+    assert none.height == 0 and same.row(0, named=True)["evaluations"] == 1
+    arrived = pl.concat(
+        [runs, runs.with_columns(run_id=pl.lit("c-2"), started_at=pl.lit(T0 + timedelta(hours=41)))]
+    )
+    now = T0 + timedelta(hours=42)
+    resolved, sent = evaluate_alerts(same, missing_run_signals(arrived, CONFIG, now), now, CONFIG)
+    assert resolved.row(0, named=True)["status"] == "resolved" and set(sent["event"]) == {
+        "resolved"
+    }
+    # A suite that never uploaded anything is missing too.
+    (never,) = missing_run_signals(runs.clear(), CONFIG, now).found
+    assert "has been received" in never.summary
+
+
+def test_an_endpoint_every_previous_run_had_is_missing_data():
+    history = pl.DataFrame(
+        [
+            {"run_id": f"r{i}", "started_at": T0 + timedelta(days=i), "item": item}
+            for i in range(1, 6)
+            for item in ["endpoint:/a", "endpoint:/b", "resource:cpu_pct"]
+            if not (i == 2 and item == "endpoint:/a")
+        ]
+        + [{"run_id": "r6", "started_at": T0 + timedelta(days=6), "item": "endpoint:/c"}]
+    )
+    run = {"run_id": "r6", **WHERE}
+    signals = run_signals(
+        run, verdicts("r6", False), empty("sla_evaluations"), history=history, config=CONFIG
+    )
+    found = {(s.kind, s.endpoint, s.metric) for s in signals.found}
+    # /b and cpu_pct were in each of the 5 previous runs; /a was not in r2, so it is not expected.
+    assert found == {("missing_endpoint", "/b", None), ("missing_metric", None, "cpu_pct")}

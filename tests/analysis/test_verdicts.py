@@ -1,0 +1,196 @@
+"""Baseline choice and per-run verdicts on labelled synthetic data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from metrics_pipeline.analysis.verdicts import (
+    DEFAULT_RULES,
+    MetricRule,
+    VerdictPolicy,
+    choose_baseline,
+    judge_run,
+    run_verdict,
+)
+from metrics_pipeline.contracts.tables import conform
+from metrics_pipeline.evaluation.demo_data import demo_runs
+from metrics_pipeline.formats.canonical_jsonl import request_row
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def runs_table(rows: list[dict]) -> pl.DataFrame:
+    defaults = {"suite": "s", "scenario": "x", "environment": "e", "valid": True, "baseline": None}
+    return conform("runs", pl.DataFrame([defaults | r for r in rows]))
+
+
+def test_baseline_is_the_last_five_accepted_runs_of_the_same_combination():
+    table = runs_table(
+        [{"run_id": f"r{i}", "started_at": T0 + timedelta(days=i)} for i in range(1, 9)]
+        + [
+            {"run_id": "other-env", "started_at": T0, "environment": "prod"},
+            {"run_id": "invalid", "started_at": T0 + timedelta(days=7, hours=1), "valid": False},
+            {"run_id": "later", "started_at": T0 + timedelta(days=30)},
+        ]
+    )
+    candidate = table.filter(pl.col("run_id") == "r8").row(0, named=True)
+    assert choose_baseline(table, candidate, regressed={"r6"}) == ["r2", "r3", "r4", "r5", "r7"]
+    first = table.filter(pl.col("run_id") == "r1").row(0, named=True)
+    assert choose_baseline(table, first, regressed=set()) == []
+
+
+def test_explicit_baseline_wins_and_unknown_one_gives_none():
+    table = runs_table(
+        [{"run_id": f"r{i}", "started_at": T0 + timedelta(days=i)} for i in range(3)]
+    )
+    candidate = table.row(2, named=True)
+    assert choose_baseline(table, candidate | {"baseline": "r0"}, set()) == ["r0"]
+    assert choose_baseline(table, candidate | {"baseline": "nope"}, set()) == []
+    assert choose_baseline(table, candidate | {"baseline": "auto"}, set()) == ["r0", "r1"]
+
+
+def requests_of(run) -> pl.DataFrame:
+    rows = [request_row(r) for r in run.records]
+    return conform(
+        "requests",
+        pl.DataFrame(rows, infer_schema_length=None).with_columns(
+            run_id=pl.lit(run.manifest.run_id)
+        ),
+    )
+
+
+def test_only_the_slowed_endpoint_is_flagged_and_tiny_endpoints_are_spared():
+    # /health answers in ~0.6 ms: 30 % slower is 0.2 ms, under the 1 ms floor -> not a regression.
+    runs = demo_runs(6, duration_s=30)
+    slowed = demo_runs(6, duration_s=30, slowed_endpoint="/health")[-1]
+    baseline = pl.concat([requests_of(r) for r in runs[:-1]])
+    ids = [r.manifest.run_id for r in runs[:-1]]
+
+    verdicts = judge_run(requests_of(runs[-1]), baseline, ids)
+    assert set(verdicts.filter(pl.col("regression"))["endpoint"]) == {"/api/orders"}
+    assert (verdicts["p_adjusted"] >= verdicts["p_value"]).all()
+    assert verdicts.height == 5 * 4  # endpoints x (p50, p95, error rate, throughput)
+    assert run_verdict(verdicts) == "regression"
+
+    health = judge_run(requests_of(slowed), baseline, ids)
+    assert not health["regression"].any()
+    row = health.filter((pl.col("endpoint") == "/health") & (pl.col("metric") == "latency_p50"))
+    assert row["change"][0] > 0.2  # large in relative terms, yet below the absolute floor
+    strict = judge_run(
+        requests_of(slowed),
+        baseline,
+        ids,
+        VerdictPolicy({**DEFAULT_RULES, "latency_p50": MetricRule(), "latency_p95": MetricRule()}),
+    )
+    assert set(strict.filter(pl.col("regression"))["endpoint"]) == {"/health"}
+
+
+def fixed_rate_requests(
+    run_id: str, rps: float, latency_ms: float, seconds: int = 60, seed: int = 0
+):
+    rng = np.random.default_rng(seed)
+    n = int(rps * seconds)
+    offsets = np.sort(rng.uniform(0, seconds, n))
+    return conform(
+        "requests",
+        pl.DataFrame(
+            {
+                "run_id": run_id,
+                "ts": [T0 + timedelta(seconds=float(o)) for o in offsets],
+                "endpoint": "/a",
+                "ok": True,
+                "latency_ms": rng.lognormal(np.log(latency_ms), 0.3, n),
+            }
+        ),
+    )
+
+
+def resources_of(run_id: str, mem: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return conform(
+        "resources",
+        pl.DataFrame(
+            {
+                "run_id": run_id,
+                "ts": [T0 + timedelta(seconds=i) for i in range(60)],
+                "host": "web-1",
+                "metric": "mem_pct",
+                "value": rng.normal(mem, 1.0, 60),
+            }
+        ),
+    )
+
+
+def test_throughput_that_drops_is_a_regression_and_one_that_rises_is_not():
+    base = pl.concat([fixed_rate_requests(f"b{i}", 40, 10, seed=i) for i in range(3)])
+    slower = judge_run(fixed_rate_requests("c", 28, 10, seed=9), base, ["b0", "b1", "b2"])
+    row = slower.filter(pl.col("metric") == "throughput").row(0, named=True)
+    assert row["regression"] and row["change"] == pytest.approx(0.3, abs=0.08)
+    faster = judge_run(fixed_rate_requests("c", 52, 10, seed=9), base, ["b0", "b1", "b2"])
+    assert not faster.filter(pl.col("metric") == "throughput")["regression"][0]
+
+
+def test_better_latency_bought_with_more_memory_is_a_trade_off_not_a_pass():
+    base = fixed_rate_requests("b", 40, 20, seed=1)
+    faster = fixed_rate_requests("c", 40, 13, seed=2)
+    verdicts = judge_run(
+        faster,
+        base,
+        ["b"],
+        candidate_resources=resources_of("c", 60.0, seed=3),
+        baseline_resources=resources_of("b", 40.0, seed=4),
+    )
+    memory = verdicts.filter(pl.col("endpoint") == "(resources)").row(0, named=True)
+    assert memory["metric"] == "mem_pct" and memory["verdict"] == "trade-off"
+    assert memory["change"] == pytest.approx(0.5, abs=0.05)
+    assert run_verdict(verdicts) == "trade-off"
+    same = judge_run(
+        faster,
+        base,
+        ["b"],
+        candidate_resources=resources_of("c", 40.0, seed=3),
+        baseline_resources=resources_of("b", 40.0, seed=4),
+    )
+    assert run_verdict(same) == "pass"
+
+
+def scaled_run(run_id: str, factor: float, seed: int) -> pl.DataFrame:
+    run = fixed_rate_requests(run_id, 40, 10, seconds=30, seed=seed)
+    return run.with_columns(pl.col("latency_ms") * factor)
+
+
+def test_run_to_run_noise_of_the_baseline_keeps_an_ordinary_run_from_a_verdict():
+    # The endpoint's latency moves by up to 25 % between identical runs; a candidate like the
+    # slowest baseline run is ordinary. Pooling the requests as if they were one run flags it.
+    factors = [0.85, 1.0, 1.25, 0.9, 1.1]
+    ids = [f"b{i}" for i in range(5)]
+    base = pl.concat(
+        [scaled_run(r, f, seed=i) for i, (r, f) in enumerate(zip(ids, factors, strict=True))]
+    )
+    cand = scaled_run("c", 1.35, seed=9)
+    by_run = judge_run(cand, base, ids)
+    assert not by_run["regression"].any()
+    pooled = judge_run(cand, base.with_columns(run_id=pl.lit("b")), ["b"])
+    flagged = pooled.filter(pl.col("regression"))
+    assert set(flagged["metric"]) >= {"latency_p50"}
+    # The same candidate 80 % slower stands out against the runs' spread.
+    slower = judge_run(scaled_run("c", 1.8 * 1.02, seed=9), base, ids)
+    assert set(slower.filter(pl.col("regression"))["metric"]) >= {"latency_p50", "latency_p95"}
+
+
+def test_the_classic_rule_is_an_estimate_share_of_one():
+    # 18 % slower with ~400 requests per side and one baseline run: significant, CI reaching
+    # 20 %, estimate above 0.75 x 20 % -> a regression by default, not by "more than 20 %".
+    base = fixed_rate_requests("b", 40, 10, seconds=10, seed=1)
+    cand = fixed_rate_requests("c", 40, 10 * 1.18, seconds=10, seed=4)
+    default = judge_run(cand, base, ["b"])
+    row = default.filter(pl.col("metric") == "latency_p50").row(0, named=True)
+    assert 0.15 < row["change"] < 0.20 and row["ci_high"] >= 0.20
+    assert row["regression"]
+    classic = VerdictPolicy({m: replace(r, estimate_share=1.0) for m, r in DEFAULT_RULES.items()})
+    assert not judge_run(cand, base, ["b"], classic)["regression"].any()

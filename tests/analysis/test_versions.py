@@ -1,0 +1,101 @@
+"""Paired comparisons of two versions over the same scenarios and endpoints."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from metrics_pipeline.analysis.versions import compare_versions
+from metrics_pipeline.cli.main import app
+from metrics_pipeline.contracts.tables import conform
+from metrics_pipeline.stats import compare_paired
+from metrics_pipeline.storage import Warehouse
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_paired_comparison_against_an_independent_wilcoxon():
+    base = np.array([10.0, 20, 35, 50, 80, 120, 9, 14])
+    cand = base * np.array([1.25, 1.3, 1.2, 1.28, 1.22, 1.35, 1.27, 1.31])
+    result = compare_paired(base, cand)
+    ratios = np.log(cand / base)
+    assert result.p_value == pytest.approx(stats.wilcoxon(ratios).pvalue)
+    assert result.change == pytest.approx(np.exp(np.median(ratios)) - 1)
+    assert result.ci_low <= result.change <= result.ci_high
+    assert result.regression and result.n_baseline == 8
+    # Throughput: lower is worse, so a 20 % drop is +0.25 worse (1/0.8 - 1 in log terms).
+    down = compare_paired(base, base * 0.8, higher_is_worse=False)
+    assert down.change == pytest.approx(0.2, abs=1e-9)
+    with pytest.raises(ValueError, match="differ in length"):
+        compare_paired([1.0, 2.0], [1.0])
+
+
+def version_history(slowdown: float, units: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    run_rows, summary_rows = [], []
+    for unit in range(units):
+        level = rng.uniform(5, 200)
+        for version, factor in (("1.0", 1.0), ("1.1", 1 + slowdown)):
+            for repeat in range(2):
+                run_id = f"u{unit}-{version}-{repeat}"
+                run_rows.append(
+                    {
+                        "run_id": run_id,
+                        "suite": "s",
+                        "scenario": f"sc{unit % 4}",
+                        "environment": "e",
+                        "started_at": T0 + timedelta(hours=unit),
+                        "service_version": version,
+                        "valid": True,
+                    }
+                )
+                value = level * factor * rng.lognormal(0, 0.03)
+                summary_rows.append(
+                    {
+                        "run_id": run_id,
+                        "endpoint": f"/e{unit}",
+                        "latency_p50": value,
+                        "latency_p95": 2 * value,
+                        "throughput_rps": 50.0 * rng.lognormal(0, 0.02),
+                    }
+                )
+    return conform("runs", pl.DataFrame(run_rows)), conform(
+        "run_summary", pl.DataFrame(summary_rows)
+    )
+
+
+def test_a_consistent_slowdown_of_the_new_version_is_found_on_latency_only():
+    runs, summaries = version_history(0.30)
+    table = compare_versions(runs, summaries, "1.0", "1.1")
+    flagged = dict(zip(table["metric"], table["regression"], strict=True))
+    assert flagged == {"latency_p50": True, "latency_p95": True, "throughput_rps": False}
+    assert table["pairs"].to_list() == [12, 12, 12]
+    p50 = table.filter(pl.col("metric") == "latency_p50").row(0, named=True)
+    assert p50["change"] == pytest.approx(0.30, abs=0.05)
+    same = compare_versions(*version_history(0.0, seed=1), "1.0", "1.1")
+    assert not same["regression"].any()
+
+
+def test_versions_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    runs, summaries = version_history(0.30)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    for run_id in runs["run_id"]:
+        warehouse.write_partition("runs", run_id, runs.filter(pl.col("run_id") == run_id))
+        warehouse.write_partition(
+            "run_summary", run_id, summaries.filter(pl.col("run_id") == run_id)
+        )
+    result = CliRunner().invoke(app, ["versions", "1.0", "1.1", "--json"])
+    assert result.exit_code == 1, result.output
+    assert {row["metric"] for row in json.loads(result.stdout) if row["regression"]} == {
+        "latency_p50",
+        "latency_p95",
+    }
+    missing = CliRunner().invoke(app, ["versions", "1.0", "9.9"])
+    assert missing.exit_code == 2 and "no scenario ran under both" in missing.output

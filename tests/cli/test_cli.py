@@ -1,0 +1,198 @@
+"""The metrics-pipeline command: compare (a CI gate), ingest, upload and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from metrics_pipeline.cli.main import app
+from metrics_pipeline.storage import Warehouse
+
+runner = CliRunner()
+JSON_KEYS = {
+    "endpoint",
+    "metric",
+    "baseline",
+    "candidate",
+    "change",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "regression",
+}
+
+
+def slowed_copy(source: Path, target: Path, endpoint: str, factor: float) -> Path:
+    lines = []
+    for line in source.read_text().splitlines():
+        record = json.loads(line)
+        if record["name"] == endpoint:
+            record["response_time"] *= factor
+        lines.append(json.dumps(record))
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def test_compare_a_fixture_with_itself_finds_no_regression(fixtures_dir):
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    result = runner.invoke(app, ["compare", str(locust), str(locust), "--json"])
+    assert result.exit_code == 0, result.output
+    verdicts = json.loads(result.stdout)
+    assert verdicts and all(set(v) >= JSON_KEYS for v in verdicts)
+    assert not any(v["regression"] for v in verdicts)
+    assert {v["endpoint"] for v in verdicts} == {"/", "/api/items", "/api/orders", "/api/slow"}
+
+
+def test_compare_flags_exactly_the_slowed_endpoint_and_exits_1(fixtures_dir, tmp_path):
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.3)
+    result = runner.invoke(app, ["compare", str(locust), str(slow), "--json"])
+    assert result.exit_code == 1, result.output
+    flagged = [v for v in json.loads(result.stdout) if v["regression"]]
+    assert {v["endpoint"] for v in flagged} == {"/api/slow"}
+    p50 = next(v for v in flagged if v["metric"] == "latency_p50")
+    assert p50["change"] == pytest.approx(0.3, abs=1e-9)
+    assert p50["ci_low"] <= 0.3 <= p50["ci_high"]
+
+    table = runner.invoke(app, ["compare", str(locust), str(slow)])
+    assert table.exit_code == 1 and "REGRESSION" in table.stdout
+
+
+def test_compare_reports_missing_input_with_exit_2(tmp_path):
+    result = runner.invoke(app, ["compare", str(tmp_path / "nope"), str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "no such file" in result.output
+
+
+def test_ingest_and_upload_use_the_configured_home(fixtures_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    locust = fixtures_dir / "locust"
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "fx-1"]
+    result = runner.invoke(app, ["ingest", str(locust / "requests.ndjson"), *args])
+    assert result.exit_code == 0, result.output
+    warehouse = Warehouse(tmp_path / "warehouse")
+    assert warehouse.read("requests", ["fx-1"]).height == 3534
+    assert warehouse.read("run_summary", ["fx-1"]).height == 4
+    # Ingesting again replaces the partition.
+    assert runner.invoke(app, ["ingest", str(locust / "requests.ndjson"), *args]).exit_code == 0
+    assert warehouse.read("requests", ["fx-1"]).height == 3534
+
+    result = runner.invoke(app, ["upload", str(locust), *args])
+    assert result.exit_code == 0, result.output
+    uploaded = tmp_path / "objects" / "loadtests" / "raw" / "shop" / "fx-1"
+    assert (uploaded / "run.json").exists() and (uploaded / "requests.ndjson").exists()
+
+    bad = runner.invoke(app, ["upload", str(locust), *args[:-1], "../escape"])
+    assert bad.exit_code == 2 and "not allowed" in bad.output
+
+
+def test_report_writes_the_four_layers_of_an_ingested_run(fixtures_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "fx-2"]
+    requests = fixtures_dir / "locust" / "requests.ndjson"
+    assert runner.invoke(app, ["ingest", str(requests), *args]).exit_code == 0
+
+    result = runner.invoke(app, ["report", "fx-2"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "reports" / "runs" / "fx-2"
+    for name in ("summary.md", "report.html", "report.pdf", "raw.jsonl"):
+        assert (folder / name).stat().st_size and name in result.output
+    assert (folder / "report.pdf").read_bytes().startswith(b"%PDF")
+    # The same files went to the bucket's reports/ folder.
+    bucket = tmp_path / "objects" / "loadtests" / "reports" / "runs" / "fx-2"
+    assert (bucket / "summary.md").read_bytes() == (folder / "summary.md").read_bytes()
+
+    unknown = runner.invoke(app, ["report", "never-ingested"])
+    assert unknown.exit_code == 2 and "never-ingested" in unknown.output
+
+
+@pytest.mark.slow
+def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_path):
+    # Wide enough that the printed tables keep each cell on one line.
+    # The clock frozen on a day far from today: the demo's runs are dated relative to it.
+    env = os.environ | {
+        "METRICS_HOME": str(tmp_path),
+        "COLUMNS": "250",
+        "METRICS_NOW": "2031-03-15T12:00:00Z",
+    }
+    command = [str(Path(sys.executable).parent / "metrics-pipeline"), "demo"]
+    counts = []
+    for _ in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "regressions in checkout-20310315-6: /api/orders" in done.stdout
+        # The four report layers of the regressed run exist and their paths are printed.
+        reports = tmp_path / "reports" / "runs" / "checkout-20310315-6"
+        for name in ("summary.md", "report.html", "report.pdf", "raw.jsonl"):
+            assert str(reports / name) in done.stdout and (reports / name).stat().st_size
+        assert "REGRESSION: /api/orders" in (reports / "summary.md").read_text()
+        # The alerts it would send: no receiver is configured, so each waits in the outbox.
+        alerts = done.stdout[done.stdout.index("alerts of checkout-20310315-6") :]
+        alerts = alerts[: alerts.index("reports of")]
+        regression_rows = [line for line in alerts.splitlines() if "│ regression" in line]
+        assert regression_rows and all("/api/orders" in line for line in regression_rows)
+        assert all("would send" in line for line in regression_rows)
+        # The monitoring files are written under METRICS_HOME.
+        assert (tmp_path / "monitoring" / "prometheus" / "prometheus.yml").is_file()
+        assert list((tmp_path / "monitoring" / "grafana" / "dashboards").glob("*.json"))
+        warehouse = Warehouse(tmp_path / "warehouse")
+        counts.append({t: warehouse.read(t).height for t in ("requests", "runs", "verdicts")})
+        assert warehouse.read("verdicts").filter(pl.col("regression"))[
+            "run_id"
+        ].unique().to_list() == ["checkout-20310315-6"]
+    assert counts[0] == counts[1] and counts[0]["runs"] == 6
+
+
+def test_run_collects_uploads_and_exits_with_the_commands_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    out = tmp_path / "out"
+    script = (
+        "import json, os, sys, time; os.makedirs(sys.argv[1], exist_ok=True); "
+        "open(os.path.join(sys.argv[1], 'r.ndjson'), 'w').write(json.dumps("
+        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 3}) + '\\n'); "
+        "time.sleep(0.8); raise SystemExit(4)"
+    )
+    args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--run-id", "c-1"]
+    args += [
+        "--results",
+        str(out),
+        "--interval",
+        "0.2",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 4, result.output
+    uploaded = tmp_path / "objects" / "loadtests" / "raw" / "s" / "c-1"
+    assert sorted(p.name for p in uploaded.iterdir()) == [
+        "r.ndjson",
+        "run.json",
+        "system-samples.jsonl",
+    ]
+
+
+def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    line = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
+    for sub in ("a", "b"):
+        (tmp_path / "res" / sub).mkdir(parents=True)
+        (tmp_path / "res" / sub / "out.ndjson").write_text(line)
+    args = ["upload", str(tmp_path / "res"), "--suite", "s", "--scenario", "x", "--env", "e"]
+    result = runner.invoke(app, [*args, "--run-id", "sub-1"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "home" / "objects" / "loadtests" / "raw" / "s" / "sub-1"
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) == [
+        "a/out.ndjson",
+        "b/out.ndjson",
+        "run.json",
+    ]

@@ -1,0 +1,279 @@
+"""The collector behind ``metrics-pipeline run``: real commands, a real local object store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.formats import read_results
+from metrics_pipeline.storage.objects import LocalObjectStore
+from metrics_pipeline.upload import collector
+from metrics_pipeline.upload.collector import (
+    SAMPLES_NAME,
+    SystemSampler,
+    collect_run,
+    run_and_collect,
+    tree_usage,
+)
+
+MB = 1024 * 1024
+PYTHON = Path(sys.executable).name
+
+# The load test: writes canonical request lines into the results folder (argv[1]), and starts a
+# worker that holds 50 MB and burns CPU for a second. The root process is a bare interpreter
+# (~10 MB), so a tree RSS of 40 MB or more shows that descendants are measured.
+LOAD_TEST = """
+import json, subprocess, sys, time
+from datetime import datetime, timezone
+with open(sys.argv[1] + "/requests.ndjson", "w") as out:
+    for _ in range(5):
+        ts = datetime.now(timezone.utc).isoformat()
+        out.write(json.dumps({"ts": ts, "endpoint": "/a", "latency_ms": 3}) + "\\n")
+WORKER = '''
+import time
+ballast = b"x" * (50 * 1024 * 1024)
+while time.process_time() < 1.0:  # one CPU-second of work, however crowded the machine
+    pass
+time.sleep(1.5)
+'''
+subprocess.run([sys.executable, "-c", WORKER], check=True)
+"""
+
+
+@dataclass(frozen=True)
+class RecordingStore(LocalObjectStore):
+    """A local store that remembers the order of its writes."""
+
+    puts: list[str] = field(default_factory=list)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.puts.append(key)
+        super().put_bytes(key, data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.puts.append(key)
+        super().put_file(key, path)
+
+
+def test_run_uploads_results_samples_and_manifest_last(tmp_path: Path) -> None:
+    store = RecordingStore(root=str(tmp_path / "store"))
+    results = tmp_path / "results"
+    results.mkdir()
+
+    code, manifest, keys = collect_run(
+        store,
+        [sys.executable, "-c", LOAD_TEST, str(results)],
+        suite="checkout",
+        scenario="smoke",
+        environment="ci",
+        results_dir=results,
+        interval=0.5,
+    )
+
+    assert code == 0
+    prefix = f"raw/checkout/{manifest.run_id}/"
+    assert manifest.run_id == f"checkout-{manifest.started_at:%Y%m%dT%H%M%S}"
+    expected = [prefix + "requests.ndjson", prefix + SAMPLES_NAME, prefix + "run.json"]
+    assert keys == expected
+    assert store.puts == expected  # the manifest, which marks the run complete, came last
+    assert sorted(info.key for info in store.list(prefix)) == sorted(expected)
+    assert list(results.iterdir()) == [results / "requests.ndjson"]  # samples not put there
+
+    stored = RunManifest.parse(store.get_bytes(prefix + "run.json"))
+    assert stored == manifest
+    assert stored.tool == PYTHON
+    assert stored.tags == {"collector": "metrics-pipeline run", "exit_code": "0"}
+    assert stored.finished_at is not None and stored.finished_at > stored.started_at
+    assert stored.load_profile.duration_s >= 2.5
+
+    parsed = read_results(Path(store.root) / prefix)
+    assert parsed.requests.height == 5
+    by_file = {acc["file"]: acc for acc in parsed.accounting}
+    samples = by_file[SAMPLES_NAME]
+    assert samples["format"] == "canonical_jsonl"
+    assert samples["rows_read"] == samples["rows_accepted"] > 0
+    assert samples["rows_quarantined"] == 0
+    resources = parsed.resources
+    assert {"cpu_pct", "mem_pct", "mem_used_bytes", "proc_rss_bytes", "proc_cpu_pct"} <= set(
+        resources["metric"]
+    )
+    assert resources["ts"].min() >= stored.started_at
+    assert resources["ts"].max() <= stored.finished_at
+
+    def peak(metric: str) -> float:
+        return resources.filter(resources["metric"] == metric)["value"].max()
+
+    assert peak("proc_rss_bytes") >= 40 * MB
+    # The worker does one CPU-second of work: the samples' CPU share integrated over their
+    # intervals counts it (at least half of it: the first and last partial intervals may be
+    # missed), on a quiet or a crowded machine alike.
+    cpu = resources.filter(resources["metric"] == "proc_cpu_pct").sort("ts")
+    seconds = cpu["ts"].diff().dt.total_microseconds().fill_null(0) / 1e6
+    assert (cpu["value"] / 100 * seconds).sum() >= 0.5
+
+
+def test_failed_command_is_still_uploaded(tmp_path: Path) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    code, manifest, keys = collect_run(
+        store,
+        [sys.executable, "-c", "import time; time.sleep(0.35); raise SystemExit(3)"],
+        suite="checkout",
+        scenario="smoke",
+        environment="ci",
+        run_id="failed-1",
+        results_dir=tmp_path / "never-created",
+        interval=0.1,
+    )
+
+    assert code == 3
+    assert keys == ["raw/checkout/failed-1/" + SAMPLES_NAME, "raw/checkout/failed-1/run.json"]
+    stored = RunManifest.parse(store.get_bytes("raw/checkout/failed-1/run.json"))
+    assert stored.run_id == manifest.run_id == "failed-1"
+    assert stored.tags["exit_code"] == "3"
+
+
+def test_command_shorter_than_the_interval_uploads_the_manifest(tmp_path: Path) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    code, _, keys = collect_run(
+        store,
+        [sys.executable, "-c", "pass"],
+        suite="s",
+        scenario="x",
+        environment="e",
+        run_id="quick",
+        results_dir=tmp_path,
+        interval=30.0,  # returns when the command ends, not after the interval
+    )
+    assert code == 0
+    assert keys == ["raw/s/quick/run.json"]  # no empty samples file
+
+
+def test_missing_command_is_127_and_uploads_nothing(tmp_path: Path, capsys) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    code, manifest, keys = collect_run(
+        store,
+        ["no-such-load-tool-xyz", "--vus", "10"],
+        suite="checkout",
+        scenario="smoke",
+        environment="ci",
+        results_dir=tmp_path,
+        interval=0.1,
+    )
+    assert code == 127
+    assert keys == []
+    assert list(store.list()) == []
+    assert manifest.tool == "no-such-load-tool-xyz"
+    assert "no-such-load-tool-xyz: command not found" in capsys.readouterr().err
+
+
+def test_bad_run_id_fails_before_the_command_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(ValueError, match="run_id"):
+        collect_run(
+            LocalObjectStore(root=str(tmp_path / "store")),
+            [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+            suite="checkout",
+            scenario="smoke",
+            environment="ci",
+            run_id="../escape",
+            results_dir=tmp_path,
+        )
+    assert not marker.exists()
+
+
+# Exits 7 on the signal when it handles it; signals itself ready through the file argv[1].
+SIGNAL_CHILD = """
+import pathlib, signal, sys, time
+if sys.argv[2] == "handled":
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(7))
+pathlib.Path(sys.argv[1]).touch()
+time.sleep(10)
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "mode", "expected"),
+    [
+        (signal.SIGTERM, "handled", 7),
+        (signal.SIGINT, "handled", 7),
+        (signal.SIGTERM, "default", 128 + signal.SIGTERM),  # shell convention
+    ],
+)
+def test_signals_are_forwarded_to_the_command(
+    tmp_path: Path, monkeypatch, sig: int, mode: str, expected: int
+) -> None:
+    # Run from a terminal, Ctrl-C reaches the child directly and is not forwarded; here the
+    # signal goes to this process alone, as `kill -INT <pid>` would.
+    monkeypatch.setattr(collector, "_terminal_delivers_sigint", lambda pid: False)
+    ready = tmp_path / "ready"
+
+    def signal_us_when_ready() -> None:
+        deadline = time.monotonic() + 10
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), sig)
+
+    before = signal.getsignal(sig)
+    threading.Thread(target=signal_us_when_ready, daemon=True).start()
+    started = time.monotonic()
+    code = run_and_collect(
+        [sys.executable, "-c", SIGNAL_CHILD, str(ready), mode],
+        interval=0.2,
+        samples_path=tmp_path / SAMPLES_NAME,
+    )
+    assert code == expected
+    assert time.monotonic() - started < 5
+    assert signal.getsignal(sig) is before
+
+
+def test_sample_is_canonical_resources_records() -> None:
+    sampler = SystemSampler(psutil.Process(), host="bench-1")
+    time.sleep(0.2)
+    records = sampler.sample()
+
+    values = {r["metric"]: r["value"] for r in records}
+    assert {"cpu_pct", "mem_pct", "mem_used_bytes", "proc_rss_bytes", "proc_cpu_pct"} <= set(values)
+    optional = set(collector.IO_RATES)
+    assert set(values) - optional == {
+        "cpu_pct",
+        "mem_pct",
+        "mem_used_bytes",
+        "proc_rss_bytes",
+        "proc_cpu_pct",
+    }
+    assert all(values[m] >= 0 for m in optional & set(values))
+    for record in records:
+        assert json.loads(json.dumps(record)) == record
+        assert record["record"] == "resources"
+        assert record["host"] == "bench-1"
+        assert datetime.fromisoformat(record["ts"]).utcoffset().total_seconds() == 0
+    assert values["proc_rss_bytes"] >= psutil.Process().memory_info().rss / 2
+    assert 0 <= values["cpu_pct"] <= 100
+
+
+def test_tree_usage_skips_processes_that_are_gone(monkeypatch) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone = psutil.Process(child.pid)
+    child.wait()  # reaped: every read of `gone` raises NoSuchProcess
+
+    assert tree_usage(gone, {}) == (0, 0.0)
+
+    me = psutil.Process()
+    monkeypatch.setattr(me, "children", lambda recursive=False: [gone])
+    known: dict = {}
+    rss, _ = tree_usage(me, known)
+    assert rss >= me.memory_info().rss / 2
+    assert set(known) == {me.pid}
