@@ -14,10 +14,13 @@ from assets import (
     retention,
     warehouse,
 )
+from metrics_pipeline.settings import Settings
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(
-        [ingest, warehouse, marts, analysis, history, retention, backtest, alerting, reports]
-    ),
-    jobs=[jobs.ci_stage_job, jobs.nightly_job, jobs.weekly_job],
+ASSETS = dg.load_assets_from_modules(
+    [ingest, warehouse, marts, analysis, history, retention, backtest, alerting, reports]
 )
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    """The assets and their jobs; the settings choose the jobs' executor."""
+    return dg.Definitions(assets=ASSETS, jobs=jobs.build_jobs(settings))

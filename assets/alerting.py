@@ -5,20 +5,19 @@ import polars as pl
 
 from assets.analysis import VERDICTS
 from assets.history import FINDINGS
-from metrics_pipeline.alerts.service import Outcome, alerts_markdown, locked
+from metrics_pipeline.alerts.service import Outcome, alerts_markdown
 from metrics_pipeline.alerts.signals import (
     finding_signals,
-    history_items,
     missing_run_signals,
-    run_signals,
 )
-from metrics_pipeline.analysis.sla import evaluate_run, evaluations_markdown, rolling_windows
+from metrics_pipeline.analysis.sla import evaluations_markdown
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import (
     AlertingResource,
     ClockResource,
     WarehouseResource,
 )
+from metrics_pipeline.stages import ci
 
 SLA = dg.AssetKey(["analysis", "sla"])
 ALERTS = dg.AssetKey(["alerts", "alerts"])
@@ -41,30 +40,12 @@ def sla(
     alerting: AlertingResource,
     clock: ClockResource,
 ) -> dg.MaterializeResult:
-    run_id = context.partition_key
-    store = warehouse.get()
-    catalog = alerting.catalog()
-    now = clock.now()
-    runs = store.read("runs")
-    run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-    table = evaluate_run(
-        catalog,
-        run,
-        requests=store.read("requests", [run_id]),
-        intervals=store.read("interval_stats", [run_id]),
-        resources=store.read("resources", [run_id]),
-        kpi_points=store.read("kpi_points", [run_id]),
-        now=now,
+    result = ci.evaluate_slas(
+        warehouse.get(), context.partition_key, alerting.catalog(), now=clock.now()
     )
-    store.write_partition("sla_evaluations", run_id, table)
-    # Every partition rewrites the windows snapshot: one at a time, from all evaluations.
-    with locked(store):
-        windows = rolling_windows(store.read("sla_evaluations"), runs, catalog, now)
-        store.write_snapshot("sla_windows", windows)
-    store.refresh_catalog()
+    table = result.evaluations
     counts = table["status"].value_counts()
     by_status = dict(zip(counts["status"], counts["count"], strict=True))
-    mine = windows.filter(_same_combination(run))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
@@ -74,17 +55,8 @@ def sla(
             "no_data": by_status.get("no_data", 0),
             "catalog": alerting.catalog_path,
             "sla": dg.MetadataValue.md(evaluations_markdown(table)),
-            "windows": dg.MetadataValue.md(_windows_markdown(mine)),
+            "windows": dg.MetadataValue.md(_windows_markdown(result.windows)),
         }
-    )
-
-
-def _same_combination(run: dict) -> pl.Expr:
-    """Rows of the run's suite, scenario and environment."""
-    return (
-        (pl.col("suite") == run["suite"])
-        & (pl.col("scenario") == run["scenario"])
-        & (pl.col("environment") == run["environment"])
     )
 
 
@@ -131,26 +103,14 @@ def alerts(
     alerting: AlertingResource,
     clock: ClockResource,
 ) -> dg.MaterializeResult:
-    run_id = context.partition_key
-    store = warehouse.get()
-    runs = store.read("runs")
-    run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-    combination = runs.filter(_same_combination(run))["run_id"].to_list()
-    resource_metrics = (
-        store.scan("resources", combination).select("run_id", "metric").unique().collect()
+    config = alerting.config()
+    outcome = ci.raise_alerts(
+        warehouse.get(),
+        context.partition_key,
+        config,
+        alerting.senders(config),
+        now=clock.now(),
     )
-    history = history_items(runs, store.read("run_summary", combination), resource_metrics, run)
-    verdicts = store.read("verdicts", [run_id])
-    evaluations = store.read("sla_evaluations", [run_id])
-    outcome = alerting.apply(
-        store,
-        lambda config, now: (
-            run_signals(run, verdicts, evaluations, history=history, config=config)
-            + missing_run_signals(runs, config, now)
-        ),
-        clock.now(),
-    )
-    store.refresh_catalog()
     for row in outcome.pending.filter(pl.col("last_error").is_not_null()).iter_rows(named=True):
         context.log.warning(
             f"alert {row['alert_id']} not yet sent to {row['channel']}: {row['last_error']}"

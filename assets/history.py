@@ -9,32 +9,16 @@ import polars as pl
 from pydantic import Field
 
 from assets.warehouse import RUN_SUMMARY
-from metrics_pipeline.analysis.findings import (
-    find_change_points,
-    find_drifts,
-    findings,
-    forecast_series,
-    sparkline,
-)
-from metrics_pipeline.analysis.series import SERIES_KEYS, resource_series, run_series
+from metrics_pipeline.analysis.findings import sparkline
+from metrics_pipeline.analysis.series import SERIES_KEYS
 from metrics_pipeline.analysis.summary import escape_md
 from metrics_pipeline.orchestration.resources import WarehouseResource
-from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.stages import nightly
 
 CHANGE_POINTS = dg.AssetKey(["analysis", "change_points"])
 DRIFTS = dg.AssetKey(["analysis", "drifts"])
 FORECASTS = dg.AssetKey(["analysis", "forecasts"])
 FINDINGS = dg.AssetKey(["analysis", "findings"])
-
-
-def all_series(store: Warehouse) -> pl.DataFrame:
-    runs = store.read("runs")
-    return pl.concat(
-        [
-            run_series(runs, store.read("run_summary")),
-            resource_series(runs, store.scan("resources")),
-        ]
-    )
 
 
 def _table(frame: pl.DataFrame, columns: list[str], limit: int = 50) -> str:
@@ -73,11 +57,9 @@ def _with_sparklines(frame: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
     "metric), with the run, version and git sha that started each.",
 )
 def change_points(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    store = warehouse.get()
-    series = all_series(store)
-    table = find_change_points(series)
-    store.write_snapshot("change_points", table)
-    shown = _with_sparklines(table.sort("worse", "change", descending=True), series)
+    result = nightly.change_points(warehouse.get())
+    table = result.table
+    shown = _with_sparklines(table.sort("worse", "change", descending=True), result.series)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
@@ -100,11 +82,9 @@ def change_points(warehouse: WarehouseResource) -> dg.MaterializeResult:
     description="Slow significant trends (Mann-Kendall + Theil-Sen) that no single run shows.",
 )
 def drifts(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    store = warehouse.get()
-    series = all_series(store)
-    table = find_drifts(series)
-    store.write_snapshot("drifts", table)
-    shown = _with_sparklines(table, series)
+    result = nightly.drifts(warehouse.get())
+    table = result.table
+    shown = _with_sparklines(table, result.series)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
@@ -123,9 +103,7 @@ def drifts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     description="30-day daily forecasts with 95 % prediction intervals for every history.",
 )
 def forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    store = warehouse.get()
-    table = forecast_series(all_series(store))
-    store.write_snapshot("forecasts", table)
+    table = nightly.forecasts(warehouse.get())
     last = table.filter(pl.col("step") == pl.col("step").max().over(list(SERIES_KEYS)))
     return dg.MaterializeResult(
         metadata={
@@ -153,16 +131,7 @@ class FindingsConfig(dg.Config):
     "them), drifts to investigate, capacity to add or to give back.",
 )
 def findings_asset(config: FindingsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    store = warehouse.get()
-    table = findings(
-        all_series(store),
-        store.read("change_points"),
-        store.read("drifts"),
-        kpis=store.read("kpi_points"),
-        anomaly_sensitivity=config.anomaly_sensitivity,
-    )
-    store.write_snapshot("findings", table)
-    store.refresh_catalog()
+    table = nightly.find(warehouse.get(), anomaly_sensitivity=config.anomaly_sensitivity)
     order = {"critical": 0, "warning": 1, "info": 2}
     shown = table.sort(pl.col("severity").replace_strict(order, return_dtype=pl.Int8))
     return dg.MaterializeResult(

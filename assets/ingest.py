@@ -3,9 +3,13 @@
 import dagster as dg
 
 from metrics_pipeline.contracts.manifest import ManifestError
-from metrics_pipeline.ingest.files import ingest_from_store, validate_run
 from metrics_pipeline.orchestration.partitions import runs_partitions
-from metrics_pipeline.orchestration.resources import ObjectStoreResource, WarehouseResource
+from metrics_pipeline.orchestration.resources import (
+    ClockResource,
+    ObjectStoreResource,
+    WarehouseResource,
+)
+from metrics_pipeline.stages import ci
 
 REQUESTS = dg.AssetKey(["warehouse", "requests"])
 EXPECTATIONS = "great_expectations"
@@ -24,18 +28,18 @@ def requests(
     context: dg.AssetExecutionContext,
     object_store: ObjectStoreResource,
     warehouse: WarehouseResource,
+    clock: ClockResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store_warehouse = warehouse.get()
     try:
-        report = ingest_from_store(object_store.get(), store_warehouse, run_id)
+        report = ci.ingest(object_store.get(), store_warehouse, run_id, now=clock.now())
     except ManifestError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for problem in report.file_errors:
         context.log.warning(f"run {run_id}: {problem}")
-    store_warehouse.refresh_catalog()
 
-    validation = validate_run(store_warehouse, report.manifest)
+    validation = ci.validate(store_warehouse, report.manifest)
     files_md = "\n".join(
         [
             "| file | format | read | accepted | quarantined | problem |",

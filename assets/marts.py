@@ -5,6 +5,7 @@ import dagster as dg
 from assets.ingest import REQUESTS
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.orchestration.resources import WarehouseResource
+from metrics_pipeline.stages import nightly
 from metrics_pipeline.storage.sql_models import discover, ordered
 
 MODELS = ordered(discover())
@@ -43,7 +44,7 @@ MART_SPECS = [
 def marts(warehouse: WarehouseResource):
     """Builds every model in dependency order in the DuckDB catalog (and in Postgres when
     configured) from one SQL source."""
-    rows = warehouse.get().build_marts(MODELS)
+    rows = nightly.build_marts(warehouse.get(), MODELS)
     for spec in MART_SPECS:
         yield dg.MaterializeResult(
             asset_key=spec.key,

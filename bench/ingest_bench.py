@@ -4,7 +4,7 @@ For each input (canonical request NDJSON and k6 ``--out json`` NDJSON of about `
 it runs, each in a fresh process so that peak RSS is per run:
 
 * ``duckdb``: ``COPY (SELECT * FROM read_json(file, format='newline_delimited')) TO out.parquet``
-* ``ours``: ``ingest_paths([file], manifest, Warehouse(tmp))`` then ``validate_run(...)``
+* ``ours``: ``stages.ci.ingest_local`` then ``stages.ci.validate`` (the pipeline's steps)
 
 and prints one markdown table (seconds, MB/s, ours/duckdb, peak RSS). The inputs are generated
 deterministically (fixed seeds) and kept in ``--workdir`` for the next run.
@@ -398,7 +398,7 @@ def work_duckdb(file: Path, out: Path) -> dict:
 
 def work_ours(file: Path, out: Path, meta: dict) -> dict:
     from metrics_pipeline.contracts.manifest import RunManifest
-    from metrics_pipeline.ingest.files import ingest_paths, validate_run
+    from metrics_pipeline.stages import ci
     from metrics_pipeline.storage import Warehouse
 
     manifest = RunManifest(
@@ -411,13 +411,15 @@ def work_ours(file: Path, out: Path, meta: dict) -> dict:
     )
     warehouse = Warehouse(out)
     started = time.perf_counter()
-    report = ingest_paths([file], manifest, warehouse)
+    report = ci.ingest_local(
+        [(file.name, lambda: file.open("rb"))], manifest, warehouse, now=datetime.now(UTC)
+    )
     ingested = time.perf_counter()
     ingest_peak = peak_rss_mb()
     import great_expectations  # noqa: F401  (timed apart: a fixed cost of every validating process)
 
     imported = time.perf_counter()
-    validation = validate_run(warehouse, manifest)
+    validation = ci.validate(warehouse, manifest)
     validated = time.perf_counter()
     validate_peak = peak_rss_mb()
     build_run_marts(warehouse, manifest.run_id)
@@ -444,18 +446,11 @@ def work_ours(file: Path, out: Path, meta: dict) -> dict:
 
 def build_run_marts(warehouse, run_id: str) -> None:
     """What the rest of the CI stage and the nightly marts do with the run: its summary and
-    latency sketches (as the run_summary asset), then every SQL mart of dbt_like_sql/."""
-    from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
-    from metrics_pipeline.stats.sketch import sketch_requests
-    from metrics_pipeline.storage.sql_models import discover, ordered
+    latency sketches, then every SQL mart of dbt_like_sql/ (the same stage functions)."""
+    from metrics_pipeline.stages import ci, nightly
 
-    requests = warehouse.scan("requests", [run_id]).select(SUMMARY_COLUMNS)
-    summary = summarize_run(requests, warehouse.read("interval_stats", [run_id]))
-    sketches = sketch_requests(requests)
-    with warehouse.replace_partitions(run_id, ["run_summary", "latency_sketches"]) as writer:
-        writer.write("run_summary", summary)
-        writer.write("latency_sketches", sketches)
-    warehouse.build_marts(ordered(discover()))
+    ci.summarise(warehouse, run_id)
+    nightly.build_marts(warehouse)
 
 
 def peak_rss_mb() -> float:

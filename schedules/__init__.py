@@ -30,4 +30,6 @@ def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     ]
 
 
-defs = dg.Definitions(schedules=build_schedules(Settings.from_env()))
+def build_defs(settings: Settings) -> dg.Definitions:
+    """The nightly and weekly schedules, at the settings' times."""
+    return dg.Definitions(schedules=build_schedules(settings))

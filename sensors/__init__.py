@@ -2,9 +2,13 @@
 
 import dagster as dg
 
+from metrics_pipeline.settings import Settings
 from sensors.alerting import alert_delivery_sensor, alert_on_run_failure, resolve_on_run_success
 from sensors.uploads import new_run_sensor
 
-defs = dg.Definitions(
-    sensors=[new_run_sensor, alert_delivery_sensor, alert_on_run_failure, resolve_on_run_success]
-)
+SENSORS = [new_run_sensor, alert_delivery_sensor, alert_on_run_failure, resolve_on_run_success]
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    """The sensors (they take everything they need from the resources, not the settings)."""
+    return dg.Definitions(sensors=SENSORS)

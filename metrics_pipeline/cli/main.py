@@ -5,7 +5,7 @@ Exit codes, the same for every command:
 * 0 success: done, and nothing the command gates on was found.
 * 1 the command found what it gates on: a regression (``compare``, ``versions``), a change
   (``baseline diff``), a missed target (``backtest``), a failed run (``demo``, ``rebuild``),
-  a notification still waiting (``alerts deliver``).
+  a run that failed validation (``ingest``), a notification still waiting (``alerts deliver``).
 * 2 bad usage or input: an unknown command or option, a missing argument, an invalid
   manifest, unreadable or missing files, a bad baseline file.
 
@@ -260,9 +260,9 @@ def ingest(
     run_id: RunId = None,
     started_at: StartedAt = None,
 ) -> None:
-    """Ingest local files straight into the warehouse (backfills, benchmarks)."""
-    from metrics_pipeline.analysis.summary import summarize_requests
-    from metrics_pipeline.ingest.files import ingest_files
+    """Ingest local files straight into the warehouse (backfills, benchmarks): parsed,
+    validated and summarised exactly as the pipeline does. Exit 1 if the run is invalid."""
+    from metrics_pipeline.stages import ci
     from metrics_pipeline.storage import open_warehouse
 
     settings = Settings.from_env()
@@ -279,13 +279,10 @@ def ingest(
             (file.name, lambda file=file: file.open("rb"))
             for file in bar.track(files, description="ingesting")
         )
-        report = ingest_files(openers, manifest, warehouse)
-    warehouse.write_partition(
-        "run_summary",
-        manifest.run_id,
-        summarize_requests(warehouse.read("requests", [manifest.run_id])),
-    )
-    warehouse.refresh_catalog()
+        report = ci.ingest_local(openers, manifest, warehouse, now=settings.clock())
+    with err.status("validating (Great Expectations)..."):
+        validation = ci.validate(warehouse, manifest)
+    summary = ci.summarise(warehouse, manifest.run_id)
     table = Table(title=f"run {manifest.run_id}")
     for column in ("file", "format", "read", "accepted", "quarantined", "problem"):
         table.add_column(column)
@@ -299,7 +296,14 @@ def ingest(
             f["error"] or "",
         )
     console.print(table)
-    console.print(f"warehouse: {warehouse.root}")
+    console.print(f"{summary.summary.height} endpoint(s) summarised; warehouse: {warehouse.root}")
+    if not validation.valid:
+        console.print(
+            f"[red]run {escape(manifest.run_id)} is invalid[/] (kept, never a baseline): "
+            + escape("; ".join(validation.problems))
+        )
+        raise typer.Exit(1)
+    console.print(f"run {escape(manifest.run_id)} is valid")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})

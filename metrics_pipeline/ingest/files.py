@@ -13,7 +13,7 @@ from typing import BinaryIO
 import polars as pl
 
 from metrics_pipeline.contracts.manifest import ManifestError, RunManifest
-from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES
+from metrics_pipeline.contracts.tables import INGESTED_TABLES, RAW_EXCERPT_BYTES
 from metrics_pipeline.formats import FileAccounting, is_result_file, iter_file, result_files
 from metrics_pipeline.storage import Warehouse
 from metrics_pipeline.storage.objects import ObjectStore
@@ -22,8 +22,6 @@ from metrics_pipeline.validation.suites import SUITES
 
 # Tables whose rows may lack a timestamp in some formats: they then get the run's start.
 UNTIMED_TABLES = ("interval_stats", "events")
-# The tables one run partition owns; re-ingesting a run replaces all of them together.
-INGESTED_TABLES = ("requests", "resources", "events", "interval_stats", "quarantine", "runs")
 
 Opener = Callable[[], AbstractContextManager[BinaryIO]]
 

@@ -31,7 +31,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         "clock": ClockResource.from_settings(settings),
     }
     return dg.Definitions.merge(
-        assets.defs, sensors.defs, schedules.defs, dg.Definitions(resources=resources)
+        assets.build_defs(settings),
+        sensors.build_defs(settings),
+        schedules.build_defs(settings),
+        dg.Definitions(resources=resources),
     )
 
 

@@ -2,9 +2,9 @@
 Celery workers on any number of machines.
 
 ``METRICS_EXECUTOR`` picks it for every job; unset, each job keeps its own default (a chain of
-steps runs in one process, a fan-out in a process per step). The choice is made when the code
-location loads, so the webserver, the daemon, the run workers and the Celery workers, which all
-load the same code with the same environment, agree on it.
+steps runs in one process, a fan-out in a process per step). The composition root passes its
+settings when the code location loads, so the webserver, the daemon, the run workers and the
+Celery workers, which all load the same code with the same environment, agree on it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,3 @@ def executor_for(settings: Settings, default: dg.ExecutorDefinition) -> dg.Execu
     return celery_executor.configured(
         {"broker": settings.celery_broker, "backend": settings.celery_backend}, name="celery"
     )
-
-
-def job_executor(default: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
-    """The executor of a job defined at import time, from the environment's settings."""
-    return executor_for(Settings.from_env(), default)

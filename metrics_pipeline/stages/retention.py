@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from metrics_pipeline.analysis.baselines import BASELINE_RUNS, accepted_runs
+from metrics_pipeline.contracts.tables import tables_with
 from metrics_pipeline.storage import Warehouse
 
-RAW_TABLES = ("requests", "resources", "events", "interval_stats", "kpi_points", "quarantine")
-AGGREGATE_TABLES = ("run_summary", "latency_sketches", "run_baselines", "verdicts", "runs")
+RAW_TABLES = tables_with("raw")
+AGGREGATE_TABLES = tables_with("aggregate")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,14 @@ from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
 STEP_AT = 7  # runs from this index on have /api/orders 50 % slower
+SPIKE_AT = 11  # the run whose business KPI (sign-ups) is far outside its daily pattern
+
+
+def signups(run: DemoRun, i: int) -> dict:
+    """A kpi_points record as the README documents it, reported with the run."""
+    ts = run.manifest.started_at.isoformat().replace("+00:00", "Z")
+    value = 400 if i == SPIKE_AT else 60 + i % 3
+    return {"record": "kpi_points", "ts": ts, "metric": "signups", "value": value, "dims": {}}
 
 
 def test_nightly_and_weekly_jobs_find_the_step_and_build_the_marts(
@@ -22,7 +30,7 @@ def test_nightly_and_weekly_jobs_find_the_step_and_build_the_marts(
     for i, run in enumerate(demo_runs(14, duration_s=8)):
         slow = {"/api/orders": 1.5} if i >= STEP_AT else None
         records = generate_requests(run.manifest.started_at, duration_s=8, seed=1000 + i, slow=slow)
-        runs.append(DemoRun(run.manifest, records))
+        runs.append(DemoRun(run.manifest, [*records, signups(run, i)]))
         upload_run(store, [runs[-1].write(tmp_path / "runs") / "requests.ndjson"], run.manifest)
     with dg.instance_for_test() as instance:
         defs = build_definitions(settings)
@@ -52,6 +60,14 @@ def test_nightly_and_weekly_jobs_find_the_step_and_build_the_marts(
         & (pl.col("endpoint") != "/api/orders")
     )
     assert others.height == 0
+
+    # The business KPI reached the warehouse, the SLA evaluation and the anomaly finding.
+    assert warehouse.read("kpi_points").height == 14
+    adoption = warehouse.read("sla_evaluations").filter(pl.col("kpi") == "user_adoption")
+    assert adoption.height == 14 and set(adoption["status"]) == {"met"}
+    anomalies = warehouse.read("findings").filter(pl.col("kind") == "anomaly")
+    spike_day = f"{runs[SPIKE_AT].manifest.started_at:%Y-%m-%d}"
+    assert any("signups" in s and spike_day in s for s in anomalies["summary"])
 
     forecasts = warehouse.read("forecasts")
     assert forecasts.height > 0 and forecasts["step"].max() == 30

@@ -196,3 +196,60 @@ def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):
         "b/out.ndjson",
         "run.json",
     ]
+
+
+@pytest.mark.slow
+def test_cli_ingest_validates_and_summarises_as_the_pipeline_does(
+    fixtures_dir, tmp_path, monkeypatch, settings, store
+):
+    """The same Artillery upload through ``ingest`` and through the ci_stage job: the same
+    run_summary and sketches, validated the same way."""
+    import dagster as dg
+
+    from metrics_pipeline.contracts.manifest import RunManifest
+    from metrics_pipeline.orchestration.definitions import build_definitions
+    from metrics_pipeline.orchestration.partitions import runs_partitions
+    from metrics_pipeline.upload.uploader import upload_run
+
+    report = fixtures_dir / "artillery" / "report.json"
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "art-1"]
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "cli"))
+    result = runner.invoke(app, ["ingest", str(report), *args])
+    assert result.exit_code == 0, result.output
+    assert "run art-1 is valid" in result.output
+    by_cli = Warehouse(tmp_path / "cli" / "warehouse")
+
+    started = by_cli.read("runs", ["art-1"])["started_at"].item()
+    manifest = RunManifest(
+        run_id="art-1", suite="shop", scenario="browse", environment="ci", started_at=started
+    )
+    upload_run(store, [report], manifest)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(runs_partitions.name, ["art-1"])
+        job = build_definitions(settings).resolve_job_def("ci_stage")
+        assert job.execute_in_process(instance=instance, partition_key="art-1").success
+    by_job = Warehouse(settings.warehouse_root)
+
+    for table in ("run_summary", "latency_sketches", "interval_stats"):
+        cli_rows, job_rows = by_cli.read(table, ["art-1"]), by_job.read(table, ["art-1"])
+        assert cli_rows.height == job_rows.height, table
+        assert cli_rows.sort(cli_rows.columns).equals(job_rows.sort(job_rows.columns)), table
+    assert by_cli.read("run_summary", ["art-1"]).height == 4
+    assert by_cli.read("runs", ["art-1"])["valid"].item() is True
+    assert by_job.read("runs", ["art-1"])["valid"].item() is True
+
+
+def test_cli_ingest_of_a_run_without_data_marks_it_invalid_and_exits_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "empty-1"]
+    result = runner.invoke(
+        app, ["ingest", str(empty), *args, "--started-at", "2031-03-15T02:00:00Z"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "run empty-1 is invalid" in result.output and "no request or interval data" in (
+        result.output
+    )
+    run = Warehouse(tmp_path / "warehouse").read("runs", ["empty-1"]).row(0, named=True)
+    assert run["valid"] is False and "no request or interval data" in run["invalid_reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -37,6 +38,21 @@ def test_every_job_sensor_and_schedule_resolves(settings):
         "clock",
     }
     assert dg.AssetKey(["analysis", "verdicts"]) in repo.asset_graph.get_all_asset_keys()
+
+
+def test_settings_passed_in_reach_the_executors_and_schedules(settings, monkeypatch):
+    """Nothing reads the environment behind the composition root's back."""
+    monkeypatch.setenv("METRICS_EXECUTOR", "in_process")
+    monkeypatch.setenv("METRICS_NIGHTLY_CRON", "0 3 * * *")
+    chosen = dataclasses.replace(
+        settings, executor="multiprocess", nightly_cron="30 1 * * *", timezone="Europe/Paris"
+    )
+    repo = build_definitions(chosen).get_repository_def()
+    for job in repo.get_all_jobs():
+        if not job.name.startswith("__"):
+            assert job.executor_def.name == "multiprocess", job.name
+    nightly = repo.get_schedule_def("nightly_schedule")
+    assert nightly.cron_schedule == "30 1 * * *" and nightly.execution_timezone == "Europe/Paris"
 
 
 @pytest.mark.slow

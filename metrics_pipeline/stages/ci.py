@@ -1,0 +1,210 @@
+"""The CI stage of one run, step by step: ingest, validate, summarise, baseline, judge, SLA,
+alert. (The report step is ``reports.build.build_run_report``.)
+
+Each step reads what it needs from the stores, computes with the library's pure functions,
+writes its tables and returns what it did. The ``ci_stage`` assets, the CLI (``ingest``,
+``demo``, ``rebuild``) and ``bench/`` call these functions, so a run ingested from the command
+line is validated and summarised exactly as one the sensor picked up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from metrics_pipeline.alerts.config import AlertingConfig
+from metrics_pipeline.alerts.delivery import Sender
+from metrics_pipeline.alerts.service import Outcome, locked, process
+from metrics_pipeline.alerts.signals import history_items, missing_run_signals, run_signals
+from metrics_pipeline.analysis.baselines import BaselineEntry, pinned_runs
+from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
+from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
+from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
+from metrics_pipeline.analysis.verdicts import choose_baseline as choose_baseline_runs
+from metrics_pipeline.analysis.verdicts import judge_run
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.ingest.files import (
+    IngestReport,
+    Opener,
+    RunValidation,
+    ingest_files,
+    ingest_from_store,
+    validate_run,
+)
+from metrics_pipeline.stats.sketch import sketch_requests
+from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.storage.objects import ObjectStore
+
+
+def ingest(store: ObjectStore, warehouse: Warehouse, run_id: str, *, now: datetime) -> IngestReport:
+    """Parse the upload ``raw/<suite>/<run_id>/`` into the run's partitions (replacing them)."""
+    report = ingest_from_store(store, warehouse, run_id, now=now)
+    warehouse.refresh_catalog()
+    return report
+
+
+def ingest_local(
+    files: Iterable[tuple[str, Opener]],
+    manifest: RunManifest,
+    warehouse: Warehouse,
+    *,
+    now: datetime,
+) -> IngestReport:
+    """Parse local files (name, opener) as the run ``manifest`` describes (backfills, bench)."""
+    report = ingest_files(files, manifest, warehouse, now=now)
+    warehouse.refresh_catalog()
+    return report
+
+
+def validate(warehouse: Warehouse, manifest: RunManifest) -> RunValidation:
+    """Great Expectations on every ingested table; the verdict goes to ``runs.valid``."""
+    return validate_run(warehouse, manifest)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The run's ``run_summary`` rows and its ``latency_sketches`` rows."""
+
+    summary: pl.DataFrame
+    sketches: pl.DataFrame
+
+
+def summarise(warehouse: Warehouse, run_id: str) -> Summary:
+    """Per endpoint: volume, errors, throughput, latency percentiles (from requests, else from
+    the tool's interval summaries); and the mergeable latency sketches."""
+    # Scans, not frames: both read only the columns they use, streaming.
+    requests = warehouse.scan("requests", [run_id]).select(SUMMARY_COLUMNS)
+    summary = summarize_run(requests, warehouse.read("interval_stats", [run_id]))
+    sketches = sketch_requests(requests)
+    with warehouse.replace_partitions(run_id, ["run_summary", "latency_sketches"]) as writer:
+        writer.write("run_summary", summary)
+        writer.write("latency_sketches", sketches)
+    warehouse.refresh_catalog()
+    return Summary(summary, sketches)
+
+
+def choose_baseline(warehouse: Warehouse, run_id: str, pinned: list[BaselineEntry]) -> list[str]:
+    """The runs ``run_id`` is compared with (``verdicts.choose_baseline``), stored in
+    ``run_baselines`` in order."""
+    runs = warehouse.read("runs")
+    candidate = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    regressed = set(
+        warehouse.scan("verdicts").filter(pl.col("regression")).select("run_id").collect()["run_id"]
+    )
+    chosen = choose_baseline_runs(
+        runs,
+        candidate,
+        regressed,
+        summaries=warehouse.read("run_summary"),
+        pinned=pinned_runs(
+            pinned, candidate["suite"], candidate["scenario"], candidate["environment"]
+        ),
+    )
+    warehouse.write_partition(
+        "run_baselines",
+        run_id,
+        pl.DataFrame({"run_id": run_id, "baseline_run_id": chosen, "position": range(len(chosen))}),
+    )
+    return chosen
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The run's verdict rows and the baseline runs they compare with."""
+
+    verdicts: pl.DataFrame
+    baseline_runs: list[str]
+
+    @property
+    def regressions(self) -> pl.DataFrame:
+        return self.verdicts.filter(pl.col("regression"))
+
+
+def judge(warehouse: Warehouse, run_id: str) -> Judgement:
+    """Verdict per endpoint and metric against the stored baseline runs (``verdicts``)."""
+    baseline_runs = warehouse.read("run_baselines", [run_id])["baseline_run_id"].to_list()
+    table = judge_run(
+        warehouse.read("requests", [run_id]),
+        warehouse.read("requests", baseline_runs),
+        baseline_runs,
+        candidate_intervals=warehouse.read("interval_stats", [run_id]),
+        baseline_intervals=warehouse.read("interval_stats", baseline_runs),
+        candidate_resources=warehouse.read("resources", [run_id]),
+        baseline_resources=warehouse.read("resources", baseline_runs),
+    )
+    warehouse.write_partition("verdicts", run_id, table)
+    warehouse.refresh_catalog()
+    return Judgement(table, baseline_runs)
+
+
+def _same_combination(run: dict) -> pl.Expr:
+    return (
+        (pl.col("suite") == run["suite"])
+        & (pl.col("scenario") == run["scenario"])
+        & (pl.col("environment") == run["environment"])
+    )
+
+
+@dataclass(frozen=True)
+class SlaResult:
+    """The run's evaluations and the rolling windows of its combination."""
+
+    evaluations: pl.DataFrame
+    windows: pl.DataFrame
+
+
+def evaluate_slas(
+    warehouse: Warehouse, run_id: str, catalog: KpiCatalog, *, now: datetime
+) -> SlaResult:
+    """The run against the KPI catalog (``sla_evaluations``), then the 7- and 30-day windows
+    ending at ``now`` of every combination (``sla_windows``)."""
+    runs = warehouse.read("runs")
+    run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    table = evaluate_run(
+        catalog,
+        run,
+        requests=warehouse.read("requests", [run_id]),
+        intervals=warehouse.read("interval_stats", [run_id]),
+        resources=warehouse.read("resources", [run_id]),
+        kpi_points=warehouse.read("kpi_points", [run_id]),
+        now=now,
+    )
+    warehouse.write_partition("sla_evaluations", run_id, table)
+    # Every partition rewrites the windows snapshot: one at a time, from all evaluations.
+    with locked(warehouse):
+        windows = rolling_windows(warehouse.read("sla_evaluations"), runs, catalog, now)
+        warehouse.write_snapshot("sla_windows", windows)
+    warehouse.refresh_catalog()
+    return SlaResult(table, windows.filter(_same_combination(run)))
+
+
+def raise_alerts(
+    warehouse: Warehouse,
+    run_id: str,
+    config: AlertingConfig,
+    senders: dict[str, Sender],
+    *,
+    now: datetime,
+) -> Outcome:
+    """Open, update or resolve the run's alerts (regressions, SLA breaches, missing endpoints
+    and metrics, overdue runs) and deliver what is due."""
+    runs = warehouse.read("runs")
+    run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    combination = runs.filter(_same_combination(run))["run_id"].to_list()
+    resource_metrics = (
+        warehouse.scan("resources", combination).select("run_id", "metric").unique().collect()
+    )
+    history = history_items(runs, warehouse.read("run_summary", combination), resource_metrics, run)
+    signals = run_signals(
+        run,
+        warehouse.read("verdicts", [run_id]),
+        warehouse.read("sla_evaluations", [run_id]),
+        history=history,
+        config=config,
+    ) + missing_run_signals(runs, config, now)
+    outcome = process(warehouse, config, signals, now, senders)
+    warehouse.refresh_catalog()
+    return outcome
