@@ -11,7 +11,8 @@ from pydantic import Field
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.analysis.findings import sparkline
 from metrics_pipeline.analysis.series import SERIES_KEYS
-from metrics_pipeline.analysis.summary import escape_md
+from metrics_pipeline.common.severity import severity_rank
+from metrics_pipeline.common.text import md
 from metrics_pipeline.orchestration.resources import WarehouseResource
 from metrics_pipeline.stages import nightly
 
@@ -29,7 +30,7 @@ def _table(frame: pl.DataFrame, columns: list[str], limit: int = 50) -> str:
             if c in {"change", "total_change"}
             else f"{v:.3g}"
             if isinstance(v, float)
-            else escape_md(str(v))
+            else md(v)
             if v is not None
             else ""
             for c, v in ((c, row[c]) for c in columns)
@@ -132,8 +133,7 @@ class FindingsConfig(dg.Config):
 )
 def findings_asset(config: FindingsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     table = nightly.find(warehouse.get(), anomaly_sensitivity=config.anomaly_sensitivity)
-    order = {"critical": 0, "warning": 1, "info": 2}
-    shown = table.sort(pl.col("severity").replace_strict(order, return_dtype=pl.Int8))
+    shown = table.sort(severity_rank())
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,

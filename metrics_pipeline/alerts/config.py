@@ -33,13 +33,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metrics_pipeline.common.config import Duration, Severity, load_yaml_model
+from metrics_pipeline.common.config import Duration, load_yaml_model
+from metrics_pipeline.common.errors import MetricsPipelineError
+from metrics_pipeline.common.severity import Severity
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Lookup = Callable[[str], str | None]
 
 
-class UnresolvedSecret(LookupError):
+class UnresolvedSecret(MetricsPipelineError, LookupError):
     """A ``${VAR}`` reference whose variable is not set."""
 
 

@@ -29,6 +29,7 @@ from metrics_pipeline.alerts.config import (
     WebhookChannel,
     resolve,
 )
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.tables import conform
 
 # Delivered notifications are kept this long for the record, then dropped from the outbox.
@@ -36,7 +37,7 @@ DELIVERED_KEPT = timedelta(days=30)
 ERROR_CHARS = 500
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(MetricsPipelineError, RuntimeError):
     """The receiver refused the notification or could not be reached."""
 
 

@@ -18,7 +18,8 @@ import polars as pl
 
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.payloads import payload_for
-from metrics_pipeline.common.config import SEVERITY_ORDER
+from metrics_pipeline.common.errors import MetricsPipelineError
+from metrics_pipeline.common.severity import SEVERITY_ORDER
 from metrics_pipeline.contracts.tables import conform, empty
 
 ACTIVE = ("open", "acknowledged")
@@ -214,7 +215,7 @@ def _notify(
     return rows
 
 
-class AlertNotFound(LookupError):
+class AlertNotFound(MetricsPipelineError, LookupError):
     """No alert (or more than one) has the given id or id prefix."""
 
 

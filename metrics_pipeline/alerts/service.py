@@ -18,6 +18,8 @@ import polars as pl
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.delivery import Sender, deliver, pending, prune_delivered
 from metrics_pipeline.alerts.lifecycle import Signals, acknowledge, evaluate_alerts
+from metrics_pipeline.common.severity import severity_rank
+from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.storage import Warehouse
 
@@ -83,20 +85,16 @@ def acknowledge_alert(warehouse: Warehouse, alert_id: str, now: datetime) -> dic
 
 def alerts_markdown(alerts: pl.DataFrame, outbox: pl.DataFrame, limit: int = 50) -> str:
     """Active alerts (most severe first) with their delivery state, for the UI."""
-    order = {"critical": 0, "warning": 1, "info": 2}
-    active = alerts.filter(pl.col("status") != "resolved").sort(
-        pl.col("severity").replace_strict(order, default=3, return_dtype=pl.Int8), "opened_at"
-    )
+    active = alerts.filter(pl.col("status") != "resolved").sort(severity_rank(), "opened_at")
     waiting = pending(outbox).group_by("alert_id").agg(pl.col("channel").unique().sort())
     lines = [
         "| id | severity | kind | status | summary | runs | waiting for |",
         "|---|---|---|---|---|---:|---|",
     ]
     for row in active.join(waiting, on="alert_id", how="left").head(limit).iter_rows(named=True):
-        summary = row["summary"].replace("|", "\\|")
         lines.append(
             f"| {row['alert_id']} | {row['severity']} | {row['kind']} | {row['status']} "
-            f"| {summary} | {row['evaluations']} | {', '.join(row['channel'] or [])} |"
+            f"| {md(row['summary'])} | {row['evaluations']} | {', '.join(row['channel'] or [])} |"
         )
     if active.height > limit:
         lines.append(f"\n... and {active.height - limit} more active alerts")

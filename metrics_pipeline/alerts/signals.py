@@ -10,7 +10,7 @@ import polars as pl
 
 from metrics_pipeline.alerts.config import AlertingConfig, ExpectedRun
 from metrics_pipeline.alerts.lifecycle import Scope, Signal, Signals
-from metrics_pipeline.common.config import SEVERITY_ORDER
+from metrics_pipeline.common.severity import SEVERITY_ORDER, change_severity
 
 # Kinds an evaluation of one run decides for its combination.
 RUN_KINDS = frozenset(
@@ -22,8 +22,6 @@ FINDING_KINDS = frozenset(
 )
 MISSING_RUN = "missing_run"
 PIPELINE_FAILURE = "pipeline_failure"
-# A regression this much worse (relative) is critical; smaller ones are warnings.
-CRITICAL_CHANGE = 0.5
 
 
 def _finite(value: float | None) -> bool:
@@ -51,13 +49,7 @@ def run_signals(
     ):
         change = row["change"] if _finite(row["change"]) else None
         trade_off = row["verdict"] == "trade-off"
-        severity = (
-            "info"
-            if trade_off
-            else "critical"
-            if change is not None and change >= CRITICAL_CHANGE
-            else "warning"
-        )
+        severity = "info" if trade_off else change_severity(change)
         size = f"{change:+.0%} " if change is not None else ""
         found.append(
             Signal(

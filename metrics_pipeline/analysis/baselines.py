@@ -17,6 +17,8 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metrics_pipeline.common.errors import MetricsPipelineError, describe
+
 BASELINE_RUNS = 5
 # Per-run summary columns a baseline is kept for.
 METRICS = ("latency_p50", "latency_p95", "latency_p99", "error_rate", "throughput_rps")
@@ -47,7 +49,7 @@ class BaselineFile(BaseModel):
     baselines: list[BaselineEntry] = Field(default_factory=list)
 
 
-class BaselineFileError(ValueError):
+class BaselineFileError(MetricsPipelineError, ValueError):
     """A baseline file that breaks the schema; the message names the entry and the field."""
 
 
@@ -60,10 +62,7 @@ def load_baselines(path: Path) -> list[BaselineEntry]:
     except yaml.YAMLError as exc:
         raise BaselineFileError(f"{path}: not valid YAML: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise BaselineFileError(f"{path}: {problems}") from None
+        raise BaselineFileError(f"{path}: {describe(exc)}") from None
 
 
 def save_baselines(path: Path, entries: list[BaselineEntry]) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, SERIES_KEYS, iter_series
+from metrics_pipeline.common.severity import change_severity
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.stats import (
     PERFORMANCE_HORIZON,
@@ -164,7 +165,7 @@ def findings(
                 key
                 | {
                     "kind": "change_point",
-                    "severity": "critical" if point["change"] >= 0.5 else "warning",
+                    "severity": change_severity(point["change"]),
                     "summary": f"{_where(key)} got {point['change']:.0%} worse "
                     f"({point['before']:.4g} -> {point['after']:.4g}) since run "
                     f"{point['run_id']} ({version}{sha}).",

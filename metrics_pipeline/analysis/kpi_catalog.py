@@ -30,7 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from metrics_pipeline.common.config import Duration, Severity, load_yaml_model
+from metrics_pipeline.common.config import Duration, load_yaml_model
+from metrics_pipeline.common.severity import Severity
 
 # Measures read from requests (or the interval_stats of tools without per-request data).
 LATENCY_QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}

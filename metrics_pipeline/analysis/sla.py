@@ -28,7 +28,7 @@ from metrics_pipeline.analysis.kpi_catalog import (
     KpiCatalog,
     KpiEntry,
 )
-from metrics_pipeline.analysis.summary import escape_md
+from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform, empty
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
 
@@ -304,7 +304,7 @@ def evaluations_markdown(evaluations: pl.DataFrame, limit: int = 60) -> str:
             "" if row["error_budget_remaining"] is None else f"{row['error_budget_remaining']:.0%}"
         )
         lines.append(
-            f"| {escape_md(row['kpi'])} | {escape_md(row['endpoint'])} | {observed} "
+            f"| {md(row['kpi'])} | {md(row['endpoint'])} | {observed} "
             f"| {row['target']:.4g} | {row['alert_threshold']:.4g} | {compliance} | {budget} "
             f"| {STATUS_MARK[row['status']]} |"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
 
@@ -163,7 +164,7 @@ def summary_markdown(summary: pl.DataFrame) -> str:
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in summary.iter_rows(named=True):
         lines.append(
-            f"| {escape_md(row['endpoint'])} | {row['requests']} | {_pct(row['error_rate'])} "
+            f"| {md(row['endpoint'])} | {row['requests']} | {_pct(row['error_rate'])} "
             f"| {_num(row['throughput_rps'])} | {_num(row['latency_p50'])} "
             f"| {_num(row['latency_p95'])} | {_num(row['latency_p99'])} "
             f"| {_num(row['latency_max'])} |"
@@ -177,10 +178,3 @@ def _num(value: float | None) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
-
-
-def escape_md(text: str) -> str:
-    """Make user-supplied text (endpoint names, tags) inert in a markdown table."""
-    for char in "\\`*_{}[]<>()#+-.!|":
-        text = text.replace(char, "\\" + char)
-    return text.replace("\r", " ").replace("\n", " ")

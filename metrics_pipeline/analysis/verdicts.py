@@ -11,7 +11,7 @@ import polars as pl
 
 from metrics_pipeline.analysis.baselines import BASELINE_RUNS, accepted_runs, dynamic_baseline
 from metrics_pipeline.analysis.series import RESOURCES
-from metrics_pipeline.analysis.summary import escape_md
+from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform, empty
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
 from metrics_pipeline.stats import Comparison, benjamini_hochberg, compare_rates, compare_samples
@@ -412,7 +412,7 @@ def verdicts_markdown(verdicts: pl.DataFrame) -> str:
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
     for row in ordered(verdicts).iter_rows(named=True):
-        cells = [escape_md(row["endpoint"]), row["metric"], *formatted(row)]
+        cells = [md(row["endpoint"]), row["metric"], *formatted(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from metrics_pipeline.cli.output import bad_input, console
+from metrics_pipeline.common.severity import severity_rank
 from metrics_pipeline.settings import Settings
 
 alerts_app = typer.Typer(
     help="Alerts: list them, acknowledge one, deliver the outbox.", no_args_is_help=True
 )
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 
 def _warehouse():
@@ -60,10 +58,7 @@ def list_alerts(
     alerts = _warehouse().read("alerts")
     if not show_all:
         alerts = alerts.filter(pl.col("status") != "resolved")
-    order = {"critical": 0, "warning": 1, "info": 2}
-    alerts = alerts.sort(
-        pl.col("severity").replace_strict(order, default=3, return_dtype=pl.Int8), "opened_at"
-    )
+    alerts = alerts.sort(severity_rank(), "opened_at")
     table = Table(title="alerts" if show_all else "active alerts")
     for column in ("id", "severity", "kind", "status", "summary", "opened", "runs"):
         table.add_column(column)
@@ -85,14 +80,10 @@ def ack(
     alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix of it).")],
 ) -> None:
     """Acknowledge an alert: it is no longer escalated; it resolves when its condition clears."""
-    from metrics_pipeline.alerts.lifecycle import AlertNotFound
     from metrics_pipeline.alerts.service import acknowledge_alert
 
-    try:
-        row = acknowledge_alert(_warehouse(), alert_id, datetime.now(UTC))
-    except AlertNotFound as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    with bad_input():
+        row = acknowledge_alert(_warehouse(), alert_id, Settings.from_env().clock())
     console.print(f"acknowledged {row['alert_id']}: {escape(row['summary'])}")
 
 
@@ -103,16 +94,12 @@ def deliver_outbox() -> None:
     from metrics_pipeline.alerts.delivery import build_senders
     from metrics_pipeline.alerts.lifecycle import Signals
     from metrics_pipeline.alerts.service import process
-    from metrics_pipeline.common.config import ConfigError
 
     settings = Settings.from_env()
-    try:
+    with bad_input():
         config = load_alerting(settings.alerting_config)
-    except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     outcome = process(
-        _warehouse(), config, Signals(), datetime.now(UTC), build_senders(config, Settings.secret)
+        _warehouse(), config, Signals(), settings.clock(), build_senders(config, Settings.secret)
     )
     console.print(notifications_table(outcome.alerts, outcome.pending, "still waiting"))
     raise typer.Exit(1 if outcome.pending.height else 0)

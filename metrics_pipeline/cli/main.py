@@ -16,7 +16,6 @@ Exit codes, the same for every command:
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +23,13 @@ from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from metrics_pipeline.cli.alerts import alerts_app, notifications_table
+from metrics_pipeline.cli.output import bad_input, console, err, fail
 from metrics_pipeline.cli.progress import progress_bar
+from metrics_pipeline.common.clock import clock_at
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.formats import earliest_timestamp, read_results, result_files
 from metrics_pipeline.settings import Settings
@@ -39,9 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# Wide enough for the verdict table when output is piped (CI logs), the terminal width otherwise.
-console = Console(width=shutil.get_terminal_size((150, 40)).columns)
-err = Console(stderr=True, soft_wrap=True)
 
 Suite = Annotated[str, typer.Option("--suite", help="Test suite, e.g. 'checkout'.")]
 Scenario = Annotated[str, typer.Option("--scenario", help="Scenario within the suite.")]
@@ -70,7 +67,7 @@ def _manifest(
     # Without --started-at the run starts at its earliest timestamp (a backfill of old files),
     # or now when the files carry none.
     started = started_at or earliest_timestamp(paths) or datetime.now(UTC)
-    try:
+    with bad_input(ValueError):
         return RunManifest(
             run_id=run_id or f"{suite}-{started:%Y%m%dT%H%M%S}",
             suite=suite,
@@ -78,9 +75,6 @@ def _manifest(
             environment=env,
             started_at=started,
         )
-    except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _print_reports(settings: Settings, run_id: str) -> bool:
@@ -132,11 +126,8 @@ def compare(
     """Compare two result files or folders; exit 1 if any endpoint regressed (a CI gate)."""
     from metrics_pipeline.analysis.verdicts import VerdictPolicy, judge_run
 
-    try:
+    with bad_input():
         base, cand = read_results(baseline), read_results(candidate)
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     for label, parsed in (("baseline", base), ("candidate", cand)):
         if parsed.requests.height == 0 and parsed.interval_stats.height == 0:
             err.print(f"[red]error:[/] no request or interval data in the {label}:")
@@ -200,10 +191,7 @@ def versions(
         threshold=threshold,
     )
     if table["pairs"].max() == 0:
-        err.print(
-            f"[red]error:[/] no scenario ran under both {baseline_version} and {candidate_version}"
-        )
-        raise typer.Exit(2)
+        fail(f"no scenario ran under both {baseline_version} and {candidate_version}")
     if as_json:
         print(json.dumps(table.fill_nan(None).to_dicts(), indent=2))
     else:
@@ -240,8 +228,7 @@ def upload(
 
     files = result_files(folder)
     if not files:
-        err.print(f"[red]error:[/] no result files in {folder}")
-        raise typer.Exit(2)
+        fail(f"no result files in {folder}")
     manifest = _manifest(suite, scenario, env, run_id, started_at, files)
     store = object_store_from_settings(Settings.from_env())
     with progress_bar(err) as bar:
@@ -266,11 +253,8 @@ def ingest(
     from metrics_pipeline.storage import open_warehouse
 
     settings = Settings.from_env()
-    try:
+    with bad_input():
         files = [file for path in paths for file in result_files(path)]
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     manifest = _manifest(suite, scenario, env, run_id, started_at, files)
     warehouse = open_warehouse(settings)
     with progress_bar(err) as bar:
@@ -324,7 +308,7 @@ def run(
     from metrics_pipeline.upload.collector import collect_run
 
     store = object_store_from_settings(Settings.from_env())
-    try:
+    with bad_input(ValueError):
         code, manifest, keys = collect_run(
             store,
             command,
@@ -335,9 +319,6 @@ def run(
             results_dir=results,
             interval=interval,
         )
-    except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")
     raise typer.Exit(code)
@@ -420,8 +401,7 @@ def backtest(
     from metrics_pipeline.evaluation.backtest import run_backtest
 
     if size not in {"small", "full"}:
-        err.print(f"[red]error:[/] --size must be small or full, not {size!r}")
-        raise typer.Exit(2)
+        fail(f"--size must be small or full, not {size!r}")
     with console.status("backtest...") as status:
         report = run_backtest(size, seed, progress=lambda step: status.update(f"backtest: {step}"))
     if as_json:
@@ -448,23 +428,18 @@ def report(
     """Write the run's four report layers (Markdown summary, HTML, PDF, raw JSONL) under
     METRICS_HOME/reports and to the bucket's reports/, and print their paths. The CI stage
     writes them too; this re-creates them, e.g. after a baseline or SLA change."""
-    from metrics_pipeline.reports import ReportInputError
     from metrics_pipeline.reports.build import build_run_report
     from metrics_pipeline.storage import open_warehouse
     from metrics_pipeline.storage.objects import object_store_from_settings
 
     settings = Settings.from_env()
-    try:
-        with console.status(f"rendering the report of {run_id}..."):
-            build_run_report(
-                open_warehouse(settings),
-                run_id,
-                settings.reports_root,
-                object_store_from_settings(settings),
-            )
-    except ReportInputError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+    with bad_input(), console.status(f"rendering the report of {run_id}..."):
+        build_run_report(
+            open_warehouse(settings),
+            run_id,
+            settings.reports_root,
+            object_store_from_settings(settings),
+        )
     _print_reports(settings, run_id)
 
 
@@ -495,19 +470,15 @@ def retention(
     ] = None,
 ) -> None:
     """Delete raw rows and aggregates past their retention, except what baselines need."""
-    from metrics_pipeline.analysis.baselines import BaselineFileError, load_baselines
+    from metrics_pipeline.analysis.baselines import load_baselines
     from metrics_pipeline.stages.retention import RetentionPolicy, apply_plan, plan_for
     from metrics_pipeline.storage import open_warehouse
 
     settings = Settings.from_env()
-    try:
+    with bad_input():
         pinned = [run for entry in load_baselines(settings.baselines_file) for run in entry.runs]
-    except BaselineFileError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     warehouse = open_warehouse(settings)
-    moment = now or datetime.now(UTC)
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    moment = clock_at(now)() if now else settings.clock()
     plan = plan_for(warehouse, moment, RetentionPolicy(raw_days, aggregate_days), pinned)
     summary = plan.as_frame().group_by("table").len().sort("table")
     verb = "would delete" if dry_run else "deleting"
@@ -598,16 +569,13 @@ BaselineFile = Annotated[
 
 
 def _baseline_inputs(file: Path | None):
-    from metrics_pipeline.analysis.baselines import BaselineFileError, load_baselines
+    from metrics_pipeline.analysis.baselines import load_baselines
     from metrics_pipeline.storage import open_warehouse
 
     settings = Settings.from_env()
     path = file or settings.baselines_file
-    try:
+    with bad_input():
         current = load_baselines(path)
-    except BaselineFileError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     return path, current, open_warehouse(settings)
 
 
@@ -653,8 +621,7 @@ def baseline_update(
     path, current, warehouse = _baseline_inputs(file)
     proposed = _proposed(warehouse, runs)
     if not proposed:
-        err.print("[red]error:[/] no accepted runs in the warehouse to compute baselines from")
-        raise typer.Exit(2)
+        fail("no accepted runs in the warehouse to compute baselines from")
     save_baselines(path, proposed)
     changes = diff_baselines(current, proposed)
     console.print(f"wrote {len(proposed)} baselines to {path} ({len(changes)} changed)")

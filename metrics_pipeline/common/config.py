@@ -1,25 +1,25 @@
-"""What the catalog and the alerting configuration share: durations, severities, and turning
-pydantic's errors into one message that names the file, the entry and the field."""
+"""What the catalog and the alerting configuration share: durations, and YAML documents
+validated into one message that names the file, the entry and the field."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
+from metrics_pipeline.common.errors import MetricsPipelineError, describe
+
 M = TypeVar("M", bound=BaseModel)
-Severity = Literal["critical", "warning", "info"]
-SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class ConfigError(ValueError):
+class ConfigError(MetricsPipelineError, ValueError):
     """A configuration file that breaks its schema; the message names the entry and field."""
 
 
@@ -53,11 +53,3 @@ def validate_model(model: type[M], document: Any, source: str) -> M:
         return model.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe(exc)}") from None
-
-
-def describe(exc: ValidationError) -> str:
-    """``kpis.latency_p95.target: Input should be a valid number`` for every problem."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}"
-        for err in exc.errors()
-    )

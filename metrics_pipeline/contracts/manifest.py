@@ -16,13 +16,15 @@ from pydantic import (
     ValidationError,
 )
 
+from metrics_pipeline.common.errors import MetricsPipelineError, describe
+
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Suites name a folder of the bucket just like run ids do, so they follow the same rule.
 CLOCK_SKEW = timedelta(minutes=5)
 NAME_RULE = "1-128 characters from A-Z a-z 0-9 . _ - and not '.' or '..'"
 
 
-class ManifestError(ValueError):
+class ManifestError(MetricsPipelineError, ValueError):
     """A run manifest that breaks the contract; the message names the field and the rule."""
 
 
@@ -79,11 +81,7 @@ class RunManifest(BaseModel):
                 return cls.model_validate(raw)
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise ManifestError(f"invalid manifest {source}: {problems}") from None
+            raise ManifestError(f"invalid manifest {source}: {describe(exc)}") from None
 
     def window(self, skew: timedelta = CLOCK_SKEW) -> tuple[datetime, datetime | None]:
         """When the run's data may be timestamped: its start to its end (``finished_at``, else

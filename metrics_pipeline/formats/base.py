@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES, conform
 
 BATCH_ROWS = 50_000
@@ -27,7 +28,7 @@ SNIFF_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class UnreadableFileError(Exception):
+class UnreadableFileError(MetricsPipelineError):
     """A file that cannot be read at all; the message names the file and the reason."""
 
     def __init__(self, file: str, reason: str):
@@ -156,7 +157,7 @@ def numbered_lines(stream: BinaryIO, file: str) -> Iterator[tuple[int, bytes]]:
         raise UnreadableFileError(file, f"unreadable after line {line_no}: {exc}") from exc
 
 
-class RowError(ValueError):
+class RowError(MetricsPipelineError, ValueError):
     """One line that cannot become a canonical row; the message is the quarantine reason."""
 
 

@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.manifest import ManifestError, RunManifest
 from metrics_pipeline.contracts.tables import INGESTED_TABLES, RAW_EXCERPT_BYTES
 from metrics_pipeline.formats import FileAccounting, is_result_file, iter_file, result_files
@@ -26,7 +27,7 @@ UNTIMED_TABLES = ("interval_stats", "events")
 Opener = Callable[[], AbstractContextManager[BinaryIO]]
 
 
-class RunNotFoundError(LookupError):
+class RunNotFoundError(MetricsPipelineError, LookupError):
     """No complete upload (with run.json) exists for a run id."""
 
 

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from metrics_pipeline.common.severity import change_severity
 from metrics_pipeline.contracts.tables import empty
 from metrics_pipeline.storage import Warehouse
 
@@ -28,8 +29,6 @@ PREFIX = "metrics_pipeline"
 COMBINATION = ("suite", "scenario", "environment")
 VERDICT_LABELS = (*COMBINATION, "endpoint", "metric")
 SLA_LABELS = (*COMBINATION, "kpi", "endpoint")
-# The same cut as the change-point findings: a regression of 50 % or more pages someone.
-CRITICAL_CHANGE = 0.5
 OPEN_STATUSES = ("open", "acknowledged")
 
 
@@ -82,11 +81,6 @@ def _label_values(row: dict, labels: Iterable[str]) -> list[str]:
     return ["" if row[label] is None else str(row[label]) for label in labels]
 
 
-def regression_severity(change: float | None) -> str:
-    """Critical from a 50 % change on, else warning (the alert rules use the same cut)."""
-    return "critical" if change is not None and change >= CRITICAL_CHANGE else "warning"
-
-
 def open_regressions(snapshot: Snapshot) -> pl.DataFrame:
     """Open regressions per combination and severity: from the alerts when the alerting stage
     has written any, else from the latest runs' verdicts (one per regressed endpoint)."""
@@ -107,7 +101,7 @@ def open_regressions(snapshot: Snapshot) -> pl.DataFrame:
     )
     return (
         worst.with_columns(
-            severity=pl.col("change").map_elements(regression_severity, return_dtype=pl.String)
+            severity=pl.col("change").map_elements(change_severity, return_dtype=pl.String)
         )
         .group_by(keys)
         .agg(pl.len().alias("count"))

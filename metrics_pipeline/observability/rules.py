@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from metrics_pipeline.observability.exporter import CRITICAL_CHANGE, PREFIX, VERDICT_LABELS
+from metrics_pipeline.common.severity import CRITICAL_CHANGE
+from metrics_pipeline.observability.exporter import PREFIX, VERDICT_LABELS
 
 EXPORTER_JOB = "metrics-pipeline"
 # Nightly runs: a suite without a new run for a day and a half has missed one.

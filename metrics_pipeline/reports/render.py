@@ -20,10 +20,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.reports.document import Document
 
 
-class ReportRenderError(RuntimeError):
+class ReportRenderError(MetricsPipelineError, RuntimeError):
     """A report could not be rendered (a chart or the PDF engine failed)."""
 
 

@@ -12,18 +12,11 @@ import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, run_series
 from metrics_pipeline.analysis.verdicts import VerdictPolicy, formatted, ordered, run_verdict
+from metrics_pipeline.common.errors import MetricsPipelineError
+from metrics_pipeline.common.text import md, md_table, one_line
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
-from metrics_pipeline.reports.text import (
-    finite,
-    interval,
-    md,
-    md_table,
-    metric_name,
-    one_line,
-    pct,
-    value,
-)
+from metrics_pipeline.reports.text import finite, interval, metric_name, pct, value
 from metrics_pipeline.storage import Warehouse
 
 # Endpoints drawn in the per-endpoint charts (regressed first, then the busiest); every
@@ -34,7 +27,7 @@ HISTORY_RUNS = 30
 HISTORY_METRIC = "latency_p95"
 
 
-class ReportInputError(LookupError):
+class ReportInputError(MetricsPipelineError, LookupError):
     """The warehouse lacks what a report needs (e.g. the run was never ingested)."""
 
 

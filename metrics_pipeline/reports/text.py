@@ -1,4 +1,5 @@
-"""Formatting shared by the reports: numbers, changes, and Markdown that stays inert."""
+"""Formatting shared by the reports: numbers, changes, intervals and metric names (inert
+Markdown is ``common.text``)."""
 
 from __future__ import annotations
 
@@ -46,28 +47,3 @@ def interval(low: float | None, high: float | None) -> str:
 
 def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric)
-
-
-def one_line(text: str) -> str:
-    """User text on one line (endpoint names may contain newlines)."""
-    return " ".join(str(text).split())
-
-
-# Characters that start Markdown syntax in the middle of a line (emphasis, code, links,
-# images, raw HTML, entities, table cells, strike-through) plus the escape itself.
-MD_SPECIAL = "\\`*_[]<>|~&"
-
-
-def md(text: object) -> str:
-    """Text from the data made inert in the middle of a Markdown line, tables included: every
-    character that could start Markdown syntax is backslash-escaped, newlines become spaces.
-    Callers never start a line with it (where ``#``, ``-`` or ``1.`` would matter)."""
-    escaped = "".join("\\" + c if c in MD_SPECIAL else c for c in one_line(str(text)))
-    return escaped
-
-
-def md_table(columns: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table of cells that are already escaped (see :func:`md`)."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)

@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, SERIES_KEYS
+from metrics_pipeline.common.text import md, md_table, one_line
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
-from metrics_pipeline.reports.text import md, md_table, metric_name, one_line, pct, value
+from metrics_pipeline.reports.text import metric_name, pct, value
 from metrics_pipeline.storage import Warehouse
 
 WEEK_PATTERN = re.compile(r"(\d{4})-W(\d{2})")

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.settings import Settings
 
 RAW_PREFIX = "raw/"
 
 
-class UnsafeKeyError(ValueError):
+class UnsafeKeyError(MetricsPipelineError, ValueError):
     """An object key that could escape its folder or confuse a shell."""
 
 

@@ -27,6 +27,7 @@ import sqlglot
 from psycopg import sql as pgsql
 from sqlglot import exp
 
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.tables import empty
 from metrics_pipeline.settings import shipped_path
 
@@ -46,7 +47,7 @@ _NOT_PORTABLE = {
 }
 
 
-class SqlModelError(ValueError):
+class SqlModelError(MetricsPipelineError, ValueError):
     """A model folder that cannot be run: bad header, unknown reference, cycle, name clash."""
 
 

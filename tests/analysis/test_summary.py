@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from metrics_pipeline.analysis.summary import escape_md, summarize_requests, summary_markdown
+from metrics_pipeline.analysis.summary import summarize_requests, summary_markdown
 from metrics_pipeline.contracts.tables import SCHEMAS, conform, empty
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -134,47 +134,6 @@ def test_empty_requests_give_an_empty_summary():
     summary = summarize_requests(empty("requests"))
     assert summary.schema == SCHEMAS["run_summary"]
     assert summary.height == 0
-
-
-def escaped_everywhere(text: str, char: str) -> bool:
-    """Every ``char`` in ``text`` is preceded by an odd number of backslashes."""
-    for i, c in enumerate(text):
-        if c == char:
-            slashes = len(text[:i]) - len(text[:i].rstrip("\\"))
-            if slashes % 2 == 0:
-                return False
-    return True
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "<script>alert(1)</script>",
-        "/api/a|b",
-        "\\|",
-        "\\<img src=x onerror=alert(1)>",
-        "[x](javascript:alert(1))",
-    ],
-)
-def test_escape_md_makes_html_and_pipes_inert(text):
-    out = escape_md(text)
-    for char in "<>|[]()":
-        assert escaped_everywhere(out, char), (text, out, char)
-    assert "<script>" not in out
-    # Undoing the backslash escapes gives the original text back: nothing is lost.
-    unescaped = []
-    chars = iter(out)
-    for c in chars:
-        unescaped.append(next(chars) if c == "\\" else c)
-    assert "".join(unescaped) == text
-
-
-def test_escape_md_removes_newlines():
-    assert "\n" not in escape_md("a\nb|c")
-
-
-def test_escape_md_removes_carriage_returns():
-    assert "\r" not in escape_md("/a\r| injected | row |")
 
 
 def test_summary_markdown_escapes_endpoint_names():

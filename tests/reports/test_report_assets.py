@@ -10,10 +10,10 @@ import pytest
 from helpers import HOSTILE_ENDPOINT, HOSTILE_TAG, renamed, small_runs
 
 from assets.reports import RUN_REPORT, WEEKLY_REPORT
+from metrics_pipeline.common.text import md
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import sense_and_run
 from metrics_pipeline.reports import FILES
-from metrics_pipeline.reports.text import md
 from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow

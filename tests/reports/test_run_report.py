@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from helpers import HOSTILE_ENDPOINT, HOSTILE_TAG, hostile_fixture  # noqa: F401 (fixture)
 
+from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.reports import (
     ReportInputError,
@@ -25,7 +26,6 @@ from metrics_pipeline.reports import (
 )
 from metrics_pipeline.reports.charts import bucket_seconds, latency_histogram, percentile_timeline
 from metrics_pipeline.reports.render import render_print_html, script_json
-from metrics_pipeline.reports.text import md
 
 MARKDOWN_CONTROL = "|*_[]`<>"
 
