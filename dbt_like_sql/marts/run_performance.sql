@@ -1,12 +1,12 @@
 -- grain: one row per run with request or interval data
--- depends on: ref('stg_requests'), ref('stg_runs'), ref('run_endpoint_summary')
+-- depends on: ref('stg_requests'), ref('stg_runs'), ref('run_endpoint_summary'), ref('int_interval_latency')
 -- The performance tier. From request rows when the run has any: duration is first to last
 -- request, throughput is requests over that span (at least one second, as in run_summary),
 -- latency is over all successful requests of the run. Runs with only a tool's interval rows use
 -- its "(all)" row when there is one, else the endpoints' rows: counts add up, rates add up,
--- percentiles are request-weighted means (an approximation), and the duration is the
--- manifest's finished_at - started_at (null when not stated). Throughput is the tool's rate
--- when its intervals state their length, else requests over that duration.
+-- percentiles are the run's roll-up in int_interval_latency (an approximation), and the
+-- duration is the manifest's finished_at - started_at (null when not stated). Throughput is the
+-- tool's rate when its intervals state their length, else requests over that duration.
 with from_requests as (
     select
         run_id,
@@ -48,24 +48,23 @@ overall_rows as (
 
 endpoint_rows as (
     select
-        run_id,
-        cast(sum(request_count) as bigint) as request_count,
-        cast(sum(error_count) as bigint) as error_count,
-        sum(throughput_rps) as throughput_rps,
-        sum(latency_mean * request_count)
-        / nullif(sum(request_count) filter (where latency_mean is not null), 0) as latency_mean,
-        sum(latency_p50 * request_count)
-        / nullif(sum(request_count) filter (where latency_p50 is not null), 0) as latency_p50,
-        sum(latency_p90 * request_count)
-        / nullif(sum(request_count) filter (where latency_p90 is not null), 0) as latency_p90,
-        sum(latency_p95 * request_count)
-        / nullif(sum(request_count) filter (where latency_p95 is not null), 0) as latency_p95,
-        sum(latency_p99 * request_count)
-        / nullif(sum(request_count) filter (where latency_p99 is not null), 0) as latency_p99,
-        max(latency_max) as latency_max
-    from interval_endpoints
-    where run_id not in (select overall_rows.run_id from overall_rows)
-    group by run_id
+        endpoints.run_id,
+        cast(sum(endpoints.request_count) as bigint) as request_count,
+        cast(sum(endpoints.error_count) as bigint) as error_count,
+        sum(endpoints.throughput_rps) as throughput_rps,
+        max(latency.latency_mean) as latency_mean,
+        max(latency.latency_p50) as latency_p50,
+        max(latency.latency_p90) as latency_p90,
+        max(latency.latency_p95) as latency_p95,
+        max(latency.latency_p99) as latency_p99,
+        max(endpoints.latency_max) as latency_max
+    from interval_endpoints as endpoints
+    -- The run's roll-up over its endpoints (endpoint null).
+    left join {{ ref('int_interval_latency') }} as latency
+        on endpoints.run_id = latency.run_id
+        and latency.endpoint is null
+    where endpoints.run_id not in (select overall_rows.run_id from overall_rows)
+    group by endpoints.run_id
 ),
 
 from_intervals as (

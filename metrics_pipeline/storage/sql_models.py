@@ -1,7 +1,8 @@
 """The SQL models of ``dbt_like_sql/``, run on DuckDB and on Postgres from one source.
 
 A model is one ``.sql`` file holding one ``select``, written in DuckDB's dialect: files under
-``staging/`` become views, files under ``marts/`` tables. Each file starts with a header::
+``staging/`` and ``intermediate/`` become views, files under ``marts/`` tables. Each file starts
+with a header::
 
     -- grain: one row per run x host x metric
     -- depends on: ref('stg_resources')
@@ -32,7 +33,9 @@ from metrics_pipeline.contracts.tables import empty
 from metrics_pipeline.settings import shipped_path
 
 MODELS_DIR = shipped_path("dbt_like_sql")
-KINDS = {"staging": "view", "marts": "table"}
+# staging: renames and casts of one source; intermediate: logic several marts share (the
+# interval-latency approximation); both are views. marts: tables at a stated grain.
+KINDS = {"staging": "view", "intermediate": "view", "marts": "table"}
 
 _NAME = r"[a-z_][a-z0-9_]*"
 _PLACEHOLDER = re.compile(rf"\{{\{{\s*(ref|source)\(\s*'({_NAME})'\s*\)\s*\}}\}}")
@@ -102,7 +105,8 @@ def parse_model(path: Path, kind: str) -> Model:
 
 
 def discover(folder: str | Path = MODELS_DIR) -> list[Model]:
-    """Every model under ``folder/staging`` (views) and ``folder/marts`` (tables), by name."""
+    """Every model under ``folder/staging`` and ``folder/intermediate`` (views) and
+    ``folder/marts`` (tables), by name."""
     folder = Path(folder)
     models: dict[str, Model] = {}
     for sub, kind in KINDS.items():

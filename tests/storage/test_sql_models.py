@@ -215,6 +215,18 @@ def test_discover_finds_staging_views_and_marts_with_their_grain():
     assert all(m.grain.startswith("one row per") for m in MODELS)
 
 
+def test_the_interval_latency_approximation_is_written_once():
+    """Both marts that summarise interval rows select it from one intermediate model."""
+    by_name = {m.name: m for m in MODELS}
+    assert by_name["int_interval_latency"].kind == "view"
+    weighted = "/ nullif(sum(request_count) filter (where value is not null), 0)"
+    holders = [m.name for m in MODELS if weighted in m.sql]
+    assert holders == ["int_interval_latency"]
+    for mart in ("run_endpoint_summary", "run_performance"):
+        assert "int_interval_latency" in by_name[mart].deps
+        assert "filter (where latency_p" not in by_name[mart].sql
+
+
 def test_ordered_puts_every_model_after_what_it_refers_to():
     position = {m.name: i for i, m in enumerate(ordered(reversed(MODELS)))}
     assert len(position) == len(MODELS)
