@@ -32,20 +32,20 @@ class USLFit:
     lambda_ : float
         Throughput of one unit of load without contention (the ideal slope at :math:`N = 1`).
     sigma : float
-        Contention (serial fraction), :math:`0 \\le \\sigma \\le 1`.
+        Contention (serial fraction), :math:`0 \le \sigma \le 1`.
     kappa : float
-        Coherency (crosstalk) penalty, :math:`\\kappa \\ge 0`; exactly 0 when the data do not
+        Coherency (crosstalk) penalty, :math:`\kappa \ge 0`; exactly 0 when the data do not
         show it significantly (Amdahl's law).
     peak_load : float
-        :math:`N^* = \\sqrt{(1 - \\sigma)/\\kappa}`, the load of maximum throughput (at least 1);
-        ``inf`` when :math:`\\kappa = 0` (throughput never falls).
+        :math:`N^* = \sqrt{(1 - \sigma)/\kappa}`, the load of maximum throughput (at least 1);
+        ``inf`` when :math:`\kappa = 0` (throughput never falls).
     max_throughput : float
-        :math:`X(N^*)`; with :math:`\\kappa = 0` the asymptote :math:`\\lambda/\\sigma`
-        (``inf`` when :math:`\\sigma = 0` too).
+        :math:`X(N^*)`; with :math:`\kappa = 0` the asymptote :math:`\lambda/\sigma`
+        (``inf`` when :math:`\sigma = 0` too).
     r_squared : float
-        :math:`1 - \\mathrm{SSE}/\\mathrm{SST}` of the fitted throughput.
+        :math:`1 - \mathrm{SSE}/\mathrm{SST}` of the fitted throughput.
     kappa_p_value : float
-        p-value of the F test of :math:`\\kappa = 0`; NaN when it cannot be tested (3 points).
+        p-value of the F test of :math:`\kappa = 0`; NaN when it cannot be tested (3 points).
     n_points : int
         (load, throughput) pairs used.
     """
@@ -97,7 +97,7 @@ def fit_usl(load: ArrayLike, throughput: ArrayLike, *, alpha: float = 0.05) -> U
         Mean throughput of each step (requests/s or any rate unit; the fit keeps the unit).
         Pairs with a missing or non-positive value are dropped.
     alpha : float
-        Significance level of the F test that keeps :math:`\\kappa`.
+        Significance level of the F test that keeps :math:`\kappa`.
 
     Returns
     -------
@@ -112,23 +112,23 @@ def fit_usl(load: ArrayLike, throughput: ArrayLike, *, alpha: float = 0.05) -> U
     -----
     Gunther's Universal Scalability Law:
 
-    .. math:: X(N) = \\frac{\\lambda N}{1 + \\sigma (N - 1) + \\kappa N (N - 1)}
+    .. math:: X(N) = \frac{\lambda N}{1 + \sigma (N - 1) + \kappa N (N - 1)}
 
     fitted by least squares on :math:`X` (``scipy.optimize.curve_fit``, trust-region
-    reflective, bounds :math:`\\lambda > 0`, :math:`0 \\le \\sigma \\le 1`,
-    :math:`\\kappa \\ge 0`). Starting values come from the lowest step, assumed nearly free of
-    contention: :math:`\\lambda_0 = X(N_1)/N_1`; then :math:`\\lambda_0 N / X(N) - 1 =
-    \\sigma (N - 1) + \\kappa N (N - 1)` is linear in :math:`\\sigma, \\kappa` and solved by
+    reflective, bounds :math:`\lambda > 0`, :math:`0 \le \sigma \le 1`,
+    :math:`\kappa \ge 0`). Starting values come from the lowest step, assumed nearly free of
+    contention: :math:`\lambda_0 = X(N_1)/N_1`; then :math:`\lambda_0 N / X(N) - 1 =
+    \sigma (N - 1) + \kappa N (N - 1)` is linear in :math:`\sigma, \kappa` and solved by
     non-negative least squares.
 
-    A small :math:`\\kappa` fitted to noise would predict a finite peak that the system does not
-    have, so Amdahl's law (:math:`\\kappa = 0`) is also fitted and kept unless the full law
+    A small :math:`\kappa` fitted to noise would predict a finite peak that the system does not
+    have, so Amdahl's law (:math:`\kappa = 0`) is also fitted and kept unless the full law
     reduces the residual sum of squares significantly (extra-sum-of-squares F test,
-    :math:`F = (\\mathrm{SSE}_0 - \\mathrm{SSE}_1) / (\\mathrm{SSE}_1 / (n - 3))` on 1 and
-    :math:`n - 3` degrees of freedom, kept when :math:`p < \\alpha`). With three points there
+    :math:`F = (\mathrm{SSE}_0 - \mathrm{SSE}_1) / (\mathrm{SSE}_1 / (n - 3))` on 1 and
+    :math:`n - 3` degrees of freedom, kept when :math:`p < \alpha`). With three points there
     are no residual degrees of freedom and the full law is kept.
 
-    The peak is where :math:`dX/dN = 0`: :math:`N^* = \\sqrt{(1 - \\sigma)/\\kappa}`.
+    The peak is where :math:`dX/dN = 0`: :math:`N^* = \sqrt{(1 - \sigma)/\kappa}`.
     """
     n_load = np.asarray(load, dtype=float).ravel()
     x = np.asarray(throughput, dtype=float).ravel()
@@ -203,7 +203,7 @@ def load_at_latency_sla(load: ArrayLike, p95_ms: ArrayLike, sla_ms: float) -> fl
     Parameters
     ----------
     load : array_like
-        Load of each step (concurrency, :math:`N \\ge 1`).
+        Load of each step (concurrency, :math:`N \ge 1`).
     p95_ms : array_like
         p95 latency of each step. Pairs with a missing value are dropped.
     sla_ms : float
@@ -212,7 +212,7 @@ def load_at_latency_sla(load: ArrayLike, p95_ms: ArrayLike, sla_ms: float) -> fl
     Returns
     -------
     float or None
-        The smallest load :math:`N \\ge 1` where the fitted p95 reaches ``sla_ms``: interpolated
+        The smallest load :math:`N \ge 1` where the fitted p95 reaches ``sla_ms``: interpolated
         within the tested loads, extrapolated beyond them (compare with ``max(load)`` before
         trusting a value far outside). ``None`` when the fitted p95 never reaches it (no growth
         with load).
@@ -228,17 +228,17 @@ def load_at_latency_sla(load: ArrayLike, p95_ms: ArrayLike, sla_ms: float) -> fl
     threads) Little's law gives the mean response time :math:`R(N) = N / X(N) - Z` (:math:`Z`
     the think time), and with the USL for :math:`X(N)`:
 
-    .. math:: R(N) = \\frac{1 + \\sigma (N - 1) + \\kappa N (N - 1)}{\\lambda} - Z
+    .. math:: R(N) = \frac{1 + \sigma (N - 1) + \kappa N (N - 1)}{\lambda} - Z
 
     Assuming p95 is proportional to the mean (a latency distribution whose shape does not
     change with load), p95 has the same form,
 
-    .. math:: p_{95}(N) = a + b (N - 1) + c N (N - 1), \\quad a, b, c \\ge 0,
+    .. math:: p_{95}(N) = a + b (N - 1) + c N (N - 1), \quad a, b, c \ge 0,
 
     fitted by non-negative least squares (``scipy.optimize.nnls``), which is non-decreasing
-    for :math:`N \\ge 1` and needs no throughput. The crossing solves
-    :math:`c N^2 + (b - c) N + a - b - \\mathrm{SLA} = 0`. For open tests driven by an arrival
-    rate, latency grows like :math:`1/(1 - \\rho)` near saturation and this quadratic places
+    for :math:`N \ge 1` and needs no throughput. The crossing solves
+    :math:`c N^2 + (b - c) N + a - b - \mathrm{SLA} = 0`. For open tests driven by an arrival
+    rate, latency grows like :math:`1/(1 - \rho)` near saturation and this quadratic places
     the crossing too late: test capacity with a closed (stepped-users) test.
     """
     n_load = np.asarray(load, dtype=float).ravel()

@@ -43,10 +43,10 @@ class Comparison:
     change : float
         Relative change, positive when the candidate is worse. With :math:`s = +1` when higher
         is worse and :math:`s = -1` when lower is worse (throughput),
-        :math:`\\Delta = s\\,(c - b) / |b|`; i.e. :math:`c/b - 1` for latencies and
+        :math:`\Delta = s\,(c - b) / |b|`; i.e. :math:`c/b - 1` for latencies and
         :math:`(b - c)/b = -(c/b - 1)` for throughput.
     ci_low, ci_high : float
-        :math:`1 - \\alpha` confidence interval of ``change``, same orientation.
+        :math:`1 - \alpha` confidence interval of ``change``, same orientation.
     p_value : float
         Two-sided p-value of the test of no difference, not adjusted for multiple testing.
     n_baseline, n_candidate : int
@@ -100,7 +100,7 @@ def compare_samples(
     threshold : float
         Smallest relative worsening that counts as a regression.
     alpha : float
-        Significance level of the p-value; the CI has coverage :math:`1 - \\alpha`.
+        Significance level of the p-value; the CI has coverage :math:`1 - \alpha`.
     statistic : {"median", "pNN", "mean"}
         What is compared and how it is tested:
 
@@ -109,7 +109,7 @@ def compare_samples(
         - ``"pNN"`` (``"p90"``, ``"p95"``, ``"p99"``, ``"p99.9"``, and ``"p50"``): quantile
           :math:`q = NN/100` tested with a generalised Mood median test. With :math:`t` the
           q-quantile of the pooled samples, the 2x2 table counts values :math:`> t` and
-          :math:`\\le t` in each sample. Fisher's exact test is used when an expected count is
+          :math:`\le t` in each sample. Fisher's exact test is used when an expected count is
           below 5, else Pearson's chi-square without Yates' correction; for :math:`q = 1/2`
           this is ``scipy.stats.median_test(ties="below", correction=False)``.
         - ``"mean"``: the arithmetic mean, tested with Welch's t-test on the logarithms of the
@@ -120,7 +120,7 @@ def compare_samples(
     higher_is_worse : bool
         ``True`` for latencies and error counts, ``False`` for throughput.
     min_effect : float
-        Smallest absolute worsening :math:`s\\,(c - b)`, in the sample's units, that counts.
+        Smallest absolute worsening :math:`s\,(c - b)`, in the sample's units, that counts.
     n_resamples : int
         Bootstrap resamples for the CI.
     seed : int
@@ -144,19 +144,19 @@ def compare_samples(
 
     Notes
     -----
-    With :math:`\\hat\\theta_b, \\hat\\theta_c` the statistic of each sample and :math:`s = +1`
+    With :math:`\hat\theta_b, \hat\theta_c` the statistic of each sample and :math:`s = +1`
     if higher is worse else :math:`-1`:
 
-    .. math:: \\Delta = s\\,\\frac{\\hat\\theta_c - \\hat\\theta_b}{|\\hat\\theta_b|}
+    .. math:: \Delta = s\,\frac{\hat\theta_c - \hat\theta_b}{|\hat\theta_b|}
 
     The CI is a percentile bootstrap: each sample is resampled independently with replacement,
-    :math:`\\Delta^*` is computed for each of ``n_resamples`` pairs of resamples and the CI is
-    :math:`[\\Delta^*_{(\\alpha/2)}, \\Delta^*_{(1-\\alpha/2)}]`. To bound time and memory,
+    :math:`\Delta^*` is computed for each of ``n_resamples`` pairs of resamples and the CI is
+    :math:`[\Delta^*_{(\alpha/2)}, \Delta^*_{(1-\alpha/2)}]`. To bound time and memory,
     a sample of :math:`n >` ``BOOTSTRAP_MAX_N`` :math:`= m` values is bootstrapped on a seeded
     random subsample of :math:`m` values (an m-out-of-n bootstrap), whose resampled statistics
-    :math:`\\theta^*_m` are recentred on the full-sample statistic and rescaled to its
-    :math:`\\sqrt{n}` sampling error: :math:`\\hat\\theta_n + \\sqrt{m/n}\\,(\\theta^*_m -
-    \\hat\\theta_m)`. The point estimate and the p-value always use all values. A baseline
+    :math:`\theta^*_m` are recentred on the full-sample statistic and rescaled to its
+    :math:`\sqrt{n}` sampling error: :math:`\hat\theta_n + \sqrt{m/n}\,(\theta^*_m -
+    \hat\theta_m)`. The point estimate and the p-value always use all values. A baseline
     statistic of 0 gives an infinite (or NaN) change.
     """
     quantile = _parse_statistic(statistic)
@@ -232,12 +232,12 @@ def compare_rates(
     Parameters
     ----------
     baseline_events, baseline_total, candidate_events, candidate_total : int
-        Event counts and totals, :math:`0 \\le e \\le n`. A total of 0 gives NaN ``change``,
+        Event counts and totals, :math:`0 \le e \le n`. A total of 0 gives NaN ``change``,
         CI and ``p_value`` and ``regression=False``.
     threshold : float
         Smallest relative worsening that counts as a regression.
     alpha : float
-        Significance level; the CI has coverage :math:`1 - \\alpha`.
+        Significance level; the CI has coverage :math:`1 - \alpha`.
     min_effect : float
         Smallest absolute increase of the rate :math:`r_c - r_b` that counts (0.005 = 0.5
         percentage points), which also keeps a baseline of zero events from flagging a
@@ -256,7 +256,7 @@ def compare_rates(
     -----
     With :math:`r_b = e_b/n_b` and :math:`r_c = e_c/n_c`:
 
-    .. math:: \\Delta = \\frac{r_c - r_b}{\\max(r_b,\\ 0.5/n_b)}
+    .. math:: \Delta = \frac{r_c - r_b}{\max(r_b,\ 0.5/n_b)}
 
     i.e. :math:`RR - 1` with the risk ratio :math:`RR = r_c/r_b`; a zero baseline rate is
     floored at half an event so the change stays finite.
@@ -266,8 +266,8 @@ def compare_rates(
 
     The CI is Katz's log interval on the risk ratio, shifted by -1:
 
-    .. math:: \\exp\\left(\\ln RR \\pm z_{1-\\alpha/2}
-              \\sqrt{1/e_c - 1/n_c + 1/e_b - 1/n_b}\\right) - 1
+    .. math:: \exp\left(\ln RR \pm z_{1-\alpha/2}
+              \sqrt{1/e_c - 1/n_c + 1/e_b - 1/n_b}\right) - 1
 
     When either count of events is 0, 0.5 is added to every cell of the table for the CI
     (Haldane-Anscombe correction), since the interval is otherwise undefined.
@@ -401,13 +401,13 @@ def benjamini_hochberg(p_values: ArrayLike) -> np.ndarray:
 
     Notes
     -----
-    With :math:`p_{(1)} \\le \\dots \\le p_{(m)}` the sorted p-values, the adjusted p-value of
+    With :math:`p_{(1)} \le \dots \le p_{(m)}` the sorted p-values, the adjusted p-value of
     rank :math:`i` is
 
-    .. math:: \\tilde p_{(i)} = \\min\\left(1,\\ \\min_{j \\ge i} \\frac{m\\, p_{(j)}}{j}\\right)
+    .. math:: \tilde p_{(i)} = \min\left(1,\ \min_{j \ge i} \frac{m\, p_{(j)}}{j}\right)
 
-    and rejecting :math:`\\tilde p < \\alpha` controls the false discovery rate at
-    :math:`\\alpha` for independent (or positively dependent) tests.
+    and rejecting :math:`\tilde p < \alpha` controls the false discovery rate at
+    :math:`\alpha` for independent (or positively dependent) tests.
     """
     p = np.asarray(p_values, dtype=float)
     if p.ndim != 1:

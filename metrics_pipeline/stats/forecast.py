@@ -102,7 +102,7 @@ class TimeToLimit:
     steps_latest : float or None
         Crossing of the bound on the good side: by then the crossing is nearly certain.
     crossing_probability : float
-        :math:`\\max_h P(Y_{n+h} \\text{ past the limit})` under the predictive distribution:
+        :math:`\max_h P(Y_{n+h} \text{ past the limit})` under the predictive distribution:
         the probability for the riskiest single step, a lower bound of the probability of
         crossing at least once within the horizon.
     horizon : int
@@ -173,16 +173,16 @@ def forecast(
 
     Notes
     -----
-    Models (:math:`e_t \\sim N(0, \\sigma^2)` i.i.d.), fitted by maximum likelihood:
+    Models (:math:`e_t \sim N(0, \sigma^2)` i.i.d.), fitted by maximum likelihood:
 
-    - ``"ets"``, ETS(A,A,N): :math:`y_t = \\ell_{t-1} + b_{t-1} + e_t`,
-      :math:`\\ell_t = \\ell_{t-1} + b_{t-1} + \\alpha e_t`, :math:`b_t = b_{t-1} + \\beta e_t`.
-    - ``"ets_damped"``, ETS(A,Ad,N): the same with :math:`\\phi b_{t-1}` in place of
-      :math:`b_{t-1}`, :math:`0.8 \\le \\phi \\le 0.98`: trends that level off.
-    - ``"arima"``, ARIMA(0,1,1) with drift: :math:`y_t - y_{t-1} = \\mu + e_t + \\theta e_{t-1}`.
+    - ``"ets"``, ETS(A,A,N): :math:`y_t = \ell_{t-1} + b_{t-1} + e_t`,
+      :math:`\ell_t = \ell_{t-1} + b_{t-1} + \alpha e_t`, :math:`b_t = b_{t-1} + \beta e_t`.
+    - ``"ets_damped"``, ETS(A,Ad,N): the same with :math:`\phi b_{t-1}` in place of
+      :math:`b_{t-1}`, :math:`0.8 \le \phi \le 0.98`: trends that level off.
+    - ``"arima"``, ARIMA(0,1,1) with drift: :math:`y_t - y_{t-1} = \mu + e_t + \theta e_{t-1}`.
     - ``"linear"``: OLS :math:`y = a + b t + e` on the observed values, with the Student t
-      prediction interval :math:`\\hat y_0 \\pm t_{n-2,\\,(1+level)/2}\\, s
-      \\sqrt{1 + 1/n + (t_0 - \\bar t)^2 / \\sum (t_i - \\bar t)^2}`.
+      prediction interval :math:`\hat y_0 \pm t_{n-2,\,(1+level)/2}\, s
+      \sqrt{1 + 1/n + (t_0 - \bar t)^2 / \sum (t_i - \bar t)^2}`.
 
     ETS/ARIMA intervals are statsmodels' exact Gaussian ones (they ignore the uncertainty of
     the estimated parameters, so they run slightly narrow). Interior missing values are
@@ -197,9 +197,9 @@ def forecast(
     ARIMA(0,1,1)) differ by about 5 points. All models are therefore scored on the same
     :math:`m = n - 1` one-step-ahead errors :math:`e_2..e_n`, with :math:`k` counting every
     estimated quantity (smoothing/ARMA parameters, drift, initial or diffuse states,
-    :math:`\\sigma^2`):
+    :math:`\sigma^2`):
 
-    .. math:: \\mathrm{AICc} = m \\ln(\\mathrm{SSE}/m) + 2k + \\frac{2k(k+1)}{m - k - 1}
+    .. math:: \mathrm{AICc} = m \ln(\mathrm{SSE}/m) + 2k + \frac{2k(k+1)}{m - k - 1}
     """
     return _forecast_series(_prepare(values, timestamps), horizon, method, level)
 
@@ -239,9 +239,9 @@ def time_to_threshold(
     crossing is the first point of the path at or past the limit, interpolated linearly from
     the point before it. The same is done with each interval bound. With :math:`F` the
     predictive CDF of step :math:`h` (normal, or Student t for the linear trend) and
-    :math:`\\hat y_h, s_h` its mean and standard deviation, the crossing probability is
-    :math:`\\max_h 1 - F((L - \\hat y_h)/s_h)` when higher is worse, :math:`\\max_h
-    F((L - \\hat y_h)/s_h)` otherwise.
+    :math:`\hat y_h, s_h` its mean and standard deviation, the crossing probability is
+    :math:`\max_h 1 - F((L - \hat y_h)/s_h)` when higher is worse, :math:`\max_h
+    F((L - \hat y_h)/s_h)` otherwise.
     """
     series = _prepare(values, timestamps)
     result = _forecast_series(series, horizon, method, level)
@@ -280,7 +280,7 @@ def time_to_threshold(
 def mape(actual: ArrayLike, predicted: ArrayLike) -> float:
     r"""Mean absolute percentage error, as a fraction (``0.1`` = 10 %).
 
-    .. math:: \\mathrm{MAPE} = \\frac{1}{n} \\sum_{i} \\frac{|a_i - p_i|}{|a_i|}
+    .. math:: \mathrm{MAPE} = \frac{1}{n} \sum_{i} \frac{|a_i - p_i|}{|a_i|}
 
     Pairs with a missing value or an actual value of 0 (where the ratio is undefined) are
     left out; NaN when no pair is left.

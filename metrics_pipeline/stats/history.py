@@ -114,7 +114,7 @@ class MannKendall:
 
 @dataclass(frozen=True)
 class TheilSen:
-    r"""Theil-Sen line :math:`y = \\text{intercept} + \\text{slope}\\cdot i` over run index ``i``.
+    r"""Theil-Sen line :math:`y = \text{intercept} + \text{slope}\cdot i` over run index ``i``.
 
     Attributes
     ----------
@@ -145,9 +145,9 @@ class Drift:
     direction : {"increasing", "decreasing"}
     total_change : float
         Theil-Sen change over the observed span relative to the median level,
-        :math:`\\beta\\,(i_{last} - i_{first}) / |\\tilde y|` (+0.3 = 30 % higher at the end).
+        :math:`\beta\,(i_{last} - i_{first}) / |\tilde y|` (+0.3 = 30 % higher at the end).
     relative_slope : float
-        Relative change per run, :math:`\\beta / |\\tilde y|`.
+        Relative change per run, :math:`\beta / |\tilde y|`.
     slope, slope_low, slope_high : float
         Theil-Sen slope per run and its 95 % confidence interval.
     p_value : float
@@ -230,18 +230,18 @@ def change_points(
     Notes
     -----
     *Scores.* The :math:`n` finite values are replaced by van der Waerden normal scores
-    :math:`y_i = \\Phi^{-1}(r_i / (n + 1))` of their ranks :math:`r_i` (average ranks for
+    :math:`y_i = \Phi^{-1}(r_i / (n + 1))` of their ranks :math:`r_i` (average ranks for
     ties). The result is the same for the values and their logarithms, an outlier counts no
     more than the largest ordinary value, and under no change the scores are a random
     permutation of known numbers whatever the noise distribution.
 
-    *Statistic.* On an interval of :math:`L` scores with mean :math:`\\bar y` and variance
-    :math:`\\sigma^2 = \\frac1L\\sum (y_i - \\bar y)^2`, a split after :math:`t` values has
+    *Statistic.* On an interval of :math:`L` scores with mean :math:`\bar y` and variance
+    :math:`\sigma^2 = \frac1L\sum (y_i - \bar y)^2`, a split after :math:`t` values has
     the standardised CUSUM
 
-    .. math:: Z_t = \\frac{\\sum_{i \\le t} (y_i - \\bar y)}
-                         {\\sqrt{t\\,(L - t)\\,\\sigma^2 / (L - 1)}},
-              \\qquad m \\le t \\le L - m,
+    .. math:: Z_t = \frac{\sum_{i \le t} (y_i - \bar y)}
+                         {\sqrt{t\,(L - t)\,\sigma^2 / (L - 1)}},
+              \qquad m \le t \le L - m,
 
     a two-sample linear rank statistic (left vs right) divided by its exact permutation
     standard deviation; with plain ranks instead of normal scores it is the standardised
@@ -249,9 +249,9 @@ def change_points(
     short segments at the ends of the series (the most recent runs) sooner.
 
     *Search.* A single split cannot see a regression that was later fixed (up then down), so
-    :math:`\\max_t |Z_t|` is computed on the seeded intervals of Kovacs et al. (2023): for
-    :math:`k = 0, 1, \\dots`, :math:`2\\lfloor a^{-k} \\rfloor + 1` evenly shifted intervals
-    of length :math:`n a^k` with the decay :math:`a` = ``SEED_DECAY`` :math:`= 1/\\sqrt 2`, as
+    :math:`\max_t |Z_t|` is computed on the seeded intervals of Kovacs et al. (2023): for
+    :math:`k = 0, 1, \dots`, :math:`2\lfloor a^{-k} \rfloor + 1` evenly shifted intervals
+    of length :math:`n a^k` with the decay :math:`a` = ``SEED_DECAY`` :math:`= 1/\sqrt 2`, as
     long as that is at least :math:`2m`. The significant intervals'
     best splits are accepted narrowest interval first (ties: larger :math:`|Z|` first), as in
     narrowest-over-threshold (Baranowski et al. 2019): a narrow significant interval most
@@ -264,14 +264,14 @@ def change_points(
     *Significance.* Taking the maximum over all splits and intervals inflates the statistic
     (like a Bonferroni problem, but the statistics are strongly correlated, so a Bonferroni
     bound would be needlessly strict). Because the scores are exchangeable under no change,
-    the null distribution of :math:`M = \\max_{\\text{intervals}} \\max_t |Z_t|` depends only
+    the null distribution of :math:`M = \max_{\text{intervals}} \max_t |Z_t|` depends only
     on :math:`(n, m)` and the pattern of ties: it is simulated once from ``N_PERMUTATIONS``
     seeded permutations of the series' own scores and cached. A candidate with statistic
     :math:`z` is accepted when its Monte Carlo p-value
-    :math:`(1 + \\#\\{M^* \\ge z\\}) / (B + 1) \\le \\alpha`, which bounds the probability of
-    any false change point in an unchanged series by :math:`\\alpha` for any distribution of
+    :math:`(1 + \#\{M^* \ge z\}) / (B + 1) \le \alpha`, which bounds the probability of
+    any false change point in an unchanged series by :math:`\alpha` for any distribution of
     independent noise, ties included. Autocorrelated noise is not covered: AR(1) noise with
-    :math:`\\phi = 0.3` gave about 14 % false alarms at :math:`\\alpha = 0.01`.
+    :math:`\phi = 0.3` gave about 14 % false alarms at :math:`\alpha = 0.01`.
 
     *Default level.* ``alpha`` = ``CHANGE_POINT_ALPHA`` = 0.025: the nightly stage scans the
     p50 and the p95 series of every endpoint, so an unchanged endpoint gets a false change
@@ -369,17 +369,17 @@ def mann_kendall(values: ArrayLike, *, alpha: float = 0.05) -> MannKendall:
     -----
     .. math::
 
-        S = \\sum_{i < j} \\operatorname{sgn}(x_j - x_i), \\qquad
-        \\operatorname{Var}(S) = \\frac{n(n-1)(2n+5) - \\sum_g t_g(t_g-1)(2t_g+5)}{18}
+        S = \sum_{i < j} \operatorname{sgn}(x_j - x_i), \qquad
+        \operatorname{Var}(S) = \frac{n(n-1)(2n+5) - \sum_g t_g(t_g-1)(2t_g+5)}{18}
 
     where :math:`t_g` is the size of the g-th group of tied values, and with a continuity
     correction
 
-    .. math:: Z = \\frac{S - \\operatorname{sgn}(S)}{\\sqrt{\\operatorname{Var}(S)}}, \\qquad
-              p = 2\\,(1 - \\Phi(|Z|)).
+    .. math:: Z = \frac{S - \operatorname{sgn}(S)}{\sqrt{\operatorname{Var}(S)}}, \qquad
+              p = 2\,(1 - \Phi(|Z|)).
 
-    ``tau`` is :math:`S / \\sqrt{n_0 (n_0 - n_1)}` with :math:`n_0 = n(n-1)/2` and
-    :math:`n_1 = \\sum_g t_g(t_g-1)/2`. The test assumes independent values: positive
+    ``tau`` is :math:`S / \sqrt{n_0 (n_0 - n_1)}` with :math:`n_0 = n(n-1)/2` and
+    :math:`n_1 = \sum_g t_g(t_g-1)/2`. The test assumes independent values: positive
     autocorrelation makes it report trends too often.
     """
     x = _series(values)
@@ -422,10 +422,10 @@ def theil_sen(values: ArrayLike, *, confidence: float = 0.95) -> TheilSen:
     Notes
     -----
     With run indices :math:`i` and values :math:`y_i`, the slope is
-    :math:`\\beta = \\operatorname{median}_{i < j} (y_j - y_i) / (j - i)` and the intercept
-    :math:`\\operatorname{median}(y) - \\beta\\,\\operatorname{median}(i)`, as computed by
+    :math:`\beta = \operatorname{median}_{i < j} (y_j - y_i) / (j - i)` and the intercept
+    :math:`\operatorname{median}(y) - \beta\,\operatorname{median}(i)`, as computed by
     ``scipy.stats.theilslopes`` (Sen's rank-based confidence interval). The relative slope
-    is :math:`\\beta / |\\operatorname{median}(y)|`.
+    is :math:`\beta / |\operatorname{median}(y)|`.
     """
     x = _series(values)
     index = np.flatnonzero(np.isfinite(x))
@@ -466,12 +466,12 @@ def detect_drift(
 
     Notes
     -----
-    A drift is reported when the Mann-Kendall two-sided :math:`p < \\alpha` and
+    A drift is reported when the Mann-Kendall two-sided :math:`p < \alpha` and
 
-    .. math:: \\frac{|\\beta|\\,(i_{last} - i_{first})}{|\\tilde y|} \\ge
-              \\text{min\\_total\\_change}
+    .. math:: \frac{|\beta|\,(i_{last} - i_{first})}{|\tilde y|} \ge
+              \text{min\_total\_change}
 
-    with :math:`\\beta` the Theil-Sen slope and :math:`\\tilde y` the median. The first
+    with :math:`\beta` the Theil-Sen slope and :math:`\tilde y` the median. The first
     condition keeps noise out, the second keeps out trends too small to matter (long
     series make tiny trends significant). A single step also makes both true: check
     :func:`change_points` first when telling a step from a drift matters.
@@ -532,18 +532,18 @@ def detect_anomalies(
       seasonal components nor hides its neighbours. (The robust fit's own residuals are not
       used: its reweighting leaves them heavy-tailed even for Gaussian noise, and the MAD
       rule would then flag about 4 % of ordinary points.)
-    - otherwise, :math:`r_i = x_i - \\operatorname{median}\\{x_j : 0 < |j - i| \\le h\\}`
+    - otherwise, :math:`r_i = x_i - \operatorname{median}\{x_j : 0 < |j - i| \le h\}`
       with :math:`h` = ``ANOMALY_WINDOW // 2``, a median of the neighbours that leaves the
       point itself out (with it, the median often *is* the point, which shrinks the MAD).
 
     A point is flagged when
 
-    .. math:: \\frac{|r_i - \\operatorname{median}(r)|}{1.4826\\,\\operatorname{MAD}(r)} >
-              \\text{sensitivity}
+    .. math:: \frac{|r_i - \operatorname{median}(r)|}{1.4826\,\operatorname{MAD}(r)} >
+              \text{sensitivity}
 
-    where :math:`\\operatorname{MAD}(r) = \\operatorname{median}|r - \\operatorname{median}(r)|`
-    (1.4826 makes it estimate :math:`\\sigma` for normal residuals). When the MAD is 0, the
-    mean absolute deviation times :math:`\\sqrt{\\pi/2}` is used instead.
+    where :math:`\operatorname{MAD}(r) = \operatorname{median}|r - \operatorname{median}(r)|`
+    (1.4826 makes it estimate :math:`\sigma` for normal residuals). When the MAD is 0, the
+    mean absolute deviation times :math:`\sqrt{\pi/2}` is used instead.
     """
     if sensitivity <= 0:
         raise ValueError(f"sensitivity must be positive, got {sensitivity}")
@@ -579,7 +579,7 @@ def correlate(resource: ArrayLike, latency: ArrayLike) -> Correlation:
 
     Notes
     -----
-    :math:`\\rho` is Pearson's correlation of the ranks, so any monotone relation counts and
+    :math:`\rho` is Pearson's correlation of the ranks, so any monotone relation counts and
     outliers do not dominate. It measures association, not cause: a saturated CPU and a slow
     endpoint can both follow the offered load.
     """

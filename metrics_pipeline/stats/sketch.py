@@ -1,10 +1,10 @@
 r"""Mergeable latency sketches with a guaranteed relative accuracy (DDSketch-style buckets).
 
-A latency :math:`x > 0` falls in bucket :math:`i = \\lceil \\log_\\gamma x \\rceil` with
-:math:`\\gamma = (1 + \\alpha) / (1 - \\alpha)`, i.e. :math:`\\gamma^{i-1} < x \\le \\gamma^i`.
-Every value of bucket :math:`i` is within relative error :math:`\\alpha` of the bucket's
-representative :math:`2\\gamma^i / (\\gamma + 1)`, so any quantile read from the counts is within
-:math:`\\alpha` of the exact quantile of the same rank (Masson, Rim and Lee, "DDSketch", VLDB
+A latency :math:`x > 0` falls in bucket :math:`i = \lceil \log_\gamma x \rceil` with
+:math:`\gamma = (1 + \alpha) / (1 - \alpha)`, i.e. :math:`\gamma^{i-1} < x \le \gamma^i`.
+Every value of bucket :math:`i` is within relative error :math:`\alpha` of the bucket's
+representative :math:`2\gamma^i / (\gamma + 1)`, so any quantile read from the counts is within
+:math:`\alpha` of the exact quantile of the same rank (Masson, Rim and Lee, "DDSketch", VLDB
 2019). Sketches merge by adding counts per bucket: percentiles over days, weeks and many runs
 keep the accuracy after the raw rows are gone.
 """
@@ -64,7 +64,7 @@ def sketch_quantiles(
 ) -> pl.DataFrame:
     r"""Merge sketches per ``by`` group and read quantiles (name -> q in [0, 1]).
 
-    The rank of quantile q among n values is :math:`\\lfloor q (n - 1) \\rfloor` (0-based),
+    The rank of quantile q among n values is :math:`\lfloor q (n - 1) \rfloor` (0-based),
     numpy's ``method="lower"``; the estimate is that rank's bucket representative.
     """
     g = gamma(accuracy)

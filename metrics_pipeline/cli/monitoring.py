@@ -1,0 +1,72 @@
+"""Monitoring: write the Prometheus, Alertmanager and Grafana files; serve the exporter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metrics_pipeline.cli.output import console
+from metrics_pipeline.settings import Settings
+
+monitoring_app = typer.Typer(
+    help="Prometheus rules and configs, Alertmanager routing, Grafana dashboards.",
+    no_args_is_help=True,
+)
+
+
+def write_monitoring(settings: Settings, out: Path, webhook_url: str | None):
+    from metrics_pipeline.observability import write_monitoring
+
+    return write_monitoring(out, postgres_url=settings.postgres_url, webhook_url=webhook_url)
+
+
+def print_monitoring(files) -> None:
+    console.print(
+        f"Prometheus rules, prometheus.yml, alertmanager.yml: {files.prometheus.parent}"
+        f"  (start both: {files.run_script}; exporter: metrics-pipeline exporter)"
+    )
+    console.print(
+        f"Grafana dashboards: {files.dashboards[0].parent}"
+        f"  (provisioning: {files.datasource.parent.parent})"
+    )
+
+
+@monitoring_app.command("write")
+def monitoring_write(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder (default: METRICS_HOME/monitoring).")
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            envvar="METRICS_ALERTMANAGER_WEBHOOK_URL",
+            help="Where Alertmanager posts alerts (default: http://127.0.0.1:9095/alerts).",
+        ),
+    ] = None,
+) -> None:
+    """Write the rules, prometheus.yml, alertmanager.yml, the run script and the Grafana
+    dashboards with their provisioning files."""
+    settings = Settings.from_env()
+    print_monitoring(write_monitoring(settings, out or settings.home / "monitoring", webhook_url))
+
+
+def exporter(
+    port: Annotated[int, typer.Option(help="Port of /metrics.")] = 9464,
+    addr: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+) -> None:
+    """Serve the pipeline's findings (verdicts, SLA compliance, alerts, ingest lag) as
+    Prometheus metrics, read from the warehouse at every scrape."""
+    from metrics_pipeline.observability.exporter import serve
+    from metrics_pipeline.storage import Warehouse
+
+    settings = Settings.from_env()
+    # The Parquet warehouse is always there; the exporter needs no Postgres connection.
+    server, thread = serve(Warehouse(settings.warehouse_root), port, addr)
+    console.print(f"serving http://{addr}:{port}/metrics from {settings.warehouse_root}")
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()

@@ -1,0 +1,49 @@
+"""Options the run commands share, and the run manifest they describe."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metrics_pipeline.cli.output import bad_input
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.formats import earliest_timestamp
+
+Suite = Annotated[str, typer.Option("--suite", help="Test suite, e.g. 'checkout'.")]
+Scenario = Annotated[str, typer.Option("--scenario", help="Scenario within the suite.")]
+Env = Annotated[str, typer.Option("--env", help="Environment, e.g. 'staging'.")]
+RunId = Annotated[
+    str | None, typer.Option("--run-id", help="Run id (default: <suite>-<start, UTC>).")
+]
+StartedAt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--started-at",
+        help="When the run started (ISO 8601, UTC if no offset). Default: the earliest "
+        "timestamp in the files.",
+    ),
+]
+
+
+def manifest_from(
+    suite: str,
+    scenario: str,
+    env: str,
+    run_id: str | None,
+    started_at: datetime | None,
+    paths: list[Path],
+) -> RunManifest:
+    # Without --started-at the run starts at its earliest timestamp (a backfill of old files),
+    # or now when the files carry none.
+    started = started_at or earliest_timestamp(paths) or datetime.now(UTC)
+    with bad_input(ValueError):
+        return RunManifest(
+            run_id=run_id or f"{suite}-{started:%Y%m%dT%H%M%S}",
+            suite=suite,
+            scenario=scenario,
+            environment=env,
+            started_at=started,
+        )

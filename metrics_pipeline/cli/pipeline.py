@@ -1,0 +1,199 @@
+"""The pipeline from the command line: the ``demo``, ``report``, ``rebuild``, ``retention`` and
+the detectors' ``backtest``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.markup import escape
+
+from metrics_pipeline.cli.alerts import notifications_table
+from metrics_pipeline.cli.gate import verdict_table
+from metrics_pipeline.cli.monitoring import print_monitoring, write_monitoring
+from metrics_pipeline.cli.output import bad_input, console, err, fail
+from metrics_pipeline.cli.progress import progress_bar
+from metrics_pipeline.common.clock import clock_at
+from metrics_pipeline.settings import Settings
+
+
+def _print_reports(settings: Settings, run_id: str) -> bool:
+    """Print where the four report layers of ``run_id`` are; False when one is missing."""
+    from metrics_pipeline.reports import FILES, report_folder
+
+    folder = settings.reports_root / report_folder("runs", run_id)
+    console.print(f"reports of {run_id}:")
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    for name in FILES:
+        flag = "  [red]missing[/]" if name in missing else ""
+        # soft_wrap: a path is printed whole, never broken across lines.
+        console.print(f"  {escape(str(folder / name))}{flag}", soft_wrap=True)
+    return not missing
+
+
+def demo(
+    runs: Annotated[int, typer.Option(help="How many nightly runs to generate.")] = 6,
+) -> None:
+    """Generate runs (the last with one endpoint 30 % slower), upload them to the configured
+    store, run the sensor and the CI stage in process, and print the verdicts."""
+    import dagster as dg
+
+    from metrics_pipeline.evaluation.demo_data import demo_runs
+    from metrics_pipeline.orchestration.definitions import build_definitions
+    from metrics_pipeline.orchestration.inprocess import sense_and_run
+    from metrics_pipeline.storage import open_warehouse
+    from metrics_pipeline.storage.objects import object_store_from_settings
+    from metrics_pipeline.upload.uploader import upload_run
+
+    settings = Settings.from_env()
+    store = object_store_from_settings(settings)
+    generated = demo_runs(runs, now=settings.clock())
+    with tempfile.TemporaryDirectory() as tmp, progress_bar(err) as bar:
+        for run in bar.track(generated, description="uploading runs"):
+            folder = run.write(Path(tmp))
+            upload_run(store, [folder / "requests.ndjson"], run.manifest)
+    console.print(f"uploaded {len(generated)} runs to {store.description}")
+
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    with progress_bar(err) as bar:
+        defs = build_definitions(settings)
+        tick = sense_and_run(defs, instance, progress=_runs_bar(bar, "ci_stage job per run"))
+    failed = [run_id for run_id, result in tick.results.items() if not result.success]
+    for run_id in tick.run_ids:
+        console.print(f"  {run_id}: {'[red]FAILED[/]' if run_id in failed else 'ok'}")
+    with console.status("running the nightly job (SQL marts, change points, drifts, findings)..."):
+        nightly = defs.resolve_job_def("nightly").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    console.print(f"  nightly: {'ok' if nightly.success else '[red]FAILED[/]'}")
+    if not nightly.success:
+        failed.append("nightly")
+
+    warehouse = open_warehouse(settings)
+    last = generated[-1].manifest.run_id
+    verdicts = warehouse.read("verdicts", [last])
+    console.print(verdict_table(verdicts, f"verdicts of {last}"))
+    flagged = sorted(set(verdicts.filter(pl.col("regression"))["endpoint"]))
+    console.print(f"regressions in {last}: {', '.join(flagged) or 'none'}")
+    _print_alerts(warehouse, last)
+    if not _print_reports(settings, last):
+        failed.append("reports")
+    console.print(f"warehouse: {warehouse.refresh_catalog()}  (duckdb, views per table)")
+    console.print(f"Dagster UI with these runs: DAGSTER_HOME={settings.dagster_home} make dev")
+    print_monitoring(write_monitoring(settings, settings.home / "monitoring", None))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_alerts(warehouse, run_id: str) -> None:
+    """The notifications the run's alerts owe, and whether they went out (the shipped
+    alerting config reads its receivers from variables the demo does not set)."""
+    alerts = warehouse.read("alerts").filter(pl.col("last_run_id") == run_id)
+    outbox = warehouse.read("alert_deliveries").filter(
+        pl.col("alert_id").is_in(alerts["alert_id"].implode())
+    )
+    console.print(notifications_table(alerts, outbox, f"alerts of {run_id}"))
+
+
+def backtest(
+    size: Annotated[str, typer.Option(help="small (about a minute) or full.")] = "small",
+    seed: Annotated[int, typer.Option(help="Seed of every generated case.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Score every detector on labelled data: precision, recall, false-positive rate,
+    detection delay, forecast MAPE and minimum detectable effects. Exit 1 if a target is missed."""
+    from metrics_pipeline.evaluation.backtest import run_backtest
+
+    if size not in {"small", "full"}:
+        fail(f"--size must be small or full, not {size!r}")
+    with console.status("backtest...") as status:
+        report = run_backtest(size, seed, progress=lambda step: status.update(f"backtest: {step}"))
+    if as_json:
+        print(
+            json.dumps(
+                {"detectors": report.as_rows(), "mde": report.mde_rows()}, indent=2, default=str
+            )
+        )
+    else:
+        print(report.as_markdown())
+    raise typer.Exit(0 if report.all_targets_met else 1)
+
+
+def _runs_bar(bar, description: str):
+    """A ``progress(done, total)`` callback drawing one task of ``bar``."""
+    task = bar.add_task(description, total=None)
+    return lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def report(
+    run_id: Annotated[str, typer.Argument(help="The run to report on (already ingested).")],
+) -> None:
+    """Write the run's four report layers (Markdown summary, HTML, PDF, raw JSONL) under
+    METRICS_HOME/reports and to the bucket's reports/, and print their paths. The CI stage
+    writes them too; this re-creates them, e.g. after a baseline or SLA change."""
+    from metrics_pipeline.reports.build import build_run_report
+    from metrics_pipeline.storage import open_warehouse
+    from metrics_pipeline.storage.objects import object_store_from_settings
+
+    settings = Settings.from_env()
+    with bad_input(), console.status(f"rendering the report of {run_id}..."):
+        build_run_report(
+            open_warehouse(settings),
+            run_id,
+            settings.reports_root,
+            object_store_from_settings(settings),
+        )
+    _print_reports(settings, run_id)
+
+
+def rebuild() -> None:
+    """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
+    the old warehouse is replaced only when everything succeeded."""
+    from metrics_pipeline.orchestration.rebuild import rebuild as rebuild_warehouse
+
+    settings = Settings.from_env()
+    with progress_bar(err) as bar:
+        report = rebuild_warehouse(settings, progress=_runs_bar(bar, "rebuilding, runs"))
+    if report.failed:
+        err.print(
+            f"[red]rebuild failed[/] ({', '.join(report.failed)}); the warehouse is unchanged"
+        )
+        raise typer.Exit(1)
+    console.print(f"rebuilt {settings.warehouse_root} from {len(report.runs)} runs")
+
+
+def retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
+    raw_days: Annotated[int, typer.Option(help="Keep raw rows this many days.")] = 30,
+    aggregate_days: Annotated[int, typer.Option(help="Keep aggregates this many days.")] = 365,
+    now: Annotated[
+        datetime | None, typer.Option(help="Pretend it is this time (ISO 8601; tests, replays).")
+    ] = None,
+) -> None:
+    """Delete raw rows and aggregates past their retention, except what baselines need."""
+    from metrics_pipeline.analysis.baselines import load_baselines
+    from metrics_pipeline.stages.retention import RetentionPolicy, apply_plan, plan_for
+    from metrics_pipeline.storage import open_warehouse
+
+    settings = Settings.from_env()
+    with bad_input():
+        pinned = [run for entry in load_baselines(settings.baselines_file) for run in entry.runs]
+    warehouse = open_warehouse(settings)
+    moment = clock_at(now)() if now else settings.clock()
+    plan = plan_for(warehouse, moment, RetentionPolicy(raw_days, aggregate_days), pinned)
+    summary = plan.as_frame().group_by("table").len().sort("table")
+    verb = "would delete" if dry_run else "deleting"
+    console.print(
+        f"{verb} {len(plan.deletions)} partitions ("
+        + ", ".join(f"{t}: {n}" for t, n in summary.iter_rows())
+        + f"); {len(plan.protected)} runs kept for baselines"
+    )
+    if not dry_run:
+        apply_plan(warehouse, plan)
+        warehouse.refresh_catalog()

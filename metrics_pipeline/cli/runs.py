@@ -1,0 +1,125 @@
+"""Getting runs in: ``upload`` a folder, ``ingest`` files straight into the warehouse, ``run``
+a load test and collect what it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from metrics_pipeline.cli.options import Env, RunId, Scenario, StartedAt, Suite, manifest_from
+from metrics_pipeline.cli.output import bad_input, console, err, fail
+from metrics_pipeline.cli.progress import progress_bar
+from metrics_pipeline.formats import result_files
+from metrics_pipeline.settings import Settings
+
+
+def upload(
+    folder: Annotated[Path, typer.Argument(help="Folder with the run's result files.")],
+    suite: Suite,
+    scenario: Scenario,
+    env: Env,
+    run_id: RunId = None,
+    started_at: StartedAt = None,
+) -> None:
+    """Upload a folder of result files as one run to the configured object store."""
+    from metrics_pipeline.storage.objects import object_store_from_settings
+    from metrics_pipeline.upload.uploader import upload_run
+
+    files = result_files(folder)
+    if not files:
+        fail(f"no result files in {folder}")
+    manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
+    store = object_store_from_settings(Settings.from_env())
+    with progress_bar(err) as bar:
+        keys = upload_run(store, bar.track(files, description="uploading"), manifest, root=folder)
+    console.print(
+        f"uploaded run [bold]{manifest.run_id}[/] ({len(keys)} objects) to {store.description}"
+    )
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Result files or folders.")],
+    suite: Suite,
+    scenario: Scenario,
+    env: Env,
+    run_id: RunId = None,
+    started_at: StartedAt = None,
+) -> None:
+    """Ingest local files straight into the warehouse (backfills, benchmarks): parsed,
+    validated and summarised exactly as the pipeline does. Exit 1 if the run is invalid."""
+    from metrics_pipeline.stages import ci
+    from metrics_pipeline.storage import open_warehouse
+
+    settings = Settings.from_env()
+    with bad_input():
+        files = [file for path in paths for file in result_files(path)]
+    manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
+    warehouse = open_warehouse(settings)
+    with progress_bar(err) as bar:
+        # Opened one by one as ingest reaches them: the bar moves as files are done.
+        openers = (
+            (file.name, lambda file=file: file.open("rb"))
+            for file in bar.track(files, description="ingesting")
+        )
+        report = ci.ingest_local(openers, manifest, warehouse, now=settings.clock())
+    with err.status("validating (Great Expectations)..."):
+        validation = ci.validate(warehouse, manifest)
+    summary = ci.summarise(warehouse, manifest.run_id)
+    table = Table(title=f"run {manifest.run_id}")
+    for column in ("file", "format", "read", "accepted", "quarantined", "problem"):
+        table.add_column(column)
+    for f in report.files:
+        table.add_row(
+            f["file"],
+            f["format"],
+            str(f["rows_read"]),
+            str(f["rows_accepted"]),
+            str(f["rows_quarantined"]),
+            f["error"] or "",
+        )
+    console.print(table)
+    console.print(f"{summary.summary.height} endpoint(s) summarised; warehouse: {warehouse.root}")
+    if not validation.valid:
+        console.print(
+            f"[red]run {escape(manifest.run_id)} is invalid[/] (kept, never a baseline): "
+            + escape("; ".join(validation.problems))
+        )
+        raise typer.Exit(1)
+    console.print(f"run {escape(manifest.run_id)} is valid")
+
+
+def run(
+    command: Annotated[list[str], typer.Argument(help="The load-test command, after `--`.")],
+    suite: Suite,
+    scenario: Scenario,
+    env: Env,
+    run_id: RunId = None,
+    results: Annotated[
+        Path, typer.Option("--results", help="Folder where the tool writes its result files.")
+    ] = Path("."),
+    interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 1.0,
+) -> None:
+    """Run a load test, sample system metrics meanwhile, then upload results, samples and a
+    manifest as one run. Exits with the command's exit code."""
+    from metrics_pipeline.storage.objects import object_store_from_settings
+    from metrics_pipeline.upload.collector import collect_run
+
+    store = object_store_from_settings(Settings.from_env())
+    with bad_input(ValueError):
+        code, manifest, keys = collect_run(
+            store,
+            command,
+            suite=suite,
+            scenario=scenario,
+            environment=env,
+            run_id=run_id,
+            results_dir=results,
+            interval=interval,
+        )
+    if keys:
+        err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")
+    raise typer.Exit(code)
