@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import typer
 
-from metrics_pipeline.cli import gate, monitoring, pipeline, runs
+from metrics_pipeline.cli import gate, monitoring, pipeline, query, runs
 from metrics_pipeline.cli.alerts import alerts_app
 from metrics_pipeline.cli.baseline import baseline_app
 
@@ -37,6 +37,7 @@ for command in (
     pipeline.rebuild,
     pipeline.retention,
     monitoring.exporter,
+    query.sql,
 ):
     app.command()(command)
 # `run -- <command>`: everything after the options is the load test's own command line.

@@ -175,8 +175,9 @@ def _quote(*parts: str) -> str:
 def run_duckdb(con: duckdb.DuckDBPyConnection, models: Iterable[Model]) -> dict[str, int]:
     """Create every model in ``con`` (e.g. ``Warehouse.connect()``); rows per mart.
 
-    Warehouse tables without data have no view there, so an empty one of the table's schema
-    stands in: a warehouse with no events yet still gets its marts, with null stability counts.
+    A source table missing from ``con`` (a connection without the warehouse's views) gets an
+    empty stand-in of its schema: a warehouse with no events yet still gets its marts, with null
+    stability counts.
     """
     models = ordered(models)
     existing = {

@@ -173,8 +173,9 @@ class Warehouse:
         statements = []
         for table in SCHEMAS:
             if not self.files(table):
-                # A view over no files fails when queried: a table without data has no view.
-                statements.append(f"drop view if exists {table}")
+                # A view over no files fails when queried: a table without data yet is an
+                # empty view of its schema, so every documented table can be queried.
+                statements.append(f"create or replace view {table} as {_empty_select(table)}")
                 continue
             if table in SNAPSHOT_TABLES:
                 path = (self.root / table / SNAPSHOT_FILE).as_posix()
@@ -191,7 +192,7 @@ class Warehouse:
         return statements
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with one view per table that has data."""
+        """An in-memory DuckDB connection with one view per table (empty until it has data)."""
         con = duckdb.connect()
         for statement in self._view_sql():
             con.execute(statement)
@@ -227,6 +228,16 @@ class Warehouse:
                     raise
                 time.sleep(0.1 * (attempt + 1))
         return None
+
+
+def _empty_select(table: str) -> str:
+    """A select of no rows with the table's columns and DuckDB types."""
+    relation = duckdb.from_arrow(empty(table).to_arrow())
+    columns = ", ".join(
+        f'cast(null as {dtype}) as "{name}"'
+        for name, dtype in zip(relation.columns, relation.types, strict=True)
+    )
+    return f"select {columns} where false"
 
 
 _migrated: set[tuple[str, str]] = set()

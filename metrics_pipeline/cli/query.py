@@ -1,0 +1,98 @@
+"""``metrics-pipeline sql``: the warehouse's DuckDB catalog from the command line, without a
+DuckDB CLI installed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import duckdb
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from metrics_pipeline.cli.output import console, err, fail
+from metrics_pipeline.settings import Settings
+
+FORMATS = ("table", "csv", "json")
+# A terminal table longer than this says how many rows it left out (csv and json print all).
+MAX_TABLE_ROWS = 200
+
+
+def sql(
+    query: Annotated[
+        str | None,
+        typer.Argument(help="One SQL statement. Omit it to type statements, one per line."),
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Query the warehouse with DuckDB SQL: every documented table is a view (empty until it
+    has rows), the SQL marts are tables. Read-only. Exit 2 on an invalid statement."""
+    if output not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
+    from metrics_pipeline.storage import open_warehouse
+
+    catalog = open_warehouse(Settings.from_env()).refresh_catalog()
+    with duckdb.connect(str(catalog), read_only=True) as con:
+        if query is not None:
+            try:
+                _print(con.sql(query), output)
+            except duckdb.Error as exc:
+                fail(str(exc))
+            return
+        _shell(con, output)
+
+
+def _shell(con: duckdb.DuckDBPyConnection, output: str) -> None:
+    """One statement per line until end of input or ``.quit``; an error is printed and the
+    next statement read."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        err.print(f"{len(_views(con))} views; .tables lists them, .quit or Ctrl-D leaves")
+    while True:
+        try:
+            line = input("sql> " if interactive else "")
+        except EOFError:
+            return
+        statement = line.strip().rstrip(";")
+        if not statement:
+            continue
+        if statement in {".quit", ".exit"}:
+            return
+        if statement == ".tables":
+            console.print(", ".join(_views(con)), soft_wrap=True)
+            continue
+        try:
+            _print(con.sql(statement), output)
+        except duckdb.Error as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+
+
+def _views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "select view_name from duckdb_views() where not internal "
+        "union select table_name from duckdb_tables() order by 1"
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def _print(relation: duckdb.DuckDBPyRelation | None, output: str) -> None:
+    """The statement's rows (a statement without rows, e.g. ``describe``-less pragmas, prints
+    nothing)."""
+    if relation is None:
+        return
+    frame = relation.pl()
+    if output == "csv":
+        sys.stdout.write(frame.write_csv())
+    elif output == "json":
+        print(json.dumps(frame.to_dicts(), indent=2, default=str))
+    else:
+        table = Table(show_lines=False)
+        for column in frame.columns:
+            table.add_column(escape(column))
+        for row in frame.head(MAX_TABLE_ROWS).iter_rows():
+            table.add_row(*("" if v is None else escape(str(v)) for v in row))
+        console.print(table)
+        more = frame.height - MAX_TABLE_ROWS
+        console.print(f"{frame.height} row(s)" + (f", {more} not shown" if more > 0 else ""))
