@@ -111,9 +111,18 @@ def alerts(
         alerting.senders(config),
         now=clock.now(),
     )
-    for row in outcome.pending.filter(pl.col("last_error").is_not_null()).iter_rows(named=True):
+    waiting = outcome.pending.filter(pl.col("last_error").is_not_null())
+    # A receiver that failed is worth a warning; a channel nobody configured (no attempt was
+    # made, the notification waits as "would send") is the expected state of a fresh install.
+    for row in waiting.filter(pl.col("attempts") > 0).iter_rows(named=True):
         context.log.warning(
             f"alert {row['alert_id']} not yet sent to {row['channel']}: {row['last_error']}"
+        )
+    unconfigured = waiting.filter(pl.col("attempts") == 0)
+    if unconfigured.height:
+        channels = ", ".join(sorted(set(unconfigured["channel"])))
+        context.log.info(
+            f"{unconfigured.height} notification(s) wait for unconfigured channel(s) {channels}"
         )
     return dg.MaterializeResult(metadata=_metadata(outcome))
 

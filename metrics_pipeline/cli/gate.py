@@ -21,12 +21,13 @@ def verdict_table(verdicts: pl.DataFrame, title: str) -> Table:
     from metrics_pipeline.analysis.verdicts import formatted, ordered
 
     table = Table(title=title)
-    for column in ("endpoint", "metric", "baseline", "candidate", "change", "95% CI", "p adj.", ""):
+    columns = ("endpoint", "metric", "baseline", "candidate", "change", "95% CI (+ = worse)")
+    for column in (*columns, "p adj.", "verdict"):
         table.add_column(
             column,
-            justify="right" if column not in {"endpoint", "metric"} else "left",
+            justify="right" if column not in {"endpoint", "metric", "verdict"} else "left",
             # On a narrow terminal the other columns wrap; the verdict stays one word.
-            no_wrap=column == "",
+            no_wrap=column == "verdict",
         )
     for row in ordered(verdicts).iter_rows(named=True):
         cells = formatted(row)

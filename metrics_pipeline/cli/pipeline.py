@@ -38,6 +38,9 @@ def _print_reports(settings: Settings, run_id: str) -> bool:
 
 def demo(
     runs: Annotated[int, typer.Option(help="How many nightly runs to generate.")] = 6,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Dagster's own log lines (DEBUG).")
+    ] = False,
 ) -> None:
     """Generate runs (the last with one endpoint 30 % slower), upload them to the configured
     store, run the sensor and the CI stage in process, and print the verdicts."""
@@ -45,11 +48,13 @@ def demo(
 
     from metrics_pipeline.evaluation.demo_data import demo_runs
     from metrics_pipeline.orchestration.definitions import build_definitions
-    from metrics_pipeline.orchestration.inprocess import sense_and_run
+    from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
     from metrics_pipeline.storage import open_warehouse
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.uploader import upload_run
 
+    # Dagster logs every step at DEBUG; the demo's own lines are what a newcomer should read.
+    log_level = None if verbose else "WARNING"
     settings = Settings.from_env()
     store = object_store_from_settings(settings)
     generated = demo_runs(runs, now=settings.clock())
@@ -63,13 +68,15 @@ def demo(
     instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
     with progress_bar(err) as bar:
         defs = build_definitions(settings)
-        tick = sense_and_run(defs, instance, progress=_runs_bar(bar, "ci_stage job per run"))
+        tick = sense_and_run(
+            defs, instance, progress=_runs_bar(bar, "ci_stage job per run"), log_level=log_level
+        )
     failed = [run_id for run_id, result in tick.results.items() if not result.success]
     for run_id in tick.run_ids:
         console.print(f"  {run_id}: {'[red]FAILED[/]' if run_id in failed else 'ok'}")
     with console.status("running the nightly job (SQL marts, change points, drifts, findings)..."):
         nightly = defs.resolve_job_def("nightly").execute_in_process(
-            instance=instance, raise_on_error=False
+            instance=instance, raise_on_error=False, run_config=console_logs(log_level)
         )
     console.print(f"  nightly: {'ok' if nightly.success else '[red]FAILED[/]'}")
     if not nightly.success:
@@ -87,8 +94,35 @@ def demo(
     console.print(f"warehouse: {warehouse.refresh_catalog()}  (duckdb, views per table)")
     console.print(f"Dagster UI with these runs: DAGSTER_HOME={settings.dagster_home} make dev")
     print_monitoring(write_monitoring(settings, settings.home / "monitoring", None))
+    console.print(_summary(verdicts, last, settings), soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+def _summary(verdicts: pl.DataFrame, run_id: str, settings: Settings) -> str:
+    """The closing lines: what regressed, by how much, how sure, where to look next."""
+    from metrics_pipeline.analysis.verdicts import change_words
+    from metrics_pipeline.reports import report_folder
+    from metrics_pipeline.reports.text import metric_name
+
+    lines = ["", f"[bold]Summary of {escape(run_id)}[/]"]
+    for row in (
+        verdicts.filter(pl.col("regression")).sort("change", descending=True).iter_rows(named=True)
+    ):
+        lines.append(
+            f"  [red]REGRESSION[/] {escape(row['endpoint'])}: {metric_name(row['metric'])} "
+            f"{change_words(row['change'])} (95 % CI {row['ci_low']:+.1%} to "
+            f"{row['ci_high']:+.1%}, adjusted p {row['p_adjusted']:.1g})"
+        )
+    if len(lines) == 2:
+        lines.append("  no regression")
+    report = settings.reports_root / report_folder("runs", run_id) / "report.html"
+    lines += [
+        f"  report: {escape(str(report))}",
+        '  next: uv run metrics-pipeline sql "select * from verdicts where regression"'
+        "   or   make dev (the same runs in the Dagster UI)",
+    ]
+    return "\n".join(lines)
 
 
 def _print_alerts(warehouse, run_id: str) -> None:

@@ -17,6 +17,11 @@ SENSOR = "new_run_sensor"
 JOB = "ci_stage"
 
 
+def console_logs(level: str | None) -> dict:
+    """Run config that sets the console logger's level (empty: Dagster's default)."""
+    return {"loggers": {"console": {"config": {"log_level": level}}}} if level else {}
+
+
 @dataclass
 class Tick:
     cursor: str | None
@@ -30,10 +35,12 @@ def sense_and_run(
     instance: dg.DagsterInstance,
     cursor: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    log_level: str | None = None,
 ) -> Tick:
     """Evaluate ``new_run_sensor`` once, register its partitions, run each requested run.
 
-    ``progress(done, total)`` is called before the first run and after each one.
+    ``progress(done, total)`` is called before the first run and after each one. ``log_level``
+    (e.g. ``"WARNING"``) sets the runs' console log level (default: Dagster's, DEBUG).
     """
     sensor = defs.resolve_sensor_def(SENSOR)
     # As a context manager: the sensor's own instance handle is disposed when the tick ends.
@@ -59,6 +66,7 @@ def sense_and_run(
             partition_key=request.partition_key,
             tags=request.tags,
             raise_on_error=False,
+            run_config=console_logs(log_level),
         )
         report(done, len(requests))
     return Tick(

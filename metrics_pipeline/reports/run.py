@@ -277,7 +277,15 @@ def executive_summary(data: RunData) -> str:
         md_table(["", ""], [[md(label), md(text)] for label, text in facts(data)]),
         "",
     ]
-    columns = ["endpoint", "metric", "baseline", "candidate", "change", "95% CI", "p (adj.)"]
+    columns = [
+        "endpoint",
+        "metric",
+        "baseline",
+        "candidate",
+        "change",
+        "95% CI (+ = worse)",
+        "p (adj.)",
+    ]
     for title, frame in (
         ("Top regressions", regressions(data)),
         ("Top improvements", improvements(data)),
@@ -326,7 +334,7 @@ def _verdict_section(data: RunData) -> Section:
                     "baseline",
                     "candidate",
                     "change",
-                    "95% CI",
+                    "95% CI (+ = worse)",
                     "p (adj.)",
                     "verdict",
                 ],

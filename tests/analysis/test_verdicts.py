@@ -13,6 +13,7 @@ from metrics_pipeline.analysis.verdicts import (
     DEFAULT_RULES,
     MetricRule,
     VerdictPolicy,
+    change_words,
     choose_baseline,
     judge_run,
     run_verdict,
@@ -194,3 +195,13 @@ def test_the_classic_rule_is_an_estimate_share_of_one():
     assert row["regression"]
     classic = VerdictPolicy({m: replace(r, estimate_share=1.0) for m, r in DEFAULT_RULES.items()})
     assert not judge_run(cand, base, ["b"], classic)["regression"].any()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [(0.05, "5.0 % worse"), (-0.30, "30.0 % better"), (0.0, "no change"), (float("nan"), "-")],
+)
+def test_changes_are_shown_in_words_that_need_no_legend(change, words):
+    """Throughput 10.0/s -> 9.5/s (change +0.05: lower is worse) reads "5.0 % worse", as a
+    latency 10 ms -> 10.5 ms does; never a bare "+5.0 %"."""
+    assert change_words(change) == words

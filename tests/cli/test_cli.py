@@ -128,6 +128,13 @@ def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_p
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "regressions in checkout-20310315-6: /api/orders" in done.stdout
+        # The result is not buried: no Dagster step logs, and a closing summary.
+        assert " - DEBUG - " not in done.stdout + done.stderr
+        summary = done.stdout[done.stdout.index("Summary of checkout-20310315-6") :]
+        assert "REGRESSION /api/orders: median latency" in summary and "% worse" in summary
+        assert "report.html" in summary and "next:" in summary
+        # Runs dated relative to the clock: none is overdue, so no missing_run alert.
+        assert "missing_run" not in done.stdout
         # The four report layers of the regressed run exist and their paths are printed.
         reports = tmp_path / "reports" / "runs" / "checkout-20310315-6"
         for name in ("summary.md", "report.html", "report.pdf", "raw.jsonl"):
