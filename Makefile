@@ -3,14 +3,21 @@ METRICS_HOME ?= $(CURDIR)/.metrics_home
 export METRICS_HOME
 export DAGSTER_HOME ?= $(METRICS_HOME)/dagster
 
-# uv from PATH, else as a module of the machine's Python (installed by `install` if missing).
-UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# uv from PATH, else a project-local copy in .uv-bootstrap/ (a venv of the machine's Python, so
+# a distribution's own Python, which refuses `pip install` outside a venv (PEP 668), works too).
+BOOTSTRAP := $(CURDIR)/.uv-bootstrap
+UV ?= $(shell command -v uv 2>/dev/null || echo $(BOOTSTRAP)/bin/uv)
+# Compiled bytecode: every later import (Dagster, Great Expectations) is about twice as fast.
+export UV_COMPILE_BYTECODE ?= 1
 
 .PHONY: install demo test test-fast dev lint
 
-install:
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+install: $(if $(filter $(BOOTSTRAP)/bin/uv,$(UV)),$(BOOTSTRAP)/bin/uv)
 	$(UV) sync --frozen
+
+$(BOOTSTRAP)/bin/uv:
+	@python3 -m venv "$(BOOTSTRAP)" || { echo "python3 -m venv failed: install the venv module (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	"$(BOOTSTRAP)/bin/python" -m pip install --quiet --disable-pip-version-check uv
 
 demo: install
 	$(UV) run metrics-pipeline demo
