@@ -15,6 +15,9 @@ from metrics_pipeline.orchestration.partitions import runs_partitions
 
 SENSOR = "new_run_sensor"
 JOB = "ci_stage"
+# Dagster's own tag names (dagster._core.storage.tags), spelled out: the module is private.
+RUN_KEY_TAG = "dagster/run_key"
+SENSOR_NAME_TAG = "dagster/sensor_name"
 
 
 def console_logs(level: str | None) -> dict:
@@ -64,7 +67,9 @@ def sense_and_run(
         results[request.partition_key] = job.execute_in_process(
             instance=instance,
             partition_key=request.partition_key,
-            tags=request.tags,
+            # The tags the daemon gives a sensor's runs: its next tick then finds these runs by
+            # run key and skips them (`make dev` after `make demo` re-runs nothing).
+            tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: SENSOR},
             raise_on_error=False,
             run_config=console_logs(log_level),
         )

@@ -56,6 +56,25 @@ def test_uploaded_runs_become_verdicts_flagging_only_the_slowed_endpoint(
         again = sense_and_run(build_definitions(settings), instance, cursor=tick.cursor)
         assert again.run_ids == [] and again.skipped
 
+        # The daemon (`make dev` after `make demo`) starts without that cursor: each run key it
+        # requests is already carried by a run of this sensor, which is how it skips them.
+        defs = build_definitions(settings)
+        with dg.build_sensor_context(
+            instance_ref=instance.get_ref(), definitions=defs, resources=defs.resources
+        ) as context:
+            fresh = defs.resolve_sensor_def("new_run_sensor").evaluate_tick(context)
+        assert len(fresh.run_requests) == len(runs)
+        for request in fresh.run_requests:
+            launched = instance.get_runs(
+                filters=dg.RunsFilter(
+                    tags={
+                        "dagster/run_key": request.run_key,
+                        "dagster/sensor_name": "new_run_sensor",
+                    }
+                )
+            )
+            assert len(launched) == 1, request.run_key
+
 
 def test_rematerializing_a_partition_never_duplicates_rows(settings, store, warehouse, tmp_path):
     (run,) = upload_demo_runs(store, tmp_path / "runs", count=1)
