@@ -4,13 +4,15 @@ import dagster as dg
 
 from assets.ingest import REQUESTS
 from assets.warehouse import RUN_SUMMARY
-from metrics_pipeline.analysis.verdicts import run_verdict, verdicts_markdown
+from metrics_pipeline.analysis.verdicts import change_words, run_verdict, verdicts_markdown
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import BaselineFileResource, WarehouseResource
 from metrics_pipeline.stages import ci
 
 BASELINE = dg.AssetKey(["analysis", "baseline"])
 VERDICTS = dg.AssetKey(["analysis", "verdicts"])
+NO_REGRESSION = "no_regression"
+TOP_REGRESSIONS = 3  # shown as plain metadata values, not only in the Markdown table
 
 
 @dg.asset(
@@ -42,6 +44,16 @@ def baseline(
     kinds={"scipy", "parquet"},
     description="Regression verdict per endpoint and metric: baseline, candidate, relative "
     "change, 95 % CI, adjusted p-value.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            NO_REGRESSION,
+            asset=VERDICTS,
+            blocking=False,
+            description="Fails (red on the run's partition) when the run regressed: an endpoint "
+            "and metric worse than its baseline by the threshold, significantly. Does not stop "
+            "the SLA, alert and report steps.",
+        )
+    ],
 )
 def verdicts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -50,14 +62,36 @@ def verdicts(
     judgement = ci.judge(warehouse.get(), run_id)
     table, baseline_runs = judgement.verdicts, judgement.baseline_runs
     regressions = judgement.regressions
+    endpoints = sorted(set(regressions["endpoint"]))
+    verdict = run_verdict(table)
     if regressions.height:
         context.log.warning(
-            f"run {run_id}: {regressions.height} regression(s) on "
-            + ", ".join(sorted(set(regressions["endpoint"])))
+            f"run {run_id}: {regressions.height} regression(s) on " + ", ".join(endpoints)
         )
+    # Run tags: the Runs page shows and filters by them without opening the run.
+    context.instance.add_run_tags(
+        context.run_id,
+        {"metrics/verdict": verdict, "metrics/regressed": ",".join(endpoints)[:200] or "none"},
+    )
+    worst = regressions.sort("change", descending=True).head(TOP_REGRESSIONS)
+    top = {
+        f"regression {i}": f"{row['endpoint']} {row['metric']} {change_words(row['change'])}"
+        for i, row in enumerate(worst.iter_rows(named=True), start=1)
+    }
     return dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=NO_REGRESSION,
+                passed=regressions.height == 0,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=f"regressed: {', '.join(endpoints)}" if endpoints else verdict,
+                metadata={"regressions": regressions.height, **top},
+            )
+        ],
         metadata={
-            "verdict": run_verdict(table),
+            "verdict": verdict,
+            "regressed_endpoints": ", ".join(endpoints) or "none",
+            **top,
             "regressions": regressions.height,
             "baseline_runs": ", ".join(baseline_runs) or "(none yet)",
             "verdicts": dg.MetadataValue.md(
@@ -65,5 +99,5 @@ def verdicts(
                 if baseline_runs
                 else "No baseline yet: first run of its suite, scenario and environment."
             ),
-        }
+        },
     )

@@ -20,7 +20,16 @@ EXPECTATIONS = "great_expectations"
     partitions_def=runs_partitions,
     group_name="ingest",
     kinds={"python", "parquet", "duckdb"},
-    check_specs=[dg.AssetCheckSpec(EXPECTATIONS, asset=REQUESTS, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            EXPECTATIONS,
+            asset=REQUESTS,
+            blocking=True,
+            description="Great Expectations suites on every ingested table of the run (types, "
+            "ranges, timestamps inside the run's window, unique lines, request or interval "
+            "data present). Blocking: an invalid run gets no verdict and is never a baseline.",
+        )
+    ],
     description="The canonical rows of one uploaded run (requests, resources, events, interval "
     "stats, KPI points), its quarantine and its catalog row; validated, blocking on failure.",
 )

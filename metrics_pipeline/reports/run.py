@@ -19,6 +19,18 @@ from metrics_pipeline.reports.document import Banner, Chart, Document, Section, 
 from metrics_pipeline.reports.text import finite, interval, metric_name, pct, value
 from metrics_pipeline.storage import Warehouse
 
+# The verdict table's columns, in the order of ``verdicts.formatted`` after endpoint and metric.
+VERDICT_COLUMNS = (
+    "endpoint",
+    "metric",
+    "baseline",
+    "candidate",
+    "change",
+    "95% CI (+ = worse)",
+    "p (adj.)",
+    "verdict",
+)
+
 # Endpoints drawn in the per-endpoint charts (regressed first, then the busiest); every
 # endpoint stays in the tables and in raw.jsonl.
 CHART_ENDPOINTS = 8
@@ -277,15 +289,7 @@ def executive_summary(data: RunData) -> str:
         md_table(["", ""], [[md(label), md(text)] for label, text in facts(data)]),
         "",
     ]
-    columns = [
-        "endpoint",
-        "metric",
-        "baseline",
-        "candidate",
-        "change",
-        "95% CI (+ = worse)",
-        "p (adj.)",
-    ]
+    columns = list(VERDICT_COLUMNS[:-1])
     for title, frame in (
         ("Top regressions", regressions(data)),
         ("Top improvements", improvements(data)),
@@ -328,16 +332,7 @@ def _verdict_section(data: RunData) -> Section:
         ],
         tables=[
             Table(
-                [
-                    "endpoint",
-                    "metric",
-                    "baseline",
-                    "candidate",
-                    "change",
-                    "95% CI (+ = worse)",
-                    "p (adj.)",
-                    "verdict",
-                ],
+                list(VERDICT_COLUMNS),
                 rows,
                 classes,
             )

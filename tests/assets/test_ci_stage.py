@@ -47,6 +47,17 @@ def test_uploaded_runs_become_verdicts_flagging_only_the_slowed_endpoint(
         metadata = materialization(tick.results[last], VERDICTS)
         assert metadata["regressions"] == flagged.height
         assert "REGRESSION" in metadata["verdicts"] and "/api/orders" in metadata["verdicts"]
+        # The UI shows the state without opening Markdown: plain values, a red check, run tags.
+        assert metadata["regressed_endpoints"] == "/api/orders"
+        assert "/api/orders" in metadata["regression 1"] and "% worse" in metadata["regression 1"]
+        for run_id, result in tick.results.items():
+            checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+            assert checks == {"great_expectations": True, "no_regression": run_id != last}
+            tags = instance.get_run_by_id(result.run_id).tags
+            assert tags["metrics/regressed"] == ("/api/orders" if run_id == last else "none")
+        assert instance.get_run_by_id(tick.results[last].run_id).tags["metrics/verdict"] == (
+            "regression"
+        )
 
         # The first run has nothing to compare with: no verdict, no crash.
         first = warehouse.read("verdicts", [runs[0].manifest.run_id])
@@ -128,8 +139,8 @@ def test_malformed_lines_are_quarantined_and_accounted_for(settings, store, ware
         "invalid JSON",
     ]
     assert quarantine["line_no"].to_list() == [1, 2, 3]
-    (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == EXPECTATIONS and check.passed
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == EXPECTATIONS]
+    assert check.passed
 
 
 def test_invalid_manifest_is_reported_and_does_not_stop_other_runs(

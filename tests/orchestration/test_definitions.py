@@ -40,6 +40,16 @@ def test_every_job_sensor_and_schedule_resolves(settings):
     assert dg.AssetKey(["analysis", "verdicts"]) in repo.asset_graph.get_all_asset_keys()
 
 
+def test_every_asset_and_check_says_what_it_is(settings):
+    repo = build_definitions(settings).get_repository_def()
+    for node in repo.asset_graph.asset_nodes:
+        assert node.description, node.key
+    checks = list(repo.asset_graph.asset_check_keys)
+    assert checks
+    for key in checks:
+        assert repo.asset_graph.get_check_spec(key).description, key
+
+
 def test_settings_passed_in_reach_the_executors_and_schedules(settings, monkeypatch):
     """Nothing reads the environment behind the composition root's back."""
     monkeypatch.setenv("METRICS_EXECUTOR", "in_process")
