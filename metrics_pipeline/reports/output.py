@@ -12,15 +12,14 @@ re-running replaces the files (same paths, same keys).
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.common.files import replace_bytes, replace_file
 from metrics_pipeline.contracts.manifest import check_name
 
 if TYPE_CHECKING:
@@ -47,35 +46,24 @@ def report_folder(kind: str, name: str) -> str:
     return f"{kind}/{check_name(name, 'report name')}"
 
 
-def _replace(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
-
-
 def write_jsonl(path: Path, tables: Iterable[tuple[str, pl.LazyFrame]]) -> int:
     """Every row of every table as one JSON object per line, ``"table"`` first; rows written.
 
     NaN and infinities become null (JSON has neither); timestamps are ISO 8601 with offset.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     written = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for table, frame in tables:
-                tagged = frame.select(pl.lit(table).alias("table"), pl.all()).collect()
-                for offset in range(0, tagged.height, RAW_BATCH_ROWS):
-                    chunk = io.BytesIO()
-                    tagged.slice(offset, RAW_BATCH_ROWS).write_ndjson(chunk)
-                    out.write(chunk.getvalue())
-                written += tagged.height
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(out: BinaryIO) -> None:
+        nonlocal written
+        for table, frame in tables:
+            tagged = frame.select(pl.lit(table).alias("table"), pl.all()).collect()
+            for offset in range(0, tagged.height, RAW_BATCH_ROWS):
+                chunk = io.BytesIO()
+                tagged.slice(offset, RAW_BATCH_ROWS).write_ndjson(chunk)
+                out.write(chunk.getvalue())
+            written += tagged.height
+
+    replace_file(path, write)
     return written
 
 
@@ -92,7 +80,7 @@ def publish(
     paths = {}
     for name, data in contents.items():
         paths[name] = target / name
-        _replace(paths[name], data)
+        replace_bytes(paths[name], data)
     paths["raw.jsonl"] = target / "raw.jsonl"
     write_jsonl(paths["raw.jsonl"], raw)
     keys = {}

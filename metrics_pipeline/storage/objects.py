@@ -7,8 +7,6 @@ and the same interface, so assets, sensors and the CLI never know which one they
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from metrics_pipeline.common.errors import MetricsPipelineError
+from metrics_pipeline.common.files import replace_bytes, replace_copy
 from metrics_pipeline.settings import Settings
 
 RAW_PREFIX = "raw/"
@@ -141,21 +140,12 @@ class LocalObjectStore(ObjectStore):
             yield stream
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write aside and rename, so a reader never sees half an object (as with S3).
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(tmp, path)
+        # Written aside and renamed, so a reader never sees half an object (as with S3); the
+        # listing skips the ".upload-" files still being written.
+        replace_bytes(self._path(key), data, prefix=".upload-")
 
     def put_file(self, key: str, path: Path) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-        os.close(fd)
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        replace_copy(self._path(key), Path(path), prefix=".upload-")
 
 
 @dataclass
