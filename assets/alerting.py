@@ -10,7 +10,8 @@ from metrics_pipeline.alerts.signals import (
     finding_signals,
     missing_run_signals,
 )
-from metrics_pipeline.analysis.sla import evaluations_markdown
+from metrics_pipeline.analysis.sla import budget_words, evaluations_markdown
+from metrics_pipeline.common.text import md
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import (
     AlertingResource,
@@ -62,14 +63,14 @@ def sla(
 
 def _windows_markdown(windows: pl.DataFrame) -> str:
     lines = [
-        "| KPI | endpoint | days | runs | breaches | compliance | budget left |",
+        "| KPI | endpoint | days | runs | breaches | compliance | error budget |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in windows.head(60).iter_rows(named=True):
         lines.append(
-            f"| {row['kpi']} | {row['endpoint']} | {row['window_days']} | {row['runs']} "
+            f"| {md(row['kpi'])} | {md(row['endpoint'])} | {row['window_days']} | {row['runs']} "
             f"| {row['breaches']} | {row['compliance_pct']:.1f} % "
-            f"| {row['error_budget_remaining']:.0%} |"
+            f"| {budget_words(row['error_budget_remaining'])} |"
         )
     return "\n".join(lines) if windows.height else "No evaluated runs in the windows."
 

@@ -16,6 +16,7 @@ For each catalog entry that applies to the run, the run is cut into intervals of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -300,14 +301,23 @@ def evaluations_markdown(evaluations: pl.DataFrame, limit: int = 60) -> str:
     for row in shown.head(limit).iter_rows(named=True):
         observed = "" if row["observed"] is None else f"{row['observed']:.4g} {row['unit']}"
         compliance = "" if row["compliance_pct"] is None else f"{row['compliance_pct']:.1f} %"
-        budget = (
-            "" if row["error_budget_remaining"] is None else f"{row['error_budget_remaining']:.0%}"
-        )
+        unit = row["unit"] or ""
         lines.append(
             f"| {md(row['kpi'])} | {md(row['endpoint'])} | {observed} "
-            f"| {row['target']:.4g} | {row['alert_threshold']:.4g} | {compliance} | {budget} "
-            f"| {STATUS_MARK[row['status']]} |"
+            f"| {row['target']:.4g} {unit} | {row['alert_threshold']:.4g} {unit} | {compliance} "
+            f"| {budget_words(row['error_budget_remaining'])} | {STATUS_MARK[row['status']]} |"
         )
     if evaluations.height > limit:
         lines.append(f"\n... and {evaluations.height - limit} more rows in sla_evaluations")
     return "\n".join(lines)
+
+
+def budget_words(remaining: float | None) -> str:
+    """The error budget left, in words: ``63 % left``, ``spent``, or ``spent 20x over`` for a
+    budget overrun 20-fold (remaining = -19), never ``-1900 %``."""
+    if remaining is None or not math.isfinite(remaining):
+        return ""
+    if remaining > 0:
+        return f"{remaining * 100:.0f} % left"
+    overrun = 1 - remaining
+    return "spent" if overrun < 1.05 else f"spent {overrun:.3g}x over"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, run_series
+from metrics_pipeline.analysis.sla import budget_words
 from metrics_pipeline.analysis.verdicts import VerdictPolicy, formatted, ordered, run_verdict
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.common.text import md, md_table, one_line
@@ -571,9 +572,7 @@ def _sla_section(data: RunData) -> Section:
             f"{r['observed']:.4g} {r['unit'] or ''}" if finite(r["observed"]) else "-",
             f"{r['target']:.4g}" if finite(r["target"]) else "-",
             pct(r["compliance_pct"] / 100, signed=False) if finite(r["compliance_pct"]) else "-",
-            pct(r["error_budget_remaining"], signed=False)
-            if finite(r["error_budget_remaining"])
-            else "-",
+            budget_words(r["error_budget_remaining"]) or "-",
         ]
         for r in sla.iter_rows(named=True)
     ]
@@ -592,7 +591,7 @@ def _sla_section(data: RunData) -> Section:
                     "observed",
                     "target",
                     "compliance",
-                    "budget left",
+                    "error budget",
                 ],
                 rows,
                 classes,

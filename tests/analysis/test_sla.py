@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from metrics_pipeline.alerts import KpiCatalog, evaluate_run, rolling_windows
+from metrics_pipeline.analysis.sla import budget_words
 from metrics_pipeline.contracts.tables import conform, empty
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
@@ -265,3 +266,12 @@ def test_rolling_windows_pool_intervals_of_the_runs_inside_each_window():
     assert month["error_budget_remaining"] == pytest.approx(-0.6)
     # a KPI kept 10 days has a 7-day window but no 30-day one
     assert ("short_kept", 7) in rows and ("short_kept", 30) not in rows
+
+
+@pytest.mark.parametrize(
+    ("remaining", "words"),
+    [(0.63, "63 % left"), (0.0, "spent"), (-19.0, "spent 20x over"), (None, "")],
+)
+def test_the_error_budget_reads_in_words(remaining, words):
+    """Never "budget left -1900.0 %": a budget spent 20-fold says so."""
+    assert budget_words(remaining) == words
