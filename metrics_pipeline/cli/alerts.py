@@ -24,28 +24,42 @@ def _warehouse():
     return open_warehouse(Settings.from_env())
 
 
+def _delivery_state(row: dict) -> str:
+    if row["delivered_at"] is not None:
+        return f"sent {row['delivered_at']:%Y-%m-%d %H:%M}"
+    if row["attempts"] == 0 and row["last_error"]:
+        return "would send (channel not configured)"
+    if row["attempts"]:
+        return f"retrying ({row['attempts']} attempts): {row['last_error']}"
+    return "pending"
+
+
 def notifications_table(alerts: pl.DataFrame, outbox: pl.DataFrame, title: str) -> Table:
-    """One row per notification: severity, kind, summary, channel and its delivery state."""
+    """One row per alert and event (opened, escalated, resolved): severity, kind, summary, and
+    each channel with its delivery state on a line of its own."""
     table = Table(title=title)
-    for column in ("severity", "kind", "summary", "channel", "event", "state"):
+    for column in ("severity", "kind", "summary", "event", "channels"):
         table.add_column(column)
-    rows = outbox.join(alerts.drop("details"), on="alert_id").sort("severity", "kind", "channel")
-    for row in rows.iter_rows(named=True):
-        if row["delivered_at"] is not None:
-            state = f"sent {row['delivered_at']:%Y-%m-%d %H:%M}"
-        elif row["attempts"] == 0 and row["last_error"]:
-            state = "would send (channel not configured)"
-        elif row["attempts"]:
-            state = f"retrying ({row['attempts']} attempts): {row['last_error']}"
-        else:
-            state = "pending"
+    rows = outbox.join(alerts.drop("details"), on="alert_id")
+    states = rows.with_columns(
+        state=pl.struct(pl.all()).map_elements(_delivery_state, return_dtype=pl.String)
+    )
+    grouped = (
+        states.sort("channel")
+        .group_by("alert_id", "event", maintain_order=True)
+        .agg(
+            pl.first("severity", "kind", "summary"),
+            lines=pl.concat_str("channel", pl.lit(": "), "state"),
+        )
+        .sort(severity_rank(), "kind", "alert_id", "event")
+    )
+    for row in grouped.iter_rows(named=True):
         table.add_row(
             row["severity"],
             row["kind"],
             escape(row["summary"]),
-            row["channel"],
             row["event"],
-            escape(state),
+            escape("\n".join(row["lines"])),
         )
     return table
 
