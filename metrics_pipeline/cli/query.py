@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import duckdb
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from metrics_pipeline.cli.output import console, err, fail
 from metrics_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = ("table", "csv", "json")
 # A terminal table longer than this says how many rows it left out (csv and json print all).
@@ -31,6 +33,8 @@ def sql(
     has rows), the SQL marts are tables. Read-only. Exit 2 on an invalid statement."""
     if output not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
+    import duckdb  # only this command needs it: the others start faster
+
     from metrics_pipeline.storage import open_warehouse
 
     catalog = open_warehouse(Settings.from_env()).refresh_catalog()
@@ -47,6 +51,8 @@ def sql(
 def _shell(con: duckdb.DuckDBPyConnection, output: str) -> None:
     """One statement per line until end of input or ``.quit``; an error is printed and the
     next statement read."""
+    import duckdb
+
     interactive = sys.stdin.isatty()
     if interactive:
         err.print(f"{len(_views(con))} views; .tables lists them, .quit or Ctrl-D leaves")

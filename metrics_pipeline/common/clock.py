@@ -19,15 +19,19 @@ def system_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken as UTC (load tools and CI runners log in UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def parse_instant(text: str) -> datetime:
     """An ISO 8601 instant as an aware UTC datetime (naive means UTC)."""
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return as_utc(datetime.fromisoformat(text))
 
 
 def clock_at(frozen: datetime | None) -> Clock:
     """A clock stopped at ``frozen`` (UTC), or the system clock when it is None."""
     if frozen is None:
         return system_now
-    moment = frozen.replace(tzinfo=UTC) if frozen.tzinfo is None else frozen.astimezone(UTC)
+    moment = as_utc(frozen)
     return lambda: moment

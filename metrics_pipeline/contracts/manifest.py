@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     ValidationError,
 )
 
+from metrics_pipeline.common.clock import as_utc
 from metrics_pipeline.common.errors import MetricsPipelineError, describe
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -35,13 +36,8 @@ def check_name(value: str, what: str = "run_id") -> str:
     return value
 
 
-def _utc(value: datetime) -> datetime:
-    # Naive timestamps are taken as UTC: load tools and CI runners overwhelmingly log in UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 SafeName = Annotated[str, AfterValidator(check_name)]
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class LoadProfile(BaseModel):

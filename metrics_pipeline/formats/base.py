@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from metrics_pipeline.common.clock import as_utc
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES, conform
 
@@ -185,7 +186,7 @@ def parse_timestamp(value: Any) -> datetime:
             parsed = datetime.fromisoformat(text)
         except ValueError:
             raise RowError(f"invalid timestamp: {value[:40]!r}") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return as_utc(parsed)
     raise RowError("missing field: ts")
 
 

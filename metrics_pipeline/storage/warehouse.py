@@ -7,6 +7,7 @@ one. The run id lives in the folder name only, as hive partitioning expects.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 import uuid
@@ -230,8 +231,10 @@ class Warehouse:
         return None
 
 
+@functools.cache
 def _empty_select(table: str) -> str:
-    """A select of no rows with the table's columns and DuckDB types."""
+    """A select of no rows with the table's columns and DuckDB types (cached: the catalog is
+    refreshed after every partition write and the schemas never change)."""
     relation = duckdb.from_arrow(empty(table).to_arrow())
     columns = ", ".join(
         f'cast(null as {dtype}) as "{name}"'
