@@ -75,7 +75,9 @@ def verdicts(
     )
     worst = regressions.sort("change", descending=True).head(TOP_REGRESSIONS)
     top = {
-        f"regression {i}": f"{row['endpoint']} {row['metric']} {change_words(row['change'])}"
+        f"regression {i}": (
+            f"{row['endpoint']} {row['metric']} {change_words(row['change'], row['metric'])}"
+        )
         for i, row in enumerate(worst.iter_rows(named=True), start=1)
     }
     return dg.MaterializeResult(

@@ -11,39 +11,54 @@ import polars as pl
 
 from metrics_pipeline.analysis.baselines import BASELINE_RUNS, accepted_runs, dynamic_baseline
 from metrics_pipeline.analysis.series import RESOURCES
+from metrics_pipeline.common.noise import DEFAULT_LATENCY_JITTER_MS, DEFAULT_RUN_NOISE
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform, empty
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
-from metrics_pipeline.stats import Comparison, benjamini_hochberg, compare_rates, compare_samples
+from metrics_pipeline.stats import (
+    Comparison,
+    RunNoise,
+    RunStatistic,
+    benjamini_hochberg,
+    compare_runs,
+    mean_statistic,
+    quantile_statistics,
+    rate_statistic,
+    series_statistic,
+)
+from metrics_pipeline.stats.compare import Scale
+
+# The verdict of one endpoint x metric row, from worst to best: ``missing`` is an endpoint of
+# the baseline runs that this run never called, ``no baseline`` had nothing to compare with.
+VERDICTS = ("regression", "trade-off", "missing", "improvement", "ok", "no baseline")
 
 
 @dataclass(frozen=True)
 class MetricRule:
-    """When a change of one metric counts as a degradation of ``threshold`` or more.
+    """When a change of one metric counts: worse (or better) by more than ``threshold``.
 
     A regression needs all of:
 
-    - a Benjamini-Hochberg adjusted p below ``alpha`` (across all tests of the run; with
-      several baseline runs the test includes the run-to-run noise, see
-      :func:`~metrics_pipeline.stats.compare_samples`);
-    - a worsening of at least ``min_effect`` in the metric's units (sub-millisecond endpoints
-      move 15-30 % between identical runs on shared machines: flagging them is a false alarm);
-    - evidence consistent with a worsening of ``threshold`` or more: the estimated change above
-      ``estimate_share * threshold`` and the upper bound of its 95 % CI at or above
-      ``threshold``. A true slowdown of exactly the threshold gives an estimate below it half
-      of the time; requiring the estimate itself to exceed it (``estimate_share=1``, the
-      classic "worse by more than 20 %" rule) would miss those.
+    - the estimated worsening above ``threshold`` (20 %: "worse by more than 20 %");
+    - a Benjamini-Hochberg adjusted p below ``alpha`` across all tests of the run, from a test
+      that includes the run-to-run noise (see :func:`~metrics_pipeline.stats.compare_runs`);
+    - a worsening of at least ``min_effect`` in the metric's units, and more than the
+      resolution of the measured values (one whole-millisecond step is not evidence).
+
+    An improvement is the mirror image. ``run_noise`` is the prior spread between identical
+    runs, used only with one baseline run and no history of the combination.
     """
 
     threshold: float = 0.20
     alpha: float = 0.05
     min_effect: float = 0.0
-    estimate_share: float = 0.75
+    run_noise: float = DEFAULT_RUN_NOISE
 
 
 DEFAULT_RULES = {
     "latency_p50": MetricRule(min_effect=1.0),
     "latency_p95": MetricRule(min_effect=1.0),
+    "latency_p99": MetricRule(min_effect=1.0),
     "error_rate": MetricRule(min_effect=0.005),
     "throughput": MetricRule(min_effect=0.5),
     "resource": MetricRule(),
@@ -59,30 +74,39 @@ class VerdictPolicy:
     def rule(self, metric: str) -> MetricRule:
         return self.rules.get(metric) or self.rules["resource"]
 
+    def prior(self, metric: str) -> RunNoise:
+        """The run-noise prior of ``metric``: its rule's ``run_noise``, plus the client-side
+        timing jitter for latencies."""
+        jitter = DEFAULT_LATENCY_JITTER_MS if metric in LATENCY_METRICS else 0.0
+        return RunNoise.prior(self.rule(metric).run_noise, jitter)
+
     @classmethod
-    def uniform(cls, threshold: float = 0.20, alpha: float = 0.05) -> VerdictPolicy:
-        """The default absolute floors with one threshold and alpha for every metric."""
+    def uniform(
+        cls, threshold: float = 0.20, alpha: float = 0.05, run_noise: float = DEFAULT_RUN_NOISE
+    ) -> VerdictPolicy:
+        """The default absolute floors with one threshold, alpha and run-noise prior for every
+        metric."""
         return cls(
-            {m: replace(r, threshold=threshold, alpha=alpha) for m, r in DEFAULT_RULES.items()}
+            {
+                m: replace(r, threshold=threshold, alpha=alpha, run_noise=run_noise)
+                for m, r in DEFAULT_RULES.items()
+            }
         )
 
 
-# metric -> the statistic compared on successful requests' latencies
-LATENCY_METRICS = {"latency_p50": "median", "latency_p95": "p95"}
-# Resource metrics where more is worse; a candidate using more of them is a regression, or a
-# trade-off when its latency got better.
-RESOURCE_METRICS = (
-    "cpu_pct",
-    "mem_pct",
-    "mem_used_bytes",
-    "rss_bytes",
-    "proc_rss_bytes",
-    "proc_cpu_pct",
-    "gpu_pct",
-    "spill_pct",
-)
-# (metric, comparison, note) of one endpoint
-Judged = list[tuple[str, Comparison, str | None]]
+# metric -> the statistic compared on successful requests' latencies (and the interval column)
+LATENCY_METRICS = {"latency_p50": "median", "latency_p95": "p95", "latency_p99": "p99"}
+INTERVAL_COLUMNS = {"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"}
+# Resource metrics where more is worse. Those of the service's own processes are judged; those
+# of the whole machine (other tenants move them by 20 % between identical runs) are judged only
+# when the run noise was measured (several baseline runs or a history), else reported.
+PROCESS_RESOURCES = ("proc_rss_bytes", "proc_cpu_pct", "rss_bytes", "spill_pct")
+HOST_RESOURCES = ("cpu_pct", "mem_pct", "mem_used_bytes", "gpu_pct")
+RESOURCE_METRICS = PROCESS_RESOURCES + HOST_RESOURCES
+# (comparison to make, note) of one endpoint
+Judged = list[tuple["_Pending", str | None]]
+# (endpoint, metric) -> the measured run noise of that statistic in the combination's history
+History = Mapping[tuple[str, str], RunNoise]
 
 
 def choose_baseline(
@@ -110,13 +134,36 @@ def choose_baseline(
         chosen := [run for run in pinned if run in known and run != candidate["run_id"]]
     ):
         return chosen
-    previous = accepted_runs(runs, regressed | {candidate["run_id"]}).filter(
+    previous = _previous_accepted(runs, candidate, regressed)
+    return dynamic_baseline(previous, _or_empty(summaries, "run_summary"), n)
+
+
+# Earlier runs whose spread measures the run-to-run noise of a combination.
+HISTORY_RUNS = 20
+
+
+def history_runs(
+    runs: pl.DataFrame,
+    candidate: dict,
+    regressed: set[str],
+    baseline_runs: list[str],
+    n: int = HISTORY_RUNS,
+) -> list[str]:
+    """The last ``n`` accepted runs of the candidate's combination that started before it,
+    other than its baseline runs (which count on their own): the identical-setup runs whose
+    spread measures the run-to-run noise (see :func:`history_noise`)."""
+    previous = _previous_accepted(runs, candidate, regressed)["run_id"].to_list()
+    return [run for run in previous if run not in set(baseline_runs)][-n:]
+
+
+def _previous_accepted(runs: pl.DataFrame, candidate: dict, regressed: set[str]) -> pl.DataFrame:
+    """Accepted runs of the candidate's suite, scenario and environment before it."""
+    return accepted_runs(runs, regressed | {candidate["run_id"]}).filter(
         (pl.col("suite") == candidate["suite"])
         & (pl.col("scenario") == candidate["scenario"])
         & (pl.col("environment") == candidate["environment"])
         & (pl.col("started_at") < candidate["started_at"])
     )
-    return dynamic_baseline(previous, _or_empty(summaries, "run_summary"), n)
 
 
 def judge_run(
@@ -129,22 +176,25 @@ def judge_run(
     baseline_intervals: pl.DataFrame | None = None,
     candidate_resources: pl.DataFrame | None = None,
     baseline_resources: pl.DataFrame | None = None,
+    history: History | None = None,
 ) -> pl.DataFrame:
-    """Compare a candidate run with the pooled data of its baseline runs.
+    """Compare a candidate run with its baseline runs, one statistic per run.
 
-    Per-request rows are compared where an endpoint has them on both sides (latency p50 and
-    p95, error rate, throughput per second); otherwise the ``interval_stats`` rows of tools that
-    only report aggregates. Resource usage is compared per metric over all hosts. Returns one
-    row per endpoint x metric (``verdicts`` schema) with ``verdict`` one of ``regression``,
-    ``trade-off`` (a resource got worse while latency got better: not a pass), ``ok``, or
-    ``no baseline``.
+    Per-request rows are compared where an endpoint has them on both sides (latency p50, p95
+    and p99 of successful requests, error rate, throughput per second); otherwise the
+    ``interval_stats`` rows of tools that only report aggregates (the series of per-interval
+    percentiles). Resource usage is compared per metric over all hosts.
 
-    The baseline's ``run_id`` column tells its runs apart: latency, throughput and resource
-    comparisons add the run-to-run variation of the statistic among the baseline runs to the
-    CI and to the test (``compare_samples(..., baseline_runs=...)``), since the candidate is
-    one more run with a run effect of its own. Each row is then judged by its metric's
-    :class:`MetricRule` with Benjamini-Hochberg adjusted p-values.
+    The baseline's ``run_id`` column tells its runs apart: each statistic is computed per run
+    and compared under a random run effect (:func:`~metrics_pipeline.stats.compare_runs`),
+    whose size comes from the baseline runs, the combination's ``history`` (see
+    :func:`history_noise`) or the policy's prior; the row's ``noise`` says which. Each row is
+    then judged by its metric's :class:`MetricRule` with Benjamini-Hochberg adjusted p-values.
+
+    Returns one row per endpoint x metric (``verdicts`` schema); ``verdict`` is one of
+    :data:`VERDICTS`: ``trade-off`` is a resource that got worse while latency got better.
     """
+    history = history or {}
     candidate_intervals = _or_empty(candidate_intervals, "interval_stats")
     if candidate.height:
         # Per-request rows cover every endpoint; a tool's overall total would judge them twice.
@@ -154,33 +204,36 @@ def judge_run(
     run_id = run_ids[0] if len(run_ids) else None
     request_endpoints = set(candidate["endpoint"]) & set(baseline["endpoint"])
     rows: list[dict] = []
-    comparisons: list[Comparison | None] = []
+    comparisons: list[_Pending | None] = []
     for endpoint in sorted(set(candidate["endpoint"]) | set(candidate_intervals["endpoint"])):
         if endpoint in request_endpoints:
             judged = _judge_requests(
                 candidate.filter(pl.col("endpoint") == endpoint),
                 baseline.filter(pl.col("endpoint") == endpoint),
-                policy,
             )
         else:
             judged = _judge_intervals(
                 _one_source(candidate_intervals.filter(pl.col("endpoint") == endpoint)),
                 _one_source(baseline_intervals.filter(pl.col("endpoint") == endpoint)),
-                policy,
             )
         if not judged:
             rows.append({"endpoint": endpoint, "metric": "all", "note": "no baseline data"})
             comparisons.append(None)
-        for metric, result, note in judged:
-            rows.append({"endpoint": endpoint, "metric": metric, "note": note})
-            comparisons.append(result)
-    for metric, result in _judge_resources(
+        for pending, note in judged:
+            rows.append({"endpoint": endpoint, "metric": pending.metric, "note": note})
+            comparisons.append(pending)
+    absent = set(baseline["endpoint"]) | set(baseline_intervals["endpoint"])
+    for endpoint in sorted(absent - {row["endpoint"] for row in rows} - {ALL_ENDPOINTS}):
+        rows.append({"endpoint": endpoint, "metric": "all", "note": MISSING, "verdict": "missing"})
+        comparisons.append(None)
+    for pending, note in _judge_resources(
         _or_empty(candidate_resources, "resources"),
         _or_empty(baseline_resources, "resources"),
-        policy,
+        history,
     ):
-        rows.append({"endpoint": RESOURCES, "metric": metric, "note": None})
-        comparisons.append(result)
+        rows.append({"endpoint": RESOURCES, "metric": pending.metric, "note": note})
+        comparisons.append(pending)
+    comparisons = _compare_all(rows, comparisons, policy, history)
 
     tested = [i for i, c in enumerate(comparisons) if c is not None and math.isfinite(c.p_value)]
     adjusted = benjamini_hochberg([comparisons[i].p_value for i in tested]) if tested else []
@@ -189,10 +242,13 @@ def judge_run(
         row["run_id"] = run_id
         row["baseline_runs"] = ",".join(baseline_runs)
         if result is None:
-            row |= {"regression": False, "verdict": "no baseline"}
+            row |= {"regression": False, "verdict": row.get("verdict", "no baseline")}
             continue
         adjusted_p = p_adjusted.get(i, math.nan)
-        alpha = policy.rule(row["metric"]).alpha
+        # compare_runs required the size and the floors; the significance must survive the
+        # multiple-testing adjustment across the run.
+        significant = adjusted_p < policy.rule(row["metric"]).alpha
+        reported_only = row["note"] == HOST_NOT_JUDGED
         row |= {
             "baseline": result.baseline,
             "candidate": result.candidate,
@@ -203,25 +259,54 @@ def judge_run(
             "p_adjusted": adjusted_p,
             "n_baseline": result.n_baseline,
             "n_candidate": result.n_candidate,
-            # compare_* already required the size and the absolute floor; the significance
-            # must survive the multiple-testing adjustment across the run. Aggregates without
-            # a test (one summary per side) are judged on size and floor alone.
-            "regression": bool(result.regression and (adjusted_p < alpha or i not in p_adjusted)),
+            "noise": result.noise or None,
+            "regression": bool(result.regression and significant and not reported_only),
+            "improvement": bool(result.improvement and significant and not reported_only),
         }
     latency_better = any(
-        row["metric"] in LATENCY_METRICS
-        and row.get("change") is not None
-        and row["change"] < 0
-        and row.get("p_adjusted", 1.0) < policy.rule(row["metric"]).alpha
-        for row in rows
+        row.get("improvement") and row["metric"] in LATENCY_METRICS for row in rows
     )
     for row in rows:
         if "verdict" not in row:
             trade_off = row["regression"] and row["endpoint"] == RESOURCES and latency_better
             row["verdict"] = (
-                "trade-off" if trade_off else "regression" if row["regression"] else "ok"
+                "trade-off"
+                if trade_off
+                else "regression"
+                if row["regression"]
+                else "improvement"
+                if row.pop("improvement")
+                else "ok"
             )
+        row.pop("improvement", None)
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
+
+
+def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
+    """The measured run-to-run noise of each endpoint x metric in earlier runs of one
+    combination (their ``run_summary`` rows; not the baseline runs, which count on their own).
+
+    Returns ``{(endpoint, metric): RunNoise}`` for the statistics with at least 2 runs: the
+    variance of the log of each run's p50, p95, p99 and throughput, and of the error rate.
+    """
+    out: dict[tuple[str, str], RunNoise] = {}
+    columns = {
+        "latency_p50": ("latency_p50", "log"),
+        "latency_p95": ("latency_p95", "log"),
+        "latency_p99": ("latency_p99", "log"),
+        "throughput": ("throughput_rps", "log"),
+        "error_rate": ("error_rate", "identity"),
+    }
+    for (endpoint,), runs in summaries.group_by(["endpoint"], maintain_order=True):
+        for metric, (column, scale) in columns.items():
+            noise = RunNoise.measured(
+                runs[column].to_numpy(),
+                scale=scale,
+                source=f"history of {runs[column].drop_nulls().len()} runs",
+            )
+            if noise is not None:
+                out[(endpoint, metric)] = noise
+    return out
 
 
 def run_verdict(verdicts: pl.DataFrame) -> str:
@@ -231,198 +316,216 @@ def run_verdict(verdicts: pl.DataFrame) -> str:
         return "regression"
     if "trade-off" in kinds:
         return "trade-off"
-    return "pass" if "ok" in kinds else "no baseline"
+    return "pass" if kinds & {"ok", "improvement"} else "no baseline"
 
 
-def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy) -> Judged:
-    cand_ok = cand.filter(pl.col("ok"))["latency_ms"].to_numpy()
-    base_good = base.filter(pl.col("ok"))
-    base_ok = base_good["latency_ms"].to_numpy()
-    runs = base_good["run_id"].to_numpy()
+def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
+    base_runs = [run for _, run in base.group_by(["run_id"], maintain_order=True)]
+    statistics = list(LATENCY_METRICS.values())
+
+    def latencies(run: pl.DataFrame) -> list[RunStatistic]:
+        return quantile_statistics(run.filter(pl.col("ok"))["latency_ms"].to_numpy(), statistics)
+
+    cand_latency, base_latency = latencies(cand), [latencies(run) for run in base_runs]
     judged: Judged = [
-        (metric, _samples(base_ok, cand_ok, policy.rule(metric), statistic, runs=runs), None)
-        for metric, statistic in LATENCY_METRICS.items()
+        (_Pending(metric, [run[i] for run in base_latency], cand_latency[i], statistic), None)
+        for i, (metric, statistic) in enumerate(LATENCY_METRICS.items())
     ]
-    rule = policy.rule("error_rate")
-    rate = compare_rates(
-        int((~base["ok"]).sum()),
-        base.height,
-        int((~cand["ok"]).sum()),
-        cand.height,
-        threshold=rule.threshold,
-        alpha=rule.alpha,
-        min_effect=rule.min_effect,
-        estimate_share=rule.estimate_share,
+    error_rate = _Pending(
+        "error_rate",
+        [_errors(run) for run in base_runs],
+        _errors(cand),
+        "rate",
+        scale="identity",
     )
-    base_counts, base_runs = _per_second_by_run(base)
-    throughput = _samples(
-        base_counts,
-        per_second(cand),
-        policy.rule("throughput"),
-        "median",
+    throughput = _Pending(
+        "throughput",
+        [mean_statistic(per_second(run)) for run in base_runs],
+        mean_statistic(per_second(cand)),
+        "mean",
         higher_is_worse=False,
-        runs=base_runs,
     )
-    return [*judged, ("error_rate", rate, None), ("throughput", throughput, "requests per second")]
+    return [*judged, (error_rate, None), (throughput, "requests per second")]
+
+
+def _errors(run: pl.DataFrame) -> RunStatistic:
+    return rate_statistic(int((~run["ok"]).sum()), run.height)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """One comparison to make: a metric's statistic per baseline run and of the candidate."""
+
+    metric: str
+    baseline: list[RunStatistic]
+    candidate: RunStatistic
+    statistic: str
+    scale: Scale = "log"
+    higher_is_worse: bool = True
+
+
+def _compare_all(
+    rows: list[dict],
+    pending: list[_Pending | None],
+    policy: VerdictPolicy,
+    history: History,
+) -> list[Comparison | None]:
+    """Run every pending comparison of a run with its run noise: the endpoint's history where
+    there is one (else the baseline runs, else the policy's prior)."""
+    out: list[Comparison | None] = []
+    for row, p in zip(rows, pending, strict=True):
+        if p is None:
+            out.append(None)
+            continue
+        rule = policy.rule(p.metric)
+        measured = history.get((row["endpoint"], p.metric))
+        out.append(
+            compare_runs(
+                p.baseline,
+                p.candidate,
+                statistic=p.statistic,
+                scale=p.scale,
+                higher_is_worse=p.higher_is_worse,
+                threshold=rule.threshold,
+                alpha=rule.alpha,
+                min_effect=rule.min_effect,
+                prior=policy.prior(p.metric),
+                history=measured,
+            )
+        )
+    return out
 
 
 def per_second(requests: pl.DataFrame) -> np.ndarray:
-    """Requests per whole second of each run (seconds without requests count as 0; the first
-    and last, partial, seconds of a run are left out)."""
-    return _per_second_by_run(requests)[0]
+    """Requests per whole second of a run (seconds without requests count as 0; the first and
+    last, partial, seconds of the run are left out)."""
+    if requests.height == 0:
+        return np.array([])
+    seconds = (
+        requests["ts"] - requests["ts"].min()
+    ).dt.total_microseconds().to_numpy() // 1_000_000
+    return np.bincount(seconds)[1:-1]
 
 
-def _per_second_by_run(requests: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`per_second` and the run id of each count."""
-    counts, labels = [], []
-    for (run_id,), run in requests.group_by(["run_id"], maintain_order=True):
-        seconds = (run["ts"] - run["ts"].min()).dt.total_microseconds().to_numpy() // 1_000_000
-        counts.append(np.bincount(seconds)[1:-1])
-        labels.append(np.full(counts[-1].size, run_id, dtype=object))
-    if not counts:
-        return np.array([]), np.array([], dtype=object)
-    return np.concatenate(counts), np.concatenate(labels)
+MISSING = "in the baseline runs, not in this run"
+# The note of a host-wide resource row judged on a prior alone: reported, not judged.
+HOST_NOT_JUDGED = "whole machine: reported, not judged without measured run noise"
 
 
-def _samples(
-    base: np.ndarray,
-    cand: np.ndarray,
-    rule: MetricRule,
-    statistic: str,
-    higher_is_worse: bool = True,
-    runs: np.ndarray | None = None,
-) -> Comparison:
-    return compare_samples(
-        base,
-        cand,
-        threshold=rule.threshold,
-        alpha=rule.alpha,
-        statistic=statistic,
-        higher_is_worse=higher_is_worse,
-        min_effect=rule.min_effect,
-        baseline_runs=runs,
-        estimate_share=rule.estimate_share,
-    )
-
-
-def _judge_resources(
-    cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy
-) -> list[tuple[str, Comparison]]:
-    judged = []
+def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame, history: History) -> Judged:
+    judged: Judged = []
     for metric in RESOURCE_METRICS:
         c = cand.filter(pl.col("metric") == metric)["value"].to_numpy()
         rows = base.filter(pl.col("metric") == metric)
-        b = rows["value"].to_numpy()
-        if len(c) >= 2 and len(b) >= 2:
-            runs = rows["run_id"].to_numpy()
-            judged.append((metric, _samples(b, c, policy.rule(metric), "median", runs=runs)))
+        if len(c) < 2 or rows.height < 2:
+            continue
+        runs = [
+            run["value"].to_numpy() for _, run in rows.group_by(["run_id"], maintain_order=True)
+        ]
+        pending = _Pending(
+            metric,
+            [quantile_statistics(values, ["median"])[0] for values in runs],
+            quantile_statistics(c, ["median"])[0],
+            "median",
+        )
+        measured = len(runs) >= 2 or (RESOURCES, metric) in history
+        note = None if metric in PROCESS_RESOURCES or measured else HOST_NOT_JUDGED
+        judged.append((pending, note))
     return judged
 
 
-# Interval columns compared as latency metrics, and the fewest intervals a side needs for a
-# rank test on the series (with 3 vs 3 values no test can reach p < 0.05).
-INTERVAL_METRICS = {"latency_p50": "p50", "latency_p95": "p95"}
-MIN_INTERVALS = 5
-
-
-def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, policy: VerdictPolicy) -> Judged:
-    """Judge pre-aggregated rows: the series of per-interval percentiles when both sides have
-    enough intervals (a rank test on the series), else the count-weighted aggregate of each
-    side with no significance test (noted on the row)."""
+def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
+    """Judge pre-aggregated rows: per run, the geometric mean of the series of per-interval
+    percentiles (its spread over the intervals is the run's sampling error) and the error
+    rate of the summed counts, compared with the same run-level model as per-request data."""
     if cand.height == 0 or base.height == 0:
         return []
-    series = min(cand.height, base.height) >= MIN_INTERVALS
+    base_runs = [run for _, run in base.group_by(["run_id"], maintain_order=True)]
     judged: Judged = []
-    for metric, column in INTERVAL_METRICS.items():
+    for metric, column in INTERVAL_COLUMNS.items():
         if cand[column].null_count() == cand.height or base[column].null_count() == base.height:
             continue
-        if series:
-            result = _samples(
-                base[column].to_numpy(), cand[column].to_numpy(), policy.rule(metric), "median"
-            )
-            judged.append((metric, result, f"{column} of {cand.height} intervals"))
-        else:
-            result = _aggregate_change(
-                _weighted(base, column), _weighted(cand, column), policy.rule(metric)
-            )
-            result = replace(result, n_baseline=base.height, n_candidate=cand.height)
-            judged.append((metric, result, "aggregate only: no significance test"))
-    if cand["errors"].null_count() == 0 and base["errors"].null_count() == 0:
-        rule = policy.rule("error_rate")
-        rate = compare_rates(
-            int(base["errors"].sum()),
-            int(base["count"].sum()),
-            int(cand["errors"].sum()),
-            int(cand["count"].sum()),
-            threshold=rule.threshold,
-            alpha=rule.alpha,
-            min_effect=rule.min_effect,
-            estimate_share=rule.estimate_share,
+        pending = _Pending(
+            metric,
+            [series_statistic(run[column].to_numpy()) for run in base_runs],
+            series_statistic(cand[column].to_numpy()),
+            column,
         )
-        judged.append(("error_rate", rate, None))
+        judged.append((pending, f"{column} of {cand.height} intervals"))
+    if cand["errors"].null_count() == 0 and base["errors"].null_count() == 0:
+        pending = _Pending(
+            "error_rate",
+            [rate_statistic(int(r["errors"].sum()), int(r["count"].sum())) for r in base_runs],
+            rate_statistic(int(cand["errors"].sum()), int(cand["count"].sum())),
+            "rate",
+            scale="identity",
+        )
+        judged.append((pending, None))
     return judged
-
-
-def _weighted(frame: pl.DataFrame, column: str) -> float:
-    """Count-weighted mean of a per-interval statistic (an approximation for percentiles)."""
-    valid = frame.filter(pl.col(column).is_not_null())
-    weights = valid["count"].fill_null(1).cast(pl.Float64)
-    if weights.sum() <= 0:
-        return float(valid[column].mean())
-    return float((valid[column] * weights).sum() / weights.sum())
-
-
-def _aggregate_change(base: float, cand: float, rule: MetricRule) -> Comparison:
-    change = cand / base - 1 if base > 0 else math.nan
-    return Comparison(
-        statistic="aggregate",
-        baseline=base,
-        candidate=cand,
-        change=change,
-        ci_low=math.nan,
-        ci_high=math.nan,
-        p_value=math.nan,
-        n_baseline=1,
-        n_candidate=1,
-        regression=bool(change > rule.threshold and cand - base >= rule.min_effect),
-    )
 
 
 def _one_source(intervals: pl.DataFrame) -> pl.DataFrame:
-    """The rows of the file with the longest series: files of one run that summarise the same
-    requests (Locust writes three) must not be pooled."""
+    """Per run, the rows of the file with the longest series: files of one run that summarise
+    the same requests (Locust writes three) must not be pooled."""
     if intervals.height == 0:
         return intervals
     best = (
-        intervals.group_by("source_file")
+        intervals.group_by("run_id", "source_file")
         .len()
-        .sort(["len", "source_file"], descending=[True, False], nulls_last=True)["source_file"][0]
+        .sort(["run_id", "len", "source_file"], descending=[False, True, False], nulls_last=True)
+        .group_by("run_id", maintain_order=True)
+        .first()
     )
-    return intervals.filter(pl.col("source_file").eq_missing(best))
+    return intervals.join(
+        best.select("run_id", "source_file"), on=["run_id", "source_file"], nulls_equal=True
+    )
 
 
 def _or_empty(frame: pl.DataFrame | None, table: str) -> pl.DataFrame:
     return empty(table) if frame is None else frame
 
 
-def verdicts_markdown(verdicts: pl.DataFrame) -> str:
-    """The verdict table as markdown, regressions first, for the UI and the CLI."""
+def verdicts_markdown(verdicts: pl.DataFrame, alpha: float = 0.05) -> str:
+    """The verdict table as markdown, regressions first, with the sources of the run noise
+    under it, for the UI and the CLI."""
     lines = [
-        "| endpoint | metric | baseline | candidate | change | 95% CI (+ = worse) | p (adj.) "
+        f"| endpoint | metric | baseline | candidate | change | {ci_label(alpha)} | p (adj.) "
         "| verdict |",
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
     for row in ordered(verdicts).iter_rows(named=True):
         cells = [md(row["endpoint"]), row["metric"], *formatted(row)]
         lines.append("| " + " | ".join(cells) + " |")
+    if sources := noise_sources(verdicts):
+        lines += ["", f"Run-to-run noise from: {md(sources)}."]
     return "\n".join(lines)
+
+
+def ci_label(alpha: float) -> str:
+    """The CI column's header for significance level ``alpha``."""
+    return f"{1 - alpha:.0%} CI (+ = worse)"
+
+
+def noise_sources(verdicts: pl.DataFrame) -> str:
+    """The distinct sources of run-to-run noise of a verdict table, most used first."""
+    counts = verdicts["noise"].drop_nulls().value_counts(sort=True)
+    return "; ".join(counts["noise"].to_list())
 
 
 UNITS = {
     "error_rate": "{:.2%}",
     "latency_p50": "{:.1f} ms",
     "latency_p95": "{:.1f} ms",
+    "latency_p99": "{:.1f} ms",
     "throughput": "{:.1f}/s",
+}
+# Metrics whose change is a difference of rates (percentage points), not a ratio.
+ABSOLUTE_CHANGE = frozenset({"error_rate"})
+VERDICT_WORDS = {
+    "regression": "REGRESSION",
+    "trade-off": "TRADE-OFF",
+    "improvement": "improved",
+    "missing": "MISSING",
 }
 
 
@@ -433,26 +536,36 @@ def ordered(verdicts: pl.DataFrame) -> pl.DataFrame:
 def formatted(row: dict) -> list[str]:
     """baseline, candidate, change, CI, adjusted p and verdict of one row, as text."""
     if row["baseline"] is None:
-        return ["", "", "", "", "", row["note"] or ""]
+        words = VERDICT_WORDS.get(row["verdict"])
+        return ["", "", "", "", "", f"{words} ({row['note']})" if words else row["note"] or ""]
     unit = UNITS.get(row["metric"], "{:.4g}")
-    ci = (
-        f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]"
-        if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"])
-        else "-"
-    )
+    points = row["metric"] in ABSOLUTE_CHANGE
+    if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]):
+        ci = (
+            f"[{row['ci_low'] * 100:+.2f}, {row['ci_high'] * 100:+.2f}] pp"
+            if points
+            else f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]"
+        )
+    else:
+        ci = "-"
     p = f"{row['p_adjusted']:.2g}" if math.isfinite(row["p_adjusted"]) else "-"
-    verdict = {"regression": "REGRESSION", "trade-off": "TRADE-OFF"}.get(row["verdict"], "ok")
+    verdict = VERDICT_WORDS.get(row["verdict"], "ok")
     if row["note"]:
         verdict += f" ({row['note']})"
-    change = change_words(row["change"])
+    change = change_words(row["change"], row["metric"])
     return [unit.format(row["baseline"]), unit.format(row["candidate"]), change, ci, p, verdict]
 
 
-def change_words(change: float) -> str:
-    """A relative change (+ = worse, whatever the metric's direction) in words that need no
-    legend: ``5.0 % worse`` for 10.0/s -> 9.5/s and for 10 ms -> 10.5 ms alike."""
+def change_words(change: float, metric: str = "") -> str:
+    """A change (+ = worse, whatever the metric's direction) in words that need no legend:
+    ``5.0 % worse`` for 10.0/s -> 9.5/s and for 10 ms -> 10.5 ms alike, ``9.30 pp worse`` for
+    an error rate going from 0 to 9.3 %."""
     if not math.isfinite(change):
         return "-"
+    if metric in ABSOLUTE_CHANGE:
+        if abs(change) < 0.00005:
+            return "no change"
+        return f"{abs(change) * 100:.2f} pp {'worse' if change > 0 else 'better'}"
     if abs(change) < 0.0005:
         return "no change"
     return f"{abs(change) * 100:.1f} % {'worse' if change > 0 else 'better'}"

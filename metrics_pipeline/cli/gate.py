@@ -13,15 +13,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from metrics_pipeline.cli.output import bad_input, console, err, fail
+from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
 from metrics_pipeline.formats import read_results
 from metrics_pipeline.settings import Settings
 
 
-def verdict_table(verdicts: pl.DataFrame, title: str) -> Table:
-    from metrics_pipeline.analysis.verdicts import formatted, ordered
+def verdict_table(verdicts: pl.DataFrame, title: str, alpha: float = 0.05) -> Table:
+    from metrics_pipeline.analysis.verdicts import ci_label, formatted, noise_sources, ordered
 
-    table = Table(title=title)
-    columns = ("endpoint", "metric", "baseline", "candidate", "change", "95% CI (+ = worse)")
+    sources = noise_sources(verdicts)
+    table = Table(title=title, caption=f"run-to-run noise from: {sources}" if sources else None)
+    columns = ("endpoint", "metric", "baseline", "candidate", "change", ci_label(alpha))
     for column in (*columns, "p adj.", "verdict"):
         table.add_column(
             column,
@@ -36,63 +38,102 @@ def verdict_table(verdicts: pl.DataFrame, title: str) -> Table:
         table.add_row(
             escape(row["endpoint"]),
             row["metric"],
-            *cells,
+            *[escape(cell) if i < len(cells) - 1 else cell for i, cell in enumerate(cells)],
             style="bold" if row["regression"] else None,
         )
     return table
 
 
+JSON_KEYS = [
+    "endpoint",
+    "metric",
+    "baseline",
+    "candidate",
+    "change",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "regression",
+    "verdict",
+    "n_baseline",
+    "n_candidate",
+    "noise",
+    "note",
+]
+
+
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline result file or folder.")],
-    candidate: Annotated[Path, typer.Argument(help="Candidate result file or folder.")],
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Baseline runs, then the candidate run: each a result file or a folder of "
+            "one run's files (BASE... CAND).",
+            show_default=False,
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     threshold: Annotated[float, typer.Option(help="Relative worsening that counts.")] = 0.20,
     alpha: Annotated[float, typer.Option(help="Significance level (BH-adjusted).")] = 0.05,
+    run_noise: Annotated[
+        float,
+        typer.Option(
+            help="Spread between identical runs assumed with a single baseline run "
+            "(0.10 = 10 %); two or more baseline runs measure it instead.",
+        ),
+    ] = DEFAULT_RUN_NOISE,
 ) -> None:
-    """Compare two result files or folders; exit 1 if any endpoint regressed (a CI gate)."""
+    """Compare a candidate run with one or more baseline runs; exit 1 if anything regressed,
+    2 if nothing could be compared (a CI gate)."""
     from metrics_pipeline.analysis.verdicts import VerdictPolicy, judge_run
 
+    if len(results) < 2:
+        fail("give at least one baseline and the candidate: compare BASE... CAND")
+    if not (0 < alpha < 1 and threshold > 0 and run_noise >= 0):
+        fail("need 0 < --alpha < 1, --threshold > 0 and --run-noise >= 0")
+    *baselines, candidate = results
     with bad_input():
-        base, cand = read_results(baseline), read_results(candidate)
-    for label, parsed in (("baseline", base), ("candidate", cand)):
-        if parsed.requests.height == 0 and parsed.interval_stats.height == 0:
-            err.print(f"[red]error:[/] no request or interval data in the {label}:")
-            for acc in parsed.accounting:
+        parsed = [read_results(path) for path in results]
+    labels = [f"baseline {i}" for i in range(1, len(baselines) + 1)] + ["candidate"]
+    for path, run in zip(results, parsed, strict=True):
+        if run.requests.height == 0 and run.interval_stats.height == 0:
+            err.print(f"[red]error:[/] no request or interval data in {escape(str(path))}:")
+            for acc in run.accounting:
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
-    policy = VerdictPolicy.uniform(threshold, alpha)
+
+    def tables(name: str, runs: list) -> pl.DataFrame:
+        return pl.concat(
+            [
+                getattr(run, name).with_columns(run_id=pl.lit(label))
+                for run, label in zip(runs, labels, strict=False)
+            ]
+        )
+
+    base, cand = parsed[:-1], parsed[-1:]
     verdicts = judge_run(
-        cand.requests.with_columns(run_id=pl.lit("candidate")),
-        base.requests,
-        ["baseline"],
-        policy,
-        candidate_intervals=cand.interval_stats.with_columns(run_id=pl.lit("candidate")),
-        baseline_intervals=base.interval_stats,
-        candidate_resources=cand.resources,
-        baseline_resources=base.resources,
+        tables("requests", cand).with_columns(run_id=pl.lit("candidate")),
+        tables("requests", base),
+        labels[:-1],
+        VerdictPolicy.uniform(threshold, alpha, run_noise),
+        candidate_intervals=cand[0].interval_stats.with_columns(run_id=pl.lit("candidate")),
+        baseline_intervals=tables("interval_stats", base),
+        candidate_resources=cand[0].resources.with_columns(run_id=pl.lit("candidate")),
+        baseline_resources=tables("resources", base),
     )
     judged = verdicts.filter(pl.col("baseline").is_not_null())
     if as_json:
-        keys = [
-            "endpoint",
-            "metric",
-            "baseline",
-            "candidate",
-            "change",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "p_adjusted",
-            "regression",
-            "verdict",
-            "n_baseline",
-            "n_candidate",
-            "note",
-        ]
         # NaN is not JSON: a statistic that could not be computed is null.
-        print(json.dumps(judged.select(keys).fill_nan(None).to_dicts(), indent=2))
+        print(json.dumps(verdicts.select(JSON_KEYS).fill_nan(None).to_dicts(), indent=2))
     else:
-        console.print(verdict_table(verdicts, f"{candidate} vs {baseline}"))
+        title = f"{', '.join(map(str, baselines))} -> {candidate}"
+        console.print(verdict_table(verdicts, title, alpha))
+    if judged.height == 0:
+        err.print(
+            "[red]error:[/] nothing to compare: no endpoint and metric has data in both the "
+            "baseline and the candidate"
+        )
+        raise typer.Exit(2)
     raise typer.Exit(1 if judged["regression"].any() else 0)
 
 

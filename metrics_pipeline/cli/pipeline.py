@@ -101,7 +101,7 @@ def demo(
 
 def _summary(verdicts: pl.DataFrame, run_id: str, settings: Settings) -> str:
     """The closing lines: what regressed, by how much, how sure, where to look next."""
-    from metrics_pipeline.analysis.verdicts import change_words
+    from metrics_pipeline.analysis.verdicts import formatted
     from metrics_pipeline.reports import report_folder
     from metrics_pipeline.reports.text import metric_name
 
@@ -109,10 +109,10 @@ def _summary(verdicts: pl.DataFrame, run_id: str, settings: Settings) -> str:
     for row in (
         verdicts.filter(pl.col("regression")).sort("change", descending=True).iter_rows(named=True)
     ):
+        _, _, change, ci, p, _ = formatted(row)
         lines.append(
             f"  [red]REGRESSION[/] {escape(row['endpoint'])}: {metric_name(row['metric'])} "
-            f"{change_words(row['change'])} (95 % CI {row['ci_low']:+.1%} to "
-            f"{row['ci_high']:+.1%}, adjusted p {row['p_adjusted']:.1g})"
+            f"{change} (95 % CI {ci}, adjusted p {p}; run noise from {row['noise']})"
         )
     if len(lines) == 2:
         lines.append("  no regression")

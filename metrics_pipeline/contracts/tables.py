@@ -181,7 +181,8 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "verdicts",
-            "Per run x endpoint x metric: change, CI, p-value, verdict.",
+            "Per run x endpoint x metric: change (relative; error_rate: difference of rates), CI, "
+            "p-value, verdict.",
             pl.Schema(
                 {
                     "run_id": pl.String,
@@ -195,11 +196,12 @@ TABLES: dict[str, Table] = {
                     "p_value": pl.Float64,
                     "p_adjusted": pl.Float64,
                     "regression": pl.Boolean,
-                    "verdict": pl.String,  # regression | trade-off | ok | no baseline
+                    "verdict": pl.String,  # analysis.verdicts.VERDICTS
                     "n_baseline": pl.Int64,
                     "n_candidate": pl.Int64,
                     "baseline_runs": pl.String,
                     "note": pl.String,
+                    "noise": pl.String,  # where the run-to-run noise came from
                 }
             ),
             written_by="ci.judge",

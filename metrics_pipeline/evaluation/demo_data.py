@@ -112,7 +112,7 @@ def demo_runs(
     *,
     suite: str = "checkout",
     slowed_endpoint: str = "/api/orders",
-    slowdown: float = 1.3,
+    slowdown: float = 1.6,
     duration_s: float = 60.0,
     now: datetime | None = None,
 ) -> list[DemoRun]:

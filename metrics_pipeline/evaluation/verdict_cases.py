@@ -35,10 +35,13 @@ DEFAULT_FIXTURES = CHECKOUT / "tests" / "fixtures" / "loadtest"
 FIXTURE_FILES = ("locust/requests.ndjson", "jmeter/results.jtl", "k6/k6_out.json.gz")
 # Degradations injected into per-run verdict cases, relative (0.2 = 20 % slower).
 DEGRADATION_RANGE = (0.20, 0.50)
+# Recall is scored on the degradations from +30 %: a regression is an estimate worse by more
+# than 20 %, so a true +20-30 % slowdown is flagged about half to most of the time by design
+# (its bands are reported; bench/verdict_calibration.py measures the whole power curve).
+RECALL_FROM = 0.30
 VERDICT_POWER = 0.95
 # Grid searched for the minimum detectable effect. The per-run verdict cannot flag less than
-# its estimate share of the threshold (0.75 x 20 % = 15 % by default), so its grid starts
-# below that.
+# its threshold (20 % by default), so its grid starts below that.
 VERDICT_EFFECT_GRID = tuple(round(0.10 + 0.025 * k, 4) for k in range(37))  # 10 % .. 100 %
 
 _START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -285,6 +288,7 @@ def _score_fixture_verdicts(
 
 def _verdict_score(name: str, outcomes: list[_VerdictOutcome], detail: str) -> DetectorScore:
     positives = [o for o in outcomes if o.endpoint is not None]
+    scored = [o for o in positives if o.effect >= RECALL_FROM]
     negatives = [o for o in outcomes if o.endpoint is None]
     flagged_pairs = sum(len(o.flags) for o in outcomes)
     correct_pairs = sum(o.detected for o in positives)
@@ -301,11 +305,11 @@ def _verdict_score(name: str, outcomes: list[_VerdictOutcome], detail: str) -> D
         positives=len(positives),
         negatives=len(negatives),
         precision=_ratio(correct_pairs, flagged_pairs),
-        recall=_ratio(sum(o.detected for o in positives), len(positives)),
+        recall=_ratio(sum(o.detected for o in scored), len(scored)),
         false_positive_rate=_ratio(sum(bool(o.flags) for o in negatives), len(negatives)),
         target=VERDICT_TARGET,
         unit="run",
-        detail=detail,
+        detail=f"{detail}; recall scored from +{RECALL_FROM:.0%}",
         breakdown=tuple(
             Breakdown(
                 f"+{low:.0%}..+{high:.0%}",
@@ -337,10 +341,7 @@ def _threshold_crossing(
     base = baseline.filter(pl.col("ok"))["latency_ms"].to_numpy()
     cand = candidate.filter(pl.col("ok"))["latency_ms"].to_numpy()
     return min(
-        (1 + policy.rule(metric).estimate_share * policy.rule(metric).threshold)
-        * np.quantile(base, q)
-        / np.quantile(cand, q)
-        - 1
+        (1 + policy.rule(metric).threshold) * np.quantile(base, q) / np.quantile(cand, q) - 1
         for metric, q in (("latency_p50", 0.5), ("latency_p95", 0.95))
     )
 

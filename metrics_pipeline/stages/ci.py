@@ -24,7 +24,7 @@ from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
 from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
 from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
 from metrics_pipeline.analysis.verdicts import choose_baseline as choose_baseline_runs
-from metrics_pipeline.analysis.verdicts import judge_run
+from metrics_pipeline.analysis.verdicts import history_noise, history_runs, judge_run
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.ingest.files import (
     IngestReport,
@@ -91,13 +91,10 @@ def choose_baseline(warehouse: Warehouse, run_id: str, pinned: list[BaselineEntr
     ``run_baselines`` in order."""
     runs = warehouse.read("runs")
     candidate = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-    regressed = set(
-        warehouse.scan("verdicts").filter(pl.col("regression")).select("run_id").collect()["run_id"]
-    )
     chosen = choose_baseline_runs(
         runs,
         candidate,
-        regressed,
+        _regressed(warehouse),
         summaries=warehouse.read("run_summary"),
         pinned=pinned_runs(
             pinned, candidate["suite"], candidate["scenario"], candidate["environment"]
@@ -123,9 +120,19 @@ class Judgement:
         return self.verdicts.filter(pl.col("regression"))
 
 
+def _regressed(warehouse: Warehouse) -> set[str]:
+    """Runs judged a regression (never a baseline, nor part of a noise history)."""
+    verdicts = warehouse.scan("verdicts").filter(pl.col("regression")).select("run_id")
+    return set(verdicts.collect()["run_id"])
+
+
 def judge(warehouse: Warehouse, run_id: str) -> Judgement:
-    """Verdict per endpoint and metric against the stored baseline runs (``verdicts``)."""
+    """Verdict per endpoint and metric against the stored baseline runs (``verdicts``), with
+    the run-to-run noise measured on the combination's earlier accepted runs."""
     baseline_runs = warehouse.read("run_baselines", [run_id])["baseline_run_id"].to_list()
+    runs = warehouse.read("runs")
+    candidate = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    earlier = history_runs(runs, candidate, _regressed(warehouse) - {run_id}, baseline_runs)
     table = judge_run(
         warehouse.read("requests", [run_id]),
         warehouse.read("requests", baseline_runs),
@@ -134,6 +141,7 @@ def judge(warehouse: Warehouse, run_id: str) -> Judgement:
         baseline_intervals=warehouse.read("interval_stats", baseline_runs),
         candidate_resources=warehouse.read("resources", [run_id]),
         baseline_resources=warehouse.read("resources", baseline_runs),
+        history=history_noise(warehouse.read("run_summary", earlier)) if earlier else None,
     )
     warehouse.write_partition("verdicts", run_id, table)
     warehouse.refresh_catalog()

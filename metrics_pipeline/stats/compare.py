@@ -1,62 +1,168 @@
-"""Baseline-versus-candidate comparisons: relative change, bootstrap CI, p-value and verdict.
+r"""Run-level comparisons of a candidate run with baseline runs: change, CI, p-value, verdict.
 
-Every comparison reports a relative change oriented so that a positive value means *worse*
-(``+0.25`` = 25 % worse), whichever direction is bad for the metric. A regression must be large
-(``change > threshold``; or, with ``estimate_share < 1``, above that share of the threshold with
-a CI that reaches the threshold), significant (``p_value < alpha``) and material (absolute
-worsening of at least ``min_effect`` in the metric's units): on shared machines fast endpoints
-move by 15-30 % between identical runs, and flagging those is a false alarm. With the baseline's
-run labels, the run-to-run variation of the statistic is part of the CI and of the test.
+A verdict compares *runs*, not requests. Two runs of the same build on the same machine differ
+by more than their requests' sampling error (warm-up, neighbours, caches, frequency scaling):
+on shared CI machines run medians move by 5-15 % and tails by more. So every statistic (a
+latency quantile or mean, an error rate, a throughput, a resource level) is computed once per
+run with its sampling variance, and compared under a random run effect whose size comes from
+the data (:class:`RunNoise`):
+
+1. the baseline runs themselves, when there are at least two (t with :math:`k - 1` df);
+2. the combination's earlier runs in the warehouse (``history``), pooled with (1);
+3. else a documented prior (``--run-noise``, default 10 %), taken as known (normal reference).
+
+A change is oriented so that a positive value means *worse*, whatever the metric's good
+direction. On the log scale (latencies, throughput, resources) ``change`` is relative
+(``+0.25`` = 25 % worse); on the identity scale (error rates) it is the difference of the
+rates (``+0.02`` = 2 percentage points worse).
+
+Quantiles are mid-quantiles (Parzen's mid-distribution: Hazen's type-5 quantile on continuous
+data), which interpolate across tied values, so a percentile of whole milliseconds moves
+smoothly instead of jumping a full step when a few requests cross it.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-# Bootstrapping more values than this buys little precision for the cost; larger samples are
-# bootstrapped on a random subsample of this size (point estimate and p-value use all values).
-BOOTSTRAP_MAX_N = 20_000
-# Resampled indices drawn per chunk: 16 MB of int32 (plus 32 MB of gathered floats for "mean"),
-# which keeps memory bounded whatever n_resamples is.
-_CHUNK_ELEMENTS = 4_000_000
-# Cochran's rule: below this expected count the chi-square approximation is not trusted.
-_MIN_EXPECTED_COUNT = 5.0
+from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
+
+Scale = Literal["log", "identity"]
+
+# Fewer degrees of freedom than this in the measured run noise (baseline runs + history) and the
+# prior decides instead (or the measurement, when it is larger).
+MIN_MEASURED_DF = 2
+# Measured resolutions tried, coarsest first (milliseconds for latencies).
+RESOLUTIONS = (1.0, 0.1, 0.01, 0.001)
 
 _QUANTILE_STATISTIC = re.compile(r"p(\d+(?:\.\d+)?)")
 
 
 @dataclass(frozen=True)
+class RunStatistic:
+    r"""One statistic of one run and the sampling variance of its transform.
+
+    Attributes
+    ----------
+    value : float
+        The statistic (a mid-quantile, a mean, a rate ...), in the metric's units.
+    variance : float
+        Sampling variance of :math:`g(\text{value})`, with :math:`g = \ln` on the log scale and
+        the identity on the identity scale; 0 when the run gives no way to estimate it (one
+        aggregate per run), which leaves the whole spread to the run effect.
+    n : int
+        Values behind it (requests, samples, intervals).
+    resolution : float
+        Step of the measured values (1.0 for whole milliseconds), 0 for continuous values.
+    """
+
+    value: float
+    variance: float
+    n: int
+    resolution: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunNoise:
+    r"""The spread of a run's statistic between identical runs, beyond sampling error.
+
+    Either a prior (``relative`` and ``absolute`` parts, taken as known) or a measurement
+    (``variance``: the per-run variance of the transformed statistic, sampling included, with
+    ``df`` degrees of freedom), e.g. from the combination's history.
+
+    Attributes
+    ----------
+    relative : float
+        Prior relative spread :math:`r` of the run effect (0.10 = 10 %).
+    absolute : float
+        Prior absolute spread :math:`a` in the metric's units, added in quadrature.
+    variance : float or None
+        Measured per-run variance :math:`S^2_h` on the comparison's scale.
+    df : float
+        Degrees of freedom of ``variance``; ``inf`` for a prior.
+    source : str
+        Where it came from, for the verdict row.
+    """
+
+    relative: float = DEFAULT_RUN_NOISE
+    absolute: float = 0.0
+    variance: float | None = None
+    df: float = math.inf
+    source: str = ""
+
+    @classmethod
+    def prior(cls, relative: float, absolute: float = 0.0) -> RunNoise:
+        """A configured prior (``--run-noise``)."""
+        if not (math.isfinite(relative) and relative >= 0 and absolute >= 0):
+            raise ValueError(f"run noise must be >= 0, got {relative} and {absolute}")
+        jitter = f" + {absolute:g} abs." if absolute else ""
+        return cls(relative, absolute, source=f"prior {relative:.0%}{jitter}")
+
+    @classmethod
+    def measured(cls, values: ArrayLike, *, scale: Scale = "log", source: str) -> RunNoise | None:
+        r"""The spread of per-run statistics of earlier identical-setup runs (history).
+
+        Returns :math:`S^2 = \operatorname{var}(g(x_i))` with :math:`n - 1` df, or ``None``
+        with fewer than 2 usable values.
+        """
+        x = np.asarray(values, dtype=float)
+        x = x[np.isfinite(x)]
+        if scale == "log":
+            x = np.log(x[x > 0])
+        if x.size < 2:
+            return None
+        return cls(variance=float(np.var(x, ddof=1)), df=x.size - 1, source=source)
+
+    def run_variance(self, level: float, sampling: float, scale: Scale) -> float:
+        r"""Variance of one run's transformed statistic at ``level``: :math:`S^2_h` when
+        measured, else :math:`\tau^2 + v` with the prior's
+        :math:`\tau^2 = \ln^2(1 + r) + (a / \text{level})^2` on the log scale and
+        :math:`\tau^2 = (r\,\text{level})^2 + a^2` on the identity scale."""
+        if self.variance is not None:
+            return self.variance
+        if scale == "log":
+            jitter = self.absolute / level if level > 0 else math.inf
+            return math.log1p(self.relative) ** 2 + jitter**2 + sampling
+        return (self.relative * level) ** 2 + self.absolute**2 + sampling
+
+
+@dataclass(frozen=True)
 class Comparison:
-    r"""Outcome of comparing one statistic between a baseline and a candidate.
+    r"""Outcome of comparing one statistic of a candidate run with its baseline runs.
 
     Attributes
     ----------
     statistic : str
-        ``"median"``, ``"pNN"`` (e.g. ``"p95"``), ``"mean"`` or ``"rate"``.
+        ``"median"``, ``"pNN"`` (e.g. ``"p95"``), ``"mean"``, ``"rate"``, ``"paired"`` ...
     baseline, candidate : float
-        The statistic of each sample (for ``"rate"``: events / total).
+        The statistic of the baseline (the back-transformed mean over its runs) and of the
+        candidate.
     change : float
-        Relative change, positive when the candidate is worse. With :math:`s = +1` when higher
-        is worse and :math:`s = -1` when lower is worse (throughput),
-        :math:`\Delta = s\,(c - b) / |b|`; i.e. :math:`c/b - 1` for latencies and
-        :math:`(b - c)/b = -(c/b - 1)` for throughput.
+        Positive when the candidate is worse. Log scale: :math:`s\,(e^{d} - 1)` with
+        :math:`d = g(c) - \overline{g(b)}` (relative); identity scale: :math:`s\,d`.
+        :math:`s = +1` when higher is worse, :math:`-1` when lower is worse (throughput).
     ci_low, ci_high : float
-        :math:`1 - \alpha` confidence interval of ``change``, same orientation.
+        :math:`1 - \alpha` confidence interval of ``change``, same orientation and scale.
     p_value : float
-        Two-sided p-value of the test of no difference, not adjusted for multiple testing.
+        Two-sided p-value of no systematic difference, not adjusted for multiple testing.
     n_baseline, n_candidate : int
-        Number of values used (after dropping non-finite ones), or request totals for rates.
-    regression : bool
-        ``p_value < alpha``, absolute worsening ``>= min_effect``, and the change consistent
-        with a worsening of ``threshold`` or more: ``change > estimate_share * threshold``
-        and ``max(change, ci_high) >= threshold`` (``change > threshold`` with the default
-        ``estimate_share = 1``). Callers that adjust p-values (:func:`benjamini_hochberg`)
-        recompute it.
+        Values used on each side (all baseline runs together).
+    regression, improvement : bool
+        Worse (better) by more than the threshold, significant at ``alpha`` and material
+        (see :func:`compare_runs`). Callers that adjust p-values recompute them.
+    noise : str
+        Where the run-to-run noise came from (``"3 baseline runs"``, ``"prior 10 %"`` ...).
+    df : float
+        Degrees of freedom of the reference t distribution (``inf``: normal).
     """
 
     statistic: str
@@ -69,253 +175,349 @@ class Comparison:
     n_baseline: int
     n_candidate: int
     regression: bool
+    improvement: bool = False
+    noise: str = ""
+    df: float = math.inf
 
     def as_dict(self) -> dict[str, object]:
         """Return the fields as a JSON-serialisable dict (plain ``float``/``int``/``bool``)."""
         return dataclasses.asdict(self)
 
 
-def compare_samples(
-    baseline: ArrayLike,
-    candidate: ArrayLike,
+def compare_runs(
+    baseline: Sequence[RunStatistic],
+    candidate: RunStatistic,
     *,
-    threshold: float = 0.20,
-    alpha: float = 0.05,
-    statistic: str = "median",
+    statistic: str,
+    scale: Scale = "log",
     higher_is_worse: bool = True,
-    min_effect: float = 0.0,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    baseline_runs: ArrayLike | None = None,
-    estimate_share: float = 1.0,
-) -> Comparison:
-    r"""Compare a statistic of two samples of a metric (latencies, throughput, ...).
-
-    Parameters
-    ----------
-    baseline, candidate : array_like
-        1-D values (numpy array, list, polars Series). NaN (null) and infinite values are
-        dropped. With fewer than 2 values on either side the result has NaN ``change``,
-        ``ci_low``, ``ci_high`` and ``p_value`` and ``regression=False``.
-    threshold : float
-        Smallest relative worsening that counts as a regression.
-    alpha : float
-        Significance level of the p-value; the CI has coverage :math:`1 - \alpha`.
-    statistic : {"median", "pNN", "mean"}
-        What is compared and how it is tested:
-
-        - ``"median"``: Mann-Whitney U test (two-sided), which is more powerful than a median
-          test for the shift of a whole distribution.
-        - ``"pNN"`` (``"p90"``, ``"p95"``, ``"p99"``, ``"p99.9"``, and ``"p50"``): quantile
-          :math:`q = NN/100` tested with a generalised Mood median test. With :math:`t` the
-          q-quantile of the pooled samples, the 2x2 table counts values :math:`> t` and
-          :math:`\le t` in each sample. Fisher's exact test is used when an expected count is
-          below 5, else Pearson's chi-square without Yates' correction; for :math:`q = 1/2`
-          this is ``scipy.stats.median_test(ties="below", correction=False)``.
-        - ``"mean"``: the arithmetic mean, tested with Welch's t-test on the logarithms of the
-          positive values (latencies are close to log-normal, so this tests the geometric
-          mean robustly to the long right tail).
-
-        Quantiles use linear interpolation (numpy's default, Hyndman-Fan type 7).
-    higher_is_worse : bool
-        ``True`` for latencies and error counts, ``False`` for throughput.
-    min_effect : float
-        Smallest absolute worsening :math:`s\,(c - b)`, in the sample's units, that counts.
-    n_resamples : int
-        Bootstrap resamples for the CI.
-    seed : int
-        Seed of the numpy Generator used for the bootstrap (results are reproducible).
-    baseline_runs : array_like, optional
-        Run label of each baseline value (same length as ``baseline``). With values of at
-        least 2 runs, the run-to-run variation of the statistic is estimated from the runs and
-        added to the CI and to the test (see Notes, *Several baseline runs*): the candidate is
-        one more run, whose own run effect no resampling of its requests can show.
-    estimate_share : float
-        Share of ``threshold`` the point estimate must exceed, in (0, 1]. With 1 (the default)
-        a regression needs ``change > threshold``. Below 1, a change above
-        ``estimate_share * threshold`` whose CI reaches the threshold (``ci_high >=
-        threshold``) also counts: the data are then consistent with a degradation of the
-        threshold or more, and a true degradation of exactly the threshold is flagged with
-        probability near :math:`1 - \alpha/2` instead of 1/2.
-
-    Returns
-    -------
-    Comparison
-
-    Notes
-    -----
-    With :math:`\hat\theta_b, \hat\theta_c` the statistic of each sample and :math:`s = +1`
-    if higher is worse else :math:`-1`:
-
-    .. math:: \Delta = s\,\frac{\hat\theta_c - \hat\theta_b}{|\hat\theta_b|}
-
-    The CI is a percentile bootstrap: each sample is resampled independently with replacement,
-    :math:`\Delta^*` is computed for each of ``n_resamples`` pairs of resamples and the CI is
-    :math:`[\Delta^*_{(\alpha/2)}, \Delta^*_{(1-\alpha/2)}]`. To bound time and memory,
-    a sample of :math:`n >` ``BOOTSTRAP_MAX_N`` :math:`= m` values is bootstrapped on a seeded
-    random subsample of :math:`m` values (an m-out-of-n bootstrap), whose resampled statistics
-    :math:`\theta^*_m` are recentred on the full-sample statistic and rescaled to its
-    :math:`\sqrt{n}` sampling error: :math:`\hat\theta_n + \sqrt{m/n}\,(\theta^*_m -
-    \hat\theta_m)`. The point estimate and the p-value always use all values. A baseline
-    statistic of 0 gives an infinite (or NaN) change.
-    """
-    quantile = _parse_statistic(statistic)
-    if not 0 < estimate_share <= 1:
-        raise ValueError(f"estimate_share must lie in (0, 1], got {estimate_share}")
-    labels = None
-    if baseline_runs is not None:
-        labels = np.asarray(baseline_runs).astype(str)
-        if labels.shape != np.shape(np.asarray(baseline, dtype=float)):
-            raise ValueError("baseline_runs must have one label per baseline value")
-        labels = labels[np.isfinite(np.asarray(baseline, dtype=float))]
-    base, cand = _clean(baseline), _clean(candidate)
-    base_value, cand_value = _statistic(base, quantile), _statistic(cand, quantile)
-    if base.size < 2 or cand.size < 2:
-        return _untested(statistic, base_value, cand_value, base.size, cand.size)
-
-    sign = 1.0 if higher_is_worse else -1.0
-    change = _relative_change(base_value, cand_value, sign)
-    rng = np.random.default_rng(seed)
-    base_boot = _bootstrap(base, quantile, n_resamples, rng)
-    cand_boot = _bootstrap(cand, quantile, n_resamples, rng)
-    boot_change = _relative_change(base_boot, cand_boot, sign)
-    ci_low, ci_high = np.quantile(boot_change, [alpha / 2, 1 - alpha / 2])
-    p_value = _p_value(base, cand, statistic, quantile)
-    run_level = (
-        None
-        if labels is None
-        else _run_level(base, labels, quantile, base_value, cand_value, base_boot, cand_boot)
-    )
-    if run_level is not None:
-        d, se = run_level
-        half = stats.norm.ppf(1 - alpha / 2) * se
-        ci_low, ci_high = np.sort(sign * np.expm1([d - half, d + half]))
-        p_run = 2 * stats.norm.sf(abs(d) / se) if se > 0 else float(d == 0)
-        p_value = max(p_value, p_run) if np.isfinite(p_value) else p_value
-    regression = _is_regression(
-        change,
-        ci_high,
-        p_value,
-        sign * (cand_value - base_value),
-        threshold=threshold,
-        alpha=alpha,
-        min_effect=min_effect,
-        estimate_share=estimate_share,
-    )
-    return Comparison(
-        statistic=statistic,
-        baseline=float(base_value),
-        candidate=float(cand_value),
-        change=float(change),
-        ci_low=float(ci_low),
-        ci_high=float(ci_high),
-        p_value=float(p_value),
-        n_baseline=base.size,
-        n_candidate=cand.size,
-        regression=bool(regression),
-    )
-
-
-def compare_rates(
-    baseline_events: int,
-    baseline_total: int,
-    candidate_events: int,
-    candidate_total: int,
-    *,
     threshold: float = 0.20,
     alpha: float = 0.05,
-    min_effect: float = 0.005,
-    estimate_share: float = 1.0,
+    min_effect: float = 0.0,
+    prior: RunNoise | None = None,
+    history: RunNoise | None = None,
 ) -> Comparison:
-    r"""Compare two event rates (error rates: higher is worse).
+    r"""Compare a candidate run's statistic with its baseline runs under a random run effect.
 
     Parameters
     ----------
-    baseline_events, baseline_total, candidate_events, candidate_total : int
-        Event counts and totals, :math:`0 \le e \le n`. A total of 0 gives NaN ``change``,
-        CI and ``p_value`` and ``regression=False``.
+    baseline : sequence of RunStatistic
+        One per baseline run (see :func:`quantile_statistics`, :func:`mean_statistic`,
+        :func:`rate_statistic`, :func:`series_statistic`). Runs with a non-finite value, or a
+        non-positive one on the log scale, are left out.
+    candidate : RunStatistic
+        The candidate run's statistic.
+    statistic : str
+        Its name, reported in the result.
+    scale : {"log", "identity"}
+        ``"log"`` for positive statistics that move by factors (latencies, throughput,
+        resources), ``"identity"`` for rates (an error rate of 0 has no logarithm).
+    higher_is_worse : bool
+        ``True`` for latencies, error rates and resources, ``False`` for throughput.
     threshold : float
-        Smallest relative worsening that counts as a regression.
+        Smallest worsening that counts: relative on both scales (on the identity scale,
+        relative to the baseline rate).
     alpha : float
         Significance level; the CI has coverage :math:`1 - \alpha`.
     min_effect : float
-        Smallest absolute increase of the rate :math:`r_c - r_b` that counts (0.005 = 0.5
-        percentage points), which also keeps a baseline of zero events from flagging a
-        single error.
-    estimate_share : float
-        Share of ``threshold`` the point estimate must exceed when the CI reaches the
-        threshold; as in :func:`compare_samples` (1: ``change > threshold``).
+        Smallest absolute worsening, in the metric's units, that counts.
+    prior : RunNoise, optional
+        The run noise assumed with one baseline run and no history (default: 10 %).
+    history : RunNoise, optional
+        The measured per-run variance of this statistic in the combination's earlier runs.
 
     Returns
     -------
     Comparison
-        With ``statistic="rate"``, rates as ``baseline``/``candidate`` and totals as
-        ``n_baseline``/``n_candidate``.
 
     Notes
     -----
-    With :math:`r_b = e_b/n_b` and :math:`r_c = e_c/n_c`:
+    With :math:`y_i = g(\hat\theta_i)` for the :math:`k` baseline runs (sampling variances
+    :math:`v_i`), :math:`y_c` for the candidate (:math:`v_c`), and the model
+    :math:`y = \mu + \delta\,[\text{candidate}] + u + e`, run effect
+    :math:`u \sim N(0, \tau^2)`, sampling error :math:`e \sim N(0, v)`:
 
-    .. math:: \Delta = \frac{r_c - r_b}{\max(r_b,\ 0.5/n_b)}
+    .. math::
 
-    i.e. :math:`RR - 1` with the risk ratio :math:`RR = r_c/r_b`; a zero baseline rate is
-    floored at half an event so the change stays finite.
+        \hat\delta = y_c - \bar y, \qquad
+        \widehat{\operatorname{Var}}(\hat\delta) = \frac{S^2}{k}
+            + \max\left(S^2 + v_c - \bar v,\ S^2 \frac{v_c}{\bar v}\right)
 
-    The p-value is Fisher's exact test (two-sided) on the table
-    :math:`[[e_b, n_b - e_b], [e_c, n_c - e_c]]`: exact for small counts and fast for large ones.
+    where :math:`S^2` estimates the per-run variance :math:`\tau^2 + \bar v`:
 
-    The CI is Katz's log interval on the risk ratio, shifted by -1:
+    - with history (:math:`S^2_h` on :math:`\nu_h` df) and/or :math:`k \ge 2` baseline runs
+      (sample variance :math:`S^2_b` on :math:`k - 1` df) giving
+      :math:`\nu = \nu_h + k - 1 \ge 2` df, the pooled
+      :math:`S^2 = (\nu_h S^2_h + (k - 1) S^2_b) / \nu`, t reference on :math:`\nu` df;
+    - else the prior, :math:`S^2 = \tau_0^2 + \bar v` (see :meth:`RunNoise.run_variance`),
+      or the measured :math:`S^2` on 1 df where larger, normal reference.
 
-    .. math:: \exp\left(\ln RR \pm z_{1-\alpha/2}
-              \sqrt{1/e_c - 1/n_c + 1/e_b - 1/n_b}\right) - 1
+    With equal sampling variances and no history this is the t test of a new observation
+    against the prediction interval of :math:`k` runs, exact under normality:
+    :math:`\hat\delta / (S_b\sqrt{1 + 1/k}) \sim t_{k-1}`. The p-value is
+    :math:`2\,P(t_\nu > |\hat\delta| / \widehat{se})`, the CI
+    :math:`\hat\delta \pm t_{\nu, 1-\alpha/2}\,\widehat{se}`, back-transformed.
 
-    When either count of events is 0, 0.5 is added to every cell of the table for the CI
-    (Haldane-Anscombe correction), since the interval is otherwise undefined.
+    A **regression** needs all of: the estimated worsening above the threshold
+    (:math:`\text{change} > \text{threshold}`; on the identity scale
+    :math:`s\hat\delta > \text{threshold}\cdot\bar\theta_b`), :math:`p < \alpha`, an
+    absolute worsening of at least ``min_effect`` and larger than the resolution of the
+    measured values (a whole-millisecond percentile moving one step is not evidence). An
+    **improvement** is the mirror image.
     """
-    counts = np.array([baseline_events, baseline_total, candidate_events, candidate_total])
-    if np.any(counts < 0) or baseline_events > baseline_total or candidate_events > candidate_total:
-        raise ValueError(f"need 0 <= events <= total, got {counts.tolist()}")
-    if baseline_total == 0 or candidate_total == 0:
-        base_rate = baseline_events / baseline_total if baseline_total else np.nan
-        cand_rate = candidate_events / candidate_total if candidate_total else np.nan
-        return _untested("rate", base_rate, cand_rate, baseline_total, candidate_total)
-    base_rate = baseline_events / baseline_total
-    cand_rate = candidate_events / candidate_total
-    change = (cand_rate - base_rate) / max(base_rate, 0.5 / baseline_total)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    usable = [r for r in baseline if _usable(r, scale)]
+    n_base = sum(r.n for r in usable)
+    if not usable or not _usable(candidate, scale):
+        base_value = float(np.mean([r.value for r in usable])) if usable else math.nan
+        return _untested(statistic, base_value, candidate.value, n_base, candidate.n)
+    g = np.log if scale == "log" else np.asarray
+    y = np.asarray(g(np.array([r.value for r in usable])), dtype=float)
+    v = np.array([r.variance for r in usable])
+    y_c, v_c = float(g(candidate.value)), candidate.variance
+    k, y_bar, v_bar = y.size, float(y.mean()), float(v.mean())
+    base_value = float(np.exp(y_bar)) if scale == "log" else y_bar
 
-    e_b, n_b, e_c, n_c = counts.astype(float)
-    if e_b == 0 or e_c == 0:
-        e_b, n_b, e_c, n_c = e_b + 0.5, n_b + 1.0, e_c + 0.5, n_c + 1.0
-    log_rr = np.log((e_c / n_c) / (e_b / n_b))
-    half_width = stats.norm.ppf(1 - alpha / 2) * np.sqrt(1 / e_c - 1 / n_c + 1 / e_b - 1 / n_b)
-    ci_low, ci_high = np.expm1([log_rr - half_width, log_rr + half_width])
-
-    table = [
-        [baseline_events, baseline_total - baseline_events],
-        [candidate_events, candidate_total - candidate_events],
-    ]
-    p_value = stats.fisher_exact(table).pvalue
-    regression = _is_regression(
-        change,
-        ci_high,
-        p_value,
-        cand_rate - base_rate,
-        threshold=threshold,
-        alpha=alpha,
-        min_effect=min_effect,
-        estimate_share=estimate_share,
-    )
+    pooled, df, noise = _per_run_variance(y, v_bar, base_value, scale, prior, history)
+    # The spread of a new run around the mean of k runs is S^2 (1 + 1/k); the candidate's own
+    # sampling variance replaces a typical baseline run's (no floor: S^2 is random and the t
+    # reference accounts for that).
+    own = pooled + v_c - v_bar
+    if v_bar > 0:
+        own = max(own, pooled * v_c / v_bar)
+    se = math.sqrt(pooled / k + own)
+    d = y_c - y_bar
+    sign = 1.0 if higher_is_worse else -1.0
+    if se > 0:
+        p_value = float(2 * stats.t.sf(abs(d) / se, df))
+        half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    else:
+        p_value, half = float(d == 0), 0.0
+    if scale == "log":
+        change = sign * math.expm1(d)
+        ci_low, ci_high = sorted(sign * np.expm1([d - half, d + half]))
+        bar = threshold
+    else:
+        change = sign * d
+        ci_low, ci_high = sorted(sign * np.array([d - half, d + half]))
+        bar = threshold * abs(base_value)
+    shift = sign * (candidate.value - base_value)
+    step = max(candidate.resolution, *(r.resolution for r in usable))
+    material = abs(shift) >= min_effect and abs(shift) > step
+    significant = p_value < alpha
     return Comparison(
-        statistic="rate",
-        baseline=float(base_rate),
-        candidate=float(cand_rate),
+        statistic=statistic,
+        baseline=base_value,
+        candidate=float(candidate.value),
         change=float(change),
         ci_low=float(ci_low),
         ci_high=float(ci_high),
-        p_value=float(p_value),
-        n_baseline=int(baseline_total),
-        n_candidate=int(candidate_total),
-        regression=bool(regression),
+        p_value=p_value,
+        n_baseline=int(n_base),
+        n_candidate=int(candidate.n),
+        regression=bool(change > bar and shift > 0 and significant and material),
+        improvement=bool(change < -bar and shift < 0 and significant and material),
+        noise=noise,
+        df=float(df),
+    )
+
+
+def _per_run_variance(
+    y: np.ndarray,
+    v_bar: float,
+    level: float,
+    scale: Scale,
+    prior: RunNoise | None,
+    history: RunNoise | None,
+) -> tuple[float, float, str]:
+    """Pooled per-run variance :math:`S^2`, its degrees of freedom and the words for its
+    source (see :func:`compare_runs`, Notes)."""
+    k = y.size
+    sources, df, ss = [], 0.0, 0.0
+    if history is not None and history.variance is not None and history.df >= 1:
+        sources.append(history.source)
+        df, ss = history.df, history.df * history.variance
+    if k >= 2:
+        sources.append(f"{k} baseline runs")
+        df, ss = df + k - 1, ss + float(np.var(y, ddof=1)) * (k - 1)
+    prior = prior or RunNoise.prior(DEFAULT_RUN_NOISE)
+    if df >= MIN_MEASURED_DF:
+        return ss / df, df, " + ".join(sources) + f" ({df:.3g} df)"
+    assumed = prior.run_variance(level, v_bar, scale)
+    if df == 0:
+        return assumed, math.inf, prior.source
+    # One degree of freedom says little about a spread (a t test on 1 df needs a change 12.7
+    # standard errors away): the prior, or the measured spread where that is larger.
+    measured = ss / df
+    words = f"{prior.source}, or the {' + '.join(sources)} where larger"
+    return max(assumed, measured), math.inf, words
+
+
+def _usable(run: RunStatistic, scale: Scale) -> bool:
+    return math.isfinite(run.value) and (scale == "identity" or run.value > 0) and run.n > 0
+
+
+def quantile_statistics(
+    values: ArrayLike, statistics: Sequence[str], *, resolution: float | None = None
+) -> list[RunStatistic]:
+    r"""Mid-quantiles of one run's values and the sampling variance of their logarithms.
+
+    Parameters
+    ----------
+    values : array_like
+        The run's values (latencies in ms, resource samples ...); non-finite ones are dropped.
+    statistics : sequence of str
+        ``"median"`` or ``"pNN"`` (``"p50"``, ``"p95"``, ``"p99"``, ``"p99.9"``).
+    resolution : float, optional
+        Step of the values; detected with :func:`resolution_of` when not given.
+
+    Returns
+    -------
+    list of RunStatistic
+        In the order of ``statistics``; NaN values when fewer than 2 values remain.
+
+    Notes
+    -----
+    The mid-quantile at level :math:`q` interpolates linearly between the distinct values
+    :math:`x_j` placed at their mid-distribution
+    :math:`F_{mid}(x_j) = (\#\{x_i < x_j\} + \tfrac12\#\{x_i = x_j\}) / n` (Ma, Genton &
+    Parzen 2011); without ties this is Hazen's :math:`(i - \tfrac12)/n` quantile.
+
+    Its sampling variance on the log scale is the asymptotic
+    :math:`q(1-q)/n \cdot (d \ln Q / dq)^2`, with the slope (the sparsity of the log values)
+    estimated by a difference quotient over :math:`q \pm h` and Hall & Sheather's (1988)
+    bandwidth, as in quantile regression (statsmodels' ``hall_sheather``), plus Sheppard's
+    correction for values rounded to a step :math:`h_r`:
+
+    .. math::
+
+        h = n^{-1/3} z_{0.975}^{2/3}
+            \left(\frac{1.5\,\phi(z_q)^2}{2 z_q^2 + 1}\right)^{1/3}, \qquad
+        v = \frac{q(1-q)}{n}
+            \left(\frac{\ln Q(q + h) - \ln Q(q - h)}{2h}\right)^2
+            + \frac{h_r^2 / 12}{Q(q)^2}
+
+    (levels clipped to [0, 1], the quotient taken over the clipped width).
+
+    Values of 0 (a sub-step latency) are taken as :math:`h/2` on the log scale.
+    """
+    x = np.asarray(values, dtype=float)
+    x = np.sort(x[np.isfinite(x)])
+    levels = [_quantile_level(s) for s in statistics]
+    if x.size < 2:
+        return [RunStatistic(math.nan, math.nan, int(x.size)) for _ in levels]
+    h = resolution_of(x) if resolution is None else resolution
+    distinct, mid = _mid_distribution(x)
+    n = x.size
+    out = []
+    for q in levels:
+        width = _hall_sheather(n, q)
+        low_q, high_q = max(q - width, 0.0), min(q + width, 1.0)
+        low, value, high = np.interp([low_q, q, high_q], mid, distinct)
+        floor = h / 2 if h > 0 else 0.0
+        value_log = max(value, floor)
+        if value_log <= 0:
+            out.append(RunStatistic(float(value), math.nan, n, h))
+            continue
+        low, high = max(low, floor, value_log * 1e-9), max(high, floor, value_log * 1e-9)
+        slope = (math.log(high) - math.log(low)) / (high_q - low_q)
+        variance = q * (1 - q) / n * slope**2 + h**2 / 12 / value_log**2
+        out.append(RunStatistic(float(value_log), variance, n, h))
+    return out
+
+
+def mean_statistic(values: ArrayLike) -> RunStatistic:
+    r"""The arithmetic mean of one run's values, with the delta-method variance of its log,
+    :math:`v = s^2 / (n\,\bar x^2)`."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return RunStatistic(math.nan, math.nan, int(x.size))
+    mean = float(x.mean())
+    variance = float(np.var(x, ddof=1)) / (x.size * mean**2) if mean > 0 else math.nan
+    return RunStatistic(mean, variance, int(x.size))
+
+
+def rate_statistic(events: int, total: int) -> RunStatistic:
+    r"""An event rate :math:`e/n` of one run with the binomial variance of the rate at the
+    Jeffreys-like :math:`\tilde r = (e + 1/2)/(n + 1)`, which stays positive at 0 events:
+    :math:`v = \tilde r(1 - \tilde r)/n`."""
+    if events < 0 or total < 0 or events > total:
+        raise ValueError(f"need 0 <= events <= total, got {events} of {total}")
+    if total == 0:
+        return RunStatistic(math.nan, math.nan, 0)
+    smoothed = (events + 0.5) / (total + 1)
+    return RunStatistic(events / total, smoothed * (1 - smoothed) / total, int(total))
+
+
+def series_statistic(values: ArrayLike) -> RunStatistic:
+    r"""A run known only by a series of per-interval values (e.g. each 10 s's p95): their
+    geometric mean :math:`e^{\bar\ell}` with :math:`\ell_i = \ln x_i`, and sampling variance
+    :math:`\operatorname{var}(\ell)/m` from the :math:`m` intervals (0 for a single one:
+    the run effect then carries all the spread)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x) & (x > 0)]
+    if x.size == 0:
+        return RunStatistic(math.nan, math.nan, 0)
+    logs = np.log(x)
+    variance = float(np.var(logs, ddof=1)) / x.size if x.size >= 2 else 0.0
+    return RunStatistic(float(np.exp(logs.mean())), variance, int(x.size))
+
+
+def resolution_of(values: ArrayLike) -> float:
+    """The coarsest of :data:`RESOLUTIONS` that every value is a whole multiple of (1.0 for
+    JMeter's whole milliseconds), or 0 for continuous values."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return 0.0
+    for step in RESOLUTIONS:
+        scaled = x / step
+        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            return step
+    return 0.0
+
+
+def _hall_sheather(n: int, q: float, alpha: float = 0.05) -> float:
+    """Hall & Sheather's bandwidth for the sparsity at level ``q`` (see
+    :func:`quantile_statistics`)."""
+    z = stats.norm.ppf(q)
+    ratio = 1.5 * stats.norm.pdf(z) ** 2 / (2 * z**2 + 1)
+    return float(n ** (-1 / 3) * stats.norm.ppf(1 - alpha / 2) ** (2 / 3) * ratio ** (1 / 3))
+
+
+def _mid_distribution(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and their mid-distribution function (see :func:`quantile_statistics`)."""
+    n = sorted_values.size
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    counts = np.diff(np.r_[starts, n])
+    return sorted_values[starts], (starts + counts / 2) / n
+
+
+def _quantile_level(statistic: str) -> float:
+    if statistic == "median":
+        return 0.5
+    match = _QUANTILE_STATISTIC.fullmatch(statistic)
+    if match and 0 < float(match.group(1)) < 100:
+        return float(match.group(1)) / 100
+    raise ValueError(f"unknown statistic {statistic!r}: use 'median' or 'pNN' (e.g. 'p95')")
+
+
+def _untested(statistic: str, baseline, candidate, n_baseline, n_candidate) -> Comparison:
+    """A comparison without enough data to test: NaN change, CI and p-value, no verdict."""
+    nan = float("nan")
+    return Comparison(
+        statistic=statistic,
+        baseline=float(baseline),
+        candidate=float(candidate),
+        change=nan,
+        ci_low=nan,
+        ci_high=nan,
+        p_value=nan,
+        n_baseline=int(n_baseline),
+        n_candidate=int(n_candidate),
+        regression=False,
     )
 
 
@@ -423,151 +625,3 @@ def benjamini_hochberg(p_values: ArrayLike) -> np.ndarray:
     adjusted = np.full(p.shape, np.nan)
     adjusted[np.flatnonzero(tested)[order]] = monotone
     return adjusted
-
-
-def _is_regression(
-    change: float,
-    ci_high: float,
-    p_value: float,
-    worsening: float,
-    *,
-    threshold: float,
-    alpha: float,
-    min_effect: float,
-    estimate_share: float,
-) -> bool:
-    """Significant, material, and consistent with a worsening of ``threshold`` or more: the
-    estimate above ``estimate_share * threshold`` and the estimate or the CI's upper bound at
-    or above ``threshold`` (with ``estimate_share = 1``: ``change > threshold``)."""
-    consistent = change > estimate_share * threshold and max(change, ci_high) >= threshold
-    return bool(consistent and p_value < alpha and worsening >= min_effect)
-
-
-def _run_level(
-    base: np.ndarray,
-    labels: np.ndarray,
-    quantile: float | None,
-    base_value: float,
-    cand_value: float,
-    base_boot: np.ndarray,
-    cand_boot: np.ndarray,
-) -> tuple[float, float] | None:
-    """Log ratio ``d`` and its standard error with the run-to-run variance added (see
-    :func:`compare_samples`, *Several baseline runs*); ``None`` when it does not apply."""
-    runs = [base[labels == run] for run in np.unique(labels)]
-    runs = [values for values in runs if values.size >= 2]
-    if len(runs) < 2 or base_value <= 0 or cand_value <= 0:
-        return None
-    per_run = np.array([_statistic(values, quantile) for values in runs])
-    if np.any(per_run <= 0) or np.any(base_boot <= 0) or np.any(cand_boot <= 0):
-        return None
-    k = len(runs)
-    log_base, log_cand = np.log(base_boot), np.log(cand_boot)
-    sampling = np.var(log_cand - log_base, ddof=1)
-    # A single run of n_r values has about N_b / n_r times the pooled sampling variance.
-    run_sampling = np.var(log_base, ddof=1) * base.size * np.mean([1 / v.size for v in runs])
-    tau2 = max(0.0, float(np.var(np.log(per_run), ddof=1)) - run_sampling)
-    se = math.sqrt(sampling + tau2 * (1 + 1 / k))
-    return float(np.log(cand_value / base_value)), se
-
-
-def _untested(statistic: str, baseline, candidate, n_baseline, n_candidate) -> Comparison:
-    """A comparison without enough data to test: NaN change, CI and p-value, no regression."""
-    nan = float("nan")
-    return Comparison(
-        statistic=statistic,
-        baseline=float(baseline),
-        candidate=float(candidate),
-        change=nan,
-        ci_low=nan,
-        ci_high=nan,
-        p_value=nan,
-        n_baseline=int(n_baseline),
-        n_candidate=int(n_candidate),
-        regression=False,
-    )
-
-
-def _parse_statistic(statistic: str) -> float | None:
-    """Return the quantile level of ``statistic``, or ``None`` for the mean."""
-    if statistic == "mean":
-        return None
-    if statistic == "median":
-        return 0.5
-    match = _QUANTILE_STATISTIC.fullmatch(statistic)
-    if match and 0 < float(match.group(1)) < 100:
-        return float(match.group(1)) / 100
-    raise ValueError(f"unknown statistic {statistic!r}: use 'median', 'mean' or 'pNN' (e.g. 'p95')")
-
-
-def _clean(values: ArrayLike) -> np.ndarray:
-    x = np.asarray(values, dtype=float)
-    if x.ndim != 1:
-        raise ValueError(f"samples must be 1-D, got shape {x.shape}")
-    return x[np.isfinite(x)]
-
-
-def _statistic(x: np.ndarray, quantile: float | None) -> np.float64:
-    if x.size == 0:
-        return np.float64(np.nan)
-    return np.mean(x) if quantile is None else np.quantile(x, quantile)
-
-
-def _relative_change(base, cand, sign: float):
-    # numpy division so that a zero baseline gives inf/NaN instead of raising.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return sign * (np.asarray(cand) - base) / np.abs(base)
-
-
-def _bootstrap(
-    x: np.ndarray, quantile: float | None, n_resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Statistic of ``n_resamples`` resamples of ``x`` drawn with replacement."""
-    if x.size > BOOTSTRAP_MAX_N:
-        sub = rng.choice(x, BOOTSTRAP_MAX_N, replace=False)
-        # Resamples of the subsample vary sqrt(n/m) times more than resamples of the full
-        # sample would, around the subsample's own statistic: recentre and rescale.
-        shrink = np.sqrt(sub.size / x.size)
-        boot = _bootstrap(sub, quantile, n_resamples, rng)
-        return _statistic(x, quantile) + shrink * (boot - _statistic(sub, quantile))
-    n = x.size
-    rows = max(1, _CHUNK_ELEMENTS // n)
-    if quantile is not None:
-        # On a sorted sample the order statistics of a resample are the sample at the order
-        # statistics of the resampled indices: partitioning the int32 indices gives the
-        # type-7 quantile without gathering (and copying) all resampled values.
-        x = np.sort(x)
-        h = (n - 1) * quantile
-        k = int(h)  # k + 1 <= n - 1 because quantile < 1
-        frac = h - k
-    out = np.empty(n_resamples)
-    for start in range(0, n_resamples, rows):
-        idx = rng.integers(0, n, size=(min(rows, n_resamples - start), n), dtype=np.int32)
-        if quantile is None:
-            out[start : start + len(idx)] = x[idx].mean(axis=1)
-        else:
-            idx.partition([k, k + 1], axis=1)
-            low, high = x[idx[:, k]], x[idx[:, k + 1]]
-            out[start : start + len(idx)] = low + frac * (high - low)
-    return out
-
-
-def _p_value(base: np.ndarray, cand: np.ndarray, statistic: str, quantile: float | None) -> float:
-    if statistic == "median":
-        return stats.mannwhitneyu(base, cand, alternative="two-sided").pvalue
-    if quantile is None:
-        log_base, log_cand = np.log(base[base > 0]), np.log(cand[cand > 0])
-        if log_base.size < 2 or log_cand.size < 2:
-            return np.nan
-        return stats.ttest_ind(log_base, log_cand, equal_var=False).pvalue
-    return _quantile_test(base, cand, quantile)
-
-
-def _quantile_test(base: np.ndarray, cand: np.ndarray, quantile: float) -> float:
-    """Two-sided p-value of the generalised Mood median test at ``quantile``."""
-    pooled_quantile = np.quantile(np.concatenate([base, cand]), quantile)
-    above = [np.count_nonzero(base > pooled_quantile), np.count_nonzero(cand > pooled_quantile)]
-    table = np.array([above, [base.size - above[0], cand.size - above[1]]])
-    if stats.contingency.expected_freq(table).min() < _MIN_EXPECTED_COUNT:
-        return stats.fisher_exact(table).pvalue
-    return stats.chi2_contingency(table, correction=False).pvalue

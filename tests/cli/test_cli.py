@@ -52,17 +52,56 @@ def test_compare_a_fixture_with_itself_finds_no_regression(fixtures_dir):
 
 def test_compare_flags_exactly_the_slowed_endpoint_and_exits_1(fixtures_dir, tmp_path):
     locust = fixtures_dir / "locust" / "requests.ndjson"
-    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.3)
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.6)
     result = runner.invoke(app, ["compare", str(locust), str(slow), "--json"])
     assert result.exit_code == 1, result.output
     flagged = [v for v in json.loads(result.stdout) if v["regression"]]
     assert {v["endpoint"] for v in flagged} == {"/api/slow"}
     p50 = next(v for v in flagged if v["metric"] == "latency_p50")
-    assert p50["change"] == pytest.approx(0.3, abs=1e-9)
-    assert p50["ci_low"] <= 0.3 <= p50["ci_high"]
+    assert p50["change"] == pytest.approx(0.6, abs=1e-9)
+    assert p50["ci_low"] <= 0.6 <= p50["ci_high"]
+    assert p50["noise"] == "prior 10% + 0.5 abs."
 
     table = runner.invoke(app, ["compare", str(locust), str(slow)])
     assert table.exit_code == 1 and "REGRESSION" in table.stdout
+    assert f"{locust}->{slow}" in "".join(table.stdout.split())  # in argument order
+
+
+def test_compare_with_one_baseline_run_weighs_changes_against_the_assumed_run_noise(
+    fixtures_dir, tmp_path
+):
+    # +30 % is within the spread of two runs 10 % noisy each; told that runs vary by 2 %, the
+    # same change is a regression.
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.3)
+    assert runner.invoke(app, ["compare", str(locust), str(slow)]).exit_code == 0
+    strict = runner.invoke(app, ["compare", str(locust), str(slow), "--run-noise", "0.02"])
+    assert strict.exit_code == 1, strict.output
+
+
+def test_compare_takes_several_baseline_runs(fixtures_dir, tmp_path):
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    bases = [
+        slowed_copy(locust, tmp_path / f"b{i}.ndjson", "/api/slow", f)
+        for i, f in enumerate((0.95, 1.0, 1.05, 0.98, 1.02))
+    ]
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.5)
+    result = runner.invoke(app, ["compare", *map(str, bases), str(slow), "--json"])
+    assert result.exit_code == 1, result.output
+    rows = json.loads(result.stdout)
+    p50 = next(v for v in rows if v["endpoint"] == "/api/slow" and v["metric"] == "latency_p50")
+    assert p50["regression"] and p50["noise"] == "5 baseline runs (4 df)"
+
+
+def test_compare_exits_2_when_nothing_is_comparable(fixtures_dir, tmp_path):
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    renamed = tmp_path / "other.ndjson"
+    records = [json.loads(line) for line in locust.read_text().splitlines()]
+    renamed.write_text("".join(json.dumps(r | {"name": "/v2" + r["name"]}) + "\n" for r in records))
+    result = runner.invoke(app, ["compare", str(locust), str(renamed)])
+    assert result.exit_code == 2
+    assert "nothing to compare" in result.output
+    assert "MISSING" in result.output
 
 
 def test_compare_reports_missing_input_with_exit_2(tmp_path):

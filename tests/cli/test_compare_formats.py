@@ -1,5 +1,6 @@
 """`compare` on every tool's real output: a file against itself finds nothing; against a copy
-with one endpoint 30 % slower it finds exactly that endpoint."""
+with one endpoint 60 % slower (well beyond two runs' assumed 10 % noise) it finds exactly that
+endpoint."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from metrics_pipeline.cli.main import app
 
 runner = CliRunner()
-FACTOR = 1.3
+FACTOR = 1.6
 
 
 def scale_k6_ndjson(text: str) -> str:
@@ -168,4 +169,4 @@ def test_compare_per_tool(case, fixtures_dir, tmp_path):
     flagged = {v["endpoint"] for v in slowed if v["regression"]}
     assert code == 1 and flagged == {endpoint}, slowed
     p50 = next(v for v in slowed if v["endpoint"] == endpoint and v["metric"] == "latency_p50")
-    assert p50["change"] == pytest.approx(0.3, abs=0.03)
+    assert p50["change"] == pytest.approx(FACTOR - 1, abs=0.06)

@@ -110,10 +110,10 @@ def test_minimum_detectable_effects_are_plausible(report):
         # 5 % noise: a 1 % step is invisible, a 50 % step is found every time.
         assert cell.effect is not None and STEP_EFFECT_GRID[0] < cell.effect < 0.5, cell
     for cell in verdicts:
-        # The verdict never flags less than its estimate share of the threshold (15 %), and
-        # run-to-run drift pushes the 95 %-power effect above that.
+        # The verdict never flags less than the threshold (20 %), and run-to-run drift pushes
+        # the 95 %-power effect above that.
         assert cell.effect is not None, cell
-        assert rule.estimate_share * rule.threshold < cell.effect < 0.6, cell
+        assert rule.threshold < cell.effect < 0.8, cell
 
 
 def test_rows_are_plain_values(report):
