@@ -249,7 +249,8 @@ def comparison_chart(verdicts: pl.DataFrame, threshold: float) -> dict[str, Any]
     )
     order = rows["label"].to_list()
     colors = alt.Scale(
-        domain=["regression", "trade-off", "ok"], range=["#cf222e", "#bf8700", "#57606a"]
+        domain=["regression", "trade-off", "improvement", "ok"],
+        range=["#cf222e", "#bf8700", "#1a7f37", "#57606a"],
     )
     base = alt.Chart(alt.Data(values=_records(rows)))
     y = alt.Y("label:N", sort=order, title=None)

@@ -12,12 +12,18 @@ import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, run_series
 from metrics_pipeline.analysis.sla import budget_words
-from metrics_pipeline.analysis.verdicts import VerdictPolicy, formatted, ordered, run_verdict
+from metrics_pipeline.analysis.verdicts import (
+    VerdictPolicy,
+    formatted,
+    noise_sources,
+    ordered,
+    run_verdict,
+)
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.common.text import md, md_table, one_line
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
-from metrics_pipeline.reports.text import finite, interval, metric_name, pct, value
+from metrics_pipeline.reports.text import finite, metric_name, pct, value
 from metrics_pipeline.storage import Warehouse
 
 # The verdict table's columns, in the order of ``verdicts.formatted`` after endpoint and metric.
@@ -130,16 +136,8 @@ def regressions(data: RunData) -> pl.DataFrame:
 
 
 def improvements(data: RunData) -> pl.DataFrame:
-    """Rows better by more than their metric's threshold with a significant adjusted p: the
-    mirror image of a regression."""
-    rows = [
-        row
-        for row in data.verdicts.iter_rows(named=True)
-        if finite(row["change"])
-        and finite(row["p_adjusted"])
-        and -row["change"] > data.policy.rule(row["metric"]).threshold
-        and row["p_adjusted"] < data.policy.rule(row["metric"]).alpha
-    ]
+    """Rows judged an improvement: the mirror image of a regression."""
+    rows = [row for row in data.verdicts.iter_rows(named=True) if row["verdict"] == "improvement"]
     return pl.DataFrame(rows, schema=data.verdicts.schema).sort("change")
 
 
@@ -164,10 +162,11 @@ def sla_sentence(sla: pl.DataFrame) -> str:
 
 
 def _describe(row: dict) -> str:
+    _, _, change, ci, _, _ = formatted(row)
     return (
-        f"{one_line(row['endpoint'])} {metric_name(row['metric'])} {pct(row['change'])} "
+        f"{one_line(row['endpoint'])} {metric_name(row['metric'])} {change} "
         f"({value(row['metric'], row['baseline'])} → {value(row['metric'], row['candidate'])}, "
-        f"95 % CI {interval(row['ci_low'], row['ci_high'])})"
+        f"95 % CI {ci})"
     )
 
 
@@ -180,14 +179,14 @@ def banner(data: RunData) -> Banner:
         top = worst.row(0, named=True)
         others = sorted({one_line(e) for e in worst["endpoint"]} - {one_line(top["endpoint"])})
         more = f"; also worse: {', '.join(others)}" if others else ""
+        _, _, change, ci, _, _ = formatted(top)
         return Banner(
             verdict,
-            f"{verdict.upper()}: {one_line(top['endpoint'])} {metric_name(top['metric'])} "
-            f"{pct(top['change'])}",
+            f"{verdict.upper()}: {one_line(top['endpoint'])} {metric_name(top['metric'])} {change}",
             f"{value(top['metric'], top['baseline'])} → "
-            f"{value(top['metric'], top['candidate'])}, 95 % CI "
-            f"{interval(top['ci_low'], top['ci_high'])}, adjusted p "
-            f"{top['p_adjusted']:.2g}, against {n_base} baseline run(s){more}.",
+            f"{value(top['metric'], top['candidate'])}, 95 % CI {ci}, adjusted p "
+            f"{top['p_adjusted']:.2g}, against {n_base} baseline run(s); run-to-run noise "
+            f"from {top['noise']}{more}.",
         )
     if verdict == "pass":
         return Banner("pass", "PASS: no regression", f"Compared with {n_base} baseline run(s).")
@@ -313,12 +312,11 @@ def chart_endpoints(data: RunData, limit: int = CHART_ENDPOINTS) -> list[str]:
 
 def _verdict_section(data: RunData) -> Section:
     table = ordered(data.verdicts)
-    better = set(improvements(data).select("endpoint", "metric").iter_rows())
     rows, classes = [], []
     for row in table.iter_rows(named=True):
         rows.append([row["endpoint"], row["metric"], *formatted(row)])
-        improved = (row["endpoint"], row["metric"]) in better
-        classes.append(row["verdict"] if row["regression"] else "improvement" if improved else "")
+        highlighted = row["regression"] or row["verdict"] in {"improvement", "missing"}
+        classes.append(row["verdict"] if highlighted else "")
     threshold = data.policy.rule("latency_p95").threshold
     chart_rows = table.filter(pl.col("change").is_finite())
     return Section(
@@ -329,7 +327,9 @@ def _verdict_section(data: RunData) -> Section:
             f"{data.baseline_runs.height} run(s). A regression is worse by more than "
             f"{threshold:.0%} with a Benjamini-Hochberg adjusted p below "
             f"{data.policy.rule('latency_p95').alpha}, and worse by at least the metric's "
-            f"minimum effect. The bars are 95 % confidence intervals of the relative change.",
+            f"minimum effect; run-to-run noise from {noise_sources(table) or 'nothing'}. "
+            f"The bars are 95 % confidence intervals of the change (relative; error rates in "
+            f"percentage points).",
         ],
         tables=[
             Table(

@@ -160,7 +160,9 @@ def regression_changes(data: WeeklyData) -> pl.DataFrame:
     change (of the latest regressed run).
     """
     keys = ["suite", "scenario", "environment", "endpoint", "metric"]
-    judged = data.verdicts.filter(pl.col("verdict").is_in(["regression", "trade-off", "ok"]))
+    judged = data.verdicts.filter(
+        pl.col("verdict").is_in(["regression", "trade-off", "improvement", "ok"])
+    )
     week_rows = judged.filter(_in(data.week))
     if week_rows.height == 0:
         return pl.DataFrame(
