@@ -67,8 +67,9 @@ def compare(
     results: Annotated[
         list[Path],
         typer.Argument(
-            help="Baseline runs, then the candidate run: each a result file or a folder of "
-            "one run's files (BASE... CAND).",
+            help="BASE... CAND: the baseline runs, then the candidate run; each a result "
+            "file or a folder of one run's files.",
+            metavar="RUN",
             show_default=False,
         ),
     ],

@@ -41,6 +41,10 @@ def test_nightly_and_weekly_jobs_find_the_step_and_build_the_marts(
         weekly = defs.resolve_job_def("weekly").execute_in_process(instance=instance)
         assert weekly.success
 
+    # Verdicts measure the run-to-run noise on the combination's earlier accepted runs too.
+    noise = warehouse.read("verdicts", [runs[-1].manifest.run_id])["noise"].drop_nulls()
+    assert noise.len() and noise.str.starts_with("history of").all(), noise.unique()
+
     points = warehouse.read("change_points").filter(
         (pl.col("endpoint") == "/api/orders") & (pl.col("metric") == "latency_p50")
     )
