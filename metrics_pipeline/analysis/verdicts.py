@@ -22,8 +22,10 @@ from metrics_pipeline.stats import (
     benjamini_hochberg,
     compare_runs,
     mean_statistic,
+    moderated_noise,
     quantile_statistics,
     rate_statistic,
+    run_spread,
     series_statistic,
 )
 from metrics_pipeline.stats.compare import Scale
@@ -61,6 +63,11 @@ DEFAULT_RULES = {
     "latency_p99": MetricRule(min_effect=1.0),
     "error_rate": MetricRule(min_effect=0.005),
     "throughput": MetricRule(min_effect=0.5),
+    # A per-second CPU sample counts the kernel's 100 Hz ticks (1 % of a core each): a few % of
+    # a core is the sampler's noise. RSS moves by allocator arenas of several MiB.
+    "proc_cpu_pct": MetricRule(min_effect=5.0),
+    "proc_rss_bytes": MetricRule(min_effect=16 * 2**20),
+    "rss_bytes": MetricRule(min_effect=16 * 2**20),
     "resource": MetricRule(),
 }
 
@@ -98,8 +105,8 @@ class VerdictPolicy:
 LATENCY_METRICS = {"latency_p50": "median", "latency_p95": "p95", "latency_p99": "p99"}
 INTERVAL_COLUMNS = {"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"}
 # Resource metrics where more is worse. Those of the service's own processes are judged; those
-# of the whole machine (other tenants move them by 20 % between identical runs) are judged only
-# when the run noise was measured (several baseline runs or a history), else reported.
+# of the whole machine are reported, never judged: other tenants move them by 20 % and more
+# between identical runs, and no number of baseline runs tells their load from the service's.
 PROCESS_RESOURCES = ("proc_rss_bytes", "proc_cpu_pct", "rss_bytes", "spill_pct")
 HOST_RESOURCES = ("cpu_pct", "mem_pct", "mem_used_bytes", "gpu_pct")
 RESOURCE_METRICS = PROCESS_RESOURCES + HOST_RESOURCES
@@ -229,7 +236,6 @@ def judge_run(
     for pending, note in _judge_resources(
         _or_empty(candidate_resources, "resources"),
         _or_empty(baseline_resources, "resources"),
-        history,
     ):
         rows.append({"endpoint": RESOURCES, "metric": pending.metric, "note": note})
         comparisons.append(pending)
@@ -371,14 +377,28 @@ def _compare_all(
     history: History,
 ) -> list[Comparison | None]:
     """Run every pending comparison of a run with its run noise: the endpoint's history where
-    there is one (else the baseline runs, else the policy's prior)."""
+    there is one, else (with 2+ baseline runs) an empirical-Bayes prior from the spread of the
+    same metric over the run's other endpoints (:func:`~metrics_pipeline.stats.moderated_noise`),
+    else the baseline runs alone or the policy's prior."""
+    spreads: dict[tuple[str, int], list[float]] = {}
+    for row, p in zip(rows, pending, strict=True):
+        if p is not None and row["endpoint"] != RESOURCES:
+            spread, runs = run_spread(p.baseline, p.scale)
+            spreads.setdefault((p.metric, runs), []).append(spread)
+    moderated = {
+        (metric, runs): moderated_noise(values, runs - 1, source=f"{len(values)} endpoints' runs")
+        for (metric, runs), values in spreads.items()
+        if runs >= 2
+    }
     out: list[Comparison | None] = []
     for row, p in zip(rows, pending, strict=True):
         if p is None:
             out.append(None)
             continue
         rule = policy.rule(p.metric)
-        measured = history.get((row["endpoint"], p.metric))
+        measured = history.get((row["endpoint"], p.metric)) or moderated.get(
+            (p.metric, run_spread(p.baseline, p.scale)[1])
+        )
         out.append(
             compare_runs(
                 p.baseline,
@@ -408,11 +428,11 @@ def per_second(requests: pl.DataFrame) -> np.ndarray:
 
 
 MISSING = "in the baseline runs, not in this run"
-# The note of a host-wide resource row judged on a prior alone: reported, not judged.
-HOST_NOT_JUDGED = "whole machine: reported, not judged without measured run noise"
+# The note of a whole-machine resource row: reported, never judged.
+HOST_NOT_JUDGED = "whole machine: reported, not judged"
 
 
-def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame, history: History) -> Judged:
+def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
     judged: Judged = []
     for metric in RESOURCE_METRICS:
         c = cand.filter(pl.col("metric") == metric)["value"].to_numpy()
@@ -428,9 +448,7 @@ def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame, history: History) -
             quantile_statistics(c, ["median"])[0],
             "median",
         )
-        measured = len(runs) >= 2 or (RESOURCES, metric) in history
-        note = None if metric in PROCESS_RESOURCES or measured else HOST_NOT_JUDGED
-        judged.append((pending, note))
+        judged.append((pending, None if metric in PROCESS_RESOURCES else HOST_NOT_JUDGED))
     return judged
 
 

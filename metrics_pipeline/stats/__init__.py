@@ -15,9 +15,11 @@ from metrics_pipeline.stats.compare import (
     compare_paired,
     compare_runs,
     mean_statistic,
+    moderated_noise,
     quantile_statistics,
     rate_statistic,
     resolution_of,
+    run_spread,
     series_statistic,
 )
 from metrics_pipeline.stats.forecast import (
@@ -75,9 +77,11 @@ __all__ = [
     "mann_kendall",
     "mape",
     "mean_statistic",
+    "moderated_noise",
     "quantile_statistics",
     "rate_statistic",
     "resolution_of",
+    "run_spread",
     "series_statistic",
     "steps_from_series",
     "theil_sen",

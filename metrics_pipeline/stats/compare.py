@@ -7,9 +7,11 @@ latency quantile or mean, an error rate, a throughput, a resource level) is comp
 run with its sampling variance, and compared under a random run effect whose size comes from
 the data (:class:`RunNoise`):
 
-1. the baseline runs themselves, when there are at least two (t with :math:`k - 1` df);
-2. the combination's earlier runs in the warehouse (``history``), pooled with (1);
-3. else a documented prior (``--run-noise``, default 10 %), taken as known (normal reference).
+1. measured on the baseline runs themselves and the combination's earlier runs in the
+   warehouse (``history``), pooled (t reference on their degrees of freedom);
+2. but at least a documented prior (``--run-noise``, default 10 %, taken as known): the
+   spread assumed when nothing measured it, and the floor when something did (runs taken
+   back to back agree more than runs days apart).
 
 A change is oriented so that a positive value means *worse*, whatever the metric's good
 direction. On the log scale (latencies, throughput, resources) ``change`` is relative
@@ -32,14 +34,14 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy import special, stats
 
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
 
 Scale = Literal["log", "identity"]
 
-# Fewer degrees of freedom than this in the measured run noise (baseline runs + history) and the
-# prior decides instead (or the measurement, when it is larger).
+# Fewer degrees of freedom than this in a measured run noise above the prior and it is taken as
+# known (normal reference) instead of on a t with 1 df.
 MIN_MEASURED_DF = 2
 # Measured resolutions tried, coarsest first (milliseconds for latencies).
 RESOLUTIONS = (1.0, 0.1, 0.01, 0.001)
@@ -245,12 +247,21 @@ def compare_runs(
 
     where :math:`S^2` estimates the per-run variance :math:`\tau^2 + \bar v`:
 
-    - with history (:math:`S^2_h` on :math:`\nu_h` df) and/or :math:`k \ge 2` baseline runs
-      (sample variance :math:`S^2_b` on :math:`k - 1` df) giving
-      :math:`\nu = \nu_h + k - 1 \ge 2` df, the pooled
-      :math:`S^2 = (\nu_h S^2_h + (k - 1) S^2_b) / \nu`, t reference on :math:`\nu` df;
-    - else the prior, :math:`S^2 = \tau_0^2 + \bar v` (see :meth:`RunNoise.run_variance`),
-      or the measured :math:`S^2` on 1 df where larger, normal reference.
+    - measured: with history (:math:`S^2_h` on :math:`\nu_h` df) and/or :math:`k \ge 2`
+      baseline runs (sample variance :math:`S^2_b` on :math:`k - 1` df), the pooled
+      :math:`S^2 = (\nu_h S^2_h + (k - 1) S^2_b) / \nu`, :math:`\nu = \nu_h + k - 1`, t
+      reference on :math:`\nu` df (normal when :math:`\nu < 2`);
+    - but never less than the prior :math:`\tau_0^2 + \bar v` (see
+      :meth:`RunNoise.run_variance`), normal reference: runs taken back to back agree more
+      than runs days apart, and a spread measured on a few runs is often too small. With one
+      baseline run and no history the prior is all there is.
+
+    Only the :math:`S^2` part of the variance is uncertain; the reference t distribution has
+    the Welch-Satterthwaite degrees of freedom
+    :math:`\nu\,(\widehat{\operatorname{Var}} / A)^2` with :math:`A` that part
+    (:math:`S^2 (1 + 1/k)`, or :math:`S^2 (1/k + v_c/\bar v)`), so a candidate whose own
+    sampling variance dominates (an error rate that went from 0 to 6 %) is not judged on the
+    baseline runs' 2 df alone.
 
     With equal sampling variances and no history this is the t test of a new observation
     against the prediction interval of :math:`k` runs, exact under normality:
@@ -283,10 +294,16 @@ def compare_runs(
     # The spread of a new run around the mean of k runs is S^2 (1 + 1/k); the candidate's own
     # sampling variance replaces a typical baseline run's (no floor: S^2 is random and the t
     # reference accounts for that).
-    own = pooled + v_c - v_bar
-    if v_bar > 0:
-        own = max(own, pooled * v_c / v_bar)
-    se = math.sqrt(pooled / k + own)
+    estimated, known = pooled * (1 + 1 / k), v_c - v_bar
+    if v_bar > 0 and pooled + known < pooled * v_c / v_bar:
+        estimated, known = pooled * (1 / k + v_c / v_bar), 0.0
+    se = math.sqrt(estimated + known)
+    # Welch-Satterthwaite: only the S^2 part is uncertain on df degrees of freedom; the
+    # candidate's surplus of sampling variance is known (from its requests).
+    if math.isfinite(df) and estimated > 0:
+        df = df * (se**2 / estimated) ** 2
+    elif math.isfinite(df):
+        df = math.inf
     d = y_c - y_bar
     sign = 1.0 if higher_is_worse else -1.0
     if se > 0:
@@ -342,16 +359,94 @@ def _per_run_variance(
         sources.append(f"{k} baseline runs")
         df, ss = df + k - 1, ss + float(np.var(y, ddof=1)) * (k - 1)
     prior = prior or RunNoise.prior(DEFAULT_RUN_NOISE)
-    if df >= MIN_MEASURED_DF:
-        return ss / df, df, " + ".join(sources) + f" ({df:.3g} df)"
     assumed = prior.run_variance(level, v_bar, scale)
     if df == 0:
         return assumed, math.inf, prior.source
+    measured, words = ss / df, " + ".join(sources) + f" ({df:.3g} df)"
+    if measured <= assumed:
+        # Runs taken back to back agree more than runs days apart: the prior is a floor.
+        return assumed, math.inf, f"{prior.source} (at least; {words} measured less)"
+    if df >= MIN_MEASURED_DF:
+        return measured, df, words
     # One degree of freedom says little about a spread (a t test on 1 df needs a change 12.7
-    # standard errors away): the prior, or the measured spread where that is larger.
-    measured = ss / df
-    words = f"{prior.source}, or the {' + '.join(sources)} where larger"
-    return max(assumed, measured), math.inf, words
+    # standard errors away): the larger measured spread, taken as known.
+    return measured, math.inf, words
+
+
+def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[float, int]:
+    """The sample variance :math:`S^2_b` of the transformed statistic over the usable baseline
+    runs (NaN with fewer than 2) and how many runs that is (see :func:`compare_runs`)."""
+    usable = [r.value for r in baseline if _usable(r, scale)]
+    if len(usable) < 2:
+        return math.nan, len(usable)
+    y = np.log(usable) if scale == "log" else np.asarray(usable, dtype=float)
+    return float(np.var(y, ddof=1)), len(usable)
+
+
+def moderated_noise(spreads: ArrayLike, df: float, *, source: str) -> RunNoise | None:
+    r"""An empirical-Bayes prior for the run noise of one statistic, from its spread over the
+    same baseline runs on many endpoints (limma's ``fitFDist``, Smyth 2004).
+
+    A run's noise is mostly the machine's (neighbours, caches, frequency scaling), shared by
+    its endpoints, but 3 baseline runs say little about it for one endpoint (2 df). Pooled
+    with the spreads of the other endpoints, each endpoint's variance becomes
+    :math:`\tilde S^2_j = (d_0 s_0^2 + (k-1) S^2_j) / (d_0 + k - 1)` on :math:`d_0 + k - 1` df
+    (pass the result as ``history`` to :func:`compare_runs`); the more the endpoints' spreads
+    disagree, the smaller :math:`d_0` and the less they are pooled.
+
+    Parameters
+    ----------
+    spreads : array_like
+        :math:`S^2_j`, each on ``df`` degrees of freedom; non-finite and non-positive ones are
+        left out.
+    df : float
+        :math:`k - 1`.
+    source : str
+        Words for the verdict row.
+
+    Returns
+    -------
+    RunNoise or None
+        ``variance`` :math:`s_0^2` on ``df`` :math:`d_0`; ``None`` with fewer than 3 spreads.
+
+    Notes
+    -----
+    With :math:`e_j = \ln S^2_j - \psi(d/2) + \ln(d/2)` (:math:`\psi` the digamma function),
+    the moments of :math:`\ln S^2_j` under :math:`S^2_j \sim s_0^2 F_{d, d_0}` give
+
+    .. math:: \psi'(d_0/2) = \operatorname{var}(e) - \psi'(d/2), \qquad
+              s_0^2 = \exp\left(\bar e + \psi(d_0/2) - \ln(d_0/2)\right)
+
+    :math:`d_0` is capped at the :math:`G (k - 1)` degrees of freedom the :math:`G` spreads
+    hold together (and set to that when the right-hand side of the first is not positive): a
+    prior estimated from a handful of endpoints is worth no more than their runs.
+    """
+    s2 = np.asarray(spreads, dtype=float)
+    s2 = s2[np.isfinite(s2) & (s2 > 0)]
+    if s2.size < 3 or df < 1:
+        return None
+    e = np.log(s2) - special.digamma(df / 2) + math.log(df / 2)
+    excess = float(np.var(e, ddof=1)) - float(special.polygamma(1, df / 2))
+    cap = s2.size * df
+    d0 = min(2 * _trigamma_inverse(excess), cap) if excess > 0 else cap
+    s0 = math.exp(float(e.mean()) + special.digamma(d0 / 2) - math.log(d0 / 2))
+    return RunNoise(variance=s0, df=d0, source=source)
+
+
+def _trigamma_inverse(x: float) -> float:
+    """The y with trigamma(y) = x, by Newton's method as in limma's ``trigammaInverse``."""
+    if x > 1e7:
+        return 1 / math.sqrt(x)
+    if x < 1e-6:
+        return 1 / x
+    y = 0.5 + 1 / x
+    for _ in range(50):
+        tri = float(special.polygamma(1, y))
+        step = tri * (1 - tri / x) / float(special.polygamma(2, y))
+        y += step
+        if -step / y < 1e-8:
+            break
+    return y
 
 
 def _usable(run: RunStatistic, scale: Scale) -> bool:

@@ -90,7 +90,8 @@ def test_compare_takes_several_baseline_runs(fixtures_dir, tmp_path):
     assert result.exit_code == 1, result.output
     rows = json.loads(result.stdout)
     p50 = next(v for v in rows if v["endpoint"] == "/api/slow" and v["metric"] == "latency_p50")
-    assert p50["regression"] and p50["noise"] == "5 baseline runs (4 df)"
+    # The runs agree within 5 %: the 10 % prior is the floor of their noise.
+    assert p50["regression"] and "(at least; " in p50["noise"]
 
 
 def test_compare_exits_2_when_nothing_is_comparable(fixtures_dir, tmp_path):

@@ -19,6 +19,9 @@ from metrics_pipeline.stats import (
     series_statistic,
 )
 
+# No prior floor: the measured run noise alone (the t machinery).
+NO_FLOOR = RunNoise.prior(0.0)
+
 
 def runs_of(values, variance=0.0, n=1000):
     return [RunStatistic(float(v), variance, n) for v in values]
@@ -61,7 +64,9 @@ def test_several_baseline_runs_give_the_two_sample_t_test_of_one_new_run():
     # baseline runs (a prediction interval): scipy's ttest_ind of [y_c] vs y_b on k - 1 df.
     base = [50.0, 53.0, 48.0, 51.0]
     cand = 60.0
-    result = compare_runs(runs_of(base, 1e-4), RunStatistic(cand, 1e-4, 1000), statistic="p95")
+    result = compare_runs(
+        runs_of(base, 1e-4), RunStatistic(cand, 1e-4, 1000), statistic="p95", prior=NO_FLOOR
+    )
     y = np.log(base)
     expected = stats.ttest_ind([np.log(cand)], y)
     assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
@@ -102,7 +107,11 @@ def test_history_is_pooled_with_the_baseline_runs():
     history = RunNoise(variance=0.01, df=9, source="history of 10 runs")
     base = [100.0, 104.0]
     result = compare_runs(
-        runs_of(base), RunStatistic(130.0, 0.0, 1000), statistic="p50", history=history
+        runs_of(base),
+        RunStatistic(130.0, 0.0, 1000),
+        statistic="p50",
+        history=history,
+        prior=NO_FLOOR,
     )
     pooled = (9 * 0.01 + np.var(np.log(base), ddof=1)) / 10
     t = (np.log(130.0) - np.log(base).mean()) / math.sqrt(pooled * (1 + 1 / 2))
@@ -110,14 +119,34 @@ def test_history_is_pooled_with_the_baseline_runs():
     assert result.noise == "history of 10 runs + 2 baseline runs (10 df)"
 
 
-def test_two_baseline_runs_without_history_fall_back_to_the_prior_or_their_spread():
-    near = compare_runs(runs_of([100.0, 101.0]), RunStatistic(105.0, 0.0, 1), statistic="p50")
-    assert near.df == math.inf and near.noise.startswith("prior 10%")
-    far = compare_runs(runs_of([100.0, 150.0]), RunStatistic(105.0, 0.0, 1), statistic="p50")
-    spread = np.var(np.log([100.0, 150.0]), ddof=1)
-    assert far.ci_high - far.ci_low > near.ci_high - near.ci_low
-    t = (np.log(105.0) - np.log([100.0, 150.0]).mean()) / math.sqrt(spread * 1.5)
+def test_the_prior_is_a_floor_under_a_measured_spread():
+    # Three runs 1 % apart: measured, the spread would be 1 %; the prior's 10 % holds.
+    tight = compare_runs(
+        runs_of([100.0, 101.0, 100.5]), RunStatistic(125.0, 0.0, 1), statistic="p50"
+    )
+    assert tight.df == math.inf and tight.noise.startswith("prior 10% (at least; 3 baseline runs")
+    z = (np.log(125.0) - np.log([100.0, 101.0, 100.5]).mean()) / (math.log(1.1) * math.sqrt(4 / 3))
+    assert tight.p_value == pytest.approx(2 * stats.norm.sf(z), rel=1e-9)
+    # Two runs 40 % apart: 1 df, the larger measured spread taken as known.
+    far = compare_runs(runs_of([100.0, 140.0]), RunStatistic(105.0, 0.0, 1), statistic="p50")
+    spread = np.var(np.log([100.0, 140.0]), ddof=1)
+    t = (np.log(105.0) - np.log([100.0, 140.0]).mean()) / math.sqrt(spread * 1.5)
     assert far.p_value == pytest.approx(2 * stats.norm.sf(abs(t)), rel=1e-9)
+    assert far.noise == "2 baseline runs (1 df)"
+
+
+def test_satterthwaite_df_when_the_candidate_sampling_variance_dominates():
+    # Baseline runs without errors, a candidate with 6 % errors: the candidate's binomial
+    # variance is known, so the test is not made on the baseline runs' 2 df alone.
+    base = [rate_statistic(0, 185)] * 3
+    cand = rate_statistic(12, 187)
+    result = compare_runs(base, cand, statistic="rate", scale="identity", prior=NO_FLOOR)
+    # S^2 = 0 is below the runs' own sampling variance, the least a run varies: that holds,
+    # and all of the variance is known.
+    assert result.df == math.inf
+    se = math.sqrt(cand.variance + base[0].variance / 3)
+    assert result.p_value == pytest.approx(2 * stats.norm.sf(12 / 187 / se), rel=1e-9)
+    assert result.regression
 
 
 def test_improvement_is_the_mirror_image_of_a_regression():
@@ -204,7 +233,7 @@ def test_ci_covers_the_true_change_at_the_nominal_rate():
             )[0]
             for f in (1, 1, 1, 1.25)
         ]
-        result = compare_runs(runs[:3], runs[3], statistic="p95")
+        result = compare_runs(runs[:3], runs[3], statistic="p95", prior=NO_FLOOR)
         covered += result.ci_low <= 0.25 <= result.ci_high
     # 95 % of 600: a binomial 99.9 % band is about 92-98 %.
     assert 0.92 <= covered / trials <= 0.98
