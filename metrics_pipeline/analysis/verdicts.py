@@ -395,6 +395,10 @@ def _compare_all(
         if p is None:
             out.append(None)
             continue
+        if row["note"] is None and not all(
+            math.isfinite(r.variance) for r in (*p.baseline, p.candidate)
+        ):
+            row["note"] = TOO_FEW
         rule = policy.rule(p.metric)
         measured = history.get((row["endpoint"], p.metric)) or moderated.get(
             (p.metric, run_spread(p.baseline, p.scale)[1])
@@ -428,6 +432,8 @@ def per_second(requests: pl.DataFrame) -> np.ndarray:
 
 
 MISSING = "in the baseline runs, not in this run"
+# The note of a statistic some run has too few values for (a p99 of 200 requests).
+TOO_FEW = "too few values in a run to judge"
 # The note of a whole-machine resource row: reported, never judged.
 HOST_NOT_JUDGED = "whole machine: reported, not judged"
 

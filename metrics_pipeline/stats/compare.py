@@ -43,6 +43,9 @@ Scale = Literal["log", "identity"]
 # Fewer degrees of freedom than this in a measured run noise above the prior and it is taken as
 # known (normal reference) instead of on a t with 1 df.
 MIN_MEASURED_DF = 2
+# A quantile needs this many values beyond it in a run to be judged (p99 from 1,000 values on):
+# from fewer, its sampling error cannot be estimated and a couple of slow requests decide it.
+MIN_TAIL_COUNT = 10
 # Measured resolutions tried, coarsest first (milliseconds for latencies).
 RESOLUTIONS = (1.0, 0.1, 0.01, 0.001)
 
@@ -281,7 +284,8 @@ def compare_runs(
     usable = [r for r in baseline if _usable(r, scale)]
     n_base = sum(r.n for r in usable)
     if not usable or not _usable(candidate, scale):
-        base_value = float(np.mean([r.value for r in usable])) if usable else math.nan
+        reported = [r.value for r in baseline if math.isfinite(r.value)]
+        base_value = float(np.mean(reported)) if reported else math.nan
         return _untested(statistic, base_value, candidate.value, n_base, candidate.n)
     g = np.log if scale == "log" else np.asarray
     y = np.asarray(g(np.array([r.value for r in usable])), dtype=float)
@@ -450,7 +454,8 @@ def _trigamma_inverse(x: float) -> float:
 
 
 def _usable(run: RunStatistic, scale: Scale) -> bool:
-    return math.isfinite(run.value) and (scale == "identity" or run.value > 0) and run.n > 0
+    positive = scale == "identity" or run.value > 0
+    return math.isfinite(run.value) and math.isfinite(run.variance) and positive and run.n > 0
 
 
 def quantile_statistics(
@@ -470,7 +475,9 @@ def quantile_statistics(
     Returns
     -------
     list of RunStatistic
-        In the order of ``statistics``; NaN values when fewer than 2 values remain.
+        In the order of ``statistics``; NaN values when fewer than 2 values remain, a NaN
+        variance (not judged) when fewer than :data:`MIN_TAIL_COUNT` values lie beyond the
+        quantile.
 
     Notes
     -----
@@ -507,6 +514,12 @@ def quantile_statistics(
     n = x.size
     out = []
     for q in levels:
+        if n * min(q, 1 - q) < MIN_TAIL_COUNT:
+            # Too few values beyond the quantile to say how far it may be off: reported, with
+            # no variance, so it is not judged.
+            value = float(np.interp(q, mid, distinct))
+            out.append(RunStatistic(max(value, h / 2), math.nan, n, h))
+            continue
         width = _hall_sheather(n, q)
         low_q, high_q = max(q - width, 0.0), min(q + width, 1.0)
         low, value, high = np.interp([low_q, q, high_q], mid, distinct)
