@@ -76,7 +76,7 @@ def chromium():
 
 
 def upload_demo_runs(store, folder: Path, count: int = 3, **kwargs) -> list[DemoRun]:
-    """Upload ``count`` short generated runs; the last has /api/orders 30 % slower."""
+    """Upload ``count`` short generated runs; the last has /api/orders 60 % slower."""
     runs = demo_runs(count, duration_s=kwargs.pop("duration_s", 20.0), **kwargs)
     for run in runs:
         upload_run(store, [run.write(folder) / "requests.ndjson"], run.manifest)

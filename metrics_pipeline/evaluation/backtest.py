@@ -133,7 +133,8 @@ def run_backtest(
     Notes
     -----
     *Per-run verdicts.* A case is one candidate run judged against the requests of 5 baseline
-    runs (with their run ids, so the run-to-run noise is estimated) by
+    runs (with their run ids) and the summaries of 8 earlier runs (the history that measures
+    the run-to-run noise, as in the CI stage) by
     :func:`~metrics_pipeline.analysis.verdicts.judge_run`. Degraded cases slow every
     request of one endpoint by :math:`\delta \sim U(0.20, 0.50)`; that endpoint is chosen
     among those where a 20 % slowdown of p95 clears the policy's absolute floor (a slower

@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from metrics_pipeline.analysis.verdicts import LATENCY_METRICS, VerdictPolicy, judge_run
+from metrics_pipeline.analysis.summary import summarize_requests
+from metrics_pipeline.analysis.verdicts import (
+    LATENCY_METRICS,
+    VerdictPolicy,
+    history_noise,
+    judge_run,
+)
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.evaluation.demo_data import ERROR_RATE, OUTLIER_RATE, RUN_DRIFT
 from metrics_pipeline.evaluation.sampling import BASELINE_RUNS, BacktestSize, _rng, _Shape
@@ -39,6 +45,8 @@ DEGRADATION_RANGE = (0.20, 0.50)
 # than 20 %, so a true +20-30 % slowdown is flagged about half to most of the time by design
 # (its bands are reported; bench/verdict_calibration.py measures the whole power curve).
 RECALL_FROM = 0.30
+# Earlier runs of a case's combination, its history (the CI stage takes up to 20).
+HISTORY_RUNS = 8
 VERDICT_POWER = 0.95
 # Grid searched for the minimum detectable effect. The per-run verdict cannot flag less than
 # its threshold (20 % by default), so its grid starts below that.
@@ -177,9 +185,14 @@ def _judge_case(
         endpoint = str(rng.choice(list(eligible)))
         effect = float(rng.uniform(*DEGRADATION_RANGE))
     runs = [f"base-{i}" for i in range(BASELINE_RUNS)]
+    # The combination's earlier accepted runs, as the CI stage has them once it has run for a
+    # while: their spread measures the run noise (see verdicts.history_noise).
+    earlier = pl.concat([make_run(rng, f"earlier-{i}", {}) for i in range(HISTORY_RUNS)])
+    history = history_noise(summarize_requests(earlier))
     baseline = pl.concat([make_run(rng, run, {}) for run in runs])
     candidate = make_run(rng, "candidate", {endpoint: 1 + effect} if endpoint else {})
-    return _VerdictOutcome(endpoint, effect, _flags(judge_run(candidate, baseline, runs, policy)))
+    verdicts = judge_run(candidate, baseline, runs, policy, history=history)
+    return _VerdictOutcome(endpoint, effect, _flags(verdicts))
 
 
 def _material(p95_ms: float, policy: VerdictPolicy) -> bool:
@@ -209,7 +222,8 @@ def _score_synthetic_verdicts(
         for e in VERDICT_ENDPOINTS
     )
     detail = (
-        f"candidate run vs {BASELINE_RUNS} baseline runs (run ids kept), judged by judge_run; "
+        f"candidate run vs {BASELINE_RUNS} baseline runs (run ids kept) and a history of "
+        f"{HISTORY_RUNS} earlier runs, judged by judge_run; "
         f"endpoints per run: {requests}; {OUTLIER_RATE:.1%} of requests x5-20, "
         f"{ERROR_RATE:.0%} errors, run-to-run drift {RUN_DRIFT:.0%} per endpoint, bimodal slow "
         f"share +-15 % per run; degradation +{DEGRADATION_RANGE[0]:.0%}..+"

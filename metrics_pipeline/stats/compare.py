@@ -10,8 +10,8 @@ the data (:class:`RunNoise`):
 1. measured on the baseline runs themselves and the combination's earlier runs in the
    warehouse (``history``), pooled (t reference on their degrees of freedom);
 2. but at least a documented prior (``--run-noise``, default 10 %, taken as known): the
-   spread assumed when nothing measured it, and the floor when something did (runs taken
-   back to back agree more than runs days apart).
+   spread assumed when nothing measured it, and the floor when only runs that may have been
+   taken back to back did (they agree more than runs days apart); a history lifts the floor.
 
 A change is oriented so that a positive value means *worse*, whatever the metric's good
 direction. On the log scale (latencies, throughput, resources) ``change`` is relative
@@ -96,6 +96,9 @@ class RunNoise:
         Degrees of freedom of ``variance``; ``inf`` for a prior.
     source : str
         Where it came from, for the verdict row.
+    over_time : bool
+        Measured on runs spread over days (a combination's history): it then replaces the
+        prior's floor (see :func:`compare_runs`).
     """
 
     relative: float = DEFAULT_RUN_NOISE
@@ -103,6 +106,7 @@ class RunNoise:
     variance: float | None = None
     df: float = math.inf
     source: str = ""
+    over_time: bool = False
 
     @classmethod
     def prior(cls, relative: float, absolute: float = 0.0) -> RunNoise:
@@ -125,7 +129,7 @@ class RunNoise:
             x = np.log(x[x > 0])
         if x.size < 2:
             return None
-        return cls(variance=float(np.var(x, ddof=1)), df=x.size - 1, source=source)
+        return cls(variance=float(np.var(x, ddof=1)), df=x.size - 1, source=source, over_time=True)
 
     def run_variance(self, level: float, sampling: float, scale: Scale) -> float:
         r"""Variance of one run's transformed statistic at ``level``: :math:`S^2_h` when
@@ -255,7 +259,8 @@ def compare_runs(
       :math:`S^2 = (\nu_h S^2_h + (k - 1) S^2_b) / \nu`, :math:`\nu = \nu_h + k - 1`, t
       reference on :math:`\nu` df (normal when :math:`\nu < 2`);
     - but never less than the prior :math:`\tau_0^2 + \bar v` (see
-      :meth:`RunNoise.run_variance`), normal reference: runs taken back to back agree more
+      :meth:`RunNoise.run_variance`), normal reference, unless a history of runs spread over
+      days (``history.over_time``, 2+ df) measured it: runs taken back to back agree more
       than runs days apart, and a spread measured on a few runs is often too small. With one
       baseline run and no history the prior is all there is.
 
@@ -367,7 +372,8 @@ def _per_run_variance(
     if df == 0:
         return assumed, math.inf, prior.source
     measured, words = ss / df, " + ".join(sources) + f" ({df:.3g} df)"
-    if measured <= assumed:
+    over_time = history is not None and history.over_time and history.df >= MIN_MEASURED_DF
+    if measured <= assumed and not over_time:
         # Runs taken back to back agree more than runs days apart: the prior is a floor.
         return assumed, math.inf, f"{prior.source} (at least; {words} measured less)"
     if df >= MIN_MEASURED_DF:

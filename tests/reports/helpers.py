@@ -56,7 +56,7 @@ def small_runs(count: int = 3, **kwargs) -> list[DemoRun]:
 
 @pytest.fixture(scope="module", name="hostile")
 def hostile_fixture(tmp_path_factory) -> tuple[Warehouse, list[DemoRun]]:
-    """Three runs; ``/api/orders`` is called :data:`HOSTILE_ENDPOINT` and is 30 % slower in
+    """Three runs; ``/api/orders`` is called :data:`HOSTILE_ENDPOINT` and is 60 % slower in
     the last run, whose manifest has a hostile tag. (A fixture here, not in a conftest.py:
     ``conftest`` is the name the tests import the shared helpers from.)"""
     folder: Path = tmp_path_factory.mktemp("hostile")
