@@ -101,9 +101,9 @@ class VerdictPolicy:
         )
 
 
-# metric -> the statistic compared on successful requests' latencies (and the interval column)
-LATENCY_METRICS = {"latency_p50": "median", "latency_p95": "p95", "latency_p99": "p99"}
-INTERVAL_COLUMNS = {"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"}
+# metric -> the quantile compared on successful requests' latencies, and the interval_stats
+# column of tools that only report aggregates
+LATENCY_METRICS = {"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"}
 # Resource metrics where more is worse. Those of the service's own processes are judged; those
 # of the whole machine are reported, never judged: other tenants move them by 20 % and more
 # between identical runs, and no number of baseline runs tells their load from the service's.
@@ -273,18 +273,14 @@ def judge_run(
         row.get("improvement") and row["metric"] in LATENCY_METRICS for row in rows
     )
     for row in rows:
-        if "verdict" not in row:
-            trade_off = row["regression"] and row["endpoint"] == RESOURCES and latency_better
-            row["verdict"] = (
-                "trade-off"
-                if trade_off
-                else "regression"
-                if row["regression"]
-                else "improvement"
-                if row.pop("improvement")
-                else "ok"
-            )
-        row.pop("improvement", None)
+        improvement = row.pop("improvement", False)
+        if "verdict" in row:
+            continue
+        if row["regression"]:
+            trade_off = row["endpoint"] == RESOURCES and latency_better
+            row["verdict"] = "trade-off" if trade_off else "regression"
+        else:
+            row["verdict"] = "improvement" if improvement else "ok"
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
 
 
@@ -381,17 +377,21 @@ def _compare_all(
     same metric over the run's other endpoints (:func:`~metrics_pipeline.stats.moderated_noise`),
     else the baseline runs alone or the policy's prior."""
     spreads: dict[tuple[str, int], list[float]] = {}
+    groups: list[tuple[str, int] | None] = []  # (metric, usable baseline runs) of each row
     for row, p in zip(rows, pending, strict=True):
-        if p is not None and row["endpoint"] != RESOURCES:
-            spread, runs = run_spread(p.baseline, p.scale)
-            spreads.setdefault((p.metric, runs), []).append(spread)
+        if p is None or row["endpoint"] == RESOURCES:
+            groups.append(None)
+            continue
+        spread, runs = run_spread(p.baseline, p.scale)
+        groups.append((p.metric, runs))
+        spreads.setdefault((p.metric, runs), []).append(spread)
     moderated = {
         (metric, runs): moderated_noise(values, runs - 1, source=f"{len(values)} endpoints' runs")
         for (metric, runs), values in spreads.items()
         if runs >= 2
     }
     out: list[Comparison | None] = []
-    for row, p in zip(rows, pending, strict=True):
+    for row, p, group in zip(rows, pending, groups, strict=True):
         if p is None:
             out.append(None)
             continue
@@ -400,9 +400,7 @@ def _compare_all(
         ):
             row["note"] = TOO_FEW
         rule = policy.rule(p.metric)
-        measured = history.get((row["endpoint"], p.metric)) or moderated.get(
-            (p.metric, run_spread(p.baseline, p.scale)[1])
-        )
+        measured = history.get((row["endpoint"], p.metric)) or moderated.get(group)
         out.append(
             compare_runs(
                 p.baseline,
@@ -466,7 +464,7 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
         return []
     base_runs = [run for _, run in base.group_by(["run_id"], maintain_order=True)]
     judged: Judged = []
-    for metric, column in INTERVAL_COLUMNS.items():
+    for metric, column in LATENCY_METRICS.items():
         if cand[column].null_count() == cand.height or base[column].null_count() == base.height:
             continue
         pending = _Pending(

@@ -79,8 +79,8 @@ def compare(
     run_noise: Annotated[
         float,
         typer.Option(
-            help="Spread between identical runs assumed with a single baseline run "
-            "(0.10 = 10 %); two or more baseline runs measure it instead.",
+            help="Least spread between identical runs (0.10 = 10 %): assumed with one "
+            "baseline run, the floor under the spread measured on several.",
         ),
     ] = DEFAULT_RUN_NOISE,
 ) -> None:
@@ -95,32 +95,35 @@ def compare(
     *baselines, candidate = results
     with bad_input():
         parsed = [read_results(path) for path in results]
-    labels = [f"baseline {i}" for i in range(1, len(baselines) + 1)] + ["candidate"]
     for path, run in zip(results, parsed, strict=True):
         if run.requests.height == 0 and run.interval_stats.height == 0:
             err.print(f"[red]error:[/] no request or interval data in {escape(str(path))}:")
             for acc in run.accounting:
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
+    # Each argument is one run: its run id is its position ("baseline 1" ...) or "candidate".
+    *base, cand = parsed
+    labels = [f"baseline {i}" for i in range(1, len(base) + 1)]
 
-    def tables(name: str, runs: list) -> pl.DataFrame:
-        return pl.concat(
-            [
-                getattr(run, name).with_columns(run_id=pl.lit(label))
-                for run, label in zip(runs, labels, strict=False)
-            ]
-        )
+    def baseline_rows(table: str) -> pl.DataFrame:
+        frames = [
+            getattr(run, table).with_columns(run_id=pl.lit(label))
+            for run, label in zip(base, labels, strict=True)
+        ]
+        return pl.concat(frames)
 
-    base, cand = parsed[:-1], parsed[-1:]
+    def candidate_rows(table: str) -> pl.DataFrame:
+        return getattr(cand, table).with_columns(run_id=pl.lit("candidate"))
+
     verdicts = judge_run(
-        tables("requests", cand).with_columns(run_id=pl.lit("candidate")),
-        tables("requests", base),
-        labels[:-1],
+        candidate_rows("requests"),
+        baseline_rows("requests"),
+        labels,
         VerdictPolicy.uniform(threshold, alpha, run_noise),
-        candidate_intervals=cand[0].interval_stats.with_columns(run_id=pl.lit("candidate")),
-        baseline_intervals=tables("interval_stats", base),
-        candidate_resources=cand[0].resources.with_columns(run_id=pl.lit("candidate")),
-        baseline_resources=tables("resources", base),
+        candidate_intervals=candidate_rows("interval_stats"),
+        baseline_intervals=baseline_rows("interval_stats"),
+        candidate_resources=candidate_rows("resources"),
+        baseline_resources=baseline_rows("resources"),
     )
     judged = verdicts.filter(pl.col("baseline").is_not_null())
     if as_json:

@@ -292,10 +292,9 @@ def compare_runs(
         reported = [r.value for r in baseline if math.isfinite(r.value)]
         base_value = float(np.mean(reported)) if reported else math.nan
         return _untested(statistic, base_value, candidate.value, n_base, candidate.n)
-    g = np.log if scale == "log" else np.asarray
-    y = np.asarray(g(np.array([r.value for r in usable])), dtype=float)
+    y = _transformed([r.value for r in usable], scale)
     v = np.array([r.variance for r in usable])
-    y_c, v_c = float(g(candidate.value)), candidate.variance
+    y_c, v_c = float(_transformed([candidate.value], scale)[0]), candidate.variance
     k, y_bar, v_bar = y.size, float(y.mean()), float(v.mean())
     base_value = float(np.exp(y_bar)) if scale == "log" else y_bar
 
@@ -389,8 +388,7 @@ def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[
     usable = [r.value for r in baseline if _usable(r, scale)]
     if len(usable) < 2:
         return math.nan, len(usable)
-    y = np.log(usable) if scale == "log" else np.asarray(usable, dtype=float)
-    return float(np.var(y, ddof=1)), len(usable)
+    return float(np.var(_transformed(usable, scale), ddof=1)), len(usable)
 
 
 def moderated_noise(spreads: ArrayLike, df: float, *, source: str) -> RunNoise | None:
@@ -457,6 +455,12 @@ def _trigamma_inverse(x: float) -> float:
         if -step / y < 1e-8:
             break
     return y
+
+
+def _transformed(values: Sequence[float], scale: Scale) -> np.ndarray:
+    """:math:`g(x)`: the logarithm on the log scale, the values themselves on the identity."""
+    x = np.asarray(values, dtype=float)
+    return np.log(x) if scale == "log" else x
 
 
 def _usable(run: RunStatistic, scale: Scale) -> bool:
