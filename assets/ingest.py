@@ -48,7 +48,7 @@ def requests(
     for problem in report.file_errors:
         context.log.warning(f"run {run_id}: {problem}")
 
-    validation = ci.validate(store_warehouse, report.manifest)
+    validation = ci.validate(store_warehouse, report)
     files_md = "\n".join(
         [
             "| file | format | read | accepted | quarantined | problem |",

@@ -17,6 +17,13 @@ from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.settings import Settings
 
 MART_KEYS = [spec.key for spec in MART_SPECS]
+# Every step reads or writes the object store, the warehouse and (when set) Postgres, and
+# every step replaces whole partitions, so repeating one is safe: a dropped connection or a
+# restarting server is retried after 1, 2 and 4 s (jittered). Bad input is not retried: the
+# steps raise dg.Failure(allow_retries=False) for it.
+IO_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 # What define_asset_job returns: resolved against the assets when the Definitions are built.
 AssetJob = Any
 
@@ -33,6 +40,7 @@ def build_jobs(settings: Settings) -> list[AssetJob]:
 def _ci_stage(executor: dg.ExecutorDefinition) -> AssetJob:
     return dg.define_asset_job(
         "ci_stage",
+        op_retry_policy=IO_RETRY,
         selection=dg.AssetSelection.assets(
             REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS, SLA, ALERTS, RUN_REPORT
         ),
@@ -49,6 +57,7 @@ def _ci_stage(executor: dg.ExecutorDefinition) -> AssetJob:
 def _nightly(executor: dg.ExecutorDefinition) -> AssetJob:
     return dg.define_asset_job(
         "nightly",
+        op_retry_policy=IO_RETRY,
         selection=dg.AssetSelection.assets(
             CHANGE_POINTS, DRIFTS, FINDINGS, FINDING_ALERTS, RETENTION, *MART_KEYS
         ),
@@ -61,6 +70,7 @@ def _nightly(executor: dg.ExecutorDefinition) -> AssetJob:
 def _weekly(executor: dg.ExecutorDefinition) -> AssetJob:
     return dg.define_asset_job(
         "weekly",
+        op_retry_policy=IO_RETRY,
         selection=dg.AssetSelection.assets(FORECASTS, FINDINGS, FINDING_ALERTS, WEEKLY_REPORT),
         executor_def=executor,
         description="Forecasts and capacity findings.",

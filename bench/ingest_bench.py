@@ -419,7 +419,7 @@ def work_ours(file: Path, out: Path, meta: dict) -> dict:
     import great_expectations  # noqa: F401  (timed apart: a fixed cost of every validating process)
 
     imported = time.perf_counter()
-    validation = ci.validate(warehouse, manifest)
+    validation = ci.validate(warehouse, report)
     validated = time.perf_counter()
     validate_peak = peak_rss_mb()
     build_run_marts(warehouse, manifest.run_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +22,27 @@ def shipped_path(relative: str) -> Path:
     checkout's, else the installed wheel's copy."""
     checkout = CHECKOUT / relative
     return checkout if checkout.exists() else SHIPPED / relative
+
+
+# Where the baseline file is unless METRICS_BASELINES says otherwise, relative to the project.
+DEFAULT_BASELINES = "config/baselines/load-test-baselines.yaml"
+
+
+def default_project_dir() -> Path:
+    """The folder a relative ``METRICS_BASELINES`` (and its default) is resolved against when
+    ``METRICS_PROJECT_DIR`` is unset: the checkout the pipeline runs from (the folder of
+    ``pyproject.toml``: ``make``'s, the Docker image's ``/app``, the folder ``workspace.yaml``
+    runs the Dagster code in), else, installed as a wheel, the working folder."""
+    # Not the working folder: a command run from another folder then read another (usually
+    # missing) file than the nightly job did, and retention deleted the runs the real one pins.
+    return CHECKOUT if (CHECKOUT / "pyproject.toml").is_file() else Path.cwd()
+
+
+def project_path(project_dir: Path, value: str) -> Path:
+    """``value`` as an absolute path: as given when absolute (``~`` expanded), else under
+    ``project_dir``."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else project_dir / path
 
 
 def _config_file(env: dict[str, str], variable: str, relative: str) -> Path:
@@ -46,8 +67,12 @@ class Settings:
     ``METRICS_S3_ENDPOINT_URL`` S3-compatible endpoint, e.g. MinIO's ``http://minio:9000``
     ``METRICS_S3_REGION``       region for the S3 client (default ``us-east-1``)
     ``METRICS_POSTGRES_URL``    Postgres warehouse (optional)
-    ``METRICS_BASELINES``       the version-controlled baseline file
-                                (default ``config/baselines/load-test-baselines.yaml``)
+    ``METRICS_BASELINES``       the version-controlled baseline file (default
+                                ``config/baselines/load-test-baselines.yaml``); a relative path
+                                is taken under METRICS_PROJECT_DIR, never the working folder
+    ``METRICS_PROJECT_DIR``     the project folder relative ``METRICS_BASELINES`` paths are under
+                                (default: the checkout of ``pyproject.toml``; installed as a
+                                wheel, the working folder), see :func:`default_project_dir`
     ``METRICS_NIGHTLY_CRON``    when the nightly analyses run (default ``0 3 * * *``)
     ``METRICS_WEEKLY_CRON``     when the weekly ones run (default ``0 5 * * 1``, Mondays)
     ``METRICS_TIMEZONE``        the schedules' time zone (default ``UTC``)
@@ -70,7 +95,8 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     postgres_url: str | None = None
-    baselines_file: Path = Path("config/baselines/load-test-baselines.yaml")
+    baselines_file: Path = field(default_factory=lambda: default_project_dir() / DEFAULT_BASELINES)
+    project_dir: Path = field(default_factory=default_project_dir)
     nightly_cron: str = "0 3 * * *"
     weekly_cron: str = "0 5 * * 1"
     timezone: str = "UTC"
@@ -93,6 +119,11 @@ class Settings:
                 "METRICS_EXECUTOR must be 'in_process', 'multiprocess' or 'celery', "
                 f"not {executor!r}"
             )
+        project_dir = (
+            Path(env["METRICS_PROJECT_DIR"]).expanduser().absolute()
+            if env.get("METRICS_PROJECT_DIR")
+            else default_project_dir()
+        )
         return cls(
             home=Path(env.get("METRICS_HOME", ".metrics_home")).absolute(),
             store=store,
@@ -100,9 +131,10 @@ class Settings:
             s3_endpoint_url=env.get("METRICS_S3_ENDPOINT_URL") or None,
             s3_region=env.get("METRICS_S3_REGION", "us-east-1"),
             postgres_url=env.get("METRICS_POSTGRES_URL") or None,
-            baselines_file=Path(
-                env.get("METRICS_BASELINES", "config/baselines/load-test-baselines.yaml")
-            ).absolute(),
+            baselines_file=project_path(
+                project_dir, env.get("METRICS_BASELINES") or DEFAULT_BASELINES
+            ),
+            project_dir=project_dir,
             nightly_cron=env.get("METRICS_NIGHTLY_CRON", "0 3 * * *"),
             weekly_cron=env.get("METRICS_WEEKLY_CRON", "0 5 * * 1"),
             timezone=env.get("METRICS_TIMEZONE", "UTC"),

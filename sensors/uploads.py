@@ -11,8 +11,8 @@ from metrics_pipeline.orchestration.resources import ObjectStoreResource
     job_name="ci_stage",
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Lists run manifests in the object store; each new or replaced one adds the "
-    "partition <run_id> and requests the ci_stage job for it.",
+    description="Lists the uploads in the object store; each new run, or new version of a run "
+    "(any of its files changed), adds the partition <run_id> and requests the ci_stage job.",
 )
 def new_run_sensor(
     context: dg.SensorEvaluationContext, object_store: ObjectStoreResource
@@ -30,9 +30,10 @@ def new_run_sensor(
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=f"{u.run_id}:{u.etag}",
+                run_key=f"{u.run_id}:{u.version}",
                 partition_key=u.run_id,
                 tags={
+                    "upload_version": u.version,
                     "suite": u.suite,
                     "scenario": u.manifest.scenario,
                     "environment": u.manifest.environment,

@@ -5,6 +5,10 @@
 the ``alert_deliveries`` outbox). An alert's id is a fingerprint of what it is about (kind,
 suite, scenario, environment, endpoint, metric), so seeing the same condition again updates
 the same row instead of notifying twice.
+
+Runs are applied in the order they ran, not in the order they arrive: each alert keeps the
+position (``started_at``, then ``run_id``) of the latest run that evaluated it, and a run
+uploaded late, older than that one, neither updates, resolves nor reopens it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ from metrics_pipeline.common.severity import SEVERITY_ORDER
 from metrics_pipeline.contracts.tables import conform, empty
 
 ACTIVE = ("open", "acknowledged")
+# Where a run stands in its combination's history: the manifest's started_at, ties by run_id.
+RunPosition = tuple[datetime, str]
+
+
+def _position(started_at: datetime | None, run_id: str | None) -> RunPosition | None:
+    return None if started_at is None or run_id is None else (started_at, run_id)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,13 @@ class Signal:
     metric: str | None = None
     run_id: str | None = None
     details: dict = field(default_factory=dict, compare=False)
+    # Set when a run's evaluation found it (``None``: findings, overdue runs, failed jobs).
+    run_started_at: datetime | None = None
+
+    @property
+    def position(self) -> RunPosition | None:
+        """The position of the run that found it, or ``None`` when it is not ordered by run."""
+        return _position(self.run_started_at, self.run_id)
 
     @property
     def fingerprint(self) -> str:
@@ -50,7 +67,11 @@ class Signal:
 @dataclass(frozen=True)
 class Scope:
     """What an evaluation looked at: an active alert inside it that the evaluation did not
-    find again has cleared and is resolved. ``None`` fields match anything."""
+    find again has cleared and is resolved. ``None`` fields match anything.
+
+    ``run_id`` and ``run_started_at`` name the run evaluated, when the scope is one run's
+    combination: an alert a later run already evaluated is then left alone.
+    """
 
     kinds: frozenset[str]
     suite: str | None = None
@@ -58,6 +79,12 @@ class Scope:
     environment: str | None = None
     endpoint: str | None = None
     metric: str | None = None
+    run_id: str | None = None
+    run_started_at: datetime | None = None
+
+    @property
+    def position(self) -> RunPosition | None:
+        return _position(self.run_started_at, self.run_id)
 
     def covers(self, alert: dict) -> bool:
         return alert["kind"] in self.kinds and all(
@@ -93,9 +120,12 @@ def evaluate_alerts(
       ``evaluations`` when a different run shows it) and notifies nobody;
     * an active alert inside a scope of the evaluation that was not found again is resolved
       (``resolved`` notification); a resolved alert whose condition returns is reopened;
+    * none of this happens to an alert that a later run (by ``started_at``, then ``run_id``)
+      already evaluated: a late upload of an older run is history, not news;
     * an open alert older than the escalation delay, never acknowledged, is escalated once.
     """
-    alerts = {row["alert_id"]: row for row in current.iter_rows(named=True)}
+    # conform: a table stored before a column was added has it as nulls.
+    alerts = {row["alert_id"]: row for row in conform("alerts", current).iter_rows(named=True)}
     deliveries: list[dict] = []
     seen: dict[str, Signal] = {}
     for signal in signals.found:
@@ -105,6 +135,8 @@ def evaluate_alerts(
 
     for alert_id, signal in seen.items():
         alert = alerts.get(alert_id)
+        if alert is not None and _superseded(alert, signal.position):
+            continue
         if alert is None or alert["status"] == "resolved":
             alerts[alert_id] = _opened(alert_id, signal, now)
             deliveries += _notify(alerts[alert_id], "opened", now, config)
@@ -112,13 +144,24 @@ def evaluate_alerts(
             alerts[alert_id] = _updated(alert, signal, now)
 
     for alert_id, alert in alerts.items():
-        if (
-            alert["status"] in ACTIVE
-            and alert_id not in seen
-            and any(scope.covers(alert) for scope in signals.scopes)
-        ):
-            alert |= {"status": "resolved", "resolved_at": now, "updated_at": now}
+        if alert_id in seen:
+            continue
+        covering = [
+            scope
+            for scope in signals.scopes
+            if scope.covers(alert) and not _superseded(alert, scope.position)
+        ]
+        if not covering:
+            continue
+        positions = [scope.position for scope in covering if scope.position is not None]
+        evaluated = _evaluated_by(max(positions)) if positions else {}
+        if alert["status"] in ACTIVE:
+            alert |= {"status": "resolved", "resolved_at": now, "updated_at": now} | evaluated
             deliveries += _notify(alert, "resolved", now, config)
+        else:
+            # Already resolved: still remember the run, so that a run between the one that
+            # resolved it and this one, uploaded late, does not reopen what this run cleared.
+            alert |= evaluated
 
     if config.escalation is not None:
         for alert in alerts.values():
@@ -145,6 +188,19 @@ def evaluate_alerts(
     return table.sort("opened_at", "alert_id"), outbox
 
 
+def _superseded(alert: dict, position: RunPosition | None) -> bool:
+    """Whether a run later than ``position`` already evaluated ``alert`` (alerts from before
+    the position was kept, and evaluations not ordered by run, are never superseded)."""
+    if position is None or alert["evaluated_run_started_at"] is None:
+        return False
+    return position < (alert["evaluated_run_started_at"], alert["evaluated_run_id"])
+
+
+def _evaluated_by(position: RunPosition | None) -> dict:
+    started_at, run_id = position if position is not None else (None, None)
+    return {"evaluated_run_id": run_id, "evaluated_run_started_at": started_at}
+
+
 def _opened(alert_id: str, signal: Signal, now: datetime) -> dict:
     return {
         "alert_id": alert_id,
@@ -166,6 +222,7 @@ def _opened(alert_id: str, signal: Signal, now: datetime) -> dict:
         "acknowledged_at": None,
         "escalated_at": None,
         "resolved_at": None,
+        **_evaluated_by(signal.position),
     }
 
 
@@ -179,6 +236,8 @@ def _updated(alert: dict, signal: Signal, now: datetime) -> dict:
         "last_run_id": signal.run_id,
         "evaluations": alert["evaluations"] + (1 if new_run else 0),
     }
+    if signal.position is not None:
+        changes |= _evaluated_by(signal.position)
     if all(alert[k] == v for k, v in changes.items()):
         return alert
     return alert | changes | {"updated_at": now}
@@ -198,14 +257,31 @@ def _notify(
     )
     rows = []
     for name in names:
-        key = f"{alert['alert_id']}|{name}|{event}|{now.isoformat()}"
+        # The delivery id is the notification's idempotency key (receivers dedupe on it), so
+        # two notifications must never share one, even under a frozen clock (METRICS_NOW):
+        # the runs that opened and last evaluated the alert, and its details (a failed job's
+        # Dagster run id), tell a reopened incident from the one before.
+        key = "|".join(
+            str(part)
+            for part in (
+                alert["alert_id"],
+                name,
+                event,
+                now.isoformat(),
+                alert["first_run_id"],
+                alert["evaluated_run_id"],
+                alert["details"],
+            )
+        )
+        delivery_id = hashlib.sha256(key.encode()).hexdigest()[:16]
+        payload = payload_for(config.channels[name].type, alert, event, delivery_id)
         rows.append(
             {
-                "delivery_id": hashlib.sha256(key.encode()).hexdigest()[:16],
+                "delivery_id": delivery_id,
                 "alert_id": alert["alert_id"],
                 "channel": name,
                 "event": event,
-                "payload": json.dumps(payload_for(config.channels[name].type, alert, event)),
+                "payload": json.dumps(payload),
                 "attempts": 0,
                 "next_attempt_at": now,
                 "delivered_at": None,

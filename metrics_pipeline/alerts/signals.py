@@ -39,10 +39,14 @@ def run_signals(
     """Regressions and trade-offs of the run's verdicts, its SLA breaches, and endpoints or
     resource metrics its history always had that it lacks.
 
-    ``history``: run_id, started_at and ``item`` (``endpoint:<name>`` / ``resource:<metric>``)
-    for the run and the earlier runs of its combination (see ``history_items``).
+    ``run``: its ``runs`` row (run_id, suite, scenario, environment, started_at): the
+    signals and the scope carry the run's position, so that a run evaluated after a later one
+    changes none of that one's alerts. ``history``: run_id, started_at and ``item``
+    (``endpoint:<name>`` / ``resource:<metric>``) for the run and the earlier runs of its
+    combination (see ``history_items``).
     """
     where = {k: run[k] for k in ("suite", "scenario", "environment")}
+    position = {"run_id": run["run_id"], "run_started_at": run["started_at"]}
     found = []
     for row in verdicts.filter(pl.col("verdict").is_in(["regression", "trade-off"])).iter_rows(
         named=True
@@ -60,7 +64,6 @@ def run_signals(
                 + (" (latency improved: a trade-off)" if trade_off else ""),
                 endpoint=row["endpoint"],
                 metric=row["metric"],
-                run_id=run["run_id"],
                 details={
                     k: row[k]
                     for k in ("baseline", "candidate", "change", "ci_low", "ci_high", "p_adjusted")
@@ -68,6 +71,7 @@ def run_signals(
                 }
                 | {"baseline_runs": row["baseline_runs"]},
                 **where,
+                **position,
             )
         )
     for row in evaluations.filter(pl.col("status") == "breached").iter_rows(named=True):
@@ -85,7 +89,6 @@ def run_signals(
                 f"(target {row['target']:.4g}{compliance}) in run {run['run_id']}",
                 endpoint=row["endpoint"],
                 metric=row["kpi"],
-                run_id=run["run_id"],
                 details={
                     k: row[k]
                     for k in (
@@ -98,10 +101,11 @@ def run_signals(
                     if _finite(row[k])
                 },
                 **where,
+                **position,
             )
         )
     found += _missing_items(run, history, config.missing_data.history_runs)
-    return Signals(found, [Scope(RUN_KINDS, **where)])
+    return Signals(found, [Scope(RUN_KINDS, **where, **position)])
 
 
 def history_items(
@@ -114,7 +118,7 @@ def history_items(
         & (pl.col("scenario") == run["scenario"])
         & (pl.col("environment") == run["environment"])
         & (pl.col("started_at") <= run["started_at"])
-        & (pl.col("valid").fill_null(True) | (pl.col("run_id") == run["run_id"]))
+        & (pl.col("valid").fill_null(False) | (pl.col("run_id") == run["run_id"]))
     ).select("run_id", "started_at")
     items = pl.concat(
         [
@@ -160,6 +164,7 @@ def _missing_items(run: dict, history: pl.DataFrame, history_runs: int) -> list[
                 endpoint=endpoint,
                 metric=metric,
                 run_id=run["run_id"],
+                run_started_at=run["started_at"],
                 details={"previous_runs": earlier["run_id"].to_list()},
             )
         )

@@ -18,11 +18,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metrics_pipeline.common.errors import MetricsPipelineError, describe
+from metrics_pipeline.settings import DEFAULT_BASELINES
 
 BASELINE_RUNS = 5
 # Per-run summary columns a baseline is kept for.
 METRICS = ("latency_p50", "latency_p95", "latency_p99", "error_rate", "throughput_rps")
 IQR_FENCE = 1.5
+DEFAULT_PARTS = Path(DEFAULT_BASELINES).parts
 
 
 class BaselineEntry(BaseModel):
@@ -50,11 +52,30 @@ class BaselineFile(BaseModel):
 
 
 class BaselineFileError(MetricsPipelineError, ValueError):
-    """A baseline file that breaks the schema; the message names the entry and the field."""
+    """A baseline file that breaks the schema (the message names the entry and the field), or
+    one that must exist and is missing."""
 
 
-def load_baselines(path: Path) -> list[BaselineEntry]:
+def must_exist(path: Path) -> bool:
+    """Whether a missing baseline file at ``path`` is an error rather than "nothing pinned".
+
+    Only the default location (``config/baselines/load-test-baselines.yaml`` of the project,
+    see :data:`~metrics_pipeline.settings.DEFAULT_BASELINES`) may be absent: a project that has
+    pinned nothing yet. A file configured anywhere else was meant to be there, and reading it
+    as empty would unpin its runs (retention then deleted them).
+    """
+    return Path(path).parts[-len(DEFAULT_PARTS) :] != DEFAULT_PARTS
+
+
+def load_baselines(path: Path, *, required: bool = False) -> list[BaselineEntry]:
+    """The entries of the baseline file at ``path``; none when it is absent, unless
+    ``required`` (then a missing file raises :class:`BaselineFileError`)."""
     if not path.exists():
+        if required:
+            raise BaselineFileError(
+                f"{path}: baseline file not found (set METRICS_BASELINES to the file; a "
+                "relative path is taken under METRICS_PROJECT_DIR, by default the checkout)"
+            )
         return []
     try:
         document = yaml.safe_load(path.read_text()) or {}

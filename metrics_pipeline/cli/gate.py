@@ -12,9 +12,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrics_pipeline.cli.output import bad_input, console, err, fail
+from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
-from metrics_pipeline.formats import read_results
+from metrics_pipeline.common.text import display_name
+from metrics_pipeline.formats import read_results, unreadable_files
 from metrics_pipeline.settings import Settings
 
 
@@ -36,12 +37,18 @@ def verdict_table(verdicts: pl.DataFrame, title: str, alpha: float = 0.05) -> Ta
         if row["regression"]:
             cells[-1] = f"[bold red]{cells[-1]}[/]"
         table.add_row(
-            escape(row["endpoint"]),
+            escape(display_name(row["endpoint"])),  # the JSON output has the whole name
             row["metric"],
             *[escape(cell) if i < len(cells) - 1 else cell for i, cell in enumerate(cells)],
             style="bold" if row["regression"] else None,
         )
     return table
+
+
+def folder_of(path: Path) -> str:
+    """What goes before a file name of ``read_results(path)`` to name the file as given."""
+    folder = path if path.is_dir() else path.parent
+    return "" if folder == Path() else f"{folder}/"
 
 
 JSON_KEYS = [
@@ -95,6 +102,15 @@ def compare(
     *baselines, candidate = results
     with bad_input():
         parsed = [read_results(path) for path in results]
+    # A run with a damaged file (truncated, over a read limit, a summary that is not JSON)
+    # would be judged on part of its data: bad input, never a verdict.
+    fail_on_unreadable(
+        [
+            f"{folder_of(path)}{problem}"
+            for path, run in zip(results, parsed, strict=True)
+            for problem in unreadable_files(run.accounting)
+        ]
+    )
     for path, run in zip(results, parsed, strict=True):
         if run.requests.height == 0 and run.interval_stats.height == 0:
             err.print(f"[red]error:[/] no request or interval data in {escape(str(path))}:")

@@ -5,6 +5,7 @@ Exit codes, the same for every command:
 * 0 success: done, and nothing the command gates on was found.
 * 1 the command found what it gates on: a regression (``compare``, ``versions``), a change
   (``baseline diff``), a missed target (``backtest``), a failed run (``demo``, ``rebuild``),
+  Parquet and Postgres that differ (``check``),
   a run that failed validation (``ingest``), a notification still waiting (``alerts deliver``).
 * 2 bad usage or input: an unknown command or option, a missing argument, an invalid
   manifest, unreadable or missing files, a bad baseline file.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from metrics_pipeline.cli import gate, monitoring, pipeline, query, runs
+from metrics_pipeline.cli import check, gate, monitoring, pipeline, query, runs
 from metrics_pipeline.cli.alerts import alerts_app
 from metrics_pipeline.cli.baseline import baseline_app
 
@@ -38,6 +39,7 @@ for command in (
     pipeline.retention,
     monitoring.exporter,
     query.sql,
+    check.check,
 ):
     app.command()(command)
 # `run -- <command>`: everything after the options is the load test's own command line.

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from metrics_pipeline.common.errors import MetricsPipelineError
+from metrics_pipeline.common.text import one_line
 
 # Wide enough for the verdict table when output is piped (CI logs), the terminal width otherwise.
 console = Console(width=shutil.get_terminal_size((150, 40)).columns)
@@ -20,10 +21,20 @@ err = Console(stderr=True, soft_wrap=True)
 BAD_INPUT = 2
 
 
-def fail(message: str) -> NoReturn:
-    """Print ``error: message`` on stderr and exit 2 (bad usage or input)."""
-    err.print(f"[red]error:[/] {escape(message)}")
+def fail(message: str, *more: str) -> NoReturn:
+    """Print ``error: message`` on stderr, one such line per further message, and exit 2 (bad
+    usage or input)."""
+    for line in (message, *more):
+        err.print(f"[red]error:[/] {escape(line)}")
     raise typer.Exit(BAD_INPUT)
+
+
+def fail_on_unreadable(problems: list[str]) -> None:
+    """Exit 2 with one ``error:`` line per input file that could not be read (damaged,
+    truncated, over a read limit): a verdict on part of a run's data is no verdict, and a CI
+    gate must not read it as a regression (1) or a pass (0)."""
+    if problems:
+        fail(*[f"unreadable input: {one_line(problem)}" for problem in problems])
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -204,30 +205,98 @@ def rebuild() -> None:
 
 def retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
-    raw_days: Annotated[int, typer.Option(help="Keep raw rows this many days.")] = 30,
-    aggregate_days: Annotated[int, typer.Option(help="Keep aggregates this many days.")] = 365,
+    raw_days: Annotated[
+        int, typer.Option(help="Keep raw rows this many days after their ingest.")
+    ] = 30,
+    aggregate_days: Annotated[
+        int, typer.Option(help="Keep aggregates this many days after their ingest.")
+    ] = 365,
+    trash_days: Annotated[
+        int, typer.Option(help="Keep what is deleted restorable in the trash this many days.")
+    ] = 7,
+    max_quiet_days: Annotated[
+        int,
+        typer.Option(
+            help="Refuse when now is more than this many days after the newest ingest "
+            "(a clock or --now far ahead)."
+        ),
+    ] = 45,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Run even when now is after --max-quiet-days of no ingest."),
+    ] = False,
+    restore: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RUN_ID",
+            help="Bring the run's partitions back from the trash (and into Postgres) instead.",
+        ),
+    ] = None,
     now: Annotated[
         datetime | None, typer.Option(help="Pretend it is this time (ISO 8601; tests, replays).")
     ] = None,
 ) -> None:
-    """Delete raw rows and aggregates past their retention, except what baselines need."""
-    from metrics_pipeline.analysis.baselines import load_baselines
-    from metrics_pipeline.stages.retention import RetentionPolicy, apply_plan, plan_for
+    """Move raw rows and aggregates past their retention (counted from each run's ingest) to
+    the trash, except the runs baselines need, and purge what the trash has held longer than
+    --trash-days. Refuses (exit 2) on bad day counts, a missing configured baseline file, or a
+    now far after the newest ingest (--force)."""
+    from metrics_pipeline.stages.retention import RetentionPolicy, pinned_in, run_retention
     from metrics_pipeline.storage import open_warehouse
 
     settings = Settings.from_env()
+    if restore is not None:
+        _restore(open_warehouse(settings), restore, dry_run)
+        return
     with bad_input():
-        pinned = [run for entry in load_baselines(settings.baselines_file) for run in entry.runs]
+        # The policy checks its day counts itself (the asset's config gets the same check).
+        policy = RetentionPolicy(raw_days, aggregate_days, trash_days, max_quiet_days)
+        pinned = pinned_in(settings.baselines_file)
     warehouse = open_warehouse(settings)
     moment = clock_at(now)() if now else settings.clock()
-    plan = plan_for(warehouse, moment, RetentionPolicy(raw_days, aggregate_days), pinned)
+    with bad_input():
+        outcome = run_retention(warehouse, moment, policy, pinned, dry_run=dry_run, force=force)
+    plan = outcome.plan
     summary = plan.as_frame().group_by("table").len().sort("table")
-    verb = "would delete" if dry_run else "deleting"
+    kept = Counter(kind for kinds in plan.reasons.values() for kind in kinds)
+    verb = "would move" if dry_run else "moved"
     console.print(
-        f"{verb} {len(plan.deletions)} partitions ("
+        f"{verb} {len(plan.deletions)} partitions to the trash ("
         + ", ".join(f"{t}: {n}" for t, n in summary.iter_rows())
-        + f"); {len(plan.protected)} runs kept for baselines"
+        + f"); {len(plan.protected)} runs kept for baselines ("
+        + ", ".join(f"{kind}: {n}" for kind, n in sorted(kept.items()))
+        + f"); {'would purge' if dry_run else 'purged'} {len(outcome.purged)} partitions "
+        f"older than {policy.trash_days} days from the trash",
+        soft_wrap=True,
     )
-    if not dry_run:
-        apply_plan(warehouse, plan)
-        warehouse.refresh_catalog()
+    if outcome.trashed:
+        console.print(
+            f"restorable for {policy.trash_days} days: metrics-pipeline retention --restore RUN_ID",
+            soft_wrap=True,
+        )
+
+
+def _restore(warehouse, run_id: str, dry_run: bool) -> None:
+    """``retention --restore RUN_ID``: the run's partitions back from the trash."""
+    from metrics_pipeline.stages.retention import restore_run
+    from metrics_pipeline.storage.trash import RetentionTrash
+
+    if dry_run:
+        entries = RetentionTrash(warehouse).entries(run_id)
+        if not entries:
+            fail(f"run {run_id!r} has no partition in the retention trash")
+        for entry in entries:
+            console.print(f"would restore {entry.table} of {run_id} (trashed {entry.trashed_at})")
+        return
+    with bad_input():
+        result = restore_run(warehouse, run_id)
+    tables = ", ".join(entry.table for entry in result.restored) or "none"
+    console.print(f"restored {len(result.restored)} partitions of {run_id}: {tables}")
+    if result.left:
+        left = ", ".join(sorted({entry.table for entry in result.left}))
+        console.print(f"left in the trash ({left}): the warehouse holds newer copies")
+    # The run keeps its first ingest time: an old run is old again at the next pass.
+    console.print(
+        "note: if it is older than the retention windows, the next pass takes it again unless "
+        "a baseline keeps it (pin it in the baseline file)",
+        soft_wrap=True,
+    )

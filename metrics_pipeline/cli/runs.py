@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from metrics_pipeline.cli.options import Env, RunId, Scenario, StartedAt, Suite, manifest_from
-from metrics_pipeline.cli.output import bad_input, console, err, fail
+from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
 from metrics_pipeline.cli.progress import progress_bar
-from metrics_pipeline.formats import result_files
+from metrics_pipeline.formats import result_files, unreadable_files
 from metrics_pipeline.settings import Settings
 
 
@@ -50,7 +50,8 @@ def ingest(
     started_at: StartedAt = None,
 ) -> None:
     """Ingest local files straight into the warehouse (backfills, benchmarks): parsed,
-    validated and summarised exactly as the pipeline does. Exit 1 if the run is invalid."""
+    validated and summarised exactly as the pipeline does. Exit 1 if the run is invalid, 2 if
+    a file could not be read (damaged, truncated, over a read limit)."""
     from metrics_pipeline.stages import ci
     from metrics_pipeline.storage import open_warehouse
 
@@ -67,29 +68,34 @@ def ingest(
         )
         report = ci.ingest_local(openers, manifest, warehouse, now=settings.clock())
     with err.status("validating (Great Expectations)..."):
-        validation = ci.validate(warehouse, manifest)
+        validation = ci.validate(warehouse, report)
     summary = ci.summarise(warehouse, manifest.run_id)
     table = Table(title=f"run {manifest.run_id}")
     for column in ("file", "format", "read", "accepted", "quarantined", "problem"):
         table.add_column(column)
     for f in report.files:
         table.add_row(
-            f["file"],
+            escape(f["file"]),
             f["format"],
             str(f["rows_read"]),
             str(f["rows_accepted"]),
             str(f["rows_quarantined"]),
-            f["error"] or "",
+            escape(f["error"] or ""),  # exception text such as "[Errno 13]" is not markup
         )
     console.print(table)
     console.print(f"{summary.summary.height} endpoint(s) summarised; warehouse: {warehouse.root}")
+    # The rows of the other files are stored either way; an unreadable file is bad input
+    # (exit 2), which a CI gate must not take for an invalid run's 1.
+    unreadable = unreadable_files(report.files)
     if not validation.valid:
         console.print(
             f"[red]run {escape(manifest.run_id)} is invalid[/] (kept, never a baseline): "
             + escape("; ".join(validation.problems))
         )
+        fail_on_unreadable(unreadable)
         raise typer.Exit(1)
     console.print(f"run {escape(manifest.run_id)} is valid")
+    fail_on_unreadable(unreadable)
 
 
 def run(

@@ -48,6 +48,15 @@ class LoadProfile(BaseModel):
     duration_s: NonNegativeFloat | None = None
 
 
+class UploadedFile(BaseModel):
+    """One result file of an upload, as the uploader wrote it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=1024)  # the key below raw/<suite>/<run_id>/
+    size: NonNegativeInt
+
+
 class RunManifest(BaseModel):
     """``run.json``: who ran what, where and when. Written last by the uploader."""
 
@@ -68,6 +77,11 @@ class RunManifest(BaseModel):
     baseline: (
         Annotated[str, AfterValidator(lambda v: v if v == "auto" else check_name(v))] | None
     ) = None
+    # Written by the uploader: exactly the files of this upload (objects left under the prefix
+    # by an earlier upload are not part of the run), and who uploaded it. Hand-written
+    # manifests may omit both: every result file under the prefix is then the run.
+    files: tuple[UploadedFile, ...] | None = None
+    uploaded_by: str | None = Field(default=None, max_length=256)
 
     @classmethod
     def parse(cls, raw: bytes | str | dict[str, Any], source: str = "run.json") -> RunManifest:

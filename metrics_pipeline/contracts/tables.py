@@ -344,6 +344,27 @@ TABLES: dict[str, Table] = {
                     "ingested_at": TS,
                     "valid": pl.Boolean,
                     "invalid_reason": pl.String,
+                    "upload_version": pl.String,
+                }
+            ),
+            written_by="ci.ingest",
+            partitioning="run",
+            retention="aggregate",
+        ),
+        Table(
+            "upload_versions",
+            "Every upload of a run that was ingested: its version (a digest of the objects' "
+            "keys, ETags and sizes), who uploaded it, when, and its files.",
+            pl.Schema(
+                {
+                    "run_id": pl.String,
+                    "version": pl.String,
+                    "uploaded_by": pl.String,
+                    "uploaded_at": TS,  # the newest object's last-modified time
+                    "files": pl.String,  # JSON: [{"name", "size"}]
+                    "file_count": pl.Int64,
+                    "bytes": pl.Int64,
+                    "ingested_at": TS,
                 }
             ),
             written_by="ci.ingest",
@@ -426,6 +447,10 @@ TABLES: dict[str, Table] = {
                     "acknowledged_at": pl.Datetime("us", "UTC"),
                     "escalated_at": pl.Datetime("us", "UTC"),
                     "resolved_at": pl.Datetime("us", "UTC"),
+                    # The latest run (by started_at, then run_id) that evaluated the alert,
+                    # found or cleared it: an older run uploaded later leaves the alert alone.
+                    "evaluated_run_id": pl.String,
+                    "evaluated_run_started_at": pl.Datetime("us", "UTC"),
                 }
             ),
             written_by="alerts.service",
@@ -477,13 +502,24 @@ def empty(table: str) -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMAS[table])
 
 
+# PostgreSQL text cannot hold NUL: it is replaced in every store alike, so Parquet and the
+# Postgres mirror keep the same rows (an endpoint with NUL used to fail the mirror forever).
+NUL_REPLACEMENT = "\ufffd"
+
+
 def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Cast ``frame`` to the table's schema, adding absent columns as nulls, in schema order."""
+    """Cast ``frame`` to the table's schema, adding absent columns as nulls, in schema order;
+    NUL in text becomes U+FFFD."""
     schema = SCHEMAS[table]
     # with_columns broadcasts the null literals to the frame's height (select would not).
     missing = [
         pl.lit(None, dtype).alias(n) for n, dtype in schema.items() if n not in frame.columns
     ]
     return frame.with_columns(missing).select(
-        [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+        [
+            pl.col(name).cast(dtype).str.replace_all("\x00", NUL_REPLACEMENT, literal=True)
+            if dtype == pl.String
+            else pl.col(name).cast(dtype)
+            for name, dtype in schema.items()
+        ]
     )

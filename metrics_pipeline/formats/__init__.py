@@ -2,13 +2,18 @@
 
 Formats are recognised from content, not file names. Every adapter is pure and streaming:
 ``iter_file`` yields bounded batches, ``read_results`` collects them for small inputs.
+
+Result files are untrusted: ``ReadLimits`` (``limits.py``) bounds what one file may cost, and
+a file that breaks a limit, is damaged or truncated gets an ``error`` in its accounting while
+the other files are read as usual. The records read before a file failed are kept (and
+accounted for: read = accepted + quarantined); ``error`` says the file's data is incomplete.
 """
 
 from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,24 +33,36 @@ from metrics_pipeline.formats import (
     sysmon_ndjson,
 )
 from metrics_pipeline.formats.base import (
+    SNIFF_BYTES,
     Batch,
     FileAccounting,
     Quarantine,
     UnreadableFileError,
     open_maybe_gzip,
+    read_failure,
     sniff,
+)
+from metrics_pipeline.formats.limits import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    cap_frame,
+    depth_reason,
+    nested_deeper,
 )
 
 __all__ = [
     "ADAPTERS",
+    "DEFAULT_LIMITS",
     "RESULT_SUFFIXES",
     "FileAccounting",
     "ParsedResults",
+    "ReadLimits",
     "UnreadableFileError",
     "earliest_timestamp",
     "is_result_file",
     "iter_file",
     "read_results",
+    "unreadable_files",
 ]
 
 ADAPTERS = (
@@ -60,6 +77,11 @@ ADAPTERS = (
 )
 RESULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".jtl")
 MANIFEST_NAME = "run.json"
+# The errors of files that are no result file at all (skipped, with a note), as opposed to a
+# result file that could not be read (damaged, truncated, over a limit: its data is missing).
+EMPTY_FILE = "empty file"
+UNKNOWN_FORMAT = "unknown format"
+NOT_RESULT_FILE = (EMPTY_FILE, UNKNOWN_FORMAT)
 
 
 def is_result_file(name: str) -> bool:
@@ -71,45 +93,72 @@ def is_result_file(name: str) -> bool:
     return base.endswith(RESULT_SUFFIXES)
 
 
-def detect(stream: io.BufferedReader, name: str):
+def detect(stream: io.BufferedReader, name: str, limits: ReadLimits = DEFAULT_LIMITS):
     """The first adapter that recognises the content (one damaged line is not fatal)."""
-    sample = sniff(stream, name)
+    sample = sniff(stream, name, limits=limits)
     return next((adapter for adapter in ADAPTERS if adapter.looks_like(sample)), None)
 
 
-def iter_file(stream: BinaryIO, file: str, accounting: FileAccounting) -> Iterator[Batch]:
+def iter_file(
+    stream: BinaryIO, file: str, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Yield canonical batches of one file; problems end up in ``accounting``, never raised.
 
-    An empty file, an unknown format or a corrupt stream sets ``accounting.error`` (and, for
-    lines that were read, keeps them accounted for); the caller decides whether that is fatal.
+    An empty file, an unknown format, a corrupt or truncated stream or a file beyond one of
+    ``limits`` sets ``accounting.error`` (and, for lines that were read, keeps them accounted
+    for); the caller decides whether that is fatal. Names and free text in the batches are cut
+    to ``limits`` (see ``limits.cap_frame``).
     """
     try:
-        text_stream = open_maybe_gzip(stream)
-        adapter = detect(text_stream, file)
+        text_stream = open_maybe_gzip(stream, limits)
+        adapter = detect(text_stream, file, limits)
     except (OSError, EOFError, zlib.error) as exc:
-        accounting.error = f"unreadable: {exc}"
+        accounting.error = read_failure(file, exc).reason
         return
     if adapter is None:
         head = text_stream.peek(RAW_EXCERPT_BYTES)[:RAW_EXCERPT_BYTES]
         if not head.strip():
-            accounting.error = "empty file"
+            accounting.error = EMPTY_FILE
             return
         # The whole file is one quarantined unit (line 0): reported and kept, never fatal.
-        accounting.error = "unknown format"
+        # JSON too deep to look at is said to be that, not just "unknown".
+        sample = text_stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+        too_deep = sample.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] in (b"[", b"{") and (
+            nested_deeper(sample, limits.max_depth)
+        )
+        accounting.error = depth_reason(limits) if too_deep else UNKNOWN_FORMAT
         quarantine = Quarantine(accounting)
         accounting.rows_read += 1
-        quarantine.add(0, "unknown format", head)
+        quarantine.add(0, accounting.error, head)
         yield from quarantine.flush()
         return
     try:
-        for table, frame in adapter.parse(text_stream, accounting):
+        for table, frame in adapter.parse(text_stream, accounting, limits):
             if table == "interval_stats":
                 # Several files of one run may summarise the same requests (Locust writes three):
                 # the source lets consumers pick one per endpoint.
                 frame = frame.with_columns(source_file=pl.lit(file))
-            yield table, frame
+            # Every adapter's names, whatever path made them, end up within the limits here.
+            yield table, cap_frame(table, frame, limits)
     except UnreadableFileError as exc:
         accounting.error = exc.reason
+    except (OSError, EOFError, zlib.error) as exc:  # adapters convert these; this is a backstop
+        accounting.error = read_failure(file, exc).reason
+    except RecursionError:
+        # The nesting limit is checked before json.loads; should a structure still be too
+        # deep for Python, it is this file's error, not the run's.
+        accounting.error = depth_reason(limits)
+
+
+def unreadable_files(accounting: Iterable[dict]) -> list[str]:
+    """``"file: error"`` for every file (an accounting dict) that is a result file but could
+    not be read whole: damaged, truncated, over a limit. Empty files and files of an unknown
+    format are not: they are no result files and are only reported."""
+    return [
+        f"{acc['file']}: {acc['error']}"
+        for acc in accounting
+        if acc["error"] is not None and acc["error"] not in NOT_RESULT_FILE
+    ]
 
 
 @dataclass
@@ -133,17 +182,25 @@ def result_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_results(path: str | Path) -> ParsedResults:
-    """Read a result file or every result file below a folder into canonical frames."""
+def read_results(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> ParsedResults:
+    """Read a result file or every result file below a folder into canonical frames.
+
+    A file that cannot be opened or read gets an error in its accounting; the others are read.
+    """
     path = Path(path)
     parts: dict[str, list[pl.DataFrame]] = {table: [] for table in CANONICAL_TABLES}
     accounting = []
     for file in result_files(path):
         name = file.relative_to(path).as_posix() if path.is_dir() else file.name
         acc = FileAccounting(file=name)
-        with file.open("rb") as stream:
-            for table, frame in iter_file(stream, name, acc):
-                parts[table].append(frame)
+        try:
+            stream = file.open("rb")
+        except OSError as exc:  # permissions, a file removed meanwhile
+            acc.error = f"cannot open: {exc.strerror or exc}"
+        else:
+            with stream:
+                for table, frame in iter_file(stream, name, acc, limits):
+                    parts[table].append(frame)
         accounting.append(acc.as_dict())
     frames = {
         table: pl.concat(frames) if frames else empty(table) for table, frames in parts.items()
@@ -155,7 +212,11 @@ def earliest_timestamp(files: list[Path]) -> datetime | None:
     """The earliest timestamp in the first batch of each file (cheap: no full parse)."""
     earliest = None
     for file in files:
-        with file.open("rb") as stream:
+        try:
+            stream = file.open("rb")
+        except OSError:
+            continue  # reported when the file is read for its rows
+        with stream:
             for _table, frame in iter_file(stream, file.name, FileAccounting(file=file.name)):
                 if "ts" in frame.columns and frame["ts"].null_count() < frame.height:
                     first = frame["ts"].min()

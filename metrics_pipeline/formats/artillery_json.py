@@ -49,6 +49,7 @@ from metrics_pipeline.formats.base import (
     read_json_document,
     reject_document,
 )
+from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "artillery_json"
 ENDPOINT_SUMMARY = "plugins.metrics-by-endpoint.response_time."
@@ -145,11 +146,13 @@ def _has_endpoint_summaries(period: Any) -> bool:
     return isinstance(summaries, dict) and any(k.startswith(ENDPOINT_SUMMARY) for k in summaries)
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Read the whole report (reports are small) into one ``interval_stats`` batch."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
-    loaded = read_json_document(stream, quarantine)
+    loaded = read_json_document(stream, quarantine, limits)
     if loaded is None:
         yield from quarantine.flush()
         return

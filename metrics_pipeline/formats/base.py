@@ -18,6 +18,15 @@ import polars as pl
 from metrics_pipeline.common.clock import as_utc
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES, conform
+from metrics_pipeline.formats.limits import (
+    DEFAULT_LIMITS,
+    CountingReader,
+    LimitExceededError,
+    ReadLimits,
+    depth_reason,
+    nested_deeper,
+    size_text,
+)
 
 BATCH_ROWS = 50_000
 # The endpoint name of summaries over all endpoints (k6's http_req_duration, Artillery's
@@ -98,15 +107,19 @@ class Quarantine:
             self.rows = []
 
 
-def open_maybe_gzip(stream: BinaryIO) -> io.BufferedReader:
-    """A peekable stream, gzip decompressed when the magic bytes (not the name) say so.
+def open_maybe_gzip(stream: BinaryIO, limits: ReadLimits = DEFAULT_LIMITS) -> io.BufferedReader:
+    """A peekable stream, gzip decompressed when the magic bytes (not the name) say so, that
+    raises LimitExceededError (an OSError) once more than ``limits.max_file_bytes`` came out.
 
     The buffer is large enough for ``sniff_lines`` to see whole records of a few hundred KiB.
     """
     buffered = io.BufferedReader(stream, buffer_size=SNIFF_BYTES)  # type: ignore[arg-type]
+    content: io.BufferedIOBase = buffered
     if buffered.peek(2)[:2] == GZIP_MAGIC:
-        return io.BufferedReader(gzip.GzipFile(fileobj=buffered), buffer_size=SNIFF_BYTES)
-    return buffered
+        content = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
+    # Counted after decompression: a bomb is stopped when its output passes the limit.
+    counted = CountingReader(content, limits.max_file_bytes)
+    return io.BufferedReader(counted, buffer_size=SNIFF_BYTES)
 
 
 @dataclass(frozen=True)
@@ -114,48 +127,81 @@ class Sniff:
     """What format detection may look at: the file's name and its first bytes and lines.
 
     ``head`` is up to 1 MiB of the (decompressed) content; ``lines`` its first 20 complete
-    non-blank lines, stripped. Nothing of the stream is consumed.
+    non-blank lines, stripped; ``max_depth`` the nesting beyond which a line is not looked
+    into. Nothing of the stream is consumed.
     """
 
     name: str
     head: bytes
     lines: list[bytes]
+    max_depth: int = DEFAULT_LIMITS.max_depth
 
     def json_objects(self) -> list[dict]:
-        """The lines that parse as JSON objects (for line-oriented JSON formats)."""
+        """The lines that parse as JSON objects (for line-oriented JSON formats); lines nested
+        deeper than ``max_depth`` are none."""
         objects = []
         for line in self.lines:
+            if nested_deeper(line, self.max_depth):
+                continue
             try:
                 value = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(value, dict):
                 objects.append(value)
         return objects
 
 
-def sniff(stream: io.BufferedReader, name: str, count: int = 20) -> Sniff:
+def sniff(
+    stream: io.BufferedReader, name: str, count: int = 20, limits: ReadLimits = DEFAULT_LIMITS
+) -> Sniff:
     head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]
     lines = head.split(b"\n")
     if len(lines) > 1 and len(head) >= SNIFF_BYTES:
         lines = lines[:-1]  # the last one may be cut by the buffer
-    return Sniff(name, head, [line.strip() for line in lines if line.strip()][:count])
+    stripped = [line.strip() for line in lines if line.strip()][:count]
+    return Sniff(name, head, stripped, limits.max_depth)
 
 
-def numbered_lines(stream: BinaryIO, file: str) -> Iterator[tuple[int, bytes]]:
+def read_failure(file: str, exc: BaseException, line_no: int | None = None) -> UnreadableFileError:
+    """The UnreadableFileError for a stream that failed (damaged, truncated, over a limit)
+    after ``line_no`` lines (None: before anything was parsed)."""
+    where = "" if line_no is None else f" after line {line_no}"
+    if isinstance(exc, LimitExceededError):
+        return UnreadableFileError(file, f"stopped{where}: {exc}")
+    if isinstance(exc, EOFError):  # gzip's word for a cut file is not self-explanatory
+        return UnreadableFileError(file, f"unreadable{where}: truncated ({exc})")
+    return UnreadableFileError(file, f"unreadable{where}: {exc}")
+
+
+def line_too_long(file: str, line_no: int, limits: ReadLimits) -> UnreadableFileError:
+    """A line longer than ``limits.max_line_bytes``: no tool writes one, and reading on would
+    mean holding it whole, so the file stops there."""
+    size = size_text(limits.max_line_bytes)
+    return UnreadableFileError(file, f"line {line_no} longer than {size} (limit max_line_bytes)")
+
+
+def numbered_lines(
+    stream: BinaryIO, file: str, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[tuple[int, bytes]]:
     """Yield (1-based line number, line without newline) for non-blank lines.
 
-    A corrupt or truncated gzip stream raises UnreadableFileError after the lines that could be
-    read, so the caller can keep what was good and report the rest.
+    A corrupt or truncated gzip stream, or one over a limit, raises UnreadableFileError after
+    the lines that could be read, so the caller can keep what was good and report the rest.
     """
     line_no = 0
+    limit = limits.max_line_bytes
     try:
-        for line_no, line in enumerate(stream, start=1):
+        # A bounded readline: a line without end costs at most the limit, never the file.
+        while line := stream.readline(limit + 1):
+            line_no += 1
+            if len(line) > limit and not line.endswith(b"\n"):
+                raise line_too_long(file, line_no, limits)
             stripped = line.rstrip(b"\r\n")
             if stripped.strip():
                 yield line_no, stripped
     except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableFileError(file, f"unreadable after line {line_no}: {exc}") from exc
+        raise read_failure(file, exc, line_no) from exc
 
 
 class RowError(MetricsPipelineError, ValueError):
@@ -213,26 +259,58 @@ def optional_int(value: Any, field: str) -> int | None:
     return int(value)
 
 
-def read_json_document(stream: BinaryIO, quarantine: Quarantine) -> tuple[Any, bytes] | None:
+READ_BYTES = 1 << 20
+
+
+def read_json_document(
+    stream: BinaryIO, quarantine: Quarantine, limits: ReadLimits = DEFAULT_LIMITS
+) -> tuple[Any, bytes] | None:
     """Read a whole JSON document (summaries and reports are small): (document, raw bytes).
 
-    A document that is not UTF-8 JSON is quarantined as one unit (line 0) and None returned;
-    a stream that cannot be read at all raises UnreadableFileError.
+    A document that cannot be read as JSON (not UTF-8, invalid, larger than
+    ``limits.max_document_bytes``, nested deeper than ``limits.max_depth``) is quarantined as
+    one unit (line 0), the reason is the file's error, and None is returned: nothing of the
+    file can be trusted. A stream that cannot be read at all raises UnreadableFileError.
     """
+    pieces: list[bytes] = []
+    size = 0
     try:
-        raw = stream.read()
+        # In pieces, never one read() to the end: a bomb is stopped at the limit, not
+        # decompressed whole first.
+        while piece := stream.read(READ_BYTES):
+            size += len(piece)
+            if size > limits.max_document_bytes:
+                head = (pieces[0] if pieces else piece)[:RAW_EXCERPT_BYTES]
+                limit = size_text(limits.max_document_bytes)
+                reason = f"JSON document larger than {limit} (limit max_document_bytes)"
+                reject_document(quarantine, head, reason, failed=True)
+                return None
+            pieces.append(piece)
     except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableFileError(quarantine.accounting.file, f"unreadable: {exc}") from exc
+        raise read_failure(quarantine.accounting.file, exc) from exc
+    raw = b"".join(pieces)
+    del pieces
+    if nested_deeper(raw, limits.max_depth):
+        reject_document(quarantine, raw, depth_reason(limits), failed=True)
+        return None
     try:
         return json.loads(raw.decode("utf-8-sig")), raw
     except UnicodeDecodeError:
-        reject_document(quarantine, raw, "not UTF-8")
+        reject_document(quarantine, raw, "not UTF-8", failed=True)
     except (ValueError, RecursionError):
-        reject_document(quarantine, raw, "invalid JSON")
+        reject_document(quarantine, raw, "invalid JSON", failed=True)
     return None
 
 
-def reject_document(quarantine: Quarantine, raw: bytes, reason: str) -> None:
-    """Quarantine a whole document as one unit: without its structure no entry can be trusted."""
+def reject_document(
+    quarantine: Quarantine, raw: bytes, reason: str, *, failed: bool = False
+) -> None:
+    """Quarantine a whole document as one unit: without its structure no entry can be trusted.
+
+    ``failed``: the document could not be read at all (rather than read and found not to be
+    the format's), so ``reason`` is also the file's error: the run's data is incomplete.
+    """
     quarantine.accounting.rows_read += 1
     quarantine.add(0, reason, raw)
+    if failed:
+        quarantine.accounting.error = reason

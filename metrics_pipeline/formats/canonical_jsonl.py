@@ -44,6 +44,7 @@ from metrics_pipeline.formats.base import (
     optional_int,
     parse_timestamp,
 )
+from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 from metrics_pipeline.formats.ndjson_blocks import (
     TS,
     Block,
@@ -175,7 +176,9 @@ def to_row(record: Any) -> tuple[str, dict[str, Any]]:
     return table, ROW_BUILDERS[table](record)
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Stream ``stream`` into batches of at most BATCH_ROWS rows per table, plus quarantine.
 
     Request lines are parsed a block at a time (``ndjson_blocks``); every other line, and every
@@ -189,6 +192,7 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
         convert=_bulk_requests,
         to_row=to_row,
         batch_rows=BATCH_ROWS,
+        limits=limits,
     )
 
 
@@ -225,7 +229,7 @@ def _parse_options(first_line: bytes) -> list[pj.ParseOptions]:
     """
     try:
         first = json.loads(first_line)
-    except ValueError:
+    except (ValueError, RecursionError):  # the line is quarantined later, by the fallback
         first = None
     first = first if isinstance(first, dict) else {}
     numbers = frozenset(key for key in TS_KEYS if _is_number(first.get(key)))

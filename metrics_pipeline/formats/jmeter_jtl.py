@@ -52,6 +52,7 @@ from metrics_pipeline.formats.base import (
     optional_int,
     parse_timestamp,
 )
+from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits, cap_row
 
 NAME = "jmeter_jtl"
 DELIMITERS = (",", "\t", "|", ";")
@@ -238,13 +239,15 @@ def records(
             yield parts[0][0], b"\n".join(raw for _, raw in parts), fields
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Stream ``stream`` into ``requests`` batches of at most BATCH_ROWS rows plus quarantine."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
     rows: list[dict[str, Any]] = []
     try:
-        lines = numbered_lines(stream, accounting.file)
+        lines = numbered_lines(stream, accounting.file, limits)
         first = next(lines, None)
         if first is None:
             return
@@ -274,7 +277,7 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
                 continue
             row["source_file"] = accounting.file
             row["line_no"] = line_no
-            rows.append(row)
+            rows.append(cap_row("requests", row, limits))
             if len(rows) >= BATCH_ROWS:
                 yield _batch(rows, accounting)
                 rows = []

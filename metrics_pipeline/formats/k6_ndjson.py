@@ -49,6 +49,7 @@ from metrics_pipeline.formats.base import (
     optional_int,
     parse_timestamp,
 )
+from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 from metrics_pipeline.formats.ndjson_blocks import (
     TIMEDELTA_MAX_MS,
     Block,
@@ -176,7 +177,9 @@ class _Parser:
         return "resources", {"ts": ts, "host": "k6", "metric": name, "value": value}
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Stream ``stream`` into ``requests``/``resources`` batches (≤ BATCH_ROWS) plus quarantine.
 
     Point lines are parsed a block at a time (``ndjson_blocks``); Metric declarations, and every
@@ -190,6 +193,7 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
         convert=_bulk_points,
         to_row=_Parser().to_row,
         batch_rows=BATCH_ROWS,
+        limits=limits,
     )
 
 

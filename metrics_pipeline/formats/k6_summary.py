@@ -54,6 +54,7 @@ from metrics_pipeline.formats.base import (
     read_json_document,
     reject_document,
 )
+from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "k6_summary"
 ALL = ALL_ENDPOINTS
@@ -163,11 +164,13 @@ def _stats_rows(document: dict[str, Any], entries: dict[str, Entry]) -> list[dic
     return rows
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """One summary document -> ``interval_stats`` and threshold ``events`` plus quarantine."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
-    loaded = read_json_document(stream, quarantine)
+    loaded = read_json_document(stream, quarantine, limits)
     if loaded is None:
         yield from quarantine.flush()
         return

@@ -43,10 +43,13 @@ from metrics_pipeline.formats.base import (
     RowError,
     Sniff,
     UnreadableFileError,
+    line_too_long,
     number,
     optional_int,
     parse_timestamp,
+    read_failure,
 )
+from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits, cap_row
 
 NAME = "locust_csv"
 STATS, HISTORY, FAILURES, EXCEPTIONS = "stats", "history", "failures", "exceptions"
@@ -99,17 +102,22 @@ def looks_like(sniff: Sniff) -> bool:
 class _Lines:
     """Decoded lines for csv.reader that remember the raw bytes of the record being read."""
 
-    def __init__(self, stream: BinaryIO, file: str):
+    def __init__(self, stream: BinaryIO, file: str, limits: ReadLimits = DEFAULT_LIMITS):
         self.stream = stream
         self.file = file
+        self.limits = limits
         self.line_no = 0
         self.raw: list[bytes] = []
         self.bad_utf8 = False
 
     def __iter__(self) -> Iterator[str]:
+        limit = self.limits.max_line_bytes
         try:
-            for line in self.stream:
+            # A bounded readline: a line without end costs at most the limit, never the file.
+            while line := self.stream.readline(limit + 1):
                 self.line_no += 1
+                if len(line) > limit and not line.endswith(b"\n"):
+                    raise line_too_long(self.file, self.line_no, self.limits)
                 self.raw.append(line)
                 try:
                     text = line.decode("utf-8")
@@ -118,9 +126,7 @@ class _Lines:
                     text = line.decode("utf-8", errors="replace")
                 yield text.removeprefix("\ufeff") if self.line_no == 1 else text
         except (OSError, EOFError, zlib.error) as exc:
-            raise UnreadableFileError(
-                self.file, f"unreadable after line {self.line_no}: {exc}"
-            ) from exc
+            raise read_failure(self.file, exc, self.line_no) from exc
 
     def take(self) -> tuple[int, bytes, bool]:
         """(first line number, raw bytes, any line not UTF-8) of the record just read."""
@@ -255,11 +261,13 @@ def _fields(
         yield fields, lines.take()
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Stream one Locust CSV file into bounded batches plus quarantine."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
-    lines = _Lines(stream, accounting.file)
+    lines = _Lines(stream, accounting.file, limits)
     reader = csv.reader(lines)
     header: list[str] | None = None
     kind = ""
@@ -292,6 +300,7 @@ def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
             except RowError as exc:
                 quarantine.add(line_no, str(exc), raw)
                 continue
+            row = cap_row(TABLE[kind], row, limits)
             accounting.rows_accepted += 1
             if kind in (STATS, HISTORY) and _is_aggregated(record):
                 if kind == STATS or aggregated_only is False:

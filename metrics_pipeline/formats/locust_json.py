@@ -44,6 +44,7 @@ from metrics_pipeline.formats.base import (
     read_json_document,
     reject_document,
 )
+from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "locust_json"
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
@@ -136,13 +137,15 @@ def to_row(entry: Any) -> dict[str, Any] | None:
     return row
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Read the whole document (one entry per endpoint: small) into ``interval_stats``."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
     rows: list[dict[str, Any]] = []
     try:
-        loaded = read_json_document(stream, quarantine)
+        loaded = read_json_document(stream, quarantine, limits)
         if loaded is None:
             return
         document, data = loaded

@@ -13,7 +13,8 @@ differs. Lines take the fallback when:
 
 * they are never given to Arrow: not valid UTF-8 (Arrow does not check the strings it skips),
   or not starting with ``{`` (a BOM, which Arrow drops without a row; a top-level ``null``, on
-  which pyarrow 26 crashes; arrays, numbers, garbage);
+  which pyarrow 26 crashes; arrays, numbers, garbage), or with more opening brackets than
+  ``ReadLimits.max_depth`` (the fallback refuses those nested deeper, on either path);
 * Arrow rejects their range (invalid JSON, a field of another type than the schema's, a key
   given twice, ...) or reads it into another number of rows than it has lines (two objects on
   one line): the range is split in halves until the bad lines are isolated, and ranges of at
@@ -43,6 +44,15 @@ from metrics_pipeline.formats.base import (
     Quarantine,
     RowError,
     UnreadableFileError,
+    line_too_long,
+    read_failure,
+)
+from metrics_pipeline.formats.limits import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    cap_frame,
+    depth_reason,
+    nested_deeper,
 )
 
 BLOCK_BYTES = 8 << 20
@@ -50,7 +60,7 @@ READ_BYTES = 1 << 20
 ARROW_BLOCK_BYTES = 512 << 10  # Arrow parses its blocks in parallel
 BISECT_MIN_LINES = 64
 WORKERS = 2
-LF, CR, OPEN_BRACE = 10, 13, ord("{")
+LF, CR, OPEN_BRACE, OPEN_BRACKET = 10, 13, ord("{"), ord("[")
 WHITESPACE = np.array([9, 10, 11, 12, 13, 32], np.uint8)  # what bytes.strip() removes
 
 # The timestamps the bulk path parses: ISO 8601 with a 'T', seconds, an optional fraction and
@@ -106,17 +116,22 @@ def _block(data: bytes, first_line_no: int) -> Block:
     return Block(data, starts[keep], ends[keep], line_nos[keep])
 
 
-def read_chunks(stream: BinaryIO, file: str) -> Iterator[tuple[bytes, int]]:
+def read_chunks(
+    stream: BinaryIO, file: str, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[tuple[bytes, int]]:
     """(about BLOCK_BYTES of whole lines, the number of its first line), numbered like
     ``base.numbered_lines``.
 
-    A corrupt or truncated gzip stream raises UnreadableFileError after the chunk of the lines
-    that could be read, so the caller can keep what was good and report the rest.
+    A corrupt or truncated gzip stream, or a line longer than ``limits.max_line_bytes``,
+    raises UnreadableFileError after the chunk of the lines that could be read, so the caller
+    can keep what was good and report the rest. Memory is at most about BLOCK_BYTES plus one
+    line.
     """
     read = getattr(stream, "read1", stream.read)
     pieces: list[bytes] = []
     size = 0
     line_no = 1  # the number of the first line not yet in a chunk
+    partial = 0  # bytes read since the last newline: the line being read
     while True:
         try:
             piece = read(READ_BYTES)
@@ -126,12 +141,22 @@ def read_chunks(stream: BinaryIO, file: str) -> Iterator[tuple[bytes, int]]:
             if cut:
                 yield data[:cut], line_no
                 line_no += data.count(b"\n", 0, cut)
-            raise UnreadableFileError(file, f"unreadable after line {line_no - 1}: {exc}") from exc
+            raise read_failure(file, exc, line_no - 1) from exc
         if not piece:
             break
         pieces.append(piece)
         size += len(piece)
-        if size >= BLOCK_BYTES and b"\n" in piece:
+        newline = piece.rfind(b"\n")
+        partial = partial + len(piece) if newline < 0 else len(piece) - newline - 1
+        if partial > limits.max_line_bytes:
+            # Without this a line that never ends (a bomb of one line) would be held whole.
+            data = b"".join(pieces)
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut], line_no
+                line_no += data.count(b"\n", 0, cut)
+            raise line_too_long(file, line_no, limits)
+        if size >= BLOCK_BYTES and newline >= 0:
             data = b"".join(pieces)
             cut = data.rfind(b"\n") + 1
             yield (data[:cut] if cut < len(data) else data), line_no
@@ -142,13 +167,19 @@ def read_chunks(stream: BinaryIO, file: str) -> Iterator[tuple[bytes, int]]:
         yield b"".join(pieces), line_no
 
 
-def _bulk_candidates(block: Block) -> np.ndarray:
-    """Whether each line may go to Arrow: starts with '{' and is valid UTF-8."""
+def _bulk_candidates(block: Block, max_depth: int = DEFAULT_LIMITS.max_depth) -> np.ndarray:
+    """Whether each line may go to Arrow: starts with '{', is valid UTF-8 and has at most
+    ``max_depth`` opening brackets (so cannot nest deeper: the fallback measures the others,
+    and a line is refused for its depth whichever path it would take)."""
     buf = np.frombuffer(block.data, np.uint8)
     first = buf[block.starts] if len(block) else np.zeros(0, np.uint8)
     ok = first == OPEN_BRACE
     for i in np.flatnonzero(np.isin(first, WHITESPACE)):  # leading blanks before the '{'
         ok[i] = block.raw(i).lstrip()[:1] == b"{"
+    # Brackets are a few per line: their positions, not a running count over every byte.
+    brackets = np.flatnonzero((buf == OPEN_BRACE) | (buf == OPEN_BRACKET))
+    counts = np.searchsorted(brackets, block.ends) - np.searchsorted(brackets, block.starts)
+    ok &= counts <= max_depth
     if not block.data.isascii():
         try:
             block.data.decode("utf-8")
@@ -162,7 +193,9 @@ def _bulk_candidates(block: Block) -> np.ndarray:
 
 
 def parse_block(
-    block: Block, options_for: Callable[[bytes], list[pj.ParseOptions]]
+    block: Block,
+    options_for: Callable[[bytes], list[pj.ParseOptions]],
+    max_depth: int = DEFAULT_LIMITS.max_depth,
 ) -> tuple[list[pl.DataFrame], list[int]]:
     """(frames of the ranges Arrow parsed, in line order, each with ``_row``, the index of its
     line in ``block``; the lines for the fallback, ascending).
@@ -170,7 +203,7 @@ def parse_block(
     ``options_for`` gets the first line of a range and returns the Arrow parse options (schema,
     what to do with other fields) to try in turn: a schema may follow that line.
     """
-    candidates = _bulk_candidates(block)
+    candidates = _bulk_candidates(block, max_depth)
     slow: list[int] = np.flatnonzero(~candidates).tolist()
     # Runs of consecutive candidates, each parsed as one contiguous range of the block.
     edges = np.flatnonzero(np.diff(np.concatenate(([0], candidates.astype(np.int8), [0]))))
@@ -234,21 +267,24 @@ def parse_ndjson(
     convert: Convert,
     to_row: ToRow,
     batch_rows: int,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Iterator[Batch]:
     """Canonical batches (≤ ``batch_rows`` rows) of an NDJSON stream, plus quarantine.
 
     ``options_for`` gets the first line of a range and returns the Arrow parse options
     (schema, what to do with other fields) to try in turn: a schema may follow that line.
+    ``limits`` bound line length and nesting; names and text are cut a block at a time.
     """
     quarantine = Quarantine(accounting)
     batches = Batches(batch_rows)
 
     def bulk(chunk: tuple[bytes, int]) -> BulkBlock:
-        return _bulk_block(_block(*chunk), options_for, convert, accounting.file)
+        return _bulk_block(_block(*chunk), options_for, convert, accounting.file, limits)
 
     try:
-        for bulk_block in _in_order(bulk, read_chunks(stream, accounting.file)):
-            for table, frame in _complete(bulk_block, to_row, accounting, quarantine):
+        chunks = read_chunks(stream, accounting.file, limits)
+        for bulk_block in _in_order(bulk, chunks):
+            for table, frame in _complete(bulk_block, to_row, accounting, quarantine, limits):
                 yield from batches.add(table, frame)
             yield from flush_quarantine(quarantine, batch_rows)
     except UnreadableFileError:
@@ -265,8 +301,9 @@ def _bulk_block(
     options_for: Callable[[bytes], list[pj.ParseOptions]],
     convert: Convert,
     file: str,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> BulkBlock:
-    frames, slow = parse_block(block, options_for)
+    frames, slow = parse_block(block, options_for, limits.max_depth)
     converted = [convert(frame, block) for frame in frames]
     rows = pl.concat(converted) if converted else None
     tables: dict[str, pl.DataFrame] = {}
@@ -287,15 +324,24 @@ def _bulk_block(
 
 
 def _complete(
-    bulk: BulkBlock, to_row: ToRow, accounting: FileAccounting, quarantine: Quarantine
+    bulk: BulkBlock,
+    to_row: ToRow,
+    accounting: FileAccounting,
+    quarantine: Quarantine,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Iterator[Batch]:
-    """The rows of one block per table, in line order: the bulk ones and the fallback's."""
+    """The rows of one block per table, in line order: the bulk ones and the fallback's, with
+    names and text cut to ``limits`` (before they are batched: a batch stays bounded)."""
     block = bulk.block
     accounting.rows_read += len(block)
     accounting.rows_accepted += bulk.accepted
     pending: dict[str, tuple[list[dict[str, Any]], list[int]]] = defaultdict(lambda: ([], []))
     for i in bulk.slow:
         line_no, raw = int(block.line_nos[i]), block.raw(i)
+        if nested_deeper(raw, limits.max_depth):
+            # One hostile line is one quarantined record; the file goes on.
+            quarantine.add(line_no, depth_reason(limits), raw)
+            continue
         try:
             result = to_row(json.loads(raw.decode("utf-8-sig")))
         except UnicodeDecodeError:
@@ -304,7 +350,7 @@ def _complete(
         except RowError as exc:
             quarantine.add(line_no, str(exc), raw)
             continue
-        except ValueError:
+        except (ValueError, RecursionError):
             quarantine.add(line_no, "invalid JSON", raw)
             continue
         accounting.rows_accepted += 1
@@ -323,7 +369,7 @@ def _complete(
             slow = conform(table, pl.DataFrame(rows, infer_schema_length=None))
             parts.append(slow.with_columns(_line=pl.Series(line_nos, dtype=pl.Int64)))
         merged = parts[0] if len(parts) == 1 else pl.concat(parts).sort("_line")
-        yield table, merged.drop("_line")
+        yield table, cap_frame(table, merged.drop("_line"), limits)
 
 
 A = TypeVar("A")

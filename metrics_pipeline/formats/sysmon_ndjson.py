@@ -43,6 +43,13 @@ from metrics_pipeline.formats.base import (
     numbered_lines,
     parse_timestamp,
 )
+from metrics_pipeline.formats.limits import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    cap_row,
+    depth_reason,
+    nested_deeper,
+)
 
 NAME = "sysmon_ndjson"
 TS_KEYS = ("timestamp", "time", "ts")
@@ -104,16 +111,22 @@ def to_rows(sample: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def parse(stream: BinaryIO, accounting: FileAccounting) -> Iterator[Batch]:
+def parse(
+    stream: BinaryIO, accounting: FileAccounting, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Batch]:
     """Stream samples into ``resources`` batches of at most BATCH_ROWS rows plus quarantine."""
     accounting.format = NAME
     quarantine = Quarantine(accounting)
     rows: list[dict[str, Any]] = []
     try:
-        for line_no, raw in numbered_lines(stream, accounting.file):
+        for line_no, raw in numbered_lines(stream, accounting.file, limits):
             accounting.rows_read += 1
+            if nested_deeper(raw, limits.max_depth):
+                quarantine.add(line_no, depth_reason(limits), raw)
+                continue
             try:
-                rows.extend(to_rows(json.loads(raw.decode("utf-8-sig"))))
+                sample = to_rows(json.loads(raw.decode("utf-8-sig")))
+                rows.extend(cap_row("resources", row, limits) for row in sample)
             except UnicodeDecodeError:
                 quarantine.add(line_no, "not UTF-8", raw)
                 continue

@@ -3,8 +3,9 @@ the ``ingest`` command."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +15,16 @@ import polars as pl
 
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.manifest import ManifestError, RunManifest
-from metrics_pipeline.contracts.tables import INGESTED_TABLES, RAW_EXCERPT_BYTES
-from metrics_pipeline.formats import FileAccounting, is_result_file, iter_file, result_files
+from metrics_pipeline.contracts.tables import INGESTED_TABLES, RAW_EXCERPT_BYTES, conform
+from metrics_pipeline.formats import (
+    DEFAULT_LIMITS,
+    FileAccounting,
+    ReadLimits,
+    is_result_file,
+    iter_file,
+    result_files,
+)
+from metrics_pipeline.ingest.discovery import upload_version
 from metrics_pipeline.storage import Warehouse
 from metrics_pipeline.storage.objects import ObjectStore
 from metrics_pipeline.validation import ValidationResult, validate
@@ -23,6 +32,8 @@ from metrics_pipeline.validation.suites import SUITES
 
 # Tables whose rows may lack a timestamp in some formats: they then get the run's start.
 UNTIMED_TABLES = ("interval_stats", "events")
+
+NOT_VALIDATED = "not validated yet"
 
 Opener = Callable[[], AbstractContextManager[BinaryIO]]
 
@@ -36,6 +47,7 @@ class IngestReport:
     manifest: RunManifest
     files: list[dict] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)  # objects not part of the upload
 
     @property
     def rows_read(self) -> int:
@@ -54,36 +66,96 @@ class IngestReport:
         return [f"{f['file']}: {f['error']}" for f in self.files if f["error"]]
 
 
+@dataclass(frozen=True)
+class UploadRecord:
+    """One version of a run's upload: what the ``upload_versions`` table records."""
+
+    version: str
+    uploaded_by: str | None
+    uploaded_at: datetime
+    files: list[tuple[str, int | None]]  # (name, size) of the run's files
+    ignored: list[str]  # objects under the prefix that are not part of this upload
+
+    def row(self, run_id: str, ingested_at: datetime) -> dict:
+        return {
+            "run_id": run_id,
+            "version": self.version,
+            "uploaded_by": self.uploaded_by,
+            "uploaded_at": self.uploaded_at,
+            "files": json.dumps([{"name": n, "size": s} for n, s in self.files]),
+            "file_count": len(self.files),
+            "bytes": sum(s or 0 for _, s in self.files),
+            "ingested_at": ingested_at,
+        }
+
+
 def ingest_files(
     files: Iterable[tuple[str, Opener]],
     manifest: RunManifest,
     warehouse: Warehouse,
     *,
     now: datetime | None = None,
+    version: UploadRecord | None = None,
+    missing: dict[str, str] | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> IngestReport:
-    """Parse every file and replace the run's partitions with the result (idempotent)."""
+    """Parse every file and replace the run's partitions with the result (idempotent).
+
+    ``missing`` names files of the run that cannot be read, with the reason (reported like a
+    file that failed to parse); ``version`` is recorded in ``upload_versions``. ``limits``
+    bound what one file may cost (``formats.ReadLimits``).
+    """
     report = IngestReport(manifest)
     run_id = manifest.run_id
     window = manifest.window()
+    now = now or datetime.now(UTC)
+    for name, reason in (missing or {}).items():
+        report.files.append(FileAccounting(file=name, error=reason).as_dict())
     with warehouse.replace_partitions(run_id, INGESTED_TABLES) as writer:
         for name, opener in files:
             accounting = FileAccounting(file=name)
-            with opener() as stream:
-                for table, frame in iter_file(stream, name, accounting):
-                    if table == "requests":
-                        frame, rejected = split_by_window(frame, window)
-                        writer.write("quarantine", quarantine_rows(rejected, accounting))
-                    elif table in UNTIMED_TABLES:
-                        # Summaries without timestamps (Locust _stats.csv) describe the run.
-                        frame = frame.with_columns(pl.col("ts").fill_null(manifest.started_at))
-                    writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
+            # A file that cannot be opened or read, is truncated or breaks one of ``limits`` gets
+            # its error in ``accounting`` (so in report.file_errors) and the other files are
+            # read as usual. The rows it gave before it failed are kept and accounted for
+            # (read = accepted + quarantined); its error says the rest is missing.
+            with ExitStack() as opened:
+                try:
+                    stream = opened.enter_context(opener())
+                except OSError as exc:  # removed since it was listed, no permission
+                    accounting.error = f"cannot open: {exc.strerror or exc}"
+                else:
+                    for table, frame in iter_file(stream, name, accounting, limits):
+                        if table == "requests":
+                            frame, rejected = split_by_window(frame, window)
+                            writer.write("quarantine", quarantine_rows(rejected, accounting))
+                        elif table in UNTIMED_TABLES:
+                            # Summaries without timestamps (Locust _stats.csv) describe the run.
+                            started = manifest.started_at
+                            frame = frame.with_columns(pl.col("ts").fill_null(started))
+                        writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
             report.files.append(accounting.as_dict())
+        # Fail closed: the run is not usable (as a baseline, in series) until validate_run
+        # has passed, whatever path ingested it and whatever fails in between.
         catalog_row = manifest.to_row() | {
-            "ingested_at": now or datetime.now(UTC),
-            "valid": True,
-            "invalid_reason": None,
+            "ingested_at": now,
+            "valid": False,
+            "invalid_reason": NOT_VALIDATED,
+            "upload_version": version and version.version,
         }
         writer.write("runs", pl.DataFrame([catalog_row]))
+        if version is not None:
+            report.ignored = version.ignored
+            # The partition is replaced: earlier versions are carried over, this one added.
+            earlier = warehouse.read("upload_versions", [run_id])
+            writer.write(
+                "upload_versions",
+                pl.concat(
+                    [
+                        earlier.filter(pl.col("version") != version.version),
+                        conform("upload_versions", pl.DataFrame([version.row(run_id, now)])),
+                    ]
+                ),
+            )
     report.rows = dict(writer.rows)
     return report
 
@@ -137,12 +209,44 @@ def load_manifest(store: ObjectStore, run_id: str) -> tuple[str, RunManifest]:
 def ingest_from_store(
     store: ObjectStore, warehouse: Warehouse, run_id: str, *, now: datetime | None = None
 ) -> IngestReport:
-    """Ingest the upload ``raw/<suite>/<run_id>/`` of ``store``."""
+    """Ingest the upload ``raw/<suite>/<run_id>/`` of ``store``.
+
+    The run is the files its manifest lists (a listed file that is absent or has another size
+    is reported as unreadable), or every result file under the prefix when the manifest lists
+    none; objects left by an earlier upload are ignored and reported.
+    """
     _, manifest = load_manifest(store, run_id)
     prefix = store.run_prefix(manifest.suite, run_id)
-    keys = [info.key for info in store.list(prefix) if is_result_file(info.key)]
-    files = [(key.removeprefix(prefix), lambda key=key: store.open(key)) for key in keys]
-    return ingest_files(files, manifest, warehouse, now=now)
+    objects = list(store.list(prefix))
+    present = {info.key.removeprefix(prefix): info for info in objects}
+    if manifest.files is None:
+        wanted = {name: None for name in present if is_result_file(name)}
+    else:
+        wanted = {f.name: f.size for f in manifest.files}
+    files: list[tuple[str, Opener]] = []
+    problems: dict[str, str] = {}
+    for name, size in wanted.items():
+        info = present.get(name)
+        if info is None:
+            problems[name] = "listed in run.json but not uploaded"
+        elif size is not None and info.size != size:
+            problems[name] = f"{info.size} bytes, run.json says {size}: upload incomplete"
+        else:
+            files.append((name, lambda key=info.key: store.open(key)))
+    ignored = sorted(name for name in present if name != "run.json" and name not in wanted)
+    version = upload_version(objects)
+    uploaded_at = datetime.fromtimestamp(max(info.last_modified for info in objects), UTC)
+    report = ingest_files(
+        files,
+        manifest,
+        warehouse,
+        now=now,
+        version=UploadRecord(
+            version, manifest.uploaded_by, uploaded_at, list(wanted.items()), ignored
+        ),
+        missing=problems,
+    )
+    return report
 
 
 def ingest_paths(
@@ -175,13 +279,17 @@ class RunValidation:
         return "\n\n".join(parts)
 
 
-def validate_run(warehouse: Warehouse, manifest: RunManifest) -> RunValidation:
+def validate_run(
+    warehouse: Warehouse, manifest: RunManifest, file_errors: Iterable[str] = ()
+) -> RunValidation:
     """Run every table's suite on the run's partition and record the verdict in ``runs``.
 
-    An invalid run keeps its rows (they can be inspected) but is excluded from baselines.
+    An invalid run keeps its rows (they can be inspected) but is excluded from baselines. A
+    file that could not be read (``file_errors`` of the ingest) makes the run invalid too: its
+    data is incomplete.
     """
     run_id = manifest.run_id
-    results, problems = [], []
+    results, problems = [], [f"file not read: {error}" for error in file_errors]
     for table in SUITES:
         frame = warehouse.scan(table, [run_id])
         if frame.select(pl.len()).collect().item() == 0:

@@ -48,7 +48,7 @@ def latest_runs(runs: pl.DataFrame) -> pl.DataFrame:
     """The most recent run of every suite x scenario x environment that was not judged invalid
     (an invalid run gets no verdict, so the previous one still stands)."""
     return (
-        runs.filter(pl.col("valid").fill_null(True))
+        runs.filter(pl.col("valid").fill_null(False))
         .sort("started_at", "run_id")
         .group_by(COMBINATION, maintain_order=True)
         .last()

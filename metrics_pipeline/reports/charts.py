@@ -13,6 +13,8 @@ from typing import Any
 import altair as alt
 import polars as pl
 
+from metrics_pipeline.common.text import display_names
+
 # Bucket widths (seconds) for time series, the first that gives at most TARGET_POINTS buckets.
 BUCKET_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 TARGET_POINTS = 120
@@ -156,6 +158,15 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return out.to_dicts()
 
 
+def _shown(column: str, *frames: pl.DataFrame) -> list[pl.DataFrame]:
+    """``frames`` with the names in ``column`` as reports show them (``display_names``: one
+    line, at most 80 characters, still distinct), one mapping for all of them so that a name
+    is the same label in every layer of a chart. Long names made the PDF take minutes."""
+    names = [name for frame in frames for name in frame[column].drop_nulls().unique().sort()]
+    shown = display_names(names)
+    return [frame.with_columns(pl.col(column).replace(shown)) for frame in frames]
+
+
 def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
     return chart.configure_view(stroke=None).to_dict()
 
@@ -166,6 +177,7 @@ def _column_facets(n: int) -> int:
 
 def distribution_chart(histogram: pl.DataFrame) -> dict[str, Any]:
     """Baseline vs candidate latency distribution, one small panel per endpoint."""
+    [histogram] = _shown("endpoint", histogram)
     endpoints = histogram["endpoint"].unique(maintain_order=True).to_list()
     base = (
         alt.Chart(alt.Data(values=_records(histogram)))
@@ -197,6 +209,7 @@ def distribution_chart(histogram: pl.DataFrame) -> dict[str, Any]:
 
 def timeline_chart(timeline: pl.DataFrame) -> dict[str, Any]:
     """p50 / p95 / p99 over the run, one panel per percentile, one line per endpoint."""
+    [timeline] = _shown("endpoint", timeline)
     long = timeline.unpivot(
         index=["endpoint", "ts"],
         on=["p50", "p95", "p99"],
@@ -222,6 +235,8 @@ def timeline_chart(timeline: pl.DataFrame) -> dict[str, Any]:
 
 def resource_chart(timeline: pl.DataFrame) -> dict[str, Any]:
     """Every resource metric over the run, one panel per metric, one line per host."""
+    [timeline] = _shown("host", timeline)
+    [timeline] = _shown("metric", timeline)
     base = (
         alt.Chart(alt.Data(values=_records(timeline)))
         .mark_line(strokeWidth=1.4)
@@ -240,6 +255,7 @@ def resource_chart(timeline: pl.DataFrame) -> dict[str, Any]:
 def comparison_chart(verdicts: pl.DataFrame, threshold: float) -> dict[str, Any]:
     """Relative change with its 95 % confidence interval per endpoint x metric; the dashed
     line is the regression threshold."""
+    [verdicts] = _shown("endpoint", verdicts)
     rows = verdicts.filter(pl.col("change").is_finite()).select(
         label=pl.col("endpoint") + " · " + pl.col("metric"),
         change="change",
@@ -285,6 +301,7 @@ def comparison_chart(verdicts: pl.DataFrame, threshold: float) -> dict[str, Any]
 def history_chart(history: pl.DataFrame, marks: pl.DataFrame, metric_title: str) -> dict[str, Any]:
     """One metric per run over the combination's history, one line per endpoint; ``marks``
     (endpoint, run_id, started_at, value) are the change points, drawn as rings."""
+    history, marks = _shown("endpoint", history, marks)
     line = (
         alt.Chart(alt.Data(values=_records(history)))
         .mark_line(point=True)
@@ -307,6 +324,7 @@ def history_chart(history: pl.DataFrame, marks: pl.DataFrame, metric_title: str)
 
 def bar_chart(frame: pl.DataFrame, category: str, value: str, title: str, fmt: str) -> dict:
     """Horizontal bars of ``value`` per ``category`` (errors per endpoint, for instance)."""
+    [frame] = _shown(category, frame)
     chart = (
         alt.Chart(alt.Data(values=_records(frame)))
         .mark_bar(color="#cf222e")
@@ -322,6 +340,7 @@ def bar_chart(frame: pl.DataFrame, category: str, value: str, title: str, fmt: s
 
 def forecast_chart(forecasts: pl.DataFrame, metric_title: str) -> dict[str, Any]:
     """Forecast mean with its prediction interval as a band, one colour per series."""
+    [forecasts] = _shown("series", forecasts)
     base = alt.Chart(alt.Data(values=_records(forecasts)))
     color = alt.Color("series:N", title="series")
     band = base.mark_area(opacity=0.18).encode(

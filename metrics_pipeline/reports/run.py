@@ -20,7 +20,7 @@ from metrics_pipeline.analysis.verdicts import (
     run_verdict,
 )
 from metrics_pipeline.common.errors import MetricsPipelineError
-from metrics_pipeline.common.text import md, md_table, one_line
+from metrics_pipeline.common.text import display_name, md, md_table, one_line
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
 from metrics_pipeline.reports.text import finite, metric_name, pct, value
@@ -154,7 +154,7 @@ def sla_sentence(sla: pl.DataFrame) -> str:
     if failed.height:
         worst = failed.row(0, named=True)
         sentence += (
-            f" Worst: {worst['kpi']} on {one_line(worst['endpoint'])} {worst['status']} "
+            f" Worst: {worst['kpi']} on {display_name(worst['endpoint'])} {worst['status']} "
             f"(observed {worst['observed']:.4g} {worst['unit'] or ''} vs target "
             f"{worst['target']:.4g})."
         )
@@ -164,7 +164,7 @@ def sla_sentence(sla: pl.DataFrame) -> str:
 def _describe(row: dict) -> str:
     _, _, change, ci, _, _ = formatted(row)
     return (
-        f"{one_line(row['endpoint'])} {metric_name(row['metric'])} {change} "
+        f"{display_name(row['endpoint'])} {metric_name(row['metric'])} {change} "
         f"({value(row['metric'], row['baseline'])} → {value(row['metric'], row['candidate'])}, "
         f"95 % CI {ci})"
     )
@@ -177,12 +177,13 @@ def banner(data: RunData) -> Banner:
     if verdict in {"regression", "trade-off"}:
         worst = regressions(data)
         top = worst.row(0, named=True)
-        others = sorted({one_line(e) for e in worst["endpoint"]} - {one_line(top["endpoint"])})
+        top_name = display_name(top["endpoint"])
+        others = sorted({display_name(e) for e in worst["endpoint"]} - {top_name})
         more = f"; also worse: {', '.join(others)}" if others else ""
         _, _, change, ci, _, _ = formatted(top)
         return Banner(
             verdict,
-            f"{verdict.upper()}: {one_line(top['endpoint'])} {metric_name(top['metric'])} {change}",
+            f"{verdict.upper()}: {top_name} {metric_name(top['metric'])} {change}",
             f"{value(top['metric'], top['baseline'])} → "
             f"{value(top['metric'], top['candidate'])}, 95 % CI {ci}, adjusted p "
             f"{top['p_adjusted']:.2g}, against {n_base} baseline run(s); run-to-run noise "
@@ -201,8 +202,9 @@ def manager_paragraph(data: RunData) -> str:
     """What happened and what to do, in one paragraph of plain text."""
     run = data.run
     who = (
-        f"Run {run['run_id']} of {run['suite']} ({one_line(run['scenario'])}, "
-        f"{one_line(run['environment'])}, version {run['service_version'] or 'unknown'})"
+        f"Run {run['run_id']} of {run['suite']} ({display_name(run['scenario'])}, "
+        f"{display_name(run['environment'])}, "
+        f"version {display_name(run['service_version'] or 'unknown')})"
     )
     sla = f"SLA: {sla_sentence(data.sla)}"
     base = data.baseline_runs
@@ -220,7 +222,7 @@ def manager_paragraph(data: RunData) -> str:
         return (
             f"{who} is slower than its baseline of {base.height} run(s): "
             f"{_describe(worst.row(0, named=True))}; {len(endpoints)} endpoint(s) regressed "
-            f"({', '.join(one_line(e) for e in endpoints)}). {sla} Action: hold the release of "
+            f"({', '.join(display_name(e) for e in endpoints)}). {sla} Action: hold the release of "
             f"this version and review the changes{since}; if the change is intended, accept it "
             f"by updating the baseline."
         )
@@ -250,7 +252,11 @@ def manager_paragraph(data: RunData) -> str:
 
 def _verdict_rows(frame: pl.DataFrame) -> list[list[str]]:
     return [
-        [md(row["endpoint"]), metric_name(row["metric"]), *[md(c) for c in formatted(row)[:5]]]
+        [
+            md(display_name(row["endpoint"])),
+            metric_name(row["metric"]),
+            *[md(c) for c in formatted(row)[:5]],
+        ]
         for row in frame.head(TOP_ROWS).iter_rows(named=True)
     ]
 
@@ -262,15 +268,21 @@ def facts(data: RunData) -> list[tuple[str, str]]:
         ("run", run["run_id"]),
         (
             "suite / scenario / environment",
-            f"{run['suite']} / {run['scenario']} / {run['environment']}",
+            f"{run['suite']} / {display_name(run['scenario'])} / "
+            f"{display_name(run['environment'])}",
         ),
         ("started", f"{run['started_at']:%Y-%m-%d %H:%M:%S} UTC"),
         ("tool", run["tool"] or ""),
-        ("version / git", f"{run['service_version'] or '-'} / {run['git_sha'] or '-'}"),
+        (
+            "version / git",
+            f"{display_name(run['service_version'] or '-')} / "
+            f"{display_name(run['git_sha'] or '-')}",
+        ),
         ("baseline runs", ", ".join(data.baseline_runs["run_id"]) or "none"),
     ]
     if data.tags:
-        rows.append(("tags", ", ".join(f"{k}={v}" for k, v in sorted(data.tags.items()))))
+        tags = sorted(data.tags.items())
+        rows.append(("tags", ", ".join(f"{display_name(k)}={display_name(v)}" for k, v in tags)))
     return [(label, one_line(text)) for label, text in rows]
 
 
@@ -314,7 +326,7 @@ def _verdict_section(data: RunData) -> Section:
     table = ordered(data.verdicts)
     rows, classes = [], []
     for row in table.iter_rows(named=True):
-        rows.append([row["endpoint"], row["metric"], *formatted(row)])
+        rows.append([display_name(row["endpoint"]), row["metric"], *formatted(row)])
         highlighted = row["regression"] or row["verdict"] in {"improvement", "missing"}
         classes.append(row["verdict"] if highlighted else "")
     threshold = data.policy.rule("latency_p95").threshold
@@ -357,7 +369,7 @@ def _distribution_section(data: RunData, endpoints: list[str]) -> Section:
         ["endpoint", "requests", "mean", "p50", "p90", "p95", "p99", "max"],
         [
             [
-                row["endpoint"],
+                display_name(row["endpoint"]),
                 f"{row['requests']:,}",
                 *[
                     value("latency_mean", row[c])
@@ -430,11 +442,12 @@ def _errors_section(data: RunData) -> Section:
         common = first.row(0, named=True) if first.height else None
         rows.append(
             [
-                row["endpoint"],
+                display_name(row["endpoint"]),
                 f"{row['requests']:,}",
                 f"{row['errors']:,}",
                 pct(row["error_rate"], signed=False),
-                f"{common['status'] or ''} {common['error'] or ''} ({common['len']:,})".strip()
+                f"{common['status'] or ''} {display_name(common['error'] or '')} "
+                f"({common['len']:,})".strip()
                 if common
                 else "",
             ]
@@ -472,8 +485,8 @@ def _resources_section(data: RunData) -> Section:
         ["metric", "host", "mean", "max", "samples"],
         [
             [
-                r["metric"],
-                r["host"] or "",
+                display_name(r["metric"]),
+                display_name(r["host"] or ""),
                 f"{r['mean']:.4g}",
                 f"{r['max']:.4g}",
                 f"{r['samples']:,}",
@@ -504,12 +517,12 @@ def _history_section(data: RunData, endpoints: list[str]) -> Section:
     )
     rows = [
         [
-            r["endpoint"],
+            display_name(r["endpoint"]),
             r["metric"],
             r["run_id"],
             f"{r['started_at']:%Y-%m-%d}" if r["started_at"] else "",
-            r["service_version"] or "",
-            r["git_sha"] or "",
+            display_name(r["service_version"] or ""),
+            display_name(r["git_sha"] or ""),
             f"{r['before']:.4g} → {r['after']:.4g}",
             pct(r["change"]),
             f"{r['p_value']:.2g}" if finite(r["p_value"]) else "-",
@@ -565,8 +578,8 @@ def _sla_section(data: RunData) -> Section:
     sla = data.sla.sort(pl.col("status").replace_strict(order, default=4, return_dtype=pl.Int8))
     rows = [
         [
-            r["kpi"],
-            r["endpoint"],
+            display_name(r["kpi"]),
+            display_name(r["endpoint"]),
             r["status"],
             r["severity"] or "",
             f"{r['observed']:.4g} {r['unit'] or ''}" if finite(r["observed"]) else "-",
@@ -607,7 +620,8 @@ def _quality_section(data: RunData) -> Section:
     tables = []
     if data.events.height:
         counts = data.events.group_by("kind").len().sort("len", descending=True)
-        tables.append(Table(["event", "count"], [[k, f"{n:,}"] for k, n in counts.iter_rows()]))
+        rows = [[display_name(kind), f"{n:,}"] for kind, n in counts.iter_rows()]
+        tables.append(Table(["event", "count"], rows))
     else:
         paragraphs.append("No events (restarts, OOM kills, failed tasks) recorded.")
     return Section("quality", "Data quality and events", paragraphs, tables)

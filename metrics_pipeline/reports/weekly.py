@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, SERIES_KEYS
-from metrics_pipeline.common.text import md, md_table, one_line
+from metrics_pipeline.common.text import display_name, md, md_table, one_line
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
@@ -248,7 +248,7 @@ def _kpi_rows(kpis: pl.DataFrame) -> tuple[list[list[str]], list[str]]:
     ):
         rows.append(
             [
-                r["endpoint"],
+                display_name(r["endpoint"]),
                 r["suite"],
                 metric_name(r["kpi"]),
                 value(r["kpi"], r["previous"]),
@@ -277,7 +277,7 @@ def weekly_summary(data: WeeklyData) -> str:
         lines += ["## p95 latency, week over week", ""]
         rows = [
             [
-                md(r["endpoint"]),
+                md(display_name(r["endpoint"])),
                 md(r["suite"]),
                 value("latency_p95", r["previous"]),
                 value("latency_p95", r["current"]),
@@ -291,7 +291,7 @@ def weekly_summary(data: WeeklyData) -> str:
         rows = [
             [
                 r["status"],
-                md(r["endpoint"]),
+                md(display_name(r["endpoint"])),
                 md(r["suite"]),
                 metric_name(r["metric"]),
                 md(r["first_run"]),
@@ -351,8 +351,9 @@ def weekly_document(data: WeeklyData) -> Document:
                     [
                         [
                             r["status"],
-                            r["endpoint"],
-                            f"{r['suite']} / {r['scenario']} / {r['environment']}",
+                            display_name(r["endpoint"]),
+                            f"{r['suite']} / {display_name(r['scenario'])} / "
+                            f"{display_name(r['environment'])}",
                             metric_name(r["metric"]),
                             r["first_run"],
                             r["last_run"],
@@ -379,7 +380,7 @@ def weekly_document(data: WeeklyData) -> Document:
                     ["endpoint", "suite", "metric", "at", "forecast", "95 % interval", "method"],
                     [
                         [
-                            r["endpoint"],
+                            display_name(r["endpoint"]),
                             r["suite"],
                             metric_name(r["metric"]),
                             f"{r['ts']:%Y-%m-%d}",
@@ -408,9 +409,10 @@ def weekly_document(data: WeeklyData) -> Document:
                     [
                         [
                             r["run_id"],
-                            f"{r['suite']} / {r['scenario']} / {r['environment']}",
+                            f"{r['suite']} / {display_name(r['scenario'])} / "
+                            f"{display_name(r['environment'])}",
                             f"{r['started_at']:%Y-%m-%d %H:%M}",
-                            r["service_version"] or "",
+                            display_name(r["service_version"] or ""),
                         ]
                         for r in runs.iter_rows(named=True)
                     ],

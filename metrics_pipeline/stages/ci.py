@@ -59,9 +59,10 @@ def ingest_local(
     return report
 
 
-def validate(warehouse: Warehouse, manifest: RunManifest) -> RunValidation:
-    """Great Expectations on every ingested table; the verdict goes to ``runs.valid``."""
-    return validate_run(warehouse, manifest)
+def validate(warehouse: Warehouse, report: IngestReport) -> RunValidation:
+    """Great Expectations on every ingested table; the verdict goes to ``runs.valid`` (a
+    file the ingest could not read makes the run invalid)."""
+    return validate_run(warehouse, report.manifest, report.file_errors)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; nothing happens when it does not exist."""
+
     def put_file(self, key: str, path: Path) -> None:
         self.put_bytes(key, Path(path).read_bytes())
 
@@ -146,6 +150,9 @@ class LocalObjectStore(ObjectStore):
 
     def put_file(self, key: str, path: Path) -> None:
         replace_copy(self._path(key), Path(path), prefix=".upload-")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
 
 @dataclass
@@ -231,6 +238,9 @@ class S3ObjectStore(ObjectStore):
 
     def put_file(self, key: str, path: Path) -> None:
         self.client.upload_file(str(path), self.bucket, check_key(key))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
 
 
 def object_store_from_settings(settings: Settings) -> ObjectStore:

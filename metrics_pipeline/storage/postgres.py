@@ -1,13 +1,17 @@
 """The Postgres side of the warehouse: the same tables, for queries and Grafana.
 
-Tables are created from the schemas in ``models.py`` and migrated by adding missing columns.
-A run partition is replaced in one transaction (delete its rows, then COPY the new ones), so
-readers never see half a run and re-running is safe; snapshot tables are replaced whole.
+Tables are created from the schemas in ``contracts/tables.py`` and migrated by adding missing
+columns. Every table of a run partition is replaced in one transaction (delete its rows, then
+COPY the new ones) under a transaction-level advisory lock on the run, so readers never see
+half a run, a failure leaves the old rows of every table, and two writers of one run take
+turns instead of both deleting and then both inserting (which doubled the rows under READ
+COMMITTED). Snapshot tables are replaced whole, under a lock on the table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 import polars as pl
 import psycopg
@@ -70,26 +74,59 @@ class PostgresWarehouse:
                         )
                     )
 
-    def replace_partition(self, table: str, run_id: str, frame: pl.DataFrame) -> int:
-        """Delete the run's rows of ``table`` and insert ``frame`` in one transaction."""
+    @contextmanager
+    def transaction(self, lock: str) -> Iterator[psycopg.Connection]:
+        """A transaction holding the advisory lock named ``lock`` until it ends.
+
+        Commits when the block exits normally, rolls back on an exception. The lock is keyed
+        by schema, so two warehouses in one database do not wait for each other.
+        """
         with self.connect() as con:
+            con.execute(
+                "select pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"{self.schema}:{lock}",),
+            )
+            yield con
+
+    def replace_partitions(
+        self, run_id: str, frames: Mapping[str, pl.DataFrame | None], con: psycopg.Connection
+    ) -> None:
+        """In ``con`` (a :meth:`transaction` on the run): replace the run's rows of every
+        table in ``frames`` (``None`` deletes them)."""
+        for table, frame in frames.items():
             con.execute(
                 sql.SQL("delete from {} where run_id = %s").format(self._name(table)), (run_id,)
             )
-            self._copy(con, table, frame)
+            if frame is not None:
+                self._copy(con, table, frame)
+
+    def replace_partition(self, table: str, run_id: str, frame: pl.DataFrame) -> int:
+        """Replace the run's rows of one ``table`` with ``frame``, in its own transaction."""
+        with self.transaction(f"run:{run_id}") as con:
+            self.replace_partitions(run_id, {table: frame}, con)
         return frame.height
 
     def delete_partition(self, table: str, run_id: str) -> None:
-        with self.connect() as con:
-            con.execute(
-                sql.SQL("delete from {} where run_id = %s").format(self._name(table)), (run_id,)
-            )
+        with self.transaction(f"run:{run_id}") as con:
+            self.replace_partitions(run_id, {table: None}, con)
 
-    def replace_snapshot(self, table: str, frame: pl.DataFrame) -> int:
-        with self.connect() as con:
-            con.execute(sql.SQL("delete from {}").format(self._name(table)))
-            self._copy(con, table, frame)
+    def replace_snapshot(
+        self, table: str, frame: pl.DataFrame, con: psycopg.Connection | None = None
+    ) -> int:
+        """Replace the whole ``table``; in ``con`` when given (the caller commits), else in
+        a transaction of its own."""
+        if con is None:
+            with self.transaction(f"table:{table}") as own:
+                return self.replace_snapshot(table, frame, own)
+        con.execute(sql.SQL("delete from {}").format(self._name(table)))
+        self._copy(con, table, frame)
         return frame.height
+
+    def partition_counts(self, table: str) -> dict[str, int]:
+        """Rows per run id of a partitioned ``table``."""
+        query = sql.SQL("select run_id, count(*) from {} group by run_id").format(self._name(table))
+        with self.connect() as con:
+            return dict(con.execute(query).fetchall())
 
     def read(self, table: str, where: str = "true", params: tuple = ()) -> pl.DataFrame:
         """Rows of ``table`` in the table's polars schema (for tests and parity checks)."""

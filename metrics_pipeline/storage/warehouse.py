@@ -3,11 +3,20 @@
 Every run partition is written to a staging folder and swapped into place when the writer
 commits, so re-running a partition replaces it (no duplicates) and readers never see half of
 one. The run id lives in the folder name only, as hive partitioning expects.
+
+With a Postgres mirror, a partition is published in this order: open a transaction holding the
+run's advisory lock, replace the rows of every table, swap the Parquet folders, commit. A
+failure before the swap leaves both stores old; a failure between the swap and the commit (the
+database gone at that instant) leaves a marker in ``.pending/`` that ``storage.integrity``
+reports and repairs, and that the next publication of the run clears. Publishers of one run
+also take a file lock, so two ingests on one machine take turns without a database too.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import json
 import shutil
 import time
 import uuid
@@ -27,6 +36,7 @@ from metrics_pipeline.storage.sql_models import Model, run_duckdb, run_postgres
 PARTITION_KEY = "run_id"
 CATALOG_FILE = "warehouse.duckdb"
 SNAPSHOT_FILE = "data.parquet"
+PENDING_DIR = ".pending"
 
 
 class PartitionWriter:
@@ -88,11 +98,7 @@ class Warehouse:
         try:
             yield writer
             writer.close()
-            for table in tables:
-                self._swap(staging / table, self.partition_dir(table, run_id))
-            if self.mirror is not None:
-                for table in tables:
-                    self.mirror.replace_partition(table, run_id, self.read(table, [run_id]))
+            self.publish(run_id, {table: staging / table for table in tables})
         finally:
             writer.close()
             shutil.rmtree(staging, ignore_errors=True)
@@ -101,6 +107,57 @@ class Warehouse:
         with self.replace_partitions(run_id, [table]) as writer:
             writer.write(table, frame)
         return frame.height
+
+    def publish(self, run_id: str, folders: dict[str, Path]) -> None:
+        """Move each table's folder of Parquet files (absent: no rows) into place as the run's
+        partition, and replace the mirror's rows in the same step (see the module docstring for
+        the order). The folders are consumed."""
+        with self._lock(f"run={run_id}"):
+            if self.mirror is None:
+                for table, folder in folders.items():
+                    self._swap(folder, self.partition_dir(table, run_id))
+                return
+            frames = {
+                table: _read_folder(folder).with_columns(run_id=pl.lit(run_id))
+                if folder.exists()
+                else None
+                for table, folder in folders.items()
+            }
+            marker = f"run={run_id}"
+            with self.mirror.transaction(marker) as con:
+                self.mirror.replace_partitions(run_id, frames, con)
+                self._mark_pending(marker, list(folders))
+                for table, folder in folders.items():
+                    self._swap(folder, self.partition_dir(table, run_id))
+            self.clear_pending(marker)
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """An exclusive lock on ``name`` among the processes sharing this folder."""
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"{name}.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _mark_pending(self, marker: str, tables: list[str]) -> None:
+        folder = self.root / PENDING_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{marker}.json").write_text(json.dumps(tables))
+
+    def clear_pending(self, marker: str) -> None:
+        (self.root / PENDING_DIR / f"{marker}.json").unlink(missing_ok=True)
+
+    def pending(self) -> dict[str, list[str]]:
+        """Publications whose Parquet side was swapped but whose mirror commit was not seen:
+        ``{"run=<id>" or "snapshot=<table>": [tables]}``."""
+        folder = self.root / PENDING_DIR
+        if not folder.exists():
+            return {}
+        return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
     def _swap(self, new: Path, target: Path) -> None:
         # rename() is atomic per folder; the old partition is moved aside first so a reader sees
@@ -120,17 +177,22 @@ class Warehouse:
         folder.mkdir(parents=True)
         try:
             conform(table, frame).write_parquet(folder / SNAPSHOT_FILE, compression="zstd")
-            self._swap(folder, self.root / table)
-            if self.mirror is not None:
-                self.mirror.replace_snapshot(table, frame)
+            marker = f"snapshot={table}"
+            with self._lock(marker):
+                if self.mirror is None:
+                    self._swap(folder, self.root / table)
+                    return frame.height
+                with self.mirror.transaction(marker) as con:
+                    self.mirror.replace_snapshot(table, frame, con)
+                    self._mark_pending(marker, [table])
+                    self._swap(folder, self.root / table)
+                self.clear_pending(marker)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return frame.height
 
     def delete_partition(self, table: str, run_id: str) -> None:
-        self._swap(self.root / ".nothing", self.partition_dir(table, run_id))
-        if self.mirror is not None:
-            self.mirror.delete_partition(table, run_id)
+        self.publish(run_id, {table: self.root / ".nothing"})
 
     def files(self, table: str, run_ids: Iterable[str] | None = None) -> list[Path]:
         if table in SNAPSHOT_TABLES:
@@ -229,6 +291,10 @@ class Warehouse:
                     raise
                 time.sleep(0.1 * (attempt + 1))
         return None
+
+
+def _read_folder(folder: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted(folder.glob("*.parquet")))
 
 
 @functools.cache

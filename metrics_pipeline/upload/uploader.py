@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 
-from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.contracts.manifest import RunManifest, UploadedFile
 from metrics_pipeline.formats import is_result_file
 from metrics_pipeline.storage.objects import ObjectStore
+
+MANIFEST = "run.json"
+
+
+def uploader_identity() -> str:
+    """``user@host``, or the CI job when one is known (``GITHUB_ACTIONS``/``CI_JOB_URL``)."""
+    job = os.environ.get("CI_JOB_URL") or (
+        f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}/actions/runs/"
+        f"{os.environ['GITHUB_RUN_ID']}"
+        if os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_REPOSITORY")
+        else None
+    )
+    if job:
+        return job[:256]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:256]
 
 
 def upload_run(
@@ -17,16 +39,29 @@ def upload_run(
 
     Files below ``root`` keep their path relative to it (so ``a/out.json`` and ``b/out.json``
     do not overwrite each other); others are named by their file name.
+
+    A re-upload of a run replaces it exactly: the old ``run.json`` is removed first (the run is
+    incomplete, so not ingested, while its files change), objects of the earlier upload that
+    this one does not have are deleted, and the new manifest lists this upload's files.
     """
     prefix = store.run_prefix(manifest.suite, manifest.run_id)
-    keys = []
+    store.delete(prefix + MANIFEST)
+    keys, listed = [], []
     for file in files:
         if not is_result_file(file.name):
             continue
         inside = root is not None and file.is_relative_to(root)
-        key = prefix + (file.relative_to(root).as_posix() if inside else file.name)
-        store.put_file(key, file)
-        keys.append(key)
-    store.put_bytes(prefix + "run.json", manifest.model_dump_json(indent=2).encode())
-    keys.append(prefix + "run.json")
+        name = file.relative_to(root).as_posix() if inside else file.name
+        store.put_file(prefix + name, file)
+        keys.append(prefix + name)
+        listed.append(UploadedFile(name=name, size=file.stat().st_size))
+    for info in list(store.list(prefix)):
+        if info.key not in keys:
+            store.delete(info.key)
+    manifest = manifest.model_copy(
+        update={"files": tuple(listed), "uploaded_by": manifest.uploaded_by or uploader_identity()}
+    )
+    document = manifest.model_dump_json(indent=2, exclude_none=True)
+    store.put_bytes(prefix + MANIFEST, document.encode())
+    keys.append(prefix + MANIFEST)
     return keys

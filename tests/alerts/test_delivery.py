@@ -1,15 +1,19 @@
 """Delivery through local receivers: retries with backoff, nothing lost while a receiver is
-down, exactly one delivery once it is back; Slack and email bodies."""
+down, exactly one delivery once it is back; Slack and email bodies; one notification's failure
+kept to itself; a total deadline per send; an idempotency key on every notification."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
 import pytest
-from receivers import http_receiver, smtp_receiver
+from receivers import http_receiver, silent_receiver, smtp_receiver
 
 from metrics_pipeline.alerts import (
     AlertingConfig,
@@ -20,6 +24,7 @@ from metrics_pipeline.alerts import (
     evaluate_alerts,
 )
 from metrics_pipeline.alerts.delivery import pending
+from metrics_pipeline.alerts.service import process
 from metrics_pipeline.contracts.tables import empty
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -46,6 +51,13 @@ def hook():
 def mail():
     with smtp_receiver() as receiver:
         yield receiver
+
+
+def about(endpoint: str) -> Signal:
+    """``SIGNAL`` for another endpoint (the name is in the summary, as run_signals puts it)."""
+    return dataclasses.replace(
+        SIGNAL, endpoint=endpoint, summary=f"latency_p95 of {endpoint} +60% vs baseline"
+    )
 
 
 def config(**channels) -> AlertingConfig:
@@ -153,3 +165,128 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def email_channel(port: int) -> dict:
+    return {
+        "type": "email",
+        "host": "127.0.0.1",
+        "port": port,
+        "sender": "alerts@example.com",
+        "to": ["oncall@example.com"],
+    }
+
+
+@pytest.mark.parametrize("mode", ["hang", "drip"])
+def test_a_receiver_that_answers_too_late_gets_each_notification_once_per_key(
+    mode, hook, warehouse
+):
+    # The receiver takes each request, then never answers (hang) or answers a byte at a time,
+    # each byte well within the timeout (drip): only a deadline on the whole send stops it.
+    cfg = config(
+        hook={"type": "webhook", "url": hook.url, "timeout": "1s"},
+        slack={"type": "slack", "url": hook.url, "timeout": "1s"},
+    )
+    senders = build_senders(cfg, {}.get)
+    hook.mode, hook.drip_every = mode, 0.2
+    first = process(warehouse, cfg, Signals([SIGNAL, about("/api/cart")]), T0, senders)
+
+    # The pass returned; per channel one attempt failed on the deadline, the other waits.
+    tried = first.outbox.filter(pl.col("attempts") == 1)
+    assert sorted(tried["channel"]) == ["hook", "slack"]
+    assert all("deadline of 1 s passed" in error for error in tried["last_error"])
+    assert first.pending.height == 4 and len(hook.bodies) == 2
+
+    # Healthy again: everything is delivered; what the receiver got twice has one key.
+    hook.mode = "ok"
+    second = process(warehouse, cfg, Signals(), T0 + timedelta(minutes=1), senders)
+    assert second.pending.height == 0
+    received = hook.by_key()
+    assert set(received) == set(second.outbox["delivery_id"])
+    assert sorted(len(bodies) for bodies in received.values()) == [1, 1, 2, 2]
+    for key, bodies in received.items():
+        assert all(body == bodies[0] for body in bodies)
+        if "blocks" not in bodies[0]:  # the webhook's body carries the key too
+            assert bodies[0]["delivery_id"] == key
+    # Later passes send nothing more.
+    process(warehouse, cfg, Signals(), T0 + timedelta(hours=1), senders)
+    assert len(hook.bodies) == 6
+
+
+def test_hostile_endpoint_names_reach_every_channel_once_and_inert(hook, mail, warehouse):
+    port, messages = mail
+    cfg = config(
+        hook={"type": "webhook", "url": hook.url},
+        slack={"type": "slack", "url": hook.url},
+        mail=email_channel(port),
+    )
+    senders = build_senders(cfg, {}.get)
+    injected, mention = "/api/orders\r\nBcc: victim@example.com", "/api/<!channel> & <@U1>"
+    signals = Signals([about(injected), about(mention)])
+    process(warehouse, cfg, signals, T0, senders)
+    outcome = process(warehouse, cfg, Signals(), T0 + timedelta(hours=1), senders)
+    assert outcome.pending.height == 0 and outcome.outbox["last_error"].is_null().all()
+
+    # Each receiver got each alert once.
+    webhooks = [body for body in hook.bodies if "blocks" not in body]
+    assert sorted(body["endpoint"] for body in webhooks) == sorted([injected, mention])
+    assert len(hook.bodies) == 4 and len(set(hook.keys)) == 4
+
+    # The mail subject is one line; nothing became a header of its own.
+    assert len(messages) == 2
+    for raw in messages:
+        message = email.message_from_string(raw, policy=email.policy.default)
+        assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
+        assert message["Bcc"] is None and message["Message-ID"]
+    subjects = [
+        email.message_from_string(raw, policy=email.policy.default)["Subject"] for raw in messages
+    ]
+    assert any("of /api/orders Bcc: victim@example.com +60%" in subject for subject in subjects)
+
+    # Slack shows the text and pings nobody; the formatting the payload builds is kept.
+    (slack,) = [body for body in hook.bodies if "blocks" in body and "channel" in body["text"]]
+    escaped = "/api/&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    assert escaped in slack["text"] and escaped in slack["blocks"][0]["text"]["text"]
+    assert "<!channel>" not in json.dumps(slack) and "<@U1>" not in json.dumps(slack)
+    assert "*regression*" in slack["blocks"][0]["text"]["text"]
+
+
+def test_a_notification_that_cannot_be_sent_fails_alone(hook, mail):
+    port, _ = mail
+    cfg = config(hook={"type": "webhook", "url": hook.url}, mail=email_channel(port))
+    senders = build_senders(cfg, {}.get)
+    _, outbox = evaluate_alerts(empty("alerts"), Signals([SIGNAL, about("/api/cart")]), T0, cfg)
+    # A mail row the sender cannot write (as a row from an older version might be) ...
+    broken = outbox.filter(pl.col("channel") == "mail")["delivery_id"][0]
+    outbox = outbox.with_columns(
+        payload=pl.when(pl.col("delivery_id") == broken)
+        .then(pl.lit(json.dumps({"subject": "no body"})))
+        .otherwise("payload")
+    )
+    # ... and a webhook that refuses one body (HTTP 400).
+    hook.reject = lambda body: body["endpoint"] == "/api/cart"
+
+    outbox = deliver(outbox, senders, T0, cfg.retry)
+    failed = outbox.filter(pl.col("delivered_at").is_null())
+    assert failed.height == 2 and set(failed["attempts"]) == {1}
+    errors = dict(zip(failed["channel"], failed["last_error"], strict=True))
+    assert "KeyError" in errors["mail"] and errors["hook"] == "HTTP 400 Bad Request"
+    # The channel's other notification went out in the same pass, and only once.
+    outbox = deliver(outbox, senders, T0 + timedelta(hours=1), cfg.retry)
+    assert outbox.filter(pl.col("delivered_at").is_not_null()).height == 2
+    assert [body["endpoint"] for body in hook.bodies] == ["/api/orders"]
+    assert outbox.filter(pl.col("delivered_at").is_null())["attempts"].to_list() == [2, 2]
+
+
+def test_a_mail_server_that_never_answers_costs_one_timeout_and_blocks_nobody(hook):
+    with silent_receiver() as port:
+        cfg = config(
+            mail=email_channel(port) | {"timeout": "1s"},
+            hook={"type": "webhook", "url": hook.url},
+        )
+        outbox = deliver(opened(cfg), build_senders(cfg, {}.get), T0, cfg.retry)
+    mail = outbox.filter(pl.col("channel") == "mail").row(0, named=True)
+    assert mail["delivered_at"] is None and mail["attempts"] == 1
+    assert mail["last_error"].endswith("deadline of 1 s passed before the receiver answered")
+    assert outbox.filter(pl.col("channel") == "hook")["delivered_at"].to_list() == [T0]
+    assert len(hook.bodies) == 1

@@ -52,8 +52,13 @@ def verdicts(run_id: str, regressed: bool) -> pl.DataFrame:
     )
 
 
-def evaluate_run(alerts, run_id, regressed, now):
-    run = {"run_id": run_id, **WHERE}
+def started(run_id: str) -> datetime:
+    """When run ``run-<n>`` started (``n`` days after run-0): the order runs are judged in."""
+    return T0 - timedelta(days=5) + timedelta(days=int(run_id.rsplit("-", 1)[1]))
+
+
+def evaluate_run(alerts, run_id, regressed, now, started_at=None):
+    run = {"run_id": run_id, **WHERE, "started_at": started_at or started(run_id)}
     history = pl.DataFrame(
         schema={"run_id": pl.String, "started_at": pl.Datetime, "item": pl.String}
     )
@@ -202,10 +207,68 @@ def test_an_endpoint_every_previous_run_had_is_missing_data():
         ]
         + [{"run_id": "r6", "started_at": T0 + timedelta(days=6), "item": "endpoint:/c"}]
     )
-    run = {"run_id": "r6", **WHERE}
+    run = {"run_id": "r6", **WHERE, "started_at": T0 + timedelta(days=6)}
     signals = run_signals(
         run, verdicts("r6", False), empty("sla_evaluations"), history=history, config=CONFIG
     )
     found = {(s.kind, s.endpoint, s.metric) for s in signals.found}
     # /b and cpu_pct were in each of the 5 previous runs; /a was not in r2, so it is not expected.
     assert found == {("missing_endpoint", "/b", None), ("missing_metric", None, "cpu_pct")}
+
+
+def test_a_run_evaluated_after_a_later_one_changes_none_of_its_alerts():
+    alerts, opened = evaluate_run(empty("alerts"), "run-6", True, T0)
+    assert set(opened["event"]) == {"opened"}
+    (row,) = alerts.iter_rows(named=True)
+    assert (row["evaluated_run_id"], row["evaluated_run_started_at"]) == ("run-6", started("run-6"))
+
+    # run-5 ran before run-6 and arrives a day later: clean, it does not resolve run-6's alert;
+    # regressed, it does not update it either.
+    for regressed in (False, True):
+        kept, sent = evaluate_run(alerts, "run-5", regressed, T0 + timedelta(days=1))
+        assert sent.height == 0
+        assert kept.equals(alerts)
+
+    # A later clean run resolves it and is remembered ...
+    resolved, sent = evaluate_run(alerts, "run-8", False, T0 + timedelta(days=2))
+    assert set(sent["event"]) == {"resolved"}
+    row = resolved.row(0, named=True)
+    assert (row["status"], row["evaluated_run_id"]) == ("resolved", "run-8")
+    # ... so run-7, between the regressed run-6 and the clean run-8, does not reopen it;
+    # neither does run-6 judged again (a re-materialised partition).
+    for run_id in ("run-7", "run-6"):
+        kept, sent = evaluate_run(resolved, run_id, True, T0 + timedelta(days=3))
+        assert sent.height == 0 and kept.equals(resolved)
+    # A clean run-9 moves the mark on without notifying; run-8.5 (a regressed run that started
+    # between 8 and 9) arriving after it stays history too.
+    later, sent = evaluate_run(resolved, "run-9", False, T0 + timedelta(days=4))
+    assert sent.height == 0 and later.row(0, named=True)["evaluated_run_id"] == "run-9"
+    between = started("run-8") + timedelta(hours=12)
+    kept, sent = evaluate_run(later, "run-8b", True, T0 + timedelta(days=5), between)
+    assert sent.height == 0 and kept.equals(later)
+    # A newer regression reopens it.
+    reopened, sent = evaluate_run(later, "run-10", True, T0 + timedelta(days=5))
+    assert set(sent["event"]) == {"opened"}
+    assert reopened.row(0, named=True)["status"] == "open"
+
+
+def test_runs_that_started_at_the_same_instant_are_ordered_by_run_id():
+    same = started("run-6")
+    alerts, _ = evaluate_run(empty("alerts"), "run-6b", True, T0, same)
+    # "run-6a" < "run-6b": the earlier of the two, whatever the order they arrive in.
+    kept, sent = evaluate_run(alerts, "run-6a", False, T0 + timedelta(hours=1), same)
+    assert sent.height == 0 and kept.equals(alerts)
+    resolved, sent = evaluate_run(alerts, "run-6c", False, T0 + timedelta(hours=1), same)
+    assert set(sent["event"]) == {"resolved"}
+    assert resolved.row(0, named=True)["evaluated_run_id"] == "run-6c"
+
+
+def test_each_notification_has_its_own_delivery_id_in_the_webhook_body():
+    # A frozen clock (METRICS_NOW): opened, resolved and reopened at the same instant.
+    alerts, first = evaluate_run(empty("alerts"), "run-5", True, T0)
+    resolved, cleared = evaluate_run(alerts, "run-6", False, T0)
+    _, again = evaluate_run(resolved, "run-7", True, T0)
+    rows = pl.concat([first, cleared, again])
+    assert rows["delivery_id"].n_unique() == rows.height == 6
+    for row in rows.filter(pl.col("channel") == "hook").iter_rows(named=True):
+        assert json.loads(row["payload"])["delivery_id"] == row["delivery_id"]

@@ -15,6 +15,7 @@ from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import sense_and_run
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.stats.sketch import sketch_quantiles
+from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
 
@@ -117,12 +118,13 @@ def test_rematerializing_a_partition_never_duplicates_rows(settings, store, ware
 
 
 def test_malformed_lines_are_quarantined_and_accounted_for(settings, store, warehouse, tmp_path):
-    (run,) = upload_demo_runs(store, tmp_path / "runs", count=1)
+    (run,) = demo_runs(1, duration_s=20.0)
     run_id = run.manifest.run_id
-    prefix = store.run_prefix(run.manifest.suite, run_id)
-    good = store.get_bytes(prefix + "requests.ndjson")
+    folder = run.write(tmp_path / "runs")
+    good = (folder / "requests.ndjson").read_bytes()
     bad = b'{"ts": "2026-11-01T02:00:01Z", "endpoint": "/x", "latency_ms": -5}\nnot json\n'
-    store.put_bytes(prefix + "more.jsonl", bad + b'{"endpoint": "/y", "latency_ms": 3')
+    (folder / "more.jsonl").write_bytes(bad + b'{"endpoint": "/y", "latency_ms": 3')
+    upload_run(store, [folder / "requests.ndjson", folder / "more.jsonl"], run.manifest)
     with dg.instance_for_test() as instance:
         job = build_definitions(settings).resolve_job_def("ci_stage")
         instance.add_dynamic_partitions(runs_partitions.name, [run_id])

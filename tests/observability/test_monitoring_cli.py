@@ -44,7 +44,7 @@ def test_monitoring_write_uses_the_webhook_from_the_environment(tmp_path):
 
 
 def test_exporter_command_serves_the_warehouse(tmp_path, warehouse, settings):
-    run = {"run_id": "r1", "suite": "checkout", "scenario": "x", "environment": "e"}
+    run = {"run_id": "r1", "suite": "checkout", "scenario": "x", "environment": "e", "valid": True}
     warehouse.write_partition("runs", "r1", conform("runs", pl.DataFrame([run])))
     port = free_port()
     command = [str(Path(sys.executable).parent / "metrics-pipeline"), "exporter"]

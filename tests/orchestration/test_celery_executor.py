@@ -29,9 +29,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 WORKERS = ("alpha", "beta")
-# What the CI stage writes; `ingested_at` is the wall clock of the write, not data.
+# What the CI stage writes; `ingested_at` is the wall clock of the write, not data, and so is
+# `upload_version` on the local folder store (its ETags are the files' mtimes).
 TABLES = ("requests", "quarantine", "runs", "run_summary", "run_baselines", "verdicts")
-WALL_CLOCK = {"ingested_at"}
+WALL_CLOCK = {"ingested_at", "upload_version"}
 
 
 def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):

@@ -63,6 +63,26 @@ def test_the_compose_file_sets_only_documented_variables_that_are_read():
     assert {"minio", "postgres"} <= set(compose["services"])
 
 
+def test_the_compose_file_holds_no_credentials_and_publishes_on_loopback_only():
+    text = (ROOT / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+        environment = service.get("environment", {})
+        for variable, value in environment.items():
+            if re.search(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER", variable):
+                # Credentials are interpolated from .env, which compose requires to be set.
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", str(value)), (name, variable)
+    url = compose["x-pipeline"]["environment"]["METRICS_POSTGRES_URL"]
+    assert "${POSTGRES_PASSWORD:?" in url
+    # Every interpolated variable is in the committed example; .env itself is ignored.
+    used = set(re.findall(r"\$\{([A-Z_]+):\?", text))
+    example = (ROOT / ".env.example").read_text()
+    assert used == set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
 def test_the_image_installs_the_locked_dependencies():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert "uv sync --frozen" in dockerfile

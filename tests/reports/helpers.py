@@ -12,7 +12,7 @@ import pytest
 from metrics_pipeline.analysis.summary import summarize_requests
 from metrics_pipeline.analysis.verdicts import judge_run
 from metrics_pipeline.evaluation.demo_data import DemoRun, demo_runs
-from metrics_pipeline.ingest.files import ingest_paths
+from metrics_pipeline.ingest.files import ingest_paths, validate_run
 from metrics_pipeline.storage import Warehouse
 
 # Markup and Markdown control characters, a newline included, in one endpoint name.
@@ -31,10 +31,12 @@ def renamed(runs: list[DemoRun], old: str, new: str, tags: dict | None = None) -
 
 
 def load_runs(warehouse: Warehouse, runs: list[DemoRun], folder: Path) -> None:
-    """Ingest every run, summarise it and judge it against all the runs before it."""
+    """Ingest and validate every run, summarise it and judge it against all the runs before
+    it."""
     for i, run in enumerate(runs):
         run_id = run.manifest.run_id
         ingest_paths([run.write(folder) / "requests.ndjson"], run.manifest, warehouse)
+        validate_run(warehouse, run.manifest)
         warehouse.write_partition(
             "run_summary", run_id, summarize_requests(warehouse.read("requests", [run_id]))
         )

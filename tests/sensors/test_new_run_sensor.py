@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.ingest.discovery import upload_version
 from metrics_pipeline.orchestration.definitions import build_definitions
 
 MANIFEST = RunManifest(
@@ -47,9 +48,10 @@ def test_incomplete_upload_is_ignored_until_its_manifest_arrives(store, tick):
         manifest = store.put_bytes("raw/checkout/r-1/run.json", MANIFEST.model_dump_json().encode())
         second = tick(instance, first.cursor)
         (request,) = second.run_requests
-        etag = store.head("raw/checkout/r-1/run.json").etag
+        version = upload_version(store.list("raw/checkout/r-1/"))
         assert request.partition_key == "r-1"
-        assert request.run_key == f"r-1:{etag}"
+        assert request.run_key == f"r-1:{version}"
+        assert request.tags["upload_version"] == version
         assert request.tags["suite"] == "checkout"
         (partitions,) = second.dynamic_partitions_requests
         assert list(partitions.partition_keys) == ["r-1"]
@@ -71,6 +73,22 @@ def test_reupload_with_changed_manifest_is_requested_again(store, tick):
     (old,), (new,) = first.run_requests, second.run_requests
     assert old.partition_key == new.partition_key == "r-1"
     assert old.run_key != new.run_key
+
+
+def test_a_corrected_file_with_the_same_manifest_is_requested_again(store, tick):
+    # The sensor used to key on run.json's ETag: a fixed result file under an unchanged
+    # manifest was never ingested.
+    store.put_bytes("raw/checkout/r-1/requests.ndjson", LINE)
+    store.put_bytes("raw/checkout/r-1/run.json", MANIFEST.model_dump_json().encode())
+    with dg.instance_for_test() as instance:
+        first = tick(instance)
+        store.put_bytes("raw/checkout/r-1/requests.ndjson", LINE.replace(b"3.5", b"4.5"))
+        second = tick(instance, first.cursor)
+        third = tick(instance, second.cursor)
+    (old,), (new,) = first.run_requests, second.run_requests
+    assert old.partition_key == new.partition_key == "r-1"
+    assert old.run_key != new.run_key
+    assert third.run_requests == []
 
 
 def test_several_runs_come_oldest_first_and_bad_manifests_are_rejected(store, tick):

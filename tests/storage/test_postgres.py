@@ -39,13 +39,28 @@ def test_partitions_round_trip_and_replace_without_duplicates(pg, fixtures_dir):
     assert pg.read("run_summary", "run_id = %s", ("r2",)).height == summary.height
 
 
-def test_a_failed_replace_leaves_the_old_partition(pg):
+def test_a_failed_transaction_leaves_every_table_of_the_run_old(pg):
     pg.replace_partition("run_summary", "r1", pl.DataFrame({"run_id": ["r1"], "endpoint": ["/a"]}))
-    # PostgreSQL text cannot hold NUL: the COPY fails after the delete, inside the transaction.
-    bad = pl.DataFrame({"run_id": ["r1", "r1"], "endpoint": ["/b", "nul\x00here"]})
-    with pytest.raises(Exception, match="0x00"):
-        pg.replace_partition("run_summary", "r1", bad)
+    pg.replace_partition("runs", "r1", pl.DataFrame({"run_id": ["r1"], "suite": ["old"]}))
+    with pytest.raises(RuntimeError, match="stopped"), pg.transaction("run:r1") as con:
+        pg.replace_partitions(
+            "r1",
+            {
+                "run_summary": pl.DataFrame({"run_id": ["r1"], "endpoint": ["/b"]}),
+                "runs": pl.DataFrame({"run_id": ["r1"], "suite": ["new"]}),
+            },
+            con,
+        )
+        raise RuntimeError("stopped before the commit")
     assert pg.read("run_summary")["endpoint"].to_list() == ["/a"]
+    assert pg.read("runs")["suite"].to_list() == ["old"]
+
+
+def test_nul_in_text_is_stored_as_the_replacement_character(pg):
+    # PostgreSQL text cannot hold NUL; conform() replaces it, as the Parquet side does.
+    frame = pl.DataFrame({"run_id": ["r1"], "endpoint": ["nul\x00here"]})
+    pg.replace_partition("run_summary", "r1", frame)
+    assert pg.read("run_summary")["endpoint"].to_list() == ["nul\ufffdhere"]
 
 
 def test_migrate_adds_columns_that_are_missing(pg):

@@ -1,0 +1,114 @@
+"""Fault injection into real connections: a TCP proxy on loopback in front of a real server
+(PostgreSQL, the S3-compatible server) that a test cuts, at once or after some bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``upstream``; counts the bytes each way.
+
+    ``cut()`` closes every connection and refuses new ones (the server seems gone) until
+    ``restore()``; ``cut_after(up=..., down=...)`` cuts once that many more bytes went to the
+    server (``up``) or came from it (``down``), i.e. in the middle of a transfer.
+    """
+
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1"):
+        self.upstream = (upstream_host, upstream_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent = {"up": 0, "down": 0}
+        self._limits: dict[str, int] = {}
+        self._cut = False
+        self._blip = False
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            _close(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+            self._limits = {}
+
+    def cut_after(
+        self, up: int | None = None, down: int | None = None, *, then_restore: bool = False
+    ) -> None:
+        """Cut once ``up``/``down`` more bytes passed; with ``then_restore`` only the open
+        connections are cut and new ones go through (a blip, as a failover gives)."""
+        with self._lock:
+            self._limits = {
+                d: self.sent[d] + n for d, n in (("up", up), ("down", down)) if n is not None
+            }
+            self._blip = then_restore
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut
+
+    def close(self) -> None:
+        self.cut()
+        _close(self.listener)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self._cut:
+                _close(client)
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                self._sockets |= {client, server}
+            threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, "down"), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, direction: str) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            with self._lock:
+                limit = self._limits.get(direction)
+                if limit is not None and self.sent[direction] + len(data) >= limit:
+                    data = data[: max(0, limit - self.sent[direction])]
+                    cut = True
+                else:
+                    cut = False
+                self.sent[direction] += len(data)
+            try:
+                target.sendall(data)
+            except OSError:
+                break
+            if cut:
+                self.cut()
+                if self._blip:
+                    self.restore()
+                return
+        _close(source)
+        _close(target)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
