@@ -63,6 +63,10 @@ def requests(
     return dg.MaterializeResult(
         metadata={
             "suite": report.manifest.suite,
+            # Which upload this is (upload_versions holds every one ingested, who and when).
+            "upload_version": report.version or "",
+            "uploaded_by": report.manifest.uploaded_by or "",
+            "ignored_objects": ", ".join(report.ignored),
             "rows_read": report.rows_read,
             "rows_accepted": report.rows_accepted,
             "rows_quarantined": report.rows_quarantined,

@@ -66,18 +66,9 @@ def retention(
         policy = RetentionPolicy(
             config.raw_days, config.aggregate_days, config.trash_days, config.max_quiet_days
         )
-        try:
-            pinned = pinned_in(Path(baselines.path))
-        except RetentionError as missing:
-            # Nothing is deleted without the file. The job fails only when that holds back
-            # deletions: a setup that names a file it has not written yet (the tests' settings
-            # do) and has nothing old enough is not broken today; the log says why all the same.
-            if run_retention(store, now, policy, [], dry_run=True).plan.deletions:
-                raise
-            context.log.warning(str(missing))
-            return dg.MaterializeResult(
-                metadata={"dry_run": config.dry_run, "refused": str(missing)}
-            )
+        # A configured baseline file that is missing stops retention: read as "nothing
+        # pinned", its runs would be deleted.
+        pinned = pinned_in(Path(baselines.path))
         outcome = run_retention(store, now, policy, pinned, dry_run=config.dry_run)
     except RetentionError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc

@@ -85,7 +85,11 @@ def upload_demo_runs(store, folder: Path, count: int = 3, **kwargs) -> list[Demo
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", baselines_file=tmp_path / "baselines.yaml")
+    # A project that pins nothing yet has an empty baseline file (a missing one that is
+    # configured is an error: retention would unpin its runs).
+    baselines = tmp_path / "baselines.yaml"
+    baselines.write_text("baselines: []\n")
+    return Settings(home=tmp_path / "home", baselines_file=baselines)
 
 
 @pytest.fixture

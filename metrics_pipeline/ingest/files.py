@@ -48,6 +48,7 @@ class IngestReport:
     files: list[dict] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)  # objects not part of the upload
+    version: str | None = None  # the upload's version (None for local files)
 
     @property
     def rows_read(self) -> int:
@@ -144,7 +145,7 @@ def ingest_files(
         }
         writer.write("runs", pl.DataFrame([catalog_row]))
         if version is not None:
-            report.ignored = version.ignored
+            report.ignored, report.version = version.ignored, version.version
             # The partition is replaced: earlier versions are carried over, this one added.
             earlier = warehouse.read("upload_versions", [run_id])
             writer.write(
