@@ -87,3 +87,18 @@ def test_the_image_installs_the_locked_dependencies():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert "uv sync --frozen" in dockerfile
     assert "deploy/dagster.yaml" in dockerfile
+
+
+def test_the_instance_runs_one_run_per_partition_at_a_time():
+    """deploy/dagster.yaml's run queue, as Dagster itself loads it: one run per run id."""
+    import dagster as dg
+
+    config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())["run_coordinator"]
+    config["config"]["max_concurrent_runs"] = 2  # an env: source elsewhere
+    with dg.instance_for_test(overrides={"run_coordinator": config}) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert {
+        "key": "dagster/partition",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    } in limits
