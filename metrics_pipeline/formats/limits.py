@@ -1,6 +1,6 @@
 """How much one result file may make the readers do: bytes, line length, nesting, name length.
 
-Result files are untrusted (issue #14): a gzip bomb, a line without end, JSON nested 200,000
+Result files are untrusted: a gzip bomb, a line without end, JSON nested 200,000
 levels deep or a 5,000-character endpoint must cost bounded memory and time and end in a clear
 error for that one file, never in a crash of the run. :class:`ReadLimits` declares every limit
 once; the readers enforce them while streaming:

@@ -1,4 +1,4 @@
-"""Hostile result files (issue #14, point 4): gzip bombs, a line without end, JSON nested
+"""Hostile result files: gzip bombs, a line without end, JSON nested
 200,000 levels deep, a 5,000-character endpoint, a truncated gzip.
 
 Each costs bounded memory and time and ends in an error of its own file, while the run's

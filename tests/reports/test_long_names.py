@@ -1,4 +1,4 @@
-"""A 5,000-character endpoint (issue #14: it made the PDF take 9 minutes): the ingest stores it
+"""A 5,000-character endpoint (one made the PDF take 9 minutes): the ingest stores it
 cut to 512 characters, and every report shows at most 80 of them, in tables, text and charts,
 while two long names stay two endpoints."""
 
