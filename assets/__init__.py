@@ -6,6 +6,7 @@ from assets import (
     alerting,
     analysis,
     backtest,
+    capacity,
     history,
     ingest,
     jobs,
@@ -17,7 +18,7 @@ from assets import (
 from metrics_pipeline.settings import Settings
 
 ASSETS = dg.load_assets_from_modules(
-    [ingest, warehouse, marts, analysis, history, retention, backtest, alerting, reports]
+    [ingest, warehouse, marts, analysis, capacity, history, retention, backtest, alerting, reports]
 )
 
 

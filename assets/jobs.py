@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.alerting import ALERTS, FINDING_ALERTS, SLA
 from assets.analysis import BASELINE, VERDICTS
+from assets.capacity import CAPACITY
 from assets.history import CHANGE_POINTS, DRIFTS, FINDINGS, FORECASTS
 from assets.ingest import REQUESTS
 from assets.marts import MART_SPECS
@@ -42,7 +43,7 @@ def _ci_stage(executor: dg.ExecutorDefinition) -> AssetJob:
         "ci_stage",
         op_retry_policy=IO_RETRY,
         selection=dg.AssetSelection.assets(
-            REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS, SLA, ALERTS, RUN_REPORT
+            REQUESTS, RUN_SUMMARY, BASELINE, VERDICTS, SLA, ALERTS, RUN_REPORT, CAPACITY
         ),
         partitions_def=runs_partitions,
         # The steps form a chain, so a process per step would only add imports (seconds
@@ -50,7 +51,7 @@ def _ci_stage(executor: dg.ExecutorDefinition) -> AssetJob:
         # METRICS_EXECUTOR (e.g. celery) overrides this for every job.
         executor_def=executor,
         description="Everything one uploaded run needs: ingest, validate, summarise, judge, "
-        "check the SLAs, alert.",
+        "check the SLAs, alert; and the capacity of a stepped or ramping test.",
     )
 
 

@@ -62,15 +62,26 @@ def find_change_points(series: pl.DataFrame) -> pl.DataFrame:
     rows = []
     for key, frame in iter_series(series, MIN_RUNS):
         sign = worse_sign(key["metric"])
-        for point in change_points(frame["value"].to_numpy()):
+        values = frame["value"].to_numpy()
+        for point in change_points(values):
             run = frame.row(point.index, named=True)
+            # The last run with a value before the change (missing runs are skipped).
+            earlier = np.flatnonzero(np.isfinite(values[: point.index]))
+            previous = frame.row(int(earlier[-1]), named=True) if earlier.size else {}
+            low, high = sorted((sign * point.change_low, sign * point.change_high))
             rows.append(
                 key
                 | {k: run[k] for k in ("run_id", "started_at", "git_sha", "service_version")}
                 | {
+                    f"previous_{k}": previous.get(k)
+                    for k in ("run_id", "git_sha", "service_version")
+                }
+                | {
                     "before": point.before,
                     "after": point.after,
                     "change": sign * point.change,
+                    "change_low": low,
+                    "change_high": high,
                     "p_value": point.p_value,
                     "worse": sign * point.change > 0,
                 }
@@ -159,6 +170,7 @@ def findings(
     for point in points.iter_rows(named=True):
         key = {k: point[k] for k in SERIES_KEYS}
         version = point["service_version"] or "unknown version"
+        previous = point.get("previous_service_version") or "unknown version"
         sha = f", git {point['git_sha'][:12]}" if point["git_sha"] else ""
         if point["worse"]:
             rows.append(
@@ -167,8 +179,10 @@ def findings(
                     "kind": "change_point",
                     "severity": change_severity(point["change"]),
                     "summary": f"{_where(key)} got {point['change']:.0%} worse "
-                    f"({point['before']:.4g} -> {point['after']:.4g}) since run "
-                    f"{point['run_id']} ({version}{sha}).",
+                    f"(95 % CI {point['change_low']:.0%} to {point['change_high']:.0%}; "
+                    f"{point['before']:.4g} -> {point['after']:.4g}) since run "
+                    f"{point['run_id']} ({version}{sha}), after run "
+                    f"{point['previous_run_id']} ({previous}).",
                     "action": f"Roll back or bisect what changed in {version}{sha}: the first "
                     "run of the worse level.",
                 }

@@ -222,9 +222,15 @@ TABLES: dict[str, Table] = {
                     "started_at": TS,
                     "git_sha": pl.String,
                     "service_version": pl.String,
+                    # The last run before it: what changed between the two versions.
+                    "previous_run_id": pl.String,
+                    "previous_git_sha": pl.String,
+                    "previous_service_version": pl.String,
                     "before": pl.Float64,
                     "after": pl.Float64,
                     "change": pl.Float64,  # relative, + = worse
+                    "change_low": pl.Float64,  # 95 % interval of change
+                    "change_high": pl.Float64,
                     "p_value": pl.Float64,
                     "worse": pl.Boolean,
                 }
@@ -422,6 +428,56 @@ TABLES: dict[str, Table] = {
             written_by="ci.evaluate_slas",
             partitioning="snapshot",
             retention="kept",
+        ),
+        Table(
+            "capacity",
+            "Per run whose load varies (stepped or ramping test): the Universal Scalability Law "
+            "fitted to (concurrency, throughput) per time window, the peak throughput and the "
+            "load at the peak with intervals, or a lower bound when the peak lies outside the "
+            "tested loads; the load at which p95 crosses its SLA; or why there is no fit.",
+            pl.Schema(
+                {
+                    "run_id": pl.String,
+                    "suite": pl.String,
+                    "scenario": pl.String,
+                    "environment": pl.String,
+                    "status": pl.String,  # peak | lower_bound | no_fit
+                    "reason": pl.String,  # why a bound or no fit; null for a peak
+                    "summary": pl.String,  # one sentence for reports
+                    # concurrency: mean requests in flight per window, by Little's law
+                    "load_measure": pl.String,
+                    "source": pl.String,  # requests | interval_stats
+                    "window_s": pl.Float64,
+                    "n_windows": pl.Int64,
+                    "load_min": pl.Float64,  # the tested range
+                    "load_max": pl.Float64,
+                    "model": pl.String,  # usl | amdahl (kappa = 0 by the F test)
+                    "usl_lambda": pl.Float64,  # requests/s per unit of load, no contention
+                    "usl_sigma": pl.Float64,
+                    "usl_kappa": pl.Float64,
+                    "kappa_p_value": pl.Float64,
+                    "r_squared": pl.Float64,
+                    # True: the peak lies outside the tested loads, peak_rps_low is a lower bound
+                    # and the point estimates are null.
+                    "peak_is_bound": pl.Boolean,
+                    "peak_rps": pl.Float64,  # successful requests/s at the peak
+                    "peak_rps_low": pl.Float64,
+                    "peak_rps_high": pl.Float64,  # null: not bounded above by the data
+                    "peak_load": pl.Float64,
+                    "peak_load_low": pl.Float64,
+                    "peak_load_high": pl.Float64,
+                    "confidence": pl.Float64,  # of the intervals and the bound
+                    "sla_kpi": pl.String,  # the latency_p95 catalog entry crossed first
+                    "sla_endpoint": pl.String,
+                    "sla_target_ms": pl.Float64,
+                    # crossed | not_reached | above_at_lowest_load | no_sla | no_data
+                    "sla_status": pl.String,
+                    "sla_load": pl.Float64,  # interpolated between tested loads, or null
+                }
+            ),
+            written_by="capacity.fit_run",
+            partitioning="run",
+            retention="aggregate",
         ),
         Table(
             "alerts",

@@ -1,11 +1,13 @@
 """Peak capacity from a stepped or ramping load test: Universal Scalability Law and latency SLA.
 
 A stepped test holds the load (concurrency: virtual users, threads, connections) constant for
-a while at each of several levels. Per step it yields one load, one mean throughput and one
-p95. :func:`steps_from_series` turns a test's interval time series into those steps,
-:func:`fit_usl` fits Gunther's Universal Scalability Law to (load, throughput) and predicts the
-maximum throughput and the load that reaches it, and :func:`load_at_latency_sla` finds the load
-at which p95 breaks its SLA. For a continuous ramp, pass the interval samples directly.
+a while at each of several levels; a ramp changes it continuously. Either yields (load,
+throughput, p95) points, one per step or per time window. :func:`steps_from_series` turns a
+test's interval time series into steps, :func:`fit_usl` fits Gunther's Universal Scalability
+Law to (load, throughput), :func:`estimate_capacity` turns the fit into a peak with a bootstrap
+interval, or into a lower bound when the tested loads stop short of the peak, and
+:func:`sla_crossing` finds the tested load at which p95 crosses its SLA
+(:func:`load_at_latency_sla` extrapolates the same with a fitted curve).
 """
 
 import math
@@ -21,6 +23,24 @@ MIN_LOADS = 3
 # Relative size below which a residual sum of squares (or a fitted rise in latency) is round-off:
 # an exact fit to noise-free data, where the F test of kappa has no residual variance to use.
 _EXACT_FIT = 1e-12
+# A capacity estimate needs a few residual degrees of freedom beyond the three parameters, and
+# enough points that a bootstrap resample rarely loses a whole load level.
+MIN_POINTS = 6
+# A stepped or ramping test changes its load by at least this factor between the 10th and the
+# 90th percentile of its points (after a running median over SMOOTHING points, in time order).
+# The measured concurrency of a constant-load run varies from window to window, by up to a
+# third in short windows of a few dozen requests; a USL fitted to that noise is meaningless.
+MIN_LOAD_RANGE = 1.5
+SMOOTHING = 5
+CONFIDENCE = 0.95
+BOOTSTRAP_REPLICATES = 200
+# About this many blocks of consecutive points for the lower bound: more blocks follow a ramp
+# more closely, fewer average more points each and pay less for picking the best.
+BOUND_BLOCKS = 10
+# Capacity.status: a point estimate, a lower bound, or nothing (with the reason).
+PEAK, LOWER_BOUND, NO_FIT = "peak", "lower_bound", "no_fit"
+# SlaCrossing.status.
+CROSSED, NOT_REACHED, ABOVE_AT_LOWEST = "crossed", "not_reached", "above_at_lowest_load"
 
 
 @dataclass(frozen=True)
@@ -41,13 +61,17 @@ class USLFit:
         ``inf`` when :math:`\kappa = 0` (throughput never falls).
     max_throughput : float
         :math:`X(N^*)`; with :math:`\kappa = 0` the asymptote :math:`\lambda/\sigma`
-        (``inf`` when :math:`\sigma = 0` too).
+        (``inf`` when :math:`\sigma = 0` too). When :math:`N^*` lies beyond the fitted loads
+        this is an extrapolation, often far above the true peak (Amdahl's asymptote of a
+        system whose fall was not tested): :func:`estimate_capacity` reports a bound instead.
     r_squared : float
         :math:`1 - \mathrm{SSE}/\mathrm{SST}` of the fitted throughput.
     kappa_p_value : float
         p-value of the F test of :math:`\kappa = 0`; NaN when it cannot be tested (3 points).
     n_points : int
         (load, throughput) pairs used.
+    model : str
+        ``"usl"`` (kappa kept) or ``"amdahl"`` (kappa fixed at 0 by the F test).
     """
 
     lambda_: float
@@ -58,6 +82,7 @@ class USLFit:
     r_squared: float
     kappa_p_value: float
     n_points: int
+    model: str = "usl"
 
     def predict(self, load: ArrayLike) -> np.ndarray:
         """Throughput :math:`X(N)` predicted by the fitted law at each load."""
@@ -194,6 +219,7 @@ def fit_usl(load: ArrayLike, throughput: ArrayLike, *, alpha: float = 0.05) -> U
         r_squared=1.0 - sse / sst if sst > 0 else math.nan,
         kappa_p_value=p_value,
         n_points=int(x.size),
+        model="usl" if keep_kappa else "amdahl",
     )
 
 
@@ -308,6 +334,347 @@ def steps_from_series(
         )
     load_s, x_s, y_s, samples = (np.array(column) for column in zip(*steps, strict=True))
     return LoadSteps(load=load_s, throughput=x_s, p95=y_s, samples=samples.astype(int))
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The peak throughput of a load test and the load that reaches it, or why there is none.
+
+    Attributes
+    ----------
+    status : str
+        ``"peak"``: the fitted peak lies within the tested loads; ``peak_throughput`` and
+        ``peak_load`` are point estimates inside their intervals. ``"lower_bound"``: it does
+        not (throughput still rising, or not falling significantly, at the highest tested
+        load; or already falling at the lowest): the peak throughput is at least
+        ``peak_throughput_low``, reached at a load of at least ``peak_load_low`` (or at most
+        ``peak_load_high`` when the peak lies below the tested loads), and the point
+        estimates are NaN. ``"no_fit"``: no estimate; ``reason`` says why.
+    reason : str
+        Why there is a bound or no fit; empty for a peak.
+    fit : USLFit or None
+        The law fitted to all points (None without a fit).
+    load_min, load_max : float
+        The tested range: lowest and highest load of the points (NaN without points).
+    n_points : int
+        (load, throughput) points used.
+    peak_throughput, peak_throughput_low, peak_throughput_high : float
+        Peak throughput and its interval; NaN where unknown, ``inf`` for an upper limit the
+        data do not bound.
+    peak_load, peak_load_low, peak_load_high : float
+        Load at the peak and its interval, likewise.
+    confidence : float
+        Coverage the intervals and the bound aim at.
+    """
+
+    status: str
+    reason: str
+    fit: USLFit | None
+    load_min: float
+    load_max: float
+    n_points: int
+    peak_throughput: float = math.nan
+    peak_throughput_low: float = math.nan
+    peak_throughput_high: float = math.nan
+    peak_load: float = math.nan
+    peak_load_low: float = math.nan
+    peak_load_high: float = math.nan
+    confidence: float = CONFIDENCE
+
+    def describe(self, rate_unit: str = "req/s", load_unit: str = "concurrent requests") -> str:
+        """One sentence for a report: the peak with its interval, the bound, or the reason."""
+        level = f"{self.confidence:.0%}"
+        if self.status == PEAK:
+            return (
+                f"peak {self.peak_throughput:,.4g} {rate_unit} ({level} interval "
+                f"{self.peak_throughput_low:,.4g}-{self.peak_throughput_high:,.4g}) at "
+                f"{self.peak_load:,.3g} {load_unit} ({self.peak_load_low:,.3g}-"
+                f"{self.peak_load_high:,.3g}), tested {self.load_min:,.3g}-{self.load_max:,.3g}"
+            )
+        if self.status == LOWER_BOUND:
+            where = (
+                f"at >= {self.peak_load_low:,.3g} {load_unit}"
+                if math.isfinite(self.peak_load_low)
+                else f"at <= {self.peak_load_high:,.3g} {load_unit}"
+            )
+            return f"at least {self.peak_throughput_low:,.4g} {rate_unit} {where}: {self.reason}"
+        return f"no capacity fit: {self.reason}"
+
+
+def estimate_capacity(
+    load: ArrayLike,
+    throughput: ArrayLike,
+    *,
+    confidence: float = CONFIDENCE,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> Capacity:
+    r"""Peak throughput and the load at the peak from (load, throughput) points, with intervals.
+
+    Parameters
+    ----------
+    load : array_like
+        Load of each point, :math:`N > 0`: per time window of a ramp, or per step; in time
+        order (the bound averages consecutive points).
+    throughput : array_like
+        Throughput of each point. Pairs with a missing or non-positive value are dropped.
+    confidence : float
+        Coverage of the intervals; the bound holds with at least this probability.
+    replicates : int
+        Bootstrap replicates.
+    seed : int
+        Seed of the bootstrap (the same points always give the same result).
+    alpha : float
+        Level of the F test that keeps :math:`\kappa` (:func:`fit_usl`).
+
+    Returns
+    -------
+    Capacity
+        ``no_fit`` with the reason when there are fewer than :data:`MIN_POINTS` points, when
+        the load does not vary by :data:`MIN_LOAD_RANGE` (10th to 90th percentile of its
+        running median over :data:`SMOOTHING` points: a constant-load run), or when the law
+        cannot be fitted.
+
+    Notes
+    -----
+    :func:`fit_usl` fits
+
+    .. math:: X(N) = \frac{\lambda N}{1 + \sigma (N - 1) + \kappa N (N - 1)}
+
+    with :math:`\lambda > 0`, :math:`0 \le \sigma \le 1`, :math:`\kappa \ge 0`, and keeps
+    :math:`\kappa` only when the F test against Amdahl's law (:math:`\kappa = 0`) finds it
+    significant. The peak is at :math:`N^* = \sqrt{(1 - \sigma)/\kappa}`.
+
+    A peak is reported as a number only when the full law was kept and
+    :math:`N_{min} \le N^* \le N_{max}`, the tested range: then the fall after the peak (or
+    its flat top) was observed. Otherwise the peak was not observed: the data cannot tell a
+    system about to saturate from one that keeps scaling, and the value of the fitted curve at
+    :math:`N^*` (or Amdahl's asymptote :math:`\lambda/\sigma`) is an extrapolation that can lie
+    far above the truth. Then only what was tested is reported: the throughput the system
+    sustained, a lower bound of its peak, at a load of at least :math:`N_{max}` (or at most
+    :math:`N_{min}` when the fitted curve is already falling there).
+
+    The bound needs no model, only that the peak throughput is at least the true throughput
+    of any stretch of the test. The points are cut, in time order, into :math:`G` blocks of
+    :math:`k` consecutive points (about :data:`BOUND_BLOCKS` blocks); the bound is the best
+    lower confidence limit of a block's mean throughput :math:`\bar X_g`,
+
+    .. math:: X_{lb} = \max_g \bar X_g \left(1 - t_{1 - a/G,\, n - p}\,
+              \frac{s}{\sqrt{k_g}}\right), \quad a = (1 - c)/2,
+
+    with :math:`s` the relative residual standard deviation of the fit
+    (:math:`\hat X` the fitted curve, :math:`p` its parameters),
+    :math:`s^2 = \sum_i (X_i/\hat X(N_i) - 1)^2 / (n - p)`, and the Bonferroni factor
+    :math:`G` for picking the best block. Blocks follow time, not the measured load: when the
+    load is measured from the same requests as the throughput (Little's law), a window with
+    more requests than its true rate also shows a higher load, so the points at the highest
+    measured loads (and a curve fitted to them) overstate the throughput there; a block's
+    mean, chosen by position, does not.
+
+    The peak's intervals are percentile intervals of a pairs bootstrap (points resampled
+    with replacement, the full law refitted to each resample), widened to contain the point
+    estimate when the bootstrap distribution is skewed away from it.
+    """
+    n_load, x = _positive_pairs(load, throughput)
+    if x.size == 0:
+        return Capacity(NO_FIT, "no window with load and throughput", None, math.nan, math.nan, 0)
+    load_min, load_max = float(n_load.min()), float(n_load.max())
+    base = {"fit": None, "load_min": load_min, "load_max": load_max, "n_points": int(x.size)}
+    if x.size < MIN_POINTS:
+        return Capacity(
+            NO_FIT, f"{x.size} points with load and throughput, need {MIN_POINTS}", **base
+        )
+    # A step or a ramp lasts several points; the noise of a measured load does not: the
+    # running median keeps the one and removes most of the other.
+    padded = np.pad(n_load, SMOOTHING // 2, mode="edge")
+    smoothed = np.median(np.lib.stride_tricks.sliding_window_view(padded, SMOOTHING), axis=1)
+    low, high = np.quantile(smoothed, [0.1, 0.9])
+    if high < MIN_LOAD_RANGE * low:
+        return Capacity(
+            NO_FIT,
+            f"constant load: it varies x{high / low:.2f} between the 10th and 90th percentile "
+            f"of {x.size} points (running median of {SMOOTHING}; a stepped or ramping test "
+            f"varies it at least x{MIN_LOAD_RANGE:g})",
+            **base,
+        )
+    try:
+        fit = fit_usl(n_load, x, alpha=alpha)
+    except (ValueError, RuntimeError) as exc:  # too few distinct loads; no convergence
+        return Capacity(NO_FIT, f"the law could not be fitted: {exc}", **base)
+    base["fit"] = fit
+    base["confidence"] = confidence
+    tail = (1.0 - confidence) / 2
+    if fit.model == "usl" and load_min <= fit.peak_load <= load_max:
+        lam, sig, kap = _bootstrap(n_load, x, fit, replicates, np.random.default_rng(seed)).T
+        peak_b = np.full(lam.shape, math.inf)
+        np.divide(np.sqrt(np.clip(1.0 - sig, 0.0, None)), np.sqrt(kap), out=peak_b, where=kap > 0)
+        peak_x_b = np.where(
+            np.isfinite(peak_b),
+            _usl(np.where(np.isfinite(peak_b), peak_b, 1.0), lam, sig, kap),
+            np.divide(lam, sig, out=np.full(lam.shape, math.inf), where=sig > 0),
+        )
+        x_low, x_high = _interval(peak_x_b, fit.max_throughput, tail)
+        n_low, n_high = _interval(peak_b, fit.peak_load, tail)
+        return Capacity(
+            PEAK,
+            "",
+            peak_throughput=fit.max_throughput,
+            peak_throughput_low=x_low,
+            peak_throughput_high=x_high,
+            peak_load=fit.peak_load,
+            peak_load_low=n_low,
+            peak_load_high=n_high,
+            **base,
+        )
+    bound = _sustained(x, fit.predict(n_load), 3 if fit.model == "usl" else 2, tail)
+    if fit.model == "usl" and fit.peak_load < load_min:
+        reason = "throughput already falls at the lowest tested load: the peak lies below it"
+        return Capacity(
+            LOWER_BOUND, reason, peak_throughput_low=bound, peak_load_high=load_min, **base
+        )
+    reason = (
+        "the peak lies beyond the tested loads: the fitted peak is at "
+        f"{fit.peak_load:,.3g}, above the highest tested load"
+        if fit.model == "usl"
+        else "throughput does not fall significantly up to the highest tested load "
+        f"(kappa F-test p = {fit.kappa_p_value:.2g}): the peak lies at or beyond it"
+    )
+    return Capacity(LOWER_BOUND, reason, peak_throughput_low=bound, peak_load_low=load_max, **base)
+
+
+@dataclass(frozen=True)
+class SlaCrossing:
+    """Where a latency reached its SLA along the tested loads.
+
+    Attributes
+    ----------
+    status : str
+        ``"crossed"``: between two tested loads, at ``load``; ``"not_reached"``: never up to
+        ``load_max``; ``"above_at_lowest_load"``: already above it at ``load_min``.
+    load : float
+        The load at the crossing, interpolated; NaN unless crossed.
+    load_min, load_max : float
+        The tested range.
+    """
+
+    status: str
+    load: float
+    load_min: float
+    load_max: float
+
+
+def sla_crossing(load: ArrayLike, latency: ArrayLike, limit: float) -> SlaCrossing:
+    r"""The load at which a latency (p95) crosses its SLA, interpolated between tested loads.
+
+    Parameters
+    ----------
+    load : array_like
+        Load of each point (time window or step).
+    latency : array_like
+        The latency (e.g. p95) of each point; pairs with a missing value are dropped.
+    limit : float
+        The SLA, same unit as ``latency``.
+
+    Returns
+    -------
+    SlaCrossing
+
+    Raises
+    ------
+    ValueError
+        Fewer than two points.
+
+    Notes
+    -----
+    Latency does not fall when the load grows (by Little's law the mean response time at
+    concurrency :math:`N` is :math:`R(N) = N / X(N)`, non-decreasing whenever throughput grows
+    less than proportionally, as the USL says it does), so the points' latencies are first
+    made monotone in load by isotonic regression (``scipy.optimize.isotonic_regression``,
+    pool adjacent violators): a single slow window pools with its neighbours instead of
+    placing the crossing at a load where the rest are fast. The crossing is the first point
+    whose fitted latency :math:`\hat y_i` exceeds the limit :math:`L`, interpolated linearly
+    from the point before it:
+
+    .. math:: N_L = N_{i-1} + (L - \hat y_{i-1}) \frac{N_i - N_{i-1}}{\hat y_i - \hat y_{i-1}}
+
+    Nothing is extrapolated: beyond the tested loads the answer is "not reached up to
+    :math:`N_{max}`" (:func:`load_at_latency_sla` extrapolates with a fitted curve).
+    """
+    n_load = np.asarray(load, dtype=float).ravel()
+    y = np.asarray(latency, dtype=float).ravel()
+    if n_load.shape != y.shape:
+        raise ValueError(f"load and latency differ in length: {n_load.size} vs {y.size}")
+    keep = np.isfinite(n_load) & np.isfinite(y)
+    n_load, y = n_load[keep], y[keep]
+    if n_load.size < 2:
+        raise ValueError(f"need at least 2 points to place an SLA crossing, got {n_load.size}")
+    order = np.argsort(n_load, kind="stable")
+    n_load = n_load[order]
+    fitted = optimize.isotonic_regression(y[order]).x
+    low, high = float(n_load[0]), float(n_load[-1])
+    above = np.flatnonzero(fitted > limit)
+    if above.size == 0:
+        return SlaCrossing(NOT_REACHED, math.nan, low, high)
+    i = int(above[0])
+    if i == 0:
+        return SlaCrossing(ABOVE_AT_LOWEST, math.nan, low, high)
+    n0, n1, y0, y1 = n_load[i - 1], n_load[i], fitted[i - 1], fitted[i]
+    return SlaCrossing(CROSSED, float(n0 + (limit - y0) * (n1 - n0) / (y1 - y0)), low, high)
+
+
+def _positive_pairs(load: ArrayLike, throughput: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    n_load = np.asarray(load, dtype=float).ravel()
+    x = np.asarray(throughput, dtype=float).ravel()
+    if n_load.shape != x.shape:
+        raise ValueError(f"load and throughput differ in length: {n_load.size} vs {x.size}")
+    keep = np.isfinite(n_load) & np.isfinite(x) & (n_load > 0) & (x > 0)
+    return n_load[keep], x[keep]
+
+
+def _params(fit: USLFit) -> tuple[float, float, float]:
+    return fit.lambda_, fit.sigma, fit.kappa
+
+
+def _sustained(x: np.ndarray, fitted: np.ndarray, parameters: int, tail: float) -> float:
+    """The best lower confidence limit of the mean throughput of consecutive points (see
+    :func:`estimate_capacity`)."""
+    size = max(1, x.size // BOUND_BLOCKS)
+    starts = np.arange(0, x.size - size + 1, size)
+    # The remainder joins the last block rather than forming a short, noisy one.
+    blocks = np.split(x, starts[1:])
+    relative = x / fitted - 1.0
+    spread = math.sqrt(float(np.sum(relative**2)) / max(x.size - parameters, 1))
+    t = float(stats.t.ppf(1.0 - tail / len(blocks), max(x.size - parameters, 1)))
+    limits = [float(np.mean(b)) * (1.0 - t * spread / math.sqrt(b.size)) for b in blocks]
+    return max(max(limits), 0.0)
+
+
+def _bootstrap(
+    n_load: np.ndarray, x: np.ndarray, fit: USLFit, replicates: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(lambda, sigma, kappa) of the full law refitted to pairs resampled with replacement,
+    one row per replicate; the point fit is the last row, so there is always one."""
+    start = [fit.lambda_, min(fit.sigma, 0.99), fit.kappa]
+    rows = []
+    for _ in range(replicates):
+        pick = rng.integers(0, x.size, x.size)
+        n_b, x_b = n_load[pick], x[pick]
+        if np.unique(n_b).size < MIN_LOADS:
+            continue  # a resample that lost all but two loads fits any curve
+        try:
+            rows.append(_least_squares(_usl, n_b, x_b, start, ([0, 0, 0], [np.inf, 1, np.inf])))
+        except RuntimeError:  # no convergence on a degenerate resample
+            continue
+    rows.append(_params(fit))
+    return np.array(rows, dtype=float)
+
+
+def _interval(values: np.ndarray, estimate: float, tail: float) -> tuple[float, float]:
+    """Percentile interval (sample quantiles, so an infinite upper tail stays ``inf``),
+    widened to contain ``estimate``."""
+    low, high = np.quantile(values, [tail, 1.0 - tail], method="inverted_cdf")
+    return min(float(low), estimate), max(float(high), estimate)
 
 
 def _usl(n: np.ndarray, lam: float, sigma: float, kappa: float) -> np.ndarray:

@@ -48,16 +48,24 @@ def test_a_step_is_found_at_its_run_with_version_and_rollback_advice():
     (point,) = points.rows(named=True)
     assert abs(int(point["run_id"][1:]) - 25) <= 1 and point["worse"]
     assert 0.3 < point["change"] < 0.5
+    # Its size with a 95 % interval around the true +40 %, and the run just before it.
+    assert point["change_low"] < 0.4 < point["change_high"]
+    assert int(point["previous_run_id"][1:]) == int(point["run_id"][1:]) - 1
+    assert point["previous_service_version"] == f"1.{int(point['previous_run_id'][1:])}"
     found = findings(series, points, find_drifts(series))
     (finding,) = found.filter(pl.col("kind") == "change_point").rows(named=True)
     assert finding["severity"] == "warning"
     assert point["service_version"] in finding["summary"] and "Roll back" in finding["action"]
+    assert point["previous_run_id"] in finding["summary"] and "95 % CI" in finding["summary"]
 
 
 def test_lower_throughput_is_worse_and_better_latency_is_an_improvement():
     rng = np.random.default_rng(2)
     down = series_of(np.concatenate([noisy(50, 20, rng), noisy(35, 20, rng)]), "throughput_rps")
-    assert find_change_points(down)["worse"].to_list() == [True]
+    (point,) = find_change_points(down).rows(named=True)
+    assert point["worse"]
+    # Worse is positive for throughput too, and so is its interval around the true +30 %.
+    assert point["change_low"] < 0.3 < point["change_high"]
     faster = series_of(np.concatenate([noisy(100, 20, rng), noisy(60, 20, rng)]))
     points = find_change_points(faster)
     assert points["worse"].to_list() == [False]

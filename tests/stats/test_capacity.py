@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from metrics_pipeline.stats.capacity import fit_usl, load_at_latency_sla, steps_from_series
+from metrics_pipeline.stats.capacity import (
+    estimate_capacity,
+    fit_usl,
+    load_at_latency_sla,
+    sla_crossing,
+    steps_from_series,
+)
 
 LOADS = np.array([1, 2, 4, 8, 16, 24, 32, 48, 64, 96], dtype=float)
 LAMBDA, SIGMA, KAPPA = 100.0, 0.05, 0.001
@@ -152,3 +158,115 @@ def test_stepped_test_end_to_end_recovers_peak():
     steps = steps_from_series(np.arange(load.size), load, throughput, np.ones(load.size))
     fit = fit_usl(steps.load, steps.throughput)
     assert fit.peak_load == pytest.approx(math.sqrt(0.95 / 0.001), rel=0.05)
+
+
+# --- estimate_capacity: a peak only where it was tested, a bound otherwise -------------------
+
+PEAK_LOAD = math.sqrt((1 - SIGMA) / KAPPA)  # 30.82
+PEAK = usl(PEAK_LOAD, LAMBDA, SIGMA, KAPPA)  # 903.8
+
+
+def stepped(top, seed, noise=0.03, levels=8, windows=4):
+    """Windows of a stepped test up to ``top``, in time order, with relative noise."""
+    rng = np.random.default_rng(seed)
+    load = np.repeat(np.linspace(top / levels, top, levels), windows)
+    return load, usl(load, LAMBDA, SIGMA, KAPPA) * (1 + rng.normal(0, noise, load.size))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_peak_inside_the_tested_loads_is_a_point_estimate_with_intervals(seed):
+    load, throughput = stepped(2 * PEAK_LOAD, seed, noise=0.01)
+    result = estimate_capacity(load, throughput)
+    assert result.status == "peak" and result.reason == ""
+    assert result.peak_throughput == pytest.approx(PEAK, rel=0.02)
+    assert result.peak_throughput_low <= PEAK <= result.peak_throughput_high
+    assert result.peak_load == pytest.approx(PEAK_LOAD, rel=0.10)
+    assert result.peak_load_low <= PEAK_LOAD <= result.peak_load_high
+    assert result.load_min == load.min() and result.load_max == load.max()
+    assert result.fit.model == "usl" and result.n_points == load.size
+    assert "peak" in result.describe()
+
+
+def test_tested_to_half_the_peak_gives_a_lower_bound_that_holds():
+    for seed in range(20):
+        load, throughput = stepped(PEAK_LOAD / 2, seed)
+        result = estimate_capacity(load, throughput, replicates=20)
+        assert result.status == "lower_bound", seed
+        assert math.isnan(result.peak_throughput) and math.isnan(result.peak_load)
+        assert result.peak_throughput_low <= PEAK, seed  # the bound holds
+        # ... and is what the test showed: most of the best throughput tested.
+        assert result.peak_throughput_low >= 0.85 * usl(load.max(), LAMBDA, SIGMA, KAPPA)
+        assert result.peak_load_low == load.max()
+        assert "at least" in result.describe() and result.reason
+
+
+def test_the_bare_fit_extrapolates_beyond_the_tested_loads_and_the_estimate_does_not():
+    # What the bound replaces: Amdahl's asymptote lambda / sigma of a system whose fall was
+    # never tested, far above its true peak.
+    load, throughput = stepped(PEAK_LOAD / 4, seed=0)
+    assert fit_usl(load, throughput).max_throughput > 1.2 * PEAK
+    assert estimate_capacity(load, throughput).peak_throughput_low < PEAK
+
+
+def test_a_system_that_keeps_scaling_never_gets_a_peak():
+    load, throughput = stepped(96, seed=4, noise=0.02)
+    throughput = usl(load, LAMBDA, SIGMA, 0.0) * (throughput / usl(load, LAMBDA, SIGMA, KAPPA))
+    result = estimate_capacity(load, throughput)
+    assert result.status == "lower_bound" and result.fit.model == "amdahl"
+    assert result.peak_throughput_low <= usl(96, LAMBDA, SIGMA, 0.0)
+    assert "does not fall" in result.reason
+
+
+def test_throughput_already_falling_at_the_lowest_load_bounds_the_peak_load_from_above():
+    load, throughput = stepped(8 * PEAK_LOAD, seed=5, noise=0.01)
+    keep = load >= 2 * PEAK_LOAD
+    result = estimate_capacity(load[keep], throughput[keep])
+    assert result.status == "lower_bound"
+    assert result.peak_load_high == load[keep].min() and math.isnan(result.peak_load_low)
+    assert result.peak_throughput_low <= PEAK
+    assert "<=" in result.describe()
+
+
+def test_constant_or_scarce_load_gives_no_fit_with_the_reason():
+    rng = np.random.default_rng(6)
+    load = 40 * (1 + rng.normal(0, 0.08, 30))  # one level, measured with noise
+    result = estimate_capacity(load, usl(load, LAMBDA, SIGMA, KAPPA))
+    assert result.status == "no_fit" and "constant load" in result.reason
+    assert result.fit is None and result.reason in result.describe()
+    few = estimate_capacity([1, 2, 4, 8], [10, 19, 35, 60])
+    assert few.status == "no_fit" and "need 6" in few.reason
+    assert estimate_capacity([], []).status == "no_fit"
+
+
+def test_estimate_is_reproducible():
+    load, throughput = stepped(2 * PEAK_LOAD, seed=7)
+    assert estimate_capacity(load, throughput) == estimate_capacity(load, throughput)
+
+
+# --- sla_crossing: interpolated between tested loads, never extrapolated ---------------------
+
+
+def test_sla_crossing_interpolates_between_the_tested_loads():
+    load = [10.0, 20.0, 30.0, 40.0]
+    crossing = sla_crossing(load, [100.0, 200.0, 300.0, 400.0], 250.0)
+    assert crossing.status == "crossed" and crossing.load == pytest.approx(25.0)
+    assert (crossing.load_min, crossing.load_max) == (10.0, 40.0)
+
+
+def test_sla_crossing_not_reached_or_already_above():
+    load = [10.0, 20.0, 30.0, 40.0]
+    below = sla_crossing(load, [100.0, 120.0, 150.0, 190.0], 200.0)
+    assert below.status == "not_reached" and math.isnan(below.load) and below.load_max == 40
+    above = sla_crossing(load, [210.0, 220.0, 300.0, 400.0], 200.0)
+    assert above.status == "above_at_lowest_load" and math.isnan(above.load)
+
+
+def test_sla_crossing_ignores_a_single_slow_window_and_order():
+    # One slow window at 20 pools with its faster neighbours instead of crossing there.
+    load = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    p95 = np.array([100.0, 260.0, 120.0, 150.0, 300.0, 400.0])
+    order = np.random.default_rng(0).permutation(load.size)
+    crossing = sla_crossing(load[order], p95[order], 250.0)
+    assert crossing.status == "crossed" and 40.0 < crossing.load < 50.0
+    with pytest.raises(ValueError, match="2 points"):
+        sla_crossing([1.0], [1.0], 1.0)

@@ -399,3 +399,20 @@ def test_the_step_statistic_is_the_ols_step_over_its_robust_standard_error():
     sigma = stats.median_abs_deviation(fit.resid, scale="normal")
     expected = abs(fit.params[2]) / (sigma * math.sqrt(fit.normalized_cov_params[2, 2]))
     assert _step_t(y, 25) == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_change_interval_covers_the_true_step_about_95_percent_of_the_time():
+    rng = np.random.default_rng(106)
+    covered = trials = 0
+    for i in range(200):
+        n = int(rng.integers(40, 101))
+        at = int(rng.integers(15, n - 15))
+        ratio = float(rng.uniform(1.2, 1.5))
+        noise = ar1_noise(rng, n, 0.4) if i % 2 else rng.standard_normal(n)
+        values = 100 * np.exp(0.05 * noise) * np.where(np.arange(n) >= at, ratio, 1.0)
+        found = [c for c in change_points(values) if abs(c.index - at) <= 1]
+        if found:
+            trials += 1
+            covered += found[0].change_low <= ratio - 1 <= found[0].change_high
+    # 95 % nominal; with about 200 trials, 88 % lies more than 4 standard errors below.
+    assert trials >= 180 and covered / trials >= 0.88
