@@ -11,6 +11,7 @@ from metrics_pipeline.alerts.signals import (
     missing_run_signals,
 )
 from metrics_pipeline.analysis.sla import budget_words, evaluations_markdown
+from metrics_pipeline.analysis.triage import unmarked
 from metrics_pipeline.common.text import md
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import (
@@ -144,7 +145,8 @@ def finding_alerts(
     outcome = alerting.apply(
         store,
         lambda config, now: (
-            finding_signals(store.read("findings"), config)
+            # Findings a person marked expected or invalid no longer alert (and resolve).
+            finding_signals(unmarked(store.read("findings"), store.read("triage")), config)
             + missing_run_signals(store.read("runs"), config, now)
         ),
         clock.now(),

@@ -14,7 +14,7 @@ from metrics_pipeline.analysis.series import SERIES_KEYS
 from metrics_pipeline.common.severity import severity_rank
 from metrics_pipeline.common.text import md
 from metrics_pipeline.orchestration.resources import WarehouseResource
-from metrics_pipeline.stages import nightly
+from metrics_pipeline.stages import nightly, triage
 
 CHANGE_POINTS = dg.AssetKey(["analysis", "change_points"])
 DRIFTS = dg.AssetKey(["analysis", "drifts"])
@@ -132,14 +132,24 @@ class FindingsConfig(dg.Config):
     "them), drifts to investigate, capacity to add or to give back.",
 )
 def findings_asset(config: FindingsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    table = nightly.find(warehouse.get(), anomaly_sensitivity=config.anomaly_sensitivity)
-    shown = table.sort(severity_rank())
+    store = warehouse.get()
+    table = nightly.find(store, anomaly_sensitivity=config.anomaly_sensitivity)
+    shown = triage.findings_with_marks(store).sort(severity_rank())
+    precision = triage.precision(store)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
             "critical": int((table["severity"] == "critical").sum()),
+            # `metrics-pipeline triage mark ID expected|invalid`: marked ones stop alerting.
             "findings": dg.MetadataValue.md(
-                _table(shown, ["severity", "kind", "summary", "confidence", "action"])
+                _table(
+                    shown,
+                    ["finding_id", "severity", "kind", "summary", "action", "mark"],
+                )
+            ),
+            "triaged": int(shown["mark"].is_not_null().sum()),
+            "detector_precision": dg.MetadataValue.md(
+                _table(precision, ["month", "expected", "invalid", "precision"])
             ),
         }
     )

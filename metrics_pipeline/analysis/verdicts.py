@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -124,14 +125,16 @@ def choose_baseline(
     summaries: pl.DataFrame | None = None,
     pinned: list[str] | None = None,
     n: int = BASELINE_RUNS,
+    since: datetime | None = None,
 ) -> list[str]:
     """Run ids to compare ``candidate`` (a ``runs`` row) with, in order of precedence:
 
     1. an explicit ``baseline`` run id in its manifest;
     2. the runs pinned for its combination in the baseline file (``pinned``), if known here;
     3. a rolling window: the last ``n`` accepted runs (valid, not judged a regression) of the
-       same suite, scenario and environment that started before it, leaving out outlier runs
-       (IQR rule on their relative p50 latency, given ``summaries``).
+       same suite, scenario and environment that started before it (and not before
+       ``since``, the start of a step triaged as expected), leaving out outlier runs (IQR
+       rule on their relative p50 latency, given ``summaries``).
     """
     known = set(runs["run_id"])
     explicit = candidate.get("baseline")
@@ -141,7 +144,7 @@ def choose_baseline(
         chosen := [run for run in pinned if run in known and run != candidate["run_id"]]
     ):
         return chosen
-    previous = _previous_accepted(runs, candidate, regressed)
+    previous = _previous_accepted(runs, candidate, regressed, since)
     return dynamic_baseline(previous, _or_empty(summaries, "run_summary"), n)
 
 
@@ -155,22 +158,27 @@ def history_runs(
     regressed: set[str],
     baseline_runs: list[str],
     n: int = HISTORY_RUNS,
+    since: datetime | None = None,
 ) -> list[str]:
     """The last ``n`` accepted runs of the candidate's combination that started before it,
     other than its baseline runs (which count on their own): the identical-setup runs whose
     spread measures the run-to-run noise (see :func:`history_noise`)."""
-    previous = _previous_accepted(runs, candidate, regressed)["run_id"].to_list()
+    previous = _previous_accepted(runs, candidate, regressed, since)["run_id"].to_list()
     return [run for run in previous if run not in set(baseline_runs)][-n:]
 
 
-def _previous_accepted(runs: pl.DataFrame, candidate: dict, regressed: set[str]) -> pl.DataFrame:
-    """Accepted runs of the candidate's suite, scenario and environment before it."""
-    return accepted_runs(runs, regressed | {candidate["run_id"]}).filter(
+def _previous_accepted(
+    runs: pl.DataFrame, candidate: dict, regressed: set[str], since: datetime | None = None
+) -> pl.DataFrame:
+    """Accepted runs of the candidate's suite, scenario and environment before it (and from
+    ``since`` on, when given)."""
+    previous = accepted_runs(runs, regressed | {candidate["run_id"]}).filter(
         (pl.col("suite") == candidate["suite"])
         & (pl.col("scenario") == candidate["scenario"])
         & (pl.col("environment") == candidate["environment"])
         & (pl.col("started_at") < candidate["started_at"])
     )
+    return previous if since is None else previous.filter(pl.col("started_at") >= since)
 
 
 def judge_run(

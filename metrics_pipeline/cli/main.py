@@ -21,6 +21,7 @@ import typer
 from metrics_pipeline.cli import check, gate, monitoring, pipeline, query, runs
 from metrics_pipeline.cli.alerts import alerts_app
 from metrics_pipeline.cli.baseline import baseline_app
+from metrics_pipeline.cli.triage import triage_app
 
 app = typer.Typer(
     help="Load-test metrics pipeline: upload, ingest, compare, and the end-to-end demo.",
@@ -47,3 +48,4 @@ app.command(context_settings={"ignore_unknown_options": True})(runs.run)
 app.add_typer(monitoring.monitoring_app, name="monitoring")
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(triage_app, name="triage")

@@ -309,6 +309,31 @@ TABLES: dict[str, Table] = {
             retention="kept",
         ),
         Table(
+            "triage",
+            "Findings and change points a person marked expected or invalid: they stop "
+            "alerting, an expected step rebaselines its combination.",
+            pl.Schema(
+                {
+                    "finding_id": pl.String,
+                    "kind": pl.String,
+                    "suite": pl.String,
+                    "scenario": pl.String,
+                    "environment": pl.String,
+                    "endpoint": pl.String,
+                    "metric": pl.String,
+                    "run_id": pl.String,
+                    "started_at": TS,  # the run's: an expected step rebaselines from it
+                    "mark": pl.String,  # expected | invalid
+                    "note": pl.String,
+                    "marked_by": pl.String,
+                    "marked_at": TS,
+                }
+            ),
+            written_by="stages.triage",
+            partitioning="snapshot",
+            retention="kept",
+        ),
+        Table(
             "latency_sketches",
             "Mergeable latency sketches per run x endpoint x minute.",
             pl.Schema(

@@ -23,6 +23,7 @@ from metrics_pipeline.analysis.baselines import BaselineEntry, pinned_runs
 from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
 from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
 from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
+from metrics_pipeline.analysis.triage import rebaselined_since
 from metrics_pipeline.analysis.verdicts import choose_baseline as choose_baseline_runs
 from metrics_pipeline.analysis.verdicts import history_noise, history_runs, judge_run
 from metrics_pipeline.contracts.manifest import RunManifest
@@ -100,6 +101,7 @@ def choose_baseline(warehouse: Warehouse, run_id: str, pinned: list[BaselineEntr
         pinned=pinned_runs(
             pinned, candidate["suite"], candidate["scenario"], candidate["environment"]
         ),
+        since=_rebaselined_since(warehouse, candidate),
     )
     warehouse.write_partition(
         "run_baselines",
@@ -121,6 +123,17 @@ class Judgement:
         return self.verdicts.filter(pl.col("regression"))
 
 
+def _rebaselined_since(warehouse: Warehouse, candidate: dict):
+    """The start of the combination's latest step triaged as expected (None: none), before
+    which runs are no baseline nor noise history any more."""
+    return rebaselined_since(
+        warehouse.read("triage"),
+        candidate["suite"],
+        candidate["scenario"],
+        candidate["environment"],
+    )
+
+
 def _regressed(warehouse: Warehouse) -> set[str]:
     """Runs judged a regression (never a baseline, nor part of a noise history)."""
     verdicts = warehouse.scan("verdicts").filter(pl.col("regression")).select("run_id")
@@ -133,7 +146,13 @@ def judge(warehouse: Warehouse, run_id: str) -> Judgement:
     baseline_runs = warehouse.read("run_baselines", [run_id])["baseline_run_id"].to_list()
     runs = warehouse.read("runs")
     candidate = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-    earlier = history_runs(runs, candidate, _regressed(warehouse) - {run_id}, baseline_runs)
+    earlier = history_runs(
+        runs,
+        candidate,
+        _regressed(warehouse) - {run_id},
+        baseline_runs,
+        since=_rebaselined_since(warehouse, candidate),
+    )
     table = judge_run(
         warehouse.read("requests", [run_id]),
         warehouse.read("requests", baseline_runs),

@@ -112,7 +112,7 @@ class Warehouse:
         """Move each table's folder of Parquet files (absent: no rows) into place as the run's
         partition, and replace the mirror's rows in the same step (see the module docstring for
         the order). The folders are consumed."""
-        with self._lock(f"run={run_id}"):
+        with self.lock(f"run={run_id}"):
             if self.mirror is None:
                 for table, folder in folders.items():
                     self._swap(folder, self.partition_dir(table, run_id))
@@ -132,7 +132,7 @@ class Warehouse:
             self.clear_pending(marker)
 
     @contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str) -> Iterator[None]:
         """An exclusive lock on ``name`` among the processes sharing this folder."""
         folder = self.root / ".locks"
         folder.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ class Warehouse:
         try:
             conform(table, frame).write_parquet(folder / SNAPSHOT_FILE, compression="zstd")
             marker = f"snapshot={table}"
-            with self._lock(marker):
+            with self.lock(marker):
                 if self.mirror is None:
                     self._swap(folder, self.root / table)
                     return frame.height

@@ -1,0 +1,98 @@
+r"""Triage of the history's findings: a person marks a change point or finding ``expected`` (a
+real change, intended: a new feature, a bigger instance) or ``invalid`` (not a real change).
+
+Marked findings stop alerting. An ``expected`` step of latency or throughput rebaselines its
+combination: later runs are compared only with runs from the step on. The marks also measure
+the detector: its precision over the marked findings of a month is
+
+.. math:: P = \frac{\#\text{expected}}{\#\text{expected} + \#\text{invalid}}.
+
+A finding is named by a short stable id: the first 10 hex digits of the SHA-256 of its kind,
+suite, scenario, environment, endpoint, metric and run, so the id stays the same from one
+nightly run to the next while the finding does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import polars as pl
+
+from metrics_pipeline.contracts.tables import conform
+
+MARKS = ("expected", "invalid")
+KEY = ("kind", "suite", "scenario", "environment", "endpoint", "metric", "run_id")
+
+
+def finding_id(row: dict) -> str:
+    """The stable id of a finding (or change point: ``kind`` defaults to ``change_point``)."""
+    parts = [str(row.get(k) if k != "kind" else row.get(k, "change_point")) for k in KEY]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
+
+
+def with_ids(findings: pl.DataFrame) -> pl.DataFrame:
+    """``findings`` with a ``finding_id`` column."""
+    ids = [
+        finding_id(row)
+        for row in findings.select(*(k for k in KEY if k in findings.columns)).iter_rows(named=True)
+    ]
+    return findings.with_columns(finding_id=pl.Series(ids, dtype=pl.String))
+
+
+def mark(
+    triage: pl.DataFrame,
+    finding: dict,
+    verdict: str,
+    *,
+    note: str | None,
+    marked_by: str,
+    now: datetime,
+    started_at: datetime | None,
+) -> pl.DataFrame:
+    """``triage`` with ``finding`` marked ``verdict`` (a later mark replaces an earlier one)."""
+    if verdict not in MARKS:
+        raise ValueError(f"a mark is one of {', '.join(MARKS)}, not {verdict!r}")
+    identifier = finding_id(finding)
+    row = {k: finding.get(k) for k in KEY} | {
+        "finding_id": identifier,
+        "mark": verdict,
+        "note": note,
+        "marked_by": marked_by,
+        "marked_at": now,
+        "started_at": started_at,
+    }
+    kept = triage.filter(pl.col("finding_id") != identifier)
+    return pl.concat([conform("triage", kept), conform("triage", pl.DataFrame([row]))])
+
+
+def unmarked(findings: pl.DataFrame, triage: pl.DataFrame) -> pl.DataFrame:
+    """The findings nobody has marked: the ones that still alert."""
+    marked = set(triage["finding_id"])
+    return with_ids(findings).filter(~pl.col("finding_id").is_in(sorted(marked))).drop("finding_id")
+
+
+def rebaselined_since(triage: pl.DataFrame, suite: str, scenario: str, environment: str):
+    """When the combination's latest ``expected`` step started (None: never rebaselined)."""
+    steps = triage.filter(
+        (pl.col("mark") == "expected")
+        & (pl.col("kind") == "change_point")
+        & (pl.col("suite") == suite)
+        & (pl.col("scenario") == scenario)
+        & (pl.col("environment") == environment)
+        & pl.col("started_at").is_not_null()
+    )
+    return steps["started_at"].max() if steps.height else None
+
+
+def precision_by_month(triage: pl.DataFrame) -> pl.DataFrame:
+    """Per month of marking: findings marked expected and invalid, and the precision."""
+    return (
+        triage.group_by(month=pl.col("marked_at").dt.strftime("%Y-%m"))
+        .agg(
+            expected=(pl.col("mark") == "expected").sum(),
+            invalid=(pl.col("mark") == "invalid").sum(),
+        )
+        .with_columns(precision=pl.col("expected") / (pl.col("expected") + pl.col("invalid")))
+        .sort("month")
+    )

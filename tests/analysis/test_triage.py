@@ -1,0 +1,110 @@
+"""Triage: marked findings stop alerting, an expected step rebaselines its combination, and
+the marks measure the detector's precision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+from typer.testing import CliRunner
+
+from metrics_pipeline.alerts.config import AlertingConfig
+from metrics_pipeline.alerts.signals import finding_signals
+from metrics_pipeline.analysis.triage import finding_id, precision_by_month, unmarked
+from metrics_pipeline.cli.main import app
+from metrics_pipeline.contracts.tables import conform, empty
+from metrics_pipeline.stages import ci
+from metrics_pipeline.stages.triage import findings_with_marks, mark_finding
+
+T0 = datetime(2031, 1, 1, tzinfo=UTC)
+COMBINATION = {"suite": "checkout", "scenario": "browse", "environment": "staging"}
+
+
+def finding(run_id: str, endpoint: str, kind: str = "change_point") -> dict:
+    return COMBINATION | {
+        "kind": kind,
+        "severity": "warning",
+        "endpoint": endpoint,
+        "metric": "latency_p95",
+        "run_id": run_id,
+        "summary": f"{endpoint} got 30% worse since run {run_id}",
+        "action": "Roll back",
+    }
+
+
+def write_history(warehouse, days: int = 12) -> None:
+    """``days`` valid runs, one a day, and two findings at run r06."""
+    for i in range(days):
+        row = COMBINATION | {
+            "run_id": f"r{i:02d}",
+            "started_at": T0 + timedelta(days=i),
+            "valid": True,
+            "ingested_at": T0 + timedelta(days=i),
+        }
+        warehouse.write_partition("runs", row["run_id"], conform("runs", pl.DataFrame([row])))
+    findings = [finding("r06", "/api/orders"), finding("r06", "/api/items")]
+    warehouse.write_snapshot("findings", conform("findings", pl.DataFrame(findings)))
+
+
+def test_a_marked_finding_no_longer_signals_an_alert(warehouse):
+    write_history(warehouse)
+    (orders,) = [
+        r for r in warehouse.read("findings").iter_rows(named=True) if "orders" in r["summary"]
+    ]
+    mark_finding(
+        warehouse, finding_id(orders), "invalid", note="noisy neighbour", marked_by="ana", now=T0
+    )
+    left = unmarked(warehouse.read("findings"), warehouse.read("triage"))
+    assert left["endpoint"].to_list() == ["/api/items"]
+    signals = finding_signals(left, AlertingConfig())
+    assert [s.endpoint for s in signals.found] == ["/api/items"]
+    marks = findings_with_marks(warehouse)
+    assert dict(zip(marks["endpoint"], marks["mark"], strict=True)) == {
+        "/api/orders": "invalid",
+        "/api/items": None,
+    }
+
+
+def test_an_expected_step_rebaselines_the_combination(warehouse):
+    write_history(warehouse)
+    candidate = "r08"  # its rolling baseline: the 5 runs before it, r03-r07
+    before = ci.choose_baseline(warehouse, candidate, [])
+    assert any(run < "r06" for run in before)
+    items = [r for r in warehouse.read("findings").iter_rows(named=True) if "items" in r["summary"]]
+    mark_finding(
+        warehouse, finding_id(items[0]), "expected", note="new search", marked_by="ana", now=T0
+    )
+    after = ci.choose_baseline(warehouse, candidate, [])
+    assert after == ["r06", "r07"]
+
+
+def test_precision_per_month_counts_the_marks():
+    marks = pl.DataFrame(
+        {
+            "mark": ["expected", "invalid", "expected", "expected"],
+            "marked_at": [T0, T0, T0 + timedelta(days=40), T0 + timedelta(days=41)],
+        }
+    )
+    table = precision_by_month(marks)
+    assert table.rows() == [("2031-01", 1, 1, 0.5), ("2031-02", 2, 0, 1.0)]
+
+
+def test_the_cli_lists_marks_and_measures(warehouse, settings, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(settings.home))
+    monkeypatch.setenv("METRICS_NOW", T0.isoformat())
+    write_history(warehouse)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["triage", "list"])
+    assert listed.exit_code == 0, listed.output
+    ids = [finding_id(r) for r in warehouse.read("findings").iter_rows(named=True)]
+    assert all(i in listed.output for i in ids)
+    assert runner.invoke(app, ["triage", "mark", ids[0], "invalid"]).exit_code == 0
+    assert runner.invoke(app, ["triage", "mark", ids[1], "expected", "--note", "x"]).exit_code == 0
+    assert runner.invoke(app, ["triage", "mark", "nope", "expected"]).exit_code == 2
+    assert runner.invoke(app, ["triage", "mark", ids[0], "maybe"]).exit_code == 2
+    assert runner.invoke(app, ["triage", "list"]).output.count("finding(s)") == 1
+    assert "0 finding(s)" in runner.invoke(app, ["triage", "list"]).output
+    precision = runner.invoke(app, ["triage", "precision"])
+    assert precision.exit_code == 0 and "50%" in precision.output
+    assert warehouse.read("triage").height == 2
+    assert empty("triage").columns == warehouse.read("triage").columns
