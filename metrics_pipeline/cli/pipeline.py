@@ -149,15 +149,35 @@ def backtest(
         fail(f"--size must be small or full, not {size!r}")
     with console.status("backtest...") as status:
         report = run_backtest(size, seed, progress=lambda step: status.update(f"backtest: {step}"))
+    # On real data, the people who triaged the findings measured the detector too.
+    marks = _triage_precision()
     if as_json:
         print(
             json.dumps(
-                {"detectors": report.as_rows(), "mde": report.mde_rows()}, indent=2, default=str
+                {"detectors": report.as_rows(), "mde": report.mde_rows(), "triage": marks},
+                indent=2,
+                default=str,
             )
         )
     else:
         print(report.as_markdown())
+        if marks:
+            print("\nPrecision of the findings from their triage marks (metrics-pipeline triage):")
+            print("\n| month | expected | invalid | precision |\n|---|---:|---:|---:|")
+            for row in marks:
+                print(
+                    f"| {row['month']} | {row['expected']} | {row['invalid']} "
+                    f"| {row['precision']:.0%} |"
+                )
     raise typer.Exit(0 if report.all_targets_met else 1)
+
+
+def _triage_precision() -> list[dict]:
+    """The warehouse's triage precision per month (none without a warehouse or marks)."""
+    from metrics_pipeline.stages.triage import precision
+    from metrics_pipeline.storage import open_warehouse
+
+    return precision(open_warehouse(Settings.from_env())).to_dicts()
 
 
 def _runs_bar(bar, description: str):

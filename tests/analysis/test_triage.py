@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.signals import finding_signals
-from metrics_pipeline.analysis.triage import finding_id, precision_by_month, unmarked
+from metrics_pipeline.analysis.triage import MARKS, finding_id, precision_by_month, unmarked
 from metrics_pipeline.cli.main import app
 from metrics_pipeline.contracts.tables import conform, empty
 from metrics_pipeline.stages import ci
@@ -108,3 +108,15 @@ def test_the_cli_lists_marks_and_measures(warehouse, settings, monkeypatch):
     assert precision.exit_code == 0 and "50%" in precision.output
     assert warehouse.read("triage").height == 2
     assert empty("triage").columns == warehouse.read("triage").columns
+
+
+def test_the_backtest_reports_the_precision_of_the_marks(warehouse, settings, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(settings.home))
+    write_history(warehouse)
+    for row, verdict in zip(warehouse.read("findings").iter_rows(named=True), MARKS, strict=True):
+        mark_finding(warehouse, finding_id(row), verdict, note=None, marked_by="ana", now=T0)
+    from metrics_pipeline.cli.pipeline import _triage_precision
+
+    assert _triage_precision() == [
+        {"month": "2031-01", "expected": 1, "invalid": 1, "precision": 0.5}
+    ]
