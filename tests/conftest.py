@@ -141,6 +141,19 @@ def s3_endpoint(tmp_path_factory) -> str:
     log.close()
 
 
+def new_database(postgres_url: str) -> str:
+    """The URL of a new, empty database in the cluster of ``postgres_url`` (for code that uses
+    the default ``metrics`` schema)."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f"create database {name}")
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 def _postgres_bindir() -> Path | None:
     config = shutil.which("pg_config")
     if config:

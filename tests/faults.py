@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit
 
 
 class TcpProxy:
@@ -112,3 +113,10 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """``url`` (a libpq or HTTP URL on loopback) with ``proxy``'s port instead of its own."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}").geturl()

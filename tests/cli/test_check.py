@@ -3,11 +3,9 @@ mends them from Parquet."""
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
-from conftest import upload_demo_runs
+from conftest import new_database, upload_demo_runs
 from typer.testing import CliRunner
 
 from metrics_pipeline.cli.main import app
@@ -20,11 +18,7 @@ pytestmark = pytest.mark.services
 def test_check_finds_a_drifted_mirror_and_repair_mends_it(
     postgres_url, settings, store, tmp_path, monkeypatch
 ):
-    # A database of its own: the command uses the default schema.
-    database = f"k_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"create database {database}")
-    url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
+    url = new_database(postgres_url)  # the command uses the default schema
     monkeypatch.setenv("METRICS_HOME", str(settings.home))
     monkeypatch.setenv("METRICS_POSTGRES_URL", url)
     warehouse = Warehouse(settings.warehouse_root, PostgresWarehouse(url))

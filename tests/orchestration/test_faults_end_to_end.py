@@ -6,16 +6,15 @@ gives."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
 import polars as pl
-import psycopg
 import pytest
-from faults import TcpProxy
+from conftest import new_database
+from faults import TcpProxy, through
 from receivers import http_receiver
 
 from metrics_pipeline.contracts.tables import SCHEMAS
@@ -33,13 +32,6 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 NOW = datetime(2031, 3, 15, 12, 0, tzinfo=UTC)
 # Written from the wall clock or the files' mtimes (the local store's ETags), not from data.
 NOT_DATA = {"ingested_at", "upload_version", "uploaded_at", "version"}
-
-
-def database(postgres_url: str) -> str:
-    name = f"e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"create database {name}")
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def contents(warehouse: Warehouse) -> dict[str, pl.DataFrame]:
@@ -85,21 +77,22 @@ def test_a_postgres_cut_mid_ingest_changes_nothing_a_user_sees(postgres_url, tmp
             postgres_url=url,
         )
 
-    clean_url = database(postgres_url)
+    clean_url = new_database(postgres_url)
     with http_receiver() as clean_hook:
         clean, retried = run_pipeline(
             settings("clean", clean_url, clean_hook.url), runs, tmp_path / "a", monkeypatch
         )
 
-    faulted_url = database(postgres_url)
+    faulted_url = new_database(postgres_url)
     proxy = TcpProxy(urlsplit(faulted_url).port)
-    parts = urlsplit(faulted_url)
-    through = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
     # The connection drops 100 kB into the first run's COPY; reconnecting works (a failover).
     proxy.cut_after(up=100_000, then_restore=True)
     with http_receiver() as faulted_hook:
         faulted, retried_after_fault = run_pipeline(
-            settings("faulted", through, faulted_hook.url), runs, tmp_path / "b", monkeypatch
+            settings("faulted", through(faulted_url, proxy), faulted_hook.url),
+            runs,
+            tmp_path / "b",
+            monkeypatch,
         )
     assert (retried, retried_after_fault) == (0, 1)
     proxy.close()

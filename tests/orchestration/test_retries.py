@@ -3,15 +3,13 @@ retry leaves the warehouse as a clean run leaves it."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 import dagster as dg
-import psycopg
 import pytest
-from conftest import upload_demo_runs
-from faults import TcpProxy
+from conftest import new_database, upload_demo_runs
+from faults import TcpProxy, through
 
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import sense_and_run
@@ -24,15 +22,11 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 def test_a_postgres_connection_cut_mid_ingest_is_retried(
     postgres_url, settings, store, tmp_path, monkeypatch
 ):
-    database = f"r_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"create database {database}")
-    url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
+    url = new_database(postgres_url)
     proxy = TcpProxy(urlsplit(url).port)
-    parts = urlsplit(url)
-    through = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
-    settings = replace(settings, postgres_url=through)  # the store fixture's home
-    monkeypatch.setenv("METRICS_POSTGRES_URL", through)  # resources read it as an EnvVar
+    proxied = through(url, proxy)
+    settings = replace(settings, postgres_url=proxied)  # the store fixture's home
+    monkeypatch.setenv("METRICS_POSTGRES_URL", proxied)  # resources read it as an EnvVar
     (run,) = upload_demo_runs(store, tmp_path / "runs", count=1)
 
     # The first connection dies 100 kB into the ingest's COPY; the next ones go through.

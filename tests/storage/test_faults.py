@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from conftest import upload_demo_runs
-from faults import TcpProxy
+from faults import TcpProxy, through
 
 from metrics_pipeline.ingest.files import ingest_from_store
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse
@@ -52,11 +52,6 @@ def reference(store, runs, tmp_path) -> dict:
     return contents(clean)
 
 
-def proxied(postgres_url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(postgres_url)
-    return parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
-
-
 # Where the connection is cut, in bytes of one ingest's traffic: early and midway in the COPY
 # (Postgres rolls back, Parquet is not swapped), inside the COMMIT message (Postgres rolls back
 # after Parquet was swapped: the pending marker), and the answer to the COMMIT (Postgres
@@ -71,7 +66,7 @@ def test_postgres_cut_mid_mirror_then_a_rerun_repairs_both_stores(
 ):
     proxy = TcpProxy(urlsplit(postgres_url).port)
     schema = f"f_{uuid.uuid4().hex[:8]}"
-    mirror = PostgresWarehouse(proxied(postgres_url, proxy), schema=schema)
+    mirror = PostgresWarehouse(through(postgres_url, proxy), schema=schema)
     warehouse = Warehouse(tmp_path / "home", mirror)
     direct = Warehouse(tmp_path / "home", PostgresWarehouse(postgres_url, schema=schema))
     old, new = (run.manifest.run_id for run in runs)
