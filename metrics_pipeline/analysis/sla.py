@@ -197,14 +197,7 @@ def _from_intervals(metric: str, intervals: pl.DataFrame) -> Measured:
         return pl.DataFrame({"endpoint": [], "value": []}), pl.DataFrame(
             {"endpoint": [], "observed": []}, schema={"endpoint": pl.String, "observed": pl.Float64}
         )
-    # Locust writes the same requests into several files: per endpoint, the file with most rows.
-    best = (
-        intervals.group_by("endpoint", "source_file")
-        .len()
-        .sort("len", "source_file", descending=[True, False], nulls_last=True)
-        .unique("endpoint", keep="first")
-    )
-    rows = intervals.join(best.drop("len"), on=["endpoint", "source_file"], nulls_equal=True)
+    rows = one_file_per_endpoint(intervals)
     if metric == "throughput":
         rows = rows.filter(pl.col("interval_s").is_not_null())
         if ALL_ENDPOINTS in set(rows["endpoint"]):
@@ -321,3 +314,15 @@ def budget_words(remaining: float | None) -> str:
         return f"{remaining * 100:.0f} % left"
     overrun = 1 - remaining
     return "spent" if overrun < 1.05 else f"spent {overrun:.3g}x over"
+
+
+def one_file_per_endpoint(intervals: pl.DataFrame) -> pl.DataFrame:
+    """The ``interval_stats`` rows of one file per endpoint, the one with most rows: a tool may
+    write the same requests into several files (Locust's history and stats CSVs)."""
+    best = (
+        intervals.group_by("endpoint", "source_file")
+        .len()
+        .sort("len", "source_file", descending=[True, False], nulls_last=True)
+        .unique("endpoint", keep="first")
+    )
+    return intervals.join(best.drop("len"), on=["endpoint", "source_file"], nulls_equal=True)

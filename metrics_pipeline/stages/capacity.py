@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
+from metrics_pipeline.analysis.sla import one_file_per_endpoint
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
 from metrics_pipeline.stats.capacity import (
@@ -149,15 +150,7 @@ def windows_from_intervals(intervals: pl.DataFrame) -> LoadWindows:
     )
     if rows.height == 0:
         return _no_windows("interval_stats")
-    # A tool may write the same requests into several files: per endpoint, the file with most
-    # rows (as the SLA evaluation does).
-    best = (
-        rows.group_by("endpoint", "source_file")
-        .len()
-        .sort("len", "source_file", descending=[True, False], nulls_last=True)
-        .unique("endpoint", keep="first")
-    )
-    rows = rows.join(best.drop("len"), on=["endpoint", "source_file"], nulls_equal=True)
+    rows = one_file_per_endpoint(rows)
     endpoints = rows.filter(pl.col("endpoint") != ALL_ENDPOINTS)
     # Totals from the per-endpoint rows when there are any, else from the "(all)" rows.
     counted = endpoints if endpoints.height else rows

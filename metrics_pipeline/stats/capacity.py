@@ -267,12 +267,7 @@ def load_at_latency_sla(load: ArrayLike, p95_ms: ArrayLike, sla_ms: float) -> fl
     rate, latency grows like :math:`1/(1 - \rho)` near saturation and this quadratic places
     the crossing too late: test capacity with a closed (stepped-users) test.
     """
-    n_load = np.asarray(load, dtype=float).ravel()
-    y = np.asarray(p95_ms, dtype=float).ravel()
-    if n_load.shape != y.shape:
-        raise ValueError(f"load and p95_ms differ in length: {n_load.size} vs {y.size}")
-    keep = np.isfinite(n_load) & np.isfinite(y)
-    n_load, y = n_load[keep], y[keep]
+    n_load, y = _finite_pairs(load, p95_ms, "p95_ms")
     if np.unique(n_load).size < MIN_LOADS:
         raise ValueError(
             f"need at least {MIN_LOADS} distinct loads to fit latency against load, "
@@ -601,12 +596,7 @@ def sla_crossing(load: ArrayLike, latency: ArrayLike, limit: float) -> SlaCrossi
     Nothing is extrapolated: beyond the tested loads the answer is "not reached up to
     :math:`N_{max}`" (:func:`load_at_latency_sla` extrapolates with a fitted curve).
     """
-    n_load = np.asarray(load, dtype=float).ravel()
-    y = np.asarray(latency, dtype=float).ravel()
-    if n_load.shape != y.shape:
-        raise ValueError(f"load and latency differ in length: {n_load.size} vs {y.size}")
-    keep = np.isfinite(n_load) & np.isfinite(y)
-    n_load, y = n_load[keep], y[keep]
+    n_load, y = _finite_pairs(load, latency, "latency")
     if n_load.size < 2:
         raise ValueError(f"need at least 2 points to place an SLA crossing, got {n_load.size}")
     order = np.argsort(n_load, kind="stable")
@@ -688,3 +678,13 @@ def _least_squares(model, n_load, x, p0, bounds) -> tuple[float, ...]:
         warnings.simplefilter("ignore", optimize.OptimizeWarning)
         params, _ = optimize.curve_fit(model, n_load, x, p0=p0, bounds=bounds, x_scale="jac")
     return tuple(float(p) for p in params)
+
+
+def _finite_pairs(load: ArrayLike, values: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``load`` and ``values`` as float arrays of equal length, pairs with a NaN left out."""
+    n_load = np.asarray(load, dtype=float).ravel()
+    y = np.asarray(values, dtype=float).ravel()
+    if n_load.shape != y.shape:
+        raise ValueError(f"load and {name} differ in length: {n_load.size} vs {y.size}")
+    keep = np.isfinite(n_load) & np.isfinite(y)
+    return n_load[keep], y[keep]
