@@ -16,7 +16,13 @@ from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_u
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
 from metrics_pipeline.common.text import display_name
 from metrics_pipeline.formats import read_results, unreadable_files
+from metrics_pipeline.formats.limits import GIB, ReadLimits
 from metrics_pipeline.settings import Settings
+
+# compare holds every row of every run in memory (ingest streams): 2 GiB of decompressed text
+# per file (about 14 M canonical requests, 800 k of k6's JSON output) keeps a bomb from taking
+# the machine; larger runs go through ingest.
+COMPARE_LIMITS = ReadLimits(max_file_bytes=2 * GIB)
 
 
 def verdict_table(verdicts: pl.DataFrame, title: str, alpha: float = 0.05) -> Table:
@@ -101,7 +107,7 @@ def compare(
         fail("need 0 < --alpha < 1, --threshold > 0 and --run-noise >= 0")
     *baselines, candidate = results
     with bad_input():
-        parsed = [read_results(path) for path in results]
+        parsed = [read_results(path, COMPARE_LIMITS) for path in results]
     # A run with a damaged file (truncated, over a read limit, a summary that is not JSON)
     # would be judged on part of its data: bad input, never a verdict.
     fail_on_unreadable(
