@@ -70,7 +70,6 @@ import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -80,6 +79,7 @@ from pathlib import Path  # noqa: E402
 from statistics import NormalDist  # noqa: E402
 
 import numpy as np  # noqa: E402
+from provenance import git_state  # noqa: E402
 from scipy.special import ndtr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -332,22 +332,6 @@ def checks(rows: list[Scored]) -> list[str]:
     return lines
 
 
-def git_state() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "metrics_pipeline/stats/forecast.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return head + (" + uncommitted metrics_pipeline/stats/forecast.py" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
 def run_split(split: str, series: int, forecast) -> tuple[list[Scored], float]:
     start = time.perf_counter()
     rows = []
@@ -390,7 +374,11 @@ def main() -> None:
     wall = time.perf_counter() - t0
     load_end = os.getloadavg()
 
-    code = git_state() if args.module is None else f"forecast() of {args.module}"
+    code = (
+        git_state("metrics_pipeline/stats/forecast.py")
+        if args.module is None
+        else f"forecast() of {args.module}"
+    )
     cmd = "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/forecast_coverage.py " + " ".join(
         sys.argv[1:]
     )

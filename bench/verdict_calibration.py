@@ -95,12 +95,10 @@ for _var in ("POLARS_MAX_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "M
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import math  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
@@ -110,6 +108,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from provenance import git_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -565,30 +564,6 @@ def targets(tally: Tally) -> list[str]:
             )
         lines.append(check(f"{m} CI coverage within 93-97 %, every cell", cov, 0.93, 0.97)[1])
     return lines
-
-
-def git_state() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "metrics_pipeline"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        if not dirty:
-            return head
-        diff = subprocess.run(
-            ["git", "diff", "HEAD", "--", "metrics_pipeline"], cwd=ROOT, capture_output=True
-        ).stdout
-        return (
-            f"{head} + uncommitted changes in metrics_pipeline/ (diff sha1 "
-            f"{hashlib.sha1(diff).hexdigest()[:10]})"
-        )
-    except OSError:
-        return "unknown"
 
 
 def estimate_lines(per_call: dict[int, float], jobs: int, reps) -> list[str]:
