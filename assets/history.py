@@ -134,7 +134,7 @@ class FindingsConfig(dg.Config):
 def findings_asset(config: FindingsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     store = warehouse.get()
     table = nightly.find(store, anomaly_sensitivity=config.anomaly_sensitivity)
-    shown = triage.findings_with_marks(store).sort(severity_rank())
+    shown = triage.findings_with_marks(store, table).sort(severity_rank())
     precision = triage.precision(store)
     return dg.MaterializeResult(
         metadata={

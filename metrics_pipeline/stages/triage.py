@@ -19,10 +19,13 @@ class FindingNotFound(MetricsPipelineError, LookupError):
     """No current finding has this id."""
 
 
-def findings_with_marks(warehouse: Warehouse) -> pl.DataFrame:
-    """Every current finding with its id and its mark (null: not triaged)."""
+def findings_with_marks(warehouse: Warehouse, findings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Every current finding (``findings`` when the caller has just computed them) with its
+    id and its mark (null: not triaged)."""
+    if findings is None:
+        findings = warehouse.read("findings")
     marks = warehouse.read("triage").select("finding_id", "mark", "note", "marked_by")
-    return with_ids(warehouse.read("findings")).join(marks, on="finding_id", how="left")
+    return with_ids(findings).join(marks, on="finding_id", how="left")
 
 
 def mark_finding(
