@@ -48,32 +48,7 @@ def run_signals(
     where = {k: run[k] for k in ("suite", "scenario", "environment")}
     position = {"run_id": run["run_id"], "run_started_at": run["started_at"]}
     found = []
-    for row in verdicts.filter(pl.col("verdict").is_in(["regression", "trade-off"])).iter_rows(
-        named=True
-    ):
-        change = row["change"] if _finite(row["change"]) else None
-        trade_off = row["verdict"] == "trade-off"
-        severity = "info" if trade_off else change_severity(change)
-        size = f"{change:+.0%} " if change is not None else ""
-        found.append(
-            Signal(
-                kind="trade_off" if trade_off else "regression",
-                severity=severity,
-                summary=f"{row['metric']} of {row['endpoint']} {size}vs baseline "
-                f"({row['baseline']:.4g} -> {row['candidate']:.4g}) in run {run['run_id']}"
-                + (" (latency improved: a trade-off)" if trade_off else ""),
-                endpoint=row["endpoint"],
-                metric=row["metric"],
-                details={
-                    k: row[k]
-                    for k in ("baseline", "candidate", "change", "ci_low", "ci_high", "p_adjusted")
-                    if _finite(row[k])
-                }
-                | {"baseline_runs": row["baseline_runs"]},
-                **where,
-                **position,
-            )
-        )
+    found += _verdict_signals(run, verdicts, where, position)
     for row in evaluations.filter(pl.col("status") == "breached").iter_rows(named=True):
         compliance = (
             f", {row['compliance_pct']:.1f} % of intervals met the target"
@@ -106,6 +81,51 @@ def run_signals(
         )
     found += _missing_items(run, history, config.missing_data.history_runs)
     return Signals(found, [Scope(RUN_KINDS, **where, **position)])
+
+
+def _verdict_signals(run: dict, verdicts: pl.DataFrame, where: dict, position: dict) -> list:
+    """One signal per endpoint that regressed (or traded latency for resources), its metrics
+    grouped: p50 and p95 of one endpoint are one condition, and one alert to read."""
+    flagged = verdicts.filter(pl.col("verdict").is_in(["regression", "trade-off"]))
+    signals = []
+    for (endpoint, verdict), rows in flagged.group_by(["endpoint", "verdict"], maintain_order=True):
+        rows = rows.sort("change", descending=True, nulls_last=True)
+        trade_off = verdict == "trade-off"
+        changes = [c for c in rows["change"] if _finite(c)]
+        severity = "info" if trade_off else change_severity(max(changes, default=None))
+        parts = [
+            f"{row['metric']} {row['change']:+.0%} ({row['baseline']:.4g} -> "
+            f"{row['candidate']:.4g})"
+            if _finite(row["change"])
+            else f"{row['metric']} ({row['baseline']:.4g} -> {row['candidate']:.4g})"
+            for row in rows.iter_rows(named=True)
+        ]
+        metrics = {
+            row["metric"]: {
+                k: row[k]
+                for k in ("baseline", "candidate", "change", "ci_low", "ci_high", "p_adjusted")
+                if _finite(row[k])
+            }
+            for row in rows.iter_rows(named=True)
+        }
+        signals.append(
+            Signal(
+                kind="trade_off" if trade_off else "regression",
+                severity=severity,
+                summary=f"{endpoint} worse than its baseline in run {run['run_id']}: "
+                + ", ".join(parts)
+                + (" (latency improved: a trade-off)" if trade_off else ""),
+                endpoint=endpoint,
+                details={
+                    "metrics": metrics,
+                    "worst_change": max(changes, default=None),
+                    "baseline_runs": rows["baseline_runs"][0],
+                },
+                **where,
+                **position,
+            )
+        )
+    return signals
 
 
 def history_items(

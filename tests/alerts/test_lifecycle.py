@@ -74,7 +74,8 @@ def test_a_regression_seen_twice_is_one_alert_and_one_notification_per_channel()
     assert sorted(sent["channel"]) == ["hook", "slack"]
     (alert,) = alerts.iter_rows(named=True)
     assert alert["status"] == "open" and alert["severity"] == "warning"
-    assert alert["endpoint"] == "/api/orders" and alert["metric"] == "latency_p95"
+    assert alert["endpoint"] == "/api/orders" and alert["metric"] is None
+    assert "latency_p95 +33% (90 -> 120)" in alert["summary"]
 
     # The same run evaluated again (a re-materialised partition): nothing new at all.
     again, sent_again = evaluate_run(alerts, "run-5", True, T0 + timedelta(minutes=1))
@@ -101,6 +102,46 @@ def test_a_regression_seen_twice_is_one_alert_and_one_notification_per_channel()
     row = reopened.row(0, named=True)
     assert row["status"] == "open" and row["first_run_id"] == "run-8"
     assert row["resolved_at"] is None
+
+
+def test_the_metrics_of_one_endpoint_are_one_alert_at_the_worst_severity():
+    def run(run_id: str, changes: dict[str, float]) -> Signals:
+        rows = pl.DataFrame(
+            {
+                "run_id": run_id,
+                "endpoint": "/api/orders",
+                "metric": list(changes),
+                "baseline": 90.0,
+                "candidate": [90.0 * (1 + c) for c in changes.values()],
+                "change": list(changes.values()),
+                "regression": True,
+                "verdict": "regression",
+                "baseline_runs": "a,b",
+            }
+        )
+        where = {"run_id": run_id, **WHERE, "started_at": started(run_id)}
+        history = pl.DataFrame(
+            schema={"run_id": pl.String, "started_at": pl.Datetime, "item": pl.String}
+        )
+        return run_signals(
+            where,
+            conform("verdicts", rows),
+            empty("sla_evaluations"),
+            history=history,
+            config=CONFIG,
+        )
+
+    alerts, sent = evaluate_alerts(
+        empty("alerts"), run("run-5", {"latency_p50": 0.3, "latency_p95": 0.6}), T0, CONFIG
+    )
+    (alert,) = alerts.iter_rows(named=True)
+    assert alert["severity"] == "critical"  # the p95's +60 %
+    assert alert["summary"].index("latency_p95 +60%") < alert["summary"].index("latency_p50 +30%")
+    assert sorted(sent["channel"]) == ["hook", "slack"]
+    # The next run regresses on p95 alone: the same alert, no new notification.
+    later, sent_later = evaluate_alerts(alerts, run("run-6", {"latency_p95": 0.3}), T0, CONFIG)
+    assert later.height == 1 and later["alert_id"][0] == alert["alert_id"]
+    assert sent_later.filter(pl.col("event") == "opened").height == 0
 
 
 def test_other_combinations_are_not_resolved_by_a_clean_run():
