@@ -1,0 +1,56 @@
+"""The date-dependent tests pass with the system clock a year ahead.
+
+Demo runs, SLA windows, expected-run alerts, retention and the history jobs all count from
+"now"; a test that pins a date instead of injecting the clock goes red the month its date
+falls out of a window. These tests run again in a child process whose clock libfaketime moves
+365 days ahead (every ``time()``, ``datetime.now()`` and the services they start).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import service_unavailable
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+# The tests whose data or windows count from today.
+DATED = [
+    "tests/alerts/test_alerting_jobs.py",
+    "tests/stages/test_retention.py",
+    "tests/assets/test_history_jobs.py",
+    "tests/reports/test_weekly_report.py",
+    "tests/analysis/test_sla.py",
+]
+
+
+def ahead(*command: str) -> subprocess.CompletedProcess:
+    faketime = shutil.which("faketime")
+    if faketime is None:
+        service_unavailable("faketime (apt package faketime) is not installed")
+    return subprocess.run(
+        [faketime, "-f", "+365d", *command],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def test_the_dated_tests_pass_a_year_from_now():
+    clock = ahead(sys.executable, "-c", "import time; print(time.time())")
+    assert clock.returncode == 0, clock.stderr
+    moved = datetime.fromtimestamp(float(clock.stdout), UTC) - datetime.now(UTC)
+    assert 364 <= moved.days <= 365
+
+    result = ahead(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DATED)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " skipped" not in result.stdout
