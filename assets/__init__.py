@@ -13,6 +13,7 @@ from assets import (
     marts,
     reports,
     retention,
+    triage,
     warehouse,
 )
 from metrics_pipeline.settings import Settings
@@ -24,4 +25,4 @@ ASSETS = dg.load_assets_from_modules(
 
 def build_defs(settings: Settings) -> dg.Definitions:
     """The assets and their jobs; the settings choose the jobs' executor."""
-    return dg.Definitions(assets=ASSETS, jobs=jobs.build_jobs(settings))
+    return dg.Definitions(assets=ASSETS, jobs=[*jobs.build_jobs(settings), triage.triage_alert])

@@ -1,9 +1,13 @@
-r"""Triage of the history's findings: a person marks a change point or finding ``expected`` (a
-real change, intended: a new feature, a bigger instance) or ``invalid`` (not a real change).
+r"""Triage of the history's findings and of alerts: a person marks a change point, finding or
+alert ``expected`` (a real change, intended: a new feature, a bigger instance) or ``invalid``
+(not a real change).
 
 Marked findings stop alerting. An ``expected`` step of latency or throughput rebaselines its
-combination: later runs are compared only with runs from the step on. The marks also measure
-the detector: its precision over the marked findings of a month is
+combination: later runs are compared only with runs from the step on. An ``expected``
+regression of a run (an alert) does the same from the run where it started, and the runs
+judged a regression from then until the mark become baseline runs. A marked alert's condition
+no longer alerts for the runs it covered. The marks also measure the detector: its precision
+over the marked findings of a month is
 
 .. math:: P = \frac{\#\text{expected}}{\#\text{expected} + \#\text{invalid}}.
 
@@ -22,6 +26,9 @@ import polars as pl
 from metrics_pipeline.contracts.tables import conform
 
 MARKS = ("expected", "invalid")
+# Kinds whose ``expected`` mark rebaselines the combination: a step in the history, a run's
+# regression (an alert).
+REBASELINING = ("change_point", "regression")
 KEY = ("kind", "suite", "scenario", "environment", "endpoint", "metric", "run_id")
 
 
@@ -73,16 +80,57 @@ def unmarked(findings: pl.DataFrame, triage: pl.DataFrame) -> pl.DataFrame:
 
 
 def rebaselined_since(triage: pl.DataFrame, suite: str, scenario: str, environment: str):
-    """When the combination's latest ``expected`` step started (None: never rebaselined)."""
-    steps = triage.filter(
-        (pl.col("mark") == "expected")
-        & (pl.col("kind") == "change_point")
-        & (pl.col("suite") == suite)
+    """When the combination's latest ``expected`` step or regression started (None: never
+    rebaselined)."""
+    steps = _expected(triage, REBASELINING).filter(
+        (pl.col("suite") == suite)
         & (pl.col("scenario") == scenario)
         & (pl.col("environment") == environment)
-        & pl.col("started_at").is_not_null()
     )
     return steps["started_at"].max() if steps.height else None
+
+
+def accepted_regressions(triage: pl.DataFrame, runs: pl.DataFrame) -> set[str]:
+    """Runs that a person accepted although they were judged a regression: for each
+    ``expected`` regression, the runs of its combination that started from the marked run on
+    and no later than the mark."""
+    accepted: set[str] = set()
+    for row in _expected(triage, ("regression",)).iter_rows(named=True):
+        accepted |= set(
+            runs.filter(
+                (pl.col("suite") == row["suite"])
+                & (pl.col("scenario") == row["scenario"])
+                & (pl.col("environment") == row["environment"])
+                & pl.col("started_at").is_between(row["started_at"], row["marked_at"])
+            )["run_id"]
+        )
+    return accepted
+
+
+def is_marked(condition: dict, started_at: datetime | None, triage: pl.DataFrame) -> bool:
+    """Whether a person marked ``condition`` (kind, suite, scenario, environment, endpoint,
+    metric) for a run that started at ``started_at``: a mark covers the runs from the marked
+    one to the mark itself."""
+    if started_at is None:
+        return False
+    same = pl.lit(True)
+    for key in KEY[:-1]:
+        value = condition.get(key)
+        same &= pl.col(key).is_null() if value is None else pl.col(key) == value
+    marks = triage.filter(same & pl.col("started_at").is_not_null())
+    return bool(
+        marks.filter(
+            (pl.col("started_at") <= started_at) & (pl.col("marked_at") >= started_at)
+        ).height
+    )
+
+
+def _expected(triage: pl.DataFrame, kinds: tuple[str, ...]) -> pl.DataFrame:
+    return triage.filter(
+        (pl.col("mark") == "expected")
+        & pl.col("kind").is_in(list(kinds))
+        & pl.col("started_at").is_not_null()
+    )
 
 
 def precision_by_month(triage: pl.DataFrame) -> pl.DataFrame:

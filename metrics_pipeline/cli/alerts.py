@@ -1,4 +1,5 @@
-"""``metrics-pipeline alerts``: list, acknowledge, and deliver what waits in the outbox."""
+"""``metrics-pipeline alerts``: list, acknowledge, triage (expected, invalid), and deliver what
+waits in the outbox."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from metrics_pipeline.common.severity import severity_rank
 from metrics_pipeline.settings import Settings
 
 alerts_app = typer.Typer(
-    help="Alerts: list them, acknowledge one, deliver the outbox.", no_args_is_help=True
+    help="Alerts: list them, acknowledge or triage one, deliver the outbox.", no_args_is_help=True
 )
 
 
@@ -99,6 +100,40 @@ def ack(
     with bad_input():
         row = acknowledge_alert(_warehouse(), alert_id, Settings.from_env().clock())
     console.print(f"acknowledged {row['alert_id']}: {escape(row['summary'])}")
+
+
+def _mark(alert_id: str, verdict: str, note: str | None) -> None:
+    from metrics_pipeline.stages.triage import mark_alert
+    from metrics_pipeline.upload.uploader import uploader_identity
+
+    with bad_input():
+        row = mark_alert(
+            _warehouse(),
+            alert_id,
+            verdict,
+            note=note,
+            marked_by=uploader_identity(),
+            now=Settings.from_env().clock(),
+        )
+    console.print(f"{row['alert_id']} marked {verdict} and resolved: {escape(row['summary'])}")
+
+
+AlertId = Annotated[str, typer.Argument(help="Alert id (or a unique prefix of it).")]
+Note = Annotated[str | None, typer.Option(help="Why (kept with the mark).")]
+
+
+@alerts_app.command("expected")
+def expected(alert_id: AlertId, note: Note = None) -> None:
+    """Mark an alert expected (a real, intended change) and resolve it: a regression is
+    accepted into the baseline (later runs are compared with runs from it on)."""
+    _mark(alert_id, "expected", note)
+
+
+@alerts_app.command("invalid")
+def invalid(alert_id: AlertId, note: Note = None) -> None:
+    """Mark an alert invalid (a false alarm) and resolve it; the runs it covered no longer
+    raise it."""
+    _mark(alert_id, "invalid", note)
 
 
 @alerts_app.command("deliver")

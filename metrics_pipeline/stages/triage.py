@@ -1,4 +1,5 @@
-"""Triage as a step: list the findings with their marks, mark one, measure the detector.
+"""Triage as a step: list the findings with their marks, mark one (or an alert), measure the
+detector.
 
 The ``triage`` snapshot is read, changed and rewritten under the warehouse's lock on it, so
 two people marking at once both keep their mark.
@@ -10,8 +11,11 @@ from datetime import datetime
 
 import polars as pl
 
-from metrics_pipeline.analysis.triage import mark, precision_by_month, with_ids
+from metrics_pipeline.alerts.lifecycle import AlertNotFound
+from metrics_pipeline.alerts.service import locked
+from metrics_pipeline.analysis.triage import KEY, mark, precision_by_month, with_ids
 from metrics_pipeline.common.errors import MetricsPipelineError
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.storage import Warehouse
 
 
@@ -58,6 +62,55 @@ def mark_finding(
         )
         warehouse.write_snapshot("triage", triage)
     return triage.filter(pl.col("finding_id") == finding_id).row(0, named=True)
+
+
+def mark_alert(
+    warehouse: Warehouse,
+    alert_id: str,
+    verdict: str,
+    *,
+    note: str | None,
+    marked_by: str,
+    now: datetime,
+) -> dict:
+    """Mark the alert whose id starts with ``alert_id`` ``expected`` or ``invalid`` and
+    resolve it; returns the alert's row.
+
+    The mark names the alert's condition from its first run on: the runs up to now no longer
+    raise it, and an ``expected`` regression rebaselines its combination (see
+    :mod:`metrics_pipeline.analysis.triage`).
+    """
+    with locked(warehouse):
+        alerts = warehouse.read("alerts")
+        matches = alerts.filter(pl.col("alert_id").str.starts_with(alert_id))
+        if matches.height != 1 or not alert_id:
+            what = "no alert" if matches.height == 0 else f"{matches.height} alerts"
+            raise AlertNotFound(f"{what} with an id starting with {alert_id!r}")
+        row = matches.row(0, named=True)
+        runs = warehouse.read("runs").filter(pl.col("run_id") == row["first_run_id"])
+        condition = {k: row.get(k) for k in KEY} | {"run_id": row["first_run_id"]}
+        with warehouse.lock("snapshot=triage-marks"):
+            triage = mark(
+                warehouse.read("triage"),
+                condition,
+                verdict,
+                note=note,
+                marked_by=marked_by,
+                now=now,
+                started_at=runs["started_at"][0] if runs.height else row["opened_at"],
+            )
+            warehouse.write_snapshot("triage", triage)
+        if row["status"] != "resolved":
+            row |= {"status": "resolved", "resolved_at": now, "updated_at": now}
+            kept = alerts.filter(pl.col("alert_id") != row["alert_id"])
+            warehouse.write_snapshot(
+                "alerts",
+                pl.concat([kept, conform("alerts", pl.DataFrame([row]))]).sort(
+                    "opened_at", "alert_id"
+                ),
+            )
+    warehouse.refresh_catalog()
+    return row | {"mark": verdict}
 
 
 def precision(warehouse: Warehouse) -> pl.DataFrame:

@@ -141,3 +141,68 @@ def test_a_failing_run_becomes_a_delivered_alert(
     assert "invalid manifest" in alert["summary"]
     (body,) = hook.bodies
     assert body["kind"] == "pipeline_failure" and body["alert_id"] == alert["alert_id"]
+
+
+def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
+    alerting_settings, store, warehouse, tmp_path, hook
+):
+    runs = demo_runs(4, duration_s=20.0, now=NOW - timedelta(days=2))
+    for run in runs:
+        upload_run(store, [run.write(tmp_path / "runs") / "requests.ndjson"], run.manifest)
+    last = runs[-1].manifest.run_id
+    defs = build_definitions(alerting_settings)
+    with dg.instance_for_test() as instance:
+        tick = sense_and_run(defs, instance)
+        (alert,) = (
+            warehouse.read("alerts").filter(pl.col("kind") == "regression").iter_rows(named=True)
+        )
+        assert alert["endpoint"] == "/api/orders" and alert["status"] == "open"
+
+        # The Launchpad's config of the triage job: a prefix of the id, the mark, a note.
+        marked = defs.resolve_job_def("triage_alert").execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {
+                    "mark_alert": {
+                        "config": {
+                            "alert_id": alert["alert_id"][:8],
+                            "mark": "expected",
+                            "note": "orders now computes tax per line",
+                        }
+                    }
+                }
+            },
+        )
+        assert marked.success
+        after = warehouse.read("alerts").filter(pl.col("alert_id") == alert["alert_id"])
+        assert after["status"][0] == "resolved"
+        (mark,) = warehouse.read("triage").iter_rows(named=True)
+        assert (mark["kind"], mark["run_id"], mark["mark"]) == ("regression", last, "expected")
+
+        # Judged again, the marked run raises nothing and notifies nobody.
+        sent = len(hook.bodies)
+        job = defs.resolve_job_def("ci_stage")
+        assert alerted(job.execute_in_process(instance=instance, partition_key=last))
+        assert (
+            warehouse.read("alerts")
+            .filter(pl.col("status") == "open")
+            .filter(pl.col("kind") == "regression")
+            .height
+            == 0
+        )
+        assert len(hook.bodies) == sent
+
+        # The next run is as slow as the accepted one: it is compared with runs from the
+        # accepted one on, and nothing regressed.
+        following = demo_runs(4, duration_s=20.0, now=NOW - timedelta(days=1))[-1]
+        upload_run(
+            store,
+            [following.write(tmp_path / "runs") / "requests.ndjson"],
+            following.manifest,
+        )
+        again = sense_and_run(defs, instance, cursor=tick.cursor)
+        assert again.run_ids == [following.manifest.run_id]
+    verdicts = warehouse.read("verdicts", [following.manifest.run_id])
+    assert verdicts["baseline_runs"][0] == last
+    assert not verdicts["regression"].any()
+    assert len(hook.bodies) == sent

@@ -120,3 +120,47 @@ def test_the_backtest_reports_the_precision_of_the_marks(warehouse, settings, mo
     assert _triage_precision() == [
         {"month": "2031-01", "expected": 1, "invalid": 1, "precision": 0.5}
     ]
+
+
+def test_a_mark_covers_the_runs_from_the_marked_one_to_the_mark():
+    from metrics_pipeline.analysis.triage import accepted_regressions, is_marked, mark
+
+    regression = COMBINATION | {"kind": "regression", "endpoint": "/a", "metric": None}
+    triage = mark(
+        empty("triage"),
+        regression | {"run_id": "r03"},
+        "expected",
+        note=None,
+        marked_by="me",
+        now=T0 + timedelta(days=5, hours=12),
+        started_at=T0 + timedelta(days=3),
+    )
+    for day, covered in ((2, False), (3, True), (5, True), (6, False)):
+        assert is_marked(regression, T0 + timedelta(days=day), triage) is covered
+    assert not is_marked(regression | {"endpoint": "/b"}, T0 + timedelta(days=4), triage)
+    assert not is_marked(regression | {"metric": "latency_p95"}, T0 + timedelta(days=4), triage)
+    runs = conform(
+        "runs",
+        pl.DataFrame(
+            [
+                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
+                for i in range(8)
+            ]
+            + [
+                {
+                    "suite": "other",
+                    "scenario": "browse",
+                    "environment": "staging",
+                    "run_id": "o04",
+                    "started_at": T0 + timedelta(days=4),
+                }
+            ]
+        ),
+    )
+    assert accepted_regressions(triage, runs) == {"r03", "r04", "r05"}
+
+
+def test_marking_an_unknown_alert_exits_2(settings, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(settings.home))
+    result = CliRunner().invoke(app, ["alerts", "invalid", "nope", "--note", "noise"])
+    assert result.exit_code == 2 and "no alert with an id starting with 'nope'" in result.output

@@ -1,0 +1,48 @@
+"""Triage from the UI: a job whose launch config marks an alert expected or invalid, as
+``metrics-pipeline alerts expected|invalid ID`` does."""
+
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from metrics_pipeline.orchestration.resources import ClockResource, WarehouseResource
+from metrics_pipeline.stages import triage
+
+
+class TriageConfig(dg.Config):
+    """Filled in the Launchpad: which alert, which mark, and why."""
+
+    alert_id: str = Field(description="The alert's id (or a unique prefix), as listed.")
+    mark: Literal["expected", "invalid"] = Field(
+        description="expected: a real, intended change (a regression is accepted into the "
+        "baseline); invalid: a false alarm."
+    )
+    note: str | None = Field(default=None, description="Why; kept with the mark.")
+
+
+@dg.op(description="Mark an alert expected or invalid and resolve it.")
+def mark_alert(
+    context: dg.OpExecutionContext,
+    config: TriageConfig,
+    warehouse: WarehouseResource,
+    clock: ClockResource,
+) -> None:
+    row = triage.mark_alert(
+        warehouse.get(),
+        config.alert_id,
+        config.mark,
+        note=config.note,
+        marked_by=f"dagster run {context.run_id[:8]}",
+        now=clock.now(),
+    )
+    context.log.info(f"alert {row['alert_id']} marked {config.mark}: {row['summary']}")
+
+
+@dg.job(
+    description="Triage an alert from the UI: mark it expected (an expected regression "
+    "rebaselines its combination) or invalid; either way it is resolved and the runs it "
+    "covered no longer raise it."
+)
+def triage_alert():
+    mark_alert()
