@@ -167,8 +167,13 @@ def _shown(column: str, *frames: pl.DataFrame) -> list[pl.DataFrame]:
     return [frame.with_columns(pl.col(column).replace(shown)) for frame in frames]
 
 
+# The reports' font (report.css): charts measure their labels in the font they are drawn with,
+# so a static SVG shown in another, wider font has its axis labels and legends cut off.
+FONT = "DejaVu Sans"
+
+
 def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
-    return chart.configure_view(stroke=None).to_dict()
+    return chart.configure(font=FONT).configure_view(stroke=None).to_dict()
 
 
 def _column_facets(n: int) -> int:

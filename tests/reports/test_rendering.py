@@ -105,3 +105,18 @@ def test_pdf_pages_render_with_contents_and_page_numbers(document, tmp_path):
         ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
     assert "<script>window.pwned=1</script>" in everything
+    # Nothing runs off the page: every word (chart labels and legends included, drawn as text)
+    # lies within the 14 mm side margins of print.css.
+    boxes = subprocess.run(
+        ["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    margin = 14 / 25.4 * 72  # points
+    for number, page in enumerate(boxes.split("<page ")[1:], start=1):
+        width = float(re.search(r'width="([\d.]+)"', page)[1])
+        words = re.findall(
+            r'<word xMin="([-\d.]+)" yMin="[^"]*" xMax="([-\d.]+)"[^>]*>([^<]*)', page
+        )
+        outside = [
+            w for x0, x1, w in words if float(x0) < margin - 1 or float(x1) > width - margin + 1
+        ]
+        assert not outside, (number, outside[:5])
