@@ -65,6 +65,34 @@ def notifications_table(alerts: pl.DataFrame, outbox: pl.DataFrame, title: str) 
     return table
 
 
+# Shown from this console width on: below it, the summary keeps room to stay readable.
+WIDE = 110
+
+
+def alerts_table(alerts: pl.DataFrame, title: str, width: int) -> Table:
+    """One row per alert, most severe first: the summary takes the width left (its kind in
+    front), the other cells stay on one line; the opening time only on a wide console."""
+    table = Table(title=title)
+    table.add_column("id", no_wrap=True)  # the commands take a unique prefix
+    table.add_column("severity", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("alert", ratio=1, min_width=24, overflow="fold")
+    if width >= WIDE:
+        table.add_column("opened", no_wrap=True)
+    table.add_column("runs", justify="right", no_wrap=True)
+    for row in alerts.sort(severity_rank(), "opened_at").iter_rows(named=True):
+        cells = [
+            row["alert_id"][:8],
+            row["severity"],
+            row["status"],
+            f"[bold]{row['kind']}[/]: {escape(row['summary'])}",
+        ]
+        if width >= WIDE:
+            cells.append(f"{row['opened_at']:%Y-%m-%d %H:%M}")
+        table.add_row(*cells, str(row["evaluations"]))
+    return table
+
+
 @alerts_app.command("list")
 def list_alerts(
     show_all: Annotated[bool, typer.Option("--all", help="Include resolved alerts.")] = False,
@@ -73,21 +101,8 @@ def list_alerts(
     alerts = _warehouse().read("alerts")
     if not show_all:
         alerts = alerts.filter(pl.col("status") != "resolved")
-    alerts = alerts.sort(severity_rank(), "opened_at")
-    table = Table(title="alerts" if show_all else "active alerts")
-    for column in ("id", "severity", "kind", "status", "summary", "opened", "runs"):
-        table.add_column(column)
-    for row in alerts.iter_rows(named=True):
-        table.add_row(
-            row["alert_id"],
-            row["severity"],
-            row["kind"],
-            row["status"],
-            escape(row["summary"]),
-            f"{row['opened_at']:%Y-%m-%d %H:%M}",
-            str(row["evaluations"]),
-        )
-    console.print(table if alerts.height else "no alerts")
+    title = "alerts" if show_all else "active alerts"
+    console.print(alerts_table(alerts, title, console.width) if alerts.height else "no alerts")
 
 
 @alerts_app.command("ack")
