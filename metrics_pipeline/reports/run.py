@@ -21,6 +21,7 @@ from metrics_pipeline.analysis.verdicts import (
 )
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.common.text import display_name, md, md_table, one_line
+from metrics_pipeline.contracts.tables import empty
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
 from metrics_pipeline.reports.text import finite, metric_name, pct, value
@@ -69,6 +70,8 @@ class RunData:
     events: pl.DataFrame
     quarantined: int
     policy: VerdictPolicy = field(default_factory=VerdictPolicy)
+    # The run's capacity estimate (stages.capacity), when its load varied.
+    capacity: pl.DataFrame = field(default_factory=lambda: empty("capacity"))
 
     @property
     def run_id(self) -> str:
@@ -124,6 +127,7 @@ def gather_run(warehouse: Warehouse, run_id: str, tags: dict[str, str] | None = 
         resources=warehouse.scan("resources", [run_id]),
         events=warehouse.read("events", [run_id]),
         quarantined=warehouse.scan("quarantine", [run_id]).select(pl.len()).collect().item(),
+        capacity=warehouse.read("capacity", [run_id]),
     )
 
 
@@ -571,6 +575,53 @@ def _history_section(data: RunData, endpoints: list[str]) -> Section:
     )
 
 
+def _capacity_section(data: RunData) -> Section:
+    """The Universal Scalability Law fit of a stepped or ramping run: the peak throughput and
+    the load at it with their intervals, or a lower bound, and where p95 crosses its SLA."""
+    if data.capacity.height == 0:
+        return Section(
+            "capacity",
+            "Capacity",
+            [
+                "No capacity estimate: the load of this run did not vary (a stepped or "
+                "ramping test gets one)."
+            ],
+        )
+    row = data.capacity.row(0, named=True)
+
+    def number(x: float | None, unit: str = "") -> str:
+        return f"{x:.4g} {unit}".strip() if finite(x) else "-"
+
+    def interval(low: float | None, high: float | None, unit: str) -> str:
+        if not finite(low):
+            return "-"
+        return f"[{low:.4g}, {high:.4g}] {unit}" if finite(high) else f">= {low:.4g} {unit}"
+
+    level = f", {row['confidence']:.0%} interval" if finite(row["confidence"]) else ""
+    crossing = (
+        number(row["sla_load"])
+        if finite(row["sla_load"])
+        else (row["sla_status"] or "-").replace("_", " ")
+    )
+    rows = [
+        ["estimate", (row["status"] or "").replace("_", " ")],
+        [
+            "tested load",
+            f"{number(row['load_min'])} to {number(row['load_max'])} {row['load_measure'] or ''}",
+        ],
+        ["peak throughput", number(row["peak_rps"], "req/s")],
+        [f"peak throughput{level}", interval(row["peak_rps_low"], row["peak_rps_high"], "req/s")],
+        ["load at the peak", number(row["peak_load"])],
+        ["load where p95 crosses its SLA", crossing],
+    ]
+    return Section(
+        "capacity",
+        "Capacity",
+        [row["summary"] or ""],
+        [Table(["", ""], rows, [""] * len(rows))],
+    )
+
+
 def _sla_section(data: RunData) -> Section:
     if data.sla.height == 0:
         return Section("sla", "SLA", ["No SLA evaluated for this run."])
@@ -638,6 +689,7 @@ def run_document(data: RunData) -> Document:
         _resources_section(data),
         _history_section(data, endpoints),
         _sla_section(data),
+        _capacity_section(data),
         _quality_section(data),
     ]
     return Document(
@@ -660,6 +712,7 @@ RAW_TABLES = (
     "resources",
     "events",
     "quarantine",
+    "capacity",
 )
 
 

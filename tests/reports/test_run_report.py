@@ -80,6 +80,7 @@ def test_banner_names_the_regressed_endpoint_and_its_change(report):
         "resources",
         "history",
         "sla",
+        "capacity",
         "quality",
     ]
 

@@ -225,3 +225,27 @@ def test_the_ci_stage_job_runs_the_step_on_an_uploaded_run(settings, store, ware
     assert event.materialization.metadata["status"].value == "peak"
     row = warehouse.read("capacity", [manifest.run_id]).row(0, named=True)
     assert row["status"] == "peak" and row["peak_rps"] == pytest.approx(PEAK, rel=0.05)
+
+
+def test_the_run_report_shows_the_peak_or_the_bound(warehouse, tmp_path):
+    from metrics_pipeline.reports.run import gather_run, run_document
+
+    def section(run_id: str):
+        (found,) = [
+            s for s in run_document(gather_run(warehouse, run_id)).sections if s.id == "capacity"
+        ]
+        return found, dict(found.tables[0].rows)
+
+    past = ingested(warehouse, *stepped_run("stepped-r", np.linspace(8, 62, 8), tmp_path))
+    fit_run(warehouse, past, catalog(400.0))
+    found, cells = section(past)
+    assert "peak" in found.paragraphs[0]
+    assert cells["estimate"] == "peak" and cells["peak throughput"].endswith("req/s")
+    assert cells["peak throughput, 95% interval"].startswith("[")
+
+    half = ingested(warehouse, *stepped_run("half-r", np.linspace(2, 15, 8), tmp_path, seed=1))
+    fit_run(warehouse, half, catalog(1000.0))
+    _, cells = section(half)
+    assert cells["estimate"] == "lower bound" and cells["peak throughput"] == "-"
+    assert cells["peak throughput, 95% interval"].startswith(">= ")
+    assert cells["load where p95 crosses its SLA"] == "not reached"
