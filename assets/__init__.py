@@ -25,4 +25,6 @@ ASSETS = dg.load_assets_from_modules(
 
 def build_defs(settings: Settings) -> dg.Definitions:
     """The assets and their jobs; the settings choose the jobs' executor."""
-    return dg.Definitions(assets=ASSETS, jobs=[*jobs.build_jobs(settings), triage.triage_alert])
+    return dg.Definitions(
+        assets=ASSETS, jobs=[*jobs.build_jobs(settings), triage.build_job(settings)]
+    )

@@ -6,7 +6,11 @@ from assets.ingest import REQUESTS
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.analysis.verdicts import change_words, run_verdict, verdicts_markdown
 from metrics_pipeline.orchestration.partitions import runs_partitions
-from metrics_pipeline.orchestration.resources import BaselineFileResource, WarehouseResource
+from metrics_pipeline.orchestration.resources import (
+    BaselineFileResource,
+    VerdictRulesResource,
+    WarehouseResource,
+)
 from metrics_pipeline.stages import ci
 
 BASELINE = dg.AssetKey(["analysis", "baseline"])
@@ -56,10 +60,12 @@ def baseline(
     ],
 )
 def verdicts(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    verdict_rules: VerdictRulesResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
-    judgement = ci.judge(warehouse.get(), run_id)
+    judgement = ci.judge(warehouse.get(), run_id, verdict_rules.get())
     table, baseline_runs = judgement.verdicts, judgement.baseline_runs
     regressions = judgement.regressions
     endpoints = sorted(set(regressions["endpoint"]))

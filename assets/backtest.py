@@ -3,8 +3,6 @@
 import dagster as dg
 from pydantic import Field
 
-from metrics_pipeline.evaluation.backtest import run_backtest
-
 
 class BacktestConfig(dg.Config):
     size: str = Field(default="small", description="small (about a minute) or full.")
@@ -19,6 +17,10 @@ class BacktestConfig(dg.Config):
     "forecast MAPE, and minimum detectable effects, on labelled synthetic and fixture data.",
 )
 def backtest(context: dg.AssetExecutionContext, config: BacktestConfig) -> dg.MaterializeResult:
+    # Imported here, not at the top: the code location (the daemon, the webserver, every run's
+    # process) loads without it; only this step pays for it.
+    from metrics_pipeline.evaluation.backtest import run_backtest
+
     report = run_backtest(config.size, config.seed, progress=context.log.info)
     return dg.MaterializeResult(
         metadata={

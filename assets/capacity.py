@@ -11,7 +11,6 @@ import dagster as dg
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import AlertingResource, WarehouseResource
-from metrics_pipeline.stages import capacity as capacity_stage
 
 CAPACITY = dg.AssetKey(["analysis", "capacity"])
 
@@ -31,6 +30,10 @@ CAPACITY = dg.AssetKey(["analysis", "capacity"])
 def capacity(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerting: AlertingResource
 ) -> dg.MaterializeResult:
+    # Imported here, not at the top: the code location (the daemon, the webserver, every run's
+    # process) loads without it; only this step pays for it.
+    from metrics_pipeline.stages import capacity as capacity_stage
+
     result = capacity_stage.fit_run(warehouse.get(), context.partition_key, alerting.catalog())
     row = result.table.row(0, named=True)
     return dg.MaterializeResult(

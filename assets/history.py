@@ -1,7 +1,8 @@
 """History analyses (nightly and weekly stages): change points, drifts, forecasts, findings.
 
 They read every valid run's summary and resource usage from the warehouse and rewrite their
-tables whole: a history analysis is about the whole history, not one run.
+tables whole: a history analysis is about the whole history, not one run. The stages are
+imported by the steps that run them: the CI stage's runs load this module without them.
 """
 
 import dagster as dg
@@ -9,12 +10,10 @@ import polars as pl
 from pydantic import Field
 
 from assets.warehouse import RUN_SUMMARY
-from metrics_pipeline.analysis.findings import sparkline
 from metrics_pipeline.analysis.series import SERIES_KEYS
 from metrics_pipeline.common.severity import severity_rank
 from metrics_pipeline.common.text import md
 from metrics_pipeline.orchestration.resources import WarehouseResource
-from metrics_pipeline.stages import nightly, triage
 
 CHANGE_POINTS = dg.AssetKey(["analysis", "change_points"])
 DRIFTS = dg.AssetKey(["analysis", "drifts"])
@@ -42,6 +41,8 @@ def _table(frame: pl.DataFrame, columns: list[str], limit: int = 50) -> str:
 
 
 def _with_sparklines(frame: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
+    from metrics_pipeline.analysis.findings import sparkline
+
     histories = series.group_by(list(SERIES_KEYS)).agg(pl.col("value").sort_by("started_at"))
     lines = histories.with_columns(
         history=pl.Series([sparkline(values) for values in histories["value"]], dtype=pl.String)
@@ -58,6 +59,8 @@ def _with_sparklines(frame: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
     "metric), with the run, version and git sha that started each.",
 )
 def change_points(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from metrics_pipeline.stages import nightly  # at use: scipy, statsmodels
+
     result = nightly.change_points(warehouse.get())
     table = result.table
     shown = _with_sparklines(table.sort("worse", "change", descending=True), result.series)
@@ -83,6 +86,8 @@ def change_points(warehouse: WarehouseResource) -> dg.MaterializeResult:
     description="Slow significant trends (Mann-Kendall + Theil-Sen) that no single run shows.",
 )
 def drifts(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from metrics_pipeline.stages import nightly
+
     result = nightly.drifts(warehouse.get())
     table = result.table
     shown = _with_sparklines(table, result.series)
@@ -104,6 +109,8 @@ def drifts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     description="30-day daily forecasts with 95 % prediction intervals for every history.",
 )
 def forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from metrics_pipeline.stages import nightly
+
     table = nightly.forecasts(warehouse.get())
     last = table.filter(pl.col("step") == pl.col("step").max().over(list(SERIES_KEYS)))
     return dg.MaterializeResult(
@@ -132,6 +139,8 @@ class FindingsConfig(dg.Config):
     "them), drifts to investigate, capacity to add or to give back.",
 )
 def findings_asset(config: FindingsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from metrics_pipeline.stages import nightly, triage
+
     store = warehouse.get()
     table = nightly.find(store, anomaly_sensitivity=config.anomaly_sensitivity)
     shown = triage.findings_with_marks(store, table).sort(severity_rank())

@@ -51,7 +51,8 @@ def _ci_stage(executor: dg.ExecutorDefinition) -> AssetJob:
         # METRICS_EXECUTOR (e.g. celery) overrides this for every job.
         executor_def=executor,
         description="Everything one uploaded run needs: ingest, validate, summarise, judge, "
-        "check the SLAs, alert; and the capacity of a stepped or ramping test.",
+        "check the SLAs, alert; the capacity of a stepped or ramping test; last (after the "
+        "alerts) the report.",
     )
 
 

@@ -1,4 +1,8 @@
-"""Outputs group: the report of every run (after its verdict) and of every week.
+"""Outputs group: the report of every run (after its verdict and alerts) and of every week.
+
+A run's report is the last step of its ``ci_stage`` run: it depends on the run's alerts, so
+the verdict is judged and the alerts delivered before the seconds of HTML and PDF rendering
+(and the chart and template imports) begin.
 
 Each report has four layers written under the reports folder and to ``reports/`` in the bucket:
 ``summary.md`` (executive summary, also shown in the UI), ``report.html`` (technical deep-dive,
@@ -9,7 +13,9 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from assets.alerting import ALERTS
 from assets.analysis import VERDICTS
+from assets.capacity import CAPACITY
 from assets.history import FORECASTS
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import (
@@ -18,8 +24,6 @@ from metrics_pipeline.orchestration.resources import (
     ReportsResource,
     WarehouseResource,
 )
-from metrics_pipeline.reports import PublishedReport, Week, default_week
-from metrics_pipeline.reports.build import build_run_report, build_weekly_report
 
 RUN_REPORT = dg.AssetKey(["reports", "run_report"])
 WEEKLY_REPORT = dg.AssetKey(["reports", "weekly_report"])
@@ -27,7 +31,8 @@ WEEKLY_REPORT = dg.AssetKey(["reports", "weekly_report"])
 SLA = dg.AssetKey(["analysis", "sla"])
 
 
-def _metadata(summary: str, published: PublishedReport) -> dict:
+def _metadata(summary: str, published) -> dict:
+    """``published``: a ``reports.PublishedReport``."""
     return {
         "summary": dg.MetadataValue.md(summary),
         **{name: dg.MetadataValue.path(str(path)) for name, path in published.paths.items()},
@@ -37,7 +42,9 @@ def _metadata(summary: str, published: PublishedReport) -> dict:
 
 @dg.asset(
     key=RUN_REPORT,
-    deps=[VERDICTS, SLA],
+    # After the alerts: the verdict reaches its receivers first, the documents follow. The
+    # capacity table is in the report too (a process per step must not render it before).
+    deps=[VERDICTS, SLA, ALERTS, CAPACITY],
     partitions_def=runs_partitions,
     group_name="outputs",
     kinds={"html", "pdf", "markdown"},
@@ -50,6 +57,11 @@ def run_report(
     object_store: ObjectStoreResource,
     reports: ReportsResource,
 ) -> dg.MaterializeResult:
+    # Imported here, not at the top: the code location (the daemon, the webserver, every run's
+    # process) loads without the charts and templates (altair, jinja2, WeasyPrint); only this
+    # step pays for them.
+    from metrics_pipeline.reports.build import build_run_report
+
     run_id = context.partition_key
     store = warehouse.get()
     report = build_run_report(store, run_id, reports.path(), object_store.get())
@@ -81,6 +93,9 @@ def weekly_report(
     reports: ReportsResource,
     clock: ClockResource,
 ) -> dg.MaterializeResult:
+    from metrics_pipeline.reports import Week, default_week
+    from metrics_pipeline.reports.build import build_weekly_report
+
     store = warehouse.get()
     week = (
         Week.parse(config.week)

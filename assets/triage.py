@@ -6,7 +6,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from metrics_pipeline.orchestration.executors import executor_for
 from metrics_pipeline.orchestration.resources import ClockResource, WarehouseResource
+from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages import triage
 
 
@@ -39,10 +41,17 @@ def mark_alert(
     context.log.info(f"alert {row['alert_id']} marked {config.mark}: {row['summary']}")
 
 
-@dg.job(
-    description="Triage an alert from the UI: mark it expected (an expected regression "
-    "rebaselines its combination) or invalid; either way it is resolved and the runs it "
-    "covered no longer raise it."
-)
-def triage_alert():
+@dg.graph
+def _triage_alert():
     mark_alert()
+
+
+def build_job(settings: Settings) -> dg.JobDefinition:
+    """The triage job, on the executor the settings ask for (in process by default)."""
+    return _triage_alert.to_job(
+        name="triage_alert",
+        description="Triage an alert from the UI: mark it expected (an expected regression "
+        "rebaselines its combination) or invalid; either way it is resolved and the runs it "
+        "covered no longer raise it.",
+        executor_def=executor_for(settings, dg.in_process_executor),
+    )

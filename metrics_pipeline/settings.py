@@ -80,6 +80,8 @@ class Settings:
                                 working folder's, else the shipped one)
     ``METRICS_ALERTING``        alert channels, routes and expected runs
                                 (default ``config/alerting.yaml``, found the same way)
+    ``METRICS_VERDICT_RULES``   threshold, alpha and run noise per suite and metric
+                                (default ``config/verdicts.yaml``, found the same way)
     ``METRICS_EXECUTOR``        ``in_process``, ``multiprocess`` or ``celery`` for every job
                                 (default: each job's own, see executors.py)
     ``METRICS_CELERY_BROKER``   Celery broker URL (default ``redis://127.0.0.1:6379/0``)
@@ -102,6 +104,7 @@ class Settings:
     timezone: str = "UTC"
     kpi_catalog: Path = Path("config/kpis.yaml")
     alerting_config: Path = Path("config/alerting.yaml")
+    verdict_rules: Path = Path("config/verdicts.yaml")
     executor: str | None = None
     celery_broker: str = DEFAULT_CELERY_URL
     celery_backend: str = DEFAULT_CELERY_URL
@@ -140,6 +143,7 @@ class Settings:
             timezone=env.get("METRICS_TIMEZONE", "UTC"),
             kpi_catalog=_config_file(env, "METRICS_KPI_CATALOG", "config/kpis.yaml"),
             alerting_config=_config_file(env, "METRICS_ALERTING", "config/alerting.yaml"),
+            verdict_rules=_config_file(env, "METRICS_VERDICT_RULES", "config/verdicts.yaml"),
             executor=executor,
             celery_broker=env.get("METRICS_CELERY_BROKER") or DEFAULT_CELERY_URL,
             celery_backend=env.get("METRICS_CELERY_BACKEND") or DEFAULT_CELERY_URL,

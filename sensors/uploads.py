@@ -1,23 +1,61 @@
-"""new_run_sensor: each complete upload (with run.json) becomes a partition and a CI-stage run."""
+"""new_run_sensor: each complete upload (with run.json) becomes a partition and a CI-stage run.
+
+The daemon evaluates sensors in a loop of 5 s (Dagster's ``MIN_INTERVAL_LOOP_TIME``, not
+configurable); ``minimum_interval_seconds`` only spaces evaluations further apart. So that an
+upload is found within a second or two, a tick that finds nothing keeps looking: it lists the
+upload markers again every POLL_EVERY_S for up to POLL_FOR_S (each listing is one request for
+the markers of the last minutes, see ``ingest.discovery.scan_uploads``), and returns as soon as
+an upload arrives. It does so only under the daemon (a previous tick ended moments ago); a tick
+evaluated on demand (``metrics-pipeline demo``, tests) returns at once.
+"""
+
+import time
 
 import dagster as dg
 
-from metrics_pipeline.ingest.discovery import scan_uploads
+from metrics_pipeline.ingest.discovery import FULL_SCAN_S, Scan, scan_uploads
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import ObjectStoreResource
+
+# A tick lasts at most about POLL_FOR_S (plus the listings), so the daemon's next one starts
+# within a second of it: the gap between two looks at the bucket stays under about 1 s.
+POLL_FOR_S = 4.0
+POLL_EVERY_S = 0.5
+# A previous tick this recent means the daemon is ticking the sensor in its loop.
+DAEMON_TICKS_WITHIN_S = 60.0
+
+
+def _under_daemon(context: dg.SensorEvaluationContext) -> bool:
+    last = context.last_tick_completion_time
+    return last is not None and 0 <= time.time() - last < DAEMON_TICKS_WITHIN_S
+
+
+def _scan(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource) -> Scan:
+    store = object_store.get()
+    scan = scan_uploads(store, context.cursor)
+    if not _under_daemon(context):
+        return scan
+    deadline = time.monotonic() + POLL_FOR_S
+    while not (scan.uploads or scan.rejected) and time.monotonic() + POLL_EVERY_S < deadline:
+        time.sleep(POLL_EVERY_S)
+        scan = scan_uploads(store, scan.cursor)
+    return scan
 
 
 @dg.sensor(
     job_name="ci_stage",
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Lists the uploads in the object store; each new run, or new version of a run "
-    "(any of its files changed), adds the partition <run_id> and requests the ci_stage job.",
+    description="Finds completed uploads: each tick lists the recent upload markers (for up to "
+    f"{POLL_FOR_S:.0f} s, every {POLL_EVERY_S} s, until one arrives) and every "
+    f"{FULL_SCAN_S:.0f} s all of "
+    "raw/; each new run, or new version of a run (any of its files changed), adds the "
+    "partition <run_id> and requests the ci_stage job.",
 )
 def new_run_sensor(
     context: dg.SensorEvaluationContext, object_store: ObjectStoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    scan = scan_uploads(object_store.get(), context.cursor)
+    scan = _scan(context, object_store)
     for rejected in scan.rejected:
         # Reported on the tick (visible in the UI) and skipped; the other uploads go on.
         context.log.error(f"rejected upload {rejected.key}: {rejected.reason}")

@@ -11,6 +11,7 @@ from metrics_pipeline.orchestration.resources import (
     ClockResource,
     ObjectStoreResource,
     ReportsResource,
+    VerdictRulesResource,
     WarehouseResource,
 )
 from metrics_pipeline.settings import Settings
@@ -26,6 +27,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             postgres_url=dg.EnvVar("METRICS_POSTGRES_URL") if settings.postgres_url else None,
         ),
         "baselines": BaselineFileResource(path=str(settings.baselines_file)),
+        "verdict_rules": VerdictRulesResource(path=str(settings.verdict_rules)),
         "reports": ReportsResource(root=str(settings.reports_root)),
         "alerting": AlertingResource.from_settings(settings),
         "clock": ClockResource.from_settings(settings),

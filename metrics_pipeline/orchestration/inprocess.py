@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from metrics_pipeline.ingest.discovery import full_scan_next
 from metrics_pipeline.orchestration.partitions import runs_partitions
 
 SENSOR = "new_run_sensor"
@@ -49,7 +50,8 @@ def sense_and_run(
     # As a context manager: the sensor's own instance handle is disposed when the tick ends.
     with dg.build_sensor_context(
         instance_ref=instance.get_ref(),
-        cursor=cursor,
+        # On demand, not every few seconds: list every upload, not only the announced ones.
+        cursor=full_scan_next(cursor),
         definitions=defs,
         sensor_name=SENSOR,
         resources=defs.resources,

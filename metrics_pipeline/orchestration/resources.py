@@ -1,7 +1,10 @@
 """Dagster resources: thin configurable wrappers around the library's plain classes.
 
 Each holds only configuration (paths, URLs, names) so Dagster can show it and ship it to other
-processes; ``get()`` (or a method) builds the plain object the library works with.
+processes; ``get()`` (or a method) builds the plain object the library works with. The
+library's modules are imported there, not at the top: every process that loads the code
+location (webserver, daemon, code server, each run) imports this module, and most need few of
+them.
 """
 
 from __future__ import annotations
@@ -9,19 +12,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from metrics_pipeline.alerts.config import AlertingConfig, load_alerting
-from metrics_pipeline.alerts.delivery import Sender, build_senders
-from metrics_pipeline.alerts.lifecycle import Signals
-from metrics_pipeline.alerts.service import Outcome, process
-from metrics_pipeline.analysis.baselines import BaselineEntry, load_baselines
-from metrics_pipeline.analysis.kpi_catalog import KpiCatalog, load_catalog
 from metrics_pipeline.common.clock import clock_at, parse_instant
 from metrics_pipeline.settings import Settings
-from metrics_pipeline.storage import PostgresWarehouse, Warehouse
 from metrics_pipeline.storage.objects import LocalObjectStore, ObjectStore, S3ObjectStore
+
+if TYPE_CHECKING:
+    from metrics_pipeline.alerts.config import AlertingConfig
+    from metrics_pipeline.alerts.delivery import Sender
+    from metrics_pipeline.alerts.lifecycle import Signals
+    from metrics_pipeline.alerts.service import Outcome
+    from metrics_pipeline.analysis.baselines import BaselineEntry
+    from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
+    from metrics_pipeline.analysis.verdict_rules import VerdictRules
+    from metrics_pipeline.storage import Warehouse
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
@@ -72,7 +79,21 @@ class BaselineFileResource(dg.ConfigurableResource):
     path: str
 
     def entries(self) -> list[BaselineEntry]:
+        from metrics_pipeline.analysis.baselines import load_baselines
+
         return load_baselines(Path(self.path))
+
+
+class VerdictRulesResource(dg.ConfigurableResource):
+    """The verdict rules file (threshold, alpha, run noise per suite and metric; absent: the
+    built-in defaults)."""
+
+    path: str
+
+    def get(self) -> VerdictRules:
+        from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
+
+        return load_verdict_rules(Path(self.path))
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -82,6 +103,8 @@ class WarehouseResource(dg.ConfigurableResource):
     postgres_url: str | None = None
 
     def get(self) -> Warehouse:
+        from metrics_pipeline.storage import PostgresWarehouse, Warehouse
+
         mirror = PostgresWarehouse(self.postgres_url) if self.postgres_url else None
         return Warehouse(self.root, mirror)
 
@@ -116,12 +139,18 @@ class AlertingResource(dg.ConfigurableResource):
     config_path: str
 
     def catalog(self) -> KpiCatalog:
+        from metrics_pipeline.analysis.kpi_catalog import load_catalog
+
         return load_catalog(Path(self.catalog_path))
 
     def config(self) -> AlertingConfig:
+        from metrics_pipeline.alerts.config import load_alerting
+
         return load_alerting(Path(self.config_path))
 
     def senders(self, config: AlertingConfig) -> dict[str, Sender]:
+        from metrics_pipeline.alerts.delivery import build_senders
+
         return build_senders(config, Settings.secret)
 
     def apply(
@@ -132,6 +161,8 @@ class AlertingResource(dg.ConfigurableResource):
     ) -> Outcome:
         """Load the config, build the signals from it and ``now``, then update the alerts and
         deliver what is due (``service.process``)."""
+        from metrics_pipeline.alerts.service import process
+
         config = self.config()
         return process(store, config, signals_for(config, now), now, self.senders(config))
 

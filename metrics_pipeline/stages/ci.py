@@ -10,20 +10,22 @@ line is validated and summarised exactly as one the sensor picked up.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import polars as pl
 
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.delivery import Sender
+from metrics_pipeline.alerts.lifecycle import Signals
 from metrics_pipeline.alerts.service import Outcome, locked, process
 from metrics_pipeline.alerts.signals import history_items, missing_run_signals, run_signals
 from metrics_pipeline.analysis.baselines import BaselineEntry, pinned_runs
 from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
 from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
 from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
-from metrics_pipeline.analysis.triage import rebaselined_since
+from metrics_pipeline.analysis.triage import accepted_regressions, is_marked, rebaselined_since
+from metrics_pipeline.analysis.verdict_rules import VerdictRules
 from metrics_pipeline.analysis.verdicts import choose_baseline as choose_baseline_runs
 from metrics_pipeline.analysis.verdicts import history_noise, history_runs, judge_run
 from metrics_pipeline.contracts.manifest import RunManifest
@@ -135,14 +137,18 @@ def _rebaselined_since(warehouse: Warehouse, candidate: dict):
 
 
 def _regressed(warehouse: Warehouse) -> set[str]:
-    """Runs judged a regression (never a baseline, nor part of a noise history)."""
+    """Runs judged a regression (never a baseline, nor part of a noise history), but those of
+    a regression a person accepted as expected."""
     verdicts = warehouse.scan("verdicts").filter(pl.col("regression")).select("run_id")
-    return set(verdicts.collect()["run_id"])
+    accepted = accepted_regressions(warehouse.read("triage"), warehouse.read("runs"))
+    return set(verdicts.collect()["run_id"]) - accepted
 
 
-def judge(warehouse: Warehouse, run_id: str) -> Judgement:
+def judge(warehouse: Warehouse, run_id: str, rules: VerdictRules | None = None) -> Judgement:
     """Verdict per endpoint and metric against the stored baseline runs (``verdicts``), with
-    the run-to-run noise measured on the combination's earlier accepted runs."""
+    the run-to-run noise measured on the combination's earlier accepted runs and the
+    thresholds of ``rules`` for the run's suite, scenario and environment (default: the
+    built-in ones)."""
     baseline_runs = warehouse.read("run_baselines", [run_id])["baseline_run_id"].to_list()
     runs = warehouse.read("runs")
     candidate = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
@@ -157,6 +163,9 @@ def judge(warehouse: Warehouse, run_id: str) -> Judgement:
         warehouse.read("requests", [run_id]),
         warehouse.read("requests", baseline_runs),
         baseline_runs,
+        (rules or VerdictRules()).policy(
+            candidate["suite"], candidate["scenario"], candidate["environment"]
+        ),
         candidate_intervals=warehouse.read("interval_stats", [run_id]),
         baseline_intervals=warehouse.read("interval_stats", baseline_runs),
         candidate_resources=warehouse.read("resources", [run_id]),
@@ -233,6 +242,13 @@ def raise_alerts(
         history=history,
         config=config,
     ) + missing_run_signals(runs, config, now)
+    # Conditions a person marked expected or invalid (`alerts expected|invalid`) no longer
+    # alert for the runs the mark covers.
+    triage = warehouse.read("triage")
+    signals = Signals(
+        [s for s in signals.found if not is_marked(asdict(s), s.run_started_at, triage)],
+        signals.scopes,
+    )
     outcome = process(warehouse, config, signals, now, senders)
     warehouse.refresh_catalog()
     return outcome

@@ -7,11 +7,13 @@ and the same interface, so assets, sensors and the CLI never know which one they
 
 from __future__ import annotations
 
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +22,13 @@ from metrics_pipeline.common.files import replace_bytes, replace_copy
 from metrics_pipeline.settings import Settings
 
 RAW_PREFIX = "raw/"
+# One empty object per completed upload, written by the uploader after run.json:
+# ``new-runs/<UTC time, microseconds>@<suite>@<run_id>``. Keys sort by time, so the sensor lists
+# only the recent ones (S3 ``StartAfter``) instead of every object of every run.
+NEW_RUNS_PREFIX = "new-runs/"
+_MARKER_TIME = "%Y%m%dT%H%M%S.%fZ"
+_NAME = r"([A-Za-z0-9._-]{1,128})"
+_MARKER = re.compile(rf"new-runs/(\d{{8}}T\d{{6}}\.\d{{6}}Z)@{_NAME}@{_NAME}")
 
 
 class UnsafeKeyError(MetricsPipelineError, ValueError):
@@ -38,6 +47,25 @@ def check_key(key: str) -> str:
     return key
 
 
+def new_run_marker(suite: str, run_id: str, at: datetime) -> str:
+    """The key announcing the upload of ``raw/<suite>/<run_id>/`` completed at ``at``."""
+    return f"{marker_bound(at)}@{suite}@{run_id}"
+
+
+def marker_bound(at: datetime) -> str:
+    """The key every marker written after ``at`` sorts after (a ``start_after`` bound)."""
+    return NEW_RUNS_PREFIX + at.astimezone(UTC).strftime(_MARKER_TIME)
+
+
+def parse_new_run_marker(key: str) -> tuple[datetime, str, str] | None:
+    """(time, suite, run id) of a marker key; None for any other key."""
+    match = _MARKER.fullmatch(key)
+    if match is None or match[2] in {".", ".."} or match[3] in {".", ".."}:
+        return None
+    at = datetime.strptime(match[1], _MARKER_TIME).replace(tzinfo=UTC)
+    return at, match[2], match[3]
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -52,6 +80,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``."""
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        """The objects under ``prefix`` whose key sorts after ``start_after``, in key order
+        (S3 lists from there; others filter)."""
+        return (info for info in self.list(prefix) if info.key > start_after)
 
     @abstractmethod
     def list_folders(self, prefix: str) -> list[str]:
@@ -125,6 +158,22 @@ class LocalObjectStore(ObjectStore):
                 if info.key.startswith(prefix):
                     yield info
 
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        # Names first: only the objects after ``start_after`` are stat'ed.
+        root = Path(self.root)
+        folder = root / prefix.rsplit("/", 1)[0] if "/" in prefix else root
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*")):
+            key = path.relative_to(root).as_posix()
+            if (
+                key > start_after
+                and key.startswith(prefix)
+                and not path.name.startswith(".upload-")
+                and path.is_file()
+            ):
+                yield self._info(path)
+
     def list_folders(self, prefix: str) -> list[str]:
         folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else Path(self.root)
         if not folder.is_dir():
@@ -191,6 +240,17 @@ class S3ObjectStore(ObjectStore):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    obj["Key"],
+                    obj["Size"],
+                    obj["ETag"].strip('"'),
+                    obj["LastModified"].timestamp(),
+                )
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after):
             for obj in page.get("Contents", []):
                 yield ObjectInfo(
                     obj["Key"],

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import polars as pl
-import psycopg
-from psycopg import sql
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
 
 from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES, conform
 
@@ -42,10 +45,16 @@ class PostgresWarehouse:
         self.schema = schema
 
     def connect(self) -> psycopg.Connection:
+        # psycopg is imported by the first connection: a warehouse without Postgres (the
+        # embedded default, every ``dagster dev`` run process) never pays for it.
+        import psycopg
+
         return psycopg.connect(self.url, autocommit=False)
 
     def migrate(self, tables: Iterable[str] = SCHEMAS) -> None:
         """Create the schema and tables, and add columns that newer versions introduced."""
+        from psycopg import sql
+
         with self.connect() as con:
             con.execute(
                 sql.SQL("create schema if not exists {}").format(sql.Identifier(self.schema))
@@ -93,6 +102,8 @@ class PostgresWarehouse:
     ) -> None:
         """In ``con`` (a :meth:`transaction` on the run): replace the run's rows of every
         table in ``frames`` (``None`` deletes them)."""
+        from psycopg import sql
+
         for table, frame in frames.items():
             con.execute(
                 sql.SQL("delete from {} where run_id = %s").format(self._name(table)), (run_id,)
@@ -115,6 +126,8 @@ class PostgresWarehouse:
     ) -> int:
         """Replace the whole ``table``; in ``con`` when given (the caller commits), else in
         a transaction of its own."""
+        from psycopg import sql
+
         if con is None:
             with self.transaction(f"table:{table}") as own:
                 return self.replace_snapshot(table, frame, own)
@@ -124,12 +137,16 @@ class PostgresWarehouse:
 
     def partition_counts(self, table: str) -> dict[str, int]:
         """Rows per run id of a partitioned ``table``."""
+        from psycopg import sql
+
         query = sql.SQL("select run_id, count(*) from {} group by run_id").format(self._name(table))
         with self.connect() as con:
             return dict(con.execute(query).fetchall())
 
     def read(self, table: str, where: str = "true", params: tuple = ()) -> pl.DataFrame:
         """Rows of ``table`` in the table's polars schema (for tests and parity checks)."""
+        from psycopg import sql
+
         query = sql.SQL("select {} from {} where " + where).format(
             sql.SQL(", ").join(sql.Identifier(c) for c in SCHEMAS[table]), self._name(table)
         )
@@ -139,6 +156,8 @@ class PostgresWarehouse:
         return pl.DataFrame(rows, schema=SCHEMAS[table], orient="row")
 
     def _copy(self, con: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+        from psycopg import sql
+
         frame = conform(table, frame)
         if frame.height == 0:
             return
@@ -150,4 +169,6 @@ class PostgresWarehouse:
                 copy.write_row(row)
 
     def _name(self, table: str) -> sql.Composed:
+        from psycopg import sql
+
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))

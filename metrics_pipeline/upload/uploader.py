@@ -6,11 +6,12 @@ import getpass
 import os
 import socket
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from metrics_pipeline.contracts.manifest import RunManifest, UploadedFile
 from metrics_pipeline.formats import is_result_file
-from metrics_pipeline.storage.objects import ObjectStore
+from metrics_pipeline.storage.objects import ObjectStore, new_run_marker
 
 MANIFEST = "run.json"
 
@@ -43,6 +44,11 @@ def upload_run(
     A re-upload of a run replaces it exactly: the old ``run.json`` is removed first (the run is
     incomplete, so not ingested, while its files change), objects of the earlier upload that
     this one does not have are deleted, and the new manifest lists this upload's files.
+
+    Last, an empty marker ``new-runs/<time>@<suite>@<run_id>`` announces the upload, so the
+    sensor finds it within a second or two by listing only the recent markers (the keys
+    returned are the run's; an upload without its marker is still found by the sensor's
+    periodic full listing).
     """
     prefix = store.run_prefix(manifest.suite, manifest.run_id)
     store.delete(prefix + MANIFEST)
@@ -64,4 +70,5 @@ def upload_run(
     document = manifest.model_dump_json(indent=2, exclude_none=True)
     store.put_bytes(prefix + MANIFEST, document.encode())
     keys.append(prefix + MANIFEST)
+    store.put_bytes(new_run_marker(manifest.suite, manifest.run_id, datetime.now(UTC)), b"")
     return keys

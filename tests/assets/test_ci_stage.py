@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -210,3 +212,20 @@ def test_a_reupload_with_changed_content_replaces_the_run(settings, store, wareh
     assert second.run_ids == [run_id]
     assert warehouse.read("requests", [run_id]).height == 100
     assert warehouse.read("runs", [run_id]).height == 1
+
+
+def test_the_verdict_rules_file_sets_the_threshold_of_a_suite(settings, store, warehouse, tmp_path):
+    # The last demo run's /api/orders is 60 % slower; a suite that only counts doubling
+    # (threshold 100 %) gets no regression from it.
+    rules = tmp_path / "verdicts.yaml"
+    rules.write_text("rules: [{scope: {suites: [checkout]}, threshold: 1.0}]\n")
+    runs = upload_demo_runs(store, tmp_path / "runs", count=3)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(replace(settings, verdict_rules=rules))
+        tick = sense_and_run(defs, instance)
+        assert all(result.success for result in tick.results.values())
+    verdicts = warehouse.read("verdicts", [runs[-1].manifest.run_id])
+    orders = verdicts.filter(
+        (pl.col("endpoint") == "/api/orders") & (pl.col("metric") == "latency_p50")
+    ).row(0, named=True)
+    assert 0.45 < orders["change"] < 0.75 and orders["verdict"] == "ok"

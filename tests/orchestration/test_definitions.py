@@ -33,6 +33,7 @@ def test_every_job_sensor_and_schedule_resolves(settings):
         "object_store",
         "warehouse",
         "baselines",
+        "verdict_rules",
         "alerting",
         "reports",
         "clock",

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import dagster as dg
 import pytest
+from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.ingest import discovery
 from metrics_pipeline.ingest.discovery import upload_version
 from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.storage.objects import NEW_RUNS_PREFIX
+from metrics_pipeline.upload.uploader import upload_run
+from sensors import uploads
 
 MANIFEST = RunManifest(
     run_id="r-1",
@@ -22,8 +29,12 @@ LINE = b'{"ts": "2026-11-01T02:00:01Z", "endpoint": "/a", "latency_ms": 3.5}\n'
 
 
 @pytest.fixture
-def tick(settings):
-    """Evaluate the sensor once with a cursor; returns the SensorResult-like tick data."""
+def tick(settings, monkeypatch):
+    """Evaluate the sensor once with a cursor; returns the SensorResult-like tick data.
+
+    These tests put objects by hand, without the uploader's marker: every tick lists all of
+    raw/ (the tests of the markers below use ``marker_tick``)."""
+    monkeypatch.setattr(discovery, "FULL_SCAN_S", 0.0)
     defs = build_definitions(settings)
     sensor = defs.resolve_sensor_def("new_run_sensor")
 
@@ -111,3 +122,81 @@ def test_nothing_uploaded_skips(tick):
     with dg.instance_for_test() as instance:
         result = tick(instance)
     assert result.run_requests == [] and result.skip_message == "no new runs"
+
+
+@pytest.fixture
+def marker_tick(settings):
+    """Evaluate the sensor as the daemon does between two full listings: the cursor's last
+    full listing was just now, so only the upload markers are listed."""
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("new_run_sensor")
+
+    def run(instance, cursor=None, last_tick=None):
+        # build_sensor_context takes no last tick; the daemon passes its previous tick's time.
+        with dg.SensorEvaluationContext(
+            instance_ref=instance.get_ref(),
+            last_tick_completion_time=last_tick,
+            cursor=cursor,
+            repository_def=defs.get_repository_def(),
+            resources=wrap_resources_for_execution(defs.resources),
+        ) as context:
+            return sensor.evaluate_tick(context)
+
+    return run
+
+
+def test_an_announced_upload_is_found_without_listing_raw(store, marker_tick, tmp_path):
+    with dg.instance_for_test() as instance:
+        first = marker_tick(instance)  # no cursor: a full listing, nothing there
+        assert json.loads(first.cursor)["full_at"] is not None
+
+        # By hand, no marker: not seen until the next full listing.
+        store.put_bytes("raw/checkout/r-0/requests.ndjson", LINE)
+        store.put_bytes(
+            "raw/checkout/r-0/run.json",
+            MANIFEST.model_copy(update={"run_id": "r-0"}).model_dump_json().encode(),
+        )
+        assert marker_tick(instance, first.cursor).run_requests == []
+
+        # The uploader writes the marker last: found by listing the markers alone.
+        data = tmp_path / "requests.ndjson"
+        data.write_bytes(LINE)
+        upload_run(store, [data], MANIFEST)
+        (marker,) = [o.key for o in store.list(NEW_RUNS_PREFIX)]
+        second = marker_tick(instance, first.cursor)
+        assert [r.partition_key for r in second.run_requests] == ["r-1"]
+        assert marker in json.loads(second.cursor)["seen"]
+        assert marker_tick(instance, second.cursor).run_requests == []
+
+        # A re-upload: a new marker, a new version (a local file's ETag is its mtime).
+        upload_run(store, [data], MANIFEST)
+        third = marker_tick(instance, second.cursor)
+        (again,) = third.run_requests
+        assert again.partition_key == "r-1" and again.run_key != second.run_requests[0].run_key
+
+        # A full listing is due FULL_SCAN_S after the last: the hand-made run is found.
+        stale = json.loads(third.cursor) | {"full_at": time.time() - discovery.FULL_SCAN_S}
+        late = marker_tick(instance, json.dumps(stale))
+        assert [r.partition_key for r in late.run_requests] == ["r-0"]
+
+
+def test_under_the_daemon_a_tick_waits_for_an_upload(store, marker_tick, tmp_path, monkeypatch):
+    monkeypatch.setattr(uploads, "POLL_FOR_S", 8.0)
+    data = tmp_path / "requests.ndjson"
+    data.write_bytes(LINE)
+    with dg.instance_for_test() as instance:
+        first = marker_tick(instance)
+        # On demand (no previous tick): returns at once.
+        started = time.monotonic()
+        assert marker_tick(instance, first.cursor).run_requests == []
+        assert time.monotonic() - started < 1.0
+
+        # The daemon's tick keeps listing the markers; an upload 1 s in ends it early.
+        timer = threading.Timer(1.0, upload_run, (store, [data], MANIFEST))
+        timer.start()
+        started = time.monotonic()
+        result = marker_tick(instance, first.cursor, last_tick=time.time() - 5)
+        waited = time.monotonic() - started
+        timer.join()
+    assert [r.partition_key for r in result.run_requests] == ["r-1"]
+    assert 1.0 <= waited < 5.0  # not the whole 8 s

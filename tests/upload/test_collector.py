@@ -18,7 +18,7 @@ import pytest
 
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.formats import read_results
-from metrics_pipeline.storage.objects import LocalObjectStore
+from metrics_pipeline.storage.objects import LocalObjectStore, parse_new_run_marker
 from metrics_pipeline.upload import collector
 from metrics_pipeline.upload.collector import (
     SAMPLES_NAME,
@@ -87,7 +87,9 @@ def test_run_uploads_results_samples_and_manifest_last(tmp_path: Path) -> None:
     assert manifest.run_id == f"checkout-{manifest.started_at:%Y%m%dT%H%M%S}"
     expected = [prefix + "requests.ndjson", prefix + SAMPLES_NAME, prefix + "run.json"]
     assert keys == expected
-    assert store.puts == expected  # the manifest, which marks the run complete, came last
+    # The manifest, which marks the run complete, came last; then the marker announcing it.
+    assert store.puts[:-1] == expected
+    assert parse_new_run_marker(store.puts[-1])[1:] == ("checkout", manifest.run_id)
     assert sorted(info.key for info in store.list(prefix)) == sorted(expected)
     assert list(results.iterdir()) == [results / "requests.ndjson"]  # samples not put there
 
