@@ -28,6 +28,7 @@ from metrics_pipeline.stats import (
     rate_statistic,
     run_spread,
     series_statistic,
+    taken_apart,
 )
 from metrics_pipeline.stats.compare import Scale
 
@@ -217,10 +218,12 @@ def judge_run(
     baseline_intervals = _or_empty(baseline_intervals, "interval_stats")
     run_ids = pl.concat([candidate["run_id"], candidate_intervals["run_id"]]).drop_nulls()
     run_id = run_ids[0] if len(run_ids) else None
-    request_endpoints = set(candidate["endpoint"]) & set(baseline["endpoint"])
+    # The distinct names, not a Python object per request (a run has millions).
+    candidate_endpoints = _names(candidate["endpoint"])
+    request_endpoints = candidate_endpoints & _names(baseline["endpoint"])
     rows: list[dict] = []
     comparisons: list[_Pending | None] = []
-    for endpoint in sorted(set(candidate["endpoint"]) | set(candidate_intervals["endpoint"])):
+    for endpoint in sorted(candidate_endpoints | _names(candidate_intervals["endpoint"])):
         if endpoint in request_endpoints:
             judged = _judge_requests(
                 candidate.filter(pl.col("endpoint") == endpoint),
@@ -237,7 +240,7 @@ def judge_run(
         for pending, note in judged:
             rows.append({"endpoint": endpoint, "metric": pending.metric, "note": note})
             comparisons.append(pending)
-    absent = set(baseline["endpoint"]) | set(baseline_intervals["endpoint"])
+    absent = _names(baseline["endpoint"]) | _names(baseline_intervals["endpoint"])
     for endpoint in sorted(absent - {row["endpoint"] for row in rows} - {ALL_ENDPOINTS}):
         rows.append({"endpoint": endpoint, "metric": "all", "note": MISSING, "verdict": "missing"})
         comparisons.append(None)
@@ -247,7 +250,12 @@ def judge_run(
     ):
         rows.append({"endpoint": RESOURCES, "metric": pending.metric, "note": note})
         comparisons.append(pending)
-    comparisons = _compare_all(rows, comparisons, policy, history)
+    apart = taken_apart(
+        _run_starts(
+            baseline, baseline_intervals, _or_empty(baseline_resources, "resources")
+        ).values()
+    )
+    comparisons = _compare_all(rows, comparisons, policy, history, apart)
 
     tested = [i for i, c in enumerate(comparisons) if c is not None and math.isfinite(c.p_value)]
     adjusted = benjamini_hochberg([comparisons[i].p_value for i in tested]) if tested else []
@@ -292,6 +300,11 @@ def judge_run(
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
 
 
+def _names(column: pl.Series) -> set:
+    """``set(column)``, from its distinct values."""
+    return set(column.unique())
+
+
 def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
     """The measured run-to-run noise of each endpoint x metric in earlier runs of one
     combination (their ``run_summary`` rows; not the baseline runs, which count on their own).
@@ -334,7 +347,9 @@ def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
     statistics = list(LATENCY_METRICS.values())
 
     def latencies(run: pl.DataFrame) -> list[RunStatistic]:
-        return quantile_statistics(run.filter(pl.col("ok"))["latency_ms"].to_numpy(), statistics)
+        # The one column filtered, not every column of the run's rows.
+        ok_latencies = run["latency_ms"].filter(run["ok"])
+        return quantile_statistics(ok_latencies.to_numpy(), statistics)
 
     cand_latency, base_latency = latencies(cand), [latencies(run) for run in base_runs]
     judged: Judged = [
@@ -379,11 +394,13 @@ def _compare_all(
     pending: list[_Pending | None],
     policy: VerdictPolicy,
     history: History,
+    baseline_apart: bool = False,
 ) -> list[Comparison | None]:
     """Run every pending comparison of a run with its run noise: the endpoint's history where
     there is one, else (with 2+ baseline runs) an empirical-Bayes prior from the spread of the
     same metric over the run's other endpoints (:func:`~metrics_pipeline.stats.moderated_noise`),
-    else the baseline runs alone or the policy's prior."""
+    else the baseline runs alone or the policy's prior; ``baseline_apart``: the baseline runs
+    were taken on separate occasions (:func:`~metrics_pipeline.stats.taken_apart`)."""
     spreads: dict[tuple[str, int], list[float]] = {}
     groups: list[tuple[str, int] | None] = []  # (metric, usable baseline runs) of each row
     for row, p in zip(rows, pending, strict=True):
@@ -421,9 +438,20 @@ def _compare_all(
                 min_effect=rule.min_effect,
                 prior=policy.prior(p.metric),
                 history=measured,
+                baseline_apart=baseline_apart,
             )
         )
     return out
+
+
+def _run_starts(*frames: pl.DataFrame) -> dict[str, datetime]:
+    """The first timestamp of each run in ``frames`` (rows with ``run_id`` and ``ts``)."""
+    starts: dict[str, datetime] = {}
+    for frame in frames:
+        firsts = frame.drop_nulls(["run_id", "ts"]).group_by("run_id").agg(pl.col("ts").min())
+        for run_id, ts in firsts.iter_rows():
+            starts[run_id] = min(ts, starts.get(run_id, ts))
+    return starts
 
 
 def per_second(requests: pl.DataFrame) -> np.ndarray:

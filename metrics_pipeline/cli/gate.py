@@ -4,6 +4,7 @@ regression."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from rich.table import Table
 from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
 from metrics_pipeline.common.text import display_name
-from metrics_pipeline.formats import read_results, unreadable_files
+from metrics_pipeline.formats import read_results, result_files, unreadable_files
 from metrics_pipeline.formats.limits import GIB, ReadLimits
 from metrics_pipeline.settings import Settings
 
@@ -92,22 +93,29 @@ def compare(
     run_noise: Annotated[
         float,
         typer.Option(
-            help="Least spread between identical runs (0.10 = 10 %): assumed with one "
-            "baseline run, the floor under the spread measured on several.",
+            help="Spread between identical runs (0.10 = 10 %): assumed with one baseline "
+            "run, and the floor under the spread of baseline runs taken back to back (less "
+            "than 12 h apart); runs on separate days measure it themselves.",
         ),
     ] = DEFAULT_RUN_NOISE,
 ) -> None:
     """Compare a candidate run with one or more baseline runs; exit 1 if anything regressed,
     2 if nothing could be compared (a CI gate)."""
-    from metrics_pipeline.analysis.verdicts import VerdictPolicy, judge_run
-
     if len(results) < 2:
         fail("give at least one baseline and the candidate: compare BASE... CAND")
     if not (0 < alpha < 1 and threshold > 0 and run_noise >= 0):
         fail("need 0 < --alpha < 1, --threshold > 0 and --run-noise >= 0")
     *baselines, candidate = results
     with bad_input():
-        parsed = [read_results(path, COMPARE_LIMITS) for path in results]
+        for path in results:  # a missing path fails before any file is read
+            result_files(path)
+        # Two runs are read at a time (their parsers release the GIL), and the statistics
+        # (scipy) are imported meanwhile: on a 2-core CI runner that keeps both cores busy.
+        with ThreadPoolExecutor(2, thread_name_prefix="compare-read") as pool:
+            reads = [pool.submit(read_results, path, COMPARE_LIMITS) for path in results]
+            from metrics_pipeline.analysis.verdicts import VerdictPolicy, judge_run
+
+            parsed = [read.result() for read in reads]
     # A run with a damaged file (truncated, over a read limit, a summary that is not JSON)
     # would be judged on part of its data: bad input, never a verdict.
     fail_on_unreadable(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from metrics_pipeline.cli.output import bad_input
-from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.formats import earliest_timestamp
+
+if TYPE_CHECKING:
+    from metrics_pipeline.contracts.manifest import RunManifest
 
 Suite = Annotated[str, typer.Option("--suite", help="Test suite, e.g. 'checkout'.")]
 Scenario = Annotated[str, typer.Option("--scenario", help="Scenario within the suite.")]
@@ -36,6 +38,9 @@ def manifest_from(
     started_at: datetime | None,
     paths: list[Path],
 ) -> RunManifest:
+    # pydantic's models take a tenth of a second to build: not for every command.
+    from metrics_pipeline.contracts.manifest import RunManifest
+
     # Without --started-at the run starts at its earliest timestamp (a backfill of old files),
     # or now when the files carry none.
     started = started_at or earliest_timestamp(paths) or datetime.now(UTC)

@@ -7,7 +7,10 @@ or configuration, explained in the message" from a bug.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only annotated: pydantic is not imported for every command
+    from pydantic import ValidationError
 
 
 class MetricsPipelineError(Exception):

@@ -214,7 +214,10 @@ REQUEST_TYPES = {
     "response_length": pa.int64(),
     "bytes_sent": pa.int64(),
 }
-POLARS_TYPES = pl.from_arrow(pa.schema(list(REQUEST_TYPES.items())).empty_table()).schema
+# Not ``Schema.empty_table()``: that imports pandas (a third of a second of every command).
+POLARS_TYPES = pl.from_arrow(
+    pa.Table.from_batches([], schema=pa.schema(list(REQUEST_TYPES.items())))
+).schema
 # Integers beyond 2**53 lose digits in optional_int's float(): those lines go line by line.
 EXACT_INT = 2**53
 
@@ -272,12 +275,15 @@ def _timestamp(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr]:
 def _bulk_requests(frame: pl.DataFrame, block: Block) -> pl.DataFrame:
     """``request_row`` for every parsed line, plus ``_fast``: whether the row is certainly
     the one ``to_row`` gives (else the line goes line by line)."""
+    # Without "record" in the schema Arrow used, that schema was a line's own fields and any
+    # other key an error: no line of the frame names it, unescaped or escaped.
+    may_name_record = "record" in frame.columns
     frame = frame.with_columns(  # fields not in the schema Arrow used: absent from every line
         pl.lit(None, dtype).alias(key) for key, dtype in POLARS_TYPES.items() if key not in frame
     )
     record = pl.col("record")
     is_request = record.is_null() | (record == "requests")
-    if b'"record"' in block.data or b"\\" in block.data:
+    if b"\\" in block.data or (may_name_record and b'"record"' in block.data):
         # An explicit "record": null is an unknown record, not a request, but Arrow reads it
         # like an absent key: lines that may name the key (maybe escaped) go line by line.
         keyed = [b'"record"' in raw or b"\\" in raw for raw in map(block.raw, frame["_row"])]

@@ -57,7 +57,7 @@ from metrics_pipeline.formats.limits import (
 
 BLOCK_BYTES = 8 << 20
 READ_BYTES = 1 << 20
-ARROW_BLOCK_BYTES = 512 << 10  # Arrow parses its blocks in parallel
+ARROW_BLOCK_BYTES = 512 << 10
 BISECT_MIN_LINES = 64
 WORKERS = 2
 LF, CR, OPEN_BRACE, OPEN_BRACKET = 10, 13, ord("{"), ord("[")
@@ -157,12 +157,14 @@ def read_chunks(
                 line_no += data.count(b"\n", 0, cut)
             raise line_too_long(file, line_no, limits)
         if size >= BLOCK_BYTES and newline >= 0:
-            data = b"".join(pieces)
-            cut = data.rfind(b"\n") + 1
-            yield (data[:cut] if cut < len(data) else data), line_no
-            line_no += data.count(b"\n", 0, cut)
-            pieces = [data[cut:]] if cut < len(data) else []
-            size = len(data) - cut
+            # The chunk ends at the last newline, in the last piece: joined once, not copied
+            # again to cut the partial line off.
+            rest = piece[newline + 1 :]
+            chunk = b"".join([*pieces[:-1], piece[: newline + 1]] if rest else pieces)
+            yield chunk, line_no
+            line_no += chunk.count(b"\n")
+            pieces = [rest] if rest else []
+            size = len(rest)
     if pieces:
         yield b"".join(pieces), line_no
 
@@ -176,8 +178,12 @@ def _bulk_candidates(block: Block, max_depth: int = DEFAULT_LIMITS.max_depth) ->
     ok = first == OPEN_BRACE
     for i in np.flatnonzero(np.isin(first, WHITESPACE)):  # leading blanks before the '{'
         ok[i] = block.raw(i).lstrip()[:1] == b"{"
-    # Brackets are a few per line: their positions, not a running count over every byte.
-    brackets = np.flatnonzero((buf == OPEN_BRACE) | (buf == OPEN_BRACKET))
+    # Brackets are a few per line: their positions, not a running count over every byte
+    # (and no pass for '[' in a block without one: records are flat objects).
+    is_bracket = buf == OPEN_BRACE
+    if b"[" in block.data:
+        is_bracket |= buf == OPEN_BRACKET
+    brackets = np.flatnonzero(is_bracket)
     counts = np.searchsorted(brackets, block.ends) - np.searchsorted(brackets, block.starts)
     ok &= counts <= max_depth
     if not block.data.isascii():
@@ -209,7 +215,9 @@ def parse_block(
     edges = np.flatnonzero(np.diff(np.concatenate(([0], candidates.astype(np.int8), [0]))))
     ranges = list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
     longest = int((block.ends - block.starts).max()) if len(block) else 0
-    options = pj.ReadOptions(block_size=max(ARROW_BLOCK_BYTES, longest + 2))
+    # One thread per block: WORKERS blocks are parsed at a time already, and Arrow's own
+    # threads on top cost CPU (a quarter more) without being faster.
+    options = pj.ReadOptions(block_size=max(ARROW_BLOCK_BYTES, longest + 2), use_threads=False)
     view = memoryview(block.data)
     frames = []
     ranges.reverse()
@@ -403,7 +411,94 @@ def _in_order(work: Callable[[A], T], items: Iterator[A]) -> Iterator[T]:
 
 
 def iso_timestamp(text: pl.Series) -> pl.Series:
-    """ISO_TIMESTAMP strings -> UTC, null for anything else (fraction truncated to µs)."""
+    """ISO_TIMESTAMP strings -> UTC, null for anything else (fraction truncated to µs).
+
+    The usual shape (``Z``, at most 9 digits of fraction) is read from the string bytes with
+    numpy (``_iso_utc_fast``); the others go the regex way (``_iso_timestamp``), which gives
+    the same value for the usual shape too, only slower.
+    """
+    fast = _iso_utc_fast(text)
+    missing = fast.is_null() & text.is_not_null()
+    if missing.any():
+        rows = missing.arg_true()
+        fast = fast.scatter(rows, _iso_timestamp(text.gather(rows)))
+    return fast.alias(text.name)
+
+
+# "YYYY-MM-DDTHH:MM:SS" (19 bytes), then "Z" or "." + 1-9 digits + "Z".
+ISO_BASE_BYTES = 19
+ISO_FAST_BYTES = ISO_BASE_BYTES + 11
+ISO_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+ISO_SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
+DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+MICROS_PER_DAY = 86_400_000_000
+
+
+def _iso_utc_fast(text: pl.Series) -> pl.Series:
+    """``_iso_timestamp`` of the strings "YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z" that ISO_TIMESTAMP
+    takes (years 1000-2999, hours 00-23, minutes and seconds 00-59) and that are real dates;
+    null for every other string (it may still be valid: the caller asks the regex way)."""
+    n = len(text)
+    micros = np.zeros(n, np.int64)
+    ok = np.zeros(n, bool)
+    strings = text.to_arrow(compat_level=pl.CompatLevel.oldest())
+    data_buffer = strings.buffers()[2]
+    if n and data_buffer is not None:
+        offsets = np.frombuffer(strings.buffers()[1], np.int64, n + 1, strings.offset * 8)
+        data = np.frombuffer(data_buffer, np.uint8)
+        lengths = np.diff(offsets)
+        valid = text.is_not_null().to_numpy()
+        for length in np.unique(lengths[valid]).tolist():  # mostly one
+            if ISO_BASE_BYTES + 1 <= length <= ISO_FAST_BYTES and length != ISO_BASE_BYTES + 2:
+                rows = np.flatnonzero(valid & (lengths == length))
+                micros[rows], ok[rows] = _iso_fixed(data, offsets[rows], length)
+    return pl.Series(text.name, micros).cast(TS).set(pl.Series(~ok), None)
+
+
+def _iso_fixed(data: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(µs since 1970, whether the string is of the fast shape) of the ``length``-byte strings
+    at ``starts`` of ``data``."""
+    m = starts.size
+    if m > 1 and np.all(np.diff(starts) == length):  # one after the other: a view, no copy
+        b = data[starts[0] : starts[0] + m * length].reshape(m, length)
+    else:
+        b = data[starts[:, None] + np.arange(length)]
+    digits = b[:, ISO_DIGITS] - np.uint8(ord("0"))  # not a digit: wraps around, above 9
+    good = (digits <= 9).all(axis=1) & (b[:, length - 1] == ord("Z"))
+    for position, char in ISO_SEPARATORS.items():
+        good &= b[:, position] == char
+    fraction_us = np.zeros(m, np.int64)
+    if length > ISO_BASE_BYTES + 1:
+        good &= b[:, ISO_BASE_BYTES] == ord(".")
+        fraction = b[:, ISO_BASE_BYTES + 1 : length - 1] - np.uint8(ord("0"))
+        good &= (fraction <= 9).all(axis=1)
+        # The first 6 digits, padded with zeros: µs, truncated.
+        for column in range(min(6, fraction.shape[1])):
+            fraction_us += fraction[:, column].astype(np.int64) * 10 ** (5 - column)
+    d = digits.astype(np.int64)
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
+    hour, minute, second = (
+        d[:, 8] * 10 + d[:, 9],
+        d[:, 10] * 10 + d[:, 11],
+        d[:, 12] * 10 + d[:, 13],
+    )
+    good &= (year >= 1000) & (year <= 2999) & (hour <= 23) & (minute <= 59) & (second <= 59)
+    good &= (month >= 1) & (month <= 12) & (day >= 1)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    good &= day <= DAYS_IN_MONTH[np.clip(month, 0, 12)] + (leap & (month == 2))
+    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
+    seconds = hour * 3600 + minute * 60 + second
+    return days * MICROS_PER_DAY + seconds * 1_000_000 + fraction_us, good
+
+
+def _iso_timestamp(text: pl.Series) -> pl.Series:
+    """ISO_TIMESTAMP strings -> UTC, null for anything else, with a regular expression."""
     parts = text.str.extract_groups(ISO_TIMESTAMP).struct.unnest()
     base, fraction, offset = (pl.col(name) for name in parts.columns)
     naive = base.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False)

@@ -26,15 +26,17 @@ smoothly instead of jumping a full step when a few requests cross it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special, stats
+from scipy import special
 
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
 
@@ -43,6 +45,11 @@ Scale = Literal["log", "identity"]
 # Fewer degrees of freedom than this in a measured run noise above the prior and it is taken as
 # known (normal reference) instead of on a t with 1 df.
 MIN_MEASURED_DF = 2
+# Baseline runs this far apart (consecutive start times) are taken on separate occasions, like
+# nightly or daily runs: their spread measures the run noise and lifts the prior's floor. Runs
+# closer together may share the machine's moment (neighbours, caches, thermal state) and agree
+# more than runs on different days.
+SEPARATE_OCCASIONS_H = 12.0
 # A quantile needs this many values beyond it in a run to be judged (p99 from 1,000 values on):
 # from fewer, its sampling error cannot be estimated and a couple of slow requests decide it.
 MIN_TAIL_COUNT = 10
@@ -205,6 +212,7 @@ def compare_runs(
     min_effect: float = 0.0,
     prior: RunNoise | None = None,
     history: RunNoise | None = None,
+    baseline_apart: bool = False,
 ) -> Comparison:
     r"""Compare a candidate run's statistic with its baseline runs under a random run effect.
 
@@ -234,6 +242,10 @@ def compare_runs(
         The run noise assumed with one baseline run and no history (default: 10 %).
     history : RunNoise, optional
         The measured per-run variance of this statistic in the combination's earlier runs.
+    baseline_apart : bool
+        The baseline runs were taken on separate occasions (consecutive starts at least
+        :data:`SEPARATE_OCCASIONS_H` hours apart, see :func:`taken_apart`): their spread then
+        measures the run noise on its own, like a history over days.
 
     Returns
     -------
@@ -259,9 +271,9 @@ def compare_runs(
       :math:`S^2 = (\nu_h S^2_h + (k - 1) S^2_b) / \nu`, :math:`\nu = \nu_h + k - 1`, t
       reference on :math:`\nu` df (normal when :math:`\nu < 2`);
     - but never less than the prior :math:`\tau_0^2 + \bar v` (see
-      :meth:`RunNoise.run_variance`), normal reference, unless a history of runs spread over
-      days (``history.over_time``, 2+ df) measured it: runs taken back to back agree more
-      than runs days apart, and a spread measured on a few runs is often too small. With one
+      :meth:`RunNoise.run_variance`), normal reference, unless runs spread over days measured
+      it with 2+ df (a history, ``history.over_time``, or baseline runs taken apart,
+      ``baseline_apart``): runs taken back to back agree more than runs days apart. With one
       baseline run and no history the prior is all there is.
 
     Only the :math:`S^2` part of the variance is uncertain; the reference t distribution has
@@ -298,7 +310,9 @@ def compare_runs(
     k, y_bar, v_bar = y.size, float(y.mean()), float(v.mean())
     base_value = float(np.exp(y_bar)) if scale == "log" else y_bar
 
-    pooled, df, noise = _per_run_variance(y, v_bar, base_value, scale, prior, history)
+    pooled, df, noise = _per_run_variance(
+        y, v_bar, base_value, scale, prior, history, baseline_apart
+    )
     # The spread of a new run around the mean of k runs is S^2 (1 + 1/k); the candidate's own
     # sampling variance replaces a typical baseline run's (no floor: S^2 is random and the t
     # reference accounts for that).
@@ -315,8 +329,8 @@ def compare_runs(
     d = y_c - y_bar
     sign = 1.0 if higher_is_worse else -1.0
     if se > 0:
-        p_value = float(2 * stats.t.sf(abs(d) / se, df))
-        half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+        p_value = float(2 * _t_sf(abs(d) / se, df))
+        half = float(_t_ppf(1 - alpha / 2, df)) * se
     else:
         p_value, half = float(d == 0), 0.0
     if scale == "log":
@@ -355,6 +369,7 @@ def _per_run_variance(
     scale: Scale,
     prior: RunNoise | None,
     history: RunNoise | None,
+    baseline_apart: bool = False,
 ) -> tuple[float, float, str]:
     """Pooled per-run variance :math:`S^2`, its degrees of freedom and the words for its
     source (see :func:`compare_runs`, Notes)."""
@@ -371,7 +386,9 @@ def _per_run_variance(
     if df == 0:
         return assumed, math.inf, prior.source
     measured, words = ss / df, " + ".join(sources) + f" ({df:.3g} df)"
-    over_time = history is not None and history.over_time and history.df >= MIN_MEASURED_DF
+    over_time = (history is not None and history.over_time and history.df >= MIN_MEASURED_DF) or (
+        baseline_apart and k >= 2 and df >= MIN_MEASURED_DF
+    )
     if measured <= assumed and not over_time:
         # Runs taken back to back agree more than runs days apart: the prior is a floor.
         return assumed, math.inf, f"{prior.source} (at least; {words} measured less)"
@@ -380,6 +397,15 @@ def _per_run_variance(
     # One degree of freedom says little about a spread (a t test on 1 df needs a change 12.7
     # standard errors away): the larger measured spread, taken as known.
     return measured, math.inf, words
+
+
+def taken_apart(starts: Sequence[datetime], hours: float = SEPARATE_OCCASIONS_H) -> bool:
+    r"""Whether runs started on separate occasions: every two consecutive starts at least
+    ``hours`` apart, :math:`\min_i (t_{(i+1)} - t_{(i)}) \ge` ``hours`` (``False`` with
+    fewer than 2 runs)."""
+    ordered = sorted(starts)
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    return bool(gaps) and min(gaps) >= timedelta(hours=hours)
 
 
 def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[float, int]:
@@ -597,12 +623,52 @@ def resolution_of(values: ArrayLike) -> float:
     return 0.0
 
 
+# The t and normal distribution functions compare_runs needs, as scipy.stats computes them
+# (``t.sf`` is ``special.stdtr(df, -x)``, ``t.ppf`` is ``special.stdtrit``, ``norm.ppf`` is
+# ``special.ndtri``, with the same results outside the support and for invalid parameters)
+# without importing scipy.stats, which takes half a second: the CI gate's ``compare`` pays it.
+
+
+def _t_sf(x: float, df: float) -> float:
+    """``scipy.stats.t.sf(x, df)``."""
+    if not df > 0 or math.isnan(x):
+        return math.nan
+    if math.isinf(x):
+        return 0.0 if x > 0 else 1.0
+    return float(special.stdtr(df, -x))
+
+
+def _t_ppf(q: float, df: float) -> float:
+    """``scipy.stats.t.ppf(q, df)``."""
+    if not (df > 0 and 0 <= q <= 1):
+        return math.nan
+    if q in (0, 1):
+        return -math.inf if q == 0 else math.inf
+    return float(special.stdtrit(df, q))
+
+
+def _norm_ppf(q: float) -> float:
+    """``scipy.stats.norm.ppf(q)``."""
+    if not 0 <= q <= 1:
+        return math.nan
+    if q in (0, 1):
+        return -math.inf if q == 0 else math.inf
+    return float(special.ndtri(q))
+
+
+def _norm_pdf(x: float) -> float:
+    """``scipy.stats.norm.pdf(x)``: on a one-element array, as scipy computes it (numpy's
+    ``exp`` of an array may differ from that of a scalar in the last bit)."""
+    values = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    return float((np.exp(-(values**2) / 2.0) / np.sqrt(2 * np.pi))[0])
+
+
 def _hall_sheather(n: int, q: float, alpha: float = 0.05) -> float:
     """Hall & Sheather's bandwidth for the sparsity at level ``q`` (see
     :func:`quantile_statistics`)."""
-    z = stats.norm.ppf(q)
-    ratio = 1.5 * stats.norm.pdf(z) ** 2 / (2 * z**2 + 1)
-    return float(n ** (-1 / 3) * stats.norm.ppf(1 - alpha / 2) ** (2 / 3) * ratio ** (1 / 3))
+    z = _norm_ppf(q)
+    ratio = 1.5 * _norm_pdf(z) ** 2 / (2 * z**2 + 1)
+    return float(n ** (-1 / 3) * _norm_ppf(1 - alpha / 2) ** (2 / 3) * ratio ** (1 / 3))
 
 
 def _mid_distribution(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -689,6 +755,8 @@ def compare_paired(
     low, high = np.sort(
         sign * np.expm1(np.percentile(resampled, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
     )
+    from scipy import stats  # scipy.stats takes half a second to import; only this needs it
+
     p_value = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
     return Comparison(
         statistic="paired",

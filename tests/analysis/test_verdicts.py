@@ -252,3 +252,29 @@ def test_changes_are_shown_in_words_that_need_no_legend(change, words):
 
 def test_error_rates_change_in_percentage_points():
     assert change_words(0.093, "error_rate") == "9.30 pp worse"
+
+
+def test_baseline_runs_days_apart_measure_the_noise_runs_back_to_back_keep_the_floor():
+    # Five baseline runs within 2 % of each other, a candidate 30 % slower. Taken on five
+    # days, their spread is the run noise and the change stands far out of it; taken minutes
+    # apart, they may share the machine's moment, so the 10 % prior stays a floor.
+    ids = [f"b{i}" for i in range(5)]
+
+    def baseline(step: timedelta) -> pl.DataFrame:
+        return pl.concat(
+            [
+                scaled_run(r, 1 + 0.01 * (i - 2), seed=i).with_columns(pl.col("ts") + step * i)
+                for i, r in enumerate(ids)
+            ]
+        )
+
+    cand = scaled_run("c", 1.30, seed=9).with_columns(pl.col("ts") + timedelta(days=5))
+    apart = judge_run(cand, baseline(timedelta(days=1)), ids)
+    p50 = apart.filter(pl.col("metric") == "latency_p50").row(0, named=True)
+    assert p50["verdict"] == "regression"
+    assert p50["noise"].startswith("5 baseline runs") and "at least" not in p50["noise"]
+    together = judge_run(cand, baseline(timedelta(minutes=2)), ids)
+    floored = together.filter(pl.col("metric") == "latency_p50").row(0, named=True)
+    assert floored["noise"].startswith("prior 10% + 0.5 abs. (at least")
+    assert floored["ci_high"] - floored["ci_low"] > 2 * (p50["ci_high"] - p50["ci_low"])
+    assert floored["p_value"] > 10 * p50["p_value"]

@@ -2,6 +2,7 @@
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from metrics_pipeline.stats import (
     rate_statistic,
     resolution_of,
     series_statistic,
+    taken_apart,
 )
 
 # No prior floor: the measured run noise alone (the t machinery).
@@ -259,3 +261,12 @@ def test_benjamini_hochberg_hand_computed_and_nan():
     assert benjamini_hochberg([]).shape == (0,)
     with pytest.raises(ValueError):
         benjamini_hochberg([0.5, 1.5])
+
+
+def test_runs_are_taken_apart_when_every_two_consecutive_starts_are_12_hours_apart():
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    nightly = [t0 + timedelta(days=i) for i in (3, 0, 1, 2)]  # in any order
+    assert taken_apart(nightly)
+    assert not taken_apart([*nightly, t0 + timedelta(days=2, hours=1)])
+    assert taken_apart([t0, t0 + timedelta(hours=12)])
+    assert not taken_apart([t0]) and not taken_apart([])
