@@ -10,13 +10,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrics_pipeline.cli.output import bad_input, console
+from metrics_pipeline.cli.output import bad_input, command_group, console
 from metrics_pipeline.common.severity import severity_rank
 from metrics_pipeline.settings import Settings
 
-alerts_app = typer.Typer(
-    help="Alerts: list them, acknowledge or triage one, deliver the outbox.", no_args_is_help=True
-)
+alerts_app = command_group("Alerts: list them, acknowledge or triage one, deliver the outbox.")
 
 
 def _warehouse():

@@ -10,12 +10,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrics_pipeline.cli.output import bad_input, console, fail
+from metrics_pipeline.cli.output import bad_input, command_group, console, fail
 from metrics_pipeline.settings import Settings
 
-baseline_app = typer.Typer(
-    help="The version-controlled baseline file: show it, propose updates, see what changed.",
-    no_args_is_help=True,
+baseline_app = command_group(
+    "The version-controlled baseline file: show it, propose updates, see what changed."
 )
 BaselineFile = Annotated[
     Path | None,

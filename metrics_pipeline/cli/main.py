@@ -16,16 +16,14 @@ Exit codes, the same for every command:
 
 from __future__ import annotations
 
-import typer
-
 from metrics_pipeline.cli import check, gate, monitoring, pipeline, query, runs
 from metrics_pipeline.cli.alerts import alerts_app
 from metrics_pipeline.cli.baseline import baseline_app
+from metrics_pipeline.cli.output import command_group
 from metrics_pipeline.cli.triage import triage_app
 
-app = typer.Typer(
-    help="Load-test metrics pipeline: upload, ingest, compare, and the end-to-end demo.",
-    no_args_is_help=True,
+app = command_group(
+    "Load-test metrics pipeline: upload, ingest, compare, and the end-to-end demo.",
     add_completion=False,
 )
 for command in (

@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
-from metrics_pipeline.cli.output import console
+from metrics_pipeline.cli.output import command_group, console
 from metrics_pipeline.settings import Settings
 
-monitoring_app = typer.Typer(
-    help="Prometheus rules and configs, Alertmanager routing, Grafana dashboards.",
-    no_args_is_help=True,
+monitoring_app = command_group(
+    "Prometheus rules and configs, Alertmanager routing, Grafana dashboards."
 )
 
 

@@ -46,3 +46,10 @@ def bad_input(*also: type[Exception]) -> Iterator[None]:
         yield
     except (MetricsPipelineError, FileNotFoundError, *also) as exc:
         fail(str(exc))
+
+
+def command_group(help: str, **settings) -> typer.Typer:
+    """A group of commands, with plain (click) help: Typer's rich panels print ``<bool>``
+    after every flag and a type column that narrow terminals wrap; the plain layout shows
+    ``--json`` bare and ``--threshold <float>``."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, **settings)

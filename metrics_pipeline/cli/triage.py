@@ -9,13 +9,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrics_pipeline.cli.output import bad_input, console, fail
+from metrics_pipeline.cli.output import bad_input, command_group, console, fail
 from metrics_pipeline.settings import Settings
 
-triage_app = typer.Typer(
-    help="Triage the history's findings: marked ones stop alerting; an expected step "
-    "rebaselines its combination.",
-    no_args_is_help=True,
+triage_app = command_group(
+    "Triage the history's findings: marked ones stop alerting; an expected step "
+    "rebaselines its combination."
 )
 
 
