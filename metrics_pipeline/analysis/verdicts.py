@@ -89,18 +89,19 @@ class VerdictPolicy:
         jitter = DEFAULT_LATENCY_JITTER_MS if metric in LATENCY_METRICS else 0.0
         return RunNoise.prior(self.rule(metric).run_noise, jitter)
 
+    def overridden(self, **changes: float | None) -> VerdictPolicy:
+        """This policy with ``threshold``, ``alpha``, ``run_noise`` or ``min_effect`` set for
+        every metric (``None``: kept)."""
+        changes = {name: value for name, value in changes.items() if value is not None}
+        return VerdictPolicy({m: replace(r, **changes) for m, r in self.rules.items()})
+
     @classmethod
     def uniform(
         cls, threshold: float = 0.20, alpha: float = 0.05, run_noise: float = DEFAULT_RUN_NOISE
     ) -> VerdictPolicy:
         """The default absolute floors with one threshold, alpha and run-noise prior for every
         metric."""
-        return cls(
-            {
-                m: replace(r, threshold=threshold, alpha=alpha, run_noise=run_noise)
-                for m, r in DEFAULT_RULES.items()
-            }
-        )
+        return cls().overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
 
 
 # metric -> the quantile compared on successful requests' latencies, and the interval_stats

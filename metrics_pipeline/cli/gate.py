@@ -24,6 +24,10 @@ from metrics_pipeline.settings import Settings
 # per file (about 14 M canonical requests, 800 k of k6's JSON output) keeps a bomb from taking
 # the machine; larger runs go through ingest.
 COMPARE_LIMITS = ReadLimits(max_file_bytes=2 * GIB)
+RULES_FOR = (
+    "Apply the verdict rules of this {} (config/verdicts.yaml, METRICS_VERDICT_RULES); "
+    "without it, only the rules that name none."
+)
 
 
 def verdict_table(verdicts: pl.DataFrame, title: str, alpha: float = 0.05) -> Table:
@@ -88,22 +92,45 @@ def compare(
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    threshold: Annotated[float, typer.Option(help="Relative worsening that counts.")] = 0.20,
-    alpha: Annotated[float, typer.Option(help="Significance level (BH-adjusted).")] = 0.05,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Relative worsening that counts (default: the verdict rules', else 0.2).",
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            help="Significance level, BH-adjusted (default: the verdict rules', else 0.05).",
+            show_default=False,
+        ),
+    ] = None,
     run_noise: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Spread between identical runs (0.10 = 10 %): assumed with one baseline "
             "run, and the floor under the spread of baseline runs taken back to back (less "
-            "than 12 h apart); runs on separate days measure it themselves.",
+            "than 12 h apart); runs on separate days measure it themselves (default: the "
+            f"verdict rules', else {DEFAULT_RUN_NOISE:g}).",
+            show_default=False,
         ),
-    ] = DEFAULT_RUN_NOISE,
+    ] = None,
+    suite: Annotated[str | None, typer.Option(help=RULES_FOR.format("suite"))] = None,
+    scenario: Annotated[str | None, typer.Option(help=RULES_FOR.format("scenario"))] = None,
+    env: Annotated[str | None, typer.Option(help=RULES_FOR.format("environment"))] = None,
 ) -> None:
     """Compare a candidate run with one or more baseline runs; exit 1 if anything regressed,
-    2 if nothing could be compared (a CI gate)."""
+    2 if nothing could be compared (a CI gate). Thresholds come from the verdict rules
+    (config/verdicts.yaml, METRICS_VERDICT_RULES) of --suite, --scenario and --env, and the
+    options given."""
     if len(results) < 2:
         fail("give at least one baseline and the candidate: compare BASE... CAND")
-    if not (0 < alpha < 1 and threshold > 0 and run_noise >= 0):
+    if not (
+        (alpha is None or 0 < alpha < 1)
+        and (threshold is None or threshold > 0)
+        and (run_noise is None or run_noise >= 0)
+    ):
         fail("need 0 < --alpha < 1, --threshold > 0 and --run-noise >= 0")
     *baselines, candidate = results
     with bad_input():
@@ -113,8 +140,14 @@ def compare(
         # (scipy) are imported meanwhile: on a 2-core CI runner that keeps both cores busy.
         with ThreadPoolExecutor(2, thread_name_prefix="compare-read") as pool:
             reads = [pool.submit(read_results, path, COMPARE_LIMITS) for path in results]
-            from metrics_pipeline.analysis.verdicts import VerdictPolicy, judge_run
+            from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
+            from metrics_pipeline.analysis.verdicts import judge_run
 
+            policy = (
+                load_verdict_rules(Settings.from_env().verdict_rules)
+                .policy(suite or "", scenario or "", env or "")
+                .overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
+            )
             parsed = [read.result() for read in reads]
     # A run with a damaged file (truncated, over a read limit, a summary that is not JSON)
     # would be judged on part of its data: bad input, never a verdict.
@@ -149,7 +182,7 @@ def compare(
         candidate_rows("requests"),
         baseline_rows("requests"),
         labels,
-        VerdictPolicy.uniform(threshold, alpha, run_noise),
+        policy,
         candidate_intervals=candidate_rows("interval_stats"),
         baseline_intervals=baseline_rows("interval_stats"),
         candidate_resources=candidate_rows("resources"),
@@ -161,7 +194,7 @@ def compare(
         print(json.dumps(verdicts.select(JSON_KEYS).fill_nan(None).to_dicts(), indent=2))
     else:
         title = f"{', '.join(map(str, baselines))} -> {candidate}"
-        console.print(verdict_table(verdicts, title, alpha))
+        console.print(verdict_table(verdicts, title, policy.rule("latency_p50").alpha))
     if judged.height == 0:
         err.print(
             "[red]error:[/] nothing to compare: no endpoint and metric has data in both the "

@@ -79,6 +79,28 @@ def test_compare_with_one_baseline_run_weighs_changes_against_the_assumed_run_no
     assert strict.exit_code == 1, strict.output
 
 
+def test_compare_applies_the_verdict_rules_of_the_suite_it_is_told(
+    fixtures_dir, tmp_path, monkeypatch
+):
+    # The same +30 % against one baseline run: the rules file says checkout's runs vary by
+    # 2 %, so with --suite checkout it is a regression; an explicit --run-noise wins.
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.3)
+    rules = tmp_path / "verdicts.yaml"
+    rules.write_text("rules: [{scope: {suites: [checkout]}, run_noise: 0.02}]\n")
+    monkeypatch.setenv("METRICS_VERDICT_RULES", str(rules))
+    compare = ["compare", str(locust), str(slow)]
+    assert runner.invoke(app, compare).exit_code == 0
+    assert runner.invoke(app, [*compare, "--suite", "search"]).exit_code == 0
+    assert runner.invoke(app, [*compare, "--suite", "checkout"]).exit_code == 1
+    assert (
+        runner.invoke(app, [*compare, "--suite", "checkout", "--run-noise", "0.1"]).exit_code == 0
+    )
+    rules.write_text("rules: [{run_noise: -1}]\n")
+    broken = runner.invoke(app, compare)
+    assert broken.exit_code == 2 and str(rules) in broken.output
+
+
 def test_compare_takes_several_baseline_runs(fixtures_dir, tmp_path):
     locust = fixtures_dir / "locust" / "requests.ndjson"
     bases = [
