@@ -20,7 +20,8 @@ def _not_null(*columns: str) -> Suite:
 
 
 def _in_window(start: datetime, end: datetime | None) -> Suite:
-    # GX compares pandas timestamps; bounds must be timezone-aware like the column.
+    # GX binds the bounds as parameters compared with the TIMESTAMPTZ column in DuckDB: they
+    # must be timezone-aware like the column.
     bounds = {"min_value": start} | ({"max_value": end} if end is not None else {})
     return [("ExpectColumnValuesToBeBetween", {"column": "ts", **bounds})]
 
