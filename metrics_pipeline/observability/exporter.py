@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from wsgiref.simple_server import WSGIServer
 
@@ -42,6 +42,8 @@ class Snapshot:
     sla_evaluations: pl.DataFrame  # of the latest runs only
     sla_windows: pl.DataFrame
     alerts: pl.DataFrame
+    # Triage marks of findings and alerts (expected / invalid).
+    triage: pl.DataFrame = field(default_factory=lambda: empty("triage"))
 
 
 def latest_runs(runs: pl.DataFrame) -> pl.DataFrame:
@@ -69,6 +71,7 @@ def read_snapshot(warehouse: Warehouse) -> Snapshot:
         ),
         sla_windows=warehouse.read("sla_windows"),
         alerts=warehouse.read("alerts"),
+        triage=warehouse.read("triage"),
     )
 
 
@@ -200,6 +203,18 @@ def pipeline_metrics(snapshot: Snapshot, now: datetime) -> list[Metric]:
     for row in open_regressions(snapshot).sort(*COMBINATION, "severity").iter_rows(named=True):
         regressions.add_metric(_label_values(row, (*COMBINATION, "severity")), row["count"])
 
+    marks = _gauge(
+        "triage_marks",
+        "Findings and alerts a person marked, by kind and mark (expected: a real change; "
+        "invalid: a false alarm).",
+        ("kind", "mark"),
+    )
+    marked = (
+        snapshot.triage.group_by("kind", "mark").agg(pl.len().alias("count")).sort("kind", "mark")
+    )
+    for row in marked.iter_rows(named=True):
+        marks.add_metric(_label_values(row, ("kind", "mark")), row["count"])
+
     lag = _gauge("ingest_lag_seconds", "Time since the suite's last run was ingested.", ("suite",))
     last_ingest = (
         snapshot.runs.group_by("suite").agg(pl.col("ingested_at").max()).drop_nulls().sort("suite")
@@ -218,6 +233,7 @@ def pipeline_metrics(snapshot: Snapshot, now: datetime) -> list[Metric]:
         window_budget,
         alerts,
         regressions,
+        marks,
         lag,
     ]
 

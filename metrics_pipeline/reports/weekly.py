@@ -8,14 +8,14 @@ capacity forecasts with their prediction intervals. Pure functions of warehouse 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, SERIES_KEYS
 from metrics_pipeline.common.text import display_name, md, md_table, one_line
-from metrics_pipeline.contracts.tables import SCHEMAS
+from metrics_pipeline.contracts.tables import SCHEMAS, empty
 from metrics_pipeline.reports import charts
 from metrics_pipeline.reports.document import Banner, Chart, Document, Section, Table
 from metrics_pipeline.reports.text import metric_name, pct, value
@@ -90,6 +90,8 @@ class WeeklyData:
     summaries: pl.DataFrame  # their run_summary rows
     verdicts: pl.DataFrame  # verdicts of every run up to the week's end, with run columns
     forecasts: pl.DataFrame
+    # Findings and alerts marked expected or invalid during the week.
+    triage: pl.DataFrame = field(default_factory=lambda: empty("triage"))
 
     @property
     def this_week(self) -> pl.DataFrame:
@@ -110,6 +112,9 @@ def gather_week(warehouse: Warehouse, week: Week) -> WeeklyData:
             on="run_id",
         ),
         forecasts=warehouse.read("forecasts"),
+        triage=warehouse.read("triage").filter(
+            (pl.col("marked_at") >= week.start) & (pl.col("marked_at") < week.end)
+        ),
     )
 
 
@@ -307,6 +312,51 @@ def weekly_summary(data: WeeklyData) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def _triage_section(data: WeeklyData) -> Section:
+    """The marks people made this week: what was a real change and what a false alarm."""
+    marks = data.triage.sort("marked_at")
+    if marks.height == 0:
+        return Section("triage", "Triage", ["Nothing was marked this week."])
+    expected = int((marks["mark"] == "expected").sum())
+    return Section(
+        "triage",
+        "Triage",
+        [
+            f"{marks.height} finding(s) and alert(s) marked this week: {expected} expected (a "
+            f"real, intended change), {marks.height - expected} invalid (a false alarm)."
+        ],
+        [
+            Table(
+                [
+                    "mark",
+                    "kind",
+                    "endpoint",
+                    "suite / scenario / env",
+                    "metric",
+                    "run",
+                    "note",
+                    "by",
+                ],
+                [
+                    [
+                        r["mark"],
+                        r["kind"] or "",
+                        display_name(r["endpoint"] or ""),
+                        f"{r['suite']} / {display_name(r['scenario'] or '')} / "
+                        f"{display_name(r['environment'] or '')}",
+                        metric_name(r["metric"]) if r["metric"] else "",
+                        r["run_id"] or "",
+                        one_line(r["note"] or ""),
+                        r["marked_by"] or "",
+                    ]
+                    for r in marks.iter_rows(named=True)
+                ],
+                ["improvement" if m == "expected" else "" for m in marks["mark"]],
+            )
+        ],
+    )
+
+
 def weekly_document(data: WeeklyData) -> Document:
     """Layers 2 and 3 of the weekly report."""
     kpis, changes = kpi_changes(data), regression_changes(data)
@@ -367,6 +417,7 @@ def weekly_document(data: WeeklyData) -> Document:
             if changes.height
             else [],
         ),
+        _triage_section(data),
         Section(
             "forecasts",
             "Capacity forecasts",

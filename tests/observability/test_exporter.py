@@ -209,3 +209,23 @@ def test_http_scrape_reports_health_and_survives_a_broken_warehouse(filled):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_triage_marks_are_counted_by_kind_and_mark(filled):
+    marks = [
+        {"finding_id": "f1", "kind": "regression", "mark": "expected"},
+        {"finding_id": "f2", "kind": "regression", "mark": "invalid"},
+        {"finding_id": "f3", "kind": "change_point", "mark": "invalid"},
+        {"finding_id": "f4", "kind": "change_point", "mark": "invalid"},
+    ]
+    filled.write_snapshot("triage", conform("triage", pl.DataFrame([m | CHECKOUT for m in marks])))
+    got = samples(pipeline_metrics(read_snapshot(filled), NOW))
+    counted = {
+        (labels["kind"], labels["mark"]): value
+        for labels, value in got["metrics_pipeline_triage_marks"]
+    }
+    assert counted == {
+        ("change_point", "invalid"): 2,
+        ("regression", "expected"): 1,
+        ("regression", "invalid"): 1,
+    }

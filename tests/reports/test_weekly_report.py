@@ -105,3 +105,56 @@ def test_kpis_week_over_week_use_the_median_run_and_know_which_way_is_better():
     assert row["latency_p95"]["change"] == pytest.approx(-0.15) and row["latency_p95"]["better"]
     assert row["throughput_rps"]["change"] == pytest.approx(0.0)
     assert row["error_rate"]["runs"] == 2
+
+
+def test_the_weeks_triage_marks_are_shown():
+    from metrics_pipeline.contracts.tables import conform
+    from metrics_pipeline.reports.weekly import weekly_document
+
+    marks = conform(
+        "triage",
+        pl.DataFrame(
+            [
+                {
+                    "kind": "regression",
+                    "suite": "s",
+                    "scenario": "x",
+                    "environment": "e",
+                    "endpoint": "/orders",
+                    "run_id": "r3",
+                    "mark": "expected",
+                    "note": "tax per line",
+                    "marked_by": "ana",
+                    "marked_at": datetime(2026, 11, 5, 9, tzinfo=UTC),
+                },
+                {
+                    "kind": "change_point",
+                    "suite": "s",
+                    "scenario": "x",
+                    "environment": "e",
+                    "endpoint": "/cart",
+                    "metric": "latency_p95",
+                    "run_id": "r2",
+                    "mark": "invalid",
+                    "marked_by": "bo",
+                    "marked_at": datetime(2026, 11, 4, 9, tzinfo=UTC),
+                },
+            ]
+        ),
+    )
+    from metrics_pipeline.contracts.tables import empty
+
+    base = _data([{"run_id": "r3", "endpoint": "/a", "regression": False}])
+
+    def week(triage: pl.DataFrame) -> WeeklyData:
+        return WeeklyData(
+            base.week, base.runs, empty("run_summary"), base.verdicts, empty("forecasts"), triage
+        )
+
+    (section,) = [s for s in weekly_document(week(marks)).sections if s.id == "triage"]
+    assert "1 expected" in section.paragraphs[0] and "1 invalid" in section.paragraphs[0]
+    rows = section.tables[0].rows
+    assert [r[0] for r in rows] == ["invalid", "expected"]  # in the order they were marked
+    assert rows[1][6] == "tax per line" and rows[1][7] == "ana"
+    (quiet,) = [s for s in weekly_document(week(empty("triage"))).sections if s.id == "triage"]
+    assert quiet.paragraphs == ["Nothing was marked this week."]
