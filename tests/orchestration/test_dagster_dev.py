@@ -194,8 +194,10 @@ def test_dagster_dev_loads_and_the_daemon_turns_an_upload_into_a_verdict(dagster
 
 
 def check_the_verdict_in_the_browser(port: int, run_id: str) -> None:
-    """The analysis group's asset graph, then the candidate's verdicts partition with its
-    markdown verdict table, as a user clicks through them; no script error on any page."""
+    """The analysis group's asset graph, the candidate's verdicts partition with its markdown
+    verdict table and its plain metadata values, the red (failed) no_regression check and the
+    runs' verdict tags, as a user clicks through them (a screenshot of each in
+    test-artifacts/); no script error on any page."""
     ARTIFACTS.mkdir(exist_ok=True)
     base = f"http://127.0.0.1:{port}"
     # Marks the UI's first-visit community prompt as seen: it would cover the pages.
@@ -218,5 +220,25 @@ def check_the_verdict_in_the_browser(port: int, run_id: str) -> None:
         table.get_by_text("REGRESSION").wait_for(timeout=30_000)
         regressed = [line for line in table.inner_text().splitlines() if "REGRESSION" in line]
         page.screenshot(path=ARTIFACTS / "ui-verdicts-markdown.png")
+        page.keyboard.press("Escape")
+
+        # Without opening the Markdown: the plain metadata values of the partition ...
+        page.get_by_text("regressed_endpoints").first.wait_for(timeout=30_000)
+        partition = page.inner_text("body")
+        page.screenshot(path=ARTIFACTS / "ui-verdicts-partition.png")
+        # ... the failed (red) no_regression check ...
+        page.goto(f"{base}/assets/analysis/verdicts?view=checks")
+        page.get_by_text("no_regression").first.wait_for(timeout=60_000)
+        page.get_by_text("Failed").first.wait_for(timeout=30_000)
+        checks = page.inner_text("body")
+        page.screenshot(path=ARTIFACTS / "ui-verdicts-check.png")
+        # ... and the run's verdict tag on the Runs page.
+        page.goto(f"{base}/runs")
+        page.get_by_text("metrics/verdict").first.wait_for(timeout=60_000)
+        runs = page.inner_text("body")
+        page.screenshot(path=ARTIFACTS / "ui-runs-tags.png")
     assert regressed and all(line.startswith("/api/orders") for line in regressed), regressed
+    assert "/api/orders" in partition and "regression 1" in partition
+    assert "no_regression" in checks and "Failed" in checks
+    assert "metrics/verdict: regression" in runs and "metrics/regressed: /api/orders" in runs
     assert errors == [], errors
