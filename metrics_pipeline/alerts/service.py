@@ -7,9 +7,7 @@ delivery sensor may all evaluate at once, and a lost update would lose an alert.
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +21,7 @@ from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.storage import Warehouse
 
-LOCK_FILE = ".alerts.lock"
+ALERTS_LOCK = "alerts"
 
 
 @dataclass
@@ -37,15 +35,10 @@ class Outcome:
         return pending(self.outbox)
 
 
-@contextmanager
-def locked(warehouse: Warehouse) -> Iterator[None]:
-    warehouse.root.mkdir(parents=True, exist_ok=True)
-    with (warehouse.root / LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(warehouse: Warehouse) -> AbstractContextManager[None]:
+    """The alerts' lock: one evaluation at a time reads, changes and writes the alerts and the
+    outbox (across hosts when the warehouse has a Postgres mirror)."""
+    return warehouse.lock(ALERTS_LOCK)
 
 
 def _write_if_changed(warehouse: Warehouse, table: str, before: pl.DataFrame, after: pl.DataFrame):

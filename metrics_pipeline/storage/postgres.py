@@ -11,7 +11,7 @@ COMMITTED). Snapshot tables are replaced whole, under a lock on the table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -82,6 +82,25 @@ class PostgresWarehouse:
                             sql.Identifier(f"{table}_run_id"), self._name(table)
                         )
                     )
+
+    @contextmanager
+    def session_lock(self, name: str) -> Iterator[None]:
+        """Hold the advisory lock named ``name`` for the block, among every process (on any
+        host) that writes this warehouse's database: a lock file serialises only the
+        processes sharing a folder. The lock lives in a connection of its own, so a worker
+        that dies releases it with its session. Keyed by schema, apart from
+        :meth:`transaction`'s locks (``lock:`` prefix)."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as con:
+            key = (f"{self.schema}:lock:{name}",)
+            con.execute("select pg_advisory_lock(hashtextextended(%s, 0))", key)
+            try:
+                yield
+            finally:
+                # A connection that dropped meanwhile ended its session, and the lock with it.
+                with suppress(psycopg.OperationalError):
+                    con.execute("select pg_advisory_unlock(hashtextextended(%s, 0))", key)
 
     @contextmanager
     def transaction(self, lock: str) -> Iterator[psycopg.Connection]:

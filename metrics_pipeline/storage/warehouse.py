@@ -112,7 +112,7 @@ class Warehouse:
         """Move each table's folder of Parquet files (absent: no rows) into place as the run's
         partition, and replace the mirror's rows in the same step (see the module docstring for
         the order). The folders are consumed."""
-        with self.lock(f"run={run_id}"):
+        with self._folder_lock(f"run={run_id}"):
             if self.mirror is None:
                 for table, folder in folders.items():
                     self._swap(folder, self.partition_dir(table, run_id))
@@ -133,7 +133,21 @@ class Warehouse:
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """An exclusive lock on ``name`` among the processes sharing this folder."""
+        """An exclusive lock on ``name`` among the processes sharing this folder and, with a
+        Postgres mirror, among every process writing to it, on any host (an advisory lock,
+        :meth:`PostgresWarehouse.session_lock`): for read-change-write of shared tables
+        (alerts, triage marks)."""
+        with self._folder_lock(name):
+            if self.mirror is None:
+                yield
+            else:
+                with self.mirror.session_lock(name):
+                    yield
+
+    @contextmanager
+    def _folder_lock(self, name: str) -> Iterator[None]:
+        """A lock file of this folder: the swap of a partition's folders. (Their Postgres side
+        is serialised by the transaction's own advisory lock.)"""
         folder = self.root / ".locks"
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / f"{name}.lock").open("a") as handle:
@@ -178,7 +192,7 @@ class Warehouse:
         try:
             conform(table, frame).write_parquet(folder / SNAPSHOT_FILE, compression="zstd")
             marker = f"snapshot={table}"
-            with self.lock(marker):
+            with self._folder_lock(marker):
                 if self.mirror is None:
                     self._swap(folder, self.root / table)
                     return frame.height
