@@ -40,7 +40,11 @@ def test_the_alerts_are_out_before_the_report_is_written(settings, store, tmp_pa
     assert alerts_done < order.index(("STEP_START", "reports__run_report"))
     # The report is the run's last step; its files were written after the alerts went out.
     assert order[-1] == ("STEP_SUCCESS", "reports__run_report")
-    alerts_at = steps[alerts_done].timestamp
+    # File times against file times (the alerts' snapshot is the alerts step's last write):
+    # the kernel's clock, whatever the process's clock says (faketime moves only the latter).
+    written = list((settings.warehouse_root / "alerts").rglob("*.parquet"))
+    assert written, "the alerts step wrote its snapshot"
+    alerts_at = max(p.stat().st_mtime for p in written)
     folder = settings.reports_root / "runs" / run.manifest.run_id
     for name in FILES:
         assert (folder / name).stat().st_mtime >= alerts_at, name
