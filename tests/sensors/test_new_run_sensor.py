@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import dagster as dg
 import pytest
@@ -175,28 +173,35 @@ def test_an_announced_upload_is_found_without_listing_raw(store, marker_tick, tm
         assert again.partition_key == "r-1" and again.run_key != second.run_requests[0].run_key
 
         # A full listing is due FULL_SCAN_S after the last: the hand-made run is found.
-        stale = json.loads(third.cursor) | {"full_at": time.time() - discovery.FULL_SCAN_S}
-        late = marker_tick(instance, json.dumps(stale))
+        late = marker_tick(instance, discovery.full_scan_next(third.cursor))
         assert [r.partition_key for r in late.run_requests] == ["r-0"]
 
 
 def test_under_the_daemon_a_tick_waits_for_an_upload(store, marker_tick, tmp_path, monkeypatch):
+    # The daemon's clock and its previous tick, given: the tick happened 5 s ago.
+    monkeypatch.setattr(uploads, "wall_clock", lambda: 1_000_005.0)
     monkeypatch.setattr(uploads, "POLL_FOR_S", 8.0)
     data = tmp_path / "requests.ndjson"
     data.write_bytes(LINE)
+    listings = []
+
+    def scan(store, cursor):
+        # The third look at the markers finds an upload that arrived meanwhile.
+        listings.append(cursor)
+        if len(listings) == 3:
+            upload_run(store, [data], MANIFEST)
+        return discovery.scan_uploads(store, cursor)
+
     with dg.instance_for_test() as instance:
         first = marker_tick(instance)
-        # On demand (no previous tick): returns at once.
-        started = time.monotonic()
+        monkeypatch.setattr(uploads, "scan_uploads", scan)
+        # On demand (no previous tick): one look, then it returns.
         assert marker_tick(instance, first.cursor).run_requests == []
-        assert time.monotonic() - started < 1.0
+        assert len(listings) == 1
 
-        # The daemon's tick keeps listing the markers; an upload 1 s in ends it early.
-        timer = threading.Timer(1.0, upload_run, (store, [data], MANIFEST))
-        timer.start()
-        started = time.monotonic()
-        result = marker_tick(instance, first.cursor, last_tick=time.time() - 5)
-        waited = time.monotonic() - started
-        timer.join()
+        # The daemon's tick keeps looking at the markers until the upload is there, and
+        # returns then (not after the whole POLL_FOR_S: 16 looks).
+        listings.clear()
+        result = marker_tick(instance, first.cursor, last_tick=1_000_000.0)
     assert [r.partition_key for r in result.run_requests] == ["r-1"]
-    assert 1.0 <= waited < 5.0  # not the whole 8 s
+    assert len(listings) == 3
