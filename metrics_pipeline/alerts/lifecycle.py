@@ -295,19 +295,36 @@ class AlertNotFound(MetricsPipelineError, LookupError):
     """No alert (or more than one) has the given id or id prefix."""
 
 
-def acknowledge(alerts: pl.DataFrame, alert_id: str, now: datetime) -> tuple[pl.DataFrame, dict]:
-    """Mark the alert whose id starts with ``alert_id`` acknowledged (it stops escalating and
-    stays until its condition clears); returns the table and the alert's new row."""
+def find_alert(alerts: pl.DataFrame, alert_id: str) -> dict:
+    """The row of the one alert whose id starts with ``alert_id``."""
     matches = alerts.filter(pl.col("alert_id").str.starts_with(alert_id))
     if matches.height != 1 or not alert_id:
         what = "no alert" if matches.height == 0 else f"{matches.height} alerts"
         raise AlertNotFound(f"{what} with an id starting with {alert_id!r}")
-    row = matches.row(0, named=True)
+    return matches.row(0, named=True)
+
+
+def with_alert(alerts: pl.DataFrame, row: dict) -> pl.DataFrame:
+    """``alerts`` with the alert of ``row`` replaced by it."""
+    kept = alerts.filter(pl.col("alert_id") != row["alert_id"])
+    return pl.concat([kept, conform("alerts", pl.DataFrame([row]))]).sort("opened_at", "alert_id")
+
+
+def acknowledge(alerts: pl.DataFrame, alert_id: str, now: datetime) -> tuple[pl.DataFrame, dict]:
+    """Mark the alert whose id starts with ``alert_id`` acknowledged (it stops escalating and
+    stays until its condition clears); returns the table and the alert's new row."""
+    row = find_alert(alerts, alert_id)
     if row["status"] == "resolved":
         raise AlertNotFound(f"alert {row['alert_id']} is already resolved")
     if row["status"] == "open":
         row |= {"status": "acknowledged", "acknowledged_at": now, "updated_at": now}
-    updated = alerts.filter(pl.col("alert_id") != row["alert_id"])
-    return pl.concat([updated, conform("alerts", pl.DataFrame([row]))]).sort(
-        "opened_at", "alert_id"
-    ), row
+    return with_alert(alerts, row), row
+
+
+def resolve(alerts: pl.DataFrame, alert_id: str, now: datetime) -> tuple[pl.DataFrame, dict]:
+    """Resolve the alert whose id starts with ``alert_id`` (a person closed it; one already
+    resolved stays as it is); returns the table and the alert's row."""
+    row = find_alert(alerts, alert_id)
+    if row["status"] != "resolved":
+        row |= {"status": "resolved", "resolved_at": now, "updated_at": now}
+    return with_alert(alerts, row), row

@@ -10,7 +10,7 @@ line is validated and summarised exactly as one the sensor picked up.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -246,7 +246,7 @@ def raise_alerts(
     # alert for the runs the mark covers.
     triage = warehouse.read("triage")
     signals = Signals(
-        [s for s in signals.found if not is_marked(asdict(s), s.run_started_at, triage)],
+        [s for s in signals.found if not is_marked(vars(s), s.run_started_at, triage)],
         signals.scopes,
     )
     outcome = process(warehouse, config, signals, now, senders)

@@ -11,11 +11,10 @@ from datetime import datetime
 
 import polars as pl
 
-from metrics_pipeline.alerts.lifecycle import AlertNotFound
+from metrics_pipeline.alerts.lifecycle import find_alert, resolve
 from metrics_pipeline.alerts.service import locked
 from metrics_pipeline.analysis.triage import KEY, mark, precision_by_month, with_ids
 from metrics_pipeline.common.errors import MetricsPipelineError
-from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.storage import Warehouse
 
 
@@ -48,20 +47,30 @@ def mark_finding(
             f"no current finding has the id {finding_id!r} (metrics-pipeline triage list)"
         )
     finding = found.row(0, named=True)
-    runs = warehouse.read("runs").filter(pl.col("run_id") == finding["run_id"])
-    started_at = runs["started_at"][0] if runs.height else None
-    with warehouse.lock("snapshot=triage-marks"):
-        triage = mark(
-            warehouse.read("triage"),
-            finding,
-            verdict,
-            note=note,
-            marked_by=marked_by,
-            now=now,
-            started_at=started_at,
-        )
-        warehouse.write_snapshot("triage", triage)
+    triage = _record(
+        warehouse,
+        finding,
+        verdict,
+        note=note,
+        marked_by=marked_by,
+        now=now,
+        started_at=_started_at(warehouse, finding["run_id"]),
+    )
     return triage.filter(pl.col("finding_id") == finding_id).row(0, named=True)
+
+
+def _started_at(warehouse: Warehouse, run_id: str) -> datetime | None:
+    runs = warehouse.read("runs").filter(pl.col("run_id") == run_id)
+    return runs["started_at"][0] if runs.height else None
+
+
+def _record(warehouse: Warehouse, condition: dict, verdict: str, **details) -> pl.DataFrame:
+    """Add the mark of ``condition`` to ``triage`` (read, changed and written under its lock);
+    the new table."""
+    with warehouse.lock("snapshot=triage-marks"):
+        triage = mark(warehouse.read("triage"), condition, verdict, **details)
+        warehouse.write_snapshot("triage", triage)
+    return triage
 
 
 def mark_alert(
@@ -82,33 +91,18 @@ def mark_alert(
     """
     with locked(warehouse):
         alerts = warehouse.read("alerts")
-        matches = alerts.filter(pl.col("alert_id").str.starts_with(alert_id))
-        if matches.height != 1 or not alert_id:
-            what = "no alert" if matches.height == 0 else f"{matches.height} alerts"
-            raise AlertNotFound(f"{what} with an id starting with {alert_id!r}")
-        row = matches.row(0, named=True)
-        runs = warehouse.read("runs").filter(pl.col("run_id") == row["first_run_id"])
-        condition = {k: row.get(k) for k in KEY} | {"run_id": row["first_run_id"]}
-        with warehouse.lock("snapshot=triage-marks"):
-            triage = mark(
-                warehouse.read("triage"),
-                condition,
-                verdict,
-                note=note,
-                marked_by=marked_by,
-                now=now,
-                started_at=runs["started_at"][0] if runs.height else row["opened_at"],
-            )
-            warehouse.write_snapshot("triage", triage)
-        if row["status"] != "resolved":
-            row |= {"status": "resolved", "resolved_at": now, "updated_at": now}
-            kept = alerts.filter(pl.col("alert_id") != row["alert_id"])
-            warehouse.write_snapshot(
-                "alerts",
-                pl.concat([kept, conform("alerts", pl.DataFrame([row]))]).sort(
-                    "opened_at", "alert_id"
-                ),
-            )
+        row = find_alert(alerts, alert_id)
+        _record(
+            warehouse,
+            {k: row.get(k) for k in KEY} | {"run_id": row["first_run_id"]},
+            verdict,
+            note=note,
+            marked_by=marked_by,
+            now=now,
+            started_at=_started_at(warehouse, row["first_run_id"]) or row["opened_at"],
+        )
+        alerts, row = resolve(alerts, row["alert_id"], now)
+        warehouse.write_snapshot("alerts", alerts)
     warehouse.refresh_catalog()
     return row | {"mark": verdict}
 

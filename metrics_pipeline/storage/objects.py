@@ -238,19 +238,14 @@ class S3ObjectStore(ObjectStore):
         return self._client
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                yield ObjectInfo(
-                    obj["Key"],
-                    obj["Size"],
-                    obj["ETag"].strip('"'),
-                    obj["LastModified"].timestamp(),
-                )
+        return self._listed(Prefix=prefix)
 
     def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        return self._listed(Prefix=prefix, StartAfter=start_after)
+
+    def _listed(self, **params: str) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after):
+        for page in paginator.paginate(Bucket=self.bucket, **params):
             for obj in page.get("Contents", []):
                 yield ObjectInfo(
                     obj["Key"],

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import polars as pl
 import pytest
+from conftest import upload_demo_runs
 from receivers import http_receiver
 
 from assets.alerting import ALERTS, SLA
@@ -146,9 +147,7 @@ def test_a_failing_run_becomes_a_delivered_alert(
 def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
     alerting_settings, store, warehouse, tmp_path, hook
 ):
-    runs = demo_runs(4, duration_s=20.0, now=NOW - timedelta(days=2))
-    for run in runs:
-        upload_run(store, [run.write(tmp_path / "runs") / "requests.ndjson"], run.manifest)
+    runs = upload_demo_runs(store, tmp_path / "runs", count=4, now=NOW - timedelta(days=2))
     last = runs[-1].manifest.run_id
     defs = build_definitions(alerting_settings)
     with dg.instance_for_test() as instance:
