@@ -12,7 +12,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(BOOTSTRAP)/bin/uv)
 # and `uv run` do not compile unless told to.
 export UV_COMPILE_BYTECODE ?= 1
 
-.PHONY: install demo test test-fast dev lint
+.PHONY: install demo test test-fast test-year-ahead dev lint
 
 install: $(if $(filter $(BOOTSTRAP)/bin/uv,$(UV)),$(BOOTSTRAP)/bin/uv)
 	$(UV) sync --frozen
@@ -33,6 +33,11 @@ test: install
 
 test-fast: install
 	$(UV) run pytest $(PYTEST_PARALLEL) -m "not slow"
+
+# The whole suite with the system clock a year ahead (libfaketime; tests/moved_clock.py): no test
+# may depend on today's date.
+test-year-ahead: install
+	$(UV) run python tests/moved_clock.py 365 $(UV) run pytest $(PYTEST_PARALLEL)
 
 # Dagster UI and daemon (sensors) on 127.0.0.1:3000, on the embedded default under METRICS_HOME,
 # with the run queue checked every second (deploy/dagster-dev.yaml, copied unless there is one).

@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 import pytest
 from conftest import free_port, service_unavailable, upload_demo_runs
+from moved_clock import without
 from polars.testing import assert_frame_equal
 
 from metrics_pipeline.orchestration.definitions import build_definitions
@@ -71,6 +72,7 @@ def redis_url(tmp_path):
         stdout=(folder / "redis.log").open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=without(dict(os.environ)),
     )
 
     def answers() -> bool:
