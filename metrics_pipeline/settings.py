@@ -67,6 +67,9 @@ class Settings:
     ``METRICS_S3_ENDPOINT_URL`` S3-compatible endpoint, e.g. MinIO's ``http://minio:9000``
     ``METRICS_S3_REGION``       region for the S3 client (default ``us-east-1``)
     ``METRICS_POSTGRES_URL``    Postgres warehouse (optional)
+    ``METRICS_WAREHOUSE``       where the Parquet warehouse lives: a folder (default
+                                ``METRICS_HOME/warehouse``) or ``s3://bucket/prefix`` in the
+                                S3 store of ``METRICS_S3_ENDPOINT_URL`` (shared by hosts)
     ``METRICS_BASELINES``       the version-controlled baseline file (default
                                 ``config/baselines/load-test-baselines.yaml``); a relative path
                                 is taken under METRICS_PROJECT_DIR, never the working folder
@@ -134,6 +137,7 @@ class Settings:
             s3_endpoint_url=env.get("METRICS_S3_ENDPOINT_URL") or None,
             s3_region=env.get("METRICS_S3_REGION", "us-east-1"),
             postgres_url=env.get("METRICS_POSTGRES_URL") or None,
+            warehouse_url=env.get("METRICS_WAREHOUSE") or None,
             baselines_file=project_path(
                 project_dir, env.get("METRICS_BASELINES") or DEFAULT_BASELINES
             ),
@@ -161,10 +165,22 @@ class Settings:
 
     # Another folder for the warehouse than METRICS_HOME/warehouse (``rebuild`` builds aside).
     warehouse_dir: Path | None = None
+    warehouse_url: str | None = None
 
     @property
     def warehouse_root(self) -> Path:
+        """The warehouse's local folder: the warehouse itself, or with an ``s3://``
+        ``warehouse_url`` the staging files, locks and DuckDB catalog of this host."""
+        if self.warehouse_dir is None and self.warehouse_url and "://" not in self.warehouse_url:
+            return Path(self.warehouse_url).absolute()
         return self.warehouse_dir or self.home / "warehouse"
+
+    @property
+    def warehouse_location(self) -> str:
+        """Where the warehouse's Parquet files are: ``s3://...`` or a local folder."""
+        if self.warehouse_dir is None and self.warehouse_url and "://" in self.warehouse_url:
+            return self.warehouse_url
+        return str(self.warehouse_root)
 
     @property
     def dagster_home(self) -> Path:

@@ -59,12 +59,19 @@ def exporter(
     """Serve the pipeline's findings (verdicts, SLA compliance, alerts, ingest lag) as
     Prometheus metrics, read from the warehouse at every scrape."""
     from metrics_pipeline.observability.exporter import serve
-    from metrics_pipeline.storage import Warehouse
+    from metrics_pipeline.storage import warehouse_at
 
     settings = Settings.from_env()
     # The Parquet warehouse is always there; the exporter needs no Postgres connection.
-    server, thread = serve(Warehouse(settings.warehouse_root), port, addr)
-    console.print(f"serving http://{addr}:{port}/metrics from {settings.warehouse_root}")
+    location = settings.warehouse_location
+    warehouse = warehouse_at(
+        location,
+        settings.warehouse_root,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+    )
+    server, thread = serve(warehouse, port, addr)
+    console.print(f"serving http://{addr}:{port}/metrics from {location}")
     try:
         thread.join()
     except KeyboardInterrupt:

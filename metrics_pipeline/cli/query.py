@@ -37,8 +37,9 @@ def sql(
 
     from metrics_pipeline.storage import open_warehouse
 
-    catalog = open_warehouse(Settings.from_env()).refresh_catalog()
-    with duckdb.connect(str(catalog), read_only=True) as con:
+    warehouse = open_warehouse(Settings.from_env())
+    warehouse.refresh_catalog()
+    with warehouse.open_catalog() as con:
         if query is not None:
             try:
                 _print(con.sql(query), output)

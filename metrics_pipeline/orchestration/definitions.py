@@ -22,7 +22,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     resources = {
         "object_store": ObjectStoreResource.from_settings(settings),
         "warehouse": WarehouseResource(
-            root=str(settings.warehouse_root),
+            root=settings.warehouse_location,
+            local=str(settings.warehouse_root),
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
             # As an EnvVar the URL (and any password in it) stays out of the UI and run config.
             postgres_url=dg.EnvVar("METRICS_POSTGRES_URL") if settings.postgres_url else None,
         ),

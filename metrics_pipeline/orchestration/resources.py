@@ -97,16 +97,25 @@ class VerdictRulesResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The embedded warehouse: Parquet partitions under ``root`` and a DuckDB catalog."""
+    """The warehouse: Parquet partitions under ``root`` (a folder, or ``s3://bucket/prefix``
+    with ``local`` for this host's staging files, locks and DuckDB catalog) and the catalog."""
 
     root: str
+    local: str | None = None
     postgres_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
 
     def get(self) -> Warehouse:
-        from metrics_pipeline.storage import PostgresWarehouse, Warehouse
+        from metrics_pipeline.storage import warehouse_at
 
-        mirror = PostgresWarehouse(self.postgres_url) if self.postgres_url else None
-        return Warehouse(self.root, mirror)
+        return warehouse_at(
+            self.root,
+            self.local or self.root,
+            self.postgres_url,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+        )
 
 
 class ClockResource(dg.ConfigurableResource):

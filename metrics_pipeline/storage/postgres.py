@@ -55,7 +55,10 @@ class PostgresWarehouse:
         """Create the schema and tables, and add columns that newer versions introduced."""
         from psycopg import sql
 
-        with self.connect() as con:
+        # "if not exists" is no guard against a second process doing the same at the same
+        # time (hosts starting together on a fresh database: a duplicate key in the catalog):
+        # migrations take turns.
+        with self.transaction("migrate") as con:
             con.execute(
                 sql.SQL("create schema if not exists {}").format(sql.Identifier(self.schema))
             )

@@ -37,6 +37,7 @@ PARTITION_KEY = "run_id"
 CATALOG_FILE = "warehouse.duckdb"
 SNAPSHOT_FILE = "data.parquet"
 PENDING_DIR = ".pending"
+STAGING_DIR = ".staging"
 
 
 class PartitionWriter:
@@ -92,7 +93,7 @@ class Warehouse:
         """
         check_name(run_id)  # before anything is written: the id names folders
         tables = list(tables)
-        staging = self.root / ".staging" / f"{run_id}-{uuid.uuid4().hex}"
+        staging = self.root / STAGING_DIR / f"{run_id}-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         writer = PartitionWriter(staging, run_id)
         try:
@@ -113,9 +114,12 @@ class Warehouse:
         partition, and replace the mirror's rows in the same step (see the module docstring for
         the order). The folders are consumed."""
         with self._folder_lock(f"run={run_id}"):
+            staged = {
+                table: self._stage(table, run_id, folder) for table, folder in folders.items()
+            }
             if self.mirror is None:
-                for table, folder in folders.items():
-                    self._swap(folder, self.partition_dir(table, run_id))
+                for table, files in staged.items():
+                    self._put(table, run_id, files)
                 return
             frames = {
                 table: _read_folder(folder).with_columns(run_id=pl.lit(run_id))
@@ -127,8 +131,8 @@ class Warehouse:
             with self.mirror.transaction(marker) as con:
                 self.mirror.replace_partitions(run_id, frames, con)
                 self._mark_pending(marker, list(folders))
-                for table, folder in folders.items():
-                    self._swap(folder, self.partition_dir(table, run_id))
+                for table, files in staged.items():
+                    self._put(table, run_id, files)
             self.clear_pending(marker)
 
     @contextmanager
@@ -173,6 +177,20 @@ class Warehouse:
             return {}
         return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
+    # Publishing is two steps so that the slow one can happen before the mirror's transaction:
+    # ``_stage`` brings a folder's files where ``_put`` can make them the data at once (here
+    # they already are), ``_put`` makes them the run's partition (``run_id`` None: the table's
+    # snapshot). ``storage.object_warehouse`` uploads in the first and swaps a manifest in the
+    # second.
+
+    def _stage(self, table: str, run_id: str | None, folder: Path) -> Path:
+        return folder
+
+    def _put(self, table: str, run_id: str | None, staged: Path) -> None:
+        self._swap(
+            staged, self.root / table if run_id is None else self.partition_dir(table, run_id)
+        )
+
     def _swap(self, new: Path, target: Path) -> None:
         # rename() is atomic per folder; the old partition is moved aside first so a reader sees
         # either the old or the new files, and a crash leaves at worst a trash folder behind.
@@ -187,19 +205,20 @@ class Warehouse:
 
     def write_snapshot(self, table: str, frame: pl.DataFrame) -> int:
         """Replace a whole-table snapshot (the nightly and weekly analyses' outputs)."""
-        folder = self.root / ".staging" / uuid.uuid4().hex
+        folder = self.root / STAGING_DIR / uuid.uuid4().hex
         folder.mkdir(parents=True)
         try:
             conform(table, frame).write_parquet(folder / SNAPSHOT_FILE, compression="zstd")
             marker = f"snapshot={table}"
             with self._folder_lock(marker):
+                staged = self._stage(table, None, folder)
                 if self.mirror is None:
-                    self._swap(folder, self.root / table)
+                    self._put(table, None, staged)
                     return frame.height
                 with self.mirror.transaction(marker) as con:
                     self.mirror.replace_snapshot(table, frame, con)
                     self._mark_pending(marker, [table])
-                    self._swap(folder, self.root / table)
+                    self._put(table, None, staged)
                 self.clear_pending(marker)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -207,6 +226,11 @@ class Warehouse:
 
     def delete_partition(self, table: str, run_id: str) -> None:
         self.publish(run_id, {table: self.root / ".nothing"})
+
+    # Where the files are and how readers reach them: a local folder here; an object store
+    # in ``storage.objectwarehouse`` (URLs, a filesystem registered in DuckDB, polars options).
+    filesystem = None  # an fsspec filesystem DuckDB reads the files through (local: none)
+    storage_options: dict[str, str] | None = None  # polars' options for reading the files
 
     def files(self, table: str, run_ids: Iterable[str] | None = None) -> list[Path]:
         if table in SNAPSHOT_TABLES:
@@ -227,9 +251,15 @@ class Warehouse:
             return empty(table).lazy()
         schema = SCHEMAS[table]
         if table in SNAPSHOT_TABLES:
-            return pl.scan_parquet(files, schema=dict(schema), missing_columns="insert")
+            return pl.scan_parquet(
+                files,
+                schema=dict(schema),
+                missing_columns="insert",
+                storage_options=self.storage_options,
+            )
         return pl.scan_parquet(
             files,
+            storage_options=self.storage_options,
             hive_partitioning=True,
             hive_schema={PARTITION_KEY: pl.String},
             schema={k: v for k, v in schema.items() if k != PARTITION_KEY},
@@ -249,28 +279,35 @@ class Warehouse:
     def _view_sql(self) -> list[str]:
         statements = []
         for table in SCHEMAS:
-            if not self.files(table):
+            files = self.files(table)
+            if not files:
                 # A view over no files fails when queried: a table without data yet is an
                 # empty view of its schema, so every documented table can be queried.
                 statements.append(f"create or replace view {table} as {_empty_select(table)}")
                 continue
             if table in SNAPSHOT_TABLES:
-                path = (self.root / table / SNAPSHOT_FILE).as_posix()
                 statements.append(
-                    f"create or replace view {table} as select * from read_parquet('{path}')"
+                    f"create or replace view {table} as select * from read_parquet('{files[0]}')"
                 )
                 continue
-            pattern = (self.root / table / f"{PARTITION_KEY}=*" / "*.parquet").as_posix()
             statements.append(
                 f"create or replace view {table} as select * from read_parquet("
-                f"'{pattern}', hive_partitioning = true, union_by_name = true, "
-                f"hive_types = {{'{PARTITION_KEY}': varchar}})"
+                f"{self._partition_files_sql(table, files)}, hive_partitioning = true, "
+                f"union_by_name = true, hive_types = {{'{PARTITION_KEY}': varchar}})"
             )
         return statements
 
+    def _partition_files_sql(self, table: str, files: list) -> str:
+        # A glob: the view also sees partitions published after the catalog was refreshed.
+        return "'" + (self.root / table / f"{PARTITION_KEY}=*" / "*.parquet").as_posix() + "'"
+
+    def _attach(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """``con`` able to read the warehouse's files (local: as it is)."""
+        return con
+
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per table (empty until it has data)."""
-        con = duckdb.connect()
+        con = self._attach(duckdb.connect())
         for statement in self._view_sql():
             con.execute(statement)
         return con
@@ -287,6 +324,10 @@ class Warehouse:
         self._with_catalog(lambda con: None, attempts)
         return self.root / CATALOG_FILE
 
+    def open_catalog(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+        """A connection to the catalog :meth:`refresh_catalog` wrote, able to read the files."""
+        return self._attach(duckdb.connect(str(self.root / CATALOG_FILE), read_only=read_only))
+
     def _with_catalog(self, work, attempts: int):
         """Refresh the catalog's views, then run ``work`` on it.
 
@@ -296,7 +337,7 @@ class Warehouse:
         self.root.mkdir(parents=True, exist_ok=True)
         for attempt in range(attempts):
             try:
-                with duckdb.connect(str(self.root / CATALOG_FILE)) as con:
+                with self._attach(duckdb.connect(str(self.root / CATALOG_FILE))) as con:
                     for statement in self._view_sql():
                         con.execute(statement)
                     return work(con)

@@ -154,6 +154,7 @@ def validate(
     table: str,
     data: Sequence[Path | str] | pl.DataFrame | pl.LazyFrame,
     window: tuple[datetime, datetime | None] = (datetime.min.replace(tzinfo=UTC), None),
+    filesystem=None,
 ) -> ValidationResult:
     """Validate ``data`` against the suite of ``table`` (timestamps inside ``window``, the
     run's window with its clock skew); never raises on failing data.
@@ -161,6 +162,8 @@ def validate(
     ``data`` is the Parquet files of a run partition (``Warehouse.files``; the run id is read
     from their hive folder ``run_id=<id>/``, columns the files lack are nulls, as
     ``Warehouse.scan`` reads them) or a frame. Only the columns the suite looks at are read.
+    Files in an object store are URLs read through ``filesystem`` (``Warehouse.filesystem``,
+    an fsspec filesystem).
     """
     suite = SUITES[table](*window)
     used = sorted(
@@ -184,6 +187,8 @@ def validate(
             # Values come back in UTC, and a naive timestamp would be compared as UTC (what the
             # warehouse writes), whatever the machine's time zone.
             database.execute("set global TimeZone = 'UTC'")
+            if filesystem is not None:
+                database.register_filesystem(filesystem)
             keys = sorted({c for _, kwargs in suite for c in kwargs.get("column_list", [])})
             _create_view(database, table, data, used, keys)
             rows = database.execute(f'select count(*) from "{table}"').fetchone()[0]
@@ -216,7 +221,8 @@ def _create_view(
         database.unregister("source_arrow")
         source = "source_frame"
     else:
-        files = [Path(f).as_posix() for f in data]
+        # str, not Path: a URL's "//" would collapse.
+        files = [f.as_posix() if isinstance(f, Path) else str(f) for f in data]
         if not files:
             raise ValueError(f"no Parquet files to validate for {table}")
         # Hive values stay text (a run id "2026-11-01" is not a date), files are unioned by

@@ -1,0 +1,209 @@
+r"""The warehouse in an object store (``METRICS_WAREHOUSE=s3://bucket/prefix``), shared by hosts.
+
+Objects keep the local layout, hive-partitioned Parquet (``<table>/run_id=<id>/part-*.parquet``,
+``<table>/data-*.parquet`` for snapshots), but an object store has no atomic folder rename, so
+what a reader sees is decided by one small manifest per table, ``_manifests/<table>.json``
+(``{"partitions": {run_id: [keys]}}``; a snapshot's run id is ``""``). Publishing a partition:
+
+1. upload its files under keys no one has used (a random token in the name), before the
+   Postgres mirror's transaction opens;
+2. under the table's lock, read the manifest, point the run at the new keys, write it back
+   (one PUT: readers see the old manifest or the new one, never half a partition), in the
+   mirror's transaction as the local folder's swap is;
+3. delete the keys the run pointed at before.
+
+A writer killed before 2 leaves unreferenced objects and no visible change: the re-run
+publishes the partition once. Readers list only the manifest's keys (DuckDB through an fsspec
+filesystem registered per connection, polars with its own S3 client, Great Expectations through
+DuckDB), so a DuckDB catalog is built per process from the manifests: no database file is
+shared. Locks span hosts through Postgres advisory locks when a Postgres URL is set (the
+mirror); without one, a file lock serialises the writers of one machine only.
+
+Staging files, file locks and the process's DuckDB catalog stay in a local folder (``root``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow.fs as pafs
+
+from metrics_pipeline.contracts.tables import SNAPSHOT_TABLES
+from metrics_pipeline.storage.postgres import PostgresWarehouse
+from metrics_pipeline.storage.warehouse import PARTITION_KEY, Warehouse
+
+MANIFESTS = "_manifests"
+PENDING = "_pending"
+SNAPSHOT = ""  # the manifest's run id of a whole-table snapshot
+
+
+def is_object_url(location: str | Path) -> bool:
+    return str(location).startswith("s3://")
+
+
+class ObjectWarehouse(Warehouse):
+    r"""The warehouse under ``url`` (``s3://bucket/prefix``) of an S3-compatible store.
+
+    ``root`` is a local folder for staging files, file locks and this process's DuckDB
+    catalog; ``endpoint_url`` and ``region`` name the store (MinIO: its URL). Credentials
+    come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), as for the
+    bucket of uploads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        root: str | Path,
+        mirror: PostgresWarehouse | None = None,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+    ):
+        super().__init__(root, mirror)
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"a warehouse URL is s3://bucket[/prefix], not {url!r}")
+        self.url = url.rstrip("/")
+        self.base = f"{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.fs = _s3(endpoint_url, region)
+
+    # -- readers ------------------------------------------------------------------------
+
+    @functools.cached_property
+    def filesystem(self):
+        """The store as an fsspec filesystem (``s3://`` URLs), for DuckDB: fsspec's wrapper of
+        the pyarrow filesystem (s3fs would pin another botocore than boto3's)."""
+        from fsspec.implementations.arrow import ArrowFSWrapper
+
+        class S3(ArrowFSWrapper):
+            protocol = "s3"  # DuckDB routes a URL to a registered filesystem by its protocol
+
+        return S3(self.fs)
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        options = {"aws_region": self.region}
+        if self.endpoint_url:
+            options["aws_endpoint_url"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                options["aws_allow_http"] = "true"
+        return options
+
+    def _attach(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        con.register_filesystem(self.filesystem)
+        return con
+
+    def files(self, table: str, run_ids: Iterable[str] | None = None) -> list[str]:
+        partitions = self._manifest(table)
+        if table in SNAPSHOT_TABLES:
+            return [self._url(key) for key in partitions.get(SNAPSHOT, [])]
+        wanted = sorted(partitions) if run_ids is None else dict.fromkeys(run_ids)
+        return sorted(self._url(key) for run_id in wanted for key in partitions.get(run_id, []))
+
+    def run_ids(self, table: str) -> list[str]:
+        return sorted(self._manifest(table))
+
+    def _partition_files_sql(self, table: str, files: list) -> str:
+        # The manifest's keys, not a glob: objects of an unfinished or replaced partition
+        # share the prefix and must stay unseen.
+        return "[" + ", ".join(f"'{file}'" for file in files) + "]"
+
+    def partition_dir(self, table: str, run_id: str) -> Path:
+        raise NotImplementedError(
+            f"the warehouse at {self.url} has no partition folders (retention's trash and "
+            "`rebuild` need a local warehouse for now)"
+        )
+
+    # -- writers ------------------------------------------------------------------------
+
+    def _stage(self, table: str, run_id: str | None, folder: Path) -> list[str]:
+        """Upload ``folder``'s files under keys no one has used; their keys."""
+        stem = f"{table}/data" if run_id is None else f"{table}/{PARTITION_KEY}={run_id}/part"
+        token = uuid.uuid4().hex
+        keys = []
+        for index, file in enumerate(sorted(folder.glob("*.parquet")) if folder.exists() else []):
+            key = f"{stem}-{token}-{index}.parquet"
+            pafs.copy_files(str(file), self._path(key), destination_filesystem=self.fs)
+            keys.append(key)
+        return keys
+
+    def _put(self, table: str, run_id: str | None, staged: list[str]) -> None:
+        """Point the table's manifest at ``staged`` for the run, then delete what it replaced."""
+        run_id = SNAPSHOT if run_id is None else run_id
+        with self._folder_lock(f"manifest={table}"):
+            partitions = self._manifest(table)
+            old = partitions.pop(run_id, [])
+            if staged:
+                partitions[run_id] = staged
+            self._write(f"{MANIFESTS}/{table}.json", {"partitions": partitions})
+        for key in old:
+            self._delete(key)
+
+    @contextmanager
+    def _folder_lock(self, name: str) -> Iterator[None]:
+        """The local file lock and, with a Postgres mirror, an advisory lock every host sees
+        (under another name than :meth:`lock`'s, which takes this one too)."""
+        with super()._folder_lock(name):
+            if self.mirror is None:
+                yield
+            else:
+                with self.mirror.session_lock(f"objects:{name}"):
+                    yield
+
+    def _mark_pending(self, marker: str, tables: list[str]) -> None:
+        self._write(f"{PENDING}/{marker}.json", tables)
+
+    def clear_pending(self, marker: str) -> None:
+        self._delete(f"{PENDING}/{marker}.json")
+
+    def pending(self) -> dict[str, list[str]]:
+        found = self.fs.get_file_info(pafs.FileSelector(self._path(PENDING), allow_not_found=True))
+        return {
+            Path(info.path).stem: json.loads(self._read(info.path))
+            for info in sorted(found, key=lambda info: info.path)
+            if info.path.endswith(".json")
+        }
+
+    # -- objects ------------------------------------------------------------------------
+
+    def _manifest(self, table: str) -> dict[str, list[str]]:
+        try:
+            return json.loads(self._read(self._path(f"{MANIFESTS}/{table}.json")))["partitions"]
+        except FileNotFoundError:
+            return {}
+
+    def _path(self, key: str) -> str:
+        return f"{self.base}/{key}"
+
+    def _url(self, key: str) -> str:
+        return f"s3://{self._path(key)}"
+
+    def _read(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path) as stream:
+            return stream.read()
+
+    def _write(self, key: str, value) -> None:
+        with self.fs.open_output_stream(self._path(key)) as stream:
+            stream.write(json.dumps(value, sort_keys=True).encode())
+
+    def _delete(self, key: str) -> None:
+        with suppress(FileNotFoundError):
+            self.fs.delete_file(self._path(key))
+
+
+@functools.cache
+def _s3(endpoint_url: str | None, region: str) -> pafs.S3FileSystem:
+    options = {"region": region}
+    if endpoint_url:
+        parts = urlsplit(endpoint_url)
+        options |= {"endpoint_override": parts.netloc, "scheme": parts.scheme or "https"}
+    return pafs.S3FileSystem(**options)

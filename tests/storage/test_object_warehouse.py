@@ -1,0 +1,174 @@
+"""The warehouse in an S3-compatible store (moto's server) shared by hosts: a writer killed in
+the middle of a partition's upload publishes nothing and its re-run publishes the partition
+once; writers on two hosts (two local folders, two processes) lose no partition of each other.
+(Reads, writes and views of the object store: tests/storage/test_warehouse.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import boto3
+import polars as pl
+import pytest
+from faults import TcpProxy, through
+
+from metrics_pipeline.contracts.tables import conform
+from metrics_pipeline.storage import Warehouse, warehouse_at
+from metrics_pipeline.storage.integrity import check
+
+pytestmark = pytest.mark.services
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# A partition big enough that its upload takes many round trips: the writer is killed in the
+# middle of it (random latencies do not compress).
+ROWS = 1_500_000
+
+WRITER = """
+import sys
+import numpy as np, polars as pl
+from metrics_pipeline.contracts.tables import conform
+from metrics_pipeline.storage import warehouse_at
+url, local, endpoint, postgres, rows = sys.argv[1:]
+warehouse = warehouse_at(url, local, postgres, endpoint_url=endpoint)
+n = int(rows)
+frame = pl.DataFrame({
+    "endpoint": ["/big"] * n,
+    "latency_ms": np.random.default_rng(1).lognormal(3, 1, n),
+    "ok": [True] * n,
+    "status": [200] * n,
+    "line_no": np.arange(1, n + 1),
+})
+warehouse.write_partition("requests", "r1", conform("requests", frame))
+"""
+
+
+@pytest.fixture(autouse=True)
+def _credentials(monkeypatch):
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def location(s3_endpoint) -> str:
+    bucket = f"shared-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    return f"s3://{bucket}/warehouse"
+
+
+@pytest.fixture
+def mirror_url(postgres_url) -> str:
+    from conftest import new_database
+
+    return new_database(postgres_url)
+
+
+def keys(s3_endpoint: str, location: str, prefix: str) -> list[str]:
+    bucket, _, root = location.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{root}/{prefix}"
+    )
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def manifest(s3_endpoint: str, location: str, table: str) -> dict:
+    bucket, _, root = location.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    body = client.get_object(Bucket=bucket, Key=f"{root}/_manifests/{table}.json")["Body"]
+    return json.loads(body.read())["partitions"]
+
+
+def assert_consistent(warehouse: Warehouse) -> None:
+    assert [c for c in check(warehouse) if not c.ok] == []
+
+
+def test_a_writer_killed_mid_upload_publishes_nothing_and_its_rerun_publishes_once(
+    s3_endpoint, location, mirror_url, tmp_path
+):
+    warehouse = warehouse_at(location, tmp_path / "reader", mirror_url, endpoint_url=s3_endpoint)
+    old = conform("requests", pl.DataFrame({"endpoint": ["/old"] * 3, "latency_ms": [1.0] * 3}))
+    warehouse.write_partition("requests", "r1", old)
+    old_keys = manifest(s3_endpoint, location, "requests")["r1"]
+
+    proxy = TcpProxy(urlsplit(s3_endpoint).port)
+    args = [location, str(tmp_path / "writer"), through(s3_endpoint, proxy), mirror_url]
+    env = os.environ | CREDENTIALS
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, *args, str(ROWS)], env=env, stderr=subprocess.PIPE
+    )
+    # Killed once a few MB of the partition's file went up: in the middle of its upload.
+    deadline = time.monotonic() + 300
+    while proxy.sent["up"] < 4_000_000 and writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.poll() is None, "the writer finished before it could be killed"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    proxy.close()
+
+    # Nothing of the new partition is seen, in Parquet or in Postgres; nothing is pending.
+    assert manifest(s3_endpoint, location, "requests")["r1"] == old_keys
+    assert warehouse.read("requests", ["r1"])["endpoint"].to_list() == ["/old"] * 3
+    assert warehouse.pending() == {}
+    assert_consistent(warehouse)
+
+    # The re-run publishes the partition once, and removes the replaced objects.
+    direct = [location, str(tmp_path / "writer"), s3_endpoint, mirror_url, str(ROWS)]
+    rerun = subprocess.run([sys.executable, "-c", WRITER, *direct], env=env, capture_output=True)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    new_keys = manifest(s3_endpoint, location, "requests")["r1"]
+    assert len(new_keys) == 1 and new_keys != old_keys
+    assert not set(old_keys) & set(keys(s3_endpoint, location, "requests/"))
+    back = warehouse.read("requests", ["r1"])
+    assert back.height == ROWS and back["line_no"].n_unique() == ROWS
+    assert_consistent(warehouse)
+
+
+MANY = """
+import sys
+import polars as pl
+from metrics_pipeline.contracts.tables import conform
+from metrics_pipeline.storage import warehouse_at
+url, local, endpoint, postgres, host, count = sys.argv[1:]
+warehouse = warehouse_at(url, local, postgres, endpoint_url=endpoint)
+for index in range(int(count)):
+    frame = pl.DataFrame({"endpoint": [f"/{host}"] * 2, "latency_ms": [1.0, 2.0]})
+    warehouse.write_partition("requests", f"{host}-{index}", conform("requests", frame))
+"""
+
+
+def test_writers_on_two_hosts_keep_each_others_partitions(
+    s3_endpoint, location, mirror_url, tmp_path
+):
+    # Two hosts: each its own local folder (staging, file locks, catalog), each publishing
+    # partitions of its own runs as fast as it can; both change the table's manifest.
+    count = 25
+    env = os.environ | CREDENTIALS
+    hosts = [
+        subprocess.Popen(
+            [sys.executable, "-c", MANY, location, str(tmp_path / host), s3_endpoint, mirror_url,
+             host, str(count)],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for host in ("a", "b")
+    ]  # fmt: skip
+    for proc in hosts:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-2000:]
+
+    warehouse = warehouse_at(location, tmp_path / "reader", mirror_url, endpoint_url=s3_endpoint)
+    expected = sorted(f"{host}-{index}" for host in ("a", "b") for index in range(count))
+    assert warehouse.run_ids("requests") == expected
+    assert warehouse.read("requests").height == 2 * len(expected)
+    assert_consistent(warehouse)
