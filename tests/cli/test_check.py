@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import new_database, upload_demo_runs
+from conftest import upload_demo_runs
+from servers import new_database
 from typer.testing import CliRunner
 
 from metrics_pipeline.cli.main import app

@@ -7,8 +7,8 @@ from urllib.request import urlopen
 
 import polars as pl
 import pytest
-from conftest import free_port
 from prometheus_client.parser import text_string_to_metric_families
+from servers import free_port
 
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.observability.exporter import pipeline_metrics, read_snapshot, serve

@@ -12,7 +12,7 @@ from urllib.request import urlopen
 
 import polars as pl
 import yaml
-from conftest import free_port
+from servers import free_port
 from typer.testing import CliRunner
 
 from metrics_pipeline.cli.main import app

@@ -14,7 +14,8 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
-from conftest import free_port, service_unavailable, upload_demo_runs
+from conftest import service_unavailable, upload_demo_runs
+from servers import free_port
 
 from metrics_pipeline.observability.exporter import serve
 from metrics_pipeline.observability.prometheus_config import (

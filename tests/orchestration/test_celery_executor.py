@@ -19,8 +19,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from conftest import free_port, new_database, service_unavailable, upload_demo_runs
+from conftest import service_unavailable, upload_demo_runs
 from moved_clock import without
+from servers import free_port, new_database
 
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.orchestration.definitions import build_definitions

@@ -15,7 +15,8 @@ from pathlib import Path
 from urllib.request import Request, urlopen
 
 import pytest
-from conftest import chromium, free_port, service_unavailable
+from conftest import chromium, service_unavailable
+from servers import free_port
 
 from metrics_pipeline.evaluation.demo_data import demo_runs
 from metrics_pipeline.settings import Settings

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import dagster as dg
 import polars as pl
 import pytest
-from conftest import new_database
 from faults import TcpProxy, through
 from receivers import http_receiver
+from servers import new_database
 
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.evaluation.demo_data import demo_runs

@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
-from conftest import new_database, upload_demo_runs
+from conftest import upload_demo_runs
 from faults import TcpProxy, through
+from servers import new_database
 
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import sense_and_run

@@ -9,7 +9,7 @@ import threading
 import time
 
 import psycopg
-from conftest import new_database
+from servers import new_database
 
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse
 

@@ -68,7 +68,7 @@ def location(s3_endpoint) -> str:
 
 @pytest.fixture
 def mirror_url(postgres_url) -> str:
-    from conftest import new_database
+    from servers import new_database
 
     return new_database(postgres_url)
 
