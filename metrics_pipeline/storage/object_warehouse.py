@@ -20,12 +20,15 @@ shared. Locks span hosts through Postgres advisory locks when a Postgres URL is 
 mirror); without one, a file lock serialises the writers of one machine only.
 
 Staging files, file locks and the process's DuckDB catalog stay in a local folder (``root``).
+The warehouse's own folders are prefixes beside the tables, ``_`` where the local layout has
+``.`` (``_pending``, retention's trash ``_trash-retention``): no reader lists them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -81,11 +84,17 @@ class ObjectWarehouse(Warehouse):
     @functools.cached_property
     def filesystem(self):
         """The store as an fsspec filesystem (``s3://`` URLs), for DuckDB: fsspec's wrapper of
-        the pyarrow filesystem (s3fs would pin another botocore than boto3's)."""
+        the pyarrow filesystem (s3fs would pin another botocore than boto3's), whose files
+        DuckDB's threads can share (:class:`SharedReadFile`)."""
         from fsspec.implementations.arrow import ArrowFSWrapper
 
         class S3(ArrowFSWrapper):
             protocol = "s3"  # DuckDB routes a URL to a registered filesystem by its protocol
+
+            def _open(self, path, mode="rb", *args, **kwargs):
+                if mode != "rb":
+                    return super()._open(path, mode, *args, **kwargs)
+                return SharedReadFile(self.fs.open_input_file(path))
 
         return S3(self.fs)
 
@@ -119,9 +128,14 @@ class ObjectWarehouse(Warehouse):
 
     def partition_dir(self, table: str, run_id: str) -> Path:
         raise NotImplementedError(
-            f"the warehouse at {self.url} has no partition folders (retention's trash and "
-            "`rebuild` need a local warehouse for now)"
+            f"the warehouse at {self.url} has no partition folders (`rebuild` needs a local "
+            "warehouse for now)"
         )
+
+    def private_folder(self, name: str) -> tuple[pafs.FileSystem, str]:
+        # In the bucket, beside the tables: the trash copies a partition's objects server-side
+        # and hosts sharing the warehouse share its trash. "_" for the local "." as in PENDING.
+        return self.fs, self._path("_" + name.removeprefix("."))
 
     # -- writers ------------------------------------------------------------------------
 
@@ -198,6 +212,56 @@ class ObjectWarehouse(Warehouse):
     def _delete(self, key: str) -> None:
         with suppress(FileNotFoundError):
             self.fs.delete_file(self._path(key))
+
+
+class SharedReadFile:
+    r"""A read-only file that several threads may seek and read at once.
+
+    DuckDB's threads read row groups of one Parquet file through one Python file object, each
+    as ``seek(offset)`` then ``read(n)``; pyarrow releases the GIL while it reads, so with one
+    shared position a thread's seek moved another's read (corrupt footers and pages:
+    "TProtocolException: Invalid data"). Here each thread has its own position and every read
+    is positional (``read_at``, which Arrow allows concurrently).
+    """
+
+    def __init__(self, native: pafs.NativeFile):
+        self._native = native
+        self.size = native.size()
+        self._position = threading.local()
+
+    def tell(self) -> int:
+        return getattr(self._position, "value", 0)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.tell(), 2: self.size}[whence]
+        self._position.value = base + offset
+        return self._position.value
+
+    def read(self, size: int = -1) -> bytes:
+        start = self.tell()
+        size = self.size - start if size is None or size < 0 else min(size, self.size - start)
+        data = self._native.read_at(size, start) if size > 0 else b""
+        self._position.value = start + len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return self._native.closed
+
+    def close(self) -> None:
+        self._native.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @functools.cache

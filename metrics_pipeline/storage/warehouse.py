@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from metrics_pipeline.contracts.manifest import check_name
@@ -83,6 +84,24 @@ class Warehouse:
 
     def partition_dir(self, table: str, run_id: str) -> Path:
         return self.root / table / f"{PARTITION_KEY}={check_name(run_id)}"
+
+    def private_folder(self, name: str) -> tuple[pafs.FileSystem, str]:
+        r"""Where the warehouse's own folder ``name`` is, beside the tables' files.
+
+        No reader lists it: retention's trash keeps its passes there (``storage.trash``).
+
+        Parameters
+        ----------
+        name
+            The folder's name in the local layout, a dot-name as ``.pending``.
+
+        Returns
+        -------
+        tuple[pyarrow.fs.FileSystem, str]
+            The file system of the tables' files and the folder's path in it (here an
+            absolute local path; ``storage.object_warehouse``: ``bucket/prefix/_name``).
+        """
+        return pafs.LocalFileSystem(), (self.root / name).absolute().as_posix()
 
     @contextmanager
     def replace_partitions(self, run_id: str, tables: Iterable[str]) -> Iterator[PartitionWriter]:

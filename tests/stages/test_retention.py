@@ -1,7 +1,8 @@
 """Retention with an injected clock: raw rows 30 days after their ingest, aggregates after a
 year, never what a baseline needs (pinned, recent, explicit, compared with); refused on bad day
 counts, a missing configured baseline file and a clock far ahead; deleted partitions go to a
-trash that restores them and is purged after its grace period. A dry run changes nothing."""
+trash that restores them and is purged after its grace period, in a local warehouse and in one
+in an S3 bucket (moto's server). A dry run changes nothing."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from metrics_pipeline.stages.retention import (
     run_retention,
 )
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse
+from metrics_pipeline.storage.object_warehouse import ObjectWarehouse
 from metrics_pipeline.storage.trash import TRASH_FOLDER, RetentionTrash
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -119,6 +121,63 @@ def pin(path: Path, *runs: str) -> Path:
         )
     save_baselines(path, entries)
     return path
+
+
+@pytest.fixture(params=["folder", pytest.param("s3", marks=pytest.mark.services)])
+def new_warehouse(request, tmp_path):
+    """Builds the warehouse under test, optionally mirrored: a local folder, or a bucket of
+    moto's S3 server (its local folder in ``tmp_path``)."""
+    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
+
+    def build(mirror: PostgresWarehouse | None = None) -> Warehouse:
+        if endpoint is None:
+            return Warehouse(tmp_path / "warehouse", mirror)
+        return object_warehouse(endpoint, tmp_path, mirror)
+
+    return build
+
+
+def object_warehouse(endpoint: str, tmp_path: Path, mirror=None) -> ObjectWarehouse:
+    """A warehouse in a new bucket (as tests/storage/test_warehouse.py builds one)."""
+    import boto3
+
+    bucket = f"warehouse-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return ObjectWarehouse(
+        f"s3://{bucket}/tables", tmp_path / "local", mirror, endpoint_url=endpoint
+    )
+
+
+@pytest.fixture(autouse=True)
+def _credentials(monkeypatch):
+    # moto's server takes any key; the warehouse's clients read them from the environment.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+def stored(warehouse: Warehouse) -> list[str]:
+    """Everything in the trash as the store itself lists it, relative to the trash folder:
+    paths of files and folders, or the bucket's keys (boto3; but the trash folder's own
+    marker, which pyarrow leaves when it deletes the last object under it)."""
+    root = RetentionTrash(warehouse).root
+    if not isinstance(warehouse, ObjectWarehouse):
+        folder = Path(root)
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+    import boto3
+
+    bucket, prefix = root.split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=warehouse.endpoint_url, region_name=warehouse.region)
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+    ]
+    return sorted(key.removeprefix(f"{prefix}/") for key in keys if key != f"{prefix}/")
+
+
+def pass_of(trash: RetentionTrash, entry) -> str:
+    """The name of the pass folder holding ``entry``."""
+    return entry.path.removeprefix(f"{trash.root}/").split("/")[0]
 
 
 @pytest.fixture
@@ -333,8 +392,8 @@ def test_a_clock_ten_years_ahead_is_refused_a_quiet_week_is_not(cli_env):
     assert set(before["runs"]) - set(warehouse.run_ids("runs")) == set(AGES)
 
 
-def test_a_clock_far_ahead_does_not_purge_the_trash(tmp_path):
-    warehouse = Warehouse(tmp_path)
+def test_a_clock_far_ahead_does_not_purge_the_trash(new_warehouse):
+    warehouse = new_warehouse()
     fill(warehouse)
     regress(warehouse, "ancient")
     run_retention(warehouse, NOW, RetentionPolicy(), [])
@@ -388,8 +447,8 @@ def test_trash_then_restore_gives_back_identical_rows(cli_env):
     assert again.exit_code == 2 and "no partition in the retention trash" in again.stderr
 
 
-def test_a_restore_leaves_partitions_the_warehouse_holds_again(tmp_path):
-    warehouse = Warehouse(tmp_path)
+def test_a_restore_leaves_partitions_the_warehouse_holds_again(new_warehouse):
+    warehouse = new_warehouse()
     fill(warehouse)
     regress(warehouse, "ancient")
     run_retention(warehouse, NOW, RetentionPolicy(), [])
@@ -399,10 +458,13 @@ def test_a_restore_leaves_partitions_the_warehouse_holds_again(tmp_path):
     assert [e.table for e in result.restored] == ["verdicts"]  # not written anew
     assert {e.table for e in result.left} == {"requests", "run_summary", "runs"}
     assert warehouse.read("requests", ["ancient"]).equals(newer)
+    assert {(e.table, e.run_id) for e in RetentionTrash(warehouse).entries()} == {
+        (e.table, e.run_id) for e in result.left
+    }
 
 
-def test_the_trash_is_purged_after_its_grace_period(tmp_path):
-    warehouse = Warehouse(tmp_path)
+def test_the_trash_is_purged_after_its_grace_period(new_warehouse):
+    warehouse = new_warehouse()
     fill(warehouse)
     regress(warehouse, "ancient")
     policy = RetentionPolicy(trash_days=7)
@@ -413,21 +475,113 @@ def test_the_trash_is_purged_after_its_grace_period(tmp_path):
     # Six days later (a quiet week, so the clock check passes) the trash is kept.
     assert run_retention(warehouse, NOW + timedelta(days=6), policy, []).purged == []
     assert trash.entries() == held
+    # A younger pass, stamped that day, outlives the first one.
+    younger = trash.trash([("requests", "month")], NOW + timedelta(days=6))
+    assert [(e.table, e.run_id) for e in younger] == [("requests", "month")]
+    assert trash.entries() == held + younger
     # A dry run eight days later tells what would go and keeps it.
     dry = run_retention(warehouse, NOW + timedelta(days=8), policy, [], dry_run=True)
     assert {(e.table, e.run_id) for e in dry.purged} == {(e.table, e.run_id) for e in held}
-    assert trash.entries() == held
+    assert trash.entries() == held + younger
     last = run_retention(warehouse, NOW + timedelta(days=8), policy, [])
     assert {(e.table, e.run_id) for e in last.purged} == {(e.table, e.run_id) for e in held}
-    assert trash.entries() == [] and not any((warehouse.root / TRASH_FOLDER).iterdir())
+    assert trash.entries() == younger
+    # Nothing of the first pass is left in the store; the younger pass is whole.
+    (old_pass,) = {pass_of(trash, e) for e in held}
+    left = stored(warehouse)
+    assert not [name for name in left if name.startswith(old_pass)]
+    assert any(
+        name.startswith(f"{pass_of(trash, younger[0])}/requests/run_id=month/") for name in left
+    )
+    with pytest.raises(RetentionError, match="no partition in the retention trash"):
+        restore_run(warehouse, "ancient")
+    # The younger pass goes in its turn, and the trash is empty.
+    assert trash.purge(NOW + timedelta(days=14), timedelta(days=7)) == younger
+    assert trash.entries() == [] and stored(warehouse) == []
+
+
+def test_trash_then_restore_round_trips_the_rows(new_warehouse):
+    warehouse = new_warehouse()
+    fill(warehouse)
+    regress(warehouse, "ancient")
+    before = rows(warehouse, "ancient")
+    assert set(before) == {"requests", "run_summary", "runs", "verdicts"}
+
+    outcome = run_retention(warehouse, NOW, RetentionPolicy(), [])
+    assert {(e.table, e.run_id) for e in outcome.trashed} == set(outcome.plan.deletions)
+    assert {(e.table, e.run_id) for e in RetentionTrash(warehouse).entries()} == set(
+        outcome.plan.deletions
+    )
+    # No listing, read or DuckDB view of the warehouse sees the trash.
+    assert all("ancient" not in warehouse.run_ids(table) for table in before)
+    assert warehouse.read("requests", ["ancient"]).height == 0
+    with warehouse.connect() as con:
+        assert con.execute("select count(*) from requests where run_id = 'ancient'").fetchone() == (
+            0,
+        )
+    assert stored(warehouse)
+
+    result = restore_run(warehouse, "ancient")
+    assert {e.table for e in result.restored} == set(before) and result.left == []
+    assert result.restored[-1].table == "runs"  # the catalog row last
+    after = rows(warehouse, "ancient")
+    assert set(after) == set(before)
+    for table, frame in before.items():
+        assert after[table].equals(frame), table
+    assert RetentionTrash(warehouse).entries() == [] and stored(warehouse) == []
     with pytest.raises(RetentionError, match="no partition in the retention trash"):
         restore_run(warehouse, "ancient")
 
 
+def test_a_pass_cut_short_leaves_a_spare_copy_and_the_next_pass_finishes(
+    new_warehouse, monkeypatch
+):
+    warehouse = new_warehouse()
+    fill(warehouse)
+    regress(warehouse, "ancient")
+    before = rows(warehouse, "ancient")
+    delete = warehouse.delete_partition
+    deleted: list[str] = []
+
+    def killed_at_the_second(table: str, run_id: str) -> None:
+        # The process dies after the second partition's copy, before its deletion.
+        deleted.append(table)
+        if len(deleted) == 2:
+            raise OSError("killed")
+        delete(table, run_id)
+
+    monkeypatch.setattr(warehouse, "delete_partition", killed_at_the_second)
+    with pytest.raises(OSError, match="killed"):
+        run_retention(warehouse, NOW, RetentionPolicy(), [])
+    first, spare = deleted
+    # The spare copy is in the trash and the partition still in the warehouse: nothing lost.
+    assert "ancient" not in warehouse.run_ids(first) and "ancient" in warehouse.run_ids(spare)
+    trash = RetentionTrash(warehouse)
+    assert {e.table for e in trash.entries("ancient")} == {first, spare}
+
+    # The next pass (an hour later) takes the rest; one more finds nothing to do.
+    later = NOW + timedelta(hours=1)
+    second = run_retention(warehouse, later, RetentionPolicy(), [])
+    assert {e.table for e in second.trashed} == set(before) - {first}
+    assert run_retention(warehouse, later, RetentionPolicy(), []).trashed == []
+    assert all("ancient" not in warehouse.run_ids(table) for table in before)
+
+    # The restore takes the newest copy of each table and leaves the spare one.
+    result = restore_run(warehouse, "ancient")
+    assert {e.table for e in result.restored} == set(before)
+    assert [(e.table, e.trashed_at) for e in result.left] == [(spare, NOW)]
+    after = rows(warehouse, "ancient")
+    for table, frame in before.items():
+        assert after[table].equals(frame), table
+    # The spare copy goes with its pass.
+    assert trash.purge(NOW + timedelta(days=8), timedelta(days=7)) == result.left
+    assert trash.entries() == [] and stored(warehouse) == []
+
+
 @pytest.mark.services
-def test_trash_and_restore_follow_in_postgres(postgres_url, tmp_path):
+def test_trash_and_restore_follow_in_postgres(postgres_url, new_warehouse):
     schema = f"retention_{uuid.uuid4().hex[:8]}"
-    warehouse = Warehouse(tmp_path, mirror=PostgresWarehouse(postgres_url, schema=schema))
+    warehouse = new_warehouse(PostgresWarehouse(postgres_url, schema=schema))
     fill(warehouse)
     regress(warehouse, "ancient")
 

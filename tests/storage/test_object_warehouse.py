@@ -172,3 +172,46 @@ def test_writers_on_two_hosts_keep_each_others_partitions(
     assert warehouse.run_ids("requests") == expected
     assert warehouse.read("requests").height == 2 * len(expected)
     assert_consistent(warehouse)
+
+
+def test_threads_sharing_a_file_object_keep_their_own_positions(s3_endpoint, location, tmp_path):
+    # DuckDB's threads read the row groups of one file through one file object, each as a
+    # seek then a read; pyarrow lets go of the GIL while reading, so with one shared position
+    # a seek of one thread moved the read of another (corrupt Parquet pages).
+    import threading
+
+    import duckdb
+
+    warehouse = warehouse_at(location, tmp_path / "local", endpoint_url=s3_endpoint)
+    n = 200_000
+    frame = pl.DataFrame({"endpoint": ["/a"] * n, "latency_ms": [float(i) for i in range(n)]})
+    warehouse.write_partition("requests", "r1", conform("requests", frame))
+    (url,) = warehouse.files("requests", ["r1"])
+    with warehouse.filesystem.open(url, "rb") as shared:
+        content = shared.read()
+    assert len(content) > 4096
+
+    with warehouse.filesystem.open(url, "rb") as shared:
+        sought, moved, read = threading.Event(), threading.Event(), {}
+
+        def first() -> None:
+            shared.seek(0)
+            sought.set()
+            moved.wait(60)
+            read["first"] = shared.read(16)
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        sought.wait(60)
+        shared.seek(4096)  # another thread's seek, between the first one's seek and read
+        moved.set()
+        thread.join(60)
+        assert read["first"] == content[:16]
+        assert shared.read(16) == content[4096 : 4096 + 16]
+
+    con = duckdb.connect(config={"threads": 4})
+    con.register_filesystem(warehouse.filesystem)
+    rows, total = con.execute(
+        f"select count(*), sum(latency_ms) from read_parquet('{url}')"
+    ).fetchone()
+    assert (rows, total) == (n, float(sum(range(n))))
