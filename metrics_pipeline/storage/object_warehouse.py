@@ -3,14 +3,20 @@ r"""The warehouse in an object store (``METRICS_WAREHOUSE=s3://bucket/prefix``),
 Objects keep the local layout, hive-partitioned Parquet (``<table>/run_id=<id>/part-*.parquet``,
 ``<table>/data-*.parquet`` for snapshots), but an object store has no atomic folder rename, so
 what a reader sees is decided by one small manifest per table, ``_manifests/<table>.json``
-(``{"partitions": {run_id: [keys]}}``; a snapshot's run id is ``""``). Publishing a partition:
+(``{"partitions": {run_id: [keys]}, "replaced": [[key, time], ...]}``; a snapshot's run id is
+``""``). Publishing a partition:
 
 1. upload its files under keys no one has used (a random token in the name), before the
    Postgres mirror's transaction opens;
 2. under the table's lock, read the manifest, point the run at the new keys, write it back
    (one PUT: readers see the old manifest or the new one, never half a partition), in the
    mirror's transaction as the local folder's swap is;
-3. delete the keys the run pointed at before.
+3. list the keys the run pointed at before as replaced; replaced keys are deleted by a later
+   publication of the table once ``keep_replaced_s`` (10 minutes) have passed, so a reader
+   that took its list of keys from the manifest a moment earlier (a DuckDB view, a query, a
+   validation under way on another host) can still read them: a folder's rename had no such
+   gap to cover, an object store's delete does. (Delta Lake and Iceberg keep replaced files
+   for the same reason, until a vacuum.)
 
 A writer killed before 2 leaves unreferenced objects and no visible change: the re-run
 publishes the partition once. Readers list only the manifest's keys (DuckDB through an fsspec
@@ -29,8 +35,9 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +50,9 @@ from metrics_pipeline.storage.postgres import PostgresWarehouse
 from metrics_pipeline.storage.warehouse import PARTITION_KEY, Warehouse
 
 MANIFESTS = "_manifests"
+# How long a replaced object stays readable: longer than a reader keeps a list of keys (a
+# catalog refresh, a query, a run's validation).
+KEEP_REPLACED_S = 600.0
 PENDING = "_pending"
 SNAPSHOT = ""  # the manifest's run id of a whole-table snapshot
 
@@ -68,8 +78,14 @@ class ObjectWarehouse(Warehouse):
         *,
         endpoint_url: str | None = None,
         region: str = "us-east-1",
+        keep_replaced_s: float = KEEP_REPLACED_S,
+        wall_clock: Callable[[], float] = time.time,
     ):
         super().__init__(root, mirror)
+        self.keep_replaced_s = keep_replaced_s
+        # When a key was replaced: the wall clock of the hosts, not the pipeline's clock
+        # (METRICS_NOW may freeze that one), since the delay protects readers running now.
+        self.wall_clock = wall_clock
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise ValueError(f"a warehouse URL is s3://bucket[/prefix], not {url!r}")
@@ -151,15 +167,20 @@ class ObjectWarehouse(Warehouse):
         return keys
 
     def _put(self, table: str, run_id: str | None, staged: list[str]) -> None:
-        """Point the table's manifest at ``staged`` for the run, then delete what it replaced."""
+        """Point the table's manifest at ``staged`` for the run; delete the keys replaced at
+        least ``keep_replaced_s`` ago."""
         run_id = SNAPSHOT if run_id is None else run_id
         with self._folder_lock(f"manifest={table}"):
-            partitions = self._manifest(table)
-            old = partitions.pop(run_id, [])
+            document = self._document(table)
+            partitions = document["partitions"]
+            now = self.wall_clock()
+            replaced = document["replaced"] + [[key, now] for key in partitions.pop(run_id, [])]
             if staged:
                 partitions[run_id] = staged
-            self._write(f"{MANIFESTS}/{table}.json", {"partitions": partitions})
-        for key in old:
+            expired = [key for key, at in replaced if now - at >= self.keep_replaced_s]
+            kept = [[key, at] for key, at in replaced if now - at < self.keep_replaced_s]
+            self._write(f"{MANIFESTS}/{table}.json", {"partitions": partitions, "replaced": kept})
+        for key in expired:
             self._delete(key)
 
     @contextmanager
@@ -190,10 +211,17 @@ class ObjectWarehouse(Warehouse):
     # -- objects ------------------------------------------------------------------------
 
     def _manifest(self, table: str) -> dict[str, list[str]]:
+        return self._document(table)["partitions"]
+
+    def _document(self, table: str) -> dict:
         try:
-            return json.loads(self._read(self._path(f"{MANIFESTS}/{table}.json")))["partitions"]
+            document = json.loads(self._read(self._path(f"{MANIFESTS}/{table}.json")))
         except FileNotFoundError:
-            return {}
+            document = {}
+        return {
+            "partitions": document.get("partitions", {}),
+            "replaced": document.get("replaced", []),
+        }
 
     def _path(self, key: str) -> str:
         return f"{self.base}/{key}"

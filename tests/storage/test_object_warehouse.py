@@ -82,11 +82,11 @@ def keys(s3_endpoint: str, location: str, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def manifest(s3_endpoint: str, location: str, table: str) -> dict:
+def manifest(s3_endpoint: str, location: str, table: str, part: str = "partitions"):
     bucket, _, root = location.removeprefix("s3://").partition("/")
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     body = client.get_object(Bucket=bucket, Key=f"{root}/_manifests/{table}.json")["Body"]
-    return json.loads(body.read())["partitions"]
+    return json.loads(body.read())[part]
 
 
 def assert_consistent(warehouse: Warehouse) -> None:
@@ -122,13 +122,14 @@ def test_a_writer_killed_mid_upload_publishes_nothing_and_its_rerun_publishes_on
     assert warehouse.pending() == {}
     assert_consistent(warehouse)
 
-    # The re-run publishes the partition once, and removes the replaced objects.
+    # The re-run publishes the partition once; the replaced objects wait for their deletion.
     direct = [location, str(tmp_path / "writer"), s3_endpoint, mirror_url, str(ROWS)]
     rerun = subprocess.run([sys.executable, "-c", WRITER, *direct], env=env, capture_output=True)
     assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
     new_keys = manifest(s3_endpoint, location, "requests")["r1"]
     assert len(new_keys) == 1 and new_keys != old_keys
-    assert not set(old_keys) & set(keys(s3_endpoint, location, "requests/"))
+    replaced = [key for key, _ in manifest(s3_endpoint, location, "requests", "replaced")]
+    assert replaced == old_keys
     back = warehouse.read("requests", ["r1"])
     assert back.height == ROWS and back["line_no"].n_unique() == ROWS
     assert_consistent(warehouse)
@@ -215,3 +216,36 @@ def test_threads_sharing_a_file_object_keep_their_own_positions(s3_endpoint, loc
         f"select count(*), sum(latency_ms) from read_parquet('{url}')"
     ).fetchone()
     assert (rows, total) == (n, float(sum(range(n))))
+
+
+def test_replaced_objects_stay_readable_for_a_while_then_go(s3_endpoint, location, tmp_path):
+    from metrics_pipeline.storage.object_warehouse import ObjectWarehouse
+
+    now = [1000.0]
+    warehouse = ObjectWarehouse(
+        location, tmp_path / "local", endpoint_url=s3_endpoint, wall_clock=lambda: now[0]
+    )
+
+    def frame(endpoint: str) -> pl.DataFrame:
+        return conform("requests", pl.DataFrame({"endpoint": [endpoint], "latency_ms": [1.0]}))
+
+    warehouse.write_partition("requests", "r1", frame("/v1"))
+    listed = warehouse.files("requests")  # a reader's list of keys, taken now
+    warehouse.write_partition("requests", "r1", frame("/v2"))
+    assert warehouse.read("requests")["endpoint"].to_list() == ["/v2"]
+    # The reader that listed the keys before the replacement can still read them ...
+    old = pl.read_parquet(listed, storage_options=warehouse.storage_options)
+    assert old["endpoint"].to_list() == ["/v1"]
+    now[0] += warehouse.keep_replaced_s - 1
+    warehouse.write_partition("requests", "r2", frame("/other"))
+    assert all(key in keys(s3_endpoint, location, "requests/") for key in stored(listed))
+    # ... until the delay has passed: the next publication of the table deletes them.
+    now[0] += 1
+    warehouse.write_partition("requests", "r3", frame("/other"))
+    assert not set(stored(listed)) & set(keys(s3_endpoint, location, "requests/"))
+    assert manifest(s3_endpoint, location, "requests", "replaced") == []
+
+
+def stored(urls: list[str]) -> list[str]:
+    """Object keys of ``s3://bucket/key`` URLs."""
+    return [url.removeprefix("s3://").partition("/")[2] for url in urls]
