@@ -214,7 +214,10 @@ def rebuild() -> None:
 
     settings = Settings.from_env()
     with progress_bar(err) as bar:
-        report = rebuild_warehouse(settings, progress=_runs_bar(bar, "rebuilding, runs"))
+        try:
+            report = rebuild_warehouse(settings, progress=_runs_bar(bar, "rebuilding, runs"))
+        except ValueError as exc:
+            fail(str(exc))
     if report.failed:
         err.print(
             f"[red]rebuild failed[/] ({', '.join(report.failed)}); the warehouse is unchanged"

@@ -29,7 +29,16 @@ class RebuildReport:
 def rebuild(
     settings: Settings, progress: Callable[[int, int], None] | None = None
 ) -> RebuildReport:
-    """``progress(done, total)`` follows the runs (see ``sense_and_run``)."""
+    """``progress(done, total)`` follows the runs (see ``sense_and_run``).
+
+    Raises ValueError for a warehouse in an object store: the new warehouse is built in a
+    folder beside the old one and swapped in by renaming folders, which a bucket cannot do.
+    """
+    if settings.warehouse_location != str(settings.warehouse_root):
+        raise ValueError(
+            f"rebuild replaces a local warehouse folder; the warehouse at "
+            f"{settings.warehouse_location} is in an object store (not supported yet)"
+        )
     target = settings.warehouse_root
     building = target.with_name(f"{target.name}.rebuild-{uuid.uuid4().hex[:8]}")
     aside = dataclasses.replace(settings, warehouse_dir=building)

@@ -43,3 +43,16 @@ def test_rebuild_from_the_bucket_gives_the_same_warehouse(settings, store, tmp_p
     for name, frame in first.items():
         assert frame.equals(second[name]), name
     assert not list(settings.home.glob("warehouse.*"))  # no leftovers of the swap
+
+
+def test_rebuild_refuses_a_warehouse_in_an_object_store(tmp_path, monkeypatch):
+    # Building aside and renaming folders cannot replace a bucket's warehouse: a rebuild that
+    # filled a local folder instead would report success and leave the shared one as it was.
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("METRICS_WAREHOUSE", "s3://shared/warehouse")
+    with pytest.raises(ValueError, match="object store"):
+        rebuild(Settings.from_env())
+    result = CliRunner().invoke(app, ["rebuild"])
+    assert result.exit_code == 2
+    assert "s3://shared/warehouse is in an object store" in result.output
+    assert not (tmp_path / "home").exists()
