@@ -119,6 +119,11 @@ class Settings:
         store = env.get("METRICS_STORE", "local").lower()
         if store not in {"local", "s3"}:
             raise ValueError(f"METRICS_STORE must be 'local' or 's3', not {store!r}")
+        warehouse = env.get("METRICS_WAREHOUSE") or None
+        if warehouse and "://" in warehouse and not warehouse.startswith("s3://"):
+            raise ValueError(
+                f"METRICS_WAREHOUSE must be a folder or s3://bucket/prefix, not {warehouse!r}"
+            )
         executor = env.get("METRICS_EXECUTOR", "").lower() or None
         if executor not in {None, "in_process", "multiprocess", "celery"}:
             raise ValueError(
@@ -137,7 +142,7 @@ class Settings:
             s3_endpoint_url=env.get("METRICS_S3_ENDPOINT_URL") or None,
             s3_region=env.get("METRICS_S3_REGION", "us-east-1"),
             postgres_url=env.get("METRICS_POSTGRES_URL") or None,
-            warehouse_url=env.get("METRICS_WAREHOUSE") or None,
+            warehouse_url=warehouse,
             baselines_file=project_path(
                 project_dir, env.get("METRICS_BASELINES") or DEFAULT_BASELINES
             ),

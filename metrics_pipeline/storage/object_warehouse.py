@@ -57,17 +57,14 @@ PENDING = "_pending"
 SNAPSHOT = ""  # the manifest's run id of a whole-table snapshot
 
 
-def is_object_url(location: str | Path) -> bool:
-    return str(location).startswith("s3://")
-
-
 class ObjectWarehouse(Warehouse):
     r"""The warehouse under ``url`` (``s3://bucket/prefix``) of an S3-compatible store.
 
     ``root`` is a local folder for staging files, file locks and this process's DuckDB
     catalog; ``endpoint_url`` and ``region`` name the store (MinIO: its URL). Credentials
     come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), as for the
-    bucket of uploads.
+    bucket of uploads. A replaced object is deleted ``keep_replaced_s`` after its replacement
+    by ``wall_clock`` (module docstring, step 3).
     """
 
     def __init__(
