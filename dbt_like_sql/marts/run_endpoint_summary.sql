@@ -1,12 +1,13 @@
 -- grain: one row per run x endpoint
--- depends on: ref('stg_requests'), ref('int_interval_rows'), ref('int_interval_latency')
+-- depends on: ref('stg_requests'), ref('int_request_percentiles'), ref('int_interval_rows'), ref('int_interval_latency')
 -- The SQL twin of metrics_pipeline.analysis.summary.summarize_run (the run_summary table), so the
 -- same numbers can be rebuilt inside Postgres. Per-request statistics where a run has request rows;
 -- a tool's interval rows only for endpoints without request rows, and its "(all)" row only for
 -- runs without any (it would count the same requests twice). Latency describes successful
 -- requests: failures are often instant refusals or time-outs and would hide the real latency.
 -- Interval rows and their latency come from the intermediate models (int_interval_rows: which
--- rows count; int_interval_latency: the approximation of percentiles from intervals).
+-- rows count; int_interval_latency: the approximation of percentiles from intervals), the
+-- requests' exact percentiles from int_request_percentiles (two scans, memory bounded).
 with run_span as (
     select
         run_id,
@@ -17,7 +18,7 @@ with run_span as (
     group by run_id
 ),
 
-from_requests as (
+request_counts as (
     select
         requests.run_id,
         requests.endpoint,
@@ -26,15 +27,32 @@ from_requests as (
         cast(count(*) filter (where not requests.is_ok) as double) / count(*) as error_rate,
         cast(count(*) as double) / run_span.span_s as throughput_rps,
         avg(requests.latency_ms) filter (where requests.is_ok) as latency_mean,
-        quantile_cont(requests.latency_ms, 0.50) filter (where requests.is_ok) as latency_p50,
-        quantile_cont(requests.latency_ms, 0.90) filter (where requests.is_ok) as latency_p90,
-        quantile_cont(requests.latency_ms, 0.95) filter (where requests.is_ok) as latency_p95,
-        quantile_cont(requests.latency_ms, 0.99) filter (where requests.is_ok) as latency_p99,
-        max(requests.latency_ms) filter (where requests.is_ok) as latency_max,
-        cast('requests' as varchar) as data_source
+        max(requests.latency_ms) filter (where requests.is_ok) as latency_max
     from {{ ref('stg_requests') }} as requests
     inner join run_span on requests.run_id = run_span.run_id
     group by requests.run_id, requests.endpoint, run_span.span_s
+),
+
+from_requests as (
+    select
+        counts.run_id,
+        counts.endpoint,
+        counts.request_count,
+        counts.error_count,
+        counts.error_rate,
+        counts.throughput_rps,
+        counts.latency_mean,
+        percentiles.latency_p50,
+        percentiles.latency_p90,
+        percentiles.latency_p95,
+        percentiles.latency_p99,
+        counts.latency_max,
+        cast('requests' as varchar) as data_source
+    from request_counts as counts
+    left join {{ ref('int_request_percentiles') }} as percentiles
+        on counts.run_id = percentiles.run_id
+        and not percentiles.whole_run
+        and counts.endpoint is not distinct from percentiles.endpoint
 ),
 
 from_intervals as (

@@ -1,33 +1,49 @@
 -- grain: one row per run with request or interval data
--- depends on: ref('stg_requests'), ref('stg_runs'), ref('run_endpoint_summary'), ref('int_interval_latency')
+-- depends on: ref('stg_requests'), ref('int_request_percentiles'), ref('stg_runs'), ref('run_endpoint_summary'), ref('int_interval_latency')
 -- The performance tier. From request rows when the run has any: duration is first to last
 -- request, throughput is requests over that span (at least one second, as in run_summary),
--- latency is over all successful requests of the run. Runs with only a tool's interval rows use
--- its "(all)" row when there is one, else the endpoints' rows: counts add up, rates add up,
--- percentiles are the run's roll-up in int_interval_latency (an approximation), and the
--- duration is the manifest's finished_at - started_at (null when not stated). Throughput is the
--- tool's rate when its intervals state their length, else requests over that duration.
-with from_requests as (
+-- latency is over all successful requests of the run (exact percentiles: the run's row, whole_run,
+-- of int_request_percentiles, two scans in bounded memory). Runs with only a tool's
+-- interval rows use its "(all)" row when there is one, else the endpoints' rows: counts add up,
+-- rates add up, percentiles are the run's roll-up in int_interval_latency (an approximation),
+-- and the duration is the manifest's finished_at - started_at (null when not stated).
+-- Throughput is the tool's rate when its intervals state their length, else requests over that
+-- duration.
+with request_counts as (
     select
         run_id,
         count(*) as request_count,
         count(*) filter (where not is_ok) as error_count,
         cast(extract(epoch from max(completed_at) - min(completed_at)) as double) as duration_s,
         avg(latency_ms) filter (where is_ok) as latency_mean,
-        quantile_cont(latency_ms, 0.50) filter (where is_ok) as latency_p50,
-        quantile_cont(latency_ms, 0.90) filter (where is_ok) as latency_p90,
-        quantile_cont(latency_ms, 0.95) filter (where is_ok) as latency_p95,
-        quantile_cont(latency_ms, 0.99) filter (where is_ok) as latency_p99,
         max(latency_ms) filter (where is_ok) as latency_max
     from {{ ref('stg_requests') }}
     group by run_id
+),
+
+from_requests as (
+    select
+        counts.run_id,
+        counts.request_count,
+        counts.error_count,
+        counts.duration_s,
+        counts.latency_mean,
+        percentiles.latency_p50,
+        percentiles.latency_p90,
+        percentiles.latency_p95,
+        percentiles.latency_p99,
+        counts.latency_max
+    from request_counts as counts
+    left join {{ ref('int_request_percentiles') }} as percentiles
+        on counts.run_id = percentiles.run_id
+        and percentiles.whole_run
 ),
 
 interval_endpoints as (
     select *
     from {{ ref('run_endpoint_summary') }}
     where data_source = 'interval_stats'
-        and run_id not in (select from_requests.run_id from from_requests)
+        and run_id not in (select request_counts.run_id from request_counts)
 ),
 
 overall_rows as (

@@ -7,28 +7,27 @@ import polars as pl
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
+from metrics_pipeline.stats.quantiles import exact_quantiles
 
 QUANTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "latency_p99": 0.99}
 
 # The request columns the summary and the latency sketches read: a large run's text columns
 # (source file, error message) would cost more memory than the whole computation.
 SUMMARY_COLUMNS = ("run_id", "endpoint", "ts", "ok", "latency_ms")
-QUANTILE_BATCH_ROWS = 5_000_000
 
 
-def summarize_requests(
-    requests: pl.DataFrame | pl.LazyFrame, batch_rows: int = QUANTILE_BATCH_ROWS
-) -> pl.DataFrame:
+def summarize_requests(requests: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """One row per run x endpoint: volume, errors, throughput and latency statistics.
 
     Latency statistics describe successful requests only: failures are often instant (refused
     connections) or time-outs, and mixing them in would hide the service's real latency.
-    Quantiles interpolate linearly between order statistics (numpy's default, DuckDB's
-    ``quantile_cont``). Throughput is requests per second over the run's observed span
+    Quantiles interpolate linearly between order statistics (numpy's default, Postgres'
+    ``percentile_cont``). Throughput is requests per second over the run's observed span
     (first to last request of any endpoint, at least one second).
 
-    A lazy frame (a scan of the warehouse) is read in one streaming pass per aggregate, so a
-    7 M-request run never holds more than the columns the quantiles need.
+    A lazy frame (a scan of the warehouse) is read in streaming passes: counts and means in
+    one, the exact quantiles in two more (:func:`stats.quantiles.exact_quantiles`), so the
+    memory does not grow with the number of requests of an endpoint.
     """
     # Grouping keys as categories: grouping millions of strings costs several times the data.
     requests = (
@@ -36,39 +35,33 @@ def summarize_requests(
         .select(SUMMARY_COLUMNS)
         .with_columns(pl.col("run_id", "endpoint").cast(pl.Categorical))
     )
-    span = requests.group_by("run_id").agg(
-        span_s=((pl.col("ts").max() - pl.col("ts").min()).dt.total_microseconds() / 1e6).clip(
+    good = pl.col("latency_ms").filter(pl.col("ok"))
+    # One scan for counts, means and each endpoint's first and last request, the run's span
+    # taken from those (collect_all of two aggregates of one scan would cache the whole scan).
+    volume = (
+        requests.group_by("run_id", "endpoint")
+        .agg(
+            requests=pl.len(),
+            errors=(~pl.col("ok")).sum(),
+            latency_mean=good.mean(),
+            latency_max=good.max(),
+            first=pl.col("ts").min(),
+            last=pl.col("ts").max(),
+        )
+        .collect(engine="streaming")
+    )
+    span = volume.group_by("run_id").agg(
+        span_s=((pl.col("last").max() - pl.col("first").min()).dt.total_microseconds() / 1e6).clip(
             lower_bound=1.0
         )
     )
-    volume = requests.group_by("run_id", "endpoint").agg(
-        requests=pl.len(), errors=(~pl.col("ok")).sum()
-    )
-    span, volume = pl.collect_all([span, volume], engine="streaming")
-    # Exact quantiles need every latency of a group in memory at once: endpoints are read in
-    # batches of at most ``batch_rows`` requests, each by its own filtered streaming scan,
-    # so the memory stays bounded however long the run. Filtering before grouping, rather
-    # than inside each aggregate, keeps one copy of the latencies instead of one per quantile.
-    latency = pl.concat(
-        [
-            requests.filter(pl.col("ok") & pl.col("endpoint").cast(pl.String).is_in(batch))
-            .group_by("run_id", "endpoint")
-            .agg(
-                latency_mean=pl.col("latency_ms").mean(),
-                latency_max=pl.col("latency_ms").max(),
-                **{
-                    name: pl.col("latency_ms").quantile(q, interpolation="linear")
-                    for name, q in QUANTILES.items()
-                },
-            )
-            .collect(engine="streaming")
-            for batch in _endpoint_batches(volume, batch_rows)
-        ]
-        or [pl.DataFrame(schema={"run_id": pl.Categorical, "endpoint": pl.Categorical})],
-        how="diagonal_relaxed",
+    # Exact quantiles without holding an endpoint's latencies: a bucket count per endpoint,
+    # then only the values of the buckets that hold the wanted order statistics.
+    latency = exact_quantiles(
+        requests.filter(pl.col("ok")), ["run_id", "endpoint"], QUANTILES, column="latency_ms"
     )
     summary = (
-        volume.join(latency, on=["run_id", "endpoint"], how="left")
+        volume.join(latency, on=["run_id", "endpoint"], how="left", nulls_equal=True)
         .join(span, on="run_id")
         .with_columns(
             error_rate=pl.col("errors") / pl.col("requests"),
@@ -77,21 +70,6 @@ def summarize_requests(
         .sort("run_id", "endpoint")
     )
     return conform("run_summary", summary)
-
-
-def _endpoint_batches(volume: pl.DataFrame, max_rows: int) -> list[list[str]]:
-    """Endpoint names grouped so that each group has at most ``max_rows`` requests (over all
-    runs), or is a single endpoint that alone has more."""
-    per_endpoint = volume.group_by(pl.col("endpoint").cast(pl.String)).agg(pl.col("requests").sum())
-    batches: list[list[str]] = []
-    rows = max_rows
-    for endpoint, count in per_endpoint.sort("endpoint").iter_rows():
-        if rows + count > max_rows:
-            batches.append([])
-            rows = 0
-        batches[-1].append(endpoint)
-        rows += count
-    return batches
 
 
 def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:

@@ -66,10 +66,10 @@ def expected_summary(columns: dict) -> dict[tuple[str, str], dict]:
     return expected
 
 
-@pytest.mark.parametrize("batch_rows", [5_000_000, 1], ids=["one scan", "a scan per endpoint"])
-def test_summary_matches_numpy_on_successful_requests(batch_rows):
+@pytest.mark.parametrize("lazy", [True, False], ids=["a scan", "a frame"])
+def test_summary_matches_numpy_on_successful_requests(lazy):
     frame, columns = make_requests()
-    summary = summarize_requests(frame.lazy(), batch_rows=batch_rows)
+    summary = summarize_requests(frame.lazy() if lazy else frame)
     assert summary.schema == SCHEMAS["run_summary"]
     assert summary.select("run_id", "endpoint").rows() == [
         ("r1", "/a"),
@@ -89,6 +89,42 @@ def test_summary_matches_numpy_on_successful_requests(batch_rows):
                     row["endpoint"],
                     key,
                 )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_percentiles_are_the_floats_of_one_pass_quantiles(seed):
+    """Two passes over a scan (stats.quantiles) give polars' one-pass floats, also for whole
+    milliseconds with heavy ties, one-request endpoints and latencies below 1 µs."""
+    rng = np.random.default_rng(seed)
+    n = 30_000
+    endpoint = rng.choice(["/ms", "/log", "/tiny"], n, p=[0.4, 0.4, 0.2])
+    endpoint[0] = "/one"
+    latency = np.where(endpoint == "/ms", np.round(rng.lognormal(3, 1, n)), rng.lognormal(2, 1, n))
+    latency = np.where(endpoint == "/tiny", rng.choice([0.0, 1e-4, 1e-3, 0.5], n), latency)
+    frame = conform(
+        "requests",
+        pl.DataFrame(
+            {
+                "run_id": "r",
+                "endpoint": endpoint,
+                "ts": T0,
+                "ok": (rng.random(n) > 0.02) | (endpoint == "/one"),
+                "latency_ms": latency,
+            }
+        ),
+    )
+    summary = summarize_requests(frame.lazy()).sort("endpoint")
+    expected = (
+        frame.group_by("endpoint")
+        .agg(
+            **{
+                name: pl.col("latency_ms").filter(pl.col("ok")).quantile(q / 100, "linear")
+                for name, q in PERCENTILES.items()
+            }
+        )
+        .sort("endpoint")
+    )
+    assert summary.select("endpoint", *PERCENTILES).equals(expected)
 
 
 def test_error_rate_and_throughput_by_hand():

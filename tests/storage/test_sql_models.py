@@ -12,10 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from metrics_pipeline.analysis.summary import summarize_run
+from metrics_pipeline.analysis.summary import summarize_requests, summarize_run
 from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.evaluation.demo_data import DemoRun, generate_requests
 from metrics_pipeline.ingest.files import NOT_VALIDATED, ingest_files, ingest_paths
+from metrics_pipeline.stats.sketch import MIN_LATENCY_MS, gamma
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse
 from metrics_pipeline.storage.sql_models import (
     Model,
@@ -235,6 +237,18 @@ def test_the_interval_latency_approximation_is_written_once():
     for mart in ("run_endpoint_summary", "run_performance"):
         assert "int_interval_latency" in by_name[mart].deps
         assert "filter (where latency_p" not in by_name[mart].sql
+
+
+def test_the_requests_exact_percentiles_are_written_once():
+    """Both marts read them from one intermediate model; none holds a group's values."""
+    by_name = {m.name: m for m in MODELS}
+    assert by_name["int_request_percentiles"].kind == "view"
+    for mart in ("run_endpoint_summary", "run_performance"):
+        assert "int_request_percentiles" in by_name[mart].deps
+    assert not [m.name for m in MODELS if "quantile_cont(latency_ms" in m.sql.replace(" ", "")]
+    assert not [m.name for m in MODELS if "quantile_cont(requests." in m.sql]
+    # The bucket is the latency sketches' (stats/sketch.py at 1 % accuracy).
+    assert f"/ {math.log(gamma())!r}" in by_name["int_request_latency"].sql
 
 
 def test_ordered_puts_every_model_after_what_it_refers_to():
@@ -494,3 +508,192 @@ def test_postgres_runs_all_models_in_one_transaction(pg_schema, postgres_url):
     with pytest.raises(Exception, match="no_such_column"):
         run_postgres(postgres_url, pg_schema, [*MODELS, broken])
     assert read_postgres(postgres_url, pg_schema, "run_tiers").equals(before)
+
+
+# ----------------------------------------------------------------------------- exact percentiles
+
+# The one-pass exact percentiles: the two-pass models must give Postgres' floats, which are
+# polars' and numpy's; DuckDB's own aggregate computes lo * (1 - d) + hi * d for doubles.
+ONE_PASS = {
+    "duckdb": "quantile_cont(latency_ms, {q})",
+    "postgres": "percentile_cont({q}) within group (order by latency_ms)",
+}
+PERCENTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def generated_requests(run_id: str, seed: int) -> pl.DataFrame:
+    """A run whose endpoints have every shape a load test gives, each of 1 to 3,000 requests:
+    log-normal, whole milliseconds (JMeter), heavy ties, one value, values at and below
+    MIN_LATENCY_MS, values on bucket edges; failed requests with outlandish latencies, some
+    null latencies, an endpoint with only failures, a few requests without an endpoint."""
+    rng = np.random.default_rng(seed)
+    shapes = {
+        "/lognormal": lambda n: rng.lognormal(np.log(30), 0.6, n),
+        "/jmeter": lambda n: np.round(rng.lognormal(np.log(40), 0.8, n)),
+        "/ties": lambda n: rng.choice([3.0, 3.0, 3.0, 7.0, 120.0], n),
+        "/constant": lambda n: np.full(n, 42.5),
+        "/tiny": lambda n: rng.choice([0.0, 1e-6, 5e-4, MIN_LATENCY_MS, 1.0000001e-3, 0.3], n),
+        "/edges": lambda n: (
+            gamma() ** rng.integers(-40, 400, n).astype(float)
+            * rng.choice([1.0, 1.0 - 2**-52, 1.0 + 2**-52], n)
+        ),
+    }
+    frames = []
+    for endpoint, make in shapes.items():
+        n = int(rng.choice([1, 2, 3, 50, 3_000]))
+        ok = rng.random(n) > 0.05
+        frames.append(
+            pl.DataFrame(
+                {"endpoint": endpoint, "ok": ok, "latency_ms": np.where(ok, make(n), 9e9)},
+                schema_overrides={"endpoint": pl.String},
+            )
+        )
+    frames.append(pl.DataFrame({"endpoint": "/failing", "ok": [False] * 4, "latency_ms": 1.0}))
+    frames.append(
+        pl.DataFrame(
+            {"endpoint": None, "ok": True, "latency_ms": rng.lognormal(2, 1, 20)},
+            schema_overrides={"endpoint": pl.String},
+        )
+    )
+    frame = pl.concat(frames)
+    nulls = pl.Series(rng.random(frame.height) < 0.01)
+    frame = frame.with_columns(
+        run_id=pl.lit(run_id),
+        ts=pl.datetime_range(
+            DAY1, DAY1 + timedelta(milliseconds=frame.height - 1), "1ms", eager=True
+        ),
+        latency_ms=pl.when(nulls).then(None).otherwise(pl.col("latency_ms")),
+    )
+    return conform("requests", frame.sample(fraction=1.0, shuffle=True, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def percentile_warehouse(tmp_path_factory) -> Warehouse:
+    wh = Warehouse(tmp_path_factory.mktemp("percentiles") / "warehouse")
+    for seed in range(4):
+        wh.write_partition("requests", f"q{seed}", generated_requests(f"q{seed}", seed))
+    return wh
+
+
+def one_pass(engine: str, relation: str, by: str) -> str:
+    columns = ", ".join(
+        f"{ONE_PASS[engine].format(q=q)} filter (where is_ok) as {name}"
+        for name, q in PERCENTILES.items()
+    )
+    return f"select {by}, {columns} from {relation} group by {by}"
+
+
+def assert_same_floats(
+    got: pl.DataFrame, expected: pl.DataFrame, by: list[str], ulps: int = 0
+) -> None:
+    """The same floats (nulls where a group has no latency), or within ``ulps`` units in the
+    last place."""
+    got, expected = (f.select(*by, *PERCENTILES).sort(by, nulls_last=True) for f in (got, expected))
+    assert got.height == expected.height > 0
+    for a, b in zip(got.iter_rows(), expected.iter_rows(), strict=True):
+        assert a[: len(by)] == b[: len(by)]
+        for x, y in zip(a[len(by) :], b[len(by) :], strict=True):
+            assert x == y or (None not in (x, y) and abs(x - y) <= ulps * math.ulp(y)), (a, b)
+
+
+def polars_one_pass(warehouse: Warehouse, by: list[str]) -> pl.DataFrame:
+    return (
+        warehouse.read("requests")
+        .group_by(by)
+        .agg(
+            **{
+                name: pl.col("latency_ms").filter(pl.col("ok")).quantile(q, interpolation="linear")
+                for name, q in PERCENTILES.items()
+            }
+        )
+    )
+
+
+def test_marts_percentiles_are_the_one_pass_floats_on_duckdb(percentile_warehouse):
+    con = percentile_warehouse.connect()
+    run_duckdb(con, MODELS)
+    endpoint, run = ["run_id", "endpoint"], ["run_id"]
+    by_endpoint = polars_one_pass(percentile_warehouse, endpoint)
+    assert by_endpoint.filter(pl.col("latency_p50").is_null()).height == 4  # "/failing"
+    sql_by_endpoint = read_duckdb(con, "run_endpoint_summary")
+    sql_by_run = read_duckdb(con, "run_performance")
+    assert_same_floats(sql_by_endpoint, by_endpoint, endpoint)
+    assert_same_floats(sql_by_run, polars_one_pass(percentile_warehouse, run), run)
+    # The Python summary (the same two passes in polars) gives the same floats.
+    python = summarize_requests(percentile_warehouse.scan("requests"))
+    assert_same_floats(python, by_endpoint, endpoint)
+    # DuckDB's quantile_cont, rounded its own way, agrees to two units in the last place.
+    duck_by_endpoint = con.sql(one_pass("duckdb", "stg_requests", "run_id, endpoint")).pl()
+    assert_same_floats(sql_by_endpoint, duck_by_endpoint, endpoint, ulps=2)
+    assert_same_floats(
+        sql_by_run, con.sql(one_pass("duckdb", "stg_requests", "run_id")).pl(), run, ulps=2
+    )
+
+
+@pytest.mark.services
+def test_marts_percentiles_are_the_one_pass_floats_on_postgres(percentile_warehouse, postgres_url):
+    import psycopg
+
+    pg = PostgresWarehouse(postgres_url, schema=f"pct_{uuid.uuid4().hex[:8]}")
+    pg.migrate()
+    for run_id in percentile_warehouse.run_ids("requests"):
+        pg.replace_partition("requests", run_id, percentile_warehouse.read("requests", [run_id]))
+    run_postgres(postgres_url, pg.schema, MODELS)
+
+    def query(sql: str) -> pl.DataFrame:
+        with psycopg.connect(postgres_url) as con, con.cursor() as cur:
+            cur.execute(sql)
+            names = [c.name for c in cur.description]
+            return pl.DataFrame(
+                cur.fetchall(), schema=names, orient="row", infer_schema_length=None
+            )
+
+    requests = f'"{pg.schema}"."stg_requests"'
+    by_endpoint = query(one_pass("postgres", requests, "run_id, endpoint"))
+    assert_same_floats(
+        read_postgres(postgres_url, pg.schema, "run_endpoint_summary"),
+        by_endpoint,
+        ["run_id", "endpoint"],
+    )
+    by_run = query(one_pass("postgres", requests, "run_id"))
+    assert_same_floats(
+        read_postgres(postgres_url, pg.schema, "run_performance"), by_run, ["run_id"]
+    )
+
+
+def plan_nodes(node: dict, build_side: bool = False):
+    """(node, whether it is on the build side of a join above it) for every node of a DuckDB
+    JSON plan; a join's second child is its build side."""
+    yield node, build_side
+    children = node.get("children", [])
+    for i, child in enumerate(children):
+        joins = "JOIN" in node["name"] or node["name"] == "CROSS_PRODUCT"
+        yield from plan_nodes(child, build_side or (joins and i == 1))
+
+
+def test_duckdb_never_holds_the_request_rows_in_a_join(percentile_warehouse):
+    """Pass 2 looks values up in the few located buckets (IN lists: mark joins, whose build
+    side is the subquery). A join whose hash table were built on the scan would hold every
+    latency again (DuckDB estimates the rows derived from pass 1 far too high)."""
+    import json
+
+    con = percentile_warehouse.connect()
+    run_duckdb(con, [m for m in MODELS if m.kind == "view"])
+    ((_, plan),) = con.sql("explain (format json) select * from int_request_percentiles").fetchall()
+    stops = {"HASH_GROUP_BY", "PERFECT_HASH_GROUP_BY", "UNGROUPED_AGGREGATE", "WINDOW", "CTE_SCAN"}
+
+    def scans_on_build_side(node: dict, build_side: bool) -> int:
+        if node["name"] in stops:
+            return 0
+        found = int(build_side and node["name"] in {"READ_PARQUET", "TABLE_SCAN"})
+        children = node.get("children", [])
+        joins = "JOIN" in node["name"] or node["name"] == "CROSS_PRODUCT"
+        return found + sum(
+            scans_on_build_side(child, build_side or (joins and i == 1))
+            for i, child in enumerate(children)
+        )
+
+    (root,) = json.loads(plan)
+    names = [node["name"] for node, _ in plan_nodes(root)]
+    assert names.count("READ_PARQUET") + names.count("TABLE_SCAN") == 2  # two passes
+    assert scans_on_build_side(root, False) == 0

@@ -1,0 +1,173 @@
+"""Two-pass exact quantiles are the same floats as polars' one-pass quantiles, on generated data
+of every shape a load test gives (property-style: many seeds, each a mix of groups)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from metrics_pipeline.stats.quantiles import exact_quantiles, locate_ranks
+from metrics_pipeline.stats.sketch import MIN_LATENCY_MS, bucket_expr, gamma
+
+QUANTILES = {"p0": 0.0, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1.0}
+
+
+def edges(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Values on and next to bucket edges gamma^i, where a bucket index is most fragile."""
+    exact = gamma() ** rng.integers(-40, 400, n).astype(float)
+    return exact * rng.choice([1.0, 1.0 - 2**-52, 1.0 + 2**-52], n)
+
+
+# name -> values of one group (n, rng): the shapes of latencies load tests produce
+SHAPES = {
+    "log-normal": lambda n, rng: rng.lognormal(np.log(30), 0.6, n),
+    "log-normal, µs": lambda n, rng: np.round(rng.lognormal(np.log(12), 0.5, n), 3),
+    "whole ms (JMeter)": lambda n, rng: np.round(rng.lognormal(np.log(40), 0.8, n)),
+    "heavy ties": lambda n, rng: rng.choice([3.0, 3.0, 3.0, 7.0, 120.0], n),
+    "constant": lambda n, rng: np.full(n, 42.5),
+    "at and below 1e-3 ms": lambda n, rng: rng.choice(
+        [0.0, -0.0, 1e-6, 5e-4, MIN_LATENCY_MS, 1.0000001e-3, 2e-3, 0.3], n
+    ),
+    "bucket edges": edges,
+    "bimodal with a far tail": lambda n, rng: np.where(
+        rng.random(n) < 0.9, rng.lognormal(np.log(5), 0.3, n), rng.lognormal(np.log(4000), 1, n)
+    ),
+}
+
+
+def generated(seed: int) -> pl.DataFrame:
+    """Runs x endpoints of every shape and size (1, 2, a few, thousands), some failed requests
+    with outlandish latencies, some null latencies, and an endpoint with only failures."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for run in ("r1", "r2"):
+        for shape, make in SHAPES.items():
+            n = int(rng.choice([1, 2, 3, 10, 500, 5_000]))
+            ok = rng.random(n) > 0.05
+            latency = np.where(ok, make(n, rng), 1e9)
+            frames.append(
+                pl.DataFrame(
+                    {"run_id": run, "endpoint": shape, "ok": ok, "latency_ms": latency},
+                    schema_overrides={"latency_ms": pl.Float64},
+                )
+            )
+    frames.append(pl.DataFrame({"run_id": "r1", "endpoint": "failures", "ok": [False] * 3}))
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    nulls = pl.Series(rng.random(frame.height) < 0.01)
+    return frame.with_columns(
+        latency_ms=pl.when(nulls).then(None).otherwise(pl.col("latency_ms"))
+    ).sample(fraction=1.0, shuffle=True, seed=seed)
+
+
+def one_pass(frame: pl.DataFrame, by: list[str], quantiles: dict[str, float]) -> pl.DataFrame:
+    """The reference: polars' exact quantile of every group at once."""
+    return (
+        frame.filter(pl.col("latency_ms").is_not_null())
+        .group_by(by)
+        .agg(
+            **{
+                name: pl.col("latency_ms").quantile(q, interpolation="linear")
+                for name, q in quantiles.items()
+            }
+        )
+        .sort(by, nulls_last=True)
+    )
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_two_passes_give_the_one_pass_floats_per_endpoint_and_per_run(seed):
+    successful = generated(seed).filter(pl.col("ok"))
+    for by in (["run_id", "endpoint"], ["run_id"]):
+        got = exact_quantiles(successful.lazy(), by, QUANTILES).sort(by, nulls_last=True)
+        assert_frame_equal(got, one_pass(successful, by, QUANTILES), check_exact=True)
+
+
+def test_the_reference_is_numpy_linear_percentile():
+    frame = generated(0).filter(pl.col("ok") & pl.col("latency_ms").is_not_null())
+    got = exact_quantiles(frame.lazy(), ["endpoint"], QUANTILES)
+    for row in got.iter_rows(named=True):
+        values = frame.filter(pl.col("endpoint") == row["endpoint"])["latency_ms"].to_numpy()
+        for name, q in QUANTILES.items():
+            assert row[name] == np.quantile(values, q), (row["endpoint"], name)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([7.0], 7.0),  # one value: every quantile is it
+        ([7.0, 8.0], 7.5),
+        ([8.0, 7.0, 7.0], 7.0),
+        ([0.0, 1e-4, MIN_LATENCY_MS], 1e-4),  # all in the shared bucket of the smallest values
+        ([10.0, 10.01, 10.02, 10.03, 10.04], 10.02),  # one bucket, the rank inside it: pass 2
+    ],
+)
+def test_small_groups_by_hand(values, expected):
+    frame = pl.DataFrame({"g": "a", "latency_ms": values})
+    (got,) = exact_quantiles(frame.lazy(), ["g"], {"p50": 0.5})["p50"]
+    assert got == expected
+
+
+def test_a_group_without_values_has_no_row_and_nulls_are_left_out():
+    frame = pl.DataFrame(
+        {"g": ["a", "a", "b", "c"], "latency_ms": [None, None, 2.0, None]},
+        schema_overrides={"latency_ms": pl.Float64},
+    )
+    got = exact_quantiles(frame.lazy(), ["g"], {"p50": 0.5})
+    assert got.rows() == [("b", 2.0)]
+    empty = exact_quantiles(frame.clear().lazy(), ["g"], {"p50": 0.5})
+    assert empty.schema == pl.Schema({"g": pl.String, "p50": pl.Float64})
+    assert empty.height == 0
+
+
+def test_null_and_categorical_group_keys():
+    frame = pl.DataFrame(
+        {"run_id": "r", "endpoint": [None, None, "/x", "/x", None], "latency_ms": [1.0, 2, 3, 4, 5]}
+    ).with_columns(pl.col("run_id", "endpoint").cast(pl.Categorical))
+    got = exact_quantiles(frame.lazy(), ["run_id", "endpoint"], {"p50": 0.5})
+    assert got.schema["endpoint"] == pl.Categorical
+    assert sorted(got.rows(), key=str) == sorted([("r", None, 2.0), ("r", "/x", 3.5)], key=str)
+
+
+def buckets_of(values: list[float]) -> pl.DataFrame:
+    """Pass 1's table for one group (group 0), as exact_quantiles builds it."""
+    return (
+        pl.DataFrame({"value": values})
+        .group_by(bucket=bucket_expr("value"))
+        .agg(count=pl.len(), low=pl.col("value").min(), high=pl.col("value").max())
+        .sort("bucket")
+        .with_columns(
+            group=pl.lit(0, pl.UInt32),
+            below=pl.col("count").cum_sum() - pl.col("count"),
+            total=pl.col("count").sum(),
+        )
+    )
+
+
+def test_whole_milliseconds_below_50_need_no_second_pass():
+    """Below 50 ms a bucket is narrower than 1 ms: it holds one integer, its min and max."""
+    rng = np.random.default_rng(3)
+    values = np.clip(np.round(rng.lognormal(np.log(12), 0.6, 20_000)), 1, 49).tolist()
+    located = locate_ranks(buckets_of(values), {"p50": 0.5, "p99": 0.99})
+    assert located["value"].null_count() == 0
+
+
+def test_the_second_pass_is_needed_only_inside_a_bucket():
+    # Five distinct values in one bucket (10.00-10.04 ms): p50 is its third, p0 its first.
+    located = locate_ranks(buckets_of([10.0, 10.01, 10.02, 10.03, 10.04]), {"p0": 0, "p50": 0.5})
+    known = {(r["quantile"], r["side"]): r["value"] for r in located.iter_rows(named=True)}
+    assert known[("p0", "lower")] == 10.0
+    assert known[("p50", "lower")] is None and known[("p50", "upper")] is None
+
+
+def test_the_bucket_index_never_decreases_with_the_value():
+    """The only property of the buckets exactness relies on, checked on a dense sweep of edges
+    and on both sides of MIN_LATENCY_MS."""
+    rng = np.random.default_rng(5)
+    around_min = [-1.0, 0.0, MIN_LATENCY_MS, math.nextafter(MIN_LATENCY_MS, 1)]
+    values = np.concatenate([around_min, edges(20_000, rng), rng.lognormal(0, 4, 20_000)])
+    index = pl.DataFrame({"value": np.sort(values)}).select(bucket_expr("value").cast(pl.Int64))
+    assert (index["value"].diff().drop_nulls() >= 0).all()
