@@ -249,3 +249,15 @@ def test_replaced_objects_stay_readable_for_a_while_then_go(s3_endpoint, locatio
 def stored(urls: list[str]) -> list[str]:
     """Object keys of ``s3://bucket/key`` URLs."""
     return [url.removeprefix("s3://").partition("/")[2] for url in urls]
+
+
+def test_refreshing_the_catalog_leaves_the_store_alone(tmp_path):
+    # Every step refreshes the catalog after its writes; for a bucket that would read every
+    # partition's footer each time, so the views are built when the catalog is opened. An
+    # endpoint nothing listens on shows the refresh reaches for nothing.
+    from servers import free_port
+
+    warehouse = warehouse_at(
+        "s3://nowhere/warehouse", tmp_path, endpoint_url=f"http://127.0.0.1:{free_port()}"
+    )
+    assert warehouse.refresh_catalog() == tmp_path / "warehouse.duckdb"
