@@ -10,6 +10,7 @@ COMMITTED). Snapshot tables are replaced whole, under a lock on the table.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES, conform
+
+# Rows per CSV slice of a COPY (a few MB of text at a time).
+COPY_ROWS = 100_000
+# Microseconds and the UTC offset, which timestamptz reads exactly.
+CSV_TIMESTAMP = "%Y-%m-%dT%H:%M:%S%.6f%:z"
 
 PG_TYPES = {
     pl.String: "text",
@@ -178,17 +184,28 @@ class PostgresWarehouse:
         return pl.DataFrame(rows, schema=SCHEMAS[table], orient="row")
 
     def _copy(self, con: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+        """COPY ``frame`` into ``table`` as CSV that polars writes a slice at a time: a
+        Python call per row (``write_row``) was half of a 50 MB run's ingest with the mirror.
+
+        In PostgreSQL's CSV an unquoted empty field is NULL and ``""`` an empty string, as
+        polars writes them; floats are written to round-trip (``NaN``, ``inf``, ``-inf`` are
+        read back as such); timestamps carry their offset.
+        """
         from psycopg import sql
 
         frame = conform(table, frame)
         if frame.height == 0:
             return
-        statement = sql.SQL("copy {} ({}) from stdin").format(
+        statement = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
             self._name(table), sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
         )
         with con.cursor() as cur, cur.copy(statement) as copy:
-            for row in frame.iter_rows():
-                copy.write_row(row)
+            for start in range(0, frame.height, COPY_ROWS):
+                buffer = io.BytesIO()
+                frame.slice(start, COPY_ROWS).write_csv(
+                    buffer, include_header=False, datetime_format=CSV_TIMESTAMP
+                )
+                copy.write(buffer.getvalue())
 
     def _name(self, table: str) -> sql.Composed:
         from psycopg import sql

@@ -63,6 +63,36 @@ def test_nul_in_text_is_stored_as_the_replacement_character(pg):
     assert pg.read("run_summary")["endpoint"].to_list() == ["nul\ufffdhere"]
 
 
+def test_every_value_round_trips_through_the_copy(pg):
+    # The COPY is CSV: empty text and NULL, quotes, commas and line breaks in text, floats
+    # that need all 17 digits, NaN and infinities, microseconds in timestamps must come back.
+    from datetime import UTC, datetime
+
+    from metrics_pipeline.contracts.tables import SCHEMAS, conform
+    from metrics_pipeline.storage.integrity import checksum
+
+    texts = ["", None, 'a "quoted", comma', "two\nlines\r\n", "\\N", "tab\there"]
+    floats = [0.1 + 0.2, float("nan"), float("inf"), -float("inf"), None, 5e-324]
+    frame = conform(
+        "requests",
+        pl.DataFrame(
+            {
+                "endpoint": texts,
+                "latency_ms": floats,
+                "ok": [True, False, None, True, False, True],
+                "status": [200, None, 500, 0, -1, 2**31 - 1],
+                "ts": [datetime(2026, 11, 23, 2, 0, 0, 123456, tzinfo=UTC)] * 5 + [None],
+                "line_no": [1, 2, 3, 4, 5, 2**40],
+            }
+        ),
+    )
+    pg.replace_partition("requests", "r1", frame)
+    back = pg.read("requests").drop("run_id")
+    assert back.schema == {k: v for k, v in SCHEMAS["requests"].items() if k != "run_id"}
+    assert checksum("requests", back) == checksum("requests", frame.drop("run_id"))
+    assert back.sort("line_no")["endpoint"].to_list() == texts
+
+
 def test_migrate_adds_columns_that_are_missing(pg):
     with pg.connect() as con:
         con.execute(f'alter table "{pg.schema}".run_summary drop column latency_p99')
