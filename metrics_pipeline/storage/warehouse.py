@@ -247,7 +247,7 @@ class Warehouse:
         self.publish(run_id, {table: self.root / ".nothing"})
 
     # Where the files are and how readers reach them: a local folder here; an object store
-    # in ``storage.objectwarehouse`` (URLs, a filesystem registered in DuckDB, polars options).
+    # in ``storage.object_warehouse`` (URLs, a filesystem registered in DuckDB, polars options).
     filesystem = None  # an fsspec filesystem DuckDB reads the files through (local: none)
     storage_options: dict[str, str] | None = None  # polars' options for reading the files
 
