@@ -17,13 +17,15 @@ def check(
         bool,
         typer.Option(
             "--repair",
-            help="Rewrite every differing partition of the Postgres mirror from Parquet.",
+            help="Rewrite every differing partition of the Postgres mirror from Parquet, and "
+            "remove what interrupted writes left behind.",
         ),
     ] = False,
 ) -> None:
     """Compare row counts and checksums of every partition in Parquet and in Postgres (when
-    METRICS_POSTGRES_URL is set), and list publications a fault interrupted. Exit 1 when
-    something differs (0 after --repair mended it)."""
+    METRICS_POSTGRES_URL is set), list publications a fault interrupted, and count what
+    interrupted writes left behind (staging files, unpublished objects) over a day old. Exit 1
+    when something differs (0 after --repair mended it); leftovers alone do not fail."""
     from metrics_pipeline.storage import integrity, open_warehouse
 
     warehouse = open_warehouse(Settings.from_env())
@@ -42,6 +44,15 @@ def check(
             f"checksums {sums}{pending}",
             soft_wrap=True,
         )
+    leftovers = warehouse.leftovers()
+    if leftovers:
+        verb = "removed" if repair else "found (--repair removes them)"
+        console.print(
+            f"{len(leftovers)} leftover(s) of interrupted writes over a day old {verb}",
+            soft_wrap=True,
+        )
+        if repair:
+            warehouse.remove_leftovers(leftovers)
     if bad and repair:
         integrity.repair(warehouse)
         still = [c for c in integrity.check(warehouse) if not c.ok]

@@ -45,9 +45,14 @@ from urllib.parse import urlsplit
 import duckdb
 import pyarrow.fs as pafs
 
-from metrics_pipeline.contracts.tables import SNAPSHOT_TABLES
+from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES
 from metrics_pipeline.storage.postgres import PostgresWarehouse
-from metrics_pipeline.storage.warehouse import CATALOG_FILE, PARTITION_KEY, Warehouse
+from metrics_pipeline.storage.warehouse import (
+    CATALOG_FILE,
+    LEFTOVER_AGE_S,
+    PARTITION_KEY,
+    Warehouse,
+)
 
 MANIFESTS = "_manifests"
 # How long a replaced object stays readable: longer than a reader keeps a list of keys (a
@@ -160,6 +165,40 @@ class ObjectWarehouse(Warehouse):
         # In the bucket, beside the tables: the trash copies a partition's objects server-side
         # and hosts sharing the warehouse share its trash. "_" for the local "." as in PENDING.
         return self.fs, self._path("_" + name.removeprefix("."))
+
+    def leftovers(
+        self, older_than_s: float = LEFTOVER_AGE_S, now_s: float | None = None
+    ) -> list[str]:
+        r"""The local leftovers (:meth:`Warehouse.leftovers`) and, as ``s3://`` URLs, the
+        objects under the tables' prefixes that no manifest lists, as partitions or as replaced
+        keys: the uploads of a writer killed before it swapped the manifest. Times are the
+        store's (its objects' modification times) and ``now_s``'s (default ``wall_clock``)."""
+        now_s = self.wall_clock() if now_s is None else now_s
+        cutoff = now_s - older_than_s
+        found = super().leftovers(older_than_s, now_s)
+        for table in SCHEMAS:
+            document = self._document(table)
+            known = {self._path(key) for keys in document["partitions"].values() for key in keys}
+            known |= {self._path(key) for key, _ in document["replaced"]}
+            selector = pafs.FileSelector(self._path(table), recursive=True, allow_not_found=True)
+            found += [
+                f"s3://{info.path}"
+                for info in self.fs.get_file_info(selector)
+                if info.type == pafs.FileType.File
+                and info.path.endswith(".parquet")
+                and info.path not in known
+                and info.mtime is not None
+                and info.mtime.timestamp() < cutoff
+            ]
+        return found
+
+    def remove_leftovers(self, leftovers: Iterable[str]) -> None:
+        leftovers = list(leftovers)
+        urls = [entry for entry in leftovers if entry.startswith("s3://")]
+        super().remove_leftovers(entry for entry in leftovers if not entry.startswith("s3://"))
+        for url in urls:
+            with suppress(FileNotFoundError):
+                self.fs.delete_file(url.removeprefix("s3://"))
 
     # -- writers ------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ CATALOG_FILE = "warehouse.duckdb"
 SNAPSHOT_FILE = "data.parquet"
 PENDING_DIR = ".pending"
 STAGING_DIR = ".staging"
+# Leftovers of interrupted writes younger than this may belong to a write under way.
+LEFTOVER_AGE_S = 24 * 3600.0
 
 
 class PartitionWriter:
@@ -245,6 +247,33 @@ class Warehouse:
 
     def delete_partition(self, table: str, run_id: str) -> None:
         self.publish(run_id, {table: self.root / ".nothing"})
+
+    def leftovers(
+        self, older_than_s: float = LEFTOVER_AGE_S, now_s: float | None = None
+    ) -> list[str]:
+        r"""What interrupted writes left behind and nothing reads, older than ``older_than_s``
+        at ``now_s`` (default: the wall clock; the files' times are the wall clock's).
+
+        A publication killed before its swap leaves its staging folder (``.staging/``), one
+        killed inside the swap the old partition moved aside (``.trash/``). Younger ones may
+        belong to a write under way.
+        """
+        cutoff = (time.time() if now_s is None else now_s) - older_than_s
+        return [
+            str(entry)
+            for folder in (self.root / STAGING_DIR, self.root / ".trash")
+            if folder.is_dir()
+            for entry in sorted(folder.iterdir())
+            if entry.stat().st_mtime < cutoff
+        ]
+
+    def remove_leftovers(self, leftovers: Iterable[str]) -> None:
+        """Remove what :meth:`leftovers` listed."""
+        for entry in map(Path, leftovers):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     # Where the files are and how readers reach them: a local folder here; an object store
     # in ``storage.object_warehouse`` (URLs, a filesystem registered in DuckDB, polars options).

@@ -37,3 +37,32 @@ def test_check_finds_a_drifted_mirror_and_repair_mends_it(
 
     assert runner.invoke(app, ["check", "--repair"]).exit_code == 0
     assert runner.invoke(app, ["check"]).exit_code == 0
+
+
+def test_check_counts_leftovers_of_interrupted_writes_and_repair_removes_them(
+    settings, tmp_path, monkeypatch
+):
+    import os
+
+    import polars as pl
+
+    from metrics_pipeline.contracts.tables import conform
+
+    monkeypatch.setenv("METRICS_HOME", str(settings.home))
+    monkeypatch.delenv("METRICS_POSTGRES_URL", raising=False)
+    warehouse = Warehouse(settings.warehouse_root)
+    frame = conform("requests", pl.DataFrame({"endpoint": ["/a"], "latency_ms": [1.0]}))
+    warehouse.write_partition("requests", "r1", frame)
+    killed = settings.warehouse_root / ".staging" / "r1-killed"
+    killed.mkdir(parents=True)
+    old = killed.stat().st_mtime - 2 * 24 * 3600
+    os.utime(killed, (old, old))
+    runner = CliRunner()
+
+    found = runner.invoke(app, ["check"])
+    assert found.exit_code == 0, found.output  # leftovers are not a difference
+    assert "1 leftover(s) of interrupted writes over a day old found" in found.output
+    repaired = runner.invoke(app, ["check", "--repair"])
+    assert repaired.exit_code == 0 and "1 leftover(s)" in repaired.output
+    assert not killed.exists()
+    assert "leftover" not in runner.invoke(app, ["check"]).output

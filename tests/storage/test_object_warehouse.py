@@ -261,3 +261,32 @@ def test_refreshing_the_catalog_leaves_the_store_alone(tmp_path):
         "s3://nowhere/warehouse", tmp_path, endpoint_url=f"http://127.0.0.1:{free_port()}"
     )
     assert warehouse.refresh_catalog() == tmp_path / "warehouse.duckdb"
+
+
+def test_leftovers_of_a_killed_writer_are_found_and_removed(s3_endpoint, location, tmp_path):
+    # What a writer killed before its manifest swap uploaded: objects no manifest lists.
+    import pyarrow.fs as pafs
+
+    warehouse = warehouse_at(location, tmp_path / "local", endpoint_url=s3_endpoint)
+    frame = conform("requests", pl.DataFrame({"endpoint": ["/a"], "latency_ms": [1.0]}))
+    warehouse.write_partition("requests", "r1", frame)
+    warehouse.write_partition("requests", "r1", frame)  # the first keys are now "replaced"
+    (published,) = warehouse.files("requests", ["r1"])
+    orphan = published.replace("part-", "part-orphan-")
+    warehouse.fs.copy_file(published.removeprefix("s3://"), orphan.removeprefix("s3://"))
+    staging = tmp_path / "local" / ".staging" / "r1-killed"
+    staging.mkdir(parents=True)
+    (staging / "part-0.parquet").write_bytes(b"half")
+    assert isinstance(warehouse.fs, pafs.S3FileSystem)
+
+    # Younger than a day: perhaps a write under way; a day later: leftovers.
+    assert warehouse.leftovers() == []
+    later = warehouse.wall_clock() + 2 * 24 * 3600
+    found = warehouse.leftovers(now_s=later)
+    assert sorted(found) == sorted([str(staging), orphan])
+    warehouse.remove_leftovers(found)
+    assert warehouse.leftovers(now_s=later) == []
+    assert not staging.exists() and stored([orphan])[0] not in keys(s3_endpoint, location, "")
+    # The data and the replaced keys (readers in flight may use them) are untouched.
+    assert warehouse.read("requests")["endpoint"].to_list() == ["/a"]
+    assert len(manifest(s3_endpoint, location, "requests", "replaced")) == 1

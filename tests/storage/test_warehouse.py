@@ -265,3 +265,24 @@ def test_snapshot_tables_are_replaced_whole_and_have_views(wh):
     wh.write_snapshot("drifts", frame.head(1))
     assert wh.read("drifts").height == 1
     assert wh.connect().execute("select count(*) from drifts").fetchone() == (1,)
+
+
+def test_leftovers_of_interrupted_writes_are_found_when_old(tmp_path):
+    import os
+
+    wh = Warehouse(tmp_path / "warehouse")
+    wh.write_partition("requests", "r1", requests_frame(3))
+    killed = wh.root / ".staging" / "r1-killed"
+    killed.mkdir(parents=True)
+    (killed / "part-0.parquet").write_bytes(b"half")
+    aside = wh.root / ".trash" / "abc"
+    aside.mkdir(parents=True)
+    now = killed.stat().st_mtime
+    assert wh.leftovers(now_s=now) == []  # young: perhaps a write under way
+    os.utime(aside, (now - 2 * 24 * 3600, now - 2 * 24 * 3600))
+    assert wh.leftovers(now_s=now) == [str(aside)]
+    found = wh.leftovers(now_s=now + 2 * 24 * 3600)
+    assert sorted(found) == sorted([str(killed), str(aside)])
+    wh.remove_leftovers(found)
+    assert wh.leftovers(now_s=now + 2 * 24 * 3600) == []
+    assert wh.read("requests").height == 3
