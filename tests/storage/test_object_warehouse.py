@@ -279,9 +279,13 @@ def test_leftovers_of_a_killed_writer_are_found_and_removed(s3_endpoint, locatio
     (staging / "part-0.parquet").write_bytes(b"half")
     assert isinstance(warehouse.fs, pafs.S3FileSystem)
 
+    # Ages count from the store's and the file system's times, whatever this process's clock
+    # says (it may be moved): both leftovers dated at the orphan's upload.
+    uploaded = warehouse.fs.get_file_info(orphan.removeprefix("s3://")).mtime.timestamp()
+    os.utime(staging, (uploaded, uploaded))
     # Younger than a day: perhaps a write under way; a day later: leftovers.
-    assert warehouse.leftovers() == []
-    later = warehouse.wall_clock() + 2 * 24 * 3600
+    assert warehouse.leftovers(now_s=uploaded) == []
+    later = uploaded + 2 * 24 * 3600
     found = warehouse.leftovers(now_s=later)
     assert sorted(found) == sorted([str(staging), orphan])
     warehouse.remove_leftovers(found)
