@@ -81,6 +81,23 @@ JSON_KEYS = [
 ]
 
 
+def _warehouse_history(suite: str, scenario: str, environment: str):
+    """The combination's run-to-run noise in the configured warehouse, as of now (``None``
+    when the warehouse has no earlier accepted run of it; a missing warehouse is empty)."""
+    from metrics_pipeline.stages.ci import noise_history
+    from metrics_pipeline.storage import open_warehouse
+
+    settings = Settings.from_env()
+    candidate = {
+        "run_id": "",
+        "suite": suite,
+        "scenario": scenario,
+        "environment": environment,
+        "started_at": settings.clock(),
+    }
+    return noise_history(open_warehouse(settings), candidate, [])
+
+
 def compare(
     results: Annotated[
         list[Path],
@@ -119,13 +136,27 @@ def compare(
     suite: Annotated[str | None, typer.Option(help=RULES_FOR.format("suite"))] = None,
     scenario: Annotated[str | None, typer.Option(help=RULES_FOR.format("scenario"))] = None,
     env: Annotated[str | None, typer.Option(help=RULES_FOR.format("environment"))] = None,
+    history: Annotated[
+        bool | None,
+        typer.Option(
+            "--history/--no-history",
+            help="Measure the run-to-run noise on the warehouse's earlier accepted runs of "
+            "--suite, --scenario and --env too (METRICS_HOME, METRICS_WAREHOUSE) instead of "
+            "assuming --run-noise (default: when all three are given).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare a candidate run with one or more baseline runs; exit 1 if anything regressed,
     2 if nothing could be compared (a CI gate). Thresholds come from the verdict rules
     (config/verdicts.yaml, METRICS_VERDICT_RULES) of --suite, --scenario and --env, and the
-    options given."""
+    options given; the run-to-run noise from the baseline runs, the combination's earlier
+    runs in the warehouse, or --run-noise (the table's caption says which)."""
     if len(results) < 2:
         fail("give at least one baseline and the candidate: compare BASE... CAND")
+    combination = (suite, scenario, env)
+    if history and None in combination:
+        fail("--history needs the combination: --suite, --scenario and --env")
     if not (
         (alpha is None or 0 < alpha < 1)
         and (threshold is None or threshold > 0)
@@ -147,6 +178,11 @@ def compare(
                 load_verdict_rules(Settings.from_env().verdict_rules)
                 .policy(suite or "", scenario or "", env or "")
                 .overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
+            )
+            noise_history = (
+                _warehouse_history(*combination)
+                if history is not False and None not in combination
+                else None
             )
             parsed = [read.result() for read in reads]
     # A run with a damaged file (truncated, over a read limit, a summary that is not JSON)
@@ -187,6 +223,7 @@ def compare(
         baseline_intervals=baseline_rows("interval_stats"),
         candidate_resources=candidate_rows("resources"),
         baseline_resources=baseline_rows("resources"),
+        history=noise_history,
     )
     judged = verdicts.filter(pl.col("baseline").is_not_null())
     if as_json:

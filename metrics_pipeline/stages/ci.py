@@ -26,8 +26,8 @@ from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
 from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
 from metrics_pipeline.analysis.triage import accepted_regressions, is_marked, rebaselined_since
 from metrics_pipeline.analysis.verdict_rules import VerdictRules
+from metrics_pipeline.analysis.verdicts import History, history_noise, history_runs, judge_run
 from metrics_pipeline.analysis.verdicts import choose_baseline as choose_baseline_runs
-from metrics_pipeline.analysis.verdicts import history_noise, history_runs, judge_run
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.ingest.files import (
     IngestReport,
@@ -144,6 +144,28 @@ def _regressed(warehouse: Warehouse) -> set[str]:
     return set(verdicts.collect()["run_id"]) - accepted
 
 
+def noise_history(
+    warehouse: Warehouse, candidate: dict, baseline_runs: list[str]
+) -> History | None:
+    """The run-to-run noise measured on the candidate's combination (``suite``, ``scenario``,
+    ``environment``): the spread of its last accepted runs that started before
+    ``candidate["started_at"]``, since its latest accepted step, other than ``baseline_runs``
+    (see :func:`~metrics_pipeline.analysis.verdicts.history_runs`); ``None`` when there is
+    no such run. The noise of a statistic needs 2 runs with a value of it.
+
+    The candidate need not be stored: the ``compare`` gate passes its files' run with an
+    empty ``run_id``.
+    """
+    earlier = history_runs(
+        warehouse.read("runs"),
+        candidate,
+        _regressed(warehouse) - {candidate["run_id"]},
+        baseline_runs,
+        since=_rebaselined_since(warehouse, candidate),
+    )
+    return history_noise(warehouse.read("run_summary", earlier)) if earlier else None
+
+
 def judge(warehouse: Warehouse, run_id: str, rules: VerdictRules | None = None) -> Judgement:
     """Verdict per endpoint and metric against the stored baseline runs (``verdicts``), with
     the run-to-run noise measured on the combination's earlier accepted runs and the
@@ -152,13 +174,6 @@ def judge(warehouse: Warehouse, run_id: str, rules: VerdictRules | None = None) 
     baseline_runs = warehouse.read("run_baselines", [run_id])["baseline_run_id"].to_list()
     runs = warehouse.read("runs")
     candidate = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-    earlier = history_runs(
-        runs,
-        candidate,
-        _regressed(warehouse) - {run_id},
-        baseline_runs,
-        since=_rebaselined_since(warehouse, candidate),
-    )
     table = judge_run(
         warehouse.read("requests", [run_id]),
         warehouse.read("requests", baseline_runs),
@@ -170,7 +185,7 @@ def judge(warehouse: Warehouse, run_id: str, rules: VerdictRules | None = None) 
         baseline_intervals=warehouse.read("interval_stats", baseline_runs),
         candidate_resources=warehouse.read("resources", [run_id]),
         baseline_resources=warehouse.read("resources", baseline_runs),
-        history=history_noise(warehouse.read("run_summary", earlier)) if earlier else None,
+        history=noise_history(warehouse, candidate, baseline_runs),
     )
     warehouse.write_partition("verdicts", run_id, table)
     warehouse.refresh_catalog()

@@ -322,3 +322,51 @@ def test_cli_ingest_of_a_run_without_data_marks_it_invalid_and_exits_1(tmp_path,
     )
     run = Warehouse(tmp_path / "warehouse").read("runs", ["empty-1"]).row(0, named=True)
     assert run["valid"] is False and "no request or interval data" in run["invalid_reason"]
+
+
+def test_compare_measures_the_run_noise_on_the_combinations_earlier_runs(
+    fixtures_dir, tmp_path, monkeypatch
+):
+    # +30 % against one baseline run is within the 10 % prior; the warehouse's earlier runs of
+    # the same suite, scenario and environment agree within 1 %, so there it is a regression,
+    # and earlier runs 30 % apart keep it within the noise.
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.3)
+    histories = {"ci": (0.99, 1.0, 1.01, 1.0), "lab": (0.7, 1.0, 1.3)}
+    for env, factors in histories.items():
+        for i, factor in enumerate(factors):
+            earlier = slowed_copy(locust, tmp_path / f"{env}{i}.ndjson", "/api/slow", factor)
+            combination = ["--suite", "shop", "--scenario", "browse", "--env", env]
+            ingested = runner.invoke(
+                app, ["ingest", str(earlier), *combination, "--run-id", f"{env}-{i}"]
+            )
+            assert ingested.exit_code == 0, ingested.output
+
+    compare = ["compare", str(locust), str(slow), "--json", "--suite", "shop"]
+    quiet = runner.invoke(app, [*compare, "--scenario", "browse", "--env", "ci"])
+    assert quiet.exit_code == 1, quiet.output
+    rows = json.loads(quiet.stdout)
+    p50 = next(v for v in rows if v["endpoint"] == "/api/slow" and v["metric"] == "latency_p50")
+    assert p50["regression"] and p50["noise"].startswith("history of 4 runs")
+    assert not any(v["regression"] for v in rows if v["endpoint"] != "/api/slow")
+
+    noisy = runner.invoke(app, [*compare, "--scenario", "browse", "--env", "lab"])
+    assert noisy.exit_code == 0, noisy.output
+    p50 = next(
+        v
+        for v in json.loads(noisy.stdout)
+        if v["endpoint"] == "/api/slow" and v["metric"] == "latency_p50"
+    )
+    assert p50["noise"].startswith("history of 3 runs")
+
+    # Without a history (turned off, or a combination the warehouse has not seen) the prior.
+    off = runner.invoke(app, [*compare, "--scenario", "browse", "--env", "ci", "--no-history"])
+    assert off.exit_code == 0, off.output
+    unseen = runner.invoke(app, [*compare, "--scenario", "browse", "--env", "prod"])
+    assert unseen.exit_code == 0, unseen.output
+    assert "prior 10%" in next(
+        v["noise"] for v in json.loads(unseen.stdout) if v["metric"] == "latency_p50"
+    )
+    told = runner.invoke(app, [*compare, "--history"])
+    assert told.exit_code == 2 and "--scenario" in told.output
