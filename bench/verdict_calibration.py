@@ -49,8 +49,9 @@ cell), from the stream of the chosen split:
 Within a replication the same random draws serve every drift and every effect (common random
 numbers): only the drift scale and the effect factor change. Cells are therefore positively
 correlated, but each cell's rate is an unbiased estimate with the binomial Monte-Carlo
-standard error ``sqrt(p (1 - p) / R)`` shown next to it (for a rate of 0 or 100 %, "<x" is the
-one-sided 95 % bound 3/R, the rule of three).
+standard error ``sqrt(p (1 - p) / R)`` shown next to it (also for coverage, which pools the
+seven effects' 7R intervals: a replication's intervals share its draws and cover together;
+for a rate of 0 or 100 %, "<x" is the one-sided 95 % bound 3/R, the rule of three).
 
 Variants and grid
 -----------------
@@ -124,7 +125,10 @@ KAPPA = 1000.0  # Beta concentration of the per-run error rate
 
 # Seed streams: the published tables use "heldout"; experiment on "dev".
 SPLIT_ENTROPY = {"dev": 0x6D65_7672_6465_7631, "heldout": 0x6865_6C64_6F75_7431}
-VARIANT_ID = {"lognormal": 1, "quantized": 2}
+VARIANT_ID = {"lognormal": 1, "quantized": 2, "history-5": 3, "history-20": 4}
+# The history variants: one baseline run (the `compare` gate's case, a pinned baseline) and the
+# combination's H earlier runs, whose spread the pipeline measures (`history_noise`).
+HISTORIES = {"history-5": 5, "history-20": 20}
 
 KS = (1, 3, 5)
 NS = (200, 2000, 50000)
@@ -153,6 +157,11 @@ class Job:
     drifts: tuple[float, ...]
     effects: tuple[float, ...]
 
+    @property
+    def history(self) -> int:
+        """Earlier runs of the combination drawn before the baseline (history variants)."""
+        return HISTORIES.get(self.variant, 0)
+
 
 # ----------------------------------------------------------------------------- generator
 
@@ -171,14 +180,15 @@ def scenario(split: str, variant: str, rep: int) -> dict:
 
 
 def draw_runs(job: Job, params: dict) -> list[dict]:
-    """K baseline runs and the candidate (last), before drift and effect."""
+    """The history's runs (history variants), k baseline runs and the candidate (last), before
+    drift and effect."""
     seq = np.random.SeedSequence(
         SPLIT_ENTROPY[job.split], spawn_key=(1, VARIANT_ID[job.variant], job.n, job.k, job.rep)
     )
     rng = np.random.default_rng(seq)
     p = params["error_rate"]
     runs = []
-    for j in range(job.k + 1):
+    for j in range(-job.history, job.k + 1):
         lat = params["median"] * np.exp(params["sigma"] * rng.standard_normal(job.n))
         if params["tail"] == "mixture":
             lat = np.where(rng.random(job.n) < TAIL_SHARE, lat * TAIL_FACTOR, lat)
@@ -187,7 +197,7 @@ def draw_runs(job: Job, params: dict) -> list[dict]:
         slot = (np.arange(job.n) + rng.random(job.n)) * (DURATION_US / job.n)
         runs.append(
             {
-                "run_id": f"base-{j}" if j < job.k else "cand",
+                "run_id": f"hist-{-j}" if j < 0 else f"base-{j}" if j < job.k else "cand",
                 "latency": lat,
                 "ok": ok,
                 # baseline runs on the days before the candidate
@@ -227,6 +237,28 @@ def requests_frame(run: dict, factor: float, quantized: bool) -> pl.DataFrame:
     return conform("requests", frame)
 
 
+def summaries_frame(runs: list[dict], scales: list[float]) -> pl.DataFrame:
+    """The history runs' ``run_summary`` columns that the product reads for the run noise:
+    p50, p95 and p99 of the successful requests' latencies (numpy's default, linear
+    interpolation), requests per second and the error rate."""
+    rows = []
+    for run, scale in zip(runs, scales, strict=True):
+        ok_lat = run["latency"][run["ok"]] * scale
+        p50, p95, p99 = np.quantile(ok_lat, [0.50, 0.95, 0.99])
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "endpoint": ENDPOINT,
+                "latency_p50": p50,
+                "latency_p95": p95,
+                "latency_p99": p99,
+                "throughput_rps": len(run["latency"]) / (DURATION_US / 1e6),
+                "error_rate": 1.0 - float(np.mean(run["ok"])),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------- worker
 
 
@@ -241,11 +273,12 @@ def vm_hwm_mb() -> float:
 
 def run_job(job: Job) -> dict:
     """Every drift x effect of one replication: a judge_run call each."""
-    from metrics_pipeline.analysis.verdicts import VerdictPolicy, judge_run
+    from metrics_pipeline.analysis.verdicts import VerdictPolicy, history_noise, judge_run
 
     policy = VerdictPolicy.uniform(threshold=THRESHOLD, alpha=ALPHA)
     params = scenario(job.split, job.variant, job.rep)
-    runs = draw_runs(job, params)
+    drawn = draw_runs(job, params)
+    earlier, runs = drawn[: job.history], drawn[job.history :]
     quantized = job.variant == "quantized"
     baseline_ids = [r["run_id"] for r in runs[:-1]]
     cpu0 = time.process_time()
@@ -253,6 +286,11 @@ def run_job(job: Job) -> dict:
     for drift in job.drifts:
         sd = math.log1p(drift)
         scale = [math.exp(sd * r["run_z"]) for r in runs]
+        history = (
+            history_noise(summaries_frame(earlier, [math.exp(sd * r["run_z"]) for r in earlier]))
+            if earlier
+            else None
+        )
         baseline = pl.concat(
             [requests_frame(r, s, quantized) for r, s in zip(runs[:-1], scale[:-1], strict=True)]
         )
@@ -260,7 +298,7 @@ def run_job(job: Job) -> dict:
             candidate = requests_frame(runs[-1], scale[-1] * (1 + effect), quantized)
             t0 = time.perf_counter()
             try:
-                verdicts = judge_run(candidate, baseline, baseline_ids, policy)
+                verdicts = judge_run(candidate, baseline, baseline_ids, policy, history=history)
             except Exception as exc:  # a failure is a result: count it, keep going
                 out["errors"].append((drift, effect, f"{type(exc).__name__}: {exc}"[:300]))
                 continue
@@ -284,6 +322,9 @@ def plan(args) -> list[Job]:
     quant = [(n, k, q_reps[n]) for n in NS for k in KS]
     for n, k, r, drifts in main:
         jobs += [Job("lognormal", args.split, n, k, i, drifts, EFFECTS) for i in range(r)]
+    for variant in HISTORIES if not args.no_history else ():
+        for n in NS:
+            jobs += [Job(variant, args.split, n, 1, i, DRIFTS, EFFECTS) for i in range(reps[n])]
     if not args.no_quantized:
         for n, k, r in quant:
             jobs += [Job("quantized", args.split, n, k, i, Q_DRIFTS, Q_EFFECTS) for i in range(r)]
@@ -300,7 +341,9 @@ def calls(jobs: list[Job]) -> dict[int, int]:
 
 
 def full_plan_calls(reps) -> dict[int, int]:
-    ns = argparse.Namespace(quick=False, reps=reps, split="heldout", no_quantized=False)
+    ns = argparse.Namespace(
+        quick=False, reps=reps, split="heldout", no_quantized=False, no_history=False
+    )
     return calls(plan(ns))
 
 
@@ -380,22 +423,30 @@ class Tally:
                     run["v:" + str(row["verdict"])] += 1
 
 
-def rate(x: int, n: int) -> tuple[float, float]:
+# A replication's intervals at the seven effects come from the same draws (common random
+# numbers): on the log scale the effect only shifts the candidate, so they cover together or
+# not at all. A coverage rate's standard error counts replications, not intervals.
+PER_REPLICATION = len(EFFECTS)
+
+
+def rate(x: int, n: int, per: int = 1) -> tuple[float, float]:
+    """The rate ``x / n`` and its binomial standard error over ``n / per`` independent
+    trials (``per`` outcomes of one replication move together)."""
     if n == 0:
         return float("nan"), float("nan")
     p = x / n
-    return p, math.sqrt(p * (1 - p) / n)
+    return p, math.sqrt(p * (1 - p) / (n / per))
 
 
-def fmt(x: int, n: int) -> str:
+def fmt(x: int, n: int, per: int = 1) -> str:
     """Percentage with its Monte-Carlo SE; at 0 or 100 % the rule-of-three 95 % bound."""
     if n == 0:
         return "-"
-    p, se = rate(x, n)
+    p, se = rate(x, n, per)
     if x == 0:
-        return f"0.0 (<{min(100.0, 300 / n):.1f})"
+        return f"0.0 (<{min(100.0, 300 * per / n):.1f})"
     if x == n:
-        return f"100 (>{max(0.0, 100 - 300 / n):.1f})"
+        return f"100 (>{max(0.0, 100 - 300 * per / n):.1f})"
     return f"{100 * p:.1f} ({100 * se:.1f})"
 
 
@@ -411,7 +462,7 @@ def latency_metrics(tally: Tally) -> list[str]:
     return [m for m in LATENCY if tally.metrics_seen[m]]
 
 
-def main_tables(tally: Tally) -> list[str]:
+def main_tables(tally: Tally, variant: str = "lognormal") -> list[str]:
     lines = []
     head = (
         "| k | N | drift | R | FA % | +10 % flagged | +15 % | +20 % | +25 % | +30 % | +50 % "
@@ -419,11 +470,11 @@ def main_tables(tally: Tally) -> list[str]:
     )
     for metric in latency_metrics(tally):
         lines += [f"### `{metric}`", "", head, "|" + "---|" * 12]
-        for n, k, d in cells(tally, "lognormal"):
-            row = [tally.rows[("lognormal", n, k, d, e, metric)] for e in EFFECTS]
+        for n, k, d in cells(tally, variant):
+            row = [tally.rows[(variant, n, k, d, e, metric)] for e in EFFECTS]
             cov = sum(c["cov"] for c in row), sum(c["cov_n"] for c in row)
             na = sum(c["ci_na"] for c in row)
-            cov_s = fmt(*cov) + (f", {na} no CI" if na else "")
+            cov_s = fmt(*cov, PER_REPLICATION) + (f", {na} no CI" if na else "")
             lines.append(
                 f"| {k} | {n} | {100 * d:.0f} % | {row[0]['n']} | "
                 + " | ".join(fmt(c["reg"], c["n"]) for c in row)
@@ -433,14 +484,14 @@ def main_tables(tally: Tally) -> list[str]:
     return lines
 
 
-def run_table(tally: Tally) -> list[str]:
+def run_table(tally: Tally, variant: str = "lognormal") -> list[str]:
     lines = [
         "| k | N | drift | R | any row % | a latency row % | error_rate % | throughput % "
         "| other verdicts at effect 0 |",
         "|" + "---|" * 9,
     ]
-    for n, k, d in cells(tally, "lognormal"):
-        c = tally.runs[("lognormal", n, k, d, 0.0)]
+    for n, k, d in cells(tally, variant):
+        c = tally.runs[(variant, n, k, d, 0.0)]
         other = ", ".join(f"{key[2:]} {v}" for key, v in sorted(c.items()) if key[:2] == "v:")
         lines.append(
             f"| {k} | {n} | {100 * d:.0f} % | {c['n']} | {fmt(c['any'], c['n'])} | "
@@ -463,7 +514,7 @@ def tail_table(tally: Tally) -> list[str]:
             lines.append(
                 f"| {tail} | {m} | {by[0.0]['n']} | {fmt(by[0.0]['reg'], by[0.0]['n'])} | "
                 f"{fmt(by[0.1]['reg'], by[0.1]['n'])} | {fmt(by[0.3]['reg'], by[0.3]['n'])} | "
-                f"{fmt(*cov)} |"
+                f"{fmt(*cov, PER_REPLICATION)} |"
             )
     return [*lines, ""]
 
@@ -489,14 +540,18 @@ def quantized_table(tally: Tally) -> list[str]:
 
 
 def check(
-    label: str, pairs: list[tuple[str, int, int]], lo: float | None, hi: float | None
+    label: str,
+    pairs: list[tuple[str, int, int]],
+    lo: float | None,
+    hi: float | None,
+    per: int = 1,
 ) -> tuple[bool, str]:
-    """PASS when every cell's point estimate is within [lo, hi]."""
+    """PASS when every cell's point estimate is within [lo, hi] (``per``: see ``rate``)."""
     if not pairs:
         return True, f"SKIP  {label}: no cells in this run"
     fails, beyond, worst, worst_gap = 0, 0, None, -1.0
     for name, x, n in pairs:
-        p, se = rate(x, n)
+        p, se = rate(x, n, per)
         gap = max((lo - p) if lo is not None else -1, (p - hi) if hi is not None else -1)
         if gap > 0:
             fails += 1
@@ -508,26 +563,27 @@ def check(
     detail = f"{fails}/{len(pairs)} cells outside"
     if fails:
         detail += f" ({beyond} by more than 2 MC SE)"
-    return fails == 0, f"{status}  {label}: {detail}; worst {name}: {fmt(x, n)} %"
+    return fails == 0, f"{status}  {label}: {detail}; worst {name}: {fmt(x, n, per)} %"
 
 
-def targets(tally: Tally) -> list[str]:
+def targets(tally: Tally, variant: str = "lognormal") -> list[str]:
     lines = []
-    cs = cells(tally, "lognormal")
+    cs = cells(tally, variant)
+    within = f" ({variant})" if variant != "lognormal" else ""
 
     def cell_name(n, k, d):
         return f"k={k} N={n} drift={100 * d:.0f}%"
 
-    for k in KS:
+    for k in sorted({k for _n, k, _d in cs}):
         pairs = [
             (cell_name(n, kk, d), c["any"], c["n"])
             for n, kk, d in cs
             if kk == k and d == 0.10
-            for c in [tally.runs[("lognormal", n, kk, d, 0.0)]]
+            for c in [tally.runs[(variant, n, kk, d, 0.0)]]
         ]
         lines.append(
             check(
-                f"false alarms on unchanged runs (any row) <= 5 %, k={k}, drift 10 %",
+                f"false alarms on unchanged runs (any row) <= 5 %, k={k}, drift 10 %{within}",
                 pairs,
                 None,
                 0.05,
@@ -540,29 +596,40 @@ def targets(tally: Tally) -> list[str]:
                 (cell_name(n, k, d), c["reg"], c["n"])
                 for n, k, d in cs
                 if keep(n, k, d)
-                for c in [tally.rows[("lognormal", n, k, d, effect, m)]]
+                for c in [tally.rows[(variant, n, k, d, effect, m)]]
                 if c["n"]
             ]
 
         lines.append(
-            check(f"{m} recall >= 95 % at +30 %, every cell", pairs_at(0.30), 0.95, None)[1]
+            check(f"{m} recall >= 95 % at +30 %, every cell{within}", pairs_at(0.30), 0.95, None)[1]
         )
+        if variant == "lognormal":
+            lines.append(
+                check(
+                    f"{m} recall >= 90 % at +25 %, k >= 3 and drift <= 3 %",
+                    pairs_at(0.25, lambda n, k, d: k >= 3 and d <= 0.03),
+                    0.90,
+                    None,
+                )[1]
+            )
         lines.append(
-            check(
-                f"{m} recall >= 90 % at +25 %, k >= 3 and drift <= 3 %",
-                pairs_at(0.25, lambda n, k, d: k >= 3 and d <= 0.03),
-                0.90,
-                None,
-            )[1]
+            check(f"{m} +10 % flagged <= 5 %, every cell{within}", pairs_at(0.10), None, 0.05)[1]
         )
-        lines.append(check(f"{m} +10 % flagged <= 5 %, every cell", pairs_at(0.10), None, 0.05)[1])
         cov = []
         for n, k, d in cs:
-            row = [tally.rows[("lognormal", n, k, d, e, m)] for e in EFFECTS]
+            row = [tally.rows[(variant, n, k, d, e, m)] for e in EFFECTS]
             cov.append(
                 (cell_name(n, k, d), sum(c["cov"] for c in row), sum(c["cov_n"] for c in row))
             )
-        lines.append(check(f"{m} CI coverage within 93-97 %, every cell", cov, 0.93, 0.97)[1])
+        lines.append(
+            check(
+                f"{m} CI coverage within 93-97 %, every cell{within}",
+                cov,
+                0.93,
+                0.97,
+                PER_REPLICATION,
+            )[1]
+        )
     return lines
 
 
@@ -609,6 +676,7 @@ def main() -> None:
     )
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (at most 2)")
     ap.add_argument("--no-quantized", action="store_true", help="skip the quantized variant")
+    ap.add_argument("--no-history", action="store_true", help="skip the history variants")
     ap.add_argument(
         "--estimate",
         action="store_true",
@@ -671,7 +739,8 @@ def main() -> None:
         f"Policy `VerdictPolicy.uniform(threshold={THRESHOLD}, alpha={ALPHA})`, defaults "
         "otherwise. R = replications per cell. Each entry is a percentage with its "
         'Monte-Carlo standard error in parentheses ("<x": 0 of R, one-sided 95 % bound '
-        "3/R). Coverage pools all seven effects (7R intervals). Drift d: every run's latencies "
+        "3/R). Coverage pools all seven effects (7R intervals; its standard error counts the R "
+        "replications, whose seven intervals share their draws). Drift d: every run's latencies "
         "x exp(e), e ~ Normal(0, sd = ln(1 + d)). Model and definitions: the module docstring "
         "of `bench/verdict_calibration.py`.",
         "",
@@ -687,6 +756,7 @@ def main() -> None:
         "",
         "```",
         *targets(tally),
+        *(line for v in HISTORIES if not args.no_history for line in targets(tally, v)),
         "```",
         "",
         "## Latency rows, by baseline runs k x requests per run N x drift",
@@ -702,6 +772,19 @@ def main() -> None:
         "",
         *tail_table(tally),
     ]
+    for variant, h in HISTORIES.items() if not args.no_history else ():
+        out += [
+            f"## One baseline run and the combination's {h} earlier runs ({variant})",
+            "",
+            f"k = 1 as above, plus the summaries (p50, p95, p99, throughput, error rate) of {h} "
+            "earlier runs drawn like the baseline run, passed as `history=history_noise(...)`, "
+            "as the pipeline does for a combination with earlier accepted runs.",
+            "",
+            *main_tables(tally, variant),
+            "Per run, effect 0:",
+            "",
+            *run_table(tally, variant),
+        ]
     if not args.no_quantized:
         out += [
             "## Quantized latencies (whole ms, median 2-4 ms)",
