@@ -8,6 +8,9 @@ from typing import Literal
 import polars as pl
 
 TS = pl.Datetime("us", "UTC")
+# Columns whose values rise row after row in every table that has them (a result file's
+# timestamps and line numbers): the warehouse stores them as deltas.
+SEQUENTIAL_COLUMNS = frozenset({"ts", "line_no"})
 
 Partitioning = Literal["run", "snapshot"]
 # raw: deleted after RetentionPolicy.raw_days; aggregate: after aggregate_days (both unless a

@@ -26,11 +26,18 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from metrics_pipeline.contracts.manifest import check_name
-from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES, conform, empty
+from metrics_pipeline.contracts.tables import (
+    SCHEMAS,
+    SEQUENTIAL_COLUMNS,
+    SNAPSHOT_TABLES,
+    conform,
+    empty,
+)
 from metrics_pipeline.storage.postgres import PostgresWarehouse
 from metrics_pipeline.storage.sql_models import Model, run_duckdb, run_postgres
 
@@ -41,6 +48,31 @@ PENDING_DIR = ".pending"
 STAGING_DIR = ".staging"
 # Leftovers of interrupted writes younger than this may belong to a write under way.
 LEFTOVER_AGE_S = 24 * 3600.0
+
+
+def encodings(schema: pa.Schema) -> dict:
+    """``ParquetWriter`` options per column: rising columns (``SEQUENTIAL_COLUMNS``) as deltas,
+    floating-point measurements plain, the rest (names, codes, flags) as dictionaries.
+
+    Measured on 6.9 M requests (bench/README.md, "Parquet encodings"): deltas store line
+    numbers in 0.1 MB instead of 20 and timestamps in 10 MB instead of 27; latencies rarely
+    repeat, so a dictionary cost a third more CPU for the same bytes. The file is half the size
+    and written in 60 % of the CPU time; every reader here (DuckDB, polars, Arrow) reads it.
+    """
+    sequential = [
+        field.name
+        for field in schema
+        if field.name in SEQUENTIAL_COLUMNS
+        and (pa.types.is_integer(field.type) or pa.types.is_timestamp(field.type))
+    ]
+    plain = [field.name for field in schema if pa.types.is_floating(field.type)]
+    return {
+        "use_dictionary": [
+            field.name for field in schema if field.name not in {*sequential, *plain}
+        ],
+        "column_encoding": dict.fromkeys(sequential, "DELTA_BINARY_PACKED")
+        | dict.fromkeys(plain, "PLAIN"),
+    }
 
 
 class PartitionWriter:
@@ -60,7 +92,9 @@ class PartitionWriter:
         if writer is None:
             folder = self.staging / table
             folder.mkdir(parents=True)
-            writer = pq.ParquetWriter(folder / "part-0.parquet", data.schema, compression="zstd")
+            writer = pq.ParquetWriter(
+                folder / "part-0.parquet", data.schema, compression="zstd", **encodings(data.schema)
+            )
             self._writers[table] = writer
         writer.write_table(data)
         self.rows[table] = self.rows.get(table, 0) + frame.height

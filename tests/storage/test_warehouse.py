@@ -286,3 +286,26 @@ def test_leftovers_of_interrupted_writes_are_found_when_old(tmp_path):
     wh.remove_leftovers(found)
     assert wh.leftovers(now_s=now + 2 * 24 * 3600) == []
     assert wh.read("requests").height == 3
+
+
+def test_partitions_store_times_and_line_numbers_as_deltas_and_read_back_everywhere(tmp_path):
+    import pyarrow.parquet as pq
+
+    wh = Warehouse(tmp_path / "warehouse")
+    frame = requests_frame(5000)
+    wh.write_partition("requests", "r1", frame)
+    (file,) = wh.files("requests", ["r1"])
+    chunk = pq.ParquetFile(file).metadata.row_group(0)
+    encodings = {
+        chunk.column(i).path_in_schema: set(chunk.column(i).encodings)
+        for i in range(chunk.num_columns)
+    }
+    assert "DELTA_BINARY_PACKED" in encodings["ts"] & encodings["line_no"]
+    assert "RLE_DICTIONARY" not in encodings["latency_ms"]
+    assert "RLE_DICTIONARY" in encodings["endpoint"]
+    expected = frame.drop("run_id").sort("line_no")
+    assert wh.read("requests").drop("run_id").sort("line_no").equals(expected)
+    wh.refresh_catalog()
+    with wh.open_catalog() as con:
+        through_duckdb = con.sql("select * exclude (run_id) from requests order by line_no").pl()
+    assert conform("requests", through_duckdb).drop("run_id").equals(expected)
