@@ -599,11 +599,18 @@ def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     missing = [
         pl.lit(None, dtype).alias(n) for n, dtype in schema.items() if n not in frame.columns
     ]
-    return frame.with_columns(missing).select(
-        [
-            pl.col(name).cast(dtype).str.replace_all("\x00", NUL_REPLACEMENT, literal=True)
-            if dtype == pl.String
-            else pl.col(name).cast(dtype)
-            for name, dtype in schema.items()
-        ]
+    frame = frame.with_columns(missing).select(
+        [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+    )
+    # Looking for NUL is a byte search, replacing it rewrites every string of the column, and
+    # rows are conformed two or three times on their way into a partition: replace where found.
+    with_nul = [
+        name
+        for name, dtype in schema.items()
+        if dtype == pl.String and frame[name].str.contains("\x00", literal=True).any()
+    ]
+    if not with_nul:
+        return frame
+    return frame.with_columns(
+        pl.col(name).str.replace_all("\x00", NUL_REPLACEMENT, literal=True) for name in with_nul
     )

@@ -209,22 +209,29 @@ def cap_row(table: str, row: dict[str, Any], limits: ReadLimits) -> dict[str, An
     return row
 
 
+def _longer(text: pl.Series, chars: int) -> bool:
+    """Whether a value of ``text`` has more than ``chars`` characters. A UTF-8 character
+    takes at least one byte: the byte lengths (stored with each value) clear nearly every
+    column without decoding a character."""
+    return bool((text.str.len_bytes() > chars).any() and (text.str.len_chars() > chars).any())
+
+
 def cap_frame(table: str, frame: pl.DataFrame, limits: ReadLimits) -> pl.DataFrame:
     """:func:`cap_row` for a frame: the same values, vectorised (names cut one distinct name
     at a time, as they are few)."""
     for column in NAME_COLUMNS.get(table, ()):
         if column not in frame.columns or frame[column].dtype != pl.String:
             continue
-        too_long = frame[column].str.len_chars() > limits.max_name_chars
-        if not too_long.any():
+        if not _longer(frame[column], limits.max_name_chars):
             continue
+        too_long = frame[column].str.len_chars() > limits.max_name_chars
         names = frame[column].filter(too_long).unique().to_list()
         cut = {name: cap_name(name, limits.max_name_chars) for name in names}
         frame = frame.with_columns(pl.col(column).replace(cut))
     for column in TEXT_COLUMNS.get(table, ()):
         if column not in frame.columns or frame[column].dtype != pl.String:
             continue
-        if not (frame[column].str.len_chars() > limits.max_text_chars).any():
+        if not _longer(frame[column], limits.max_text_chars):
             continue
         text = pl.col(column)
         frame = frame.with_columns(
