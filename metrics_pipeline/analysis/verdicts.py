@@ -44,8 +44,9 @@ class MetricRule:
     A regression needs all of:
 
     - the estimated worsening above ``threshold`` (20 %: "worse by more than 20 %");
-    - a Benjamini-Hochberg adjusted p below ``alpha`` across all tests of the run, from a test
-      that includes the run-to-run noise (see :func:`~metrics_pipeline.stats.compare_runs`);
+    - a Benjamini-Hochberg adjusted p below ``alpha`` across the run's tests that can decide
+      (see :func:`_decides`), from a test that includes the run-to-run noise (see
+      :func:`~metrics_pipeline.stats.compare_runs`);
     - a worsening of at least ``min_effect`` in the metric's units, and more than the
       resolution of the measured values (one whole-millisecond step is not evidence).
 
@@ -256,9 +257,14 @@ def judge_run(
             baseline, baseline_intervals, _or_empty(baseline_resources, "resources")
         ).values()
     )
+    pending = comparisons
     comparisons = _compare_all(rows, comparisons, policy, history, apart)
 
-    tested = [i for i, c in enumerate(comparisons) if c is not None and math.isfinite(c.p_value)]
+    tested = [
+        i
+        for i, (row, c) in enumerate(zip(rows, comparisons, strict=True))
+        if c is not None and math.isfinite(c.p_value) and _decides(row, pending[i])
+    ]
     adjusted = benjamini_hochberg([comparisons[i].p_value for i in tested]) if tested else []
     p_adjusted = dict(zip(tested, adjusted, strict=True))
     for i, (row, result) in enumerate(zip(rows, comparisons, strict=True)):
@@ -304,6 +310,23 @@ def judge_run(
 def _names(column: pl.Series) -> set:
     """``set(column)``, from its distinct values."""
     return set(column.unique())
+
+
+def _decides(row: dict, pending: _Pending) -> bool:
+    """Whether a tested row belongs to the family of the Benjamini-Hochberg adjustment: the
+    tests whose outcome can become a verdict.
+
+    Left out are the rows reported but never judged (whole-machine resources) and a rate with
+    no event in any run (no error on either side): given that total its p-value is 1 whatever
+    happens, so it can never be a discovery, and a multiple-testing procedure for discrete
+    tests leaves it out of the count (Tarone 1990; Gilbert 2005 for the false discovery rate).
+    """
+    if row["note"] == HOST_NOT_JUDGED:
+        return False
+    no_events = pending.statistic == "rate" and all(
+        run.value == 0 for run in (*pending.baseline, pending.candidate)
+    )
+    return not no_events
 
 
 def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:

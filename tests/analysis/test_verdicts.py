@@ -278,3 +278,32 @@ def test_baseline_runs_days_apart_measure_the_noise_runs_back_to_back_keep_the_f
     assert floored["noise"].startswith("prior 10% + 0.5 abs. (at least")
     assert floored["ci_high"] - floored["ci_low"] > 2 * (p50["ci_high"] - p50["ci_low"])
     assert floored["p_value"] > 10 * p50["p_value"]
+
+
+def test_the_adjustment_counts_only_the_tests_that_can_decide():
+    # A run with a whole-machine sample (reported, never judged) and no error on either side
+    # (a rate whose p-value is 1 whatever happens): neither enters the Benjamini-Hochberg
+    # family; the other rows are adjusted among themselves, as statsmodels computes it.
+    from statsmodels.stats.multitest import multipletests
+
+    base = pl.concat([scaled_run(f"b{i}", 1 + 0.05 * (i - 1), seed=i) for i in range(3)])
+    verdicts = judge_run(
+        scaled_run("c", 1.3, seed=9),
+        base,
+        ["b0", "b1", "b2"],
+        candidate_resources=resources_of("c", 60.0, seed=3, metric="mem_pct"),
+        baseline_resources=pl.concat(
+            [resources_of(f"b{i}", 40.0 + i, seed=4 + i, metric="mem_pct") for i in range(3)]
+        ),
+    )
+    by_metric = {row["metric"]: row for row in verdicts.iter_rows(named=True)}
+    assert by_metric["error_rate"]["p_value"] == 1.0
+    assert by_metric["mem_pct"]["p_value"] < 0.01 and "not judged" in by_metric["mem_pct"]["note"]
+    left_out = {"error_rate", "mem_pct"}
+    assert all(np.isnan(by_metric[m]["p_adjusted"]) for m in left_out)
+    family = verdicts.filter(
+        ~pl.col("metric").is_in(sorted(left_out)) & pl.col("p_value").is_not_null()
+    )
+    assert family.height >= 4
+    expected = multipletests(family["p_value"].to_numpy(), method="fdr_bh")[1]
+    np.testing.assert_allclose(family["p_adjusted"].to_numpy(), expected, rtol=1e-12)
