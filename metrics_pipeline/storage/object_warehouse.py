@@ -8,9 +8,12 @@ what a reader sees is decided by one small manifest per table, ``_manifests/<tab
 
 1. upload its files under keys no one has used (a random token in the name), before the
    Postgres mirror's transaction opens;
-2. under the table's lock, read the manifest, point the run at the new keys, write it back
-   (one PUT: readers see the old manifest or the new one, never half a partition), in the
-   mirror's transaction as the local folder's swap is;
+2. read the manifest (one GET), point the run at the new keys and write it back with one
+   conditional PUT (``If-Match`` its ETag, ``If-None-Match: *`` for a table's first): readers
+   see the old manifest or the new one, never half a partition, and a writer whose manifest
+   another host changed meanwhile is refused (412) and starts over from the new one, so no
+   host's partition is lost, with or without Postgres. This happens in the mirror's
+   transaction, as the local folder's swap does;
 3. list the keys the run pointed at before as replaced; replaced keys are deleted by a later
    publication of the table once ``keep_replaced_s`` (10 minutes) have passed, so a reader
    that took its list of keys from the manifest a moment earlier (a DuckDB view, a query, a
@@ -22,8 +25,10 @@ A writer killed before 2 leaves unreferenced objects and no visible change: the 
 publishes the partition once. Readers list only the manifest's keys (DuckDB through an fsspec
 filesystem registered per connection, polars with its own S3 client, Great Expectations through
 DuckDB), so a DuckDB catalog is built per process from the manifests: no database file is
-shared. Locks span hosts through Postgres advisory locks when a Postgres URL is set (the
-mirror); without one, a file lock serialises the writers of one machine only.
+shared. The conditional PUT keeps the manifests right across hosts; the table's lock (a file
+lock, and a Postgres advisory lock every host sees when the mirror is set) only spares writers
+the retries. The other read-change-writes (alerts, triage marks: :meth:`Warehouse.lock`) need
+the mirror's advisory lock to span hosts.
 
 Staging files, file locks and the process's DuckDB catalog stay in a local folder (``root``).
 The warehouse's own folders are prefixes beside the tables, ``_`` where the local layout has
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import threading
 import time
 import uuid
@@ -44,6 +50,7 @@ from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow.fs as pafs
+from botocore.exceptions import ClientError
 
 from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES
 from metrics_pipeline.storage.postgres import PostgresWarehouse
@@ -55,6 +62,10 @@ from metrics_pipeline.storage.warehouse import (
 )
 
 MANIFESTS = "_manifests"
+# Conditional writes of a manifest refused because another host changed it first: each retry
+# reads the new one, so this many means a host rewrites the table without pause.
+MANIFEST_ATTEMPTS = 100
+CONDITION_REFUSED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 # How long a replaced object stays readable: longer than a reader keeps a list of keys (a
 # catalog refresh, a query, a run's validation).
 KEEP_REPLACED_S = 600.0
@@ -96,6 +107,14 @@ class ObjectWarehouse(Warehouse):
         self.endpoint_url = endpoint_url
         self.region = region
         self.fs = _s3(endpoint_url, region)
+
+    @functools.cached_property
+    def client(self):
+        """boto3's S3 client: single-GET reads, conditional PUTs and deletes that leave no
+        folder-marker objects behind (pyarrow's delete_file recreates the parent "folder")."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region)
 
     # -- readers ------------------------------------------------------------------------
 
@@ -177,7 +196,12 @@ class ObjectWarehouse(Warehouse):
         cutoff = now_s - older_than_s
         found = super().leftovers(older_than_s, now_s)
         for table in SCHEMAS:
-            document = self._document(table)
+            stored, _ = self._fetch(f"{MANIFESTS}/{table}.json")
+            if stored is None:
+                # Objects without a manifest are a table never published, or one whose
+                # manifest was lost: not leftovers to delete (that would be every partition).
+                continue
+            document = _normalised(stored)
             known = {self._path(key) for keys in document["partitions"].values() for key in keys}
             known |= {self._path(key) for key, _ in document["replaced"]}
             selector = pafs.FileSelector(self._path(table), recursive=True, allow_not_found=True)
@@ -197,8 +221,8 @@ class ObjectWarehouse(Warehouse):
         urls = [entry for entry in leftovers if entry.startswith("s3://")]
         super().remove_leftovers(entry for entry in leftovers if not entry.startswith("s3://"))
         for url in urls:
-            with suppress(FileNotFoundError):
-                self.fs.delete_file(url.removeprefix("s3://"))
+            bucket, _, name = url.removeprefix("s3://").partition("/")
+            self.client.delete_object(Bucket=bucket, Key=name)
 
     # -- writers ------------------------------------------------------------------------
 
@@ -214,21 +238,35 @@ class ObjectWarehouse(Warehouse):
         return keys
 
     def _put(self, table: str, run_id: str | None, staged: list[str]) -> None:
-        """Point the table's manifest at ``staged`` for the run; delete the keys replaced at
-        least ``keep_replaced_s`` ago."""
+        """Point the table's manifest at ``staged`` for the run (a conditional write, retried
+        on the newer manifest when another host got there first); then delete the keys
+        replaced at least ``keep_replaced_s`` ago, as far as the store lets us now."""
         run_id = SNAPSHOT if run_id is None else run_id
+        key = f"{MANIFESTS}/{table}.json"
         with self._folder_lock(f"manifest={table}"):
-            document = self._document(table)
-            partitions = document["partitions"]
-            now = self.wall_clock()
-            replaced = document["replaced"] + [[key, now] for key in partitions.pop(run_id, [])]
-            if staged:
-                partitions[run_id] = staged
-            expired = [key for key, at in replaced if now - at >= self.keep_replaced_s]
-            kept = [[key, at] for key, at in replaced if now - at < self.keep_replaced_s]
-            self._write(f"{MANIFESTS}/{table}.json", {"partitions": partitions, "replaced": kept})
-        for key in expired:
-            self._delete(key)
+            for attempt in range(MANIFEST_ATTEMPTS):
+                stored, etag = self._fetch(key)
+                document = _normalised(stored)
+                partitions = document["partitions"]
+                now = self.wall_clock()
+                replaced = document["replaced"] + [[k, now] for k in partitions.pop(run_id, [])]
+                if staged:
+                    partitions[run_id] = staged
+                expired = [k for k, at in replaced if now - at >= self.keep_replaced_s]
+                kept = [[k, at] for k, at in replaced if now - at < self.keep_replaced_s]
+                if self._write_if(key, {"partitions": partitions, "replaced": kept}, etag):
+                    break
+                time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
+            else:
+                raise OSError(
+                    f"the manifest of {table} in {self.url} changed under every one of "
+                    f"{MANIFEST_ATTEMPTS} attempts to publish {run_id or 'its snapshot'}"
+                )
+        for old in expired:
+            # The manifest no longer lists it: if the store refuses now, `check` finds it a
+            # day later as a leftover. The publication stands either way.
+            with suppress(OSError, ClientError):
+                self._delete(old)
 
     @contextmanager
     def _folder_lock(self, name: str) -> Iterator[None]:
@@ -261,14 +299,40 @@ class ObjectWarehouse(Warehouse):
         return self._document(table)["partitions"]
 
     def _document(self, table: str) -> dict:
+        return _normalised(self._fetch(f"{MANIFESTS}/{table}.json")[0])
+
+    def _fetch(self, key: str):
+        """The JSON value stored at ``key`` and its ETag, ``(None, None)`` when absent. One
+        GET: a reader gets one version whole (pyarrow's input stream asks the size first and
+        then the range, and a PUT in between cut the new version to the old length)."""
+        bucket, name = self._bucket_key(key)
         try:
-            document = json.loads(self._read(self._path(f"{MANIFESTS}/{table}.json")))
-        except FileNotFoundError:
-            document = {}
-        return {
-            "partitions": document.get("partitions", {}),
-            "replaced": document.get("replaced", []),
-        }
+            response = self.client.get_object(Bucket=bucket, Key=name)
+        except self.client.exceptions.NoSuchKey:
+            return None, None
+        return json.loads(response["Body"].read()), response["ETag"]
+
+    def _write_if(self, key: str, value, etag: str | None) -> bool:
+        """Store ``value`` at ``key`` only if it still has ``etag`` (is still absent when
+        ``None``); ``False`` when another writer changed it first."""
+        bucket, name = self._bucket_key(key)
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        body = json.dumps(value, sort_keys=True).encode()
+        try:
+            self.client.put_object(Bucket=bucket, Key=name, Body=body, **condition)
+        except ClientError as exc:
+            # 412: the ETag moved; 409: a concurrent conditional write of the same key.
+            if exc.response["Error"]["Code"] in {
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            }:
+                return False
+            raise
+        return True
+
+    def _bucket_key(self, key: str) -> tuple[str, str]:
+        bucket, _, name = self._path(key).partition("/")
+        return bucket, name
 
     def _path(self, key: str) -> str:
         return f"{self.base}/{key}"
@@ -285,8 +349,14 @@ class ObjectWarehouse(Warehouse):
             stream.write(json.dumps(value, sort_keys=True).encode())
 
     def _delete(self, key: str) -> None:
-        with suppress(FileNotFoundError):
-            self.fs.delete_file(self._path(key))
+        bucket, name = self._bucket_key(key)
+        self.client.delete_object(Bucket=bucket, Key=name)  # an absent key is no error
+
+
+def _normalised(stored) -> dict:
+    """A manifest's document with both parts, empty for a table not yet published."""
+    stored = stored or {}
+    return {"partitions": stored.get("partitions", {}), "replaced": stored.get("replaced", [])}
 
 
 class SharedReadFile:

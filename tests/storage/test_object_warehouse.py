@@ -141,18 +141,22 @@ import polars as pl
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.storage import warehouse_at
 url, local, endpoint, postgres, host, count = sys.argv[1:]
-warehouse = warehouse_at(url, local, postgres, endpoint_url=endpoint)
+warehouse = warehouse_at(url, local, postgres or None, endpoint_url=endpoint)
 for index in range(int(count)):
     frame = pl.DataFrame({"endpoint": [f"/{host}"] * 2, "latency_ms": [1.0, 2.0]})
     warehouse.write_partition("requests", f"{host}-{index}", conform("requests", frame))
 """
 
 
+@pytest.mark.parametrize("coordination", ["postgres", "none"])
 def test_writers_on_two_hosts_keep_each_others_partitions(
-    s3_endpoint, location, mirror_url, tmp_path
+    s3_endpoint, location, coordination, tmp_path, request
 ):
     # Two hosts: each its own local folder (staging, file locks, catalog), each publishing
-    # partitions of its own runs as fast as it can; both change the table's manifest.
+    # partitions of its own runs as fast as it can; both change the table's manifest. With
+    # Postgres an advisory lock orders them; without it only the manifest's conditional write
+    # does (a host that read an older manifest is refused and starts over).
+    mirror_url = request.getfixturevalue("mirror_url") if coordination == "postgres" else ""
     count = 25
     env = os.environ | CREDENTIALS
     hosts = [
@@ -168,7 +172,9 @@ def test_writers_on_two_hosts_keep_each_others_partitions(
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()[-2000:]
 
-    warehouse = warehouse_at(location, tmp_path / "reader", mirror_url, endpoint_url=s3_endpoint)
+    warehouse = warehouse_at(
+        location, tmp_path / "reader", mirror_url or None, endpoint_url=s3_endpoint
+    )
     expected = sorted(f"{host}-{index}" for host in ("a", "b") for index in range(count))
     assert warehouse.run_ids("requests") == expected
     assert warehouse.read("requests").height == 2 * len(expected)
@@ -294,3 +300,61 @@ def test_leftovers_of_a_killed_writer_are_found_and_removed(s3_endpoint, locatio
     # The data and the replaced keys (readers in flight may use them) are untouched.
     assert warehouse.read("requests")["endpoint"].to_list() == ["/a"]
     assert len(manifest(s3_endpoint, location, "requests", "replaced")) == 1
+
+
+READER = """
+import sys
+from metrics_pipeline.storage import warehouse_at
+url, local, endpoint, rounds = sys.argv[1:]
+warehouse = warehouse_at(url, local, endpoint_url=endpoint)
+for _ in range(int(rounds)):
+    warehouse.files("requests")
+"""
+
+
+def test_a_reader_never_sees_half_a_manifest(s3_endpoint, location, tmp_path):
+    # A reader lists the partitions over and over while a writer publishes: each read of the
+    # manifest is one whole version (a size-then-range read once cut a new version to the old
+    # length: "Unterminated string").
+    warehouse = warehouse_at(location, tmp_path / "writer", endpoint_url=s3_endpoint)
+    frame = conform("requests", pl.DataFrame({"endpoint": ["/a"], "latency_ms": [1.0]}))
+    warehouse.write_partition("requests", "r-0", frame)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, location, str(tmp_path / "reader"), s3_endpoint, "400"],
+        env=os.environ | CREDENTIALS,
+        stderr=subprocess.PIPE,
+    )
+    index = 1
+    while reader.poll() is None:
+        warehouse.write_partition("requests", f"r-{index}", frame)
+        index += 1
+    assert reader.returncode == 0, reader.stderr.read().decode()[-2000:]
+    assert warehouse.run_ids("requests") == sorted(f"r-{i}" for i in range(index))
+
+
+def test_a_table_whose_manifest_is_gone_is_not_taken_for_leftovers(s3_endpoint, location, tmp_path):
+    # Objects no manifest lists are a killed writer's leftovers only when the table has a
+    # manifest; without one they may be every partition of a table whose manifest was lost.
+    warehouse = warehouse_at(location, tmp_path / "local", endpoint_url=s3_endpoint)
+    frame = conform("requests", pl.DataFrame({"endpoint": ["/a"], "latency_ms": [1.0]}))
+    warehouse.write_partition("requests", "r1", frame)
+    bucket, _, root = location.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.delete_object(Bucket=bucket, Key=f"{root}/_manifests/requests.json")
+    # However old the objects: now_s at infinity makes every object old enough.
+    assert [url for url in warehouse.leftovers(now_s=float("inf")) if "requests" in url] == []
+
+
+def test_deleting_replaced_objects_leaves_no_folder_markers(s3_endpoint, location, tmp_path):
+    from metrics_pipeline.storage.object_warehouse import ObjectWarehouse
+
+    now = [1000.0]
+    warehouse = ObjectWarehouse(
+        location, tmp_path / "local", endpoint_url=s3_endpoint, wall_clock=lambda: now[0]
+    )
+    frame = conform("requests", pl.DataFrame({"endpoint": ["/a"], "latency_ms": [1.0]}))
+    warehouse.write_partition("requests", "r1", frame)
+    warehouse.delete_partition("requests", "r1")
+    now[0] += warehouse.keep_replaced_s
+    warehouse.write_partition("requests", "r2", frame)  # deletes r1's objects
+    assert keys(s3_endpoint, location, "requests/run_id=r1") == []
