@@ -58,6 +58,7 @@ from metrics_pipeline.storage.warehouse import (
     CATALOG_FILE,
     LEFTOVER_AGE_S,
     PARTITION_KEY,
+    PartitionChanged,
     Warehouse,
 )
 
@@ -237,10 +238,20 @@ class ObjectWarehouse(Warehouse):
             keys.append(key)
         return keys
 
-    def _put(self, table: str, run_id: str | None, staged: list[str]) -> None:
+    def _put(
+        self,
+        table: str,
+        run_id: str | None,
+        staged: list[str],
+        expected: list[str] | None = None,
+    ) -> None:
         """Point the table's manifest at ``staged`` for the run (a conditional write, retried
         on the newer manifest when another host got there first); then delete the keys
-        replaced at least ``keep_replaced_s`` ago, as far as the store lets us now."""
+        replaced at least ``keep_replaced_s`` ago, as far as the store lets us now.
+
+        With ``expected`` (the run's :meth:`files` a caller decided from), raise
+        :class:`PartitionChanged` if the manifest's keys for the run differ: hosts without a
+        shared lock may publish the run in between."""
         run_id = SNAPSHOT if run_id is None else run_id
         key = f"{MANIFESTS}/{table}.json"
         with self._folder_lock(f"manifest={table}"):
@@ -248,6 +259,9 @@ class ObjectWarehouse(Warehouse):
                 stored, etag = self._fetch(key)
                 document = _normalised(stored)
                 partitions = document["partitions"]
+                current = sorted(self._url(k) for k in partitions.get(run_id, []))
+                if expected is not None and current != sorted(expected):
+                    raise PartitionChanged(f"{table} of {run_id} changed")
                 now = self.wall_clock()
                 replaced = document["replaced"] + [[k, now] for k in partitions.pop(run_id, [])]
                 if staged:

@@ -83,9 +83,10 @@ class RetentionTrash:
 
         Each partition's files are linked into the trash first (a copy where the file system
         cannot link; a server-side copy in an object store), then the Warehouse deletes the
-        partition its own way (Parquet and mirror together, under its locks). A crash in
-        between leaves the partition in place and a spare copy in the trash: the next pass
-        takes it again, and the copy is purged in time.
+        partition its own way (Parquet and mirror together, under its locks), if it still has
+        those files: a run ingested again meanwhile keeps its new partition, and the copy goes.
+        A crash in between leaves the partition in place and a spare copy in the trash: the
+        next pass takes it again, and the copy is purged in time.
         """
         at = as_utc(at)
         folder = f"{self.root}/{at.strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:8]}"
@@ -96,13 +97,15 @@ class RetentionTrash:
                 continue
             # The warehouse's current files: a local folder's, or the manifest's keys (an
             # object store also holds unpublished and replaced objects under the same prefix).
-            files = [_fs_path(file) for file in self.warehouse.files(table, [run_id])]
-            if not files:
+            current = self.warehouse.files(table, [run_id])
+            if not current:
                 continue
             target = f"{folder}/{table}/{PARTITION_KEY}={run_id}"
-            for file in files:
+            for file in map(_fs_path, current):
                 self._copy(file, f"{target}/{posixpath.basename(file)}")
-            self.warehouse.delete_partition(table, run_id)
+            if not self.warehouse.delete_partition(table, run_id, files=current):
+                self.fs.delete_dir(target)
+                continue
             trashed.append(TrashedPartition(table, run_id, at, target))
         return trashed
 
@@ -142,9 +145,16 @@ class RetentionTrash:
             try:
                 for file in self._files(entry.path):
                     self._copy(file, (staging / posixpath.basename(file)).as_posix(), out=True)
-                self.warehouse.publish(run_id, {entry.table: staging})
+                # Into an empty place only, checked under the run's lock: an ingest that
+                # landed since the check above wins.
+                published = self.warehouse.publish(
+                    run_id, {entry.table: staging}, unchanged={entry.table: []}
+                )
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+            if not published:
+                left.append(entry)
+                continue
             self.fs.delete_dir(entry.path)
             restored.append(entry)
         for folder, _, held in self._passes():

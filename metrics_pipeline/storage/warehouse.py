@@ -75,6 +75,11 @@ def encodings(schema: pa.Schema) -> dict:
     }
 
 
+class PartitionChanged(Exception):
+    """A conditional publication found the partition changed by another writer (see
+    :meth:`Warehouse.publish`)."""
+
+
 class PartitionWriter:
     """Streams batches of several tables of one run partition into staging Parquet files."""
 
@@ -92,8 +97,13 @@ class PartitionWriter:
         if writer is None:
             folder = self.staging / table
             folder.mkdir(parents=True)
+            # A name of its own per publication: a reader that saw a partition's files can
+            # tell they were replaced (Warehouse.publish's ``unchanged``).
             writer = pq.ParquetWriter(
-                folder / "part-0.parquet", data.schema, compression="zstd", **encodings(data.schema)
+                folder / f"part-{uuid.uuid4().hex[:16]}.parquet",
+                data.schema,
+                compression="zstd",
+                **encodings(data.schema),
             )
             self._writers[table] = writer
         writer.write_table(data)
@@ -164,18 +174,40 @@ class Warehouse:
             writer.write(table, frame)
         return frame.height
 
-    def publish(self, run_id: str, folders: dict[str, Path]) -> None:
+    def publish(
+        self,
+        run_id: str,
+        folders: dict[str, Path],
+        unchanged: dict[str, list[str]] | None = None,
+    ) -> bool:
         """Move each table's folder of Parquet files (absent: no rows) into place as the run's
         partition, and replace the mirror's rows in the same step (see the module docstring for
-        the order). The folders are consumed."""
+        the order). The folders are consumed.
+
+        With ``unchanged`` (table -> :meth:`files` of the run, as the caller saw them), only if
+        the run's partitions of those tables still have exactly those files, checked under the
+        run's lock: a caller that read a partition and decided from it (retention moving it to
+        its trash, a restore into an empty place) does not undo a publication made meanwhile.
+        Returns whether it published. (An object store checks the condition again at each
+        table's swap: give it for one table at a time.)
+        """
         with self._folder_lock(f"run={run_id}"):
+            if unchanged and any(
+                sorted(self.files(table, [run_id])) != sorted(files)
+                for table, files in unchanged.items()
+            ):
+                return False
             staged = {
                 table: self._stage(table, run_id, folder) for table, folder in folders.items()
             }
+            expected = unchanged or {}
             if self.mirror is None:
-                for table, files in staged.items():
-                    self._put(table, run_id, files)
-                return
+                try:
+                    for table, files in staged.items():
+                        self._put(table, run_id, files, expected.get(table))
+                except PartitionChanged:
+                    return False
+                return True
             frames = {
                 table: _read_folder(folder).with_columns(run_id=pl.lit(run_id))
                 if folder.exists()
@@ -183,12 +215,18 @@ class Warehouse:
                 for table, folder in folders.items()
             }
             marker = f"run={run_id}"
-            with self.mirror.transaction(marker) as con:
-                self.mirror.replace_partitions(run_id, frames, con)
-                self._mark_pending(marker, list(folders))
-                for table, files in staged.items():
-                    self._put(table, run_id, files)
+            try:
+                with self.mirror.transaction(marker) as con:
+                    self.mirror.replace_partitions(run_id, frames, con)
+                    self._mark_pending(marker, list(folders))
+                    for table, files in staged.items():
+                        self._put(table, run_id, files, expected.get(table))
+            except PartitionChanged:  # the mirror rolled back; nothing was swapped
+                self.clear_pending(marker)
+                return False
+            # Only now: a fault after the swap (the COMMIT cut) leaves the marker for `check`.
             self.clear_pending(marker)
+        return True
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -241,7 +279,11 @@ class Warehouse:
     def _stage(self, table: str, run_id: str | None, folder: Path) -> Path:
         return folder
 
-    def _put(self, table: str, run_id: str | None, staged: Path) -> None:
+    def _put(
+        self, table: str, run_id: str | None, staged: Path, expected: list[str] | None = None
+    ) -> None:
+        # ``expected`` was checked under the run's lock in ``publish``, which covers every
+        # writer of a local folder; an object store checks it again at its manifest's swap.
         self._swap(
             staged, self.root / table if run_id is None else self.partition_dir(table, run_id)
         )
@@ -279,8 +321,11 @@ class Warehouse:
             shutil.rmtree(folder, ignore_errors=True)
         return frame.height
 
-    def delete_partition(self, table: str, run_id: str) -> None:
-        self.publish(run_id, {table: self.root / ".nothing"})
+    def delete_partition(self, table: str, run_id: str, files: list[str] | None = None) -> bool:
+        """Delete the run's partition of ``table``; with ``files``, only if those are still
+        its files (see :meth:`publish`). Returns whether it deleted."""
+        unchanged = None if files is None else {table: files}
+        return self.publish(run_id, {table: self.root / ".nothing"}, unchanged)
 
     def leftovers(
         self, older_than_s: float = LEFTOVER_AGE_S, now_s: float | None = None

@@ -543,12 +543,12 @@ def test_a_pass_cut_short_leaves_a_spare_copy_and_the_next_pass_finishes(
     delete = warehouse.delete_partition
     deleted: list[str] = []
 
-    def killed_at_the_second(table: str, run_id: str) -> None:
+    def killed_at_the_second(table: str, run_id: str, files: list[str] | None = None) -> bool:
         # The process dies after the second partition's copy, before its deletion.
         deleted.append(table)
         if len(deleted) == 2:
             raise OSError("killed")
-        delete(table, run_id)
+        return delete(table, run_id, files)
 
     monkeypatch.setattr(warehouse, "delete_partition", killed_at_the_second)
     with pytest.raises(OSError, match="killed"):
@@ -654,3 +654,30 @@ def test_the_nightly_asset_refuses_like_the_command(tmp_path):
     done = materialize(tmp_path, pins, NOW)
     assert done.success
     assert "ancient" not in warehouse.run_ids("requests")
+
+
+def test_a_run_ingested_again_while_retention_trashes_it_keeps_its_new_partition(
+    new_warehouse, monkeypatch
+):
+    # Retention copies a partition to its trash, then deletes it; the run is re-ingested in
+    # between (another process, here at the last moment before the delete): the new
+    # partition stays, and the trash keeps no copy of the old one for that table.
+    warehouse = new_warehouse()
+    fill(warehouse)
+    regress(warehouse, "ancient")
+    delete = warehouse.delete_partition
+    raced: list[str] = []
+
+    def reingested_first(table: str, run_id: str, files: list[str] | None = None) -> bool:
+        if table == "requests" and not raced:
+            raced.append(table)
+            fresh = warehouse.read("requests", [run_id]).with_columns(endpoint=pl.lit("/fresh"))
+            warehouse.write_partition("requests", run_id, fresh)
+        return delete(table, run_id, files)
+
+    monkeypatch.setattr(warehouse, "delete_partition", reingested_first)
+    result = run_retention(warehouse, NOW, RetentionPolicy(), [])
+    assert raced == ["requests"]
+    assert set(warehouse.read("requests", ["ancient"])["endpoint"]) == {"/fresh"}
+    assert "requests" not in {e.table for e in result.trashed if e.run_id == "ancient"}
+    assert "requests" not in {e.table for e in RetentionTrash(warehouse).entries("ancient")}

@@ -309,3 +309,28 @@ def test_partitions_store_times_and_line_numbers_as_deltas_and_read_back_everywh
     with wh.open_catalog() as con:
         through_duckdb = con.sql("select * exclude (run_id) from requests order by line_no").pl()
     assert conform("requests", through_duckdb).drop("run_id").equals(expected)
+
+
+def test_a_partition_is_deleted_only_if_it_still_has_the_files_the_caller_saw(wh):
+    # Retention lists a run's files, copies them to its trash, then deletes the partition; a
+    # re-ingest in between must keep its new partition.
+    wh.write_partition("requests", "r1", requests_frame(2, endpoint="/old"))
+    seen = wh.files("requests", ["r1"])
+    wh.write_partition("requests", "r1", requests_frame(3, endpoint="/new"))
+    assert not wh.delete_partition("requests", "r1", files=seen)
+    assert wh.read("requests")["endpoint"].to_list() == ["/new"] * 3
+    assert wh.delete_partition("requests", "r1", files=wh.files("requests", ["r1"]))
+    assert wh.run_ids("requests") == []
+
+
+def test_a_restore_into_an_empty_place_leaves_a_newer_ingest_alone(wh, tmp_path):
+    # A restore publishes the trash's copy only where the run has no partition any more.
+    wh.write_partition("requests", "r1", requests_frame(3, endpoint="/new"))
+    folder = tmp_path / "restore"
+    folder.mkdir()
+    requests_frame(2, endpoint="/old").write_parquet(folder / "part-0.parquet")
+    assert not wh.publish("r1", {"requests": folder}, unchanged={"requests": []})
+    assert wh.read("requests")["endpoint"].to_list() == ["/new"] * 3
+    wh.delete_partition("requests", "r1")
+    assert wh.publish("r1", {"requests": folder}, unchanged={"requests": []})
+    assert wh.read("requests")["endpoint"].to_list() == ["/old"] * 2
