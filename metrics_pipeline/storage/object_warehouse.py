@@ -45,6 +45,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,7 +82,8 @@ class ObjectWarehouse(Warehouse):
     catalog; ``endpoint_url`` and ``region`` name the store (MinIO: its URL). Credentials
     come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), as for the
     bucket of uploads. A replaced object is deleted ``keep_replaced_s`` after its replacement
-    by ``wall_clock`` (module docstring, step 3).
+    (module docstring, step 3), both times on ``wall_clock``; by default the store's own
+    clock (the ``Date`` of its answers), the same for every host whatever their clocks say.
     """
 
     def __init__(
@@ -93,13 +95,14 @@ class ObjectWarehouse(Warehouse):
         endpoint_url: str | None = None,
         region: str = "us-east-1",
         keep_replaced_s: float = KEEP_REPLACED_S,
-        wall_clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], float] | None = None,
     ):
         super().__init__(root, mirror)
         self.keep_replaced_s = keep_replaced_s
-        # When a key was replaced: the wall clock of the hosts, not the pipeline's clock
-        # (METRICS_NOW may freeze that one), since the delay protects readers running now.
-        self.wall_clock = wall_clock
+        # When a key was replaced: a wall clock, not the pipeline's (METRICS_NOW may freeze
+        # that one), since the delay protects readers running now; the store's, so that a
+        # host whose clock runs ahead does not delete what another replaced a moment ago.
+        self.wall_clock = wall_clock or self._store_clock
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise ValueError(f"a warehouse URL is s3://bucket[/prefix], not {url!r}")
@@ -314,6 +317,12 @@ class ObjectWarehouse(Warehouse):
 
     def _document(self, table: str) -> dict:
         return _normalised(self._fetch(f"{MANIFESTS}/{table}.json")[0])
+
+    def _store_clock(self) -> float:
+        """The store's time now: the ``Date`` header of a HEAD of the bucket (seconds)."""
+        bucket, _ = self._bucket_key("")
+        headers = self.client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+        return parsedate_to_datetime(headers["date"]).timestamp()
 
     def _fetch(self, key: str):
         """The JSON value stored at ``key`` and its ETag, ``(None, None)`` when absent. One
