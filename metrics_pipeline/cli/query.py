@@ -38,7 +38,6 @@ def sql(
     from metrics_pipeline.storage import open_warehouse
 
     warehouse = open_warehouse(Settings.from_env())
-    warehouse.refresh_catalog()
     with warehouse.open_catalog() as con:
         if query is not None:
             try:

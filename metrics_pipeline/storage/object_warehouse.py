@@ -170,7 +170,8 @@ class ObjectWarehouse(Warehouse):
         return self.root / CATALOG_FILE
 
     def open_catalog(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-        super().refresh_catalog()
+        if not read_only:  # the catalog file, with views built now from the manifests
+            super().refresh_catalog()
         return super().open_catalog(read_only)
 
     def _partition_files_sql(self, table: str, files: list) -> str:

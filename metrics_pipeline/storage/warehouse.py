@@ -452,8 +452,42 @@ class Warehouse:
         return self.root / CATALOG_FILE
 
     def open_catalog(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-        """A connection to the catalog :meth:`refresh_catalog` wrote, able to read the files."""
-        return self._attach(duckdb.connect(str(self.root / CATALOG_FILE), read_only=read_only))
+        """A connection for people and tools: every table a view, and the SQL marts.
+
+        ``read_only``: an in-memory database with the views (:meth:`connect`) and a copy of the
+        marts, read from the catalog file under a read-only attach held only while copying. A
+        session kept open (a ``metrics-pipeline sql`` shell) then holds no lock on the file:
+        DuckDB lets one process write a database file only while no other has it open, and
+        the pipeline refreshes the catalog after every partition and builds the marts in it.
+        Otherwise the catalog file itself, writable.
+        """
+        if not read_only:
+            return self._attach(duckdb.connect(str(self.root / CATALOG_FILE)))
+        con = self.connect()
+        if (self.root / CATALOG_FILE).exists():
+            self._copy_marts(con)
+        return con
+
+    def _copy_marts(self, con: duckdb.DuckDBPyConnection, attempts: int = 20) -> None:
+        """Copy the catalog file's tables (the marts) into ``con``; retried while a writer
+        holds the file (a refresh takes a moment)."""
+        path = str(self.root / CATALOG_FILE).replace("'", "''")
+        for attempt in range(attempts):
+            try:
+                con.execute(f"attach '{path}' as catalog (read_only)")
+                break
+            except duckdb.IOException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        try:
+            marts = con.execute(
+                "select table_name from duckdb_tables() where database_name = 'catalog'"
+            ).fetchall()
+            for (name,) in marts:
+                con.execute(f'create table "{name}" as select * from catalog."{name}"')
+        finally:
+            con.execute("detach catalog")
 
     def _with_catalog(self, work, attempts: int):
         """Refresh the catalog's views, then run ``work`` on it.

@@ -4,6 +4,10 @@ a view, also before it has rows."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -52,3 +56,38 @@ def test_a_bad_statement_exits_2_and_the_shell_goes_on_after_one(tmp_path, monke
     assert "a\n1\n" in shell.stdout and "b\n2\n" in shell.stdout
     assert "nope" in shell.output  # the error, and the shell went on
     assert runner.invoke(app, ["sql", "select 1", "--format", "xml"]).exit_code == 2
+
+
+def test_an_open_sql_session_keeps_no_lock_the_pipeline_needs(fixtures_dir, tmp_path):
+    # An analyst's shell stays open while the pipeline ingests, refreshes the catalog and
+    # builds the marts in its file: DuckDB lets a process write a database file only while no
+    # other process has it open.
+    from metrics_pipeline.stages.nightly import build_marts
+    from metrics_pipeline.storage import Warehouse
+
+    env = os.environ | {"METRICS_HOME": str(tmp_path)}
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci"]
+    cli = str(Path(sys.executable).with_name("metrics-pipeline"))
+    ingest = [cli, "ingest", str(locust), *args]
+    subprocess.run([*ingest, "--run-id", "r1"], env=env, check=True, capture_output=True)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    build_marts(warehouse)
+    shell = subprocess.Popen(
+        [cli, "sql", "--format", "csv"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        shell.stdin.write("select count(*) as n from run_endpoint_summary\n")
+        shell.stdin.flush()
+        assert shell.stdout.readline().strip() == "n"  # the session is open, marts copied
+        assert int(shell.stdout.readline()) == 4
+        subprocess.run([*ingest, "--run-id", "r2"], env=env, check=True, capture_output=True)
+        assert set(build_marts(warehouse)) >= {"run_endpoint_summary"}
+    finally:
+        shell.stdin.close()
+        shell.wait(timeout=60)
+    assert shell.returncode == 0
