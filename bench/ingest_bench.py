@@ -396,19 +396,25 @@ def work_duckdb(file: Path, out: Path) -> dict:
     return {"seconds": seconds, "rows_written": rows}
 
 
-def work_ours(file: Path, out: Path, meta: dict) -> dict:
+def bench_manifest(run_id: str, meta: dict, scenario: str = "ingest"):
+    """The manifest of a generated input (its ``meta``): suite and environment ``bench``."""
     from metrics_pipeline.contracts.manifest import RunManifest
-    from metrics_pipeline.stages import ci
-    from metrics_pipeline.storage import Warehouse
 
-    manifest = RunManifest(
-        run_id="bench-run",
+    return RunManifest(
+        run_id=run_id,
         suite="bench",
-        scenario="ingest",
+        scenario=scenario,
         environment="bench",
         started_at=meta["started_at"],
         finished_at=meta["finished_at"],
     )
+
+
+def work_ours(file: Path, out: Path, meta: dict) -> dict:
+    from metrics_pipeline.stages import ci
+    from metrics_pipeline.storage import Warehouse
+
+    manifest = bench_manifest("bench-run", meta)
     warehouse = Warehouse(out)
     started = time.perf_counter()
     report = ci.ingest_local(

@@ -38,19 +38,11 @@ BATCH_ROWS = 50_000
 
 
 def partition(workdir: Path, size_mb: int) -> pa.Table:
-    from metrics_pipeline.contracts.manifest import RunManifest
     from metrics_pipeline.stages import ci
     from metrics_pipeline.storage import Warehouse
 
     file, meta = ingest_bench.ensure_input("canonical", size_mb, workdir)
-    manifest = RunManifest(
-        run_id="encodings",
-        suite="bench",
-        scenario="encodings",
-        environment="bench",
-        started_at=meta["started_at"],
-        finished_at=meta["finished_at"],
-    )
+    manifest = ingest_bench.bench_manifest("encodings", meta, scenario="encodings")
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
         warehouse = Warehouse(Path(folder))
         ci.ingest_local(
