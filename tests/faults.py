@@ -120,3 +120,58 @@ def through(url: str, proxy: TcpProxy) -> str:
     parts = urlsplit(url)
     user = f"{parts.username}@" if parts.username else ""
     return parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}").geturl()
+
+
+class HttpProxy:
+    """An HTTP proxy on loopback in front of a real server (the S3-compatible one) that a test
+    arms to lose the answer of one request: the request reaches the server, which acts on it,
+    and the connection is closed before the client reads a byte of the answer (a timeout or a
+    reset on the way back). Clients resend such a request (botocore does)."""
+
+    def __init__(self, upstream: str):
+        import http.client
+        import http.server
+
+        parts = urlsplit(upstream)
+        proxy = self
+        self.lose: tuple[str, str] | None = None  # (method, a part of the path)
+        self.lost: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream_connection = http.client.HTTPConnection(parts.hostname, parts.port)
+                upstream_connection.request(self.command, self.path, body, dict(self.headers))
+                answer = upstream_connection.getresponse()
+                payload = answer.read()
+                upstream_connection.close()
+                armed = proxy.lose
+                if armed and self.command == armed[0] and armed[1] in self.path:
+                    proxy.lose = None
+                    proxy.lost.append(f"{self.command} {self.path}")
+                    self.close_connection = True
+                    return  # the server acted; the client gets nothing back
+                self.send_response_only(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in {"transfer-encoding", "connection"}:
+                        self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def lose_answer_once(self, method: str, path_part: str) -> None:
+        self.lose = (method, path_part)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

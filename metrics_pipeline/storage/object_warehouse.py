@@ -258,9 +258,15 @@ class ObjectWarehouse(Warehouse):
         shared lock may publish the run in between."""
         run_id = SNAPSHOT if run_id is None else run_id
         key = f"{MANIFESTS}/{table}.json"
+        # Our writes carry this token: a PUT whose answer was lost is resent by the client with
+        # the same If-Match and refused (412) although it was stored; the manifest read back
+        # then shows our token, and the publication is done (never redone on top of itself).
+        token = uuid.uuid4().hex
         with self._folder_lock(f"manifest={table}"):
             for attempt in range(MANIFEST_ATTEMPTS):
                 stored, etag = self._fetch(key)
+                if stored is not None and stored.get("token") == token:
+                    break
                 document = _normalised(stored)
                 partitions = document["partitions"]
                 current = sorted(self._url(k) for k in partitions.get(run_id, []))
@@ -272,7 +278,8 @@ class ObjectWarehouse(Warehouse):
                     partitions[run_id] = staged
                 expired = [k for k, at in replaced if now - at >= self.keep_replaced_s]
                 kept = [[k, at] for k, at in replaced if now - at < self.keep_replaced_s]
-                if self._write_if(key, {"partitions": partitions, "replaced": kept}, etag):
+                written = {"partitions": partitions, "replaced": kept, "token": token}
+                if self._write_if(key, written, etag):
                     break
                 time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
             else:
@@ -285,6 +292,13 @@ class ObjectWarehouse(Warehouse):
             # day later as a leftover. The publication stands either way.
             with suppress(OSError, ClientError):
                 self._delete(old)
+
+    def _discard(self, staged: list[str]) -> None:
+        """Delete the uploads of a publication that was refused (best effort: what stays is a
+        leftover for `check`)."""
+        for key in staged:
+            with suppress(OSError, ClientError):
+                self._delete(key)
 
     @contextmanager
     def _folder_lock(self, name: str) -> Iterator[None]:

@@ -206,6 +206,8 @@ class Warehouse:
                     for table, files in staged.items():
                         self._put(table, run_id, files, expected.get(table))
                 except PartitionChanged:
+                    for files in staged.values():
+                        self._discard(files)
                     return False
                 return True
             frames = {
@@ -223,6 +225,8 @@ class Warehouse:
                         self._put(table, run_id, files, expected.get(table))
             except PartitionChanged:  # the mirror rolled back; nothing was swapped
                 self.clear_pending(marker)
+                for files in staged.values():
+                    self._discard(files)
                 return False
             # Only now: a fault after the swap (the COMMIT cut) leaves the marker for `check`.
             self.clear_pending(marker)
@@ -287,6 +291,9 @@ class Warehouse:
         self._swap(
             staged, self.root / table if run_id is None else self.partition_dir(table, run_id)
         )
+
+    def _discard(self, staged: Path) -> None:
+        """What a refused publication staged: here the caller's folder, which it removes."""
 
     def _swap(self, new: Path, target: Path) -> None:
         # rename() is atomic per folder; the old partition is moved aside first so a reader sees

@@ -358,3 +358,31 @@ def test_deleting_replaced_objects_leaves_no_folder_markers(s3_endpoint, locatio
     now[0] += warehouse.keep_replaced_s
     warehouse.write_partition("requests", "r2", frame)  # deletes r1's objects
     assert keys(s3_endpoint, location, "requests/run_id=r1") == []
+
+
+def test_a_manifest_write_whose_answer_is_lost_counts_once(s3_endpoint, location, tmp_path):
+    # The store applies the PUT of a manifest, its answer is lost on the way back, the client
+    # resends the PUT with the same If-Match and the store refuses it (412): the publication
+    # is done, not taken for another writer's and redone on top of itself (which listed the
+    # run's own new keys as replaced: deleted 10 minutes later).
+    from faults import HttpProxy
+
+    from metrics_pipeline.storage.object_warehouse import ObjectWarehouse
+
+    warehouse = ObjectWarehouse(
+        location, tmp_path / "local", endpoint_url=s3_endpoint, wall_clock=lambda: 1000.0
+    )
+    proxy = HttpProxy(s3_endpoint)
+    # The manifests' reads and writes go through the proxy (the uploads do not).
+    warehouse.client = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1")
+    frame = conform("requests", pl.DataFrame({"endpoint": ["/a"], "latency_ms": [1.0]}))
+    warehouse.write_partition("requests", "r1", frame)
+    proxy.lose_answer_once("PUT", "_manifests/requests.json")
+    warehouse.write_partition("requests", "r2", frame)
+    assert len(proxy.lost) == 1
+
+    published = manifest(s3_endpoint, location, "requests")
+    replaced = {key for key, _ in manifest(s3_endpoint, location, "requests", "replaced")}
+    assert sorted(published) == ["r1", "r2"] and not set(published["r2"]) & replaced
+    assert warehouse.read("requests", ["r2"]).height == 1
+    proxy.close()
