@@ -81,21 +81,46 @@ JSON_KEYS = [
 ]
 
 
-def _warehouse_history(suite: str, scenario: str, environment: str):
-    """The combination's run-to-run noise in the configured warehouse, as of now (``None``
-    when the warehouse has no earlier accepted run of it; a missing warehouse is empty)."""
+def _warehouse_history(combination: tuple[str, str, str], runs: list, explicit: bool):
+    """The combination's run-to-run noise in the configured warehouse: its accepted runs that
+    started before the earliest of ``runs`` (the files compared, which may be stored too and
+    must not count as their own noise). ``None`` when there is no such run (a missing
+    warehouse is empty). Read from the Parquet files only: a gate neither needs nor changes
+    the Postgres mirror. A warehouse that cannot be read fails the gate (exit 2) when
+    ``explicit`` (``--history``), else the prior applies, with a warning."""
     from metrics_pipeline.stages.ci import noise_history
-    from metrics_pipeline.storage import open_warehouse
+    from metrics_pipeline.storage import warehouse_at
 
     settings = Settings.from_env()
+    suite, scenario, environment = combination
+    starts = [
+        start
+        for run in runs
+        for frame in (run.requests, run.interval_stats)
+        if frame.height and (start := frame["ts"].min()) is not None
+    ]
     candidate = {
         "run_id": "",
         "suite": suite,
         "scenario": scenario,
         "environment": environment,
-        "started_at": settings.clock(),
+        "started_at": min(starts, default=settings.clock()),
     }
-    return noise_history(open_warehouse(settings), candidate, [])
+    try:
+        warehouse = warehouse_at(
+            settings.warehouse_location,
+            settings.warehouse_root,
+            None,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        )
+        return noise_history(warehouse, candidate, [])
+    except Exception as exc:  # any failure to read the warehouse is the same to the gate
+        problem = f"cannot read the history of {'/'.join(combination)} in the warehouse: {exc}"
+        if explicit:
+            fail(problem)
+        err.print(f"[yellow]warning:[/] {escape(problem)}; the run noise is the prior")
+        return None
 
 
 def compare(
@@ -179,11 +204,6 @@ def compare(
                 .policy(suite or "", scenario or "", env or "")
                 .overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
             )
-            noise_history = (
-                _warehouse_history(*combination)
-                if history is not False and None not in combination
-                else None
-            )
             parsed = [read.result() for read in reads]
     # A run with a damaged file (truncated, over a read limit, a summary that is not JSON)
     # would be judged on part of its data: bad input, never a verdict.
@@ -200,6 +220,11 @@ def compare(
             for acc in run.accounting:
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
+    noise_history = (
+        _warehouse_history(combination, parsed, explicit=history is True)
+        if history is not False and None not in combination
+        else None
+    )
     # Each argument is one run: its run id is its position ("baseline 1" ...) or "candidate".
     *base, cand = parsed
     labels = [f"baseline {i}" for i in range(1, len(base) + 1)]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -29,12 +30,19 @@ JSON_KEYS = {
 }
 
 
-def slowed_copy(source: Path, target: Path, endpoint: str, factor: float) -> Path:
+def slowed_copy(
+    source: Path, target: Path, endpoint: str, factor: float, days_earlier: int = 0
+) -> Path:
     lines = []
+    shift = timedelta(days=days_earlier)
     for line in source.read_text().splitlines():
         record = json.loads(line)
         if record["name"] == endpoint:
             record["response_time"] *= factor
+        if days_earlier:  # a run of the same service taken earlier
+            record["timestamp"] -= shift.total_seconds()
+            moved = datetime.fromisoformat(record["time"]) - shift
+            record["time"] = moved.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         lines.append(json.dumps(record))
     target.write_text("\n".join(lines) + "\n")
     return target
@@ -336,12 +344,19 @@ def test_compare_measures_the_run_noise_on_the_combinations_earlier_runs(
     histories = {"ci": (0.99, 1.0, 1.01, 1.0), "lab": (0.7, 1.0, 1.3)}
     for env, factors in histories.items():
         for i, factor in enumerate(factors):
-            earlier = slowed_copy(locust, tmp_path / f"{env}{i}.ndjson", "/api/slow", factor)
+            earlier = slowed_copy(
+                locust, tmp_path / f"{env}{i}.ndjson", "/api/slow", factor, days_earlier=10 - i
+            )
             combination = ["--suite", "shop", "--scenario", "browse", "--env", env]
             ingested = runner.invoke(
                 app, ["ingest", str(earlier), *combination, "--run-id", f"{env}-{i}"]
             )
             assert ingested.exit_code == 0, ingested.output
+    # The files compared may be stored too: they are no noise of their own.
+    for run_id, path in (("ci-baseline", locust), ("ci-candidate", slow)):
+        combination = ["--suite", "shop", "--scenario", "browse", "--env", "ci"]
+        ingested = runner.invoke(app, ["ingest", str(path), *combination, "--run-id", run_id])
+        assert ingested.exit_code == 0, ingested.output
 
     compare = ["compare", str(locust), str(slow), "--json", "--suite", "shop"]
     quiet = runner.invoke(app, [*compare, "--scenario", "browse", "--env", "ci"])
@@ -370,3 +385,12 @@ def test_compare_measures_the_run_noise_on_the_combinations_earlier_runs(
     )
     told = runner.invoke(app, [*compare, "--history"])
     assert told.exit_code == 2 and "--scenario" in told.output
+
+    # A warehouse that cannot be read: the prior with a warning, or exit 2 when --history
+    # was asked for; never a verdict from an exception.
+    monkeypatch.setenv("METRICS_WAREHOUSE", "s3://no-such-bucket/warehouse")
+    monkeypatch.setenv("METRICS_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    for_ci = [*compare, "--scenario", "browse", "--env", "ci"]
+    unread = runner.invoke(app, for_ci)
+    assert unread.exit_code == 0 and "cannot read the history" in unread.stderr
+    assert runner.invoke(app, [*for_ci, "--history"]).exit_code == 2
