@@ -476,8 +476,9 @@ class Warehouse:
         return con
 
     def _copy_marts(self, con: duckdb.DuckDBPyConnection, attempts: int = 20) -> None:
-        """Copy the catalog file's tables (the marts) into ``con``; retried while a writer
-        holds the file (a refresh takes a moment)."""
+        """Copy the catalog file's tables (the marts) into ``con``, and define its other views
+        (the models' staging and intermediate steps) there again; retried while a writer holds
+        the file (a refresh takes a moment)."""
         path = str(self.root / CATALOG_FILE).replace("'", "''")
         for attempt in range(attempts):
             try:
@@ -493,8 +494,25 @@ class Warehouse:
             ).fetchall()
             for (name,) in marts:
                 con.execute(f'create table "{name}" as select * from catalog."{name}"')
+            views = con.execute(
+                "select view_name, sql from duckdb_views() "
+                "where database_name = 'catalog' and not internal"
+            ).fetchall()
         finally:
             con.execute("detach catalog")
+        # The tables' own views are built above; the models' views name them (and each other)
+        # unqualified, so they are defined again here, each once what it reads exists.
+        waiting = [sql for name, sql in views if name not in SCHEMAS]
+        while waiting:
+            left = []
+            for sql in waiting:
+                try:
+                    con.execute(sql)
+                except duckdb.Error:  # reads a view not defined yet (or no longer there)
+                    left.append(sql)
+            if len(left) == len(waiting):
+                break  # what is left reads something that is not there: left out
+            waiting = left
 
     def _with_catalog(self, work, attempts: int):
         """Refresh the catalog's views, then run ``work`` on it.

@@ -82,9 +82,12 @@ def test_an_open_sql_session_keeps_no_lock_the_pipeline_needs(fixtures_dir, tmp_
     )
     try:
         shell.stdin.write("select count(*) as n from run_endpoint_summary\n")
+        shell.stdin.write("select count(*) as n from stg_requests\n")
         shell.stdin.flush()
         assert shell.stdout.readline().strip() == "n"  # the session is open, marts copied
         assert int(shell.stdout.readline()) == 4
+        assert shell.stdout.readline().strip() == "n"  # and the models' views defined
+        assert int(shell.stdout.readline()) == 3534
         subprocess.run([*ingest, "--run-id", "r2"], env=env, check=True, capture_output=True)
         assert set(build_marts(warehouse)) >= {"run_endpoint_summary"}
     finally:
