@@ -195,7 +195,8 @@ class ObjectWarehouse(Warehouse):
     ) -> list[str]:
         r"""The local leftovers (:meth:`Warehouse.leftovers`) and, as ``s3://`` URLs, the
         objects under the tables' prefixes that no manifest lists, as partitions or as replaced
-        keys: the uploads of a writer killed before it swapped the manifest. Times are the
+        keys: the uploads of a writer killed before it swapped the manifest, and the empty
+        folder markers earlier versions' deletes left (``.../run_id=<id>/``). Times are the
         store's (its objects' modification times) and ``now_s``'s (default ``wall_clock``)."""
         now_s = self.wall_clock() if now_s is None else now_s
         cutoff = now_s - older_than_s
@@ -209,16 +210,16 @@ class ObjectWarehouse(Warehouse):
             document = _normalised(stored)
             known = {self._path(key) for keys in document["partitions"].values() for key in keys}
             known |= {self._path(key) for key, _ in document["replaced"]}
-            selector = pafs.FileSelector(self._path(table), recursive=True, allow_not_found=True)
-            found += [
-                f"s3://{info.path}"
-                for info in self.fs.get_file_info(selector)
-                if info.type == pafs.FileType.File
-                and info.path.endswith(".parquet")
-                and info.path not in known
-                and info.mtime is not None
-                and info.mtime.timestamp() < cutoff
-            ]
+            bucket, prefix = self._bucket_key(f"{table}/")
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix
+            )
+            for item in (item for page in pages for item in page.get("Contents", [])):
+                path = f"{bucket}/{item['Key']}"
+                unlisted = item["Key"].endswith(".parquet") and path not in known
+                marker = item["Key"].endswith("/") and item["Size"] == 0
+                if (unlisted or marker) and item["LastModified"].timestamp() < cutoff:
+                    found.append(f"s3://{path}")
         return found
 
     def remove_leftovers(self, leftovers: Iterable[str]) -> None:

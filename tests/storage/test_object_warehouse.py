@@ -358,6 +358,15 @@ def test_deleting_replaced_objects_leaves_no_folder_markers(s3_endpoint, locatio
     now[0] += warehouse.keep_replaced_s
     warehouse.write_partition("requests", "r2", frame)  # deletes r1's objects
     assert keys(s3_endpoint, location, "requests/run_id=r1") == []
+    # A marker an earlier version left is a leftover, which `check --repair` removes.
+    bucket, _, root = location.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.put_object(Bucket=bucket, Key=f"{root}/requests/run_id=r0/", Body=b"")
+    found = warehouse.leftovers(now_s=float("inf"))
+    assert found == [f"s3://{bucket}/{root}/requests/run_id=r0/"]
+    warehouse.remove_leftovers(found)
+    assert keys(s3_endpoint, location, "requests/run_id=r0") == []
+    assert warehouse.read("requests")["endpoint"].to_list() == ["/a"]
 
 
 def test_a_manifest_write_whose_answer_is_lost_counts_once(s3_endpoint, location, tmp_path):
