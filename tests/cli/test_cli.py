@@ -82,9 +82,13 @@ def test_compare_with_one_baseline_run_weighs_changes_against_the_assumed_run_no
     # same change is a regression.
     locust = fixtures_dir / "locust" / "requests.ndjson"
     slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.3)
-    assert runner.invoke(app, ["compare", str(locust), str(slow)]).exit_code == 0
+    assumed = runner.invoke(app, ["compare", str(locust), str(slow)])
+    assert assumed.exit_code == 0
+    assert "one baseline run, so the spread between identical runs is assumed" in assumed.stderr
     strict = runner.invoke(app, ["compare", str(locust), str(slow), "--run-noise", "0.02"])
     assert strict.exit_code == 1, strict.output
+    several = runner.invoke(app, ["compare", str(locust), str(locust), str(slow)])
+    assert "is assumed" not in several.stderr
 
 
 def test_compare_applies_the_verdict_rules_of_the_suite_it_is_told(
