@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +53,16 @@ def test_the_dated_tests_pass_a_year_from_now():
     moved = datetime.fromtimestamp(float(clock.stdout), UTC) - datetime.now(UTC)
     assert 364 <= moved.days <= 365
 
-    result = ahead(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DATED)
+    command = (sys.executable, "-X", "faulthandler", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    result = ahead(*command, *DATED)
+    if result.returncode < 0:
+        # Killed by a signal, not failed: once in about seven runs (2026-12-06) the child died
+        # of SIGSEGV in the first test on the S3 warehouse, under the libfaketime preload only
+        # (never in a plain run); where is not known yet, hence faulthandler's trace, kept as a
+        # warning. A date bug fails a test (exit 1) and is not retried.
+        warnings.warn(
+            f"dated tests crashed ({result.returncode}): {result.stderr[-3000:]}", stacklevel=1
+        )
+        result = ahead(*command, *DATED)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " skipped" not in result.stdout
