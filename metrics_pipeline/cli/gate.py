@@ -89,7 +89,7 @@ def _warehouse_history(combination: tuple[str, str, str], runs: list, explicit: 
     the Postgres mirror. A warehouse that cannot be read fails the gate (exit 2) when
     ``explicit`` (``--history``), else the prior applies, with a warning."""
     from metrics_pipeline.stages.ci import noise_history
-    from metrics_pipeline.storage import warehouse_at
+    from metrics_pipeline.storage import open_warehouse
 
     settings = Settings.from_env()
     suite, scenario, environment = combination
@@ -107,14 +107,7 @@ def _warehouse_history(combination: tuple[str, str, str], runs: list, explicit: 
         "started_at": min(starts, default=settings.clock()),
     }
     try:
-        warehouse = warehouse_at(
-            settings.warehouse_location,
-            settings.warehouse_root,
-            None,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-        )
-        return noise_history(warehouse, candidate, [])
+        return noise_history(open_warehouse(settings, mirrored=False), candidate, [])
     except Exception as exc:  # any failure to read the warehouse is the same to the gate
         problem = f"cannot read the history of {'/'.join(combination)} in the warehouse: {exc}"
         if explicit:

@@ -28,13 +28,14 @@ def warehouse_at(
     return Warehouse(location, mirror)
 
 
-def open_warehouse(settings: Settings) -> Warehouse:
+def open_warehouse(settings: Settings, *, mirrored: bool = True) -> Warehouse:
     """The configured warehouse: Parquet under METRICS_HOME (or METRICS_WAREHOUSE), plus
-    Postgres when METRICS_POSTGRES_URL is set."""
+    Postgres when METRICS_POSTGRES_URL is set (and ``mirrored``: a reader of the Parquet files
+    alone, such as the ``compare`` gate, neither needs nor migrates the mirror)."""
     return warehouse_at(
         settings.warehouse_location,
         settings.warehouse_root,
-        settings.postgres_url,
+        settings.postgres_url if mirrored else None,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
     )

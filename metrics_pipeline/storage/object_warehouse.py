@@ -263,6 +263,9 @@ class ObjectWarehouse(Warehouse):
         # the same If-Match and refused (412) although it was stored; the manifest read back
         # then shows our token, and the publication is done (never redone on top of itself).
         token = uuid.uuid4().hex
+        # The time of the replacement, once: a retry comes milliseconds later (and the store's
+        # clock costs a request).
+        now = self.wall_clock()
         with self._folder_lock(f"manifest={table}"):
             for attempt in range(MANIFEST_ATTEMPTS):
                 stored, etag = self._fetch(key)
@@ -273,7 +276,6 @@ class ObjectWarehouse(Warehouse):
                 current = sorted(self._url(k) for k in partitions.get(run_id, []))
                 if expected is not None and current != sorted(expected):
                     raise PartitionChanged(f"{table} of {run_id} changed")
-                now = self.wall_clock()
                 replaced = document["replaced"] + [[k, now] for k in partitions.pop(run_id, [])]
                 if staged:
                     partitions[run_id] = staged
