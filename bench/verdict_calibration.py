@@ -125,7 +125,9 @@ KAPPA = 1000.0  # Beta concentration of the per-run error rate
 
 # Seed streams: the published tables use "heldout"; experiment on "dev".
 SPLIT_ENTROPY = {"dev": 0x6D65_7672_6465_7631, "heldout": 0x6865_6C64_6F75_7431}
-VARIANT_ID = {"lognormal": 1, "quantized": 2, "history-5": 3, "history-20": 4}
+VARIANT_ID = {"lognormal": 1, "quantized": 2, "history-5": 3, "history-20": 4, "intervals": 5}
+# The intervals variant: a run reported as aggregates of 10 s windows, as Artillery does.
+WINDOW_US = 10_000_000
 # The history variants: one baseline run (the `compare` gate's case, a pinned baseline) and the
 # combination's H earlier runs, whose spread the pipeline measures (`history_noise`).
 HISTORIES = {"history-5": 5, "history-20": 20}
@@ -237,6 +239,47 @@ def requests_frame(run: dict, factor: float, quantized: bool) -> pl.DataFrame:
     return conform("requests", frame)
 
 
+def intervals_frame(run: dict, factor: float) -> pl.DataFrame:
+    """The run as a tool without per-request data reports it (Artillery: one summary per 10 s
+    window): per window the request and error counts and, of the successful requests'
+    latencies, mean, min, max and numpy's (linear) p50, p90, p95, p99."""
+    from metrics_pipeline.contracts.tables import conform
+
+    lat, ok = run["latency"] * factor, run["ok"]
+    window = (run["ts_us"] - run["ts_us"].min()) // WINDOW_US
+    start_us = int(RUN_START.timestamp() * 1_000_000)
+    rows = []
+    for w in np.unique(window):
+        inside = window == w
+        good = lat[inside & ok]
+        stats = dict.fromkeys(("mean", "min", "p50", "p90", "p95", "p99", "max"))
+        if good.size:
+            p50, p90, p95, p99 = np.quantile(good, [0.50, 0.90, 0.95, 0.99])
+            stats = {
+                "mean": good.mean(),
+                "min": good.min(),
+                "p50": p50,
+                "p90": p90,
+                "p95": p95,
+                "p99": p99,
+                "max": good.max(),
+            }
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "ts": start_us + int(run["ts_us"].min()) + (int(w) + 1) * WINDOW_US,
+                "endpoint": ENDPOINT,
+                "source_file": f"sim/{run['run_id']}.json",
+                "interval_s": WINDOW_US / 1e6,
+                "count": int(inside.sum()),
+                "errors": int((inside & ~ok).sum()),
+                **{key: None if v is None else float(v) for key, v in stats.items()},
+            }
+        )
+    frame = pl.DataFrame(rows).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    return conform("interval_stats", frame)
+
+
 def summaries_frame(runs: list[dict], scales: list[float]) -> pl.DataFrame:
     """The history runs' ``run_summary`` columns that the product reads for the run noise:
     p50, p95 and p99 of the successful requests' latencies (numpy's default, linear
@@ -274,12 +317,14 @@ def vm_hwm_mb() -> float:
 def run_job(job: Job) -> dict:
     """Every drift x effect of one replication: a judge_run call each."""
     from metrics_pipeline.analysis.verdicts import VerdictPolicy, history_noise, judge_run
+    from metrics_pipeline.contracts.tables import empty
 
     policy = VerdictPolicy.uniform(threshold=THRESHOLD, alpha=ALPHA)
     params = scenario(job.split, job.variant, job.rep)
     drawn = draw_runs(job, params)
     earlier, runs = drawn[: job.history], drawn[job.history :]
     quantized = job.variant == "quantized"
+    intervals = job.variant == "intervals"
     baseline_ids = [r["run_id"] for r in runs[:-1]]
     cpu0 = time.process_time()
     out = {"job": job, "tail": params["tail"], "results": [], "errors": [], "seconds": []}
@@ -291,14 +336,29 @@ def run_job(job: Job) -> dict:
             if earlier
             else None
         )
-        baseline = pl.concat(
-            [requests_frame(r, s, quantized) for r, s in zip(runs[:-1], scale[:-1], strict=True)]
-        )
+        base_pairs = zip(runs[:-1], scale[:-1], strict=True)
+        if intervals:
+            baseline = empty("requests")
+            base_intervals = pl.concat([intervals_frame(r, s) for r, s in base_pairs])
+        else:
+            baseline = pl.concat([requests_frame(r, s, quantized) for r, s in base_pairs])
         for effect in job.effects:
-            candidate = requests_frame(runs[-1], scale[-1] * (1 + effect), quantized)
+            factor = scale[-1] * (1 + effect)
+            if intervals:
+                candidate, intervals_of = (
+                    empty("requests"),
+                    {
+                        "candidate_intervals": intervals_frame(runs[-1], factor),
+                        "baseline_intervals": base_intervals,
+                    },
+                )
+            else:
+                candidate, intervals_of = requests_frame(runs[-1], factor, quantized), {}
             t0 = time.perf_counter()
             try:
-                verdicts = judge_run(candidate, baseline, baseline_ids, policy, history=history)
+                verdicts = judge_run(
+                    candidate, baseline, baseline_ids, policy, history=history, **intervals_of
+                )
             except Exception as exc:  # a failure is a result: count it, keep going
                 out["errors"].append((drift, effect, f"{type(exc).__name__}: {exc}"[:300]))
                 continue
@@ -325,6 +385,9 @@ def plan(args) -> list[Job]:
     for variant in HISTORIES if not args.no_history else ():
         for n in NS:
             jobs += [Job(variant, args.split, n, 1, i, DRIFTS, EFFECTS) for i in range(reps[n])]
+    if not args.no_intervals:
+        for n, k, r, drifts in main:
+            jobs += [Job("intervals", args.split, n, k, i, drifts, EFFECTS) for i in range(r)]
     if not args.no_quantized:
         for n, k, r in quant:
             jobs += [Job("quantized", args.split, n, k, i, Q_DRIFTS, Q_EFFECTS) for i in range(r)]
@@ -342,7 +405,12 @@ def calls(jobs: list[Job]) -> dict[int, int]:
 
 def full_plan_calls(reps) -> dict[int, int]:
     ns = argparse.Namespace(
-        quick=False, reps=reps, split="heldout", no_quantized=False, no_history=False
+        quick=False,
+        reps=reps,
+        split="heldout",
+        no_quantized=False,
+        no_history=False,
+        no_intervals=False,
     )
     return calls(plan(ns))
 
@@ -677,6 +745,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (at most 2)")
     ap.add_argument("--no-quantized", action="store_true", help="skip the quantized variant")
     ap.add_argument("--no-history", action="store_true", help="skip the history variants")
+    ap.add_argument("--no-intervals", action="store_true", help="skip the intervals variant")
     ap.add_argument(
         "--estimate",
         action="store_true",
@@ -757,6 +826,7 @@ def main() -> None:
         "```",
         *targets(tally),
         *(line for v in HISTORIES if not args.no_history for line in targets(tally, v)),
+        *(targets(tally, "intervals") if not args.no_intervals else []),
         "```",
         "",
         "## Latency rows, by baseline runs k x requests per run N x drift",
@@ -784,6 +854,19 @@ def main() -> None:
             "Per run, effect 0:",
             "",
             *run_table(tally, variant),
+        ]
+    if not args.no_intervals:
+        out += [
+            "## Runs known only by 10 s aggregates (intervals)",
+            "",
+            "The main variant's runs, each handed to `judge_run` as `interval_stats` rows only "
+            "(per 10 s window: request and error counts, mean, min, max and numpy's p50, p90, "
+            "p95, p99 of the successful requests), as Artillery reports a run.",
+            "",
+            *main_tables(tally, "intervals"),
+            "Per run, effect 0:",
+            "",
+            *run_table(tally, "intervals"),
         ]
     if not args.no_quantized:
         out += [

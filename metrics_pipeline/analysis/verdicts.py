@@ -22,6 +22,7 @@ from metrics_pipeline.stats import (
     RunStatistic,
     benjamini_hochberg,
     compare_runs,
+    interval_quantile_statistics,
     mean_statistic,
     moderated_noise,
     quantile_statistics,
@@ -31,6 +32,7 @@ from metrics_pipeline.stats import (
     taken_apart,
 )
 from metrics_pipeline.stats.compare import Scale
+from metrics_pipeline.stats.quantiles import INTERVAL_LEVELS
 
 # The verdict of one endpoint x metric row, from worst to best: ``missing`` is an endpoint of
 # the baseline runs that this run never called, ``no baseline`` had nothing to compare with.
@@ -517,23 +519,29 @@ def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
 
 
 def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
-    """Judge pre-aggregated rows: per run, the geometric mean of the series of per-interval
-    percentiles (its spread over the intervals is the run's sampling error) and the error
-    rate of the summed counts, compared with the same run-level model as per-request data."""
+    """Judge pre-aggregated rows: per run, the percentile of the requests of all its
+    intervals (the count-weighted mixture of the intervals' distributions, with the sampling
+    error of a percentile of that many requests) and the error rate of the summed counts,
+    compared with the same run-level model as per-request data. Runs whose tool states no
+    counts fall back on the geometric mean of the per-interval percentiles, whose spread over
+    the intervals is then the sampling error."""
     if cand.height == 0 or base.height == 0:
         return []
     base_runs = [run for _, run in base.group_by(["run_id"], maintain_order=True)]
+    counted = all(run["count"].null_count() == 0 for run in (cand, *base_runs))
+    statistics = {
+        column: [_interval_statistic(run, column, counted) for run in (*base_runs, cand)]
+        for column in LATENCY_METRICS.values()
+        if cand[column].null_count() < cand.height and base[column].null_count() < base.height
+    }
     judged: Judged = []
     for metric, column in LATENCY_METRICS.items():
-        if cand[column].null_count() == cand.height or base[column].null_count() == base.height:
+        if column not in statistics:
             continue
-        pending = _Pending(
-            metric,
-            [series_statistic(run[column].to_numpy()) for run in base_runs],
-            series_statistic(cand[column].to_numpy()),
-            column,
-        )
-        judged.append((pending, f"{column} of {cand.height} intervals"))
+        *base_statistics, cand_statistic = statistics[column]
+        pending = _Pending(metric, base_statistics, cand_statistic, column)
+        note = f"{column} of {cand.height} intervals" + ("' requests" if counted else "")
+        judged.append((pending, note))
     if cand["errors"].null_count() == 0 and base["errors"].null_count() == 0:
         pending = _Pending(
             "error_rate",
@@ -544,6 +552,15 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
         )
         judged.append((pending, None))
     return judged
+
+
+def _interval_statistic(run: pl.DataFrame, column: str, counted: bool) -> RunStatistic:
+    """One run's statistic for ``column`` (p50, p95, p99) from its interval rows."""
+    if not counted:
+        return series_statistic(run[column].to_numpy())
+    knots = run.select(list(INTERVAL_LEVELS)).cast(pl.Float64).fill_null(math.nan).to_numpy()
+    (statistic,) = interval_quantile_statistics(knots, run["count"].to_numpy(), [column])
+    return statistic
 
 
 def _one_source(intervals: pl.DataFrame) -> pl.DataFrame:

@@ -39,6 +39,7 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
+from metrics_pipeline.stats.quantiles import pooled_quantiles
 
 Scale = Literal["log", "identity"]
 
@@ -547,18 +548,67 @@ def quantile_statistics(
         return [RunStatistic(math.nan, math.nan, int(x.size)) for _ in levels]
     h = resolution_of(x) if resolution is None else resolution
     distinct, mid = _mid_distribution(x)
-    n = x.size
+    return _quantile_run_statistics(lambda qs: np.interp(qs, mid, distinct), x.size, levels, h)
+
+
+def interval_quantile_statistics(
+    knots: ArrayLike,
+    counts: ArrayLike,
+    statistics: Sequence[str],
+    *,
+    resolution: float | None = None,
+) -> list[RunStatistic]:
+    r"""Quantiles of one run known only by its intervals' quantiles (Artillery's 10 s
+    summaries, Locust's stats history, a k6 summary), with the sampling variance of their
+    logarithms.
+
+    The run's distribution is the count-weighted mixture of the intervals' piecewise-linear
+    distribution functions (:func:`~metrics_pipeline.stats.quantiles.pooled_quantiles`); its
+    quantile gets the variance :func:`quantile_statistics` gives per-request data, with
+    :math:`n = \sum_i c_i` requests and the slope read off the mixture's quantile function.
+    So an interval-only run is judged by the same model as a per-request one, rather than by
+    the spread of its intervals' percentiles, which a few intervals of uneven size (2-4 per
+    run for Artillery) cannot measure.
+
+    Parameters
+    ----------
+    knots : array_like, shape (m, 6)
+        Per interval min, p50, p90, p95, p99, max (``INTERVAL_LEVELS``), NaN where unknown.
+    counts : array_like, shape (m,)
+        Requests per interval.
+    statistics : sequence of str
+        As for :func:`quantile_statistics`.
+    resolution : float, optional
+        Step of the measured values; detected from the intervals' min and max (the values the
+        tool saw; its percentiles are interpolated) when not given.
+    """
+    values = np.array(knots, dtype=float, ndmin=2)
+    weights = np.asarray(counts, dtype=float)
+    n = int(weights[(weights > 0) & np.isfinite(values).any(axis=1)].sum())
+    levels = [_quantile_level(s) for s in statistics]
+    if n < 2:
+        return [RunStatistic(math.nan, math.nan, n) for _ in levels]
+    if resolution is None:
+        seen = values[:, [0, -1]]
+        resolution = resolution_of(seen if np.isfinite(seen).any() else values)
+    return _quantile_run_statistics(
+        lambda qs: pooled_quantiles(values, weights, qs), n, levels, resolution
+    )
+
+
+def _quantile_run_statistics(quantile, n: int, levels: list[float], h: float) -> list[RunStatistic]:
+    """The statistics of :func:`quantile_statistics` from a run's quantile function."""
     out = []
     for q in levels:
         if n * min(q, 1 - q) < MIN_TAIL_COUNT:
             # Too few values beyond the quantile to say how far it may be off: reported, with
             # no variance, so it is not judged.
-            value = float(np.interp(q, mid, distinct))
+            value = float(quantile([q])[0])
             out.append(RunStatistic(max(value, h / 2), math.nan, n, h))
             continue
         width = _hall_sheather(n, q)
         low_q, high_q = max(q - width, 0.0), min(q + width, 1.0)
-        low, value, high = np.interp([low_q, q, high_q], mid, distinct)
+        low, value, high = quantile([low_q, q, high_q])
         floor = h / 2 if h > 0 else 0.0
         value_log = max(value, floor)
         if value_log <= 0:

@@ -37,9 +37,13 @@ there is narrower than 1 ms: it holds one integer).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import polars as pl
+from numpy.typing import ArrayLike
+from scipy import special
 
 from metrics_pipeline.stats.sketch import DEFAULT_ACCURACY, bucket_expr
 
@@ -202,3 +206,113 @@ def interpolate(located: pl.DataFrame, quantiles: Mapping[str, float]) -> pl.Dat
             }
         )
     )
+
+
+# interval_stats columns and the quantile level each reports: a tool's min and max are the 0
+# and 1 quantiles of its interval.
+INTERVAL_LEVELS = {"min": 0.0, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "max": 1.0}
+
+
+def pooled_quantiles(knots: ArrayLike, counts: ArrayLike, qs: ArrayLike) -> np.ndarray:
+    r"""Quantiles of the requests of :math:`m` intervals, each known only by a few quantiles.
+
+    Tools without per-request data (Artillery, Locust's stats history, k6 summaries) report,
+    per interval :math:`i` with :math:`c_i` requests, its min, p50, p90, p95, p99 and max
+    (:data:`INTERVAL_LEVELS`). The run's requests have the count-weighted mixture of the
+    intervals' distributions,
+
+    .. math::
+
+        F(x) = \frac{\sum_i c_i F_i(x)}{\sum_i c_i}, \qquad
+        Q(q) = \inf\{x : F(x) \ge q\},
+
+    and percentiles do not average: with a slow tail in 10 % of the requests, the p95 of an
+    interval that happened to get few of them lies below the tail, the run's does not.
+
+    Between two known levels :math:`l_j < l_{j+1}` at values :math:`v_j < v_{j+1}`, an
+    interval's distribution is interpolated as locally log-normal: the normal score
+    :math:`\Phi^{-1}(F_i)` is linear in :math:`\ln x`,
+
+    .. math::
+
+        F_i(x) = \Phi\Bigl(z_j + \frac{\ln x - \ln v_j}{\ln v_{j+1} - \ln v_j}
+                 (z_{j+1} - z_j)\Bigr), \qquad z_j = \Phi^{-1}(l_j),
+
+    exact for log-normal latencies, where linear interpolation in :math:`q` between the
+    median and a far minimum would make the density at the median too low, and so its
+    sampling error too high. The min and max of :math:`c_i` requests are placed at Hazen's
+    levels :math:`1/(2c_i)` and :math:`1 - 1/(2c_i)` (a sample's extremes are not the
+    distribution's 0 and 1 quantiles): each carries the point mass :math:`1/(2c_i)` outside
+    them. Tied knots are a point mass too. :math:`Q` is found by bisection over the knots and
+    then on :math:`\ln x` between two of them.
+
+    Parameters
+    ----------
+    knots : array_like, shape (m, len(INTERVAL_LEVELS))
+        Per interval the values at the levels of :data:`INTERVAL_LEVELS`, NaN where the tool
+        does not report one. A missing inner level is left out; a missing min or max is the
+        lowest or highest value any interval reports. Each row is made non-decreasing (tools
+        round their percentiles); values of 0 or less are taken as half the smallest positive
+        value (a sub-resolution latency).
+    counts : array_like, shape (m,)
+        Requests per interval; intervals with no requests or no value are left out.
+    qs : array_like
+        Levels in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        :math:`Q(q)` for each level; NaN when no interval has requests and a value.
+    """
+    values = np.array(knots, dtype=float, ndmin=2)
+    weights = np.asarray(counts, dtype=float)
+    keep = (weights > 0) & np.isfinite(values).any(axis=1)
+    values, weights = values[keep], weights[keep]
+    qs = np.asarray(qs, dtype=float)
+    if values.size == 0:
+        return np.full(qs.shape, np.nan)
+    base = np.fromiter(INTERVAL_LEVELS.values(), dtype=float)
+    values[:, 0] = np.where(np.isnan(values[:, 0]), np.nanmin(values), values[:, 0])
+    values[:, -1] = np.where(np.isnan(values[:, -1]), np.nanmax(values), values[:, -1])
+    positive = values[values > 0]
+    values = np.maximum(values, positive.min() / 2 if positive.size else 1e-3)
+    scores = np.empty_like(values)
+    for row, score, count in zip(values, scores, weights, strict=True):
+        known = np.isfinite(row)  # an unknown inner level: left out (filled on the way)
+        levels = base.copy()
+        levels[0], levels[-1] = min(0.5 / count, 0.25), max(1 - 0.5 / count, 0.995)
+        z = special.ndtri(levels)
+        row[~known] = np.exp(np.interp(z[~known], z[known], np.log(row[known])))
+        score[:] = z
+    values = np.maximum.accumulate(values, axis=1)
+    logs = np.log(values)
+    weights = weights / weights.sum()
+    last = base.size - 1
+    rows = np.arange(values.shape[0])
+
+    def mixture(x: float, right: bool = True) -> float:
+        # F(x) (right: knots <= x counted) or F(x-) (left: knots < x), per interval: below
+        # its first knot 0, from its last 1, else the normal score interpolated on ln x.
+        j = (values <= x).sum(axis=1) - 1 if right else (values < x).sum(axis=1) - 1
+        jj = np.clip(j, 0, last - 1)
+        lo, hi = logs[rows, jj], logs[rows, jj + 1]
+        share = np.clip((math.log(x) - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
+        part = special.ndtr(scores[rows, jj] + share * (scores[rows, jj + 1] - scores[rows, jj]))
+        return float(weights @ np.where(j < 0, 0.0, np.where(j >= last, 1.0, part)))
+
+    grid = np.unique(values)
+    out = np.empty(qs.shape)
+    for index, q in np.ndenumerate(qs):
+        lo, hi = -1, grid.size - 1  # F(grid[lo]) < q <= F(grid[hi]); F(grid[-1]) = 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if mixture(grid[mid]) >= q else (mid, hi)
+        if hi == 0 or mixture(grid[hi], right=False) < q:
+            out[index] = grid[hi]  # the first knot, or inside a point mass at grid[hi]
+            continue
+        low, high = math.log(grid[lo]), math.log(grid[hi])  # F continuous in between
+        while high - low > 1e-12 * max(1.0, abs(high)):
+            middle = (low + high) / 2
+            low, high = (low, middle) if mixture(math.exp(middle)) >= q else (middle, high)
+        out[index] = math.exp(high)
+    return out

@@ -9,8 +9,14 @@ import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from scipy import optimize, stats
 
-from metrics_pipeline.stats.quantiles import exact_quantiles, locate_ranks
+from metrics_pipeline.stats.quantiles import (
+    INTERVAL_LEVELS,
+    exact_quantiles,
+    locate_ranks,
+    pooled_quantiles,
+)
 from metrics_pipeline.stats.sketch import MIN_LATENCY_MS, bucket_expr, gamma
 
 QUANTILES = {"p0": 0.0, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1.0}
@@ -171,3 +177,104 @@ def test_the_bucket_index_never_decreases_with_the_value():
     values = np.concatenate([around_min, edges(20_000, rng), rng.lognormal(0, 4, 20_000)])
     index = pl.DataFrame({"value": np.sort(values)}).select(bucket_expr("value").cast(pl.Int64))
     assert (index["value"].diff().drop_nulls() >= 0).all()
+
+
+# ---------------------------------------------------------------- pooled quantiles of intervals
+
+LEVELS = list(INTERVAL_LEVELS.values())
+
+
+def hazen_levels(count: int) -> np.ndarray:
+    """The levels the knots of an interval of ``count`` requests stand at: its min and max at
+    Hazen's 1/(2c) and 1 - 1/(2c) (at most 1/4 and at least 0.995)."""
+    return np.array([min(0.5 / count, 0.25), 0.5, 0.9, 0.95, 0.99, max(1 - 0.5 / count, 0.995)])
+
+
+def test_log_normal_knots_give_back_the_log_normal_quantiles():
+    mu, s = math.log(40.0), 0.5
+    knots = np.exp(mu + s * stats.norm.ppf(hazen_levels(200)))
+    qs = [0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99]
+    expected = stats.lognorm.ppf(qs, s, scale=math.exp(mu))
+    np.testing.assert_allclose(pooled_quantiles([knots], [200], qs), expected, rtol=1e-9)
+
+
+def test_two_log_normal_intervals_mix_by_their_counts():
+    s, mus, counts = 0.3, (math.log(10.0), math.log(12.0)), (25, 75)
+    knots = [
+        np.exp(mu + s * stats.norm.ppf(hazen_levels(c))) for mu, c in zip(mus, counts, strict=True)
+    ]
+
+    def mixture(x):
+        return (
+            sum(
+                c * stats.norm.cdf((math.log(x) - mu) / s)
+                for mu, c in zip(mus, counts, strict=True)
+            )
+            / 100
+        )
+
+    for q in (0.2, 0.5, 0.9, 0.95):
+        expected = optimize.brentq(lambda x, q=q: mixture(x) - q, 5.0, 30.0, xtol=1e-12)
+        assert pooled_quantiles(knots, counts, [q])[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_tied_knots_are_a_point_mass_and_the_extremes_carry_half_a_request():
+    # levels .005, .5, .9, .95, .99, .995 at 1, 2, 2, 2, 3, 5: 45 % of the requests at 2
+    knots, z = [[1, 2, 2, 2, 3, 5]], stats.norm.ppf(hazen_levels(100))
+    below = 2 ** ((stats.norm.ppf(0.4) - z[0]) / (z[1] - z[0]))  # 0.4 between min and p50
+    got = pooled_quantiles(knots, [100], [0.001, 0.4, 0.5, 0.6, 0.95, 0.997, 1.0])
+    np.testing.assert_allclose(got, [1.0, below, 2.0, 2.0, 2.0, 5.0, 5.0])
+
+
+def test_pooled_quantiles_equal_the_mixture_computed_on_a_dense_grid():
+    """The bisection against a direct evaluation: each interval's distribution function
+    (normal score linear in ln x between its knots) on a grid of 2 million points, mixed by
+    count and inverted by search."""
+    rng = np.random.default_rng(11)
+    windows = [rng.lognormal(np.log(m), 0.4, c) for m, c in ((30, 90), (45, 300), (38, 40))]
+    knots = [np.quantile(w, LEVELS) for w in windows]
+    counts = [w.size for w in windows]
+    grid = np.linspace(min(k[0] for k in knots), max(k[-1] for k in knots), 2_000_001)
+    parts = []
+    for k, c in zip(knots, counts, strict=True):
+        inside = stats.norm.cdf(np.interp(np.log(grid), np.log(k), stats.norm.ppf(hazen_levels(c))))
+        parts.append(c * np.where(grid < k[0], 0.0, np.where(grid >= k[-1], 1.0, inside)))
+    mixture = sum(parts) / sum(counts)
+    qs = [0.05, 0.5, 0.9, 0.95, 0.99]
+    reference = grid[np.searchsorted(mixture, qs)]
+    step = grid[1] - grid[0]
+    np.testing.assert_allclose(pooled_quantiles(knots, counts, qs), reference, atol=2 * step)
+
+
+def test_a_slow_tail_that_one_interval_missed_is_still_the_runs_p95():
+    # 10 % of the requests 150 ms slower: the run's p95 is in the tail. The first window
+    # (60 requests) got only 3 slow ones, so its own p95 is below the tail.
+    rng = np.random.default_rng(5)
+    windows = []
+    for count, slow in ((60, 3), (130, 14), (60, 7)):
+        lat = rng.lognormal(np.log(40), 0.25, count)
+        lat[:slow] += 150
+        windows.append(lat)
+    everything = np.concatenate(windows)
+    knots = [np.quantile(w, LEVELS) for w in windows]
+    (pooled,) = pooled_quantiles(knots, [w.size for w in windows], [0.95])
+    assert knots[0][3] < 100 < np.quantile(everything, 0.95)
+    assert pooled == pytest.approx(np.quantile(everything, 0.95), rel=0.05)
+
+
+def test_unknown_levels_and_empty_intervals():
+    nan = math.nan
+    # no min (Locust's history): the lowest value reported (20 alone, 10 with the second);
+    # no p90 or p99: interpolated across
+    knots = [[nan, 20.0, nan, 40.0, nan, 50.0], [nan, 10.0, nan, 30.0, nan, 35.0]]
+    z = stats.norm.ppf(hazen_levels(10))  # min at 0.05, max at 0.995
+    p90 = 20 * 2 ** ((z[2] - z[1]) / (z[3] - z[1]))  # on ln x between p50 and p95
+    p97 = 40 * 1.25 ** ((stats.norm.ppf(0.97) - z[3]) / (z[5] - z[3]))
+    one = pooled_quantiles(knots[:1], [10], [0.0, 0.25, 0.9, 0.97])
+    np.testing.assert_allclose(one, [20.0, 20.0, p90, p97])
+    both = pooled_quantiles(knots, [10, 10], [0.0])
+    assert both[0] == 10.0
+    # rows with no request or no value do not count; nothing left: NaN
+    ignored = [[1.0] * 6, [nan] * 6, [5.0, 6.0, 7.0, 8.0, 9.0, 10.0]]
+    assert pooled_quantiles(ignored, [0, 50, 10], [0.5])[0] == 6.0
+    assert np.isnan(pooled_quantiles([[nan] * 6], [10], [0.5])[0])
