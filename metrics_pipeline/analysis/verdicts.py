@@ -22,6 +22,7 @@ from metrics_pipeline.stats import (
     RunStatistic,
     benjamini_hochberg,
     compare_runs,
+    count_rate_statistic,
     interval_quantile_statistics,
     mean_statistic,
     moderated_noise,
@@ -521,8 +522,9 @@ def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
 def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
     """Judge pre-aggregated rows: per run, the percentile of the requests of all its
     intervals (the count-weighted mixture of the intervals' distributions, with the sampling
-    error of a percentile of that many requests) and the error rate of the summed counts,
-    compared with the same run-level model as per-request data. Runs whose tool states no
+    error of a percentile of that many requests), the error rate of the summed counts and,
+    where every interval states its length, the throughput (requests over the summed
+    lengths), compared with the same run-level model as per-request data. Runs whose tool states no
     counts fall back on the geometric mean of the per-interval percentiles, whose spread over
     the intervals is then the sampling error."""
     if cand.height == 0 or base.height == 0:
@@ -551,7 +553,25 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
             scale="identity",
         )
         judged.append((pending, None))
+    if counted and all(_spanned(run) for run in (cand, *base_runs)):
+        pending = _Pending(
+            "throughput",
+            [_interval_throughput(run) for run in base_runs],
+            _interval_throughput(cand),
+            "mean",
+            higher_is_worse=False,
+        )
+        judged.append((pending, "requests per second"))
     return judged
+
+
+def _spanned(run: pl.DataFrame) -> bool:
+    """Every interval of the run says how long it was."""
+    return run["interval_s"].null_count() == 0 and bool(run["interval_s"].sum() > 0)
+
+
+def _interval_throughput(run: pl.DataFrame) -> RunStatistic:
+    return count_rate_statistic(int(run["count"].sum()), float(run["interval_s"].sum()))
 
 
 def _interval_statistic(run: pl.DataFrame, column: str, counted: bool) -> RunStatistic:

@@ -645,6 +645,16 @@ def rate_statistic(events: int, total: int) -> RunStatistic:
     return RunStatistic(events / total, smoothed * (1 - smoothed) / total, int(total))
 
 
+def count_rate_statistic(events: int, seconds: float) -> RunStatistic:
+    r"""Events per second :math:`e/t` of one run known only by its count over a span (a tool's
+    per-interval request counts), with the Poisson variance of its log, :math:`v = 1/e`: the
+    variance :func:`mean_statistic` gives per-second counts of a Poisson stream,
+    :math:`\bar x / (n \bar x^2) = 1/e`."""
+    if events <= 0 or not seconds > 0:
+        return RunStatistic(math.nan, math.nan, max(int(events), 0))
+    return RunStatistic(events / seconds, 1.0 / events, int(events))
+
+
 def series_statistic(values: ArrayLike) -> RunStatistic:
     r"""A run known only by a series of per-interval values (e.g. each 10 s's p95): their
     geometric mean :math:`e^{\bar\ell}` with :math:`\ell_i = \ln x_i`, and sampling variance

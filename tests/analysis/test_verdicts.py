@@ -101,6 +101,59 @@ def fixed_rate_requests(
     )
 
 
+def as_intervals(requests: pl.DataFrame, window_s: int = 10) -> pl.DataFrame:
+    """A run as a tool without per-request data reports it: per window of ``window_s`` the
+    count, errors, min, max and numpy's p50, p90, p95, p99 of the successful latencies."""
+    rows = []
+    start = requests["ts"].min()
+    window = ((requests["ts"] - start).dt.total_microseconds() // (window_s * 10**6)).to_numpy()
+    for w in np.unique(window):
+        part = requests.filter(pl.Series(window == w))
+        ok = part["latency_ms"].filter(part["ok"]).to_numpy()
+        p50, p90, p95, p99 = np.quantile(ok, [0.5, 0.9, 0.95, 0.99])
+        rows.append(
+            {
+                "run_id": part["run_id"][0],
+                "ts": start + timedelta(seconds=float((w + 1) * window_s)),
+                "endpoint": part["endpoint"][0],
+                "interval_s": float(window_s),
+                "count": part.height,
+                "errors": int((~part["ok"]).sum()),
+                "min": ok.min(),
+                "p50": p50,
+                "p90": p90,
+                "p95": p95,
+                "p99": p99,
+                "max": ok.max(),
+            }
+        )
+    return conform("interval_stats", pl.DataFrame(rows))
+
+
+def test_runs_known_only_by_intervals_get_latency_and_throughput_verdicts():
+    base_requests = [fixed_rate_requests(f"b{i}", 40, 10, seed=i) for i in range(3)]
+    base = pl.concat([as_intervals(r) for r in base_requests])
+    no_requests = conform("requests", pl.DataFrame())
+
+    def judged(candidate: pl.DataFrame) -> dict[str, dict]:
+        verdicts = judge_run(
+            no_requests,
+            no_requests,
+            ["b0", "b1", "b2"],
+            candidate_intervals=as_intervals(candidate),
+            baseline_intervals=base,
+        )
+        return {row["metric"]: row for row in verdicts.iter_rows(named=True)}
+
+    same = judged(fixed_rate_requests("c", 40, 10, seed=9))
+    assert {row["verdict"] for row in same.values()} == {"ok"}
+    assert same["latency_p50"]["note"] == "p50 of 6 intervals' requests"
+    fewer = judged(fixed_rate_requests("c", 28, 10, seed=9))["throughput"]
+    assert fewer["verdict"] == "regression" and fewer["change"] == pytest.approx(0.3, abs=0.05)
+    slower = judged(fixed_rate_requests("c", 40, 15, seed=9))["latency_p50"]
+    assert slower["verdict"] == "regression" and slower["change"] == pytest.approx(0.5, abs=0.1)
+
+
 def resources_of(run_id: str, mem: float, seed: int = 0, metric: str = "proc_rss_bytes"):
     rng = np.random.default_rng(seed)
     return conform(

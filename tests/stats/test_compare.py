@@ -13,6 +13,7 @@ from metrics_pipeline.stats import (
     RunStatistic,
     benjamini_hochberg,
     compare_runs,
+    count_rate_statistic,
     interval_quantile_statistics,
     mean_statistic,
     quantile_statistics,
@@ -302,3 +303,14 @@ def test_interval_quantiles_too_far_out_and_whole_milliseconds():
     assert p50.n == 250 and math.isnan(p99.variance)  # 2.5 requests beyond p99: not judged
     (none,) = interval_quantile_statistics([[math.nan] * 6], [10], ["p50"])
     assert math.isnan(none.value)
+
+
+def test_a_count_over_a_span_has_the_poisson_variance_of_its_log():
+    rng = np.random.default_rng(8)
+    counts = rng.poisson(400.0, 4000)
+    stated = [count_rate_statistic(int(c), 20.0) for c in counts[:3]]
+    assert stated[0].value == counts[0] / 20.0 and stated[0].variance == 1 / counts[0]
+    spread = np.std(np.log(counts / 20.0), ddof=1)
+    assert spread == pytest.approx(math.sqrt(1 / 400.0), rel=0.05)
+    assert math.isnan(count_rate_statistic(0, 20.0).value)
+    assert math.isnan(count_rate_statistic(5, 0.0).variance)
