@@ -203,8 +203,9 @@ def judge_run(
 
     Per-request rows are compared where an endpoint has them on both sides (latency p50, p95
     and p99 of successful requests, error rate, throughput per second); otherwise the
-    ``interval_stats`` rows of tools that only report aggregates (the series of per-interval
-    percentiles). Resource usage is compared per metric over all hosts.
+    ``interval_stats`` rows of tools that only report aggregates (a run's percentiles are
+    those of all its intervals' requests). Resource usage is compared per metric over all
+    hosts.
 
     The baseline's ``run_id`` column tells its runs apart: each statistic is computed per run
     and compared under a random run effect (:func:`~metrics_pipeline.stats.compare_runs`),
@@ -228,6 +229,7 @@ def judge_run(
     request_endpoints = candidate_endpoints & _names(baseline["endpoint"])
     rows: list[dict] = []
     comparisons: list[_Pending | None] = []
+    spans = _run_spans(pl.concat([candidate_intervals, baseline_intervals]))
     for endpoint in sorted(candidate_endpoints | _names(candidate_intervals["endpoint"])):
         if endpoint in request_endpoints:
             judged = _judge_requests(
@@ -238,6 +240,7 @@ def judge_run(
             judged = _judge_intervals(
                 _one_source(candidate_intervals.filter(pl.col("endpoint") == endpoint)),
                 _one_source(baseline_intervals.filter(pl.col("endpoint") == endpoint)),
+                spans,
             )
         if not judged:
             rows.append({"endpoint": endpoint, "metric": "all", "note": "no baseline data"})
@@ -447,27 +450,26 @@ def _compare_all(
         if p is None:
             out.append(None)
             continue
-        if row["note"] is None and not all(
-            math.isfinite(r.variance) for r in (*p.baseline, p.candidate)
-        ):
-            row["note"] = TOO_FEW
         rule = policy.rule(p.metric)
         measured = history.get((row["endpoint"], p.metric)) or moderated.get(group)
-        out.append(
-            compare_runs(
-                p.baseline,
-                p.candidate,
-                statistic=p.statistic,
-                scale=p.scale,
-                higher_is_worse=p.higher_is_worse,
-                threshold=rule.threshold,
-                alpha=rule.alpha,
-                min_effect=rule.min_effect,
-                prior=policy.prior(p.metric),
-                history=measured,
-                baseline_apart=baseline_apart,
-            )
+        comparison = compare_runs(
+            p.baseline,
+            p.candidate,
+            statistic=p.statistic,
+            scale=p.scale,
+            higher_is_worse=p.higher_is_worse,
+            threshold=rule.threshold,
+            alpha=rule.alpha,
+            min_effect=rule.min_effect,
+            prior=policy.prior(p.metric),
+            history=measured,
+            baseline_apart=baseline_apart,
         )
+        if not math.isfinite(comparison.p_value) and not all(
+            math.isfinite(r.variance) for r in (*p.baseline, p.candidate)
+        ):
+            row["note"] = TOO_FEW if row["note"] is None else f"{row['note']}; {TOO_FEW}"
+        out.append(comparison)
     return out
 
 
@@ -519,14 +521,15 @@ def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
     return judged
 
 
-def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
+def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, spans: Mapping[str, float]) -> Judged:
     """Judge pre-aggregated rows: per run, the percentile of the requests of all its
     intervals (the count-weighted mixture of the intervals' distributions, with the sampling
-    error of a percentile of that many requests), the error rate of the summed counts and,
-    where every interval states its length, the throughput (requests over the summed
-    lengths), compared with the same run-level model as per-request data. Runs whose tool states no
-    counts fall back on the geometric mean of the per-interval percentiles, whose spread over
-    the intervals is then the sampling error."""
+    error of a percentile of that many requests), the error rate of the summed counts and
+    the throughput (the requests of the intervals that state their length, over the run's
+    ``spans``), compared with the same run-level model as per-request data. When any run,
+    candidate or baseline, has an interval without a count, the percentiles of every run fall
+    back on the geometric mean of its per-interval percentiles, whose spread over the
+    intervals is then the sampling error."""
     if cand.height == 0 or base.height == 0:
         return []
     base_runs = [run for _, run in base.group_by(["run_id"], maintain_order=True)]
@@ -553,11 +556,11 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
             scale="identity",
         )
         judged.append((pending, None))
-    if counted and all(_spanned(run) for run in (cand, *base_runs)):
+    if counted and all(spans.get(run["run_id"][0], 0.0) > 0 for run in (cand, *base_runs)):
         pending = _Pending(
             "throughput",
-            [_interval_throughput(run) for run in base_runs],
-            _interval_throughput(cand),
+            [_interval_throughput(run, spans) for run in base_runs],
+            _interval_throughput(cand, spans),
             "mean",
             higher_is_worse=False,
         )
@@ -565,13 +568,36 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
     return judged
 
 
-def _spanned(run: pl.DataFrame) -> bool:
-    """Every interval of the run says how long it was."""
-    return run["interval_s"].null_count() == 0 and bool(run["interval_s"].sum() > 0)
+def _run_spans(intervals: pl.DataFrame) -> dict[str, float]:
+    """Per run, the seconds its interval rows cover: the distinct intervals (by end time) of
+    the run's file with the most rows, over all endpoints, those that state their length. An
+    endpoint without requests in an interval has no row for it (Artillery), so its own rows
+    do not tell the run's length."""
+    if intervals.height == 0:
+        return {}
+    best = (
+        intervals.group_by("run_id", "source_file")
+        .len()
+        .sort(["run_id", "len", "source_file"], descending=[False, True, False], nulls_last=True)
+        .unique("run_id", keep="first")
+        .drop("len")
+    )
+    covered = (
+        intervals.join(best, on=["run_id", "source_file"], nulls_equal=True)
+        .drop_nulls("interval_s")
+        .group_by("run_id", "ts")
+        .agg(pl.col("interval_s").max())
+        .group_by("run_id")
+        .agg(pl.col("interval_s").sum())
+    )
+    return dict(covered.iter_rows())
 
 
-def _interval_throughput(run: pl.DataFrame) -> RunStatistic:
-    return count_rate_statistic(int(run["count"].sum()), float(run["interval_s"].sum()))
+def _interval_throughput(run: pl.DataFrame, spans: Mapping[str, float]) -> RunStatistic:
+    """Requests per second of one run's interval rows: the requests of the rows that state
+    their length (Locust's first history row does not) over the run's span."""
+    timed = run.filter(pl.col("interval_s").is_not_null())
+    return count_rate_statistic(int(timed["count"].sum()), spans[run["run_id"][0]])
 
 
 def _interval_statistic(run: pl.DataFrame, column: str, counted: bool) -> RunStatistic:

@@ -39,7 +39,7 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
-from metrics_pipeline.stats.quantiles import pooled_quantiles
+from metrics_pipeline.stats.quantiles import INTERVAL_LEVELS, pooled_quantiles
 
 Scale = Literal["log", "identity"]
 
@@ -562,13 +562,14 @@ def interval_quantile_statistics(
     summaries, Locust's stats history, a k6 summary), with the sampling variance of their
     logarithms.
 
-    The run's distribution is the count-weighted mixture of the intervals' piecewise-linear
-    distribution functions (:func:`~metrics_pipeline.stats.quantiles.pooled_quantiles`); its
-    quantile gets the variance :func:`quantile_statistics` gives per-request data, with
-    :math:`n = \sum_i c_i` requests and the slope read off the mixture's quantile function.
-    So an interval-only run is judged by the same model as a per-request one, rather than by
-    the spread of its intervals' percentiles, which a few intervals of uneven size (2-4 per
-    run for Artillery) cannot measure.
+    The run's distribution is the count-weighted mixture of the intervals' distributions
+    (:func:`~metrics_pipeline.stats.quantiles.pooled_quantiles`: locally log-normal between
+    the levels each interval reports); its quantile gets the variance
+    :func:`quantile_statistics` gives per-request data, with :math:`n = \sum_i c_i` requests
+    and the slope read off the mixture's quantile function. So an interval-only run is judged
+    by the same model as a per-request one, rather than by the spread of its intervals'
+    percentiles, which a few intervals of uneven size (2-4 per run for Artillery) cannot
+    measure.
 
     Parameters
     ----------
@@ -580,20 +581,38 @@ def interval_quantile_statistics(
         As for :func:`quantile_statistics`.
     resolution : float, optional
         Step of the measured values; detected from the intervals' min and max (the values the
-        tool saw; its percentiles are interpolated) when not given.
+        tool saw; its percentiles are interpolated) when not given. Values of 0 are taken as
+        half of it.
+
+    Returns
+    -------
+    list of RunStatistic
+        In the order of ``statistics``: NaN when fewer than 2 requests have a value or when
+        no interval reports the percentile asked for (a p99 the tool was not configured to
+        write is not made up from p95 and max); a NaN variance (not judged) when fewer than
+        :data:`MIN_TAIL_COUNT` requests lie beyond it.
     """
     values = np.array(knots, dtype=float, ndmin=2)
     weights = np.asarray(counts, dtype=float)
-    n = int(weights[(weights > 0) & np.isfinite(values).any(axis=1)].sum())
+    used = (weights > 0) & np.isfinite(values).any(axis=1)
+    n = int(weights[used].sum())
     levels = [_quantile_level(s) for s in statistics]
     if n < 2:
         return [RunStatistic(math.nan, math.nan, n) for _ in levels]
     if resolution is None:
         seen = values[:, [0, -1]]
         resolution = resolution_of(seen if np.isfinite(seen).any() else values)
-    return _quantile_run_statistics(
-        lambda qs: pooled_quantiles(values, weights, qs), n, levels, resolution
+    floor = resolution / 2 if resolution > 0 else None
+    out = _quantile_run_statistics(
+        lambda qs: pooled_quantiles(values, weights, qs, floor=floor), n, levels, resolution
     )
+    reported = dict(
+        zip(INTERVAL_LEVELS.values(), np.isfinite(values[used]).any(axis=0), strict=True)
+    )
+    return [
+        statistic if reported.get(q, True) else RunStatistic(math.nan, math.nan, n)
+        for q, statistic in zip(levels, out, strict=True)
+    ]
 
 
 def _quantile_run_statistics(quantile, n: int, levels: list[float], h: float) -> list[RunStatistic]:

@@ -213,7 +213,9 @@ def interpolate(located: pl.DataFrame, quantiles: Mapping[str, float]) -> pl.Dat
 INTERVAL_LEVELS = {"min": 0.0, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "max": 1.0}
 
 
-def pooled_quantiles(knots: ArrayLike, counts: ArrayLike, qs: ArrayLike) -> np.ndarray:
+def pooled_quantiles(
+    knots: ArrayLike, counts: ArrayLike, qs: ArrayLike, *, floor: float | None = None
+) -> np.ndarray:
     r"""Quantiles of the requests of :math:`m` intervals, each known only by a few quantiles.
 
     Tools without per-request data (Artillery, Locust's stats history, k6 summaries) report,
@@ -229,9 +231,19 @@ def pooled_quantiles(knots: ArrayLike, counts: ArrayLike, qs: ArrayLike) -> np.n
     and percentiles do not average: with a slow tail in 10 % of the requests, the p95 of an
     interval that happened to get few of them lies below the tail, the run's does not.
 
-    Between two known levels :math:`l_j < l_{j+1}` at values :math:`v_j < v_{j+1}`, an
-    interval's distribution is interpolated as locally log-normal: the normal score
-    :math:`\Phi^{-1}(F_i)` is linear in :math:`\ln x`,
+    *Levels.* A tool's percentile :math:`p` of :math:`c` values, interpolated between order
+    statistics as numpy's default does (type 7), sits at rank :math:`(c - 1)p + 1`, i.e. at
+    Hazen's level
+
+    .. math:: l(p) = \frac{(c - 1)\,p + \tfrac12}{c}
+
+    of the interval's distribution (:math:`c \ge 2`): the min at :math:`1/(2c)`, the max at
+    :math:`1 - 1/(2c)`, each with the point mass :math:`1/(2c)` beyond it. Taking a p95 of 20
+    requests at level 0.95 instead would make the pooled p95 depend on the intervals' size.
+
+    *Between levels* :math:`l_j < l_{j+1}` at values :math:`v_j < v_{j+1}`, an interval's
+    distribution is interpolated as locally log-normal, the normal score linear in
+    :math:`\ln x`:
 
     .. math::
 
@@ -240,50 +252,55 @@ def pooled_quantiles(knots: ArrayLike, counts: ArrayLike, qs: ArrayLike) -> np.n
 
     exact for log-normal latencies, where linear interpolation in :math:`q` between the
     median and a far minimum would make the density at the median too low, and so its
-    sampling error too high. The min and max of :math:`c_i` requests are placed at Hazen's
-    levels :math:`1/(2c_i)` and :math:`1 - 1/(2c_i)` (a sample's extremes are not the
-    distribution's 0 and 1 quantiles): each carries the point mass :math:`1/(2c_i)` outside
-    them. Tied knots are a point mass too. :math:`Q` is found by bisection over the knots and
-    then on :math:`\ln x` between two of them.
+    sampling error too high. Tied knots are a point mass. :math:`Q` is found by bisection
+    over the knots and then on :math:`\ln x` between two of them.
 
     Parameters
     ----------
     knots : array_like, shape (m, len(INTERVAL_LEVELS))
         Per interval the values at the levels of :data:`INTERVAL_LEVELS`, NaN where the tool
-        does not report one. A missing inner level is left out; a missing min or max is the
-        lowest or highest value any interval reports. Each row is made non-decreasing (tools
-        round their percentiles); values of 0 or less are taken as half the smallest positive
-        value (a sub-resolution latency).
+        does not report one. A missing inner level is interpolated the same way; a missing
+        min or max (Locust's history has no min) is extrapolated log-normally from the two
+        nearest known inner levels, or else is the lowest or highest value any interval
+        reports. Each row is made non-decreasing (tools round their percentiles).
     counts : array_like, shape (m,)
         Requests per interval; intervals with no requests or no value are left out.
     qs : array_like
         Levels in [0, 1].
+    floor : float, optional
+        Values below it (a latency of 0 in whole milliseconds) are taken as it, for the
+        logarithms; default half the smallest positive value.
 
     Returns
     -------
     numpy.ndarray
         :math:`Q(q)` for each level; NaN when no interval has requests and a value.
     """
+    qs = np.asarray(qs, dtype=float)
+    if not np.all((qs >= 0) & (qs <= 1)):
+        raise ValueError(f"levels must lie in [0, 1], got {qs}")
     values = np.array(knots, dtype=float, ndmin=2)
     weights = np.asarray(counts, dtype=float)
     keep = (weights > 0) & np.isfinite(values).any(axis=1)
     values, weights = values[keep], weights[keep]
-    qs = np.asarray(qs, dtype=float)
     if values.size == 0:
         return np.full(qs.shape, np.nan)
+    if floor is None or not floor > 0:
+        positive = values[values > 0]
+        floor = float(positive.min()) / 2 if positive.size else 1e-3
+    values = np.where(np.isnan(values), np.nan, np.maximum(values, floor))
+    lowest, highest = np.nanmin(values), np.nanmax(values)
     base = np.fromiter(INTERVAL_LEVELS.values(), dtype=float)
-    values[:, 0] = np.where(np.isnan(values[:, 0]), np.nanmin(values), values[:, 0])
-    values[:, -1] = np.where(np.isnan(values[:, -1]), np.nanmax(values), values[:, -1])
-    positive = values[values > 0]
-    values = np.maximum(values, positive.min() / 2 if positive.size else 1e-3)
     scores = np.empty_like(values)
     for row, score, count in zip(values, scores, weights, strict=True):
-        known = np.isfinite(row)  # an unknown inner level: left out (filled on the way)
-        levels = base.copy()
-        levels[0], levels[-1] = min(0.5 / count, 0.25), max(1 - 0.5 / count, 0.995)
-        z = special.ndtri(levels)
-        row[~known] = np.exp(np.interp(z[~known], z[known], np.log(row[known])))
-        score[:] = z
+        c = max(count, 2.0)
+        score[:] = special.ndtri(((c - 1) * base + 0.5) / c)
+        known = np.flatnonzero(np.isfinite(row[1:-1])) + 1
+        for end, fallback, pair in ((0, lowest, known[:2]), (-1, highest, known[-2:])):
+            if np.isnan(row[end]):
+                row[end] = _extrapolated(row, score, pair, end, fallback)
+        known = np.isfinite(row)
+        row[~known] = np.exp(np.interp(score[~known], score[known], np.log(row[known])))
     values = np.maximum.accumulate(values, axis=1)
     logs = np.log(values)
     weights = weights / weights.sum()
@@ -316,3 +333,13 @@ def pooled_quantiles(knots: ArrayLike, counts: ArrayLike, qs: ArrayLike) -> np.n
             low, high = (low, middle) if mixture(math.exp(middle)) >= q else (middle, high)
         out[index] = math.exp(high)
     return out
+
+
+def _extrapolated(row: np.ndarray, score: np.ndarray, pair: np.ndarray, end: int, fallback):
+    """The value at ``row[end]`` on the log-normal line through the two known levels
+    ``pair`` (normal scores ``score``), or ``fallback`` without two distinct ones."""
+    if pair.size < 2 or not row[pair[1]] > row[pair[0]]:
+        return fallback
+    a, b = pair
+    slope = (math.log(row[b]) - math.log(row[a])) / (score[b] - score[a])
+    return math.exp(math.log(row[a]) + slope * (score[end] - score[a]))

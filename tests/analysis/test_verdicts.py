@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from metrics_pipeline.analysis.verdicts import (
+    TOO_FEW,
     change_words,
     choose_baseline,
     history_noise,
@@ -152,6 +153,63 @@ def test_runs_known_only_by_intervals_get_latency_and_throughput_verdicts():
     assert fewer["verdict"] == "regression" and fewer["change"] == pytest.approx(0.3, abs=0.05)
     slower = judged(fixed_rate_requests("c", 40, 15, seed=9))["latency_p50"]
     assert slower["verdict"] == "regression" and slower["change"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_interval_rows_without_a_min_a_length_or_a_percentile():
+    """Locust's history: no min, no length on an entry's first row; a run whose tool wrote no
+    p99; an endpoint that answered in half of the run's intervals (Artillery writes no row
+    for the others): its throughput counts the whole run."""
+    base_requests = [fixed_rate_requests(f"b{i}", 40, 10, seed=i) for i in range(3)]
+    no_requests = conform("requests", pl.DataFrame())
+
+    def locust_like(requests: pl.DataFrame) -> pl.DataFrame:
+        rows = as_intervals(requests).with_columns(min=None)
+        first = pl.int_range(pl.len()) == 0
+        return rows.with_columns(
+            pl.when(first).then(None).otherwise("interval_s").alias("interval_s")
+        )
+
+    base = pl.concat([locust_like(r) for r in base_requests])
+    base = base.with_columns(
+        pl.when(pl.col("run_id") == "b0").then(None).otherwise("p99").alias("p99")
+    )
+    candidate = locust_like(fixed_rate_requests("c", 40, 10, seed=9))
+    sparse = candidate.with_columns(endpoint=pl.lit("/b")).filter(pl.int_range(pl.len()) % 2 == 0)
+    verdicts = judge_run(
+        no_requests,
+        no_requests,
+        ["b0", "b1", "b2"],
+        candidate_intervals=pl.concat([candidate, sparse]),
+        baseline_intervals=pl.concat([base, base.with_columns(endpoint=pl.lit("/b"))]),
+    )
+    rows = {(r["endpoint"], r["metric"]): r for r in verdicts.iter_rows(named=True)}
+    assert {r["verdict"] for (endpoint, _), r in rows.items() if endpoint == "/a"} == {"ok"}
+    throughput = rows[("/a", "throughput")]
+    assert throughput["candidate"] == pytest.approx(40.0, rel=0.05)
+    assert throughput["baseline"] == pytest.approx(40.0, rel=0.05)
+    # b0 wrote no p99: judged on b1 and b2 alone, not on a p99 made up from p95 and max
+    without_b0 = judge_run(
+        no_requests,
+        no_requests,
+        ["b1", "b2"],
+        candidate_intervals=candidate,
+        baseline_intervals=base.filter(pl.col("run_id") != "b0"),
+    ).filter(pl.col("metric") == "latency_p99")
+    assert rows[("/a", "latency_p99")]["baseline"] == without_b0["baseline"][0]
+    # a candidate of one interval (about 400 requests, 4 beyond its p99): shown, not judged
+    few = judge_run(
+        no_requests,
+        no_requests,
+        ["b1", "b2"],
+        candidate_intervals=candidate.head(1),
+        baseline_intervals=base,
+    ).filter(pl.col("metric") == "latency_p99")
+    assert np.isnan(few["p_value"][0]) and few["note"][0].endswith(TOO_FEW)
+    # /b answered in intervals 1, 3, 5 of the candidate's 6 (the first without a length):
+    # its requests in the timed ones over the run's 50 timed seconds, not over its own 20
+    timed_b = sparse.filter(pl.col("interval_s").is_not_null())["count"].sum()
+    assert rows[("/b", "throughput")]["candidate"] == pytest.approx(timed_b / 50.0)
+    assert rows[("/b", "throughput")]["verdict"] == "regression"
 
 
 def resources_of(run_id: str, mem: float, seed: int = 0, metric: str = "proc_rss_bytes"):

@@ -185,9 +185,9 @@ LEVELS = list(INTERVAL_LEVELS.values())
 
 
 def hazen_levels(count: int) -> np.ndarray:
-    """The levels the knots of an interval of ``count`` requests stand at: its min and max at
-    Hazen's 1/(2c) and 1 - 1/(2c) (at most 1/4 and at least 0.995)."""
-    return np.array([min(0.5 / count, 0.25), 0.5, 0.9, 0.95, 0.99, max(1 - 0.5 / count, 0.995)])
+    """Where a type-7 percentile p of ``count`` values sits in their distribution: at rank
+    (c - 1) p + 1 of c, Hazen's level ((c - 1) p + 1/2) / c (the min at 1/(2c))."""
+    return ((count - 1) * np.array(LEVELS) + 0.5) / count
 
 
 def test_log_normal_knots_give_back_the_log_normal_quantiles():
@@ -213,17 +213,33 @@ def test_two_log_normal_intervals_mix_by_their_counts():
             / 100
         )
 
-    for q in (0.2, 0.5, 0.9, 0.95):
+    # levels inside both intervals' [min, max] (the 25-request one ends at level 0.98)
+    for q in (0.2, 0.5, 0.8, 0.9):
         expected = optimize.brentq(lambda x, q=q: mixture(x) - q, 5.0, 30.0, xtol=1e-12)
         assert pooled_quantiles(knots, counts, [q])[0] == pytest.approx(expected, rel=1e-9)
 
 
 def test_tied_knots_are_a_point_mass_and_the_extremes_carry_half_a_request():
-    # levels .005, .5, .9, .95, .99, .995 at 1, 2, 2, 2, 3, 5: 45 % of the requests at 2
+    # levels .005, .5, .8955, .9455, .985, .995 at 1, 2, 2, 2, 3, 5: 45 % of the requests at 2
     knots, z = [[1, 2, 2, 2, 3, 5]], stats.norm.ppf(hazen_levels(100))
     below = 2 ** ((stats.norm.ppf(0.4) - z[0]) / (z[1] - z[0]))  # 0.4 between min and p50
-    got = pooled_quantiles(knots, [100], [0.001, 0.4, 0.5, 0.6, 0.95, 0.997, 1.0])
+    got = pooled_quantiles(knots, [100], [0.001, 0.4, 0.5, 0.6, 0.9, 0.997, 1.0])
     np.testing.assert_allclose(got, [1.0, below, 2.0, 2.0, 2.0, 5.0, 5.0])
+
+
+def test_the_size_of_the_intervals_does_not_move_the_pooled_tail():
+    """The same log-normal requests cut into intervals of 20 or of 600: numpy's p95 of 20
+    values sits lower in their distribution than that of 600, and the pooled p95 and p99
+    must not follow (mean over 300 runs, against the true quantiles)."""
+    rng = np.random.default_rng(3)
+    truth = np.exp(math.log(40.0) + 0.5 * stats.norm.ppf([0.95, 0.99]))
+    for size, intervals in ((20, 60), (600, 2)):
+        pooled = []
+        for _ in range(300):
+            windows = rng.lognormal(math.log(40.0), 0.5, (intervals, size))
+            knots = np.quantile(windows, LEVELS, axis=1).T
+            pooled.append(pooled_quantiles(knots, [size] * intervals, [0.95, 0.99]))
+        np.testing.assert_allclose(np.mean(pooled, axis=0), truth, rtol=0.035)
 
 
 def test_pooled_quantiles_equal_the_mixture_computed_on_a_dense_grid():
@@ -266,14 +282,22 @@ def test_unknown_levels_and_empty_intervals():
     nan = math.nan
     # no min (Locust's history): the lowest value reported (20 alone, 10 with the second);
     # no p90 or p99: interpolated across
-    knots = [[nan, 20.0, nan, 40.0, nan, 50.0], [nan, 10.0, nan, 30.0, nan, 35.0]]
-    z = stats.norm.ppf(hazen_levels(10))  # min at 0.05, max at 0.995
-    p90 = 20 * 2 ** ((z[2] - z[1]) / (z[3] - z[1]))  # on ln x between p50 and p95
-    p97 = 40 * 1.25 ** ((stats.norm.ppf(0.97) - z[3]) / (z[5] - z[3]))
-    one = pooled_quantiles(knots[:1], [10], [0.0, 0.25, 0.9, 0.97])
-    np.testing.assert_allclose(one, [20.0, 20.0, p90, p97])
-    both = pooled_quantiles(knots, [10, 10], [0.0])
-    assert both[0] == 10.0
+    knots = [[nan, 20.0, nan, 40.0, nan, 50.0]]
+    z = stats.norm.ppf(hazen_levels(10))  # min .05, p50 .5, p90 .86, p95 .905, p99 .941, max .95
+
+    def on_line(z_at, z_a, value_a, z_b, value_b):  # log-normal through two known levels
+        return value_a * (value_b / value_a) ** ((z_at - z_a) / (z_b - z_a))
+
+    minimum = on_line(z[0], z[1], 20.0, z[3], 40.0)  # extrapolated from p50 and p95
+    p90 = on_line(stats.norm.ppf(0.9), z[1], 20.0, z[3], 40.0)
+    p93 = on_line(stats.norm.ppf(0.93), z[3], 40.0, z[5], 50.0)
+    got = pooled_quantiles(knots, [10], [0.0, 0.9, 0.93])
+    np.testing.assert_allclose(got, [minimum, p90, p93])
+    # one inner level only: the lowest value any interval reports
+    fallback = [[nan, 20.0, nan, nan, nan, 50.0], [5.0, 10.0, 12.0, 13.0, 14.0, 15.0]]
+    assert pooled_quantiles(fallback, [10, 10], [0.0])[0] == 5.0
+    with pytest.raises(ValueError, match="levels"):
+        pooled_quantiles(knots, [10], [math.nan])
     # rows with no request or no value do not count; nothing left: NaN
     ignored = [[1.0] * 6, [nan] * 6, [5.0, 6.0, 7.0, 8.0, 9.0, 10.0]]
     assert pooled_quantiles(ignored, [0, 50, 10], [0.5])[0] == 6.0
