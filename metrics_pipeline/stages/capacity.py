@@ -105,8 +105,14 @@ def windows_from_requests(requests: pl.DataFrame | pl.LazyFrame) -> LoadWindows:
         .select(REQUEST_COLUMNS)
         .filter(pl.col("ts").is_not_null() & pl.col("latency_ms").is_not_null())
     )
+    # Latencies summed as whole microseconds: an integer sum is the same in any order, and
+    # the streaming engine adds a group's partial sums in the order its threads finish (float
+    # sums then differ in the last bits between two builds of the same run, and so the fit).
+    micros = (pl.col("latency_ms") * 1000).round().cast(pl.Int64)
     span = rows.select(
-        first=pl.col("ts").min(), last=pl.col("ts").max(), mean_ms=pl.col("latency_ms").mean()
+        first=pl.col("ts").min(),
+        last=pl.col("ts").max(),
+        mean_ms=micros.sum() / pl.len() / 1000,
     ).collect()
     first, last, mean_ms = span.row(0)
     if first is None:
@@ -121,7 +127,7 @@ def windows_from_requests(requests: pl.DataFrame | pl.LazyFrame) -> LoadWindows:
     totals = _steady(
         windowed.group_by("window")
         .agg(
-            load=pl.col("latency_ms").sum() / 1000 / window_s,
+            load=micros.sum() / 1e6 / window_s,
             throughput=pl.col("ok").sum().cast(pl.Float64) / window_s,
         )
         .sort("window")

@@ -22,7 +22,12 @@ from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.evaluation.demo_data import demo_runs
 from metrics_pipeline.ingest.files import ingest_paths
-from metrics_pipeline.stages.capacity import capacity_row, fit_run, windows_from_intervals
+from metrics_pipeline.stages.capacity import (
+    capacity_row,
+    fit_run,
+    windows_from_intervals,
+    windows_from_requests,
+)
 
 LAMBDA, SIGMA, KAPPA = 20.0, 0.05, 0.001  # requests/s per request in flight, contention, crosstalk
 PEAK_LOAD = math.sqrt((1 - SIGMA) / KAPPA)  # 30.8 requests in flight
@@ -129,6 +134,19 @@ def test_stepped_run_past_the_peak_gives_the_peak_and_the_sla_load(warehouse, tm
     stored = warehouse.read("capacity", [run_id])
     assert stored.schema == SCHEMAS["capacity"]
     assert stored.equals(result.table)
+
+
+def test_the_windows_do_not_depend_on_the_order_of_the_rows(warehouse, tmp_path):
+    """Two builds of one run (a worker reading the bucket, another process the folder) may
+    see its rows in another order; the windows, and so the fit, must be the same floats."""
+    loads = np.linspace(PEAK_LOAD / 4, 2 * PEAK_LOAD, 8)
+    run_id = ingested(warehouse, *stepped_run("stepped-order", loads, tmp_path))
+    requests = warehouse.read("requests", [run_id])
+    shuffled = requests.sample(fraction=1.0, shuffle=True, seed=7)
+    assert not shuffled["latency_ms"].equals(requests["latency_ms"])
+    one, other = windows_from_requests(requests), windows_from_requests(shuffled)
+    assert one.window_s == other.window_s
+    assert one.totals.equals(other.totals) and one.p95.equals(other.p95)
 
 
 def test_stepped_run_to_half_the_peak_reports_a_lower_bound_that_holds(warehouse, tmp_path):
