@@ -108,6 +108,9 @@ class VerdictPolicy:
         return cls().overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
 
 
+# The window of the percentiles a tool writes in a row of its history: Locust's last 10 s
+# (its CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW), written every second.
+PERCENTILE_WINDOW = "10s"
 # metric -> the quantile compared on successful requests' latencies, and the interval_stats
 # column of tools that only report aggregates
 LATENCY_METRICS = {"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"}
@@ -604,8 +607,19 @@ def _interval_statistic(run: pl.DataFrame, column: str, counted: bool) -> RunSta
     """One run's statistic for ``column`` (p50, p95, p99) from its interval rows."""
     if not counted:
         return series_statistic(run[column].to_numpy())
+    # The requests a row's percentiles describe: those of the rows that end within the
+    # PERCENTILE_WINDOW up to its end, itself included. Locust writes a row a second with the
+    # percentiles of its last 10 s (10 rows' requests); a tool's consecutive 10 s periods
+    # (Artillery) or one summary per run (k6) describe their own rows only.
+    run = run.sort("ts", nulls_last=True).with_columns(
+        sizes=pl.when(pl.col("ts").is_null())
+        .then(pl.col("count"))
+        .otherwise(pl.col("count").fill_null(0).rolling_sum_by("ts", PERCENTILE_WINDOW))
+    )
     knots = run.select(list(INTERVAL_LEVELS)).cast(pl.Float64).fill_null(math.nan).to_numpy()
-    (statistic,) = interval_quantile_statistics(knots, run["count"].to_numpy(), [column])
+    (statistic,) = interval_quantile_statistics(
+        knots, run["count"].to_numpy(), [column], sizes=run["sizes"].to_numpy()
+    )
     return statistic
 
 

@@ -556,6 +556,7 @@ def interval_quantile_statistics(
     counts: ArrayLike,
     statistics: Sequence[str],
     *,
+    sizes: ArrayLike | None = None,
     resolution: float | None = None,
 ) -> list[RunStatistic]:
     r"""Quantiles of one run known only by its intervals' quantiles (Artillery's 10 s
@@ -579,6 +580,9 @@ def interval_quantile_statistics(
         Requests per interval.
     statistics : sequence of str
         As for :func:`quantile_statistics`.
+    sizes : array_like, shape (m,), optional
+        Requests each interval's percentiles describe, where more than its count (see
+        :func:`~metrics_pipeline.stats.quantiles.pooled_quantiles`).
     resolution : float, optional
         Step of the measured values; detected from the intervals' min and max (the values the
         tool saw; its percentiles are interpolated) when not given. Values of 0 are taken as
@@ -604,7 +608,10 @@ def interval_quantile_statistics(
         resolution = resolution_of(seen if np.isfinite(seen).any() else values)
     floor = resolution / 2 if resolution > 0 else None
     out = _quantile_run_statistics(
-        lambda qs: pooled_quantiles(values, weights, qs, floor=floor), n, levels, resolution
+        lambda qs: pooled_quantiles(values, weights, qs, sizes=sizes, floor=floor),
+        n,
+        levels,
+        resolution,
     )
     reported = dict(
         zip(INTERVAL_LEVELS.values(), np.isfinite(values[used]).any(axis=0), strict=True)

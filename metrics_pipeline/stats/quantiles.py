@@ -214,7 +214,12 @@ INTERVAL_LEVELS = {"min": 0.0, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99,
 
 
 def pooled_quantiles(
-    knots: ArrayLike, counts: ArrayLike, qs: ArrayLike, *, floor: float | None = None
+    knots: ArrayLike,
+    counts: ArrayLike,
+    qs: ArrayLike,
+    *,
+    sizes: ArrayLike | None = None,
+    floor: float | None = None,
 ) -> np.ndarray:
     r"""Quantiles of the requests of :math:`m` intervals, each known only by a few quantiles.
 
@@ -231,9 +236,9 @@ def pooled_quantiles(
     and percentiles do not average: with a slow tail in 10 % of the requests, the p95 of an
     interval that happened to get few of them lies below the tail, the run's does not.
 
-    *Levels.* A tool's percentile :math:`p` of :math:`c` values, interpolated between order
-    statistics as numpy's default does (type 7), sits at rank :math:`(c - 1)p + 1`, i.e. at
-    Hazen's level
+    *Levels.* A tool's percentile :math:`p` of :math:`c` values (``sizes``), interpolated
+    between order statistics as numpy's default does (type 7), sits at rank
+    :math:`(c - 1)p + 1`, i.e. at Hazen's level
 
     .. math:: l(p) = \frac{(c - 1)\,p + \tfrac12}{c}
 
@@ -267,6 +272,10 @@ def pooled_quantiles(
         Requests per interval; intervals with no requests or no value are left out.
     qs : array_like
         Levels in [0, 1].
+    sizes : array_like, shape (m,), optional
+        Requests each interval's percentiles were computed from, where that is more than its
+        count: Locust writes a row a second with the percentiles of the last 10 s. Default
+        ``counts``.
     floor : float, optional
         Values below it (a latency of 0 in whole milliseconds) are taken as it, for the
         logarithms; default half the smallest positive value.
@@ -281,8 +290,9 @@ def pooled_quantiles(
         raise ValueError(f"levels must lie in [0, 1], got {qs}")
     values = np.array(knots, dtype=float, ndmin=2)
     weights = np.asarray(counts, dtype=float)
+    sizes = weights if sizes is None else np.maximum(np.asarray(sizes, dtype=float), weights)
     keep = (weights > 0) & np.isfinite(values).any(axis=1)
-    values, weights = values[keep], weights[keep]
+    values, weights, sizes = values[keep], weights[keep], sizes[keep]
     if values.size == 0:
         return np.full(qs.shape, np.nan)
     if floor is None or not floor > 0:
@@ -291,7 +301,7 @@ def pooled_quantiles(
     values = np.where(np.isnan(values), np.nan, np.maximum(values, floor))
     lowest, highest = np.nanmin(values), np.nanmax(values)
     base = np.fromiter(INTERVAL_LEVELS.values(), dtype=float)
-    c = np.maximum(weights, 2.0)[:, None]
+    c = np.maximum(sizes, 2.0)[:, None]
     scores = special.ndtri(((c - 1) * base + 0.5) / c)
     logs = np.log(values)  # NaN where unknown
     # Vectorised over the intervals (Locust writes a row a second: thousands per run).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -153,6 +154,54 @@ def test_runs_known_only_by_intervals_get_latency_and_throughput_verdicts():
     assert fewer["verdict"] == "regression" and fewer["change"] == pytest.approx(0.3, abs=0.05)
     slower = judged(fixed_rate_requests("c", 40, 15, seed=9))["latency_p50"]
     assert slower["verdict"] == "regression" and slower["change"] == pytest.approx(0.5, abs=0.1)
+
+
+def locust_history(requests: pl.DataFrame, window_s: int = 10) -> pl.DataFrame:
+    """Rows as Locust's stats history writes them: one a second, its count the requests of
+    that second, its percentiles (and max) those of the last ``window_s`` seconds."""
+    start = requests["ts"].min()
+    second = ((requests["ts"] - start).dt.total_microseconds() // 10**6).to_numpy()
+    latency = requests["latency_ms"].to_numpy()
+    rows = []
+    for s in range(window_s, int(second.max())):  # from the first full window on
+        window = latency[(second > s - window_s) & (second <= s)]
+        p50, p90, p95, p99 = np.quantile(window, [0.5, 0.9, 0.95, 0.99])
+        rows.append(
+            {
+                "run_id": requests["run_id"][0],
+                "ts": start + timedelta(seconds=s + 1),
+                "endpoint": "/a",
+                "interval_s": 1.0,
+                "count": int((second == s).sum()),
+                "errors": 0,
+                **{"p50": p50, "p90": p90, "p95": p95, "p99": p99, "max": window.max()},
+            }
+        )
+    return conform("interval_stats", pl.DataFrame(rows))
+
+
+def test_a_sliding_window_history_is_judged_on_the_requests_its_percentiles_describe():
+    """At 5 requests/s, Locust's p95 of the last 10 s describes 50 requests, not the 5 of
+    its row: taken as 5, each row's p95 stood for a lower level of the distribution and the
+    pooled p95 came out 19 % high, moving with the request rate."""
+    base = pl.concat(
+        [locust_history(fixed_rate_requests(f"b{i}", 20, 10, 120, seed=i)) for i in range(3)]
+    )
+    slow_rate = locust_history(fixed_rate_requests("c", 5, 10, 120, seed=9))
+    no_requests = conform("requests", pl.DataFrame())
+    verdicts = judge_run(
+        no_requests,
+        no_requests,
+        ["b0", "b1", "b2"],
+        candidate_intervals=slow_rate,
+        baseline_intervals=base,
+    )
+    rows = {r["metric"]: r for r in verdicts.iter_rows(named=True)}
+    true_p95 = 10 * math.exp(0.3 * 1.6449)  # fixed_rate_requests: log-normal, sigma 0.3
+    for metric in ("latency_p50", "latency_p95"):
+        assert rows[metric]["verdict"] == "ok"
+    assert rows["latency_p95"]["candidate"] == pytest.approx(true_p95, rel=0.06)
+    assert rows["latency_p95"]["baseline"] == pytest.approx(true_p95, rel=0.03)
 
 
 def test_interval_rows_without_a_min_a_length_or_a_percentile():
