@@ -537,16 +537,17 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, spans: Mapping[str,
         return []
     base_runs = [run for _, run in base.group_by(["run_id"], maintain_order=True)]
     counted = all(run["count"].null_count() == 0 for run in (cand, *base_runs))
-    statistics = {
-        column: [_interval_statistic(run, column, counted) for run in (*base_runs, cand)]
+    columns = [
+        column
         for column in LATENCY_METRICS.values()
         if cand[column].null_count() < cand.height and base[column].null_count() < base.height
-    }
+    ]
+    per_run = [_interval_statistics(run, columns, counted) for run in (*base_runs, cand)]
     judged: Judged = []
     for metric, column in LATENCY_METRICS.items():
-        if column not in statistics:
+        if column not in columns:
             continue
-        *base_statistics, cand_statistic = statistics[column]
+        *base_statistics, cand_statistic = [statistics[column] for statistics in per_run]
         pending = _Pending(metric, base_statistics, cand_statistic, column)
         note = f"{column} of {cand.height} intervals" + ("' requests" if counted else "")
         judged.append((pending, note))
@@ -576,17 +577,8 @@ def _run_spans(intervals: pl.DataFrame) -> dict[str, float]:
     the run's file with the most rows, over all endpoints, those that state their length. An
     endpoint without requests in an interval has no row for it (Artillery), so its own rows
     do not tell the run's length."""
-    if intervals.height == 0:
-        return {}
-    best = (
-        intervals.group_by("run_id", "source_file")
-        .len()
-        .sort(["run_id", "len", "source_file"], descending=[False, True, False], nulls_last=True)
-        .unique("run_id", keep="first")
-        .drop("len")
-    )
     covered = (
-        intervals.join(best, on=["run_id", "source_file"], nulls_equal=True)
+        _one_source(intervals)
         .drop_nulls("interval_s")
         .group_by("run_id", "ts")
         .agg(pl.col("interval_s").max())
@@ -603,10 +595,12 @@ def _interval_throughput(run: pl.DataFrame, spans: Mapping[str, float]) -> RunSt
     return count_rate_statistic(int(timed["count"].sum()), spans[run["run_id"][0]])
 
 
-def _interval_statistic(run: pl.DataFrame, column: str, counted: bool) -> RunStatistic:
-    """One run's statistic for ``column`` (p50, p95, p99) from its interval rows."""
+def _interval_statistics(
+    run: pl.DataFrame, columns: list[str], counted: bool
+) -> dict[str, RunStatistic]:
+    """One run's statistics for ``columns`` (p50, p95, p99) from its interval rows."""
     if not counted:
-        return series_statistic(run[column].to_numpy())
+        return {column: series_statistic(run[column].to_numpy()) for column in columns}
     # The requests a row's percentiles describe: those of the rows that end within the
     # PERCENTILE_WINDOW up to its end, itself included. Locust writes a row a second with the
     # percentiles of its last 10 s (10 rows' requests); a tool's consecutive 10 s periods
@@ -617,10 +611,10 @@ def _interval_statistic(run: pl.DataFrame, column: str, counted: bool) -> RunSta
         .otherwise(pl.col("count").fill_null(0).rolling_sum_by("ts", PERCENTILE_WINDOW))
     )
     knots = run.select(list(INTERVAL_LEVELS)).cast(pl.Float64).fill_null(math.nan).to_numpy()
-    (statistic,) = interval_quantile_statistics(
-        knots, run["count"].to_numpy(), [column], sizes=run["sizes"].to_numpy()
+    statistics = interval_quantile_statistics(
+        knots, run["count"].to_numpy(), columns, sizes=run["sizes"].to_numpy()
     )
-    return statistic
+    return dict(zip(columns, statistics, strict=True))
 
 
 def _one_source(intervals: pl.DataFrame) -> pl.DataFrame:

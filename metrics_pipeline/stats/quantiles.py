@@ -306,12 +306,11 @@ def pooled_quantiles(
     logs = np.log(values)  # NaN where unknown
     # Vectorised over the intervals (Locust writes a row a second: thousands per run).
     _extrapolate_ends(logs, scores)
-    values = np.where(np.isnan(values), np.exp(logs), values)  # known values kept exact
-    values[:, 0] = np.where(np.isnan(values[:, 0]), lowest, values[:, 0])
-    values[:, -1] = np.where(np.isnan(values[:, -1]), highest, values[:, -1])
-    logs = np.log(values)
+    fallback = np.isnan(logs[:, [0, -1]])  # ends without two known levels to go by
+    logs[:, [0, -1]] = np.where(fallback, np.log([lowest, highest]), logs[:, [0, -1]])
     _interpolate_inner(logs, scores)
-    values = np.where(np.isnan(values), np.exp(logs), values)
+    values = np.where(np.isnan(values), np.exp(logs), values)  # known values kept exact
+    values[:, [0, -1]] = np.where(fallback, [lowest, highest], values[:, [0, -1]])
     values = np.maximum.accumulate(values, axis=1)
     logs = np.log(values)
     weights = weights / weights.sum()
