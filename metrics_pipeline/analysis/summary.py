@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from metrics_pipeline.analysis.intervals import one_source, percentile_inputs
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
+from metrics_pipeline.stats import interval_percentiles
 from metrics_pipeline.stats.quantiles import exact_quantiles
 
 QUANTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "latency_p99": 0.99}
@@ -76,42 +78,31 @@ def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:
     """One row per run x endpoint from pre-aggregated rows (tools without per-request data).
 
     Per run and endpoint only the file with the most rows is used (Locust writes the same
-    requests into three files). Counts and errors add up; mean and percentiles are
-    count-weighted means of the per-interval values, an approximation (percentiles do not
-    average); max is the maximum. Throughput is the count over the summed interval lengths,
-    null when the tool does not state them.
+    requests into three files). Counts and errors add up; the mean is the count-weighted mean
+    of the intervals' means (exact); the percentiles are those of all the intervals' requests
+    (:func:`~metrics_pipeline.stats.interval_percentiles`, the requests the verdicts judge),
+    null where the tool never reports one; max is the maximum. Throughput is the count over
+    the summed interval lengths, null when the tool does not state them.
     """
     if intervals.height == 0:
         return conform("run_summary", pl.DataFrame())
-    best_source = (
-        intervals.group_by("run_id", "endpoint", "source_file")
-        .len()
-        .sort(["len", "source_file"], descending=[True, False], nulls_last=True)
-        .unique(["run_id", "endpoint"], keep="first")
-        .drop("len")
-    )
-    chosen = intervals.join(best_source, on=["run_id", "endpoint", "source_file"], nulls_equal=True)
+    chosen = one_source(intervals, by=("run_id", "endpoint"))
     weight = pl.col("count").cast(pl.Float64)
-
-    def weighted(column: str) -> pl.Expr:
-        valid = pl.col(column).is_not_null()
-        total = weight.filter(valid).sum()
-        # null, not NaN, when the tool never reports this percentile
-        return pl.when(total > 0).then((pl.col(column) * weight).filter(valid).sum() / total)
-
+    valid = pl.col("mean").is_not_null()
+    total = weight.filter(valid).sum()
     summary = (
         chosen.group_by("run_id", "endpoint")
         .agg(
             requests=pl.col("count").sum(),
             errors=pl.col("errors").sum(),
             span_s=pl.col("interval_s").sum(),
-            latency_mean=weighted("mean"),
-            latency_p50=weighted("p50"),
-            latency_p90=weighted("p90"),
-            latency_p95=weighted("p95"),
-            latency_p99=weighted("p99"),
+            # null, not NaN, when the tool never reports a mean
+            latency_mean=pl.when(total > 0).then(
+                (pl.col("mean") * weight).filter(valid).sum() / total
+            ),
             latency_max=pl.col("max").max(),
         )
+        .join(_interval_percentiles(chosen), on=["run_id", "endpoint"], nulls_equal=True)
         .with_columns(
             error_rate=pl.col("errors") / pl.col("requests"),
             throughput_rps=pl.when(pl.col("span_s") > 0).then(
@@ -121,6 +112,23 @@ def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:
         .sort("run_id", "endpoint")
     )
     return conform("run_summary", summary)
+
+
+def _interval_percentiles(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per run x endpoint, the QUANTILES of its intervals' requests."""
+    names = [name.removeprefix("latency_") for name in QUANTILES]
+    out = []
+    for (run_id, endpoint), group in rows.group_by("run_id", "endpoint"):
+        knots, counts, sizes = percentile_inputs(group)
+        values = interval_percentiles(knots, counts, names, sizes=sizes)
+        out.append(
+            {"run_id": run_id, "endpoint": endpoint, **dict(zip(QUANTILES, values, strict=True))}
+        )
+    return pl.DataFrame(
+        out,
+        schema={"run_id": rows.schema["run_id"], "endpoint": rows.schema["endpoint"]}
+        | dict.fromkeys(QUANTILES, pl.Float64),
+    ).fill_nan(None)
 
 
 def summarize_run(requests: pl.DataFrame | pl.LazyFrame, intervals: pl.DataFrame) -> pl.DataFrame:

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from metrics_pipeline.analysis.baselines import BASELINE_RUNS, accepted_runs, dynamic_baseline
+from metrics_pipeline.analysis.intervals import one_source, percentile_inputs
 from metrics_pipeline.analysis.series import RESOURCES
 from metrics_pipeline.common.noise import DEFAULT_LATENCY_JITTER_MS, DEFAULT_RUN_NOISE
 from metrics_pipeline.common.text import md
@@ -33,7 +34,6 @@ from metrics_pipeline.stats import (
     taken_apart,
 )
 from metrics_pipeline.stats.compare import Scale
-from metrics_pipeline.stats.quantiles import INTERVAL_LEVELS
 
 # The verdict of one endpoint x metric row, from worst to best: ``missing`` is an endpoint of
 # the baseline runs that this run never called, ``no baseline`` had nothing to compare with.
@@ -108,9 +108,6 @@ class VerdictPolicy:
         return cls().overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
 
 
-# The window of the percentiles a tool writes in a row of its history: Locust's last 10 s
-# (its CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW), written every second.
-PERCENTILE_WINDOW = "10s"
 # metric -> the quantile compared on successful requests' latencies, and the interval_stats
 # column of tools that only report aggregates
 LATENCY_METRICS = {"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"}
@@ -241,8 +238,8 @@ def judge_run(
             )
         else:
             judged = _judge_intervals(
-                _one_source(candidate_intervals.filter(pl.col("endpoint") == endpoint)),
-                _one_source(baseline_intervals.filter(pl.col("endpoint") == endpoint)),
+                one_source(candidate_intervals.filter(pl.col("endpoint") == endpoint)),
+                one_source(baseline_intervals.filter(pl.col("endpoint") == endpoint)),
                 spans,
             )
         if not judged:
@@ -578,7 +575,7 @@ def _run_spans(intervals: pl.DataFrame) -> dict[str, float]:
     endpoint without requests in an interval has no row for it (Artillery), so its own rows
     do not tell the run's length."""
     covered = (
-        _one_source(intervals)
+        one_source(intervals)
         .drop_nulls("interval_s")
         .group_by("run_id", "ts")
         .agg(pl.col("interval_s").max())
@@ -601,37 +598,9 @@ def _interval_statistics(
     """One run's statistics for ``columns`` (p50, p95, p99) from its interval rows."""
     if not counted:
         return {column: series_statistic(run[column].to_numpy()) for column in columns}
-    # The requests a row's percentiles describe: those of the rows that end within the
-    # PERCENTILE_WINDOW up to its end, itself included. Locust writes a row a second with the
-    # percentiles of its last 10 s (10 rows' requests); a tool's consecutive 10 s periods
-    # (Artillery) or one summary per run (k6) describe their own rows only.
-    run = run.sort("ts", nulls_last=True).with_columns(
-        sizes=pl.when(pl.col("ts").is_null())
-        .then(pl.col("count"))
-        .otherwise(pl.col("count").fill_null(0).rolling_sum_by("ts", PERCENTILE_WINDOW))
-    )
-    knots = run.select(list(INTERVAL_LEVELS)).cast(pl.Float64).fill_null(math.nan).to_numpy()
-    statistics = interval_quantile_statistics(
-        knots, run["count"].to_numpy(), columns, sizes=run["sizes"].to_numpy()
-    )
+    knots, counts, sizes = percentile_inputs(run)
+    statistics = interval_quantile_statistics(knots, counts, columns, sizes=sizes)
     return dict(zip(columns, statistics, strict=True))
-
-
-def _one_source(intervals: pl.DataFrame) -> pl.DataFrame:
-    """Per run, the rows of the file with the longest series: files of one run that summarise
-    the same requests (Locust writes three) must not be pooled."""
-    if intervals.height == 0:
-        return intervals
-    best = (
-        intervals.group_by("run_id", "source_file")
-        .len()
-        .sort(["run_id", "len", "source_file"], descending=[False, True, False], nulls_last=True)
-        .group_by("run_id", maintain_order=True)
-        .first()
-    )
-    return intervals.join(
-        best.select("run_id", "source_file"), on=["run_id", "source_file"], nulls_equal=True
-    )
 
 
 def _or_empty(frame: pl.DataFrame | None, table: str) -> pl.DataFrame:

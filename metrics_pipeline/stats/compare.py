@@ -596,30 +596,90 @@ def interval_quantile_statistics(
         write is not made up from p95 and max); a NaN variance (not judged) when fewer than
         :data:`MIN_TAIL_COUNT` requests lie beyond it.
     """
-    values = np.array(knots, dtype=float, ndmin=2)
-    weights = np.asarray(counts, dtype=float)
-    used = (weights > 0) & np.isfinite(values).any(axis=1)
-    n = int(weights[used].sum())
     levels = [_quantile_level(s) for s in statistics]
-    if n < 2:
-        return [RunStatistic(math.nan, math.nan, n) for _ in levels]
-    if resolution is None:
-        seen = values[:, [0, -1]]
-        resolution = resolution_of(seen if np.isfinite(seen).any() else values)
-    floor = resolution / 2 if resolution > 0 else None
-    out = _quantile_run_statistics(
-        lambda qs: pooled_quantiles(values, weights, qs, sizes=sizes, floor=floor),
-        n,
-        levels,
-        resolution,
-    )
-    reported = dict(
-        zip(INTERVAL_LEVELS.values(), np.isfinite(values[used]).any(axis=0), strict=True)
-    )
+    mixture = _IntervalMixture(knots, counts, sizes, resolution)
+    if mixture.n < 2:
+        return [RunStatistic(math.nan, math.nan, mixture.n) for _ in levels]
+    out = _quantile_run_statistics(mixture.quantiles, mixture.n, levels, mixture.resolution)
     return [
-        statistic if reported.get(q, True) else RunStatistic(math.nan, math.nan, n)
+        statistic if mixture.reports(q) else RunStatistic(math.nan, math.nan, mixture.n)
         for q, statistic in zip(levels, out, strict=True)
     ]
+
+
+def interval_percentiles(
+    knots: ArrayLike,
+    counts: ArrayLike,
+    statistics: Sequence[str],
+    *,
+    sizes: ArrayLike | None = None,
+) -> list[float]:
+    r"""The percentiles a tool would have reported for all the requests of a run it only
+    summarised per interval: what run summaries show for Artillery, Locust's stats history
+    and k6 summaries.
+
+    The run's requests are the mixture of :func:`interval_quantile_statistics`; of its
+    :math:`N = \sum_i c_i` requests the percentile :math:`p` is taken as per-request
+    summaries take it (numpy's default, type 7: rank :math:`(N - 1)p + 1`), i.e. the
+    mixture's quantile at Hazen's level
+
+    .. math:: l(p) = \frac{(N - 1)\,p + \tfrac12}{N}.
+
+    A run of one interval (a k6 summary, Locust's ``_stats.csv``) gets the tool's own values
+    back. Percentiles do not average: a count-weighted mean of the intervals' p95 lies below
+    the run's when a slow tail fell unevenly over the intervals.
+
+    Parameters
+    ----------
+    knots, counts, sizes : array_like
+        As for :func:`interval_quantile_statistics`.
+    statistics : sequence of str
+        ``"median"`` or ``"pNN"``.
+
+    Returns
+    -------
+    list of float
+        In the order of ``statistics``; NaN when no request has a value or no interval
+        reports the percentile.
+    """
+    levels = [_quantile_level(s) for s in statistics]
+    mixture = _IntervalMixture(knots, counts, sizes, None)
+    if mixture.n < 1:
+        return [math.nan for _ in levels]
+    n = mixture.n
+    values = mixture.quantiles([((n - 1) * p + 0.5) / n for p in levels])
+    return [
+        float(value) if mixture.reports(p) else math.nan
+        for p, value in zip(levels, values, strict=True)
+    ]
+
+
+class _IntervalMixture:
+    """A run's requests known by its intervals' quantiles (see :func:`pooled_quantiles`), with
+    the step of the values the tool saw (from the intervals' min and max: its percentiles are
+    interpolated) when no ``resolution`` is given; values of 0 count as half of it."""
+
+    def __init__(self, knots, counts, sizes, resolution: float | None) -> None:
+        self.values = np.array(knots, dtype=float, ndmin=2)
+        self.weights = np.asarray(counts, dtype=float)
+        self.sizes = sizes
+        used = (self.weights > 0) & np.isfinite(self.values).any(axis=1)
+        self.n = int(self.weights[used].sum())
+        if resolution is None:
+            seen = self.values[:, [0, -1]]
+            resolution = resolution_of(seen if np.isfinite(seen).any() else self.values)
+        self.resolution = resolution
+        self.reported = dict(
+            zip(INTERVAL_LEVELS.values(), np.isfinite(self.values[used]).any(axis=0), strict=True)
+        )
+
+    def quantiles(self, qs) -> np.ndarray:
+        floor = self.resolution / 2 if self.resolution > 0 else None
+        return pooled_quantiles(self.values, self.weights, qs, sizes=self.sizes, floor=floor)
+
+    def reports(self, q: float) -> bool:
+        """Whether some interval states the quantile ``q`` (other levels are not made up)."""
+        return bool(self.reported.get(q, True))
 
 
 def _quantile_run_statistics(quantile, n: int, levels: list[float], h: float) -> list[RunStatistic]:

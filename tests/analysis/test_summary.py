@@ -195,7 +195,7 @@ def test_summary_markdown_escapes_endpoint_names():
     assert unescaped_pipes == 9
 
 
-def test_interval_summaries_use_one_source_and_weight_by_count():
+def test_interval_summaries_use_one_source_and_pool_the_requests():
     from datetime import UTC, datetime
 
     from metrics_pipeline.analysis.summary import summarize_intervals, summarize_run
@@ -206,12 +206,13 @@ def test_interval_summaries_use_one_source_and_weight_by_count():
         pl.DataFrame(
             {
                 "run_id": ["r"] * 4,
-                "ts": [t] * 4,
+                "ts": [t + timedelta(seconds=s) for s in (10, 20, 30, 30)],
                 "endpoint": ["/a"] * 4,
                 "source_file": ["history.csv", "history.csv", "history.csv", "stats.csv"],
                 "interval_s": [10.0, 10.0, 10.0, None],
                 "count": [10, 30, 60, 100],
                 "errors": [0, 3, 1, 4],
+                "mean": [9.0, 21.0, 28.0, 99.0],
                 "p50": [10.0, 20.0, 30.0, 99.0],
                 "p95": [20.0, 40.0, 60.0, 99.0],
                 "max": [25.0, 80.0, 61.0, 99.0],
@@ -222,10 +223,11 @@ def test_interval_summaries_use_one_source_and_weight_by_count():
     assert row["requests"] == 100 and row["errors"] == 4  # history.csv only: 3 rows beat 1
     assert row["error_rate"] == pytest.approx(0.04)
     assert row["throughput_rps"] == pytest.approx(100 / 30)
-    assert row["latency_p50"] == pytest.approx((10 * 10 + 30 * 20 + 60 * 30) / 100)
-    assert row["latency_p95"] == pytest.approx((10 * 20 + 30 * 40 + 60 * 60) / 100)
-    assert row["latency_max"] == 80.0 and row["latency_p99"] is None
-
+    # The mean of all requests is the count-weighted mean of the intervals' means.
+    assert row["latency_mean"] == pytest.approx((10 * 9 + 30 * 21 + 60 * 28) / 100)
+    # Percentiles of all the requests lie between the intervals' own.
+    assert 10.0 < row["latency_p50"] < 30.0 and 40.0 < row["latency_p95"] < 61.0
+    assert row["latency_max"] == 80.0 and row["latency_p99"] is None  # never reported
     # Endpoints with per-request rows keep their exact summary; the rest come from intervals.
     requests = conform(
         "requests",
@@ -235,3 +237,56 @@ def test_interval_summaries_use_one_source_and_weight_by_count():
     )
     combined = summarize_run(requests, intervals)
     assert combined["endpoint"].to_list() == ["/a", "/b"]
+
+
+def test_a_summary_of_one_interval_is_the_tools_own_percentiles():
+    from metrics_pipeline.analysis.summary import summarize_intervals
+
+    row = {"run_id": "k6", "ts": None, "endpoint": "(all)", "source_file": "summary.json"}
+    tool = {"min": 3.0, "p50": 20.0, "p90": 30.0, "p95": 40.0, "p99": 50.0, "max": 60.0}
+    intervals = conform("interval_stats", pl.DataFrame([row | tool | {"count": 600}]))
+    (summary,) = summarize_intervals(intervals).iter_rows(named=True)
+    for name in ("p50", "p90", "p95", "p99"):
+        assert summary[f"latency_{name}"] == pytest.approx(tool[name], rel=1e-9)
+
+
+def test_interval_summaries_show_the_percentile_of_all_the_requests():
+    """Artillery-like 10 s periods cut from known requests: a slow tail (10 % of the requests
+    3x slower) that fell mostly into one period. The run's p95 is that of all its requests
+    (numpy's, type 7); the count-weighted mean of the periods' p95, the summary before, was
+    more than 20 % below it."""
+    from metrics_pipeline.analysis.summary import summarize_intervals
+
+    rng = np.random.default_rng(11)
+    sizes, tail_shares = (300, 300, 300), (0.01, 0.01, 0.28)
+    periods = [
+        rng.lognormal(np.log(40.0), 0.25, n) * np.where(rng.random(n) < share, 3.0, 1.0)
+        for n, share in zip(sizes, tail_shares, strict=True)
+    ]
+    rows = [
+        {
+            "run_id": "art",
+            "ts": T0 + timedelta(seconds=10 * (i + 1)),
+            "endpoint": "/search",
+            "source_file": "report.json",
+            "interval_s": 10.0,
+            "count": values.size,
+            "errors": 0,
+            "mean": values.mean(),
+            "min": values.min(),
+            "max": values.max(),
+            **{f"p{q}": np.percentile(values, q) for q in (50, 90, 95, 99)},
+        }
+        for i, values in enumerate(periods)
+    ]
+    (summary,) = summarize_intervals(conform("interval_stats", pl.DataFrame(rows))).iter_rows(
+        named=True
+    )
+    everything = np.concatenate(periods)
+    weighted_p95 = np.average([r["p95"] for r in rows], weights=sizes)
+    assert weighted_p95 < 0.8 * np.percentile(everything, 95)  # the old summary's error
+    # Within what six percentiles per period can tell (their p90 lies in the gap between the
+    # two modes of the slow period, where the intervals say nothing).
+    for q in (50, 95, 99):
+        assert summary[f"latency_p{q}"] == pytest.approx(np.percentile(everything, q), rel=0.1)
+    assert summary["latency_mean"] == pytest.approx(everything.mean())
