@@ -26,7 +26,8 @@ interval_values as (
         summary.latency_p95,
         summary.latency_p99
     from interval_endpoints as endpoints
-    inner join {{ ref('stg_run_summary') }} as summary
+    -- left: a run not summarised yet keeps its rows (and counts), with unknown latency
+    left join {{ ref('stg_run_summary') }} as summary
         on endpoints.run_id = summary.run_id
         and endpoints.endpoint = summary.endpoint
 ),
@@ -48,7 +49,7 @@ endpoint_values as (
     from interval_values
 ),
 
--- The same weighted mean one level up: the endpoints' values, weighted by their requests.
+-- A run's value: the endpoints' values, weighted by their requests.
 run_values as (
     select
         run_id,

@@ -1,12 +1,14 @@
 -- grain: one row per run x endpoint
 -- depends on: ref('stg_requests'), ref('int_request_percentiles'), ref('int_interval_rows'), ref('int_interval_latency')
 -- The SQL twin of metrics_pipeline.analysis.summary.summarize_run (the run_summary table), so the
--- same numbers can be rebuilt inside Postgres. Per-request statistics where a run has request rows;
+-- same numbers can be rebuilt inside Postgres (but the percentiles of tools without per-request
+-- data, which are computed once, in Python, and read from run_summary). Per-request statistics
+-- where a run has request rows;
 -- a tool's interval rows only for endpoints without request rows, and its "(all)" row only for
 -- runs without any (it would count the same requests twice). Latency describes successful
 -- requests: failures are often instant refusals or time-outs and would hide the real latency.
 -- Interval rows and their latency come from the intermediate models (int_interval_rows: which
--- rows count; int_interval_latency: the approximation of percentiles from intervals), the
+-- rows count; int_interval_latency: their latency from run_summary and its roll-up), the
 -- requests' exact percentiles from int_request_percentiles (two scans, memory bounded).
 with run_span as (
     select

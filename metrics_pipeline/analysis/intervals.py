@@ -5,11 +5,12 @@ same percentile of the same requests."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
+from metrics_pipeline.stats import interval_percentiles
 from metrics_pipeline.stats.quantiles import INTERVAL_LEVELS
 
 # The window of the percentiles a tool writes in a row of its history: Locust's last 10 s
@@ -57,3 +58,19 @@ def percentile_inputs(rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
     knots = rows.select(list(INTERVAL_LEVELS)).cast(pl.Float64).fill_null(math.nan).to_numpy()
     counts = rows["count"].cast(pl.Float64).fill_null(0.0).to_numpy()
     return knots, counts, rows["sizes"].cast(pl.Float64).to_numpy()
+
+
+def percentiles_by_endpoint(rows: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
+    """Per run x endpoint of ``rows`` (one file each: :func:`one_source`), the percentiles of
+    all its intervals' requests (:func:`~metrics_pipeline.stats.interval_percentiles`), as
+    the columns named by the keys of ``columns`` (values: ``"p50"``, ``"p95"`` ...); null where
+    the tool never reports one."""
+    out = []
+    for (run_id, endpoint), group in rows.group_by("run_id", "endpoint"):
+        knots, counts, sizes = percentile_inputs(group)
+        values = interval_percentiles(knots, counts, list(columns.values()), sizes=sizes)
+        out.append(
+            {"run_id": run_id, "endpoint": endpoint, **dict(zip(columns, values, strict=True))}
+        )
+    keys = {"run_id": rows.schema["run_id"], "endpoint": rows.schema["endpoint"]}
+    return pl.DataFrame(out, schema=keys | dict.fromkeys(columns, pl.Float64)).fill_nan(None)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from metrics_pipeline.analysis.intervals import one_source, percentiles_by_endpoint
 from metrics_pipeline.analysis.kpi_catalog import (
     KPI_PREFIX,
     LATENCY_QUANTILES,
@@ -197,7 +198,7 @@ def _from_intervals(metric: str, intervals: pl.DataFrame) -> Measured:
         return pl.DataFrame({"endpoint": [], "value": []}), pl.DataFrame(
             {"endpoint": [], "observed": []}, schema={"endpoint": pl.String, "observed": pl.Float64}
         )
-    rows = one_file_per_endpoint(intervals)
+    rows = one_source(intervals, by=("run_id", "endpoint"))
     if metric == "throughput":
         rows = rows.filter(pl.col("interval_s").is_not_null())
         if ALL_ENDPOINTS in set(rows["endpoint"]):
@@ -212,12 +213,11 @@ def _from_intervals(metric: str, intervals: pl.DataFrame) -> Measured:
         return per_interval, observed
     if metric in LATENCY_QUANTILES:
         column = metric.removeprefix("latency_")
+        # The run's value is the percentile of all its intervals' requests (as its summary
+        # and verdicts take it): percentiles do not average.
+        observed = percentiles_by_endpoint(rows, {"observed": column}).drop_nulls("observed")
         rows = rows.filter(pl.col(column).is_not_null())
-        per_interval = rows.select("endpoint", value=pl.col(column))
-        observed = rows.group_by("endpoint").agg(
-            observed=(pl.col(column) * pl.col("count")).sum() / pl.col("count").sum()
-        )
-        return per_interval, observed
+        return rows.select("endpoint", value=pl.col(column)), observed.drop("run_id")
     rate = pl.col("errors") / pl.col("count")
     total = pl.col("errors").sum() / pl.col("count").sum()
     if metric == "availability":
@@ -314,15 +314,3 @@ def budget_words(remaining: float | None) -> str:
         return f"{remaining * 100:.0f} % left"
     overrun = 1 - remaining
     return "spent" if overrun < 1.05 else f"spent {overrun:.3g}x over"
-
-
-def one_file_per_endpoint(intervals: pl.DataFrame) -> pl.DataFrame:
-    """The ``interval_stats`` rows of one file per endpoint, the one with most rows: a tool may
-    write the same requests into several files (Locust's history and stats CSVs)."""
-    best = (
-        intervals.group_by("endpoint", "source_file")
-        .len()
-        .sort("len", "source_file", descending=[True, False], nulls_last=True)
-        .unique("endpoint", keep="first")
-    )
-    return intervals.join(best.drop("len"), on=["endpoint", "source_file"], nulls_equal=True)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from metrics_pipeline.analysis.intervals import one_source, percentile_inputs
+from metrics_pipeline.analysis.intervals import one_source, percentiles_by_endpoint
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
-from metrics_pipeline.stats import interval_percentiles
 from metrics_pipeline.stats.quantiles import exact_quantiles
 
 QUANTILES = {"latency_p50": 0.50, "latency_p90": 0.90, "latency_p95": 0.95, "latency_p99": 0.99}
+# The same, as the interval_stats columns of tools that only report aggregates.
+_INTERVAL_QUANTILES = {name: name.removeprefix("latency_") for name in QUANTILES}
 
 # The request columns the summary and the latency sketches read: a large run's text columns
 # (source file, error message) would cost more memory than the whole computation.
@@ -102,7 +103,11 @@ def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:
             ),
             latency_max=pl.col("max").max(),
         )
-        .join(_interval_percentiles(chosen), on=["run_id", "endpoint"], nulls_equal=True)
+        .join(
+            percentiles_by_endpoint(chosen, _INTERVAL_QUANTILES),
+            on=["run_id", "endpoint"],
+            nulls_equal=True,
+        )
         .with_columns(
             error_rate=pl.col("errors") / pl.col("requests"),
             throughput_rps=pl.when(pl.col("span_s") > 0).then(
@@ -112,23 +117,6 @@ def summarize_intervals(intervals: pl.DataFrame) -> pl.DataFrame:
         .sort("run_id", "endpoint")
     )
     return conform("run_summary", summary)
-
-
-def _interval_percentiles(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per run x endpoint, the QUANTILES of its intervals' requests."""
-    names = [name.removeprefix("latency_") for name in QUANTILES]
-    out = []
-    for (run_id, endpoint), group in rows.group_by("run_id", "endpoint"):
-        knots, counts, sizes = percentile_inputs(group)
-        values = interval_percentiles(knots, counts, names, sizes=sizes)
-        out.append(
-            {"run_id": run_id, "endpoint": endpoint, **dict(zip(QUANTILES, values, strict=True))}
-        )
-    return pl.DataFrame(
-        out,
-        schema={"run_id": rows.schema["run_id"], "endpoint": rows.schema["endpoint"]}
-        | dict.fromkeys(QUANTILES, pl.Float64),
-    ).fill_nan(None)
 
 
 def summarize_run(requests: pl.DataFrame | pl.LazyFrame, intervals: pl.DataFrame) -> pl.DataFrame:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from metrics_pipeline.analysis.intervals import one_source
 from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
-from metrics_pipeline.analysis.sla import one_file_per_endpoint
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
 from metrics_pipeline.stats.capacity import (
@@ -156,7 +156,7 @@ def windows_from_intervals(intervals: pl.DataFrame) -> LoadWindows:
     )
     if rows.height == 0:
         return _no_windows("interval_stats")
-    rows = one_file_per_endpoint(rows)
+    rows = one_source(rows, by=("endpoint",))  # one run's rows
     endpoints = rows.filter(pl.col("endpoint") != ALL_ENDPOINTS)
     # Totals from the per-endpoint rows when there are any, else from the "(all)" rows.
     counted = endpoints if endpoints.height else rows

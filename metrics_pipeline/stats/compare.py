@@ -648,6 +648,9 @@ def interval_percentiles(
         return [math.nan for _ in levels]
     n = mixture.n
     values = mixture.quantiles([((n - 1) * p + 0.5) / n for p in levels])
+    # A percentile inside the requests a tool reported as 0 is 0, not the floor they were put
+    # at for the logarithms.
+    values = np.where(values <= mixture.floor * (1 + 1e-9), 0.0, values)
     return [
         float(value) if mixture.reports(p) else math.nan
         for p, value in zip(levels, values, strict=True)
@@ -663,7 +666,7 @@ class _IntervalMixture:
         self.values = np.array(knots, dtype=float, ndmin=2)
         self.weights = np.asarray(counts, dtype=float)
         self.sizes = sizes
-        used = (self.weights > 0) & np.isfinite(self.values).any(axis=1)
+        self.used = used = (self.weights > 0) & np.isfinite(self.values).any(axis=1)
         self.n = int(self.weights[used].sum())
         if resolution is None:
             seen = self.values[:, [0, -1]]
@@ -673,9 +676,18 @@ class _IntervalMixture:
             zip(INTERVAL_LEVELS.values(), np.isfinite(self.values[used]).any(axis=0), strict=True)
         )
 
+    @property
+    def floor(self) -> float:
+        """Where values of 0 are put for the logarithms: half the step, or half the smallest
+        positive value for continuous ones."""
+        if self.resolution > 0:
+            return self.resolution / 2
+        values = self.values[self.used]
+        positive = values[values > 0]  # as pooled_quantiles' default
+        return float(positive.min()) / 2 if positive.size else 1e-3
+
     def quantiles(self, qs) -> np.ndarray:
-        floor = self.resolution / 2 if self.resolution > 0 else None
-        return pooled_quantiles(self.values, self.weights, qs, sizes=self.sizes, floor=floor)
+        return pooled_quantiles(self.values, self.weights, qs, sizes=self.sizes, floor=self.floor)
 
     def reports(self, q: float) -> bool:
         """Whether some interval states the quantile ``q`` (other levels are not made up)."""

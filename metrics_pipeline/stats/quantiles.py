@@ -258,7 +258,8 @@ def pooled_quantiles(
     exact for log-normal latencies, where linear interpolation in :math:`q` between the
     median and a far minimum would make the density at the median too low, and so its
     sampling error too high. Tied knots are a point mass. :math:`Q` is found by bisection
-    over the knots and then on :math:`\ln x` between two of them.
+    over the knots (every level at once), then by Brent's method on :math:`\ln x` between
+    two of them, where :math:`F` is smooth.
 
     Parameters
     ----------
@@ -317,32 +318,41 @@ def pooled_quantiles(
     last = base.size - 1
     rows = np.arange(values.shape[0])
 
-    def mixture(x: float, right: bool = True) -> float:
-        # F(x) (right: knots <= x counted) or F(x-) (left: knots < x), per interval: below
-        # its first knot 0, from its last 1, else the normal score interpolated on ln x.
-        j = (values <= x).sum(axis=1) - 1 if right else (values < x).sum(axis=1) - 1
+    def mixture(x: np.ndarray, right: bool = True) -> np.ndarray:
+        # F(x) (right: knots <= x counted) or F(x-) (left: knots < x) at each x, per interval:
+        # below its first knot 0, from its last 1, else the normal score interpolated on ln x.
+        x = np.asarray(x, dtype=float)[:, None, None]
+        j = ((values <= x) if right else (values < x)).sum(axis=2) - 1  # (points, intervals)
         jj = np.clip(j, 0, last - 1)
         lo, hi = logs[rows, jj], logs[rows, jj + 1]
-        share = np.clip((math.log(x) - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
+        share = np.clip((np.log(x[:, :, 0]) - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
         part = special.ndtr(scores[rows, jj] + share * (scores[rows, jj + 1] - scores[rows, jj]))
-        return float(weights @ np.where(j < 0, 0.0, np.where(j >= last, 1.0, part)))
+        return np.where(j < 0, 0.0, np.where(j >= last, 1.0, part)) @ weights
 
+    # Where used: the per-request path never needs scipy.optimize (0.15 s of imports).
+    from scipy import optimize
+
+    # Every level at once: the knots around it by bisection over the distinct knots,
+    # F(grid[lo]) < q <= F(grid[hi]) (F(grid[-1]) = 1) ...
     grid = np.unique(values)
-    out = np.empty(qs.shape)
-    for index, q in np.ndenumerate(qs):
-        lo, hi = -1, grid.size - 1  # F(grid[lo]) < q <= F(grid[hi]); F(grid[-1]) = 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if mixture(grid[mid]) >= q else (mid, hi)
-        if hi == 0 or mixture(grid[hi], right=False) < q:
-            out[index] = grid[hi]  # the first knot, or inside a point mass at grid[hi]
-            continue
-        low, high = math.log(grid[lo]), math.log(grid[hi])  # F continuous in between
-        while high - low > 1e-12 * max(1.0, abs(high)):
-            middle = (low + high) / 2
-            low, high = (low, middle) if mixture(math.exp(middle)) >= q else (middle, high)
-        out[index] = math.exp(high)
-    return out
+    targets = qs.ravel()
+    lo, hi = np.full(targets.size, -1), np.full(targets.size, grid.size - 1)
+    while (open_ := hi - lo > 1).any():
+        mid = (lo + hi) // 2
+        up = mixture(grid[mid]) >= targets
+        lo, hi = np.where(open_ & ~up, mid, lo), np.where(open_ & up, mid, hi)
+    out = grid[hi].astype(float)  # the first knot, or inside a point mass at grid[hi] ...
+    inside = (hi > 0) & (mixture(grid[hi], right=False) >= targets)
+    for index in np.flatnonzero(inside):
+        # ... or between two knots, where F is smooth (no interval has a knot there): Brent's
+        # root of F(e^t) = q on ln x.
+        q = targets[index]
+        low, high = math.log(grid[lo[index]]), math.log(grid[hi[index]])
+        root = optimize.brentq(
+            lambda t, q=q: mixture([math.exp(t)])[0] - q, low, high, xtol=1e-12, rtol=1e-12
+        )
+        out[index] = math.exp(root)
+    return out.reshape(qs.shape)
 
 
 def _extrapolate_ends(logs: np.ndarray, scores: np.ndarray):

@@ -290,3 +290,18 @@ def test_interval_summaries_show_the_percentile_of_all_the_requests():
     for q in (50, 95, 99):
         assert summary[f"latency_p{q}"] == pytest.approx(np.percentile(everything, q), rel=0.1)
     assert summary["latency_mean"] == pytest.approx(everything.mean())
+
+
+def test_a_percentile_reported_as_zero_stays_zero():
+    """Whole milliseconds: a sub-millisecond endpoint reports 0 (the floor of 0.5 ms the
+    logarithms need is not a latency)."""
+    from metrics_pipeline.analysis.summary import summarize_intervals
+
+    row = {"run_id": "k6", "ts": None, "endpoint": "/ping", "source_file": "summary.json"}
+    tool = {"min": 0.0, "p50": 0.0, "p90": 1.0, "p95": 1.0, "p99": 2.0, "max": 3.0}
+    intervals = conform("interval_stats", pl.DataFrame([row | tool | {"count": 500}]))
+    (summary,) = summarize_intervals(intervals).iter_rows(named=True)
+    assert summary["latency_p50"] == 0.0
+    assert summary["latency_p95"] == pytest.approx(1.0) and summary["latency_p99"] == pytest.approx(
+        2.0
+    )

@@ -451,6 +451,29 @@ def test_marts_build_when_tables_have_no_data_yet(tmp_path):
     assert run_duckdb(con, MODELS) == rows  # re-running replaces, no duplicates
 
 
+def test_an_interval_run_not_summarised_yet_keeps_its_counts(tmp_path):
+    """The interval latency comes from run_summary; a run (or endpoint) without a summary row
+    yet still shows its requests, with its latency unknown."""
+    wh = Warehouse(tmp_path / "warehouse")
+    art = manifest("art-2", DAY1, duration_s=None, tool="artillery")
+    ingest_files([], art, wh)
+    rows = [
+        ("/a", "report.json", 10.0, 100, 1, 10.0, 14.0, 15.0, 19.0, 25.0),
+        ("/b", "report.json", 10.0, 50, 0, 30.0, 40.0, 45.0, 50.0, 70.0),
+    ]
+    wh.write_partition("interval_stats", "art-2", intervals("art-2", art.started_at, rows))
+    summary = summarize_run(wh.read("requests", ["art-2"]), wh.read("interval_stats", ["art-2"]))
+    wh.write_partition("run_summary", "art-2", summary.filter(pl.col("endpoint") == "/a"))
+    mark_validated(wh)
+    con = wh.connect()
+    run_duckdb(con, MODELS)
+    endpoints = {r["endpoint"]: r for r in mart(con, "run_endpoint_summary").to_dicts()}
+    assert endpoints["/a"]["request_count"] == 100 and endpoints["/b"]["request_count"] == 50
+    assert endpoints["/a"]["latency_p95"] == pytest.approx(summary["latency_p95"][0])
+    assert endpoints["/b"]["latency_p95"] is None
+    assert one(con, "run_performance", "art-2")["request_count"] == 150
+
+
 # ----------------------------------------------------------------------------- Postgres
 
 
