@@ -19,9 +19,22 @@ PERCENTILE_WINDOW = "10s"
 
 
 def one_source(intervals: pl.DataFrame, by: Sequence[str] = ("run_id",)) -> pl.DataFrame:
-    """Per group of ``by`` (a run, or a run's endpoint), the rows of the file with the most
-    rows: files of one run that summarise the same requests (Locust writes three) must not be
-    pooled. Ties go to the first file name."""
+    """The rows of one file per group: files of one run that summarise the same requests
+    (Locust writes three) must not be pooled.
+
+    Parameters
+    ----------
+    intervals : polars.DataFrame
+        ``interval_stats`` rows.
+    by : sequence of str
+        The group: a run (``run_id``; its spans), or a run's endpoint (its statistics).
+
+    Returns
+    -------
+    polars.DataFrame
+        Per group, the rows of the ``source_file`` with the most rows (ties: the first name,
+        a null name last).
+    """
     if intervals.height == 0:
         return intervals
     keys = list(by)
@@ -42,13 +55,31 @@ def one_source(intervals: pl.DataFrame, by: Sequence[str] = ("run_id",)) -> pl.D
 
 
 def percentile_inputs(rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One run's (and endpoint's) rows as the ``knots``, ``counts`` and ``sizes`` of
+    r"""One run's (and endpoint's) rows as the inputs of
     :func:`~metrics_pipeline.stats.interval_quantile_statistics`.
 
     A row's size is the requests its percentiles describe: those of the rows that end within
-    :data:`PERCENTILE_WINDOW` up to its end, itself included. Locust writes a row a second with
-    the percentiles of its last 10 s (10 rows' requests); a tool's consecutive 10 s periods
-    (Artillery) or one summary per run (k6) describe their own rows only.
+    :data:`PERCENTILE_WINDOW` :math:`w` up to its end, itself included,
+
+    .. math:: s_i = \sum_{j:\ t_i - w < t_j \le t_i} c_j,
+
+    :math:`c_i` itself when the row has no time (a summary of the whole run). Locust writes a
+    row a second with the percentiles of its last 10 s (10 rows' requests); a tool's
+    consecutive 10 s periods (Artillery) or one summary per run (k6) describe their own rows.
+
+    Parameters
+    ----------
+    rows : polars.DataFrame
+        ``interval_stats`` rows of one file (:func:`one_source`).
+
+    Returns
+    -------
+    knots : numpy.ndarray, shape (m, len(INTERVAL_LEVELS))
+        Per row min, p50, p90, p95, p99, max; NaN where not reported. Rows in time order.
+    counts : numpy.ndarray, shape (m,)
+        Requests per row (0 where unknown: such rows are left out).
+    sizes : numpy.ndarray, shape (m,)
+        :math:`s_i`.
     """
     rows = rows.sort("ts", nulls_last=True).with_columns(
         sizes=pl.when(pl.col("ts").is_null())
@@ -61,10 +92,23 @@ def percentile_inputs(rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def percentiles_by_endpoint(rows: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
-    """Per run x endpoint of ``rows`` (one file each: :func:`one_source`), the percentiles of
-    all its intervals' requests (:func:`~metrics_pipeline.stats.interval_percentiles`), as
-    the columns named by the keys of ``columns`` (values: ``"p50"``, ``"p95"`` ...); null where
-    the tool never reports one."""
+    """The percentiles of all the requests of each run x endpoint known by its intervals, as
+    its summary, SLAs and verdicts take them (:func:`~metrics_pipeline.stats.interval_percentiles`:
+    percentiles do not average).
+
+    Parameters
+    ----------
+    rows : polars.DataFrame
+        ``interval_stats`` rows, one file per run and endpoint (:func:`one_source`).
+    columns : mapping of str to str
+        Output column -> the percentile (``"p50"``, ``"p95"`` ...).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``run_id``, ``endpoint`` and the ``columns`` (float), null where the tool never
+        reports that percentile.
+    """
     out = []
     for (run_id, endpoint), group in rows.group_by("run_id", "endpoint"):
         knots, counts, sizes = percentile_inputs(group)

@@ -302,3 +302,38 @@ def test_unknown_levels_and_empty_intervals():
     ignored = [[1.0] * 6, [nan] * 6, [5.0, 6.0, 7.0, 8.0, 9.0, 10.0]]
     assert pooled_quantiles(ignored, [0, 50, 10], [0.5])[0] == 6.0
     assert np.isnan(pooled_quantiles([[nan] * 6], [10], [0.5])[0])
+
+
+def test_interval_percentiles_are_the_type_7_percentiles_of_the_pooled_requests():
+    """Of one interval: the tool's own numbers (a k6 summary). Of log-normal intervals whose
+    knots are their exact quantiles: numpy's default (type 7) percentile of that many values
+    from the mixture, i.e. its quantile at ((N - 1) p + 1/2) / N, here by Brent on the mixture
+    written out with scipy."""
+    from metrics_pipeline.stats import interval_percentiles
+
+    tool = [[3.0, 20.0, 30.0, 40.0, 50.0, 60.0]]
+    got = interval_percentiles(tool, [600], ["p50", "p90", "p95", "p99"])
+    np.testing.assert_allclose(got, [20.0, 30.0, 40.0, 50.0], rtol=1e-9)
+    assert math.isnan(
+        interval_percentiles([[3.0, 20.0, 30.0, 40.0, np.nan, 60.0]], [600], ["p99"])[0]
+    )
+
+    s, mus, counts = 0.3, (math.log(10.0), math.log(12.0)), (250, 750)
+    knots = [
+        np.exp(mu + s * stats.norm.ppf(hazen_levels(c))) for mu, c in zip(mus, counts, strict=True)
+    ]
+
+    def mixture(x):
+        return (
+            sum(
+                c * stats.norm.cdf((math.log(x) - mu) / s)
+                for mu, c in zip(mus, counts, strict=True)
+            )
+            / 1000
+        )
+
+    for p, name in ((0.5, "p50"), (0.9, "p90")):
+        level = (999 * p + 0.5) / 1000
+        expected = optimize.brentq(lambda x, q=level: mixture(x) - q, 5.0, 30.0, xtol=1e-12)
+        (got,) = interval_percentiles(knots, counts, [name])
+        assert got == pytest.approx(expected, rel=1e-9)
