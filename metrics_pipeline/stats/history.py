@@ -39,6 +39,11 @@ CHANGE_POINT_ALPHA = 0.025
 # The largest AR(1) coefficient the change-point scan allows for: beyond it a series is a
 # random walk, whose level wanders without any change.
 MAX_AR1 = 0.9
+# Calendar periods a step test allows for: nightly runs vary by weekday, monthly series by
+# month of the year. A seasonal swing left in the residuals would hide a step as noise.
+CALENDAR_PERIODS = (7, 12)
+# Level of the F-test that puts a period's seasonal means into a step test.
+SEASONALITY_ALPHA = 0.01
 # Permuted score values processed at once when calibrating: bounds memory to ~100 MB.
 _CHUNK_ELEMENTS = 2_000_000
 # Centred rolling-median window for anomaly residuals when no seasonal period is given: a burst
@@ -297,7 +302,10 @@ def change_points(
     :math:`|\hat J| / (f\,\hat\sigma\,[(X^\top X)^{-1}]_{JJ}^{1/2})` exceeds
     :math:`\Phi^{-1}(1 - \alpha / (2L))` for a stretch of :math:`L` values (Bonferroni over
     the positions, as :math:`t` is where the data jump most), with :math:`\hat\sigma` the MAD
-    of the residuals (an outlier does not hide a step). The weakest failing change point is
+    of the residuals (an outlier does not hide a step). When the seasonal means of a calendar
+    period (``CALENDAR_PERIODS``: weekdays of nightly runs, months of monthly series) explain
+    the residuals (F-test at ``SEASONALITY_ALPHA``), they join the fit, so that a weekly swing
+    does not count as noise around the step. The weakest failing change point is
     dropped first, then the others are tested again. Ranks would be robust to any monotone
     shape, but they make a step on top of a rising trend one straight line. A drift is left
     to :func:`detect_drift`, which reports it as a drift.
@@ -820,20 +828,44 @@ def _shift_interval(
 
 
 def _step_t(y: np.ndarray, at: int) -> float:
-    """``|J| / se(J)`` of the step at ``at`` in the least-squares fit of a line plus a step,
-    with the residuals' scale from their MAD."""
+    r"""``|J| / se(J)`` of the step at ``at`` in the least-squares fit of a line plus a step,
+    :math:`y_i = a + b\,i + J\,[i \ge at]`, with the residuals' scale from their MAD; plus
+    the seasonal means of one of ``CALENDAR_PERIODS`` :math:`p` (dummies of :math:`i \bmod p`)
+    when they explain the residuals (F-test at ``SEASONALITY_ALPHA``, Bonferroni over the
+    periods, the most significant period taken)."""
     length = y.size
-    design = np.column_stack([np.ones(length), np.arange(length), np.arange(length) >= at])
-    coefficients, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
+    i = np.arange(length)
+    design = np.column_stack([np.ones(length), i, i >= at])
+    residual, rank = _least_squares(design, y)
     if rank < 3 or length <= 3:
         return math.inf
-    residual = y - design @ coefficients
+    best = SEASONALITY_ALPHA
+    for period in CALENDAR_PERIODS:
+        if length < 3 * period:
+            continue
+        seasonal = np.column_stack([design, i[:, None] % period == np.arange(1, period)])
+        fitted, seasonal_rank = _least_squares(seasonal, y)
+        df = length - seasonal_rank
+        explained, left = residual @ residual - fitted @ fitted, fitted @ fitted
+        if df <= 0 or left <= 0 or seasonal_rank <= rank:
+            continue
+        f = (explained / (seasonal_rank - rank)) / (left / df)
+        p_value = stats.f.sf(f, seasonal_rank - rank, df) * len(CALENDAR_PERIODS)
+        if p_value < best:
+            best, design, residual = p_value, seasonal, fitted
     # The MAD, not the mean square: one outlier in the stretch must not hide a step.
     variance = (_MAD_SCALE * np.median(np.abs(residual - np.median(residual)))) ** 2
     if variance <= 0:
         return math.inf
-    covariance = variance * np.linalg.inv(design.T @ design)
+    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+    covariance = variance * np.linalg.pinv(design.T @ design)
     return abs(coefficients[2]) / math.sqrt(covariance[2, 2])
+
+
+def _least_squares(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
+    """Residuals and rank of the least-squares fit of ``y`` on ``design``."""
+    coefficients, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
+    return y - design @ coefficients, int(rank)
 
 
 def _robust_z(residuals: np.ndarray) -> np.ndarray:
