@@ -345,13 +345,18 @@ def pooled_quantiles(
     inside = (hi > 0) & (mixture(grid[hi], right=False) >= targets)
     for index in np.flatnonzero(inside):
         # ... or between two knots, where F is smooth (no interval has a knot there): Brent's
-        # root of F(e^t) = q on ln x.
-        q = targets[index]
+        # root of F(e^t) = q on ln x. Both ends are evaluated again as Brent will: a level
+        # that F reaches exactly at a knot may fall either side of it by a rounding.
+        def gap(t: float, q: float = targets[index]) -> float:
+            return float(mixture([math.exp(t)])[0]) - q
+
         low, high = math.log(grid[lo[index]]), math.log(grid[hi[index]])
-        root = optimize.brentq(
-            lambda t, q=q: mixture([math.exp(t)])[0] - q, low, high, xtol=1e-12, rtol=1e-12
-        )
-        out[index] = math.exp(root)
+        if gap(high) <= 0:
+            continue  # F reaches q at grid[hi]
+        if gap(low) >= 0:
+            out[index] = grid[lo[index]]
+            continue
+        out[index] = math.exp(optimize.brentq(gap, low, high, xtol=1e-12, rtol=1e-12))
     return out.reshape(qs.shape)
 
 

@@ -198,21 +198,26 @@ def test_log_normal_knots_give_back_the_log_normal_quantiles():
     np.testing.assert_allclose(pooled_quantiles([knots], [200], qs), expected, rtol=1e-9)
 
 
-def test_two_log_normal_intervals_mix_by_their_counts():
-    s, mus, counts = 0.3, (math.log(10.0), math.log(12.0)), (25, 75)
+def two_log_normal_intervals(counts: tuple[int, int]):
+    """Knots of two log-normal intervals (medians 10 and 12 ms, sigma 0.3) at their exact
+    quantiles, and the CDF of their count-weighted mixture written out with scipy."""
+    s, mus = 0.3, (math.log(10.0), math.log(12.0))
     knots = [
         np.exp(mu + s * stats.norm.ppf(hazen_levels(c))) for mu, c in zip(mus, counts, strict=True)
     ]
 
     def mixture(x):
-        return (
-            sum(
-                c * stats.norm.cdf((math.log(x) - mu) / s)
-                for mu, c in zip(mus, counts, strict=True)
-            )
-            / 100
-        )
+        cdf = [
+            c * stats.norm.cdf((math.log(x) - mu) / s) for mu, c in zip(mus, counts, strict=True)
+        ]
+        return sum(cdf) / sum(counts)
 
+    return knots, mixture
+
+
+def test_two_log_normal_intervals_mix_by_their_counts():
+    counts = (25, 75)
+    knots, mixture = two_log_normal_intervals(counts)
     # levels inside both intervals' [min, max] (the 25-request one ends at level 0.98)
     for q in (0.2, 0.5, 0.8, 0.9):
         expected = optimize.brentq(lambda x, q=q: mixture(x) - q, 5.0, 30.0, xtol=1e-12)
@@ -318,22 +323,19 @@ def test_interval_percentiles_are_the_type_7_percentiles_of_the_pooled_requests(
         interval_percentiles([[3.0, 20.0, 30.0, 40.0, np.nan, 60.0]], [600], ["p99"])[0]
     )
 
-    s, mus, counts = 0.3, (math.log(10.0), math.log(12.0)), (250, 750)
-    knots = [
-        np.exp(mu + s * stats.norm.ppf(hazen_levels(c))) for mu, c in zip(mus, counts, strict=True)
-    ]
-
-    def mixture(x):
-        return (
-            sum(
-                c * stats.norm.cdf((math.log(x) - mu) / s)
-                for mu, c in zip(mus, counts, strict=True)
-            )
-            / 1000
-        )
-
+    counts = (250, 750)
+    knots, mixture = two_log_normal_intervals(counts)
     for p, name in ((0.5, "p50"), (0.9, "p90")):
         level = (999 * p + 0.5) / 1000
         expected = optimize.brentq(lambda x, q=level: mixture(x) - q, 5.0, 30.0, xtol=1e-12)
         (got,) = interval_percentiles(knots, counts, [name])
         assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_level_reached_exactly_at_a_knot():
+    """Whole milliseconds: the p90 level of these 28 requests, 24.8 / 28, is F(7) exactly,
+    which a rounding put on either side of the knot (the root search then had no sign
+    change and raised)."""
+    knots = [[3.0, 7.0, 9.0, 19.0, 21.0, 25.0], [4.0, 5.0, 6.0, 7.0, 12.0, 30.0]]
+    levels = [(27 * p + 0.5) / 28 for p in (0.5, 0.9, 0.95, 0.99)]  # as a run summary asks
+    assert pooled_quantiles(knots, [3, 25], levels)[1] == pytest.approx(7.0)
