@@ -286,11 +286,15 @@ def score(series: list[Series], predictions: list[list[int]]) -> dict[str, float
 def history_scores(series: list[Series], predictions: list[list[int]]) -> dict[str, float]:
     unchanged = [p for s, p in zip(series, predictions, strict=True) if not s.steps]
     steps = [(t, p) for s, p in zip(series, predictions, strict=True) for t in s.steps]
+
+    def share(values: list) -> float:  # NaN, without numpy's warning, for a kind without any
+        return float(np.mean(values)) if values else float("nan")
+
     return {
         **score(series, predictions),
-        "false_per_unchanged": float(np.mean([len(p) for p in unchanged])),
-        "unchanged_with_any": float(np.mean([bool(p) for p in unchanged])),
-        "steps_found_3": float(np.mean([any(abs(t - x) <= 3 for x in p) for t, p in steps])),
+        "false_per_unchanged": share([len(p) for p in unchanged]),
+        "unchanged_with_any": share([bool(p) for p in unchanged]),
+        "steps_found_3": share([any(abs(t - x) <= 3 for x in p) for t, p in steps]),
     }
 
 
