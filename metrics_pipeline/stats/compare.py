@@ -39,7 +39,7 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
-from metrics_pipeline.stats.quantiles import INTERVAL_LEVELS, pooled_quantiles
+from metrics_pipeline.stats.quantiles import INTERVAL_LEVELS, log_floor, pooled_quantiles
 
 Scale = Literal["log", "identity"]
 
@@ -682,9 +682,7 @@ class _IntervalMixture:
         positive value for continuous ones."""
         if self.resolution > 0:
             return self.resolution / 2
-        values = self.values[self.used]
-        positive = values[values > 0]  # as pooled_quantiles' default
-        return float(positive.min()) / 2 if positive.size else 1e-3
+        return log_floor(self.values[self.used])
 
     def quantiles(self, qs) -> np.ndarray:
         return pooled_quantiles(self.values, self.weights, qs, sizes=self.sizes, floor=self.floor)
@@ -695,18 +693,25 @@ class _IntervalMixture:
 
 
 def _quantile_run_statistics(quantile, n: int, levels: list[float], h: float) -> list[RunStatistic]:
-    """The statistics of :func:`quantile_statistics` from a run's quantile function."""
-    out = []
+    """The statistics of :func:`quantile_statistics` from a run's quantile function, called
+    once for every level and its neighbours (a mixture's are found together)."""
+    # Per level, the levels its value and slope are read at: itself alone when too few values
+    # lie beyond it to say how far it may be off (reported, not judged), else low, q, high.
+    asked = []
     for q in levels:
         if n * min(q, 1 - q) < MIN_TAIL_COUNT:
-            # Too few values beyond the quantile to say how far it may be off: reported, with
-            # no variance, so it is not judged.
-            value = float(quantile([q])[0])
-            out.append(RunStatistic(max(value, h / 2), math.nan, n, h))
+            asked.append((q,))
+        else:
+            width = _hall_sheather(n, q)
+            asked.append((max(q - width, 0.0), q, min(q + width, 1.0)))
+    values = iter(quantile([level for levels_of in asked for level in levels_of]))
+    out = []
+    for q, levels_of in zip(levels, asked, strict=True):
+        if len(levels_of) == 1:
+            out.append(RunStatistic(max(float(next(values)), h / 2), math.nan, n, h))
             continue
-        width = _hall_sheather(n, q)
-        low_q, high_q = max(q - width, 0.0), min(q + width, 1.0)
-        low, value, high = quantile([low_q, q, high_q])
+        low_q, _, high_q = levels_of
+        low, value, high = next(values), next(values), next(values)
         floor = h / 2 if h > 0 else 0.0
         value_log = max(value, floor)
         if value_log <= 0:

@@ -836,7 +836,7 @@ def _step_t(y: np.ndarray, at: int) -> float:
     length = y.size
     i = np.arange(length)
     design = np.column_stack([np.ones(length), i, i >= at])
-    residual, rank = _least_squares(design, y)
+    coefficients, residual, rank = _least_squares(design, y)
     if rank < 3 or length <= 3:
         return math.inf
     best = SEASONALITY_ALPHA
@@ -844,7 +844,7 @@ def _step_t(y: np.ndarray, at: int) -> float:
         if length < 3 * period:
             continue
         seasonal = np.column_stack([design, i[:, None] % period == np.arange(1, period)])
-        fitted, seasonal_rank = _least_squares(seasonal, y)
+        seasonal_coefficients, fitted, seasonal_rank = _least_squares(seasonal, y)
         df = length - seasonal_rank
         explained, left = residual @ residual - fitted @ fitted, fitted @ fitted
         if df <= 0 or left <= 0 or seasonal_rank <= rank:
@@ -853,19 +853,19 @@ def _step_t(y: np.ndarray, at: int) -> float:
         p_value = stats.f.sf(f, seasonal_rank - rank, df) * len(CALENDAR_PERIODS)
         if p_value < best:
             best, design, residual = p_value, seasonal, fitted
+            coefficients = seasonal_coefficients
     # The MAD, not the mean square: one outlier in the stretch must not hide a step.
     variance = (_MAD_SCALE * np.median(np.abs(residual - np.median(residual)))) ** 2
     if variance <= 0:
         return math.inf
-    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
     covariance = variance * np.linalg.pinv(design.T @ design)
     return abs(coefficients[2]) / math.sqrt(covariance[2, 2])
 
 
-def _least_squares(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
-    """Residuals and rank of the least-squares fit of ``y`` on ``design``."""
+def _least_squares(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Coefficients, residuals and rank of the least-squares fit of ``y`` on ``design``."""
     coefficients, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
-    return y - design @ coefficients, int(rank)
+    return coefficients, y - design @ coefficients, int(rank)
 
 
 def _robust_z(residuals: np.ndarray) -> np.ndarray:

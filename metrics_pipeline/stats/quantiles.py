@@ -297,8 +297,7 @@ def pooled_quantiles(
     if values.size == 0:
         return np.full(qs.shape, np.nan)
     if floor is None or not floor > 0:
-        positive = values[values > 0]
-        floor = float(positive.min()) / 2 if positive.size else 1e-3
+        floor = log_floor(values)
     values = np.where(np.isnan(values), np.nan, np.maximum(values, floor))
     lowest, highest = np.nanmin(values), np.nanmax(values)
     base = np.fromiter(INTERVAL_LEVELS.values(), dtype=float)
@@ -358,6 +357,13 @@ def pooled_quantiles(
             continue
         out[index] = math.exp(optimize.brentq(gap, low, high, xtol=1e-12, rtol=1e-12))
     return out.reshape(qs.shape)
+
+
+def log_floor(values: np.ndarray) -> float:
+    """Where continuous values of 0 are put for logarithms: half the smallest positive value
+    (1e-3 when there is none)."""
+    positive = values[values > 0]
+    return float(positive.min()) / 2 if positive.size else 1e-3
 
 
 def _extrapolate_ends(logs: np.ndarray, scores: np.ndarray):
