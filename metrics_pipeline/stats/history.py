@@ -835,18 +835,19 @@ def _step_t(y: np.ndarray, at: int) -> float:
     periods, the most significant period taken)."""
     length = y.size
     i = np.arange(length)
-    design = np.column_stack([np.ones(length), i, i >= at])
-    coefficients, residual, rank = _least_squares(design, y)
+    line = design = np.column_stack([np.ones(length), i, i >= at])
+    coefficients, residual, rank = _least_squares(line, y)
     if rank < 3 or length <= 3:
         return math.inf
+    line_rss = residual @ residual
     best = SEASONALITY_ALPHA
-    for period in CALENDAR_PERIODS:
+    for period in CALENDAR_PERIODS:  # each tested against the line and step alone
         if length < 3 * period:
             continue
-        seasonal = np.column_stack([design, i[:, None] % period == np.arange(1, period)])
+        seasonal = np.column_stack([line, i[:, None] % period == np.arange(1, period)])
         seasonal_coefficients, fitted, seasonal_rank = _least_squares(seasonal, y)
         df = length - seasonal_rank
-        explained, left = residual @ residual - fitted @ fitted, fitted @ fitted
+        explained, left = line_rss - fitted @ fitted, fitted @ fitted
         if df <= 0 or left <= 0 or seasonal_rank <= rank:
             continue
         f = (explained / (seasonal_rank - rank)) / (left / df)
