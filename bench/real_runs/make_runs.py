@@ -432,17 +432,16 @@ def check(tool: str, run: str) -> dict:
             .sort("endpoint")
         )
     else:
-        # Aggregates only (Artillery): count-weighted over the 10 s periods.
-        by = (
-            parsed.interval_stats.group_by("endpoint")
-            .agg(
-                n=pl.col("count").sum(),
-                errors=pl.col("errors").sum(),
-                p50=(pl.col("p50") * pl.col("count")).sum() / pl.col("count").sum(),
-                p95=(pl.col("p95") * pl.col("count")).sum() / pl.col("count").sum(),
-            )
-            .sort("endpoint")
+        # Aggregates only (Artillery): the percentiles of all the run's requests, from its
+        # 10 s periods, as the verdicts take them.
+        from metrics_pipeline.analysis.intervals import one_source, percentiles_by_endpoint
+
+        rows = one_source(parsed.interval_stats, by=("run_id", "endpoint"))
+        counts = rows.group_by("endpoint").agg(
+            n=pl.col("count").sum(), errors=pl.col("errors").sum()
         )
+        percentiles = percentiles_by_endpoint(rows, {"p50": "p50", "p95": "p95"})
+        by = counts.join(percentiles.drop("run_id"), on="endpoint").sort("endpoint")
     summary["endpoints"] = {
         row["endpoint"]: {
             "n": int(row["n"]),

@@ -15,6 +15,10 @@ import polars as pl
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from metrics_pipeline.analysis.intervals import (  # noqa: E402
+    one_source,
+    percentiles_by_endpoint,
+)
 from metrics_pipeline.formats import read_results  # noqa: E402
 
 ROOT = REPO / "tests" / "fixtures" / "real_runs"
@@ -86,8 +90,9 @@ COMMENT = " ".join(
         "below the 20 % threshold and must pass; same_1/same_2 are unchanged. tool_exceptions",
         "replace, for one tool, the listed rows with the same endpoint and metric (with the",
         "reason). tools.<tool>.measured_changes give, for the listed rows, the change measured",
-        "directly in that tool's files: pooled percentiles of successful requests (count-weighted",
-        "interval percentiles for Artillery), candidate / mean of the 3 baselines - 1; error_rate",
+        "directly in that tool's files: pooled percentiles of successful requests (for Artillery,",
+        "those of all requests from its 10 s periods, as the verdicts take them), candidate /",
+        "mean of the 3 baselines - 1; error_rate",
         "as a difference of fractions.",
     ]
 )
@@ -102,12 +107,13 @@ def endpoint_stats(tool: str, run: str) -> dict[str, dict[str, float]]:
             stats[endpoint] = {m: ok.quantile(q) for m, q in METRICS.items()}
             stats[endpoint]["error_rate"] = float((~group["ok"]).mean())
     else:
-        for (endpoint,), group in parsed.interval_stats.group_by(["endpoint"]):
-            count = group["count"]
-            stats[endpoint] = {
-                m: float((group[c] * count).sum() / count.sum()) for m, c in COLUMNS.items()
-            }
-            stats[endpoint]["error_rate"] = float(group["errors"].sum() / count.sum())
+        # The percentiles of all the run's requests, as the verdicts judge them (percentiles
+        # of intervals do not average).
+        rows = one_source(parsed.interval_stats, by=("run_id", "endpoint"))
+        for row in percentiles_by_endpoint(rows, COLUMNS).iter_rows(named=True):
+            stats[row["endpoint"]] = {m: row[m] for m in COLUMNS}
+        for (endpoint,), group in rows.group_by(["endpoint"]):
+            stats[endpoint]["error_rate"] = float(group["errors"].sum() / group["count"].sum())
     return stats
 
 
