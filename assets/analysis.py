@@ -103,7 +103,7 @@ def verdicts(
             "regressions": regressions.height,
             "baseline_runs": ", ".join(baseline_runs) or "(none yet)",
             "verdicts": dg.MetadataValue.md(
-                verdicts_markdown(table)
+                verdicts_markdown(table, judgement.alphas)
                 if baseline_runs
                 else "No baseline yet: first run of its suite, scenario and environment."
             ),

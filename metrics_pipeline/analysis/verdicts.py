@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -36,8 +36,10 @@ from metrics_pipeline.stats import (
 from metrics_pipeline.stats.compare import Scale
 
 # The verdict of one endpoint x metric row, from worst to best: ``missing`` is an endpoint of
-# the baseline runs that this run never called, ``no baseline`` had nothing to compare with.
-VERDICTS = ("regression", "trade-off", "missing", "improvement", "ok", "no baseline")
+# the baseline runs that this run never called, ``suspect`` is worse by more than the threshold
+# as the values stand but could not be tested (too few values in a run), ``no baseline`` had
+# nothing to compare with.
+VERDICTS = ("regression", "trade-off", "missing", "suspect", "improvement", "ok", "no baseline")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class VerdictPolicy:
 
     def rule(self, metric: str) -> MetricRule:
         return self.rules.get(metric) or self.rules["resource"]
+
+    def alphas(self, metrics: Iterable[str]) -> dict[str, float]:
+        """The significance level of each of ``metrics``: the level of its rows' CIs."""
+        return {metric: self.rule(metric).alpha for metric in metrics}
 
     def prior(self, metric: str) -> RunNoise:
         """The run-noise prior of ``metric``: its rule's ``run_noise``, plus the client-side
@@ -297,19 +303,20 @@ def judge_run(
             "noise": result.noise or None,
             "regression": bool(result.regression and significant and not reported_only),
             "improvement": bool(result.improvement and significant and not reported_only),
+            "suspect": bool(result.suspect and not reported_only),
         }
     latency_better = any(
         row.get("improvement") and row["metric"] in LATENCY_METRICS for row in rows
     )
     for row in rows:
-        improvement = row.pop("improvement", False)
+        improvement, suspect = row.pop("improvement", False), row.pop("suspect", False)
         if "verdict" in row:
             continue
         if row["regression"]:
             trade_off = row["endpoint"] == RESOURCES and latency_better
             row["verdict"] = "trade-off" if trade_off else "regression"
         else:
-            row["verdict"] = "improvement" if improvement else "ok"
+            row["verdict"] = "improvement" if improvement else "suspect" if suspect else "ok"
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
 
 
@@ -363,12 +370,11 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
 
 
 def run_verdict(verdicts: pl.DataFrame) -> str:
-    """One word for the whole run: regression, trade-off, pass, or no baseline."""
+    """One word for the whole run: regression, trade-off, suspect, pass, or no baseline."""
     kinds = set(verdicts["verdict"])
-    if "regression" in kinds:
-        return "regression"
-    if "trade-off" in kinds:
-        return "trade-off"
+    for word in ("regression", "trade-off", "suspect"):
+        if word in kinds:
+            return word
     return "pass" if kinds & {"ok", "improvement"} else "no baseline"
 
 
@@ -465,10 +471,15 @@ def _compare_all(
             history=measured,
             baseline_apart=baseline_apart,
         )
+        runs = (*p.baseline, p.candidate)
         if not math.isfinite(comparison.p_value) and not all(
-            math.isfinite(r.variance) for r in (*p.baseline, p.candidate)
+            math.isfinite(r.variance) for r in runs
         ):
-            row["note"] = TOO_FEW if row["note"] is None else f"{row['note']}; {TOO_FEW}"
+            # A run without a single value (a candidate whose requests all failed) has not
+            # "too few" of them.
+            none = p.metric in LATENCY_METRICS and any(r.n == 0 for r in runs)
+            few = NO_SUCCESS if none else TOO_FEW
+            row["note"] = few if row["note"] is None else f"{row['note']}; {few}"
         out.append(comparison)
     return out
 
@@ -497,6 +508,8 @@ def per_second(requests: pl.DataFrame) -> np.ndarray:
 MISSING = "in the baseline runs, not in this run"
 # The note of a statistic some run has too few values for (a p99 of 200 requests).
 TOO_FEW = "too few values in a run to judge"
+# ... and of a latency of which a run has no value at all.
+NO_SUCCESS = "no successful request in a run"
 # The note of a whole-machine resource row: reported, never judged.
 HOST_NOT_JUDGED = "whole machine: reported, not judged"
 
@@ -607,11 +620,12 @@ def _or_empty(frame: pl.DataFrame | None, table: str) -> pl.DataFrame:
     return empty(table) if frame is None else frame
 
 
-def verdicts_markdown(verdicts: pl.DataFrame, alpha: float = 0.05) -> str:
+def verdicts_markdown(verdicts: pl.DataFrame, alphas: float | Mapping[str, float] = 0.05) -> str:
     """The verdict table as markdown, regressions first, with the sources of the run noise
-    under it, for the UI and the CLI."""
+    under it, for the UI and the CLI; ``alphas``: the significance level of each metric (the
+    CI's level), or one for all."""
     lines = [
-        f"| endpoint | metric | baseline | candidate | change | {ci_label(alpha)} | p (adj.) "
+        f"| endpoint | metric | baseline | candidate | change | {ci_label(alphas)} | p (adj.) "
         "| verdict |",
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
@@ -620,12 +634,33 @@ def verdicts_markdown(verdicts: pl.DataFrame, alpha: float = 0.05) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if sources := noise_sources(verdicts):
         lines += ["", f"Run-to-run noise from: {md(sources)}."]
+    if levels := ci_levels(alphas):
+        lines += ["", f"{levels}."]
     return "\n".join(lines)
 
 
-def ci_label(alpha: float) -> str:
-    """The CI column's header for significance level ``alpha``."""
-    return f"{1 - alpha:.0%} CI (+ = worse)"
+def ci_label(alphas: float | Mapping[str, float]) -> str:
+    """The CI column's header for the significance level ``alphas`` (one, or one per
+    metric): its level when the rows share one (``99.9% CI`` for 0.001), else a pointer to
+    :func:`ci_levels`."""
+    levels = set(alphas.values()) if isinstance(alphas, Mapping) else {alphas}
+    if len(levels) == 1:
+        return f"{_level(levels.pop())} CI (+ = worse)"
+    return "CI (+ = worse; levels below)"
+
+
+def ci_levels(alphas: float | Mapping[str, float]) -> str:
+    """The CI level of each metric, when the metrics do not share one (else "")."""
+    if not isinstance(alphas, Mapping) or len(set(alphas.values())) <= 1:
+        return ""
+    return "CI levels: " + ", ".join(
+        f"{metric} {_level(alpha)}" for metric, alpha in sorted(alphas.items())
+    )
+
+
+def _level(alpha: float) -> str:
+    """``1 - alpha`` in per cent with the digits it has: 95%, 97.5%, 99.9%."""
+    return f"{round((1 - alpha) * 100, 6):g}%"
 
 
 def noise_sources(verdicts: pl.DataFrame) -> str:
@@ -648,6 +683,7 @@ VERDICT_WORDS = {
     "trade-off": "TRADE-OFF",
     "improvement": "improved",
     "missing": "MISSING",
+    "suspect": "SUSPECT",
 }
 
 

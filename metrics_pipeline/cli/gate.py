@@ -4,9 +4,11 @@ regression."""
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import polars as pl
 import typer
@@ -30,12 +32,25 @@ RULES_FOR = (
 )
 
 
-def verdict_table(verdicts: pl.DataFrame, title: str, alpha: float = 0.05) -> Table:
-    from metrics_pipeline.analysis.verdicts import ci_label, formatted, noise_sources, ordered
+def verdict_table(
+    verdicts: pl.DataFrame, title: str, alphas: float | Mapping[str, float] = 0.05
+) -> Table:
+    """The verdicts as a terminal table; ``alphas``: the significance level of each metric
+    (the CI's level), or one for all."""
+    from metrics_pipeline.analysis.verdicts import (
+        ci_label,
+        ci_levels,
+        formatted,
+        noise_sources,
+        ordered,
+    )
 
     sources = noise_sources(verdicts)
-    table = Table(title=title, caption=f"run-to-run noise from: {sources}" if sources else None)
-    columns = ("endpoint", "metric", "baseline", "candidate", "change", ci_label(alpha))
+    caption = [f"run-to-run noise from: {sources}"] if sources else []
+    if levels := ci_levels(alphas):
+        caption.append(levels)
+    table = Table(title=title, caption="; ".join(caption) or None)
+    columns = ("endpoint", "metric", "baseline", "candidate", "change", ci_label(alphas))
     for column in (*columns, "p adj.", "verdict"):
         table.add_column(
             column,
@@ -47,6 +62,8 @@ def verdict_table(verdicts: pl.DataFrame, title: str, alpha: float = 0.05) -> Ta
         cells = formatted(row)
         if row["regression"]:
             cells[-1] = f"[bold red]{cells[-1]}[/]"
+        elif row["verdict"] == "suspect":
+            cells[-1] = f"[yellow]{cells[-1]}[/]"
         table.add_row(
             escape(display_name(row["endpoint"])),  # the JSON output has the whole name
             row["metric"],
@@ -178,9 +195,9 @@ def compare(
     if not (
         (alpha is None or 0 < alpha < 1)
         and (threshold is None or threshold > 0)
-        and (run_noise is None or run_noise >= 0)
+        and (run_noise is None or 0 <= run_noise < math.inf)
     ):
-        fail("need 0 < --alpha < 1, --threshold > 0 and --run-noise >= 0")
+        fail("need 0 < --alpha < 1, --threshold > 0 and a finite --run-noise >= 0")
     *baselines, candidate = results
     with bad_input():
         for path in results:  # a missing path fails before any file is read
@@ -213,6 +230,7 @@ def compare(
             for acc in run.accounting:
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
+    same_as_candidate = _refuse_duplicates(baselines, parsed)
     noise_history = (
         _warehouse_history(combination, parsed, explicit=history is True)
         if history is not False and None not in combination
@@ -243,20 +261,50 @@ def compare(
         baseline_resources=baseline_rows("resources"),
         history=noise_history,
     )
-    judged = verdicts.filter(pl.col("baseline").is_not_null())
     if as_json:
         # NaN is not JSON: a statistic that could not be computed is null.
         print(json.dumps(verdicts.select(JSON_KEYS).fill_nan(None).to_dicts(), indent=2))
     else:
         title = f"{', '.join(map(str, baselines))} -> {candidate}"
-        console.print(verdict_table(verdicts, title, policy.rule("latency_p50").alpha))
-    if judged.height == 0:
+        console.print(verdict_table(verdicts, title, policy.alphas(verdicts["metric"].unique())))
+    _exit_with_verdict(verdicts, baselines, base, cand, same_as_candidate=same_as_candidate)
+
+
+def _exit_with_verdict(
+    verdicts: pl.DataFrame, baselines: list[Path], base: list, cand, *, same_as_candidate: bool
+) -> NoReturn:
+    """Say on stderr what the table cannot (unused or duplicate runs, untested rows, the
+    prior deciding), then exit: 1 a regression, 0 none, 2 nothing could be compared."""
+    from metrics_pipeline.analysis.verdicts import change_words
+
+    labels = [f"baseline {i}" for i in range(1, len(base) + 1)]
+    if same_as_candidate and len(base) > 1:
+        err.print("[yellow]warning:[/] the candidate holds the same data as a baseline run")
+    used = _baseline_runs_used(base, cand)
+    for label, path in zip(labels, baselines, strict=True):
+        if label not in used:
+            err.print(
+                f"[yellow]warning:[/] {escape(label)} ({escape(str(path))}) was not used: "
+                f"{_kinds(cand, used_by_candidate=True)}"
+            )
+    judged = _tested(verdicts)
+    suspects = verdicts.filter(pl.col("verdict") == "suspect")
+    for row in suspects.iter_rows(named=True):
         err.print(
-            "[red]error:[/] nothing to compare: no endpoint and metric has data in both the "
-            "baseline and the candidate"
+            f"suspect: {escape(display_name(row['endpoint']))} {row['metric']} "
+            f"{change_words(row['change'], row['metric'])} as the values stand, not tested "
+            "(too few values in a run)"
         )
+    if judged.height == 0:
+        if suspects.height:
+            reason = "no row could be tested: a run has too few values for every statistic"
+        elif not used:
+            reason = _kinds(cand, used_by_candidate=False)
+        else:
+            reason = "no endpoint and metric has data in both the baseline and the candidate"
+        err.print(f"[red]error:[/] nothing to compare: {reason}")
         raise typer.Exit(2)
-    if len(base) == 1 and judged["noise"].drop_nulls().str.starts_with("prior").any():
+    if len(used) == 1 and judged["noise"].drop_nulls().str.starts_with("prior").any():
         # Why a +40 % change can pass: say it where the gate's log is read.
         err.print(
             "note: one baseline run, so the spread between identical runs is assumed (the "
@@ -265,6 +313,66 @@ def compare(
             "--env to measure it on the warehouse's earlier runs."
         )
     raise typer.Exit(1 if judged["regression"].any() else 0)
+
+
+def _tested(verdicts: pl.DataFrame) -> pl.DataFrame:
+    """The rows compared: those whose test can decide a verdict, the Benjamini-Hochberg
+    family (an adjusted p). Not the rows without a test (too few values), nor those only
+    reported (whole-machine metrics) or whose p is 1 whatever happens (an error rate with no
+    error in any run)."""
+    return verdicts.filter(pl.col("p_adjusted").is_not_null() & pl.col("p_adjusted").is_not_nan())
+
+
+def _refuse_duplicates(baselines: list[Path], parsed: list) -> bool:
+    """Fail (exit 2) when two baseline arguments hold the same run: they would count as two
+    runs that agree perfectly, the run noise measured on them too small and its df too many.
+    Returns whether the candidate (the last of ``parsed``) holds the same data as a baseline.
+    """
+    prints = [_fingerprint(run) for run in parsed]
+    first: dict[tuple, int] = {}
+    for i, (path, fingerprint) in enumerate(zip(baselines, prints, strict=False)):
+        if fingerprint in first:
+            j = first[fingerprint]
+            fail(
+                f"baseline runs {j + 1} and {i + 1} hold the same data ({baselines[j]}, {path}): "
+                "give each baseline run once"
+            )
+        first[fingerprint] = i
+    return prints[-1] in first
+
+
+def _fingerprint(run) -> tuple:
+    """What two copies of one run's files have in common whatever their names: the number
+    and content of the rows of each table."""
+    parts = []
+    for frame in (run.requests, run.interval_stats, run.resources):
+        rows = frame.drop("run_id", "source_file", "line_no", strict=False)
+        parts.append((rows.height, int(rows.hash_rows().sum()) if rows.height else 0))
+    return tuple(parts)
+
+
+def _baseline_runs_used(base: list, cand) -> set[str]:
+    """The labels of the baseline runs whose kind of data the candidate's can be compared
+    with: per-request rows with per-request rows, interval aggregates with intervals (the
+    verdicts judge an endpoint on per-request rows wherever both sides have them)."""
+    per_request = cand.requests.height > 0
+    return {
+        f"baseline {i}"
+        for i, run in enumerate(base, 1)
+        if (run.requests.height > 0 if per_request else run.interval_stats.height > 0)
+    }
+
+
+def _kinds(cand, used_by_candidate: bool) -> str:
+    """Why a baseline run of the other kind of data does not count."""
+    mine, other = (
+        ("per-request rows", "only interval aggregates (Artillery, k6 summary, Locust history)")
+        if cand.requests.height
+        else ("only interval aggregates", "per-request rows")
+    )
+    if used_by_candidate:
+        return f"it holds {other}, the candidate {mine}"
+    return f"the baseline runs hold {other}, the candidate {mine}; compare runs of the same kind"
 
 
 def versions(

@@ -159,6 +159,7 @@ select
         when not coalesce(ranked.valid, true) then 'invalid'
         when bool_or(verdicts.verdict = 'regression') then 'regression'
         when bool_or(verdicts.verdict = 'trade-off') then 'trade-off'
+        when bool_or(verdicts.verdict = 'suspect') then 'suspect'
         when bool_or(verdicts.verdict in ('ok', 'improvement')) then 'pass'
         else 'no baseline'
     end as verdict,

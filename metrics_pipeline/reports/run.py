@@ -139,6 +139,12 @@ def regressions(data: RunData) -> pl.DataFrame:
     return data.verdicts.filter(pl.col("regression")).sort("change", descending=True)
 
 
+def suspects(data: RunData) -> pl.DataFrame:
+    """Rows worse by more than the threshold as the values stand, but untested (too few
+    values in a run), the largest change first."""
+    return data.verdicts.filter(pl.col("verdict") == "suspect").sort("change", descending=True)
+
+
 def improvements(data: RunData) -> pl.DataFrame:
     """Rows judged an improvement: the mirror image of a regression."""
     rows = [row for row in data.verdicts.iter_rows(named=True) if row["verdict"] == "improvement"]
@@ -193,6 +199,17 @@ def banner(data: RunData) -> Banner:
             f"{top['p_adjusted']:.2g}, against {n_base} baseline run(s); run-to-run noise "
             f"from {top['noise']}{more}.",
         )
+    if verdict == "suspect":
+        top = suspects(data).row(0, named=True)
+        _, _, change, _, _, _ = formatted(top)
+        return Banner(
+            "info",
+            f"SUSPECT: {display_name(top['endpoint'])} {metric_name(top['metric'])} {change}, "
+            "not tested",
+            f"{value(top['metric'], top['baseline'])} → {value(top['metric'], top['candidate'])}"
+            f" as the values stand, but a run has too few values to tell it from run-to-run "
+            f"noise; no significant regression against {n_base} baseline run(s).",
+        )
     if verdict == "pass":
         return Banner("pass", "PASS: no regression", f"Compared with {n_base} baseline run(s).")
     if verdict == "invalid":
@@ -235,6 +252,16 @@ def manager_paragraph(data: RunData) -> str:
             f"{who} is faster but uses more resources: "
             f"{_describe(regressions(data).row(0, named=True))}. {sla} Action: decide whether "
             f"the extra resource use is worth the latency gained before releasing."
+        )
+    if verdict == "suspect":
+        top = suspects(data).row(0, named=True)
+        _, _, change, _, _, _ = formatted(top)
+        return (
+            f"{who} shows no significant regression against its baseline of {base.height} "
+            f"run(s), but {display_name(top['endpoint'])} {metric_name(top['metric'])} is "
+            f"{change} ({value(top['metric'], top['baseline'])} → "
+            f"{value(top['metric'], top['candidate'])}) on too few values to test. {sla} "
+            f"Action: run the test longer (more requests per endpoint) before releasing."
         )
     if verdict == "pass":
         better = improvements(data)

@@ -9,7 +9,7 @@ line is validated and summarised exactly as one the sensor picked up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -119,6 +119,7 @@ class Judgement:
 
     verdicts: pl.DataFrame
     baseline_runs: list[str]
+    alphas: Mapping[str, float]  # each metric's significance level (its rows' CI level)
 
     @property
     def regressions(self) -> pl.DataFrame:
@@ -174,13 +175,14 @@ def judge(warehouse: Warehouse, run_id: str, rules: VerdictRules | None = None) 
     baseline_runs = warehouse.read("run_baselines", [run_id])["baseline_run_id"].to_list()
     runs = warehouse.read("runs")
     candidate = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    policy = (rules or VerdictRules()).policy(
+        candidate["suite"], candidate["scenario"], candidate["environment"]
+    )
     table = judge_run(
         warehouse.read("requests", [run_id]),
         warehouse.read("requests", baseline_runs),
         baseline_runs,
-        (rules or VerdictRules()).policy(
-            candidate["suite"], candidate["scenario"], candidate["environment"]
-        ),
+        policy,
         candidate_intervals=warehouse.read("interval_stats", [run_id]),
         baseline_intervals=warehouse.read("interval_stats", baseline_runs),
         candidate_resources=warehouse.read("resources", [run_id]),
@@ -189,7 +191,7 @@ def judge(warehouse: Warehouse, run_id: str, rules: VerdictRules | None = None) 
     )
     warehouse.write_partition("verdicts", run_id, table)
     warehouse.refresh_catalog()
-    return Judgement(table, baseline_runs)
+    return Judgement(table, baseline_runs, policy.alphas(table["metric"].unique()))
 
 
 def _same_combination(run: dict) -> pl.Expr:

@@ -176,6 +176,10 @@ class Comparison:
     regression, improvement : bool
         Worse (better) by more than the threshold, significant at ``alpha`` and material
         (see :func:`compare_runs`). Callers that adjust p-values recompute them.
+    suspect : bool
+        The candidate could not be tested (too few values for its statistic's sampling
+        variance) where its baseline runs could, and its value as it stands is worse by more
+        than the threshold and material: a change to look at, not a regression.
     noise : str
         Where the run-to-run noise came from (``"3 baseline runs"``, ``"prior 10 %"`` ...).
     df : float
@@ -193,6 +197,7 @@ class Comparison:
     n_candidate: int
     regression: bool
     improvement: bool = False
+    suspect: bool = False
     noise: str = ""
     df: float = math.inf
 
@@ -293,18 +298,32 @@ def compare_runs(
     A **regression** needs all of: the estimated worsening above the threshold
     (:math:`\text{change} > \text{threshold}`; on the identity scale
     :math:`s\hat\delta > \text{threshold}\cdot\bar\theta_b`), :math:`p < \alpha`, an
-    absolute worsening of at least ``min_effect`` and larger than the resolution of the
-    measured values (a whole-millisecond percentile moving one step is not evidence). An
-    **improvement** is the mirror image.
+    absolute worsening of at least ``min_effect`` and larger than the resolution :math:`h` of
+    the measured values, its CI included (:math:`\bar\theta_b\,\text{ci\_low} > h` on
+    the log scale): a whole-millisecond percentile moving one step is not evidence, as a
+    drift of less than a step can do that. An **improvement** is the mirror image.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     usable = [r for r in baseline if _usable(r, scale)]
     n_base = sum(r.n for r in usable)
+    sign = 1.0 if higher_is_worse else -1.0
     if not usable or not _usable(candidate, scale):
         reported = [r.value for r in baseline if math.isfinite(r.value)]
         base_value = float(np.mean(reported)) if reported else math.nan
-        return _untested(statistic, base_value, candidate.value, n_base, candidate.n)
+        untested = _untested(statistic, base_value, candidate.value, n_base, candidate.n)
+        if not usable or not _valued(candidate, scale):
+            return untested
+        # The baseline runs can be tested and the candidate cannot (a run of 15 requests):
+        # no test, but ten times slower must not read as "ok". (A statistic no run can test,
+        # the p99 of 250 requests, moves 20-100 % between identical runs: not flagged.)
+        y_bar = float(_transformed([r.value for r in usable], scale).mean())
+        base_value = float(np.exp(y_bar)) if scale == "log" else y_bar
+        d = float(_transformed([candidate.value], scale)[0]) - y_bar
+        change, bar = _change_and_bar(d, sign, scale, threshold, base_value)
+        step = max(candidate.resolution, *(r.resolution for r in usable))
+        worse, _ = _beyond(change, sign * (candidate.value - base_value), bar, min_effect, step)
+        return dataclasses.replace(untested, baseline=base_value, change=change, suspect=worse)
     y = _transformed([r.value for r in usable], scale)
     v = np.array([r.variance for r in usable])
     y_c, v_c = float(_transformed([candidate.value], scale)[0]), candidate.variance
@@ -328,23 +347,26 @@ def compare_runs(
     elif math.isfinite(df):
         df = math.inf
     d = y_c - y_bar
-    sign = 1.0 if higher_is_worse else -1.0
     if se > 0:
         p_value = float(2 * _t_sf(abs(d) / se, df))
         half = float(_t_ppf(1 - alpha / 2, df)) * se
     else:
         p_value, half = float(d == 0), 0.0
+    change, bar = _change_and_bar(d, sign, scale, threshold, base_value)
     if scale == "log":
-        change = sign * math.expm1(d)
         ci_low, ci_high = sorted(sign * np.expm1([d - half, d + half]))
-        bar = threshold
     else:
-        change = sign * d
         ci_low, ci_high = sorted(sign * np.array([d - half, d + half]))
-        bar = threshold * abs(base_value)
-    shift = sign * (candidate.value - base_value)
     step = max(candidate.resolution, *(r.resolution for r in usable))
-    material = abs(shift) >= min_effect and abs(shift) > step
+    worse, better = _beyond(change, sign * (candidate.value - base_value), bar, min_effect, step)
+    # Values on a grid (whole milliseconds): a drift of less than one step moves a quantile by
+    # up to a whole step, so the change must lie beyond one step with confidence 1 - alpha;
+    # a point estimate one step away sits on that edge (1.5 -> 2.5 ms, every request one
+    # step slower, came out 0.99 or 1.01 ms by the sampling of the two proportions).
+    shift_low, shift_high = (
+        (base_value * ci_low, base_value * ci_high) if scale == "log" else (ci_low, ci_high)
+    )
+    worse, better = worse and shift_low > step, better and shift_high < -step
     significant = p_value < alpha
     return Comparison(
         statistic=statistic,
@@ -356,8 +378,8 @@ def compare_runs(
         p_value=p_value,
         n_baseline=int(n_base),
         n_candidate=int(candidate.n),
-        regression=bool(change > bar and shift > 0 and significant and material),
-        improvement=bool(change < -bar and shift < 0 and significant and material),
+        regression=bool(worse and significant),
+        improvement=bool(better and significant),
         noise=noise,
         df=float(df),
     )
@@ -490,9 +512,35 @@ def _transformed(values: Sequence[float], scale: Scale) -> np.ndarray:
     return np.log(x) if scale == "log" else x
 
 
+def _valued(run: RunStatistic, scale: Scale) -> bool:
+    """The run has a value on ``scale`` (finite; positive for the logarithm)."""
+    return math.isfinite(run.value) and (scale == "identity" or run.value > 0)
+
+
 def _usable(run: RunStatistic, scale: Scale) -> bool:
-    positive = scale == "identity" or run.value > 0
-    return math.isfinite(run.value) and math.isfinite(run.variance) and positive and run.n > 0
+    """The run has a value and its sampling variance: it can be tested."""
+    return _valued(run, scale) and math.isfinite(run.variance) and run.n > 0
+
+
+def _change_and_bar(
+    d: float, sign: float, scale: Scale, threshold: float, base_value: float
+) -> tuple[float, float]:
+    """The change (+ = worse) of a difference ``d`` of transformed statistics, and the size
+    it must exceed: relative on the log scale, a share of the baseline value on the identity."""
+    if scale == "log":
+        return sign * math.expm1(d), threshold
+    return sign * d, threshold * abs(base_value)
+
+
+def _beyond(
+    change: float, shift: float, bar: float, min_effect: float, step: float
+) -> tuple[bool, bool]:
+    """Whether a change is large enough to be a regression (worse) or an improvement
+    (better), before any test: beyond ``bar``, at least ``min_effect`` in the metric's units
+    and more than the resolution ``step`` of the values (``shift``: the oriented difference
+    of the values, + = worse)."""
+    material = abs(shift) >= min_effect and abs(shift) > step
+    return change > bar and shift > 0 and material, change < -bar and shift < 0 and material
 
 
 def quantile_statistics(

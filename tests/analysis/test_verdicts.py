@@ -346,6 +346,23 @@ def test_worse_by_less_than_the_threshold_is_not_a_regression_and_faster_is_an_i
     assert run_verdict(faster) == "pass"
 
 
+def test_a_candidate_too_small_to_test_and_far_slower_is_suspect():
+    # Baseline runs of 1,200 requests, a candidate of 12, ten times slower: its percentiles
+    # have no sampling variance, so no test, but the rows say "suspect", and so does the run.
+    ids = [f"b{i}" for i in range(3)]
+    base = pl.concat([scaled_run(r, 1.0, seed=i) for i, r in enumerate(ids)])
+    tiny = fixed_rate_requests("c", 4, 100, seconds=3, seed=9)
+    verdicts = judge_run(tiny, base, ids)
+    p50 = verdicts.filter(pl.col("metric") == "latency_p50").row(0, named=True)
+    assert p50["verdict"] == "suspect" and not p50["regression"]
+    assert p50["change"] > 5 and math.isnan(p50["p_value"])
+    assert run_verdict(verdicts) == "suspect"
+    # Untested, a candidate of 12 requests like the baseline can still be flagged (its p95 is
+    # almost its maximum), but never as a regression.
+    same = judge_run(fixed_rate_requests("c", 4, 10, seconds=3, seed=9), base, ids)
+    assert not same["regression"].any() and run_verdict(same) in {"pass", "suspect"}
+
+
 def test_whole_machine_resources_are_reported_but_not_judged_on_one_baseline_run():
     base = fixed_rate_requests("b", 40, 20, seed=1)
     cand = fixed_rate_requests("c", 40, 20, seed=2)

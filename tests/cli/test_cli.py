@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -87,7 +88,9 @@ def test_compare_with_one_baseline_run_weighs_changes_against_the_assumed_run_no
     assert "one baseline run, so the spread between identical runs is assumed" in assumed.stderr
     strict = runner.invoke(app, ["compare", str(locust), str(slow), "--run-noise", "0.02"])
     assert strict.exit_code == 1, strict.output
-    several = runner.invoke(app, ["compare", str(locust), str(locust), str(slow)])
+    other = slowed_copy(locust, tmp_path / "other.ndjson", "/api/slow", 1.02)
+    several = runner.invoke(app, ["compare", str(locust), str(other), str(slow)])
+    assert several.exit_code in (0, 1), several.output
     assert "is assumed" not in several.stderr
 
 
@@ -137,6 +140,124 @@ def test_compare_exits_2_when_nothing_is_comparable(fixtures_dir, tmp_path):
     assert result.exit_code == 2
     assert "nothing to compare" in result.output
     assert "MISSING" in result.output
+
+
+def canonical_run(
+    path: Path, rng: np.random.Generator, *, n: int, scale: float = 1.0, start: str = "2026-01-01"
+) -> Path:
+    """A run of canonical request lines: endpoints /a and /b, ``n`` requests each, log-normal
+    latencies around 50 ms times ``scale``, 20 requests per second."""
+    t0 = datetime.fromisoformat(f"{start}T00:00:00+00:00")
+    lines = []
+    for endpoint in ("/a", "/b"):
+        for i, latency in enumerate(50 * scale * rng.lognormal(0, 0.3, n)):
+            ts = (t0 + timedelta(seconds=i / 20)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            lines.append(
+                json.dumps({"ts": ts, "endpoint": endpoint, "latency_ms": latency, "status": 200})
+            )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_compare_calls_an_untestable_candidate_suspect_and_exits_2(tmp_path):
+    # Ten times slower, but 15 requests per endpoint: no percentile of it can be tested
+    # against the baseline runs' 2,000 requests. Not "ok", not a regression: suspect, and
+    # nothing was compared.
+    rng = np.random.default_rng(7)
+    bases = [canonical_run(tmp_path / f"b{i}.ndjson", rng, n=2000) for i in range(3)]
+    tiny = canonical_run(tmp_path / "tiny.ndjson", rng, n=15, scale=10)
+    result = runner.invoke(app, ["compare", *map(str, bases), str(tiny), "--json"])
+    assert result.exit_code == 2, result.output
+    rows = {(r["endpoint"], r["metric"]): r for r in json.loads(result.stdout)}
+    p50 = rows[("/a", "latency_p50")]
+    assert p50["verdict"] == "suspect" and not p50["regression"]
+    assert p50["change"] == pytest.approx(9, rel=0.5) and p50["p_value"] is None
+    assert "no row could be tested" in result.stderr
+    assert "suspect: /a latency_p50" in result.stderr
+    table = runner.invoke(app, ["compare", *map(str, bases), str(tiny)])
+    assert "SUSPECT" in table.stdout
+
+
+def test_compare_does_not_count_whole_machine_rows_as_compared(fixtures_dir, tmp_path):
+    # Every endpoint renamed: only the host's cpu and memory rows are shared, and those are
+    # reported, never judged.
+    locust = fixtures_dir / "locust"
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    for folder in (base, cand):
+        folder.mkdir()
+        (folder / "sysmon.ndjson").write_bytes((locust / "sysmon.ndjson").read_bytes())
+    (base / "requests.ndjson").write_bytes((locust / "requests.ndjson").read_bytes())
+    records = [json.loads(line) for line in (locust / "requests.ndjson").read_text().splitlines()]
+    (cand / "requests.ndjson").write_text(
+        "".join(json.dumps(r | {"name": "/v2" + r["name"]}) + "\n" for r in records)
+    )
+    result = runner.invoke(app, ["compare", str(base), str(cand)])
+    assert result.exit_code == 2, result.output
+    assert "nothing to compare" in result.stderr
+
+
+def test_compare_refuses_a_baseline_run_given_twice(fixtures_dir, tmp_path):
+    # Two copies of one run agree perfectly: taken as two runs they would shrink the
+    # measured run noise and add a degree of freedom.
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    copy = tmp_path / "copy.ndjson"
+    copy.write_bytes(locust.read_bytes())
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.4)
+    twice = runner.invoke(app, ["compare", str(locust), str(copy), str(slow)])
+    assert twice.exit_code == 2
+    assert "baseline runs 1 and 2 hold the same data" in twice.stderr
+    other = slowed_copy(locust, tmp_path / "other.ndjson", "/api/slow", 1.02)
+    itself = runner.invoke(app, ["compare", str(locust), str(other), str(copy)])
+    assert itself.exit_code == 0, itself.output
+    assert "the candidate holds the same data as a baseline run" in itself.stderr
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-0.1"])
+def test_compare_refuses_a_run_noise_that_is_not_a_finite_spread(fixtures_dir, value):
+    locust = str(fixtures_dir / "locust" / "requests.ndjson")
+    result = runner.invoke(app, ["compare", locust, locust, "--run-noise", value])
+    assert result.exit_code == 2
+    assert "finite --run-noise" in result.stderr
+
+
+def test_compare_says_when_the_runs_hold_different_kinds_of_data(fixtures_dir, tmp_path):
+    # Per-request rows on one side, only interval aggregates (Artillery) on the other:
+    # nothing to compare, and the message says why; a baseline run of the other kind among
+    # runs of the candidate's kind is named as unused, and "one baseline run" counts the
+    # runs used.
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    artillery = fixtures_dir / "artillery" / "report.json"
+    for pair in ((locust, artillery), (artillery, locust)):
+        result = runner.invoke(app, ["compare", *map(str, pair)])
+        assert result.exit_code == 2
+        assert "compare runs of the same kind" in result.stderr
+    slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.02)
+    mixed = runner.invoke(app, ["compare", str(locust), str(artillery), str(slow)])
+    assert mixed.exit_code == 0, mixed.output
+    assert f"baseline 2 ({artillery}) was not used" in " ".join(mixed.stderr.split())
+    assert "one baseline run, so the spread" in mixed.stderr
+
+
+def test_compare_titles_the_ci_with_its_level(fixtures_dir, tmp_path):
+    # In a process of its own: the table's width is the terminal's, read at start.
+    locust = str(fixtures_dir / "locust" / "requests.ndjson")
+    command = [str(Path(sys.executable).parent / "metrics-pipeline"), "compare", locust, locust]
+    env = os.environ | {"COLUMNS": "300", "METRICS_HOME": str(tmp_path)}
+
+    def table(*options: str, **more: str) -> str:
+        done = subprocess.run(
+            [*command, *options], env=env | more, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return " ".join(done.stdout.split())
+
+    assert "99.9% CI (+ = worse)" in table("--alpha", "0.001")
+    assert "97.5% CI (+ = worse)" in table("--alpha", "0.025")
+    rules = tmp_path / "verdicts.yaml"
+    rules.write_text("rules: [{metrics: [latency_p95], alpha: 0.001}]\n")
+    per_metric = table(METRICS_VERDICT_RULES=str(rules))
+    assert "95% CI" not in per_metric and "CI (+ = worse; levels below)" in per_metric
+    assert "latency_p95 99.9%" in per_metric and "latency_p50 95%" in per_metric
 
 
 def test_compare_reports_missing_input_with_exit_2(tmp_path):

@@ -25,6 +25,9 @@ ALARMS = {"regression", "trade-off", "missing"}
 # after the Benjamini-Hochberg adjustment over the run's ~20 rows. README "Verdicts" says so.
 FOUND_WITH_ONE_RUN = {"errors", "slow_tail"}
 runner = CliRunner()
+# A row a change calls a regression may also be "suspect": that size, but untested (a tail
+# percentile of a run with too few requests beyond it).
+SUSPECT_OF = {"regression": {"suspect"}, "improvement": set(), "missing": set()}
 
 
 def expected_rows(tool: str, case: str) -> dict[tuple[str, str], dict]:
@@ -58,7 +61,7 @@ def test_real_runs_get_the_verdicts_their_changes_call_for(tool, case, baselines
     wrong = [
         (key, got[key]["verdict"])
         for key, e in expected.items()
-        if key in got and got[key]["verdict"] not in {e["verdict"], "ok"}
+        if key in got and got[key]["verdict"] not in {e["verdict"], "ok"} | SUSPECT_OF[e["verdict"]]
     ]
     assert not wrong, wrong
     if baselines == 3 or case in FOUND_WITH_ONE_RUN:

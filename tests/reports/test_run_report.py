@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,22 @@ def test_markdown_escapes_every_control_character_and_newline(report):
     for line in summary.splitlines():
         if line.startswith("| "):
             assert line.replace("\\|", "").count("|") in {3, 8}, line
+
+
+def test_a_suspect_run_says_what_could_not_be_tested(report):
+    # The same run, had its regression been too few requests to test: the headline is the
+    # suspect row, never "no baseline" nor "pass".
+    data, _, _ = report
+    verdicts = data.verdicts.with_columns(
+        verdict=pl.when(pl.col("regression")).then(pl.lit("suspect")).otherwise("verdict"),
+        regression=pl.lit(False),
+        p_value=pl.when(pl.col("regression")).then(None).otherwise("p_value"),
+    )
+    suspect = dataclasses.replace(data, verdicts=verdicts)
+    assert suspect.verdict == "suspect"
+    headline = run_document(suspect).banner.headline
+    assert headline.startswith("SUSPECT: ") and "% worse" in headline
+    assert "too few values to test" in executive_summary(suspect)
 
 
 def test_banner_names_the_regressed_endpoint_and_its_change(report):
