@@ -298,10 +298,13 @@ def compare_runs(
     A **regression** needs all of: the estimated worsening above the threshold
     (:math:`\text{change} > \text{threshold}`; on the identity scale
     :math:`s\hat\delta > \text{threshold}\cdot\bar\theta_b`), :math:`p < \alpha`, an
-    absolute worsening of at least ``min_effect`` and larger than the resolution :math:`h` of
-    the measured values, its CI included (:math:`\bar\theta_b\,\text{ci\_low} > h` on
-    the log scale): a whole-millisecond percentile moving one step is not evidence, as a
-    drift of less than a step can do that. An **improvement** is the mirror image.
+    absolute worsening of at least ``min_effect`` and larger than the resolution of the
+    measured values (a whole-millisecond percentile moving one step is not evidence). Like
+    the threshold, these bars apply to the estimates: a true shift of exactly one step (every
+    request 1 ms slower) is flagged about half the time, as is a true change of exactly the
+    threshold; requiring the CI to clear one step instead cost a third of the recall on
+    whole-millisecond runs at +50 % (bench/README.md, "Quantized latencies"). An
+    **improvement** is the mirror image.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
@@ -359,14 +362,6 @@ def compare_runs(
         ci_low, ci_high = sorted(sign * np.array([d - half, d + half]))
     step = max(candidate.resolution, *(r.resolution for r in usable))
     worse, better = _beyond(change, sign * (candidate.value - base_value), bar, min_effect, step)
-    # Values on a grid (whole milliseconds): a drift of less than one step moves a quantile by
-    # up to a whole step, so the change must lie beyond one step with confidence 1 - alpha;
-    # a point estimate one step away sits on that edge (1.5 -> 2.5 ms, every request one
-    # step slower, came out 0.99 or 1.01 ms by the sampling of the two proportions).
-    shift_low, shift_high = (
-        (base_value * ci_low, base_value * ci_high) if scale == "log" else (ci_low, ci_high)
-    )
-    worse, better = worse and shift_low > step, better and shift_high < -step
     significant = p_value < alpha
     return Comparison(
         statistic=statistic,
