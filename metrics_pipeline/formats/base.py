@@ -213,10 +213,14 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, bool):
         raise RowError("invalid timestamp: boolean")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise RowError("invalid timestamp: out of range") from None
+        if not math.isfinite(number):
             raise RowError("invalid timestamp: not finite")
         # Epoch milliseconds are common (JMeter, browsers); seconds before year 5138 are < 1e11.
-        seconds = value / 1000.0 if abs(value) >= 1e11 else float(value)
+        seconds = number / 1000.0 if abs(number) >= 1e11 else number
         try:
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
@@ -232,7 +236,10 @@ def parse_timestamp(value: Any) -> datetime:
             parsed = datetime.fromisoformat(text)
         except ValueError:
             raise RowError(f"invalid timestamp: {value[:40]!r}") from None
-        return as_utc(parsed)
+        try:
+            return as_utc(parsed)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC datetime
+            raise RowError("invalid timestamp: out of range") from None
     raise RowError("missing field: ts")
 
 
@@ -243,6 +250,8 @@ def number(value: Any, field: str) -> float:
         number = float(value)
     except ValueError:
         raise RowError(f"wrong type: {field}") from None
+    except OverflowError:  # an integer of hundreds of digits
+        raise RowError(f"out of range: {field}") from None
     if not math.isfinite(number):
         raise RowError(f"not finite: {field}")
     return number

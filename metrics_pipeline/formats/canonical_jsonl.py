@@ -171,7 +171,7 @@ def to_row(record: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(record, dict):
         raise RowError("not a JSON object")
     table = record.get("record", "requests")
-    if table not in ROW_BUILDERS:
+    if not isinstance(table, str) or table not in ROW_BUILDERS:
         raise RowError(f"unknown record: {str(table)[:40]}")
     return table, ROW_BUILDERS[table](record)
 

@@ -53,6 +53,7 @@ from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 from metrics_pipeline.formats.ndjson_blocks import (
     TIMEDELTA_MAX_MS,
     Block,
+    exact_float,
     iso_timestamp,
     parse_ndjson,
     timedelta_micros,
@@ -104,13 +105,19 @@ def _value(data: dict[str, Any]) -> float:
     # k6 writes JSON numbers; a string here means another writer, so it is not coerced.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RowError("wrong type: value")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise RowError("out of range: value") from None
     if not math.isfinite(value):
         raise RowError("not finite: value")
-    return float(value)
+    return value
 
 
 def _request_row(data: dict[str, Any], end: datetime, latency: float) -> dict[str, Any]:
     tags = data.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise RowError("wrong type: tags")
     endpoint = tags.get("name") or tags.get("url")
     if not isinstance(endpoint, str):
         raise RowError("missing field: endpoint")
@@ -126,11 +133,15 @@ def _request_row(data: dict[str, Any], end: datetime, latency: float) -> dict[st
         ok = status is not None and 200 <= status <= 399  # k6's default expected statuses
     error = tags.get("error_code")
     method = tags.get("method")
-    return {
+    try:
         # data.time is taken when the response has been received (k6 docs): the request
         # started latency_ms earlier. http_req_duration excludes blocked/connecting/TLS time,
         # so this is when the request began to be sent.
-        "ts": end - timedelta(milliseconds=latency),
+        start = end - timedelta(milliseconds=latency)
+    except OverflowError:  # a duration of millennia, or a time at the start of year 1
+        raise RowError("out of range: data.time minus value") from None
+    return {
+        "ts": start,
         "endpoint": endpoint,
         "method": str(method) if method is not None else None,
         "status": status,
@@ -235,7 +246,7 @@ def _bulk_points(frame: pl.DataFrame, block: Block) -> pl.DataFrame:
     tag = tags.struct.field
     end = pl.col("_end")
     point = (pl.col("type") == "Point") & (metric != "") & end.is_not_null()
-    point &= value.is_finite() & (value >= 0)
+    point &= exact_float(value) & (value >= 0)
     is_request = metric == REQUEST_METRIC
 
     endpoint = pl.when(tag("name") != "").then(tag("name")).otherwise(tag("url"))

@@ -12,19 +12,26 @@ quarantine reasons. Results are therefore the same whichever path a line takes; 
 differs. Lines take the fallback when:
 
 * they are never given to Arrow: not valid UTF-8 (Arrow does not check the strings it skips),
-  or not starting with ``{`` (a BOM, which Arrow drops without a row; a top-level ``null``, on
-  which pyarrow 26 crashes; arrays, numbers, garbage), or with more opening brackets than
-  ``ReadLimits.max_depth`` (the fallback refuses those nested deeper, on either path);
+  not starting with ``{`` (a BOM, which Arrow drops without a row; a top-level ``null``, on
+  which pyarrow 26 crashes; arrays, numbers, garbage) or not ending with ``}`` (Arrow reads an
+  object on across the newline, and its rows would no longer match the lines), with more
+  opening brackets than ``ReadLimits.max_depth`` (the fallback refuses those nested deeper, on
+  either path), or longer than Python's limit on the digits of an integer (``json.loads``
+  refuses a longer one, Arrow reads it);
 * Arrow rejects their range (invalid JSON, a field of another type than the schema's, a key
   given twice, ...) or reads it into another number of rows than it has lines (two objects on
   one line): the range is split in halves until the bad lines are isolated, and ranges of at
   most ``BISECT_MIN_LINES`` lines go to the fallback whole;
+* Arrow read a float that ``json.loads`` may not give back: not finite (Arrow also takes
+  ``Inf`` and ``-NaN``, which ``json.loads`` refuses) or ``-0`` (Arrow's ``-0.0``, Python's
+  ``0``); or Arrow skipped a field not in the schema whose text may hold such a token;
 * ``convert`` cannot vouch for their row (a timestamp it does not parse, a value out of range).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
@@ -60,7 +67,9 @@ READ_BYTES = 1 << 20
 ARROW_BLOCK_BYTES = 512 << 10
 BISECT_MIN_LINES = 64
 WORKERS = 2
-LF, CR, OPEN_BRACE, OPEN_BRACKET = 10, 13, ord("{"), ord("[")
+LF, CR, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET = 10, 13, ord("{"), ord("}"), ord("[")
+# Tokens Arrow reads as numbers and json.loads refuses (it takes NaN, Infinity, -Infinity).
+NOT_JSON = (b"Inf", b"-NaN")
 WHITESPACE = np.array([9, 10, 11, 12, 13, 32], np.uint8)  # what bytes.strip() removes
 
 # The timestamps the bulk path parses: ISO 8601 with a 'T', seconds, an optional fraction and
@@ -174,10 +183,20 @@ def _bulk_candidates(block: Block, max_depth: int = DEFAULT_LIMITS.max_depth) ->
     ``max_depth`` opening brackets (so cannot nest deeper: the fallback measures the others,
     and a line is refused for its depth whichever path it would take)."""
     buf = np.frombuffer(block.data, np.uint8)
-    first = buf[block.starts] if len(block) else np.zeros(0, np.uint8)
+    empty = np.zeros(0, np.uint8)
+    first = buf[block.starts] if len(block) else empty
+    last = buf[block.ends - 1] if len(block) else empty
     ok = first == OPEN_BRACE
     for i in np.flatnonzero(np.isin(first, WHITESPACE)):  # leading blanks before the '{'
         ok[i] = block.raw(i).lstrip()[:1] == b"{"
+    # A line that ends in anything but '}' (trailing blanks aside) is not one whole object:
+    # Arrow would read on into the next line, one row for two lines.
+    closed = last == CLOSE_BRACE
+    for i in np.flatnonzero(np.isin(last, WHITESPACE)):
+        closed[i] = block.raw(i).rstrip()[-1:] == b"}"
+    ok &= closed
+    if digits := sys.get_int_max_str_digits():  # 0: no limit
+        ok &= (block.ends - block.starts) <= digits
     # Brackets are a few per line: their positions, not a running count over every byte
     # (and no pass for '[' in a block without one: records are flat objects).
     is_bracket = buf == OPEN_BRACE
@@ -238,7 +257,19 @@ def parse_block(
         if table is not None and table.num_rows == hi - lo:
             frame = pl.from_arrow(table)
             assert isinstance(frame, pl.DataFrame)
-            frames.append(frame.with_columns(_row=pl.int_range(lo, hi, dtype=pl.Int64)))
+            frame = frame.with_columns(_row=pl.int_range(lo, hi, dtype=pl.Int64))
+            doubtful = _doubtful_floats(frame)
+            start, end = int(block.starts[lo]), int(block.ends[hi - 1])
+            if parse_options.unexpected_field_behavior == "ignore" and any(
+                block.data.find(token, start, end) >= 0 for token in NOT_JSON
+            ):
+                doubtful |= pl.Series(
+                    [any(t in block.raw(i) for t in NOT_JSON) for i in range(lo, hi)]
+                )
+            if doubtful.any():
+                slow.extend(frame.filter(doubtful)["_row"].to_list())
+                frame = frame.filter(~doubtful)
+            frames.append(frame)
         elif hi - lo <= BISECT_MIN_LINES:
             slow.extend(range(lo, hi))
         else:
@@ -246,6 +277,24 @@ def parse_block(
             ranges += [(mid, hi), (lo, mid)]
     slow.sort()
     return frames, slow
+
+
+def exact_float(value: pl.Expr) -> pl.Expr:
+    """Whether a float Arrow read is certainly the one ``json.loads`` gives: finite (Arrow
+    also reads ``Inf`` and ``-NaN``, which ``json.loads`` refuses) and not ``-0.0`` (which
+    Arrow makes of the integer ``-0``, where Python has ``0``)."""
+    return value.is_finite() & ((value != 0) | (1.0 / value > 0))
+
+
+def _doubtful_floats(frame: pl.DataFrame) -> pl.Series:
+    """Rows with a float field that may not be what ``json.loads`` reads (see
+    :func:`exact_float`), whichever field the adapter takes (an alias that loses to another
+    is still part of the line ``json.loads`` must accept)."""
+    floats = [name for name, dtype in frame.schema.items() if dtype == pl.Float64]
+    if not floats:
+        return pl.Series(np.zeros(frame.height, bool))
+    exact = pl.all_horizontal(exact_float(pl.col(name)).fill_null(True) for name in floats)
+    return frame.select(~exact)[:, 0]
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -361,6 +410,9 @@ def _complete(
         except (ValueError, RecursionError):
             quarantine.add(line_no, "invalid JSON", raw)
             continue
+        if result is not None and not _encodable(result[1]):
+            quarantine.add(line_no, "not UTF-8: a lone surrogate escape in a text", raw)
+            continue
         accounting.rows_accepted += 1
         if result is None:
             continue
@@ -378,6 +430,18 @@ def _complete(
             parts.append(slow.with_columns(_line=pl.Series(line_nos, dtype=pl.Int64)))
         merged = parts[0] if len(parts) == 1 else pl.concat(parts).sort("_line")
         yield table, cap_frame(table, merged.drop("_line"), limits)
+
+
+def _encodable(row: dict[str, Any]) -> bool:
+    r"""Whether every text of a row can be stored: ``json.loads`` turns ``"\ud800"`` into a
+    lone surrogate, which no UTF-8 column holds."""
+    try:
+        for value in row.values():
+            if isinstance(value, str):
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 A = TypeVar("A")

@@ -1,0 +1,172 @@
+"""The bulk path of the NDJSON adapters (Arrow over blocks of lines) gives exactly what the
+per-line path gives (``json.loads`` and the adapter's ``to_row``), on lines a differential fuzz
+found where they parted; and no line makes either path raise."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+
+from metrics_pipeline.formats import canonical_jsonl, k6_ndjson
+from metrics_pipeline.formats.base import FileAccounting, RowError
+
+TS = b'"ts":"2024-01-01T00:00:00Z"'
+GOOD = b"{" + TS + b',"endpoint":"/good","latency_ms":5}'
+K6_GOOD = (
+    b'{"type":"Point","metric":"http_req_duration","data":{"time":"2024-01-01T00:00:00Z",'
+    b'"value":5,"tags":{"name":"/good","status":"200"}}}'
+)
+
+
+def bulk(adapter, data: bytes) -> tuple[list[tuple], list[tuple[int, str]]]:
+    """(accepted rows as (table, line_no, endpoint or metric, value as repr), quarantine)
+    of the adapter's parse."""
+    accounting = FileAccounting("f")
+    rows, quarantine = [], []
+    for table, frame in adapter.parse(io.BytesIO(data), accounting):
+        if table == "quarantine":
+            quarantine += [(r["line_no"], r["reason"]) for r in frame.iter_rows(named=True)]
+        elif table == "requests":
+            rows += [
+                (table, r["line_no"], r["endpoint"], repr(r["latency_ms"]))
+                for r in frame.iter_rows(named=True)
+            ]
+        else:  # rows without a line number: their values only
+            rows += [
+                (table, None, r["metric"], repr(r["value"])) for r in frame.iter_rows(named=True)
+            ]
+    assert accounting.rows_read == accounting.rows_accepted + accounting.rows_quarantined
+    return sorted(rows, key=repr), sorted(quarantine)
+
+
+def per_line(to_row, data: bytes) -> tuple[list[tuple], list[tuple[int, str]]]:
+    """The same, every line through ``json.loads`` and ``to_row`` (what the bulk path must
+    equal), with the reasons of ``ndjson_blocks._complete``."""
+    rows, quarantine = [], []
+    for line_no, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            result = to_row(json.loads(raw.decode("utf-8-sig")))
+        except RowError as exc:
+            quarantine.append((line_no, str(exc)))
+            continue
+        except ValueError:
+            quarantine.append((line_no, "invalid JSON"))
+            continue
+        if result is None:
+            continue
+        table, row = result
+        value = row["latency_ms"] if table == "requests" else row["value"]
+        name = row["endpoint"] if table == "requests" else row["metric"]
+        rows.append((table, line_no if table == "requests" else None, name, repr(float(value))))
+    return sorted(rows, key=repr), sorted(quarantine)
+
+
+def on_a(fields: bytes) -> bytes:
+    """A request line for endpoint /a with ``fields`` after the timestamp and endpoint."""
+    return b"{" + TS + b',"endpoint":"/a",' + fields + b"}"
+
+
+def among_good(line: bytes, good: bytes = GOOD) -> bytes:
+    """``line`` between 300 good lines on each side: a range Arrow reads in bulk."""
+    return b"\n".join([good] * 300 + [line] + [good] * 300) + b"\n"
+
+
+CANONICAL_LINES = {
+    # Tokens Arrow reads as numbers and json.loads refuses, where nothing else looks.
+    "Inf in an unknown field": on_a(b'"latency_ms":5,"x":Inf'),
+    "-Inf in an unknown field": on_a(b'"latency_ms":5,"x":[-Inf]'),
+    "-NaN in an unknown field": on_a(b'"latency_ms":5,"x":{"a":-NaN}'),
+    "-Inf in an alias that loses": on_a(b'"latency_ms":5,"response_time":-Inf'),
+    "Infinity (json.loads takes it)": on_a(b'"latency_ms":5,"x":Infinity'),
+    "an integer of 4,400 digits": on_a(b'"latency_ms":5,"x":1' + b"0" * 4400),
+    # The integer -0 is 0 in Python, -0.0 in Arrow.
+    "integer -0": on_a(b'"latency_ms":-0'),
+    "float -0.0": on_a(b'"latency_ms":-0.0'),
+    "-0 in an alias": on_a(b'"response_time":-0'),
+}
+
+
+@pytest.mark.parametrize("line", CANONICAL_LINES.values(), ids=CANONICAL_LINES.keys())
+def test_canonical_bulk_path_equals_the_per_line_path(line):
+    data = among_good(line)
+    assert bulk(canonical_jsonl, data) == per_line(canonical_jsonl.to_row, data)
+
+
+def test_an_object_across_a_newline_does_not_shift_the_rows_onto_other_lines():
+    # Arrow reads the first object on into the second line, and the third line holds two
+    # objects: as many rows as lines, each on the wrong line. Every line in between is good.
+    split = on_a(b'"latency_ms":1,"x":')[:-1]
+    rest = b'{"y":1}}'
+    two = on_a(b'"latency_ms":3') + on_a(b'"latency_ms":4')
+    data = b"\n".join([GOOD] * 200 + [split, rest] + [GOOD] * 500 + [two] + [GOOD] * 200) + b"\n"
+    rows, quarantine = bulk(canonical_jsonl, data)
+    assert (rows, quarantine) == per_line(canonical_jsonl.to_row, data)
+    assert [line for line, _ in quarantine] == [201, 202, 703]
+    assert {endpoint for _, _, endpoint, _ in rows} == {"/good"}
+
+
+K6_LINES = {
+    "-NaN in an unknown field": K6_GOOD[:-1] + b',"x":-NaN}',
+    "integer -0 value": K6_GOOD.replace(b'"value":5', b'"value":-0'),
+    "Inf in an unknown tag": K6_GOOD.replace(b'"status":"200"', b'"status":"200","x":Inf'),
+}
+
+
+@pytest.mark.parametrize("line", K6_LINES.values(), ids=K6_LINES.keys())
+def test_k6_bulk_path_equals_the_per_line_path(line):
+    data = among_good(line, K6_GOOD)
+    assert bulk(k6_ndjson, data) == per_line(k6_ndjson._Parser().to_row, data)
+
+
+BAD = {
+    # (adapter, line, reason): each raised out of the file before, on both paths.
+    "a list as record": (canonical_jsonl, b'{"record":[],' + TS + b"}", "unknown record: []"),
+    "a latency of 400 digits": (
+        canonical_jsonl,
+        b"{" + TS + b',"endpoint":"/a","latency_ms":1' + b"0" * 400 + b"}",
+        "out of range: latency_ms",
+    ),
+    "epoch seconds of 400 digits": (
+        canonical_jsonl,
+        b'{"ts":1' + b"0" * 400 + b',"endpoint":"/a","latency_ms":5}',
+        "invalid timestamp: out of range",
+    ),
+    "before the first UTC instant": (
+        canonical_jsonl,
+        b'{"ts":"0001-01-01T00:00:00+01:00","endpoint":"/a","latency_ms":5}',
+        "invalid timestamp: out of range",
+    ),
+    "a lone surrogate": (
+        canonical_jsonl,
+        b"{" + TS + b',"endpoint":"/a\\ud800","latency_ms":5}',
+        "not UTF-8: a lone surrogate escape in a text",
+    ),
+    "k6 tags that are text": (
+        k6_ndjson,
+        K6_GOOD.replace(b'{"name":"/good","status":"200"}', b'"x"'),
+        "wrong type: tags",
+    ),
+    "k6 value of 400 digits": (
+        k6_ndjson,
+        K6_GOOD.replace(b'"value":5', b'"value":1' + b"0" * 400),
+        "out of range: value",
+    ),
+    "k6 duration of millennia": (
+        k6_ndjson,
+        K6_GOOD.replace(b'"value":5', b'"value":1e300'),
+        "out of range: data.time minus value",
+    ),
+}
+
+
+@pytest.mark.parametrize(("adapter", "line", "reason"), BAD.values(), ids=BAD.keys())
+def test_a_line_either_path_raised_on_is_quarantined_with_its_reason(adapter, line, reason):
+    good = GOOD if adapter is canonical_jsonl else K6_GOOD
+    rows, quarantine = bulk(adapter, among_good(line, good))
+    assert quarantine == [(301, reason)]
+    assert len(rows) == 600 and all(not math.isnan(float(value)) for *_, value in rows)
