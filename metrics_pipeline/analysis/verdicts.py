@@ -220,7 +220,9 @@ def judge_run(
     then judged by its metric's :class:`MetricRule` with Benjamini-Hochberg adjusted p-values.
 
     Returns one row per endpoint x metric (``verdicts`` schema); ``verdict`` is one of
-    :data:`VERDICTS`: ``trade-off`` is a resource that got worse while latency got better.
+    :data:`VERDICTS`: ``trade-off`` is a resource that got worse while latency got better;
+    ``baseline_runs`` lists the runs the row was compared with (a run with only interval rows
+    does not count for an endpoint judged on per-request rows).
     """
     history = history or {}
     candidate_intervals = _or_empty(candidate_intervals, "interval_stats")
@@ -238,37 +240,38 @@ def judge_run(
     spans = _run_spans(pl.concat([candidate_intervals, baseline_intervals]))
     for endpoint in sorted(candidate_endpoints | _names(candidate_intervals["endpoint"])):
         if endpoint in request_endpoints:
-            judged = _judge_requests(
-                candidate.filter(pl.col("endpoint") == endpoint),
-                baseline.filter(pl.col("endpoint") == endpoint),
-            )
+            base_rows = baseline.filter(pl.col("endpoint") == endpoint)
+            judged = _judge_requests(candidate.filter(pl.col("endpoint") == endpoint), base_rows)
         else:
+            base_rows = one_source(baseline_intervals.filter(pl.col("endpoint") == endpoint))
             judged = _judge_intervals(
                 one_source(candidate_intervals.filter(pl.col("endpoint") == endpoint)),
-                one_source(baseline_intervals.filter(pl.col("endpoint") == endpoint)),
+                base_rows,
                 spans,
             )
         if not judged:
             rows.append({"endpoint": endpoint, "metric": "all", "note": "no baseline data"})
             comparisons.append(None)
+        used = _runs_of(base_rows, baseline_runs)
         for pending, note in judged:
-            rows.append({"endpoint": endpoint, "metric": pending.metric, "note": note})
+            rows.append(
+                {"endpoint": endpoint, "metric": pending.metric, "note": note, "used": used}
+            )
             comparisons.append(pending)
     absent = _names(baseline["endpoint"]) | _names(baseline_intervals["endpoint"])
     for endpoint in sorted(absent - {row["endpoint"] for row in rows} - {ALL_ENDPOINTS}):
         rows.append({"endpoint": endpoint, "metric": "all", "note": MISSING, "verdict": "missing"})
         comparisons.append(None)
+    baseline_resources = _or_empty(baseline_resources, "resources")
     for pending, note in _judge_resources(
-        _or_empty(candidate_resources, "resources"),
-        _or_empty(baseline_resources, "resources"),
+        _or_empty(candidate_resources, "resources"), baseline_resources
     ):
-        rows.append({"endpoint": RESOURCES, "metric": pending.metric, "note": note})
+        used = _runs_of(
+            baseline_resources.filter(pl.col("metric") == pending.metric), baseline_runs
+        )
+        rows.append({"endpoint": RESOURCES, "metric": pending.metric, "note": note, "used": used})
         comparisons.append(pending)
-    apart = taken_apart(
-        _run_starts(
-            baseline, baseline_intervals, _or_empty(baseline_resources, "resources")
-        ).values()
-    )
+    apart = taken_apart(_run_starts(baseline, baseline_intervals, baseline_resources).values())
     pending = comparisons
     comparisons = _compare_all(rows, comparisons, policy, history, apart)
 
@@ -281,7 +284,8 @@ def judge_run(
     p_adjusted = dict(zip(tested, adjusted, strict=True))
     for i, (row, result) in enumerate(zip(rows, comparisons, strict=True)):
         row["run_id"] = run_id
-        row["baseline_runs"] = ",".join(baseline_runs)
+        # The baseline runs this row was compared with (all of them where nothing was).
+        row["baseline_runs"] = ",".join(row.pop("used", None) or baseline_runs)
         if result is None:
             row |= {"regression": False, "verdict": row.get("verdict", "no baseline")}
             continue
@@ -318,6 +322,12 @@ def judge_run(
         else:
             row["verdict"] = "improvement" if improvement else "suspect" if suspect else "ok"
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
+
+
+def _runs_of(rows: pl.DataFrame, baseline_runs: list[str]) -> list[str]:
+    """The baseline runs that have ``rows``, in baseline order."""
+    present = _names(rows["run_id"])
+    return [run for run in baseline_runs if run in present]
 
 
 def _names(column: pl.Series) -> set:
@@ -639,14 +649,20 @@ def verdicts_markdown(verdicts: pl.DataFrame, alphas: float | Mapping[str, float
     return "\n".join(lines)
 
 
+def ci_alphas(verdicts: pl.DataFrame, policy: VerdictPolicy) -> dict[str, float]:
+    """The significance level of each metric with a CI in ``verdicts``: the CI's level."""
+    with_ci = verdicts.filter(pl.col("ci_low").is_not_null() & pl.col("ci_low").is_not_nan())
+    return policy.alphas(with_ci["metric"].unique())
+
+
 def ci_label(alphas: float | Mapping[str, float]) -> str:
     """The CI column's header for the significance level ``alphas`` (one, or one per
     metric): its level when the rows share one (``99.9% CI`` for 0.001), else a pointer to
     :func:`ci_levels`."""
     levels = set(alphas.values()) if isinstance(alphas, Mapping) else {alphas}
     if len(levels) == 1:
-        return f"{_level(levels.pop())} CI (+ = worse)"
-    return "CI (+ = worse; levels below)"
+        return f"{ci_level(levels.pop())} CI (+ = worse)"
+    return "CI (+ = worse; levels below)" if levels else "CI (+ = worse)"
 
 
 def ci_levels(alphas: float | Mapping[str, float]) -> str:
@@ -654,11 +670,11 @@ def ci_levels(alphas: float | Mapping[str, float]) -> str:
     if not isinstance(alphas, Mapping) or len(set(alphas.values())) <= 1:
         return ""
     return "CI levels: " + ", ".join(
-        f"{metric} {_level(alpha)}" for metric, alpha in sorted(alphas.items())
+        f"{metric} {ci_level(alpha)}" for metric, alpha in sorted(alphas.items())
     )
 
 
-def _level(alpha: float) -> str:
+def ci_level(alpha: float) -> str:
     """``1 - alpha`` in per cent with the digits it has: 95%, 97.5%, 99.9%."""
     return f"{round((1 - alpha) * 100, 6):g}%"
 

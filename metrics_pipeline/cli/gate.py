@@ -93,6 +93,7 @@ JSON_KEYS = [
     "verdict",
     "n_baseline",
     "n_candidate",
+    "baseline_runs",
     "noise",
     "note",
 ]
@@ -207,7 +208,7 @@ def compare(
         with ThreadPoolExecutor(2, thread_name_prefix="compare-read") as pool:
             reads = [pool.submit(read_results, path, COMPARE_LIMITS) for path in results]
             from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
-            from metrics_pipeline.analysis.verdicts import judge_run
+            from metrics_pipeline.analysis.verdicts import ci_alphas, judge_run
 
             policy = (
                 load_verdict_rules(Settings.from_env().verdict_rules)
@@ -266,7 +267,7 @@ def compare(
         print(json.dumps(verdicts.select(JSON_KEYS).fill_nan(None).to_dicts(), indent=2))
     else:
         title = f"{', '.join(map(str, baselines))} -> {candidate}"
-        console.print(verdict_table(verdicts, title, policy.alphas(verdicts["metric"].unique())))
+        console.print(verdict_table(verdicts, title, ci_alphas(verdicts, policy)))
     _exit_with_verdict(verdicts, baselines, base, cand, same_as_candidate=same_as_candidate)
 
 
@@ -274,32 +275,35 @@ def _exit_with_verdict(
     verdicts: pl.DataFrame, baselines: list[Path], base: list, cand, *, same_as_candidate: bool
 ) -> NoReturn:
     """Say on stderr what the table cannot (unused or duplicate runs, untested rows, the
-    prior deciding), then exit: 1 a regression, 0 none, 2 nothing could be compared."""
-    from metrics_pipeline.analysis.verdicts import change_words
+    prior deciding), then exit: 1 a regression, 2 no latency could be tested, else 0."""
+    from metrics_pipeline.analysis.verdicts import LATENCY_METRICS, TOO_FEW, change_words
 
-    labels = [f"baseline {i}" for i in range(1, len(base) + 1)]
     if same_as_candidate and len(base) > 1:
         err.print("[yellow]warning:[/] the candidate holds the same data as a baseline run")
-    used = _baseline_runs_used(base, cand)
-    for label, path in zip(labels, baselines, strict=True):
-        if label not in used:
-            err.print(
-                f"[yellow]warning:[/] {escape(label)} ({escape(str(path))}) was not used: "
-                f"{_kinds(cand, used_by_candidate=True)}"
-            )
     judged = _tested(verdicts)
+    used = {run for runs in judged["baseline_runs"] for run in runs.split(",") if run}
+    other_kind = [_other_kind(run, cand) for run in base]
+    for i, (path, kind) in enumerate(zip(baselines, other_kind, strict=True), 1):
+        if judged.height and f"baseline {i}" not in used:
+            why = f"it holds {kind}" if kind else "none of its rows could be compared"
+            err.print(f"[yellow]warning:[/] baseline {i} ({escape(str(path))}) was not used: {why}")
     suspects = verdicts.filter(pl.col("verdict") == "suspect")
     for row in suspects.iter_rows(named=True):
         err.print(
             f"suspect: {escape(display_name(row['endpoint']))} {row['metric']} "
             f"{change_words(row['change'], row['metric'])} as the values stand, not tested "
-            "(too few values in a run)"
+            "(too few values in the candidate)"
         )
-    if judged.height == 0:
+    latency = judged.filter(pl.col("metric").is_in(list(LATENCY_METRICS)))
+    if latency.height == 0 and not judged["regression"].any():
+        # Error rates alone (15 requests without an error) are no performance comparison.
+        untested = verdicts["note"].fill_null("").str.contains(TOO_FEW, literal=True)
         if suspects.height:
-            reason = "no row could be tested: a run has too few values for every statistic"
-        elif not used:
-            reason = _kinds(cand, used_by_candidate=False)
+            reason = "no latency could be tested: the candidate has too few values (suspect)"
+        elif untested.any():
+            reason = "no latency could be tested: too few values in the runs"
+        elif all(other_kind):
+            reason = f"the baseline runs hold {other_kind[0]}; compare runs of the same kind"
         else:
             reason = "no endpoint and metric has data in both the baseline and the candidate"
         err.print(f"[red]error:[/] nothing to compare: {reason}")
@@ -351,28 +355,17 @@ def _fingerprint(run) -> tuple:
     return tuple(parts)
 
 
-def _baseline_runs_used(base: list, cand) -> set[str]:
-    """The labels of the baseline runs whose kind of data the candidate's can be compared
-    with: per-request rows with per-request rows, interval aggregates with intervals (the
-    verdicts judge an endpoint on per-request rows wherever both sides have them)."""
-    per_request = cand.requests.height > 0
-    return {
-        f"baseline {i}"
-        for i, run in enumerate(base, 1)
-        if (run.requests.height > 0 if per_request else run.interval_stats.height > 0)
-    }
-
-
-def _kinds(cand, used_by_candidate: bool) -> str:
-    """Why a baseline run of the other kind of data does not count."""
-    mine, other = (
-        ("per-request rows", "only interval aggregates (Artillery, k6 summary, Locust history)")
-        if cand.requests.height
-        else ("only interval aggregates", "per-request rows")
-    )
-    if used_by_candidate:
-        return f"it holds {other}, the candidate {mine}"
-    return f"the baseline runs hold {other}, the candidate {mine}; compare runs of the same kind"
+def _other_kind(run, cand) -> str:
+    """What a run holds when it is another kind of data than the candidate's (else ""): only
+    interval aggregates against per-request rows, or the reverse."""
+    if cand.requests.height and not run.requests.height:
+        return (
+            "only interval aggregates (Artillery, k6 summary, Locust history), the candidate "
+            "per-request rows"
+        )
+    if not cand.requests.height and run.requests.height and not run.interval_stats.height:
+        return "per-request rows, the candidate only interval aggregates"
+    return ""
 
 
 def versions(

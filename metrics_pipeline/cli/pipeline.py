@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +48,8 @@ def demo(
     store, run the sensor and the CI stage in process, and print the verdicts."""
     import dagster as dg
 
+    from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
+    from metrics_pipeline.analysis.verdicts import ci_alphas
     from metrics_pipeline.evaluation.demo_data import demo_runs
     from metrics_pipeline.orchestration.definitions import build_definitions
     from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
@@ -84,9 +87,14 @@ def demo(
         failed.append("nightly")
 
     warehouse = open_warehouse(settings)
-    last = generated[-1].manifest.run_id
+    manifest = generated[-1].manifest
+    last = manifest.run_id
     verdicts = warehouse.read("verdicts", [last])
-    console.print(verdict_table(verdicts, f"verdicts of {last}"))
+    policy = load_verdict_rules(settings.verdict_rules).policy(
+        manifest.suite, manifest.scenario, manifest.environment
+    )
+    alphas = ci_alphas(verdicts, policy)
+    console.print(verdict_table(verdicts, f"verdicts of {last}", alphas))
     flagged = sorted(set(verdicts.filter(pl.col("regression"))["endpoint"]))
     console.print(f"regressions in {last}: {', '.join(flagged) or 'none'}")
     _print_alerts(warehouse, last)
@@ -95,14 +103,17 @@ def demo(
     console.print(f"warehouse: {warehouse.refresh_catalog()}  (duckdb, views per table)")
     console.print(f"Dagster UI with these runs: DAGSTER_HOME={settings.dagster_home} make dev")
     print_monitoring(write_monitoring(settings, settings.home / "monitoring", None))
-    console.print(_summary(verdicts, last, settings), soft_wrap=True)
+    console.print(_summary(verdicts, last, settings, alphas), soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
 
-def _summary(verdicts: pl.DataFrame, run_id: str, settings: Settings) -> str:
-    """The closing lines: what regressed, by how much, how sure, where to look next."""
-    from metrics_pipeline.analysis.verdicts import formatted
+def _summary(
+    verdicts: pl.DataFrame, run_id: str, settings: Settings, alphas: Mapping[str, float]
+) -> str:
+    """The closing lines: what regressed, by how much, how sure (``alphas``: each metric's
+    CI level), where to look next."""
+    from metrics_pipeline.analysis.verdicts import ci_level, formatted
     from metrics_pipeline.reports import report_folder
     from metrics_pipeline.reports.text import metric_name
 
@@ -113,7 +124,8 @@ def _summary(verdicts: pl.DataFrame, run_id: str, settings: Settings) -> str:
         _, _, change, ci, p, _ = formatted(row)
         lines.append(
             f"  [red]REGRESSION[/] {escape(row['endpoint'])}: {metric_name(row['metric'])} "
-            f"{change} (95 % CI {ci}, adjusted p {p}; run noise from {row['noise']})"
+            f"{change} ({ci_level(alphas[row['metric']])} CI {ci}, adjusted p {p}; run noise "
+            f"from {row['noise']})"
         )
     if len(lines) == 2:
         lines.append("  no regression")

@@ -202,7 +202,7 @@ TABLES: dict[str, Table] = {
                     "verdict": pl.String,  # analysis.verdicts.VERDICTS
                     "n_baseline": pl.Int64,
                     "n_candidate": pl.Int64,
-                    "baseline_runs": pl.String,
+                    "baseline_runs": pl.String,  # the ones this row was compared with
                     "note": pl.String,
                     "noise": pl.String,  # where the run-to-run noise came from
                 }

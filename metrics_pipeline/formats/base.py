@@ -243,6 +243,22 @@ def parse_timestamp(value: Any) -> datetime:
     raise RowError("missing field: ts")
 
 
+# The quarantine reason of a row with a text no UTF-8 column can hold.
+LONE_SURROGATE = "not UTF-8: a lone surrogate escape in a text"
+
+
+def encodable(row: dict[str, Any]) -> bool:
+    r"""Whether every text of a row can be stored: ``json.loads`` turns ``"\ud800"`` into a
+    lone surrogate, which no UTF-8 column holds (building the frame would raise)."""
+    try:
+        for value in row.values():
+            if isinstance(value, str):
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise RowError(f"wrong type: {field}")

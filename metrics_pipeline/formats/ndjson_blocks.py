@@ -31,6 +31,7 @@ differs. Lines take the fallback when:
 from __future__ import annotations
 
 import json
+import re
 import sys
 import zlib
 from collections import defaultdict, deque
@@ -46,11 +47,13 @@ import pyarrow.json as pj
 
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
+    LONE_SURROGATE,
     Batch,
     FileAccounting,
     Quarantine,
     RowError,
     UnreadableFileError,
+    encodable,
     line_too_long,
     read_failure,
 )
@@ -68,8 +71,10 @@ ARROW_BLOCK_BYTES = 512 << 10
 BISECT_MIN_LINES = 64
 WORKERS = 2
 LF, CR, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET = 10, 13, ord("{"), ord("}"), ord("[")
-# Tokens Arrow reads as numbers and json.loads refuses (it takes NaN, Infinity, -Infinity).
+# Tokens Arrow reads as numbers and json.loads refuses (it takes NaN, Infinity, -Infinity),
+# where a value starts; a cheap search for their letters first ("/userInfo" has them too).
 NOT_JSON = (b"Inf", b"-NaN")
+NOT_JSON_VALUE = re.compile(rb"[:\[,]\s*(?:-?Inf(?!inity)|-NaN)")
 WHITESPACE = np.array([9, 10, 11, 12, 13, 32], np.uint8)  # what bytes.strip() removes
 
 # The timestamps the bulk path parses: ISO 8601 with a 'T', seconds, an optional fraction and
@@ -179,9 +184,11 @@ def read_chunks(
 
 
 def _bulk_candidates(block: Block, max_depth: int = DEFAULT_LIMITS.max_depth) -> np.ndarray:
-    """Whether each line may go to Arrow: starts with '{', is valid UTF-8 and has at most
-    ``max_depth`` opening brackets (so cannot nest deeper: the fallback measures the others,
-    and a line is refused for its depth whichever path it would take)."""
+    """Whether each line may go to Arrow: starts with '{' and ends with '}' (blanks aside: one
+    whole object, see the module's docstring), is valid UTF-8, no longer than Python's limit on
+    the digits of an integer, and has at most ``max_depth`` opening brackets (so cannot nest
+    deeper: the fallback measures the others, and a line is refused for its depth whichever
+    path it would take)."""
     buf = np.frombuffer(block.data, np.uint8)
     empty = np.zeros(0, np.uint8)
     first = buf[block.starts] if len(block) else empty
@@ -263,9 +270,9 @@ def parse_block(
             if parse_options.unexpected_field_behavior == "ignore" and any(
                 block.data.find(token, start, end) >= 0 for token in NOT_JSON
             ):
-                doubtful |= pl.Series(
-                    [any(t in block.raw(i) for t in NOT_JSON) for i in range(lo, hi)]
-                )
+                hits = [m.start() for m in NOT_JSON_VALUE.finditer(block.data, start, end)]
+                lines = np.searchsorted(block.starts, hits, side="right") - 1
+                doubtful |= pl.Series(np.isin(np.arange(lo, hi), lines))
             if doubtful.any():
                 slow.extend(frame.filter(doubtful)["_row"].to_list())
                 frame = frame.filter(~doubtful)
@@ -410,8 +417,8 @@ def _complete(
         except (ValueError, RecursionError):
             quarantine.add(line_no, "invalid JSON", raw)
             continue
-        if result is not None and not _encodable(result[1]):
-            quarantine.add(line_no, "not UTF-8: a lone surrogate escape in a text", raw)
+        if result is not None and not encodable(result[1]):
+            quarantine.add(line_no, LONE_SURROGATE, raw)
             continue
         accounting.rows_accepted += 1
         if result is None:
@@ -430,18 +437,6 @@ def _complete(
             parts.append(slow.with_columns(_line=pl.Series(line_nos, dtype=pl.Int64)))
         merged = parts[0] if len(parts) == 1 else pl.concat(parts).sort("_line")
         yield table, cap_frame(table, merged.drop("_line"), limits)
-
-
-def _encodable(row: dict[str, Any]) -> bool:
-    r"""Whether every text of a row can be stored: ``json.loads`` turns ``"\ud800"`` into a
-    lone surrogate, which no UTF-8 column holds."""
-    try:
-        for value in row.values():
-            if isinstance(value, str):
-                value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 A = TypeVar("A")

@@ -34,11 +34,13 @@ import polars as pl
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
+    LONE_SURROGATE,
     Batch,
     FileAccounting,
     Quarantine,
     RowError,
     Sniff,
+    encodable,
     number,
     numbered_lines,
     parse_timestamp,
@@ -73,10 +75,7 @@ def _metric_name(key: str) -> str:
 
 def _value(name: str, key: str, value: Any) -> Iterator[tuple[str, float]]:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            yield name, number(value, name)
-        except OverflowError:
-            raise RowError(f"out of range: {name}") from None
+        yield name, number(value, name)
     elif value is not None and MEASUREMENT.search(key):
         raise RowError(f"wrong type: {name}")
 
@@ -108,6 +107,8 @@ def to_rows(sample: Any) -> list[dict[str, Any]]:
     ]
     if not rows:
         raise RowError("no numeric metrics")
+    if not all(encodable(row) for row in rows):
+        raise RowError(LONE_SURROGATE)
     return rows
 
 

@@ -218,8 +218,8 @@ order by ranked.suite, ranked.scenario, ranked.environment"""
             _table(
                 "Latest run per suite, scenario and environment",
                 latest,
-                "The word of each combination's latest run: regression, trade-off, pass, "
-                "no baseline or invalid.",
+                "The word of each combination's latest run: regression, trade-off, suspect "
+                "(worse, too few values to test), pass, no baseline or invalid.",
             )
         )
         .with_panel(

@@ -258,8 +258,9 @@ def resource_chart(timeline: pl.DataFrame) -> dict[str, Any]:
 
 
 def comparison_chart(verdicts: pl.DataFrame, threshold: float) -> dict[str, Any]:
-    """Relative change with its 95 % confidence interval per endpoint x metric; the dashed
-    line is the regression threshold."""
+    """Relative change with its confidence interval (at the verdict's level) per endpoint x
+    metric; the dashed line is the regression threshold. A suspect row (untested) has no
+    interval."""
     [verdicts] = _shown("endpoint", verdicts)
     rows = verdicts.filter(pl.col("change").is_finite()).select(
         label=pl.col("endpoint") + " · " + pl.col("metric"),
@@ -270,8 +271,8 @@ def comparison_chart(verdicts: pl.DataFrame, threshold: float) -> dict[str, Any]
     )
     order = rows["label"].to_list()
     colors = alt.Scale(
-        domain=["regression", "trade-off", "improvement", "ok"],
-        range=["#cf222e", "#bf8700", "#1a7f37", "#57606a"],
+        domain=["regression", "trade-off", "suspect", "improvement", "ok"],
+        range=["#cf222e", "#bf8700", "#8250df", "#1a7f37", "#57606a"],
     )
     base = alt.Chart(alt.Data(values=_records(rows)))
     y = alt.Y("label:N", sort=order, title=None)

@@ -14,6 +14,10 @@ from metrics_pipeline.analysis.series import RESOURCES, run_series
 from metrics_pipeline.analysis.sla import budget_words
 from metrics_pipeline.analysis.verdicts import (
     VerdictPolicy,
+    ci_alphas,
+    ci_label,
+    ci_level,
+    ci_levels,
     formatted,
     noise_sources,
     ordered,
@@ -27,14 +31,15 @@ from metrics_pipeline.reports.document import Banner, Chart, Document, Section, 
 from metrics_pipeline.reports.text import finite, metric_name, pct, value
 from metrics_pipeline.storage import Warehouse
 
-# The verdict table's columns, in the order of ``verdicts.formatted`` after endpoint and metric.
+# The verdict table's columns, in the order of ``verdicts.formatted`` after endpoint and metric;
+# the CI's header (its level) is put in by ``verdict_columns``.
 VERDICT_COLUMNS = (
     "endpoint",
     "metric",
     "baseline",
     "candidate",
     "change",
-    "95% CI (+ = worse)",
+    "CI",
     "p (adj.)",
     "verdict",
 )
@@ -171,12 +176,23 @@ def sla_sentence(sla: pl.DataFrame) -> str:
     return sentence
 
 
-def _describe(row: dict) -> str:
+def verdict_columns(data: RunData) -> list[str]:
+    """:data:`VERDICT_COLUMNS` with the CI's level in its header."""
+    label = ci_label(ci_alphas(data.verdicts, data.policy))
+    return [label if column == "CI" else column for column in VERDICT_COLUMNS]
+
+
+def _level(data: RunData, row: dict) -> str:
+    """The level of a row's CI (its metric's alpha): "95%"."""
+    return ci_level(data.policy.rule(row["metric"]).alpha)
+
+
+def _describe(data: RunData, row: dict) -> str:
     _, _, change, ci, _, _ = formatted(row)
     return (
         f"{display_name(row['endpoint'])} {metric_name(row['metric'])} {change} "
         f"({value(row['metric'], row['baseline'])} → {value(row['metric'], row['candidate'])}, "
-        f"95 % CI {ci})"
+        f"{_level(data, row)} CI {ci})"
     )
 
 
@@ -195,7 +211,7 @@ def banner(data: RunData) -> Banner:
             verdict,
             f"{verdict.upper()}: {top_name} {metric_name(top['metric'])} {change}",
             f"{value(top['metric'], top['baseline'])} → "
-            f"{value(top['metric'], top['candidate'])}, 95 % CI {ci}, adjusted p "
+            f"{value(top['metric'], top['candidate'])}, {_level(data, top)} CI {ci}, adjusted p "
             f"{top['p_adjusted']:.2g}, against {n_base} baseline run(s); run-to-run noise "
             f"from {top['noise']}{more}.",
         )
@@ -242,7 +258,7 @@ def manager_paragraph(data: RunData) -> str:
         endpoints = worst["endpoint"].unique(maintain_order=True).to_list()
         return (
             f"{who} is slower than its baseline of {base.height} run(s): "
-            f"{_describe(worst.row(0, named=True))}; {len(endpoints)} endpoint(s) regressed "
+            f"{_describe(data, worst.row(0, named=True))}; {len(endpoints)} endpoint(s) regressed "
             f"({', '.join(display_name(e) for e in endpoints)}). {sla} Action: hold the release of "
             f"this version and review the changes{since}; if the change is intended, accept it "
             f"by updating the baseline."
@@ -250,8 +266,8 @@ def manager_paragraph(data: RunData) -> str:
     if verdict == "trade-off":
         return (
             f"{who} is faster but uses more resources: "
-            f"{_describe(regressions(data).row(0, named=True))}. {sla} Action: decide whether "
-            f"the extra resource use is worth the latency gained before releasing."
+            f"{_describe(data, regressions(data).row(0, named=True))}. {sla} Action: decide "
+            f"whether the extra resource use is worth the latency gained before releasing."
         )
     if verdict == "suspect":
         top = suspects(data).row(0, named=True)
@@ -265,7 +281,7 @@ def manager_paragraph(data: RunData) -> str:
         )
     if verdict == "pass":
         better = improvements(data)
-        gains = f" Better: {_describe(better.row(0, named=True))}." if better.height else ""
+        gains = f" Better: {_describe(data, better.row(0, named=True))}." if better.height else ""
         return (
             f"{who} performs like its baseline of {base.height} run(s): no endpoint is "
             f"significantly worse.{gains} {sla} No action needed."
@@ -332,9 +348,10 @@ def executive_summary(data: RunData) -> str:
         md_table(["", ""], [[md(label), md(text)] for label, text in facts(data)]),
         "",
     ]
-    columns = list(VERDICT_COLUMNS[:-1])
+    columns = verdict_columns(data)[:-1]
     for title, frame in (
         ("Top regressions", regressions(data)),
+        ("Suspect: worse as the values stand, too few values to test", suspects(data)),
         ("Top improvements", improvements(data)),
     ):
         lines += [f"## {title}", ""]
@@ -358,9 +375,10 @@ def _verdict_section(data: RunData) -> Section:
     rows, classes = [], []
     for row in table.iter_rows(named=True):
         rows.append([display_name(row["endpoint"]), row["metric"], *formatted(row)])
-        highlighted = row["regression"] or row["verdict"] in {"improvement", "missing"}
+        highlighted = row["regression"] or row["verdict"] in {"improvement", "missing", "suspect"}
         classes.append(row["verdict"] if highlighted else "")
     threshold = data.policy.rule("latency_p95").threshold
+    alphas = ci_alphas(table, data.policy)
     chart_rows = table.filter(pl.col("change").is_finite())
     return Section(
         "comparisons",
@@ -371,12 +389,13 @@ def _verdict_section(data: RunData) -> Section:
             f"{threshold:.0%} with a Benjamini-Hochberg adjusted p below "
             f"{data.policy.rule('latency_p95').alpha}, and worse by at least the metric's "
             f"minimum effect; run-to-run noise from {noise_sources(table) or 'nothing'}. "
-            f"The bars are 95 % confidence intervals of the change (relative; error rates in "
-            f"percentage points).",
+            f"The bars are confidence intervals of the change (relative; error rates in "
+            f"percentage points) at the verdict's level: "
+            f"{ci_levels(alphas) or ci_label(alphas).removesuffix(' (+ = worse)')}.",
         ],
         tables=[
             Table(
-                list(VERDICT_COLUMNS),
+                verdict_columns(data),
                 rows,
                 classes,
             )
@@ -384,7 +403,7 @@ def _verdict_section(data: RunData) -> Section:
         charts=[
             Chart(
                 "comparison",
-                "Change vs baseline, 95 % CI",
+                "Change vs baseline, with its CI",
                 charts.comparison_chart(chart_rows, threshold),
             )
         ]

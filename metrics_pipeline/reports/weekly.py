@@ -166,7 +166,7 @@ def regression_changes(data: WeeklyData) -> pl.DataFrame:
     """
     keys = ["suite", "scenario", "environment", "endpoint", "metric"]
     judged = data.verdicts.filter(
-        pl.col("verdict").is_in(["regression", "trade-off", "improvement", "ok"])
+        pl.col("verdict").is_in(["regression", "trade-off", "suspect", "improvement", "ok"])
     )
     week_rows = judged.filter(_in(data.week))
     if week_rows.height == 0:
@@ -188,11 +188,12 @@ def regression_changes(data: WeeklyData) -> pl.DataFrame:
         this_week=_in(data.week).any(),
         previous_week=_in(data.week.previous).any(),
     )
-    merged = latest.select(*keys, last_run="run_id", now_regressed="regression").join(
-        first, on=keys
-    )
+    merged = latest.select(
+        *keys, last_run="run_id", now_regressed="regression", last_verdict="verdict"
+    ).join(first, on=keys)
     status = (
-        pl.when(~pl.col("now_regressed"))
+        # Suspect (worse as the values stand, untested) is no fix.
+        pl.when(~pl.col("now_regressed") & (pl.col("last_verdict") != "suspect"))
         .then(pl.lit("fixed"))
         .when(pl.col("this_week") & ~pl.col("previous_week"))
         .then(pl.lit("opened"))

@@ -26,7 +26,13 @@ from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
 from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
 from metrics_pipeline.analysis.triage import accepted_regressions, is_marked, rebaselined_since
 from metrics_pipeline.analysis.verdict_rules import VerdictRules
-from metrics_pipeline.analysis.verdicts import History, history_noise, history_runs, judge_run
+from metrics_pipeline.analysis.verdicts import (
+    History,
+    ci_alphas,
+    history_noise,
+    history_runs,
+    judge_run,
+)
 from metrics_pipeline.analysis.verdicts import choose_baseline as choose_baseline_runs
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.ingest.files import (
@@ -191,7 +197,7 @@ def judge(warehouse: Warehouse, run_id: str, rules: VerdictRules | None = None) 
     )
     warehouse.write_partition("verdicts", run_id, table)
     warehouse.refresh_catalog()
-    return Judgement(table, baseline_runs, policy.alphas(table["metric"].unique()))
+    return Judgement(table, baseline_runs, ci_alphas(table, policy))
 
 
 def _same_combination(run: dict) -> pl.Expr:

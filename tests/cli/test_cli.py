@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -143,18 +143,19 @@ def test_compare_exits_2_when_nothing_is_comparable(fixtures_dir, tmp_path):
 
 
 def canonical_run(
-    path: Path, rng: np.random.Generator, *, n: int, scale: float = 1.0, start: str = "2026-01-01"
+    path: Path, rng: np.random.Generator, *, n: int, scale: float = 1.0, errors: float = 0.0
 ) -> Path:
     """A run of canonical request lines: endpoints /a and /b, ``n`` requests each, log-normal
-    latencies around 50 ms times ``scale``, 20 requests per second."""
-    t0 = datetime.fromisoformat(f"{start}T00:00:00+00:00")
+    latencies around 50 ms times ``scale``, a share ``errors`` of them HTTP 500, 20 requests
+    per second."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     lines = []
     for endpoint in ("/a", "/b"):
+        failed = rng.random(n) < errors
         for i, latency in enumerate(50 * scale * rng.lognormal(0, 0.3, n)):
             ts = (t0 + timedelta(seconds=i / 20)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            lines.append(
-                json.dumps({"ts": ts, "endpoint": endpoint, "latency_ms": latency, "status": 200})
-            )
+            record = {"ts": ts, "endpoint": endpoint, "latency_ms": latency}
+            lines.append(json.dumps(record | {"status": 500 if failed[i] else 200}))
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -164,18 +165,29 @@ def test_compare_calls_an_untestable_candidate_suspect_and_exits_2(tmp_path):
     # against the baseline runs' 2,000 requests. Not "ok", not a regression: suspect, and
     # nothing was compared.
     rng = np.random.default_rng(7)
-    bases = [canonical_run(tmp_path / f"b{i}.ndjson", rng, n=2000) for i in range(3)]
+    bases = [canonical_run(tmp_path / f"b{i}.ndjson", rng, n=2000, errors=0.01) for i in range(3)]
     tiny = canonical_run(tmp_path / "tiny.ndjson", rng, n=15, scale=10)
     result = runner.invoke(app, ["compare", *map(str, bases), str(tiny), "--json"])
+    # The error rates of 15 requests were tested (the baseline runs have errors): no
+    # performance comparison all the same.
     assert result.exit_code == 2, result.output
     rows = {(r["endpoint"], r["metric"]): r for r in json.loads(result.stdout)}
     p50 = rows[("/a", "latency_p50")]
     assert p50["verdict"] == "suspect" and not p50["regression"]
     assert p50["change"] == pytest.approx(9, rel=0.5) and p50["p_value"] is None
-    assert "no row could be tested" in result.stderr
+    assert "no latency could be tested: the candidate has too few values" in result.stderr
+    assert any(r["metric"] == "error_rate" and r["p_adjusted"] is not None for r in rows.values())
     assert "suspect: /a latency_p50" in result.stderr
     table = runner.invoke(app, ["compare", *map(str, bases), str(tiny)])
     assert "SUSPECT" in table.stdout
+
+
+def test_compare_of_runs_too_small_to_test_says_so(tmp_path):
+    rng = np.random.default_rng(8)
+    runs = [canonical_run(tmp_path / f"r{i}.ndjson", rng, n=15) for i in range(3)]
+    result = runner.invoke(app, ["compare", *map(str, runs)])
+    assert result.exit_code == 2
+    assert "no latency could be tested: too few values in the runs" in result.stderr
 
 
 def test_compare_does_not_count_whole_machine_rows_as_compared(fixtures_dir, tmp_path):
@@ -232,10 +244,27 @@ def test_compare_says_when_the_runs_hold_different_kinds_of_data(fixtures_dir, t
         assert result.exit_code == 2
         assert "compare runs of the same kind" in result.stderr
     slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.02)
-    mixed = runner.invoke(app, ["compare", str(locust), str(artillery), str(slow)])
+    mixed = runner.invoke(app, ["compare", str(locust), str(artillery), str(slow), "--json"])
     assert mixed.exit_code == 0, mixed.output
     assert f"baseline 2 ({artillery}) was not used" in " ".join(mixed.stderr.split())
     assert "one baseline run, so the spread" in mixed.stderr
+    assert {r["baseline_runs"] for r in json.loads(mixed.stdout) if r["p_adjusted"]} == {
+        "baseline 1"
+    }
+
+
+def test_compare_judges_a_run_with_both_kinds_on_the_kind_its_baseline_has(tmp_path):
+    # Locust's own CSVs as the baseline, a candidate folder with per-request rows and the
+    # same CSVs: judged on the intervals, and the baseline run counts as used.
+    source = Path(__file__).parents[1] / "fixtures" / "real_runs" / "locust"
+    base = tmp_path / "base"
+    base.mkdir()
+    for name in ("locust_stats_history.csv", "locust_stats.csv"):
+        (base / name).write_bytes((source / "base_1" / name).read_bytes())
+    result = runner.invoke(app, ["compare", str(base), str(source / "slower")])
+    assert result.exit_code == 1, result.output
+    assert "was not used" not in result.stderr
+    assert "one baseline run, so the spread" in result.stderr
 
 
 def test_compare_titles_the_ci_with_its_level(fixtures_dir, tmp_path):
@@ -254,6 +283,20 @@ def test_compare_titles_the_ci_with_its_level(fixtures_dir, tmp_path):
     assert "99.9% CI (+ = worse)" in table("--alpha", "0.001")
     assert "97.5% CI (+ = worse)" in table("--alpha", "0.025")
     rules = tmp_path / "verdicts.yaml"
+    # Rows without a CI (an endpoint missing from the candidate) have no level to show.
+    every = "[latency_p50, latency_p95, latency_p99, error_rate, throughput]"
+    rules.write_text(f"rules: [{{metrics: {every}, alpha: 0.01}}]\n")
+    records = [json.loads(line) for line in Path(locust).read_text().splitlines()]
+    fewer = tmp_path / "fewer.ndjson"
+    fewer.write_text("".join(json.dumps(r) + "\n" for r in records if r["name"] != "/"))
+    missing = subprocess.run(
+        [*command[:-1], str(fewer)],
+        env=env | {"METRICS_VERDICT_RULES": str(rules)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "MISSING" in missing.stdout and "99% CI (+ = worse)" in missing.stdout
     rules.write_text("rules: [{metrics: [latency_p95], alpha: 0.001}]\n")
     per_metric = table(METRICS_VERDICT_RULES=str(rules))
     assert "95% CI" not in per_metric and "CI (+ = worse; levels below)" in per_metric

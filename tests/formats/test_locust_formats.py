@@ -507,9 +507,10 @@ def test_sysmon_bad_lines_are_quarantined():
         '{"timestamp": 1795399313.4, "cpu_percent": NaN}',
         json.dumps({**good, "proc": {"db": {"rss_bytes": "1 GB"}}}),
         json.dumps({"time": "2026-11-23T02:01:53Z", "mem_percent": 3, "disk": {"read_bytes": 9}}),
+        '{"timestamp": 1795399313.4, "cpu_percent": 5, "host": "web-\\ud800"}',
     ]
     tables, acc = parse(sysmon_ndjson, ("\n".join(lines) + "\n").encode())
-    assert (acc.rows_read, acc.rows_accepted, acc.rows_quarantined) == (9, 2, 7)
+    assert (acc.rows_read, acc.rows_accepted, acc.rows_quarantined) == (10, 2, 8)
     assert reasons(tables) == [
         (2, "wrong type: cpu_pct"),
         (3, "invalid JSON"),
@@ -518,6 +519,7 @@ def test_sysmon_bad_lines_are_quarantined():
         (6, "not a JSON object"),
         (7, "not finite: cpu_pct"),
         (8, "wrong type: proc.db.rss_bytes"),
+        (10, "not UTF-8: a lone surrogate escape in a text"),
     ]
     rows = tables["resources"].select("host", "metric", "value").rows()
     assert rows == [

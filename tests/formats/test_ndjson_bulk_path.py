@@ -110,6 +110,18 @@ def test_an_object_across_a_newline_does_not_shift_the_rows_onto_other_lines():
     assert {endpoint for _, _, endpoint, _ in rows} == {"/good"}
 
 
+def test_a_name_with_the_letters_of_inf_stays_on_the_bulk_path():
+    # Arrow skips fields outside the schema, so a line holding "Inf" where a value starts
+    # goes line by line; "/userInfo" in a name or an unknown field is no such token.
+    from metrics_pipeline.formats.ndjson_blocks import _block, parse_block
+
+    lines = [on_a(b'"latency_ms":5,"page":"/userInfo","x":"-NaNa"')] * 500
+    data = b"\n".join(lines) + b"\n"
+    frames, slow = parse_block(_block(data, 1), canonical_jsonl._parse_options)
+    assert slow == [] and sum(frame.height for frame in frames) == 500
+    assert bulk(canonical_jsonl, data) == per_line(canonical_jsonl.to_row, data)
+
+
 K6_LINES = {
     "-NaN in an unknown field": K6_GOOD[:-1] + b',"x":-NaN}',
     "integer -0 value": K6_GOOD.replace(b'"value":5', b'"value":-0'),
