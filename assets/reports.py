@@ -22,6 +22,7 @@ from metrics_pipeline.orchestration.resources import (
     ClockResource,
     ObjectStoreResource,
     ReportsResource,
+    VerdictRulesResource,
     WarehouseResource,
 )
 
@@ -56,6 +57,7 @@ def run_report(
     warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
     reports: ReportsResource,
+    verdict_rules: VerdictRulesResource,
 ) -> dg.MaterializeResult:
     # Imported here, not at the top: the code location (the daemon, the webserver, every run's
     # process) loads without the charts and templates (altair, jinja2, WeasyPrint); only this
@@ -64,7 +66,9 @@ def run_report(
 
     run_id = context.partition_key
     store = warehouse.get()
-    report = build_run_report(store, run_id, reports.path(), object_store.get())
+    report = build_run_report(
+        store, run_id, reports.path(), object_store.get(), verdict_rules.get()
+    )
     return dg.MaterializeResult(
         metadata={"verdict": report.verdict, **_metadata(report.summary, report.published)}
     )

@@ -204,6 +204,7 @@ def report(
     """Write the run's four report layers (Markdown summary, HTML, PDF, raw JSONL) under
     METRICS_HOME/reports and to the bucket's reports/, and print their paths. The CI stage
     writes them too; this re-creates them, e.g. after a baseline or SLA change."""
+    from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
     from metrics_pipeline.reports.build import build_run_report
     from metrics_pipeline.storage import open_warehouse
     from metrics_pipeline.storage.objects import object_store_from_settings
@@ -215,6 +216,7 @@ def report(
             run_id,
             settings.reports_root,
             object_store_from_settings(settings),
+            load_verdict_rules(settings.verdict_rules),
         )
     _print_reports(settings, run_id)
 

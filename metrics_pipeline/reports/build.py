@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from metrics_pipeline.analysis.verdict_rules import VerdictRules
 from metrics_pipeline.contracts.manifest import ManifestError
 from metrics_pipeline.ingest.files import RunNotFoundError, load_manifest
 from metrics_pipeline.reports.output import PublishedReport, publish, report_folder
@@ -44,11 +45,16 @@ def manifest_tags(store: ObjectStore | None, run_id: str) -> dict[str, str]:
 
 
 def build_run_report(
-    warehouse: Warehouse, run_id: str, root: Path, store: ObjectStore | None
+    warehouse: Warehouse,
+    run_id: str,
+    root: Path,
+    store: ObjectStore | None,
+    rules: VerdictRules | None = None,
 ) -> BuiltReport:
     """Write the four layers of ``run_id``'s report under ``root/runs/<run_id>/`` and to the
-    bucket; raises ``ReportInputError`` when the run is not in the warehouse."""
-    data = gather_run(warehouse, run_id, manifest_tags(store, run_id))
+    bucket (``rules``: the verdict rules the run was judged by); raises ``ReportInputError``
+    when the run is not in the warehouse."""
+    data = gather_run(warehouse, run_id, manifest_tags(store, run_id), rules)
     summary = executive_summary(data)
     document = run_document(data)
     published = publish(

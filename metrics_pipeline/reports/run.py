@@ -12,6 +12,7 @@ import polars as pl
 
 from metrics_pipeline.analysis.series import RESOURCES, run_series
 from metrics_pipeline.analysis.sla import budget_words
+from metrics_pipeline.analysis.verdict_rules import VerdictRules
 from metrics_pipeline.analysis.verdicts import (
     VerdictPolicy,
     ci_alphas,
@@ -89,8 +90,15 @@ class RunData:
         return run_verdict(self.verdicts) if self.verdicts.height else "no baseline"
 
 
-def gather_run(warehouse: Warehouse, run_id: str, tags: dict[str, str] | None = None) -> RunData:
-    """Read the run's rows, its baseline's and its combination's history from ``warehouse``."""
+def gather_run(
+    warehouse: Warehouse,
+    run_id: str,
+    tags: dict[str, str] | None = None,
+    rules: VerdictRules | None = None,
+) -> RunData:
+    """Read the run's rows, its baseline's and its combination's history from ``warehouse``;
+    ``rules``: the verdict rules its verdicts were judged by (default: the built-in ones), whose
+    thresholds and CI levels the report states."""
     runs = warehouse.read("runs")
     found = runs.filter(pl.col("run_id") == run_id)
     if found.height == 0:
@@ -133,6 +141,7 @@ def gather_run(warehouse: Warehouse, run_id: str, tags: dict[str, str] | None = 
         events=warehouse.read("events", [run_id]),
         quarantined=warehouse.scan("quarantine", [run_id]).select(pl.len()).collect().item(),
         capacity=warehouse.read("capacity", [run_id]),
+        policy=(rules or VerdictRules()).policy(run["suite"], run["scenario"], run["environment"]),
     )
 
 

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from helpers import HOSTILE_ENDPOINT, HOSTILE_TAG, hostile_fixture  # noqa: F401 (fixture)
 
+from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import SCHEMAS
 from metrics_pipeline.reports import (
@@ -82,6 +83,30 @@ def test_a_suspect_run_says_what_could_not_be_tested(report):
     headline = run_document(suspect).banner.headline
     assert headline.startswith("SUSPECT: ") and "% worse" in headline
     assert "too few values to test" in executive_summary(suspect)
+
+
+def test_the_report_states_the_rules_the_run_was_judged_by(hostile, tmp_path):
+    # The rules set another threshold and alpha for the run's suite: the report says so,
+    # with the CI's level in the table header and the text, not the built-in 20 % and 95 %.
+    warehouse, runs = hostile
+    last = runs[-1].manifest
+    rules_file = tmp_path / "verdicts.yaml"
+    rules_file.write_text(
+        f"rules: [{{scope: {{suites: [{last.suite}]}}, threshold: 0.3, alpha: 0.01}}]\n"
+    )
+    data = gather_run(warehouse, last.run_id, last.tags, load_verdict_rules(rules_file))
+    section = next(s for s in run_document(data).sections if s.id == "comparisons")
+    assert "99% CI (+ = worse)" in section.tables[0].columns
+    assert "worse by more than 30%" in section.paragraphs[0]
+    assert (
+        "0.01" in section.paragraphs[0] and "at the verdict's level: 99%" in section.paragraphs[0]
+    )
+    default = next(
+        s
+        for s in run_document(gather_run(warehouse, last.run_id)).sections
+        if s.id == "comparisons"
+    )
+    assert "95% CI (+ = worse)" in default.tables[0].columns
 
 
 def test_banner_names_the_regressed_endpoint_and_its_change(report):
