@@ -72,8 +72,10 @@ BISECT_MIN_LINES = 64
 WORKERS = 2
 LF, CR, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET = 10, 13, ord("{"), ord("}"), ord("[")
 # Tokens Arrow reads as numbers and json.loads refuses (it takes NaN, Infinity, -Infinity),
-# where a value starts; a cheap search for their letters first ("/userInfo" has them too).
-NOT_JSON = (b"Inf", b"-NaN")
+# where a value starts. Searched for in three steps, each cheaper than the next: a letter of
+# theirs (memchr: 0.4 ms per 8 MB), the token (6 ms), the token where a value starts (50 ms;
+# "/userInfo" has the token, not as a value).
+NOT_JSON = ((b"I", b"Inf"), (b"N", b"-NaN"))
 NOT_JSON_VALUE = re.compile(rb"[:\[,]\s*(?:-?Inf(?!inity)|-NaN)")
 WHITESPACE = np.array([9, 10, 11, 12, 13, 32], np.uint8)  # what bytes.strip() removes
 
@@ -268,7 +270,8 @@ def parse_block(
             doubtful = _doubtful_floats(frame)
             start, end = int(block.starts[lo]), int(block.ends[hi - 1])
             if parse_options.unexpected_field_behavior == "ignore" and any(
-                block.data.find(token, start, end) >= 0 for token in NOT_JSON
+                block.data.find(letter, start, end) >= 0 and block.data.find(token, start, end) >= 0
+                for letter, token in NOT_JSON
             ):
                 hits = [m.start() for m in NOT_JSON_VALUE.finditer(block.data, start, end)]
                 lines = np.searchsorted(block.starts, hits, side="right") - 1
