@@ -276,7 +276,12 @@ def _exit_with_verdict(
 ) -> NoReturn:
     """Say on stderr what the table cannot (unused or duplicate runs, untested rows, the
     prior deciding), then exit: 1 a regression, 2 no latency could be tested, else 0."""
-    from metrics_pipeline.analysis.verdicts import LATENCY_METRICS, TOO_FEW, change_words
+    from metrics_pipeline.analysis.verdicts import (
+        LATENCY_METRICS,
+        NO_SUCCESS,
+        TOO_FEW,
+        change_words,
+    )
 
     if same_as_candidate and len(base) > 1:
         err.print("[yellow]warning:[/] the candidate holds the same data as a baseline run")
@@ -297,10 +302,12 @@ def _exit_with_verdict(
     latency = judged.filter(pl.col("metric").is_in(list(LATENCY_METRICS)))
     if latency.height == 0 and not judged["regression"].any():
         # Error rates alone (15 requests without an error) are no performance comparison.
-        untested = verdicts["note"].fill_null("").str.contains(TOO_FEW, literal=True)
+        notes = verdicts["note"].fill_null("")
         if suspects.height:
             reason = "no latency could be tested: the candidate has too few values (suspect)"
-        elif untested.any():
+        elif notes.str.contains(NO_SUCCESS, literal=True).any():
+            reason = f"no latency could be tested: {NO_SUCCESS}"
+        elif notes.str.contains(TOO_FEW, literal=True).any():
             reason = "no latency could be tested: too few values in the runs"
         elif all(other_kind):
             reason = f"the baseline runs hold {other_kind[0]}; compare runs of the same kind"

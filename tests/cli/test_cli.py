@@ -188,6 +188,11 @@ def test_compare_of_runs_too_small_to_test_says_so(tmp_path):
     result = runner.invoke(app, ["compare", *map(str, runs)])
     assert result.exit_code == 2
     assert "no latency could be tested: too few values in the runs" in result.stderr
+    # Every request failed, in every run: error rates alike, no latency at all.
+    failed = [canonical_run(tmp_path / f"f{i}.ndjson", rng, n=500, errors=1.0) for i in range(2)]
+    result = runner.invoke(app, ["compare", *map(str, failed)])
+    assert result.exit_code == 2
+    assert "no latency could be tested: no successful request in a run" in result.stderr
 
 
 def test_compare_does_not_count_whole_machine_rows_as_compared(fixtures_dir, tmp_path):
