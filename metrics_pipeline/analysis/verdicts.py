@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -88,10 +88,6 @@ class VerdictPolicy:
 
     def rule(self, metric: str) -> MetricRule:
         return self.rules.get(metric) or self.rules["resource"]
-
-    def alphas(self, metrics: Iterable[str]) -> dict[str, float]:
-        """The significance level of each of ``metrics``: the level of its rows' CIs."""
-        return {metric: self.rule(metric).alpha for metric in metrics}
 
     def prior(self, metric: str) -> RunNoise:
         """The run-noise prior of ``metric``: its rule's ``run_noise``, plus the client-side
@@ -652,7 +648,7 @@ def verdicts_markdown(verdicts: pl.DataFrame, alphas: float | Mapping[str, float
 def ci_alphas(verdicts: pl.DataFrame, policy: VerdictPolicy) -> dict[str, float]:
     """The significance level of each metric with a CI in ``verdicts``: the CI's level."""
     with_ci = verdicts.filter(pl.col("ci_low").is_not_null() & pl.col("ci_low").is_not_nan())
-    return policy.alphas(with_ci["metric"].unique())
+    return {metric: policy.rule(metric).alpha for metric in with_ci["metric"].unique()}
 
 
 def ci_label(alphas: float | Mapping[str, float]) -> str:
