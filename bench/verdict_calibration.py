@@ -62,6 +62,9 @@ Variants and grid
   (as JMeter and Artillery report them); k in {1, 3, 5} x N in {200, 2000, 50000}, drift 3 %,
   effect in {0, 30, 50 %}; replications 300 / 200 / 50. Scored for FA and recall only
   (rounding makes the true change of a quantile differ from the effect).
+* ``short-candidate``: the main grid, but the candidate run has N / 10 requests (20, 200,
+  5,000) at the same rate (6 s) against baseline runs of N: the sampling variance of the
+  candidate's statistic is ten times a baseline run's.
 * ``--quick``: the same grid with 40 / 40 / 8 replications (quantized 20 / 10 / 2): a smoke
   run of about a minute, too coarse to judge the product by.
 
@@ -125,12 +128,22 @@ KAPPA = 1000.0  # Beta concentration of the per-run error rate
 
 # Seed streams: the published tables use "heldout"; experiment on "dev".
 SPLIT_ENTROPY = {"dev": 0x6D65_7672_6465_7631, "heldout": 0x6865_6C64_6F75_7431}
-VARIANT_ID = {"lognormal": 1, "quantized": 2, "history-5": 3, "history-20": 4, "intervals": 5}
+VARIANT_ID = {
+    "lognormal": 1,
+    "quantized": 2,
+    "history-5": 3,
+    "history-20": 4,
+    "intervals": 5,
+    "short-candidate": 6,
+}
 # The intervals variant: a run reported as aggregates of 10 s windows, as Artillery does.
 WINDOW_US = 10_000_000
 # The history variants: one baseline run (the `compare` gate's case, a pinned baseline) and the
 # combination's H earlier runs, whose spread the pipeline measures (`history_noise`).
 HISTORIES = {"history-5": 5, "history-20": 20}
+# The short-candidate variant: the candidate has a tenth of its baseline runs' requests (a smoke
+# run of a branch against nightly runs, a run cut short).
+SHORT_CANDIDATE = 10
 
 KS = (1, 3, 5)
 NS = (200, 2000, 50000)
@@ -164,6 +177,11 @@ class Job:
         """Earlier runs of the combination drawn before the baseline (history variants)."""
         return HISTORIES.get(self.variant, 0)
 
+    @property
+    def candidate_n(self) -> int:
+        """Requests of the candidate run (a tenth of ``n`` in the short-candidate variant)."""
+        return self.n // SHORT_CANDIDATE if self.variant == "short-candidate" else self.n
+
 
 # ----------------------------------------------------------------------------- generator
 
@@ -191,12 +209,14 @@ def draw_runs(job: Job, params: dict) -> list[dict]:
     p = params["error_rate"]
     runs = []
     for j in range(-job.history, job.k + 1):
-        lat = params["median"] * np.exp(params["sigma"] * rng.standard_normal(job.n))
+        n = job.candidate_n if j == job.k else job.n
+        lat = params["median"] * np.exp(params["sigma"] * rng.standard_normal(n))
         if params["tail"] == "mixture":
-            lat = np.where(rng.random(job.n) < TAIL_SHARE, lat * TAIL_FACTOR, lat)
+            lat = np.where(rng.random(n) < TAIL_SHARE, lat * TAIL_FACTOR, lat)
         p_run = rng.beta(KAPPA * p, KAPPA * (1 - p))
-        ok = rng.random(job.n) >= p_run
-        slot = (np.arange(job.n) + rng.random(job.n)) * (DURATION_US / job.n)
+        ok = rng.random(n) >= p_run
+        # the same request rate in every run: a short candidate lasts a tenth of the time
+        slot = (np.arange(n) + rng.random(n)) * (DURATION_US / job.n)
         runs.append(
             {
                 "run_id": f"hist-{-j}" if j < 0 else f"base-{j}" if j < job.k else "cand",
@@ -388,6 +408,9 @@ def plan(args) -> list[Job]:
     if not args.no_intervals:
         for n, k, r, drifts in main:
             jobs += [Job("intervals", args.split, n, k, i, drifts, EFFECTS) for i in range(r)]
+    if not args.no_short:
+        for n, k, r, drifts in main:
+            jobs += [Job("short-candidate", args.split, n, k, i, drifts, EFFECTS) for i in range(r)]
     if not args.no_quantized:
         for n, k, r in quant:
             jobs += [Job("quantized", args.split, n, k, i, Q_DRIFTS, Q_EFFECTS) for i in range(r)]
@@ -411,6 +434,7 @@ def full_plan_calls(reps) -> dict[int, int]:
         no_quantized=False,
         no_history=False,
         no_intervals=False,
+        no_short=False,
     )
     return calls(plan(ns))
 
@@ -746,6 +770,7 @@ def main() -> None:
     ap.add_argument("--no-quantized", action="store_true", help="skip the quantized variant")
     ap.add_argument("--no-history", action="store_true", help="skip the history variants")
     ap.add_argument("--no-intervals", action="store_true", help="skip the intervals variant")
+    ap.add_argument("--no-short", action="store_true", help="skip the short-candidate variant")
     ap.add_argument(
         "--estimate",
         action="store_true",
@@ -827,6 +852,7 @@ def main() -> None:
         *targets(tally),
         *(line for v in HISTORIES if not args.no_history for line in targets(tally, v)),
         *(targets(tally, "intervals") if not args.no_intervals else []),
+        *(targets(tally, "short-candidate") if not args.no_short else []),
         "```",
         "",
         "## Latency rows, by baseline runs k x requests per run N x drift",
@@ -867,6 +893,19 @@ def main() -> None:
             "Per run, effect 0:",
             "",
             *run_table(tally, "intervals"),
+        ]
+    if not args.no_short:
+        out += [
+            "## A candidate with a tenth of the requests (short-candidate)",
+            "",
+            f"The main variant's draws, but the candidate run has N / {SHORT_CANDIDATE} requests "
+            "(20, 200, 5,000; N in the tables is the baseline runs') at the same rate, in 6 s: a "
+            "short run of a branch against full nightly runs.",
+            "",
+            *main_tables(tally, "short-candidate"),
+            "Per run, effect 0:",
+            "",
+            *run_table(tally, "short-candidate"),
         ]
     if not args.no_quantized:
         out += [

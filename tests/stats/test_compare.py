@@ -259,6 +259,49 @@ def test_ci_covers_the_true_change_at_the_nominal_rate():
     assert 0.92 <= covered / trials <= 0.98
 
 
+def test_a_smaller_candidate_adds_its_sampling_variance_not_a_scaled_run_effect():
+    # S^2 = 0.01 measured on 5 runs taken apart (4 df), each run's sampling variance 0.001; a
+    # candidate with ten times that: Var = S^2 (1 + 1/k) + v_c - v_bar (the run effect,
+    # S^2 - v_bar, is the same for a short run; only the sampling part grows).
+    y = np.log(50) + np.array([-1.5, -0.5, 0.0, 0.5, 1.5]) * math.sqrt(0.01 / 1.25)
+    base = [RunStatistic(float(np.exp(v)), 0.001, 20_000) for v in y]
+    assert np.var(y, ddof=1) == pytest.approx(0.01)
+    cand = RunStatistic(float(np.exp(y.mean() + 0.3)), 0.01, 2_000)
+    result = compare_runs(base, cand, statistic="p50", baseline_apart=True)
+    se = math.sqrt(0.01 * 1.2 + 0.01 - 0.001)
+    df = 4 * (se**2 / (0.01 * 1.2)) ** 2  # Welch-Satterthwaite: only S^2 (1 + 1/k) is estimated
+    assert result.df == pytest.approx(df)
+    assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, df), rel=1e-9)
+    # Runs agreeing better than their sampling variances say (S^2 < v_bar): S^2 is all
+    # sampling and scales with the candidate's, as a whole, on 4 df.
+    tight = [RunStatistic(b.value, 0.02, 20_000) for b in base]
+    result = compare_runs(tight, cand, statistic="p50", baseline_apart=True)
+    se = math.sqrt(0.01 * (1 / 5 + 0.01 / 0.02))
+    assert result.df == pytest.approx(4)
+    assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, 4), rel=1e-9)
+
+
+def test_ci_of_a_short_candidate_against_long_runs_covers_at_the_nominal_rate():
+    # 5 nightly runs of 10,000 requests and a candidate of 1,000 (a tenth), 25 % slower, each
+    # run with its own 5 % run effect. Scaling the whole run spread by the candidate's 10x
+    # sampling variance made these intervals cover 100 %.
+    rng = np.random.default_rng(11)
+    covered, found, trials = 0, 0, 400
+    for _ in range(trials):
+        runs = [
+            quantile_statistics(
+                rng.lognormal(np.log(50), 0.5, n) * np.exp(rng.normal(0, 0.05)) * f, ["p50"]
+            )[0]
+            for n, f in [(10_000, 1)] * 5 + [(1_000, 1.25)]
+        ]
+        result = compare_runs(runs[:5], runs[5], statistic="p50", baseline_apart=True)
+        covered += result.ci_low <= 0.25 <= result.ci_high
+        found += result.regression
+    # 95 % of 400: a binomial 99.9 % band is about 91.5-98.5 %.
+    assert 0.915 <= covered / trials <= 0.985
+    assert found / trials > 0.5
+
+
 def test_as_dict_is_json_serialisable():
     result = compare_runs(runs_of([10.0, 11.0, 10.5]), RunStatistic(12.0, 0.0, 10), statistic="p50")
     assert json.loads(json.dumps(result.as_dict()))["statistic"] == "p50"
