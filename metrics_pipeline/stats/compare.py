@@ -56,6 +56,9 @@ SEPARATE_OCCASIONS_H = 12.0
 MIN_TAIL_COUNT = 10
 # Measured resolutions tried, coarsest first (milliseconds for latencies).
 RESOLUTIONS = (1.0, 0.1, 0.01, 0.001)
+# Confidence of the order-statistic bound an untestable quantile is held to before its run is
+# called suspect (one-sided, the bound a two-sided 95 % interval has on each side).
+SUSPECT_CONFIDENCE = 0.975
 
 _QUANTILE_STATISTIC = re.compile(r"p(\d+(?:\.\d+)?)")
 
@@ -76,12 +79,19 @@ class RunStatistic:
         Values behind it (requests, samples, intervals).
     resolution : float
         Step of the measured values (1.0 for whole milliseconds), 0 for continuous values.
+    lower, upper : float
+        For a quantile too far out to be tested (NaN ``variance``): distribution-free
+        one-sided bounds at :data:`SUSPECT_CONFIDENCE` (see :func:`quantile_statistics`),
+        ``-inf`` / ``inf`` when no order statistic reaches that confidence; NaN when not
+        computed (the value stands for itself).
     """
 
     value: float
     variance: float
     n: int
     resolution: float = 0.0
+    lower: float = math.nan
+    upper: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -178,8 +188,9 @@ class Comparison:
         (see :func:`compare_runs`). Callers that adjust p-values recompute them.
     suspect : bool
         The candidate could not be tested (too few values for its statistic's sampling
-        variance) where its baseline runs could, and its value as it stands is worse by more
-        than the threshold and material: a change to look at, not a regression.
+        variance) where its baseline runs could, and it is worse by more than the threshold
+        and material even at its order-statistic bound (:attr:`RunStatistic.lower` when
+        higher is worse): a change to look at, not a regression.
     noise : str
         Where the run-to-run noise came from (``"3 baseline runs"``, ``"prior 10 %"`` ...).
     df : float
@@ -326,10 +337,19 @@ def compare_runs(
     worse, better = _beyond(change, sign * (candidate.value - base_value), bar, min_effect, step)
     if not _usable(candidate, scale):
         # The baseline runs can be tested and the candidate cannot (a run of 15 requests):
-        # no test, but ten times slower must not read as "ok". (A statistic no run can test,
-        # the p99 of 250 requests, moves 20-100 % between identical runs: not flagged.)
+        # no test, but ten times slower must not read as "ok". Its quantile as it stands
+        # moves 10-25 % between identical runs of 15 requests: the bound it exceeds with
+        # 97.5 % confidence must be worse. (A statistic no run can test, the p99 of 250
+        # requests, moves 20-100 % between identical runs: not flagged.)
+        bound = candidate.lower if higher_is_worse else candidate.upper
+        bound = candidate.value if math.isnan(bound) else bound
+        suspect = math.isfinite(bound) and (scale == "identity" or bound > 0)
+        if suspect:
+            d_bound = float(_transformed([bound], scale)[0]) - y_bar
+            change_bound, _ = _change_and_bar(d_bound, sign, scale, threshold, base_value)
+            suspect, _ = _beyond(change_bound, sign * (bound - base_value), bar, min_effect, step)
         untested = _untested(statistic, base_value, candidate.value, n_base, candidate.n)
-        return dataclasses.replace(untested, change=change, suspect=worse)
+        return dataclasses.replace(untested, change=change, suspect=suspect)
     v = np.array([r.variance for r in usable])
     v_c, k, v_bar = candidate.variance, y.size, float(v.mean())
 
@@ -586,6 +606,20 @@ def quantile_statistics(
     (levels clipped to [0, 1], the quotient taken over the clipped width).
 
     Values of 0 (a sub-step latency) are taken as :math:`h/2` on the log scale.
+
+    A quantile with too few values beyond it to be tested gets distribution-free one-sided
+    bounds (``lower``, ``upper``) at confidence :math:`\gamma` =
+    :data:`SUSPECT_CONFIDENCE` from the order statistics :math:`x_{(1)} \le \dots \le
+    x_{(n)}`: since :math:`P(x_{(j)} \le \xi_q) = P(B \ge j)` with
+    :math:`B \sim \text{Binomial}(n, q)`,
+
+    .. math::
+
+        \text{lower} = x_{(j)},\ j = \max\{j : P(B \ge j) \ge \gamma\}, \qquad
+        \text{upper} = x_{(u)},\ u = \min\{u : P(B \le u - 1) \ge \gamma\}
+
+    (``-inf`` / ``inf`` when no order statistic reaches :math:`\gamma`: the median of 5 values
+    has no lower bound at 97.5 %).
     """
     x = np.asarray(values, dtype=float)
     x = np.sort(x[np.isfinite(x)])
@@ -594,7 +628,22 @@ def quantile_statistics(
         return [RunStatistic(math.nan, math.nan, int(x.size)) for _ in levels]
     h = resolution_of(x) if resolution is None else resolution
     distinct, mid = _mid_distribution(x)
-    return _quantile_run_statistics(lambda qs: np.interp(qs, mid, distinct), x.size, levels, h)
+    out = _quantile_run_statistics(lambda qs: np.interp(qs, mid, distinct), x.size, levels, h)
+    return [
+        dataclasses.replace(r, lower=low, upper=high) if math.isnan(r.variance) else r
+        for r, (low, high) in zip(out, (_order_bounds(x, q) for q in levels), strict=True)
+    ]
+
+
+def _order_bounds(x: np.ndarray, q: float) -> tuple[float, float]:
+    """Distribution-free one-sided :data:`SUSPECT_CONFIDENCE` bounds of the ``q``-quantile
+    of the sorted values ``x`` (see :func:`quantile_statistics`, Notes)."""
+    n, j = x.size, np.arange(1, x.size + 1)
+    below = special.bdtrc(j - 1, n, q) >= SUSPECT_CONFIDENCE  # P(B >= j)
+    above = special.bdtr(j - 1, n, q) >= SUSPECT_CONFIDENCE  # P(B <= j - 1)
+    lower = float(x[j[below][-1] - 1]) if below.any() else -math.inf
+    upper = float(x[j[above][0] - 1]) if above.any() else math.inf
+    return lower, upper
 
 
 def interval_quantile_statistics(

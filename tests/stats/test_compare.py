@@ -188,6 +188,44 @@ def test_an_untestable_candidate_far_worse_is_suspect_not_a_regression():
     assert not nobody.suspect and math.isnan(nobody.change)
 
 
+def test_an_untestable_quantile_has_order_statistic_bounds():
+    # Median of 15 values: P(Bin(15, 1/2) >= 4) = 1 - 576/32768 = 0.982 >= 0.975 > P(>= 5) =
+    # 0.941, so x_(4) is the lower bound and x_(12) the upper one.
+    p50, p95 = quantile_statistics(np.arange(1.0, 16.0), ["p50", "p95"])
+    assert math.isnan(p50.variance) and (p50.lower, p50.upper) == (4.0, 12.0)
+    assert (p95.lower, p95.upper) == (12.0, math.inf)
+    # Against scipy's binomial, for other sizes and levels.
+    for n, q in [(7, 0.5), (40, 0.9), (300, 0.99)]:
+        x = np.arange(1.0, n + 1)
+        (r,) = quantile_statistics(x, [f"p{round(q * 100)}"])
+        j = max(j for j in range(1, n + 1) if stats.binom.sf(j - 1, n, q) >= 0.975)
+        assert r.lower == x[j - 1]
+    # The median of 5 values has no lower bound at 97.5 % (P(all 5 below it) = 1/32).
+    (five,) = quantile_statistics(np.arange(1.0, 6.0), ["p50"])
+    assert five.lower == -math.inf
+    # A testable quantile carries no bounds: its variance speaks for it.
+    (tested,) = quantile_statistics(np.arange(1.0, 1001.0), ["p50"])
+    assert math.isnan(tested.lower) and math.isfinite(tested.variance)
+
+
+def test_a_tiny_candidate_is_suspect_when_its_bound_is_worse_not_its_value():
+    # 3 baseline runs of 2,000 requests, a candidate of 15: unchanged, its p95 as it stands was
+    # 20 % worse in about a fifth of the runs; ten times slower it is suspect every time.
+    rng = np.random.default_rng(21)
+    unchanged, slower, trials = 0, 0, 200
+    for _ in range(trials):
+        base = [
+            quantile_statistics(rng.lognormal(np.log(50), 0.5, 2000), ["p95"])[0] for _ in range(3)
+        ]
+        same, ten_x = (
+            quantile_statistics(rng.lognormal(np.log(50), 0.5, 15) * f, ["p95"])[0] for f in (1, 10)
+        )
+        unchanged += compare_runs(base, same, statistic="p95").suspect
+        slower += compare_runs(base, ten_x, statistic="p95").suspect
+    assert unchanged / trials <= 0.02
+    assert slower == trials
+
+
 def test_identical_services_on_whole_milliseconds_are_not_flagged():
     rng = np.random.default_rng(3)
 
