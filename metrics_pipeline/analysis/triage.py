@@ -107,6 +107,21 @@ def accepted_regressions(triage: pl.DataFrame, runs: pl.DataFrame) -> set[str]:
     return accepted
 
 
+def rejected_runs(
+    verdicts: pl.DataFrame | pl.LazyFrame, triage: pl.DataFrame, runs: pl.DataFrame
+) -> set[str]:
+    """Runs that are no baseline run and no part of a noise history: judged a regression, or
+    suspect (worse beyond the threshold, too small to test), but those a person accepted
+    (:func:`accepted_regressions`)."""
+    judged = (
+        verdicts.lazy()
+        .filter(pl.col("regression") | (pl.col("verdict") == "suspect"))
+        .select("run_id")
+        .collect()
+    )
+    return set(judged["run_id"]) - accepted_regressions(triage, runs)
+
+
 def is_marked(condition: dict, started_at: datetime | None, triage: pl.DataFrame) -> bool:
     """Whether a person marked ``condition`` (kind, suite, scenario, environment, endpoint,
     metric) for a run that started at ``started_at``: a mark covers the runs from the marked

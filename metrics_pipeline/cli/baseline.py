@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import polars as pl
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -35,11 +34,10 @@ def _baseline_inputs(file: Path | None):
 
 def _proposed(warehouse, runs: int):
     from metrics_pipeline.analysis.baselines import compute_baselines
+    from metrics_pipeline.stages.ci import rejected
 
-    verdicts = warehouse.read("verdicts")
-    regressed = set(verdicts.filter(pl.col("regression"))["run_id"])
     return compute_baselines(
-        warehouse.read("runs"), warehouse.read("run_summary"), regressed, n=runs
+        warehouse.read("runs"), warehouse.read("run_summary"), rejected(warehouse), n=runs
     )
 
 

@@ -24,7 +24,7 @@ from metrics_pipeline.analysis.baselines import BaselineEntry, pinned_runs
 from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
 from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
 from metrics_pipeline.analysis.summary import SUMMARY_COLUMNS, summarize_run
-from metrics_pipeline.analysis.triage import accepted_regressions, is_marked, rebaselined_since
+from metrics_pipeline.analysis.triage import is_marked, rebaselined_since, rejected_runs
 from metrics_pipeline.analysis.verdict_rules import VerdictRules
 from metrics_pipeline.analysis.verdicts import (
     History,
@@ -104,7 +104,7 @@ def choose_baseline(warehouse: Warehouse, run_id: str, pinned: list[BaselineEntr
     chosen = choose_baseline_runs(
         runs,
         candidate,
-        _regressed(warehouse),
+        rejected(warehouse),
         summaries=warehouse.read("run_summary"),
         pinned=pinned_runs(
             pinned, candidate["suite"], candidate["scenario"], candidate["environment"]
@@ -143,12 +143,12 @@ def _rebaselined_since(warehouse: Warehouse, candidate: dict):
     )
 
 
-def _regressed(warehouse: Warehouse) -> set[str]:
-    """Runs judged a regression (never a baseline, nor part of a noise history), but those of
-    a regression a person accepted as expected."""
-    verdicts = warehouse.scan("verdicts").filter(pl.col("regression")).select("run_id")
-    accepted = accepted_regressions(warehouse.read("triage"), warehouse.read("runs"))
-    return set(verdicts.collect()["run_id"]) - accepted
+def rejected(warehouse: Warehouse) -> set[str]:
+    """The warehouse's runs that are never a baseline run nor part of a noise history
+    (:func:`~metrics_pipeline.analysis.triage.rejected_runs`)."""
+    return rejected_runs(
+        warehouse.scan("verdicts"), warehouse.read("triage"), warehouse.read("runs")
+    )
 
 
 def noise_history(
@@ -166,7 +166,7 @@ def noise_history(
     earlier = history_runs(
         warehouse.read("runs"),
         candidate,
-        _regressed(warehouse) - {candidate["run_id"]},
+        rejected(warehouse) - {candidate["run_id"]},
         baseline_runs,
         since=_rebaselined_since(warehouse, candidate),
     )

@@ -39,6 +39,7 @@ from metrics_pipeline.analysis.baselines import (
 from metrics_pipeline.common.clock import as_utc
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.tables import tables_with
+from metrics_pipeline.stages.ci import rejected
 from metrics_pipeline.storage import Warehouse
 from metrics_pipeline.storage.trash import Restored, RetentionTrash, TrashedPartition
 
@@ -264,8 +265,7 @@ def plan_for(
     """The retention plan of a warehouse at ``now``, ``pinned`` being the baseline file's runs
     (:func:`pinned_in`)."""
     runs = warehouse.read("runs")
-    verdicts = warehouse.read("verdicts")
-    regressed = set(verdicts.filter(pl.col("regression"))["run_id"])
+    regressed = rejected(warehouse)
     present = {table: warehouse.run_ids(table) for table in (*RAW_TABLES, *AGGREGATE_TABLES)}
     return plan_retention(
         runs,

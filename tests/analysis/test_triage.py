@@ -164,3 +164,37 @@ def test_marking_an_unknown_alert_exits_2(settings, monkeypatch):
     monkeypatch.setenv("METRICS_HOME", str(settings.home))
     result = CliRunner().invoke(app, ["alerts", "invalid", "nope", "--note", "noise"])
     assert result.exit_code == 2 and "no alert with an id starting with 'nope'" in result.output
+
+
+def test_regressed_and_suspect_runs_are_no_baseline_until_a_person_accepts_them(warehouse):
+    write_history(warehouse)
+    for run_id, verdict in (("r05", "regression"), ("r06", "suspect"), ("r04", "ok")):
+        row = {
+            "run_id": run_id,
+            "endpoint": "/api/orders",
+            "metric": "latency_p95",
+            "regression": verdict == "regression",
+            "verdict": verdict,
+        }
+        warehouse.write_partition("verdicts", run_id, conform("verdicts", pl.DataFrame([row])))
+    # A run of 15 requests ten times slower (suspect) is no reference for the next run, like a
+    # regression: r08's rolling baseline skips both.
+    assert ci.rejected(warehouse) == {"r05", "r06"}
+    assert ci.choose_baseline(warehouse, "r08", []) == ["r01", "r02", "r03", "r04", "r07"]
+    # A person accepts r05's regression as expected: it becomes a baseline run again.
+    from metrics_pipeline.analysis.triage import mark
+
+    regression = COMBINATION | {"kind": "regression", "endpoint": "/api/orders", "metric": None}
+    triage = mark(
+        empty("triage"),
+        regression | {"run_id": "r05"},
+        "expected",
+        note="new page",
+        marked_by="ana",
+        now=T0 + timedelta(days=5, hours=12),
+        started_at=T0 + timedelta(days=5),
+    )
+    warehouse.write_snapshot("triage", triage)
+    assert ci.rejected(warehouse) == {"r06"}
+    # (and rebaselines the combination from r05 on; the suspect r06 stays out)
+    assert ci.choose_baseline(warehouse, "r08", []) == ["r05", "r07"]
