@@ -190,7 +190,9 @@ class Comparison:
         The candidate could not be tested (too few values for its statistic's sampling
         variance) where its baseline runs could, and it is worse by more than the threshold
         and material even at its order-statistic bound (:attr:`RunStatistic.lower` when
-        higher is worse): a change to look at, not a regression.
+        higher is worse), by more than the run noise allows (that bound against
+        :math:`\pm t_{\nu, 1-\alpha/2} \sqrt{(S^2 - \bar v)_+ + S^2/k}`, see
+        :func:`compare_runs`): a change to look at, not a regression.
     noise : str
         Where the run-to-run noise came from (``"3 baseline runs"``, ``"prior 10 %"`` ...).
     df : float
@@ -335,27 +337,33 @@ def compare_runs(
     change, bar = _change_and_bar(d, sign, scale, threshold, base_value)
     step = max(candidate.resolution, *(r.resolution for r in usable))
     worse, better = _beyond(change, sign * (candidate.value - base_value), bar, min_effect, step)
+    v = np.array([r.variance for r in usable])
+    v_c, k, v_bar = candidate.variance, y.size, float(v.mean())
+    pooled, df, noise = _per_run_variance(
+        y, v_bar, base_value, scale, prior, history, baseline_apart
+    )
     if not _usable(candidate, scale):
         # The baseline runs can be tested and the candidate cannot (a run of 15 requests):
         # no test, but ten times slower must not read as "ok". Its quantile as it stands
         # moves 10-25 % between identical runs of 15 requests: the bound it exceeds with
-        # 97.5 % confidence must be worse. (A statistic no run can test, the p99 of 250
-        # requests, moves 20-100 % between identical runs: not flagged.)
+        # 97.5 % confidence must be worse, and by more than the run noise allows. (A
+        # statistic no run can test, the p99 of 250 requests, moves 20-100 % between
+        # identical runs: not flagged.)
         bound = candidate.lower if higher_is_worse else candidate.upper
         bound = candidate.value if math.isnan(bound) else bound
         suspect = math.isfinite(bound) and (scale == "identity" or bound > 0)
         if suspect:
             d_bound = float(_transformed([bound], scale)[0]) - y_bar
             change_bound, _ = _change_and_bar(d_bound, sign, scale, threshold, base_value)
-            suspect, _ = _beyond(change_bound, sign * (bound - base_value), bar, min_effect, step)
+            beyond, _ = _beyond(change_bound, sign * (bound - base_value), bar, min_effect, step)
+            # The bound carries the candidate's sampling error; the run effect and the
+            # baseline mean's error remain: (S^2 - v_bar)_+ + S^2 / k.
+            se_run = math.sqrt(max(pooled - v_bar, 0.0) + pooled / k)
+            suspect = beyond and (
+                se_run == 0 or sign * d_bound / se_run > float(_t_ppf(1 - alpha / 2, df))
+            )
         untested = _untested(statistic, base_value, candidate.value, n_base, candidate.n)
         return dataclasses.replace(untested, change=change, suspect=suspect)
-    v = np.array([r.variance for r in usable])
-    v_c, k, v_bar = candidate.variance, y.size, float(v.mean())
-
-    pooled, df, noise = _per_run_variance(
-        y, v_bar, base_value, scale, prior, history, baseline_apart
-    )
     # The spread of a new run around the mean of k runs is S^2 (1 + 1/k); the candidate's own
     # sampling variance replaces a typical baseline run's (no floor: S^2 is random and the t
     # reference accounts for that). Only the sampling part of S^2 grows with a smaller

@@ -226,6 +226,19 @@ def test_a_tiny_candidate_is_suspect_when_its_bound_is_worse_not_its_value():
     assert slower == trials
 
 
+def test_a_suspect_bound_must_also_clear_the_run_noise():
+    # One baseline run and the 10 % prior: the run effect alone moves a run's p95 by about
+    # 13 % (sqrt(tau^2 + tau^2 + v/1)), so a bound 25 % worse is within it (z = 1.66) and one
+    # 40 % worse is not (z = 2.50).
+    base = [RunStatistic(50.0, 1e-4, 2000)]
+    pooled = math.log(1.1) ** 2 + 1e-4
+    se_run = math.sqrt(pooled - 1e-4 + pooled / 1)
+    for bound, flagged in ((62.5, False), (70.0, True)):
+        assert bool(math.log(bound / 50) / se_run > stats.norm.ppf(0.975)) is flagged
+        tiny = RunStatistic(75.0, math.nan, 15, lower=bound)
+        assert compare_runs(base, tiny, statistic="p95").suspect is flagged
+
+
 def test_identical_services_on_whole_milliseconds_are_not_flagged():
     rng = np.random.default_rng(3)
 
