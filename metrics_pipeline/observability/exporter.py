@@ -136,7 +136,11 @@ def pipeline_metrics(snapshot: Snapshot, now: datetime) -> list[Metric]:
     )
     for row in verdicts.iter_rows(named=True):
         labels = _label_values(row, VERDICT_LABELS)
-        if row["change"] is not None:
+        # An untested row's change (a p99 of a few hundred requests moves 20-100 % between
+        # identical runs) would lead a dashboard's max; a suspect one is meant to be seen.
+        if row["change"] is not None and (
+            row["p_value"] is not None or row["verdict"] == "suspect"
+        ):
             change.add_metric(labels, row["change"])
         regression.add_metric(labels, float(bool(row["regression"])))
 
