@@ -186,9 +186,15 @@ class Job:
 # ----------------------------------------------------------------------------- generator
 
 
+def seed_id(variant: str) -> int:
+    """The seed stream of a variant: the short candidate shares the main variant's (its
+    scenarios and baseline runs are the main variant's; the candidate is drawn last)."""
+    return VARIANT_ID["lognormal" if variant == "short-candidate" else variant]
+
+
 def scenario(split: str, variant: str, rep: int) -> dict:
     """The replication's scenario parameters (same for replication ``rep`` in every cell)."""
-    seq = np.random.SeedSequence(SPLIT_ENTROPY[split], spawn_key=(0, VARIANT_ID[variant], rep))
+    seq = np.random.SeedSequence(SPLIT_ENTROPY[split], spawn_key=(0, seed_id(variant), rep))
     rng = np.random.default_rng(seq)
     lo, hi = (2.0, 4.0) if variant == "quantized" else (20.0, 200.0)
     return {
@@ -203,7 +209,7 @@ def draw_runs(job: Job, params: dict) -> list[dict]:
     """The history's runs (history variants), k baseline runs and the candidate (last), before
     drift and effect."""
     seq = np.random.SeedSequence(
-        SPLIT_ENTROPY[job.split], spawn_key=(1, VARIANT_ID[job.variant], job.n, job.k, job.rep)
+        SPLIT_ENTROPY[job.split], spawn_key=(1, seed_id(job.variant), job.n, job.k, job.rep)
     )
     rng = np.random.default_rng(seq)
     p = params["error_rate"]

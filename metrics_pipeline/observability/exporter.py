@@ -9,6 +9,7 @@ run that is says ``metrics_pipeline_latest_run_info`` (one series per combinatio
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -138,9 +139,8 @@ def pipeline_metrics(snapshot: Snapshot, now: datetime) -> list[Metric]:
         labels = _label_values(row, VERDICT_LABELS)
         # An untested row's change (a p99 of a few hundred requests moves 20-100 % between
         # identical runs) would lead a dashboard's max; a suspect one is meant to be seen.
-        if row["change"] is not None and (
-            row["p_value"] is not None or row["verdict"] == "suspect"
-        ):
+        tested = row["p_value"] is not None and not math.isnan(row["p_value"])
+        if row["change"] is not None and (tested or row["verdict"] == "suspect"):
             change.add_metric(labels, row["change"])
         regression.add_metric(labels, float(bool(row["regression"])))
 

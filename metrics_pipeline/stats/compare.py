@@ -280,12 +280,16 @@ def compare_runs(
     .. math::
 
         \hat\delta = y_c - \bar y, \qquad
-        \widehat{\operatorname{Var}}(\hat\delta) = \frac{S^2}{k}
-            + (S^2 - \bar v)_+ + \min(S^2, \bar v)\,\frac{v_c}{\bar v}
+        \widehat{\operatorname{Var}}(\hat\delta) = \frac{S^2}{k} +
+        \begin{cases}
+            S^2\,v_c / \bar v & \text{if } v_c < \bar v \text{ and } S^2 < \bar v \\
+            S^2 + v_c - \bar v & \text{otherwise}
+        \end{cases}
 
     where :math:`S^2` estimates the per-run variance :math:`\tau^2 + \bar v` (a new run's run
-    effect :math:`(S^2 - \bar v)_+` does not depend on its size; only the sampling part scales
-    with the candidate's :math:`v_c`):
+    effect does not depend on its size: a candidate with more sampling variance adds the
+    difference; with less, it is subtracted, or the whole of :math:`S^2` scaled down when it
+    is below :math:`\bar v`, all sampling):
 
     - measured: with history (:math:`S^2_h` on :math:`\nu_h` df) and/or :math:`k \ge 2`
       baseline runs (sample variance :math:`S^2_b` on :math:`k - 1` df), the pooled
@@ -357,22 +361,26 @@ def compare_runs(
             change_bound, _ = _change_and_bar(d_bound, sign, scale, threshold, base_value)
             beyond, _ = _beyond(change_bound, sign * (bound - base_value), bar, min_effect, step)
             # The bound carries the candidate's sampling error; the run effect and the
-            # baseline mean's error remain: (S^2 - v_bar)_+ + S^2 / k.
-            se_run = math.sqrt(max(pooled - v_bar, 0.0) + pooled / k)
+            # baseline mean's error remain: (S^2 - v_bar)_+ + S^2 / k, on Welch-Satterthwaite
+            # df (S^2 (1 + 1/k) or S^2 / k of it estimated).
+            run_effect = max(pooled - v_bar, 0.0)
+            se_run = math.sqrt(run_effect + pooled / k)
+            estimated = pooled / k + (pooled if run_effect > 0 else 0.0)
+            df_run = df * (se_run**2 / estimated) ** 2 if estimated > 0 else math.inf
             suspect = beyond and (
-                se_run == 0 or sign * d_bound / se_run > float(_t_ppf(1 - alpha / 2, df))
+                se_run == 0 or sign * d_bound / se_run > float(_t_ppf(1 - alpha / 2, df_run))
             )
         untested = _untested(statistic, base_value, candidate.value, n_base, candidate.n)
         return dataclasses.replace(untested, change=change, suspect=suspect)
     # The spread of a new run around the mean of k runs is S^2 (1 + 1/k); the candidate's own
     # sampling variance replaces a typical baseline run's (no floor: S^2 is random and the t
-    # reference accounts for that). Only the sampling part of S^2 grows with a smaller
-    # candidate: scaling all of S^2 by v_c / v_bar would scale the run effect too (a candidate
-    # of 2,000 requests against runs of 50,000 got an interval 5 times too wide). When S^2 is
-    # below v_bar (the runs agree better than their sampling variances say), S^2 is all
-    # sampling and scales as a whole.
+    # reference accounts for that). A larger sampling variance adds to S^2: scaling all of
+    # S^2 by v_c / v_bar would scale the run effect too (a candidate of 2,000 requests against
+    # runs of 50,000 got an interval 5 times too wide). A smaller one is subtracted, unless
+    # S^2 is below v_bar (the runs agree better than their sampling variances say): S^2 is
+    # then all sampling and scales down as a whole.
     estimated, known = pooled * (1 + 1 / k), v_c - v_bar
-    if pooled < v_bar:
+    if v_c < v_bar and pooled < v_bar:
         estimated, known = pooled * (1 / k + v_c / v_bar), 0.0
     se = math.sqrt(estimated + known)
     # Welch-Satterthwaite: only the S^2 part is uncertain on df degrees of freedom; the
@@ -637,21 +645,33 @@ def quantile_statistics(
     h = resolution_of(x) if resolution is None else resolution
     distinct, mid = _mid_distribution(x)
     out = _quantile_run_statistics(lambda qs: np.interp(qs, mid, distinct), x.size, levels, h)
-    return [
-        dataclasses.replace(r, lower=low, upper=high) if math.isnan(r.variance) else r
-        for r, (low, high) in zip(out, (_order_bounds(x, q) for q in levels), strict=True)
-    ]
+    return _with_bounds(out, levels, lambda j: x[j - 1])
 
 
-def _order_bounds(x: np.ndarray, q: float) -> tuple[float, float]:
-    """Distribution-free one-sided :data:`SUSPECT_CONFIDENCE` bounds of the ``q``-quantile
-    of the sorted values ``x`` (see :func:`quantile_statistics`, Notes)."""
-    n, j = x.size, np.arange(1, x.size + 1)
-    below = special.bdtrc(j - 1, n, q) >= SUSPECT_CONFIDENCE  # P(B >= j)
-    above = special.bdtr(j - 1, n, q) >= SUSPECT_CONFIDENCE  # P(B <= j - 1)
-    lower = float(x[j[below][-1] - 1]) if below.any() else -math.inf
-    upper = float(x[j[above][0] - 1]) if above.any() else math.inf
-    return lower, upper
+def _with_bounds(statistics: list[RunStatistic], levels: list[float], order) -> list[RunStatistic]:
+    """``statistics`` with order-statistic bounds on the untestable ones (NaN variance, a
+    value): ``order(j)`` is the :math:`j`-th smallest of the run's values (1-based)."""
+    out = []
+    for statistic, q in zip(statistics, levels, strict=True):
+        if math.isnan(statistic.variance) and math.isfinite(statistic.value):
+            low, high = _order_indices(statistic.n, q)
+            statistic = dataclasses.replace(
+                statistic,
+                lower=float(order(low)) if low >= 1 else -math.inf,
+                upper=float(order(high)) if high <= statistic.n else math.inf,
+            )
+        out.append(statistic)
+    return out
+
+
+def _order_indices(n: int, q: float) -> tuple[int, int]:
+    """1-based ranks of the order statistics that bound the ``q``-quantile of ``n`` values
+    from below and above at :data:`SUSPECT_CONFIDENCE` (see :func:`quantile_statistics`,
+    Notes): 0 and ``n + 1`` when none does."""
+    j = np.arange(1, n + 1)
+    below = j[special.bdtrc(j - 1, n, q) >= SUSPECT_CONFIDENCE]  # P(B >= j)
+    above = j[special.bdtr(j - 1, n, q) >= SUSPECT_CONFIDENCE]  # P(B <= j - 1)
+    return int(below[-1]) if below.size else 0, int(above[0]) if above.size else n + 1
 
 
 def interval_quantile_statistics(
@@ -697,17 +717,22 @@ def interval_quantile_statistics(
         In the order of ``statistics``: NaN when fewer than 2 requests have a value or when
         no interval reports the percentile asked for (a p99 the tool was not configured to
         write is not made up from p95 and max); a NaN variance (not judged) when fewer than
-        :data:`MIN_TAIL_COUNT` requests lie beyond it.
+        :data:`MIN_TAIL_COUNT` requests lie beyond it, with the bounds of
+        :func:`quantile_statistics` read off the mixture (the :math:`j`-th smallest request
+        at its quantile :math:`j / (n + 1)`).
     """
     levels = [_quantile_level(s) for s in statistics]
     mixture = _IntervalMixture(knots, counts, sizes, resolution)
     if mixture.n < 2:
         return [RunStatistic(math.nan, math.nan, mixture.n) for _ in levels]
     out = _quantile_run_statistics(mixture.quantiles, mixture.n, levels, mixture.resolution)
-    return [
+    out = [
         statistic if mixture.reports(q) else RunStatistic(math.nan, math.nan, mixture.n)
         for q, statistic in zip(levels, out, strict=True)
     ]
+    # The j-th smallest of n requests sits near the mixture's quantile at j / (n + 1).
+    n = mixture.n
+    return _with_bounds(out, levels, lambda j: mixture.quantiles([j / (n + 1)])[0])
 
 
 def interval_percentiles(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from urllib.request import urlopen
 
@@ -40,7 +41,8 @@ def _verdicts(warehouse, run_id: str, rows: list[tuple]) -> None:
                 "endpoint": endpoint,
                 "metric": metric,
                 "change": change,
-                "p_value": None if word or change is None else 0.01,
+                # judge_run stores an untested row's p-value as NaN
+                "p_value": math.nan if word or change is None else 0.01,
                 "regression": regression,
                 "verdict": "regression"
                 if regression

@@ -226,6 +226,16 @@ def test_a_tiny_candidate_is_suspect_when_its_bound_is_worse_not_its_value():
     assert slower == trials
 
 
+def test_interval_quantiles_too_far_out_get_bounds_from_the_mixture():
+    # One 10 s interval of 15 requests (min, p50, p90, p95, p99, max), Artillery's shape: its
+    # p95 cannot be tested; its lower bound is the 12th of 15 requests (P(Bin(15, 0.95) >= 12)
+    # = 0.995 >= 0.975 > P(>= 13) = 0.964), read off the mixture at 12 / 16 = its p75.
+    knots = [[1.0, 10.0, 14.0, 16.0, 20.0, 22.0]]
+    p95, p75 = interval_quantile_statistics(knots, [15], ["p95", "p75"])
+    assert math.isnan(p95.variance) and p95.upper == math.inf
+    assert p95.lower == pytest.approx(p75.value) and p95.lower < p95.value
+
+
 def test_a_suspect_bound_must_also_clear_the_run_noise():
     # One baseline run and the 10 % prior: the run effect alone moves a run's p95 by about
     # 13 % (sqrt(tau^2 + tau^2 + v/1)), so a bound 25 % worse is within it (z = 1.66) and one
@@ -330,6 +340,21 @@ def test_a_smaller_candidate_adds_its_sampling_variance_not_a_scaled_run_effect(
     se = math.sqrt(0.01 * (1 / 5 + 0.01 / 0.02))
     assert result.df == pytest.approx(4)
     assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, 4), rel=1e-9)
+
+
+def test_a_measured_spread_of_zero_keeps_the_candidates_own_sampling_variance():
+    # No error in 20 earlier runs nor in 3 baseline runs of 1,000 requests (S^2 = 0), and
+    # 1 error in a candidate of 100: its binomial variance is all there is, not 0 (which made
+    # p = 0 and one error a regression).
+    history = RunNoise.measured([0.0] * 20, scale="identity", source="history")
+    base = [rate_statistic(0, 1000)] * 3
+    cand = rate_statistic(1, 100)
+    result = compare_runs(
+        base, cand, statistic="rate", scale="identity", history=history, baseline_apart=True
+    )
+    se = math.sqrt(cand.variance - base[0].variance)
+    assert result.p_value == pytest.approx(2 * stats.norm.sf(0.01 / se), rel=1e-9)
+    assert result.p_value > 0.05 and not result.regression
 
 
 def test_ci_of_a_short_candidate_against_long_runs_covers_at_the_nominal_rate():
