@@ -191,7 +191,8 @@ class Comparison:
         variance) where its baseline runs could, and it is worse by more than the threshold
         and material even at its order-statistic bound (:attr:`RunStatistic.lower` when
         higher is worse), by more than the run noise allows (that bound against
-        :math:`\pm t_{\nu, 1-\alpha/2} \sqrt{(S^2 - \bar v)_+ + S^2/k}`, see
+        :math:`\pm t_{\nu', 1-\alpha/2} \sqrt{(S^2 - \bar v)_+ + S^2/k}` on its
+        Welch-Satterthwaite :math:`\nu'`, see
         :func:`compare_runs`): a change to look at, not a regression.
     noise : str
         Where the run-to-run noise came from (``"3 baseline runs"``, ``"prior 10 %"`` ...).
@@ -280,11 +281,9 @@ def compare_runs(
     .. math::
 
         \hat\delta = y_c - \bar y, \qquad
-        \widehat{\operatorname{Var}}(\hat\delta) = \frac{S^2}{k} +
-        \begin{cases}
-            S^2\,v_c / \bar v & \text{if } v_c < \bar v \text{ and } S^2 < \bar v \\
-            S^2 + v_c - \bar v & \text{otherwise}
-        \end{cases}
+        \widehat{\operatorname{Var}}(\hat\delta) = \frac{S^2}{k} + S^2 + v_c - \bar v,
+        \ \text{or } \frac{S^2}{k} + S^2\,\frac{v_c}{\bar v}
+        \text{ if } v_c < \bar v \text{ and } S^2 < \bar v
 
     where :math:`S^2` estimates the per-run variance :math:`\tau^2 + \bar v` (a new run's run
     effect does not depend on its size: a candidate with more sampling variance adds the
@@ -719,7 +718,7 @@ def interval_quantile_statistics(
         write is not made up from p95 and max); a NaN variance (not judged) when fewer than
         :data:`MIN_TAIL_COUNT` requests lie beyond it, with the bounds of
         :func:`quantile_statistics` read off the mixture (the :math:`j`-th smallest request
-        at its quantile :math:`j / (n + 1)`).
+        at the mixture's own level for it, Hazen's :math:`(j - \tfrac12) / n`).
     """
     levels = [_quantile_level(s) for s in statistics]
     mixture = _IntervalMixture(knots, counts, sizes, resolution)
@@ -730,9 +729,10 @@ def interval_quantile_statistics(
         statistic if mixture.reports(q) else RunStatistic(math.nan, math.nan, mixture.n)
         for q, statistic in zip(levels, out, strict=True)
     ]
-    # The j-th smallest of n requests sits near the mixture's quantile at j / (n + 1).
+    # The mixture places the j-th smallest of n requests at Hazen's level (j - 1/2) / n (an
+    # exact interval gives back its values).
     n = mixture.n
-    return _with_bounds(out, levels, lambda j: mixture.quantiles([j / (n + 1)])[0])
+    return _with_bounds(out, levels, lambda j: mixture.quantiles([(j - 0.5) / n])[0])
 
 
 def interval_percentiles(

@@ -227,13 +227,20 @@ def test_a_tiny_candidate_is_suspect_when_its_bound_is_worse_not_its_value():
 
 
 def test_interval_quantiles_too_far_out_get_bounds_from_the_mixture():
-    # One 10 s interval of 15 requests (min, p50, p90, p95, p99, max), Artillery's shape: its
-    # p95 cannot be tested; its lower bound is the 12th of 15 requests (P(Bin(15, 0.95) >= 12)
-    # = 0.995 >= 0.975 > P(>= 13) = 0.964), read off the mixture at 12 / 16 = its p75.
+    # One 10 s interval of 16 requests (min, p50, p90, p95, p99, max), Artillery's shape: its
+    # p95 cannot be tested; its lower bound is the 13th of 16 requests (P(Bin(16, 0.95) >= 13)
+    # = 0.993 >= 0.975 > P(>= 14) = 0.957), read off the mixture at Hazen's (13 - 1/2) / 16 =
+    # its p78.125.
     knots = [[1.0, 10.0, 14.0, 16.0, 20.0, 22.0]]
-    p95, p75 = interval_quantile_statistics(knots, [15], ["p95", "p75"])
+    p95, p78 = interval_quantile_statistics(knots, [16], ["p95", "p78.125"])
+    assert stats.binom.sf(12, 16, 0.95) >= 0.975 > stats.binom.sf(13, 16, 0.95)
     assert math.isnan(p95.variance) and p95.upper == math.inf
-    assert p95.lower == pytest.approx(p75.value) and p95.lower < p95.value
+    assert p95.lower == pytest.approx(p78.value) and p95.lower < p95.value
+    # Two requests known exactly (min = max per interval): the bounds are the requests.
+    exact = [[5.0] * 6, [9.0] * 6]
+    (top,) = interval_quantile_statistics(exact, [1, 1], ["p99"])
+    (same,) = quantile_statistics([5.0, 9.0], ["p99"])
+    assert (top.lower, top.upper) == (same.lower, same.upper) == (9.0, math.inf)
 
 
 def test_a_suspect_bound_must_also_clear_the_run_noise():
