@@ -303,7 +303,9 @@ def compare_runs(
     Only the :math:`S^2` part of the variance is uncertain; the reference t distribution has
     the Welch-Satterthwaite degrees of freedom
     :math:`\nu\,(\widehat{\operatorname{Var}} / A)^2` with :math:`A` that part
-    (:math:`S^2 (1 + 1/k)`, or :math:`S^2 (1/k + v_c/\bar v)`), so a candidate whose own
+    (:math:`S^2 (1 + 1/k)`, or :math:`S^2 (1/k + v_c/\bar v)`), evaluated at
+    :math:`\max(S^2, \bar v)` (a chance low :math:`S^2` would let the known part dominate and
+    the reference turn normal just when the spread is understated), so a candidate whose own
     sampling variance dominates (an error rate that went from 0 to 6 %) is not judged on the
     baseline runs' 2 df alone.
 
@@ -383,9 +385,13 @@ def compare_runs(
         estimated, known = pooled * (1 / k + v_c / v_bar), 0.0
     se = math.sqrt(estimated + known)
     # Welch-Satterthwaite: only the S^2 part is uncertain on df degrees of freedom; the
-    # candidate's surplus of sampling variance is known (from its requests).
+    # candidate's surplus of sampling variance is known (from its requests). The df are taken
+    # at S^2 no less than v_bar (the per-run variance is never below the runs' sampling
+    # variance): a small S^2 by chance would otherwise make the known part dominate and the
+    # reference normal exactly when S^2 understates the spread.
     if math.isfinite(df) and estimated > 0:
-        df = df * (se**2 / estimated) ** 2
+        at_least = estimated * max(1.0, v_bar / pooled)
+        df = df * ((at_least + known) / at_least) ** 2
     elif math.isfinite(df):
         df = math.inf
     if se > 0:

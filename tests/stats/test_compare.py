@@ -347,6 +347,14 @@ def test_a_smaller_candidate_adds_its_sampling_variance_not_a_scaled_run_effect(
     se = math.sqrt(0.01 * (1 / 5 + 0.01 / 0.02))
     assert result.df == pytest.approx(4)
     assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, 4), rel=1e-9)
+    # A candidate with more sampling variance than such runs adds the difference; its df are
+    # taken at S^2 no less than v_bar (0.02), not at the chance low S^2 (which gave 13.4 df).
+    noisy = RunStatistic(cand.value, 0.03, 2_000)
+    result = compare_runs(tight, noisy, statistic="p50", baseline_apart=True)
+    se = math.sqrt(0.01 * 1.2 + 0.03 - 0.02)
+    df = 4 * ((0.02 * 1.2 + 0.01) / (0.02 * 1.2)) ** 2
+    assert result.df == pytest.approx(df) and df == pytest.approx(8.03, abs=0.01)
+    assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, df), rel=1e-9)
 
 
 def test_a_measured_spread_of_zero_keeps_the_candidates_own_sampling_variance():
