@@ -309,6 +309,10 @@ def compare_runs(
     sampling variance dominates (an error rate that went from 0 to 6 %) is not judged on the
     baseline runs' 2 df alone.
 
+    Runs that agree exactly (:math:`S^2 = 0`: no error in any of them, the same
+    whole-millisecond percentile) measured no spread: the sampling variances alone,
+    :math:`v_c + \bar v / k`, normal reference.
+
     With equal sampling variances and no history this is the t test of a new observation
     against the prediction interval of :math:`k` runs, exact under normality:
     :math:`\hat\delta / (S_b\sqrt{1 + 1/k}) \sim t_{k-1}`. The p-value is
@@ -383,6 +387,12 @@ def compare_runs(
     estimated, known = pooled * (1 + 1 / k), v_c - v_bar
     if v_c < v_bar and pooled < v_bar:
         estimated, known = pooled * (1 / k + v_c / v_bar), 0.0
+    if pooled == 0:
+        # Runs that agree exactly (no error in any of them, the same whole-millisecond
+        # percentile) measured no spread at all: the sampling variances stand, the candidate's
+        # and the baseline mean's (scaled by S^2 / v_bar the candidate's was 0, and any
+        # difference had p = 0).
+        estimated, known = 0.0, v_c + v_bar / k
     se = math.sqrt(estimated + known)
     # Welch-Satterthwaite: only the S^2 part is uncertain on df degrees of freedom; the
     # candidate's surplus of sampling variance is known (from its requests). The df are taken
