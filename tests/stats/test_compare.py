@@ -357,33 +357,20 @@ def test_a_smaller_candidate_adds_its_sampling_variance_not_a_scaled_run_effect(
     assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, df), rel=1e-9)
 
 
-def test_a_measured_spread_of_zero_keeps_the_candidates_own_sampling_variance():
-    # No error in 20 earlier runs nor in 3 baseline runs of 1,000 requests (S^2 = 0), and
-    # 1 error in a candidate of 100: the sampling variances are all there is, the candidate's
-    # and the baseline mean's, not 0 (which made p = 0 and one error a regression).
+@pytest.mark.parametrize(("base_n", "cand_n"), [(1000, 100), (100, 1000)])
+def test_runs_that_agree_exactly_leave_the_sampling_variances_to_decide(base_n, cand_n):
+    # No error in 20 earlier runs nor in 3 baseline runs (S^2 = 0), 1 error in the candidate,
+    # smaller or larger than the baseline runs: the candidate's and the baseline mean's
+    # binomial variances decide. A smaller candidate had the baseline runs' variance
+    # subtracted, a larger one se 0 and p = 0 (one error a regression).
     history = RunNoise.measured([0.0] * 20, scale="identity", source="history")
-    base = [rate_statistic(0, 1000)] * 3
-    cand = rate_statistic(1, 100)
+    base = [rate_statistic(0, base_n)] * 3
+    cand = rate_statistic(1, cand_n)
     result = compare_runs(
         base, cand, statistic="rate", scale="identity", history=history, baseline_apart=True
     )
     se = math.sqrt(cand.variance + base[0].variance / 3)
-    assert result.p_value == pytest.approx(2 * stats.norm.sf(0.01 / se), rel=1e-9)
-    assert result.p_value > 0.05 and not result.regression
-
-
-def test_runs_that_agree_exactly_leave_a_larger_candidate_its_own_sampling_variance():
-    # No error in 3 baseline runs of 100 requests nor in 20 earlier runs (S^2 = 0), 1 error in a
-    # candidate of 1,000: its binomial variance decides (it had se 0 and p = 0).
-    history = RunNoise.measured([0.0] * 20, scale="identity", source="history")
-    base = [rate_statistic(0, 100)] * 3
-    cand = rate_statistic(1, 1000)
-    assert cand.variance < base[0].variance
-    result = compare_runs(
-        base, cand, statistic="rate", scale="identity", history=history, baseline_apart=True
-    )
-    se = math.sqrt(cand.variance + base[0].variance / 3)
-    assert result.p_value == pytest.approx(2 * stats.norm.sf(0.001 / se), rel=1e-9)
+    assert result.p_value == pytest.approx(2 * stats.norm.sf(1 / cand_n / se), rel=1e-9)
     assert result.p_value > 0.05 and not result.regression
 
 
