@@ -190,10 +190,10 @@ class Comparison:
         The candidate could not be tested (too few values for its statistic's sampling
         variance) where its baseline runs could, and it is worse by more than the threshold
         and material even at its order-statistic bound (:attr:`RunStatistic.lower` when
-        higher is worse), by more than the run noise allows (that bound against
-        :math:`\pm t_{\nu', 1-\alpha/2} \sqrt{(S^2 - \bar v)_+ + S^2/k}` on its
-        Welch-Satterthwaite :math:`\nu'`, see
-        :func:`compare_runs`): a change to look at, not a regression.
+        higher is worse), by more than the run noise allows (that bound tested against the
+        spread of a new run without sampling error, :func:`compare_runs`' variance with
+        :math:`v_c = 0`, e.g. :math:`\sqrt{(S^2 - \bar v)_+ + S^2/k}`, on its
+        Welch-Satterthwaite df): a change to look at, not a regression.
     noise : str
         Where the run-to-run noise came from (``"3 baseline runs"``, ``"prior 10 %"`` ...).
     df : float
@@ -366,44 +366,14 @@ def compare_runs(
             change_bound, _ = _change_and_bar(d_bound, sign, scale, threshold, base_value)
             beyond, _ = _beyond(change_bound, sign * (bound - base_value), bar, min_effect, step)
             # The bound carries the candidate's sampling error; the run effect and the
-            # baseline mean's error remain: (S^2 - v_bar)_+ + S^2 / k, on Welch-Satterthwaite
-            # df (S^2 (1 + 1/k) or S^2 / k of it estimated).
-            run_effect = max(pooled - v_bar, 0.0)
-            se_run = math.sqrt(run_effect + pooled / k)
-            estimated = pooled / k + (pooled if run_effect > 0 else 0.0)
-            df_run = df * (se_run**2 / estimated) ** 2 if estimated > 0 else math.inf
+            # baseline mean's error remain: the spread of a new run without sampling error.
+            se_run, df_run = _new_run_spread(pooled, v_bar, 0.0, k, df)
             suspect = beyond and (
                 se_run == 0 or sign * d_bound / se_run > float(_t_ppf(1 - alpha / 2, df_run))
             )
         untested = _untested(statistic, base_value, candidate.value, n_base, candidate.n)
         return dataclasses.replace(untested, change=change, suspect=suspect)
-    # The spread of a new run around the mean of k runs is S^2 (1 + 1/k); the candidate's own
-    # sampling variance replaces a typical baseline run's (no floor: S^2 is random and the t
-    # reference accounts for that). A larger sampling variance adds to S^2: scaling all of
-    # S^2 by v_c / v_bar would scale the run effect too (a candidate of 2,000 requests against
-    # runs of 50,000 got an interval 5 times too wide). A smaller one is subtracted, unless
-    # S^2 is below v_bar (the runs agree better than their sampling variances say): S^2 is
-    # then all sampling and scales down as a whole.
-    estimated, known = pooled * (1 + 1 / k), v_c - v_bar
-    if v_c < v_bar and pooled < v_bar:
-        estimated, known = pooled * (1 / k + v_c / v_bar), 0.0
-    if pooled == 0:
-        # Runs that agree exactly (no error in any of them, the same whole-millisecond
-        # percentile) measured no spread at all: the sampling variances stand, the candidate's
-        # and the baseline mean's (scaled by S^2 / v_bar the candidate's was 0, and any
-        # difference had p = 0).
-        estimated, known = 0.0, v_c + v_bar / k
-    se = math.sqrt(estimated + known)
-    # Welch-Satterthwaite: only the S^2 part is uncertain on df degrees of freedom; the
-    # candidate's surplus of sampling variance is known (from its requests). The df are taken
-    # at S^2 no less than v_bar (the per-run variance is never below the runs' sampling
-    # variance): a small S^2 by chance would otherwise make the known part dominate and the
-    # reference normal exactly when S^2 understates the spread.
-    if math.isfinite(df) and estimated > 0:
-        at_least = estimated * max(1.0, v_bar / pooled)
-        df = df * ((at_least + known) / at_least) ** 2
-    elif math.isfinite(df):
-        df = math.inf
+    se, df = _new_run_spread(pooled, v_bar, v_c, k, df)
     if se > 0:
         p_value = float(2 * _t_sf(abs(d) / se, df))
         half = float(_t_ppf(1 - alpha / 2, df)) * se
@@ -432,6 +402,42 @@ def compare_runs(
         noise=noise,
         df=float(df),
     )
+
+
+def _new_run_spread(
+    pooled: float, v_bar: float, v_c: float, k: int, df: float
+) -> tuple[float, float]:
+    """Standard error of a new run's transformed statistic (sampling variance ``v_c``) minus
+    the mean of ``k`` baseline runs, and its Welch-Satterthwaite degrees of freedom, from the
+    pooled per-run variance ``pooled`` on ``df`` df (see :func:`compare_runs`, Notes)."""
+    # The spread of a new run around the mean of k runs is S^2 (1 + 1/k); the candidate's own
+    # sampling variance replaces a typical baseline run's (no floor: S^2 is random and the t
+    # reference accounts for that). A larger sampling variance adds to S^2: scaling all of
+    # S^2 by v_c / v_bar would scale the run effect too (a candidate of 2,000 requests against
+    # runs of 50,000 got an interval 5 times too wide). A smaller one is subtracted, unless
+    # S^2 is below v_bar (the runs agree better than their sampling variances say): S^2 is
+    # then all sampling and scales down as a whole.
+    estimated, known = pooled * (1 + 1 / k), v_c - v_bar
+    if v_c < v_bar and pooled < v_bar:
+        estimated, known = pooled * (1 / k + v_c / v_bar), 0.0
+    if pooled == 0:
+        # Runs that agree exactly (no error in any of them, the same whole-millisecond
+        # percentile) measured no spread at all: the sampling variances stand, the candidate's
+        # and the baseline mean's (scaled by S^2 / v_bar the candidate's was 0, and any
+        # difference had p = 0).
+        estimated, known = 0.0, v_c + v_bar / k
+    se = math.sqrt(estimated + known)
+    # Welch-Satterthwaite: only the S^2 part is uncertain on df degrees of freedom; the
+    # candidate's surplus of sampling variance is known (from its requests). The df are taken
+    # at S^2 no less than v_bar (the per-run variance is never below the runs' sampling
+    # variance): a small S^2 by chance would otherwise make the known part dominate and the
+    # reference normal exactly when S^2 understates the spread.
+    if math.isfinite(df) and estimated > 0:
+        at_least = estimated * max(1.0, v_bar / pooled)
+        df = df * ((at_least + known) / at_least) ** 2
+    elif math.isfinite(df):
+        df = math.inf
+    return se, df
 
 
 def _per_run_variance(
