@@ -309,7 +309,7 @@ def intervals_frame(run: dict, factor: float) -> pl.DataFrame:
 def summaries_frame(runs: list[dict], scales: list[float]) -> pl.DataFrame:
     """The history runs' ``run_summary`` columns that the product reads for the run noise:
     p50, p95 and p99 of the successful requests' latencies (numpy's default, linear
-    interpolation), requests per second and the error rate."""
+    interpolation), requests per second, the requests and the error rate."""
     rows = []
     for run, scale in zip(runs, scales, strict=True):
         ok_lat = run["latency"][run["ok"]] * scale
@@ -322,6 +322,7 @@ def summaries_frame(runs: list[dict], scales: list[float]) -> pl.DataFrame:
                 "latency_p95": p95,
                 "latency_p99": p99,
                 "throughput_rps": len(run["latency"]) / (DURATION_US / 1e6),
+                "requests": len(run["latency"]),
                 "error_rate": 1.0 - float(np.mean(run["ok"])),
             }
         )

@@ -13,7 +13,11 @@ import polars as pl
 from metrics_pipeline.analysis.baselines import BASELINE_RUNS, accepted_runs, dynamic_baseline
 from metrics_pipeline.analysis.intervals import one_source, percentile_inputs
 from metrics_pipeline.analysis.series import RESOURCES
-from metrics_pipeline.common.noise import DEFAULT_LATENCY_JITTER_MS, DEFAULT_RUN_NOISE
+from metrics_pipeline.common.noise import (
+    DEFAULT_ERROR_RATE_NOISE,
+    DEFAULT_LATENCY_JITTER_MS,
+    DEFAULT_RUN_NOISE,
+)
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform, empty
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
@@ -69,7 +73,7 @@ DEFAULT_RULES = {
     "latency_p50": MetricRule(min_effect=1.0),
     "latency_p95": MetricRule(min_effect=1.0),
     "latency_p99": MetricRule(min_effect=1.0),
-    "error_rate": MetricRule(min_effect=0.005),
+    "error_rate": MetricRule(min_effect=0.005, run_noise=DEFAULT_ERROR_RATE_NOISE),
     "throughput": MetricRule(min_effect=0.5),
     # A per-second CPU sample counts the kernel's 100 Hz ticks (1 % of a core each): a few % of
     # a core is the sampler's noise. RSS moves by allocator arenas of several MiB.
@@ -103,10 +107,10 @@ class VerdictPolicy:
 
     @classmethod
     def uniform(
-        cls, threshold: float = 0.20, alpha: float = 0.05, run_noise: float = DEFAULT_RUN_NOISE
+        cls, threshold: float = 0.20, alpha: float = 0.05, run_noise: float | None = None
     ) -> VerdictPolicy:
-        """The default absolute floors with one threshold, alpha and run-noise prior for every
-        metric."""
+        """The default absolute floors with one threshold and alpha for every metric, and one
+        run-noise prior if given (else each metric's default)."""
         return cls().overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
 
 
@@ -353,7 +357,8 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
     combination (their ``run_summary`` rows; not the baseline runs, which count on their own).
 
     Returns ``{(endpoint, metric): RunNoise}`` for the statistics with at least 2 runs: the
-    variance of the log of each run's p50, p95, p99 and throughput, and of the error rate.
+    variance of the log of each run's p50, p95, p99 and throughput, and of the double arcsine
+    of its error rate (see :func:`~metrics_pipeline.stats.compare_runs`).
     """
     out: dict[tuple[str, str], RunNoise] = {}
     columns = {
@@ -361,7 +366,7 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
         "latency_p95": ("latency_p95", "log"),
         "latency_p99": ("latency_p99", "log"),
         "throughput": ("throughput_rps", "log"),
-        "error_rate": ("error_rate", "identity"),
+        "error_rate": ("error_rate", "arcsine"),
     }
     for (endpoint,), runs in summaries.group_by(["endpoint"], maintain_order=True):
         for metric, (column, scale) in columns.items():
@@ -369,6 +374,7 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
                 runs[column].to_numpy(),
                 scale=scale,
                 source=f"history of {runs[column].drop_nulls().len()} runs",
+                counts=runs["requests"].to_numpy() if scale == "arcsine" else None,
             )
             if noise is not None:
                 out[(endpoint, metric)] = noise
@@ -403,7 +409,7 @@ def _judge_requests(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:
         [_errors(run) for run in base_runs],
         _errors(cand),
         "rate",
-        scale="identity",
+        scale="arcsine",
     )
     throughput = _Pending(
         "throughput",
@@ -573,7 +579,7 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, spans: Mapping[str,
             [rate_statistic(int(r["errors"].sum()), int(r["count"].sum())) for r in base_runs],
             rate_statistic(int(cand["errors"].sum()), int(cand["count"].sum())),
             "rate",
-            scale="identity",
+            scale="arcsine",
         )
         judged.append((pending, None))
     if counted and all(spans.get(run["run_id"][0], 0.0) > 0 for run in (cand, *base_runs)):

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
-from metrics_pipeline.common.noise import DEFAULT_RUN_NOISE
+from metrics_pipeline.common.noise import DEFAULT_ERROR_RATE_NOISE, DEFAULT_RUN_NOISE
 from metrics_pipeline.common.text import display_name
 from metrics_pipeline.formats import read_results, result_files, unreadable_files
 from metrics_pipeline.formats.limits import GIB, ReadLimits
@@ -165,7 +165,8 @@ def compare(
             help="Spread between identical runs (0.10 = 10 %): assumed with one baseline "
             "run, and the floor under the spread of baseline runs taken back to back (less "
             "than 12 h apart); runs on separate days measure it themselves (default: the "
-            f"verdict rules', else {DEFAULT_RUN_NOISE:g}).",
+            f"verdict rules', else {DEFAULT_RUN_NOISE:g}, error rates "
+            f"{DEFAULT_ERROR_RATE_NOISE:g}).",
             show_default=False,
         ),
     ] = None,

@@ -11,6 +11,7 @@ import pytest
 
 from metrics_pipeline.analysis.verdicts import (
     TOO_FEW,
+    VerdictPolicy,
     change_words,
     choose_baseline,
     history_noise,
@@ -20,6 +21,7 @@ from metrics_pipeline.analysis.verdicts import (
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.evaluation.demo_data import demo_runs
 from metrics_pipeline.formats.canonical_jsonl import request_row
+from metrics_pipeline.stats import compare_runs, rate_statistic
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -330,7 +332,7 @@ def test_run_to_run_noise_of_the_baseline_keeps_an_ordinary_run_from_a_verdict()
     assert not by_run["regression"].any()
     # Pooled as if one run, the requests alone do not decide: the prior's run noise does.
     pooled = judge_run(cand, base.with_columns(run_id=pl.lit("b")), ["b"])
-    assert set(pooled["noise"].drop_nulls()) == {"prior 10% + 0.5 abs.", "prior 10%"}
+    assert set(pooled["noise"].drop_nulls()) == {"prior 10% + 0.5 abs.", "prior 10%", "prior 30%"}
     # The same candidate twice as slow stands out against the runs' spread.
     slower = judge_run(scaled_run("c", 2.2, seed=9), base, ids)
     assert set(slower.filter(pl.col("regression"))["metric"]) >= {"latency_p50", "latency_p95"}
@@ -402,6 +404,7 @@ def test_a_noisy_history_keeps_a_change_within_its_spread_from_a_verdict():
             "latency_p50": [50.0, 65.0, 40.0, 60.0, 45.0, 70.0, 37.5, 55.0],
             "latency_p95": [100.0] * 8,
             "latency_p99": [None] * 8,
+            "requests": [2400] * 8,
             "error_rate": [0.0] * 8,
             "throughput_rps": [40.0] * 8,
         }
@@ -486,3 +489,39 @@ def test_the_adjustment_counts_only_the_tests_that_can_decide():
     assert family.height >= 4
     expected = multipletests(family["p_value"].to_numpy(), method="fdr_bh")[1]
     np.testing.assert_allclose(family["p_adjusted"].to_numpy(), expected, rtol=1e-12)
+
+
+def test_an_error_rate_that_moves_a_third_between_identical_runs_is_no_regression():
+    # Identical runs of 20,000 requests whose error rate moves by about 30 % from run to run
+    # (1 % times a Gamma multiplier of mean 1 and CV 0.3), judged on one baseline run: the
+    # error rate's prior must hold that spread. With the latencies' 10 % prior 12 % of these
+    # pairs were regressions; the CV of a Gamma(a, 1/a) multiplier is 1/sqrt(a).
+    rng = np.random.default_rng(20261207)
+    policy = VerdictPolicy()
+    rule, prior = policy.rule("error_rate"), policy.prior("error_rate")
+    requests, pairs = 20_000, 400
+
+    def judged(base_errors: int, cand_errors: int):
+        return compare_runs(
+            [rate_statistic(base_errors, requests)],
+            rate_statistic(cand_errors, requests),
+            statistic="rate",
+            scale="arcsine",
+            threshold=rule.threshold,
+            alpha=rule.alpha,
+            min_effect=rule.min_effect,
+            prior=prior,
+        )
+
+    shape = 1 / 0.3**2
+    errors = rng.binomial(requests, 0.01 * rng.gamma(shape, 1 / shape, (pairs, 2)))
+    flagged = sum(judged(int(b), int(c)).regression for b, c in errors)
+    assert flagged / pairs <= 0.05
+    # A real jump still stands out: 1 % -> 5 %, and errors where there were none.
+    assert judged(200, 1000).regression and judged(0, 500).regression
+    # judge_run takes the error rate's prior from the same policy.
+    base = fixed_rate_requests("b", 40, 10, seed=1).with_columns(
+        ok=pl.Series(np.arange(2400) % 50 != 0)
+    )
+    rows = judge_run(fixed_rate_requests("c", 40, 10, seed=2), base, ["b"])
+    assert rows.filter(pl.col("metric") == "error_rate")["noise"].to_list() == [prior.source]

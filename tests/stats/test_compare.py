@@ -466,3 +466,64 @@ def test_a_count_over_a_span_has_the_poisson_variance_of_its_log():
     assert spread == pytest.approx(math.sqrt(1 / 400.0), rel=0.05)
     assert math.isnan(count_rate_statistic(0, 20.0).value)
     assert math.isnan(count_rate_statistic(5, 0.0).variance)
+
+
+def freeman_tukey(x: float, n: int) -> float:
+    return (math.asin(math.sqrt(x / (n + 1))) + math.asin(math.sqrt((x + 1) / (n + 1)))) / 2
+
+
+def test_a_rate_on_the_arcsine_scale_hand_computed():
+    # One baseline run without errors, a candidate with 20 of 1,000, a 30 % prior: the
+    # double arcsine of each run, the prior's spread at the level of both runs (1 %).
+    prior = RunNoise.prior(0.30)
+    result = compare_runs(
+        [rate_statistic(0, 1000)],
+        rate_statistic(20, 1000),
+        statistic="rate",
+        scale="arcsine",
+        prior=prior,
+    )
+    d = freeman_tukey(20, 1000) - freeman_tukey(0, 1000)
+    tau = math.asin(math.sqrt(0.013)) - math.asin(math.sqrt(0.01))
+    se = math.sqrt(2 * (tau**2 + 1 / 4002))
+    assert result.p_value == pytest.approx(2 * stats.norm.sf(d / se), rel=1e-9)
+    assert result.change == pytest.approx(0.02) and result.baseline == 0.0
+    # The interval's ends are the rates whose double arcsine (x = rate * n events) is the
+    # candidate's plus or minus 1.96 standard errors.
+    half = stats.norm.ppf(0.975) * se
+    for end, target in ((result.ci_low, -half), (result.ci_high, half)):
+        assert freeman_tukey(end * 1000, 1000) == pytest.approx(
+            freeman_tukey(20, 1000) + target, rel=1e-9
+        )
+    assert result.regression
+
+
+@pytest.mark.parametrize(("rate", "n"), [(0.002, 1000), (0.005, 1000), (0.05, 100)])
+def test_rates_of_identical_runs_with_few_events_are_significant_at_the_nominal_rate(rate, n):
+    # Identical runs with 1-5 expected errors and no run effect: p < 0.05 in about 5 % of
+    # pairs. The plain arcsine, arcsin(sqrt(x / n)) with variance 1 / (4n), gave 17 % at 0.2 %.
+    rng = np.random.default_rng(int(rate * 1e4) + n)
+    errors = rng.binomial(n, rate, (4000, 2))
+    p_values = np.array(
+        [
+            compare_runs(
+                [rate_statistic(int(b), n)],
+                rate_statistic(int(c), n),
+                statistic="rate",
+                scale="arcsine",
+                prior=NO_FLOOR,
+            ).p_value
+            for b, c in errors
+        ]
+    )
+    assert 0.03 <= np.mean(p_values < 0.05) <= 0.06
+
+
+def test_a_history_of_rates_needs_the_runs_counts():
+    rates, counts = [0.01, 0.02, 0.0], [1000, 500, 200]
+    history = RunNoise.measured(rates, scale="arcsine", source="history", counts=counts)
+    values = [freeman_tukey(r * n, n) for r, n in zip(rates, counts, strict=True)]
+    assert history.variance == pytest.approx(np.var(values, ddof=1), rel=1e-12)
+    assert history.df == 2
+    with pytest.raises(ValueError, match="counts"):
+        RunNoise.measured(rates, scale="arcsine", source="history")
