@@ -15,8 +15,9 @@ applied in file order (a later entry wins)::
         threshold: 0.30
 
 An entry sets any of ``threshold``, ``alpha``, ``run_noise`` and ``min_effect``, for the
-``metrics`` listed (default: every metric) of the runs its ``scope`` selects (default: every
-run). Rules are per run, not per endpoint: a scope names no endpoints.
+``metrics`` listed (default: every metric; an entry without ``metrics`` leaves the error rate's
+own ``run_noise`` alone, see ``OWN_RUN_NOISE``) of the runs its ``scope`` selects (default:
+every run). Rules are per run, not per endpoint: a scope names no endpoints.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metrics_pipeline.analysis.kpi_catalog import Scope
-from metrics_pipeline.analysis.verdicts import DEFAULT_RULES, RESOURCE_METRICS, VerdictPolicy
+from metrics_pipeline.analysis.verdicts import (
+    DEFAULT_RULES,
+    RESOURCE_METRICS,
+    VerdictPolicy,
+    for_every_metric,
+)
 from metrics_pipeline.common.config import load_yaml_model
 
 # Every metric a rule may name: the judged ones and each resource metric on its own.
@@ -83,7 +89,10 @@ class VerdictRules(BaseModel):
             if not rule.scope.matches_run(suite, scenario, environment):
                 continue
             for metric in rule.metrics or sorted(rules):
-                rules[metric] = replace(rules.get(metric) or rules["resource"], **rule.changes())
+                changes = rule.changes()
+                if not rule.metrics:
+                    changes = for_every_metric(metric, changes)
+                rules[metric] = replace(rules.get(metric) or rules["resource"], **changes)
         return VerdictPolicy(rules)
 
 

@@ -69,6 +69,12 @@ class MetricRule:
     run_noise: float = DEFAULT_RUN_NOISE
 
 
+# Metrics whose run-noise prior is their own: a run_noise given for every metric (--run-noise,
+# a rules entry without `metrics`) is the latencies' spread and leaves theirs alone (an error
+# rate moves by a third between identical runs whatever the machine); a rule that names the
+# metric sets it.
+OWN_RUN_NOISE = frozenset({"error_rate"})
+
 DEFAULT_RULES = {
     "latency_p50": MetricRule(min_effect=1.0),
     "latency_p95": MetricRule(min_effect=1.0),
@@ -101,9 +107,11 @@ class VerdictPolicy:
 
     def overridden(self, **changes: float | None) -> VerdictPolicy:
         """This policy with ``threshold``, ``alpha``, ``run_noise`` or ``min_effect`` set for
-        every metric (``None``: kept)."""
+        every metric (``None``: kept; ``run_noise`` not for :data:`OWN_RUN_NOISE`)."""
         changes = {name: value for name, value in changes.items() if value is not None}
-        return VerdictPolicy({m: replace(r, **changes) for m, r in self.rules.items()})
+        return VerdictPolicy(
+            {m: replace(r, **for_every_metric(m, changes)) for m, r in self.rules.items()}
+        )
 
     @classmethod
     def uniform(
@@ -112,6 +120,14 @@ class VerdictPolicy:
         """The default absolute floors with one threshold and alpha for every metric, and one
         run-noise prior if given (else each metric's default)."""
         return cls().overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
+
+
+def for_every_metric(metric: str, changes: dict[str, float]) -> dict[str, float]:
+    """The part of ``changes`` given for every metric that applies to ``metric`` (see
+    :data:`OWN_RUN_NOISE`)."""
+    if metric in OWN_RUN_NOISE:
+        return {name: value for name, value in changes.items() if name != "run_noise"}
+    return changes
 
 
 # metric -> the quantile compared on successful requests' latencies, and the interval_stats
@@ -370,6 +386,8 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
     }
     for (endpoint,), runs in summaries.group_by(["endpoint"], maintain_order=True):
         for metric, (column, scale) in columns.items():
+            if scale == "arcsine" and "requests" not in runs.columns:
+                continue  # a rate's history needs each run's requests
             noise = RunNoise.measured(
                 runs[column].to_numpy(),
                 scale=scale,
@@ -452,7 +470,10 @@ def _compare_all(
     spreads: dict[tuple[str, int], list[float]] = {}
     groups: list[tuple[str, int] | None] = []  # (metric, usable baseline runs) of each row
     for row, p in zip(rows, pending, strict=True):
-        if p is None or row["endpoint"] == RESOURCES:
+        # Only spreads on the log scale are pooled: an error rate's holds its sampling
+        # variance, 1/(4n+2), most of it where there are few errors and different for
+        # endpoints of different sizes (large endpoints would shrink a small one's noise).
+        if p is None or row["endpoint"] == RESOURCES or p.scale != "log":
             groups.append(None)
             continue
         spread, runs = run_spread(p.baseline, p.scale)

@@ -165,8 +165,8 @@ def compare(
             help="Spread between identical runs (0.10 = 10 %): assumed with one baseline "
             "run, and the floor under the spread of baseline runs taken back to back (less "
             "than 12 h apart); runs on separate days measure it themselves (default: the "
-            f"verdict rules', else {DEFAULT_RUN_NOISE:g}, error rates "
-            f"{DEFAULT_ERROR_RATE_NOISE:g}).",
+            f"verdict rules', else {DEFAULT_RUN_NOISE:g}; error rates keep their own, "
+            f"{DEFAULT_ERROR_RATE_NOISE:g}, unless the rules name error_rate).",
             show_default=False,
         ),
     ] = None,

@@ -76,7 +76,7 @@ class RunStatistic:
         Sampling variance of :math:`g(\text{value})`, with :math:`g = \ln` on the log scale and
         the identity on the identity (and arcsine) scale; 0 when the run gives no way to
         estimate it (one aggregate per run), which leaves the whole spread to the run effect.
-        On the arcsine scale :func:`compare_runs` takes :math:`1/(4n)` instead.
+        On the arcsine scale :func:`compare_runs` takes :math:`1/(4n+2)` instead.
     n : int
         Values behind it (requests, samples, intervals).
     resolution : float
@@ -116,6 +116,10 @@ class RunNoise:
         Degrees of freedom of ``variance``; ``inf`` for a prior.
     source : str
         Where it came from, for the verdict row.
+    sampling : float
+        The runs' mean sampling variance inside ``variance`` (0 when unknown): the run effect
+        is :math:`S^2_h` less this, and the runs compared add their own (a history of large
+        runs says little about the sampling error of a small one).
     over_time : bool
         Measured on runs spread over days (a combination's history): it then replaces the
         prior's floor (see :func:`compare_runs`).
@@ -126,6 +130,7 @@ class RunNoise:
     variance: float | None = None
     df: float = math.inf
     source: str = ""
+    sampling: float = 0.0
     over_time: bool = False
 
     @classmethod
@@ -149,7 +154,8 @@ class RunNoise:
 
         Returns :math:`S^2 = \operatorname{var}(g(x_i))` with :math:`n - 1` df, or ``None``
         with fewer than 2 usable values. Rates on the arcsine scale need each run's
-        ``counts`` (requests), for their double arcsine (see :func:`compare_runs`).
+        ``counts`` (requests), for their double arcsine (see :func:`compare_runs`) and their
+        mean sampling variance :math:`1/(4n_i+2)` (``sampling``).
         """
         x = np.asarray(values, dtype=float)
         if scale == "arcsine":
@@ -162,11 +168,18 @@ class RunNoise:
                 if _in_domain(np.array([rate]), scale)[0] and size > 0
             ]
             y = _run_values(runs, scale)
+            sampling = float(np.mean([_sampling_variance(r, scale) for r in runs])) if runs else 0.0
         else:
-            y = _transformed(x[_in_domain(x, scale)], scale)
+            y, sampling = _transformed(x[_in_domain(x, scale)], scale), 0.0
         if y.size < 2:
             return None
-        return cls(variance=float(np.var(y, ddof=1)), df=y.size - 1, source=source, over_time=True)
+        return cls(
+            variance=float(np.var(y, ddof=1)),
+            df=y.size - 1,
+            source=source,
+            sampling=sampling,
+            over_time=True,
+        )
 
     def run_variance(self, level: float, sampling: float, scale: Scale) -> float:
         r"""Variance of one run's transformed statistic at ``level`` (the runs compared; see
@@ -403,7 +416,8 @@ def compare_runs(
         bound = candidate.value if math.isnan(bound) else bound
         suspect = math.isfinite(bound) and bool(_in_domain(np.array([bound]), scale)[0])
         if suspect:
-            d_bound = float(_transformed([bound], scale)[0]) - y_bar
+            d_bound = float(_run_values([dataclasses.replace(candidate, value=bound)], scale)[0])
+            d_bound -= y_bar
             change_bound, _ = _change_and_bar(
                 d_bound, bound - base_value, sign, scale, threshold, base_value
             )
@@ -428,10 +442,11 @@ def compare_runs(
         with np.errstate(over="ignore"):
             ci_low, ci_high = sorted(sign * np.expm1([d - half, d + half]))
     elif scale == "arcsine":
-        # The candidate's rate at the ends of its interval (Miller's inverse), less the
-        # baseline's.
-        ends = [_freeman_tukey_inverse(y_bar + d + e, candidate.n) for e in (-half, half)]
-        ci_low, ci_high = sorted(sign * (np.array(ends) - base_value))
+        # The candidate's rate at the ends of its interval less the baseline's, both read at
+        # the candidate's size (Miller's inverse is monotone: 0 lies in the interval exactly
+        # when p >= alpha, whatever the runs' sizes).
+        at = [_freeman_tukey_inverse(y_bar + e, candidate.n) for e in (0.0, d - half, d + half)]
+        ci_low, ci_high = sorted(sign * (np.array(at[1:]) - at[0]))
     else:
         ci_low, ci_high = sorted(sign * np.array([d - half, d + half]))
     significant = p_value < alpha
@@ -503,7 +518,11 @@ def _per_run_variance(
     sources, df, ss = [], 0.0, 0.0
     if history is not None and history.variance is not None and history.df >= 1:
         sources.append(history.source)
-        df, ss = history.df, history.df * history.variance
+        # Its run effect, plus the sampling variance of the runs compared.
+        variance = history.variance
+        if history.sampling > 0:
+            variance = max(history.variance - history.sampling, 0.0) + v_bar
+        df, ss = history.df, history.df * variance
     if k >= 2:
         sources.append(f"{k} baseline runs")
         df, ss = df + k - 1, ss + float(np.var(y, ddof=1)) * (k - 1)
@@ -629,7 +648,7 @@ def _run_values(runs: Sequence[RunStatistic], scale: Scale) -> np.ndarray:
     if scale != "arcsine":
         return _transformed([r.value for r in runs], scale)
     n = np.array([r.n for r in runs], dtype=float)
-    x = np.round(np.array([r.value for r in runs]) * n)
+    x = np.array([r.value for r in runs]) * n
     return (np.arcsin(np.sqrt(x / (n + 1))) + np.arcsin(np.sqrt((x + 1) / (n + 1)))) / 2
 
 

@@ -81,3 +81,23 @@ def test_a_suite_that_declares_its_machines_quiet_gets_its_regression_found(tmp_
     assert p50(rules.policy("checkout", "buy", "ci"))["verdict"] == "ok"
     quiet = p50(rules.policy("checkout", "buy", "lab"))
     assert quiet["verdict"] == "regression" and quiet["noise"].startswith("prior 3%")
+
+
+def test_a_run_noise_for_every_metric_leaves_the_error_rates_own(tmp_path):
+    # The error rate moves by a third between identical runs on any machine: a quiet lab's
+    # 3 % (an entry without `metrics`, or --run-noise) is the latencies' spread, not its.
+    lab = load_verdict_rules(rules_file(tmp_path, RULES)).policy("checkout", "buy", "lab")
+    assert lab.rule("latency_p50").run_noise == 0.03
+    assert lab.rule("error_rate").run_noise == DEFAULT_RULES["error_rate"].run_noise == 0.30
+    overridden = VerdictPolicy().overridden(run_noise=0.05, threshold=0.3)
+    assert overridden.rule("error_rate").run_noise == 0.30
+    assert overridden.rule("error_rate").threshold == overridden.rule("throughput").threshold
+    assert overridden.rule("throughput").run_noise == 0.05
+    named = RULES + "  - metrics: [error_rate]\n    run_noise: 0.5\n"
+    assert (
+        load_verdict_rules(rules_file(tmp_path, named))
+        .policy("a", "b", "c")
+        .rule("error_rate")
+        .run_noise
+        == 0.5
+    )

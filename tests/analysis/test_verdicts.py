@@ -525,3 +525,24 @@ def test_an_error_rate_that_moves_a_third_between_identical_runs_is_no_regressio
     )
     rows = judge_run(fixed_rate_requests("c", 40, 10, seed=2), base, ["b"])
     assert rows.filter(pl.col("metric") == "error_rate")["noise"].to_list() == [prior.source]
+
+
+def test_error_rates_are_not_pooled_over_endpoints_of_other_sizes():
+    # Three baseline runs of five endpoints: the latencies' spread is pooled over the
+    # endpoints (one machine's noise), the error rates' is not: theirs holds each endpoint's
+    # sampling error, which differs with its size and is all there is without errors.
+    def run(run_id: str, seed: int) -> pl.DataFrame:
+        parts = []
+        for i, rps in enumerate([2, 40, 40, 40, 40]):
+            part = fixed_rate_requests(run_id, rps, 10, seed=seed * 10 + i)
+            errors = np.random.default_rng(seed * 10 + i).random(part.height) < 0.03
+            parts.append(part.with_columns(endpoint=pl.lit(f"/e{i}"), ok=pl.Series(~errors)))
+        return pl.concat(parts)
+
+    ids = ["b1", "b2", "b3"]
+    base = pl.concat([run(r, i) for i, r in enumerate(ids)])
+    rows = judge_run(run("c", 9), base, ids)
+    noise = dict(zip(rows["metric"], rows["noise"], strict=False))
+    assert "endpoints' runs" in noise["latency_p50"]
+    error_noise = rows.filter(pl.col("metric") == "error_rate")["noise"]
+    assert error_noise.str.contains("endpoints").sum() == 0

@@ -527,3 +527,40 @@ def test_a_history_of_rates_needs_the_runs_counts():
     assert history.df == 2
     with pytest.raises(ValueError, match="counts"):
         RunNoise.measured(rates, scale="arcsine", source="history")
+
+
+def test_a_history_of_large_runs_lends_its_run_effect_not_its_sampling_error():
+    # Eight earlier runs of 50,000 requests measure the error rate's run-to-run spread with
+    # little sampling error in it; the runs compared have 200 requests each and add their
+    # own. Taken whole, that history made 28 % of unchanged small runs regressions.
+    rng = np.random.default_rng(7)
+    shape, rate, flagged, reps = 1 / 0.3**2, 0.005, 0, 2000
+    for _ in range(reps):
+        earlier = rng.binomial(50_000, rate * rng.gamma(shape, 1 / shape, 8)) / 50_000
+        history = RunNoise.measured(earlier, scale="arcsine", source="h", counts=[50_000] * 8)
+        base, cand = rng.binomial(200, rate * rng.gamma(shape, 1 / shape, 2))
+        flagged += compare_runs(
+            [rate_statistic(int(base), 200)],
+            rate_statistic(int(cand), 200),
+            statistic="rate",
+            scale="arcsine",
+            min_effect=0.005,
+            history=history,
+        ).regression
+    assert flagged / reps <= 0.05
+    assert history.sampling == pytest.approx(1 / 200_002)
+
+
+def test_the_interval_of_a_rate_holds_0_exactly_when_p_is_at_least_alpha():
+    # Runs of different sizes (200 against 50,000 requests, either way): the interval and the
+    # test read the same difference, so they agree on every pair.
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        sizes = rng.permutation([200, 50_000])
+        rates = 0.005 * rng.gamma(4, 1 / 4, 2)
+        base, cand = (
+            rate_statistic(int(rng.binomial(n, r)), int(n))
+            for n, r in zip(sizes, rates, strict=True)
+        )
+        result = compare_runs([base], cand, statistic="rate", scale="arcsine")
+        assert (result.ci_low <= 0 <= result.ci_high) == (result.p_value >= 0.05), result
