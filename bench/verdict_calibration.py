@@ -791,6 +791,7 @@ def main() -> None:
     args.jobs = max(1, min(2, args.jobs))
 
     started, t0 = datetime.now(UTC), time.perf_counter()
+    code = git_state()  # at the start: the tree may change while the workers run
     load_start = os.getloadavg()
     if args.estimate:
         per_call = pilot(args)
@@ -834,7 +835,7 @@ def main() -> None:
         + (" (--quick: smoke run, not for publication)" if args.quick else ""),
         "",
         f"`{cmd.strip()}`, split **{args.split}**, started {started:%Y-%m-%d %H:%M} UTC, "
-        f"code {git_state()}; Python {platform.python_version()}, polars {pl.__version__}, "
+        f"code {code}; Python {platform.python_version()}, polars {pl.__version__}, "
         f"numpy {np.__version__}, {os.cpu_count()} CPUs, {args.jobs} processes.",
         "",
         f"Policy `VerdictPolicy.uniform(threshold={THRESHOLD}, alpha={ALPHA})`, defaults "
