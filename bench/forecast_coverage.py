@@ -365,6 +365,12 @@ def main() -> None:
     import scipy
     import statsmodels
 
+    # The code measured is named at the start: the tree may change while the series run.
+    code = (
+        git_state("metrics_pipeline/stats/forecast.py")
+        if args.module is None
+        else f"forecast() of {args.module}"
+    )
     forecast = forecaster(args.module)
     forecast(np.arange(30.0) + np.sin(np.arange(30.0)), 5)  # imports and warm-up, not timed
     started = datetime.now(UTC)
@@ -374,11 +380,6 @@ def main() -> None:
     wall = time.perf_counter() - t0
     load_end = os.getloadavg()
 
-    code = (
-        git_state("metrics_pipeline/stats/forecast.py")
-        if args.module is None
-        else f"forecast() of {args.module}"
-    )
     cmd = "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/forecast_coverage.py " + " ".join(
         sys.argv[1:]
     )
