@@ -118,7 +118,8 @@ class VerdictPolicy:
         cls, threshold: float = 0.20, alpha: float = 0.05, run_noise: float | None = None
     ) -> VerdictPolicy:
         """The default absolute floors with one threshold and alpha for every metric, and one
-        run-noise prior if given (else each metric's default)."""
+        run-noise prior if given (else each metric's default; :data:`OWN_RUN_NOISE` keep
+        theirs either way)."""
         return cls().overridden(threshold=threshold, alpha=alpha, run_noise=run_noise)
 
 
@@ -356,11 +357,9 @@ def _decides(row: dict, pending: _Pending) -> bool:
     tests whose outcome can become a verdict.
 
     Left out are the rows reported but never judged (whole-machine resources) and a rate with
-    no event in any run (no error on either side): given that total an exact test's p-value is
-    1 whatever happens, so it can never be a discovery, and a multiple-testing procedure for
-    discrete tests leaves it out of the count (Tarone 1990; Gilbert 2005 for the false
-    discovery rate). The double arcsine of 0 events depends on the run's size, so runs of very
-    different sizes may show a p below 1 there; no change of 0 errors is material.
+    no event in any run (no error on either side): given that total its p-value is 1 whatever
+    happens, so it can never be a discovery, and a multiple-testing procedure for discrete
+    tests leaves it out of the count (Tarone 1990; Gilbert 2005 for the false discovery rate).
     """
     if row["note"] == HOST_NOT_JUDGED:
         return False

@@ -320,9 +320,9 @@ def _exit_with_verdict(
         # Why a +40 % change can pass: say it where the gate's log is read.
         err.print(
             "note: one baseline run, so the spread between identical runs is assumed (the "
-            "prior of --run-noise or config/verdicts.yaml), not measured: only changes well "
-            "beyond it stand out. Give several baseline runs, or --suite, --scenario and "
-            "--env to measure it on the warehouse's earlier runs."
+            "prior of --run-noise or config/verdicts.yaml; error rates their own), not "
+            "measured: only changes well beyond it stand out. Give several baseline runs, or "
+            "--suite, --scenario and --env to measure it on the warehouse's earlier runs."
         )
     raise typer.Exit(1 if judged["regression"].any() else 0)
 

@@ -9,7 +9,8 @@ the data (:class:`RunNoise`):
 
 1. measured on the baseline runs themselves and the combination's earlier runs in the
    warehouse (``history``), pooled (t reference on their degrees of freedom);
-2. but at least a documented prior (``--run-noise``, default 10 %, taken as known): the
+2. but at least a documented prior (``--run-noise``, default 10 %; error rates 30 %, set by
+   the verdict rules; taken as known): the
    spread assumed when nothing measured it, and the floor when only runs that may have been
    taken back to back did (they agree more than runs days apart); a history lifts the floor.
 
@@ -303,7 +304,8 @@ def compare_runs(
     min_effect : float
         Smallest absolute worsening, in the metric's units, that counts.
     prior : RunNoise, optional
-        The run noise assumed with one baseline run and no history (default: 10 %).
+        The run noise assumed with one baseline run and no history (default: 10 %; the
+        verdicts pass each metric's, 30 % for error rates).
     history : RunNoise, optional
         The measured per-run variance of this statistic in the combination's earlier runs.
     baseline_apart : bool
@@ -354,8 +356,8 @@ def compare_runs(
     sampling variance dominates (an error rate that went from 0 to 6 %) is not judged on the
     baseline runs' 2 df alone.
 
-    Runs that agree exactly (:math:`S^2 = 0`: no error in any of them, the same
-    whole-millisecond percentile) measured no spread: the sampling variances alone,
+    Runs that agree exactly (:math:`S^2 = 0`: no error in any of them and of one size, the
+    same whole-millisecond percentile) measured no spread: the sampling variances alone,
     :math:`v_c + \bar v / k`, normal reference.
 
     With equal sampling variances and no history this is the t test of a new observation
@@ -365,7 +367,7 @@ def compare_runs(
     :math:`\hat\delta \pm t_{\nu, 1-\alpha/2}\,\widehat{se}`, back-transformed.
 
     A **regression** needs all of: the estimated worsening above the threshold
-    (:math:`\text{change} > \text{threshold}`; on the identity scale
+    (:math:`\text{change} > \text{threshold}`; on the identity and arcsine scales
     :math:`s\hat\delta > \text{threshold}\cdot\bar\theta_b`), :math:`p < \alpha`, an
     absolute worsening of at least ``min_effect`` and larger than the resolution of the
     measured values (a whole-millisecond percentile moving one step is not evidence). Like
@@ -387,7 +389,14 @@ def compare_runs(
     y_bar = float(y.mean())
     # The baseline's value: back-transformed on the log scale, the mean rate otherwise.
     base_value = math.exp(y_bar) if scale == "log" else float(np.mean([r.value for r in usable]))
-    d = float(_run_values([candidate], scale)[0]) - y_bar
+    # A rate is compared with the baseline's mean rate transformed at the candidate's size:
+    # the double arcsine of a rate depends on n, so the mean of the baseline runs' transforms
+    # at their own sizes is another level when the sizes differ (0 of 200 against 0 of 50,000
+    # read as a change; the interval and the change had different references).
+    y_ref = y_bar
+    if scale == "arcsine":
+        y_ref = float(_run_values([dataclasses.replace(candidate, value=base_value)], scale)[0])
+    d = float(_run_values([candidate], scale)[0]) - y_ref
     sign = 1.0 if higher_is_worse else -1.0
     shift = candidate.value - base_value
     change, bar = _change_and_bar(d, shift, sign, scale, threshold, base_value)
@@ -417,7 +426,7 @@ def compare_runs(
         suspect = math.isfinite(bound) and bool(_in_domain(np.array([bound]), scale)[0])
         if suspect:
             d_bound = float(_run_values([dataclasses.replace(candidate, value=bound)], scale)[0])
-            d_bound -= y_bar
+            d_bound -= y_ref
             change_bound, _ = _change_and_bar(
                 d_bound, bound - base_value, sign, scale, threshold, base_value
             )
@@ -442,11 +451,11 @@ def compare_runs(
         with np.errstate(over="ignore"):
             ci_low, ci_high = sorted(sign * np.expm1([d - half, d + half]))
     elif scale == "arcsine":
-        # The candidate's rate at the ends of its interval less the baseline's, both read at
-        # the candidate's size (Miller's inverse is monotone: 0 lies in the interval exactly
-        # when p >= alpha, whatever the runs' sizes).
-        at = [_freeman_tukey_inverse(y_bar + e, candidate.n) for e in (0.0, d - half, d + half)]
-        ci_low, ci_high = sorted(sign * (np.array(at[1:]) - at[0]))
+        # The candidate's rate at the ends of its interval less the baseline's (Miller's
+        # inverse is monotone and gives the baseline's rate back at y_ref: the interval holds
+        # the change, holds 0 exactly when p >= alpha, and stays within the rates 0 to 1).
+        ends = [_freeman_tukey_inverse(y_ref + e, candidate.n) for e in (d - half, d + half)]
+        ci_low, ci_high = sorted(sign * (np.array(ends) - base_value))
     else:
         ci_low, ci_high = sorted(sign * np.array([d - half, d + half]))
     significant = p_value < alpha
