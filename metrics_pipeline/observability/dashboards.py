@@ -408,7 +408,8 @@ def regressions(schema: str = "metrics") -> dash.Dashboard:
                 f"where verdicts.regression and {_runs()} "
                 "order by runs.started_at desc, verdicts.change desc",
                 "Worse by more than the threshold, significant after Benjamini-Hochberg, and "
-                "above the minimum absolute effect. Change is relative (+0.25 = 25 % worse).",
+                "above the minimum absolute effect. Change is relative (+0.25 = 25 % worse), for "
+                "error rates in rate points (+0.02 = 2 percentage points worse).",
             )
         )
         .with_panel(

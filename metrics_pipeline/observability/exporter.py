@@ -124,7 +124,8 @@ def pipeline_metrics(snapshot: Snapshot, now: datetime) -> list[Metric]:
 
     change = _gauge(
         "verdict_change_ratio",
-        "Relative change of the latest run against its baseline (+0.25 = 25 % worse).",
+        "Change of the latest run against its baseline, + = worse: relative (+0.25 = 25 % "
+        "worse), for error rates in rate points (+0.02 = 2 percentage points worse).",
         VERDICT_LABELS,
     )
     regression = _gauge(
