@@ -375,7 +375,10 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
 
     Returns ``{(endpoint, metric): RunNoise}`` for the statistics with at least 2 runs: the
     variance of the log of each run's p50, p95, p99 and throughput, and of the double arcsine
-    of its error rate (see :func:`~metrics_pipeline.stats.compare_runs`).
+    of its error rate (see :func:`~metrics_pipeline.stats.compare_runs`), with the number of
+    values behind each run's statistic where ``requests`` is known (successful requests for
+    the latencies, seconds for the throughput, requests for the error rate), so that runs of
+    another size than the ones compared lend their run effect, not their sampling error.
     """
     out: dict[tuple[str, str], RunNoise] = {}
     columns = {
@@ -386,18 +389,41 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
         "error_rate": ("error_rate", "arcsine"),
     }
     for (endpoint,), runs in summaries.group_by(["endpoint"], maintain_order=True):
+        sizes = _history_sizes(runs)
         for metric, (column, scale) in columns.items():
-            if scale == "arcsine" and "requests" not in runs.columns:
+            if scale == "arcsine" and sizes is None:
                 continue  # a rate's history needs each run's requests
             noise = RunNoise.measured(
                 runs[column].to_numpy(),
                 scale=scale,
-                source=f"history of {runs[column].drop_nulls().len()} runs",
-                counts=runs["requests"].to_numpy() if scale == "arcsine" else None,
+                source="history",
+                counts=None if sizes is None else sizes[metric],
             )
             if noise is not None:
-                out[(endpoint, metric)] = noise
+                # The runs it was measured on: a run without this statistic does not count.
+                source = f"history of {noise.df + 1:g} runs"
+                out[(endpoint, metric)] = replace(noise, source=source)
     return out
+
+
+def _history_sizes(runs: pl.DataFrame) -> dict[str, np.ndarray] | None:
+    """Per metric of :func:`history_noise`, how many values each run's statistic was taken
+    from; ``None`` without a ``requests`` column."""
+    if "requests" not in runs.columns:
+        return None
+    requests = runs["requests"].cast(pl.Float64).to_numpy()
+    # The latencies are the successful requests' (an unknown error rate counts none).
+    errors = np.nan_to_num(requests * runs["error_rate"].cast(pl.Float64).to_numpy())
+    successful = requests - errors
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seconds = requests / runs["throughput_rps"].cast(pl.Float64).to_numpy()
+    return {
+        "latency_p50": successful,
+        "latency_p95": successful,
+        "latency_p99": successful,
+        "throughput": seconds,
+        "error_rate": requests,
+    }
 
 
 def run_verdict(verdicts: pl.DataFrame) -> str:

@@ -117,10 +117,12 @@ class RunNoise:
         Degrees of freedom of ``variance``; ``inf`` for a prior.
     source : str
         Where it came from, for the verdict row.
-    sampling : float
-        The runs' mean sampling variance inside ``variance`` (0 when unknown): the run effect
-        is :math:`S^2_h` less this, and the runs compared add their own (a history of large
-        runs says little about the sampling error of a small one).
+    sizes : tuple of float
+        How many values each run's statistic was taken from (requests, seconds), for the
+        sampling variance inside ``variance`` (see :meth:`sampling_variance`); empty when
+        unknown. The run effect is :math:`S^2_h` less that, and the runs compared add their
+        own: a history of large runs says little about the sampling error of a small one,
+        and a history of small runs overstates the spread of large ones.
     over_time : bool
         Measured on runs spread over days (a combination's history): it then replaces the
         prior's floor (see :func:`compare_runs`).
@@ -131,7 +133,7 @@ class RunNoise:
     variance: float | None = None
     df: float = math.inf
     source: str = ""
-    sampling: float = 0.0
+    sizes: tuple[float, ...] = ()
     over_time: bool = False
 
     @classmethod
@@ -154,29 +156,47 @@ class RunNoise:
         r"""The spread of per-run statistics of earlier identical-setup runs (history).
 
         Returns :math:`S^2 = \operatorname{var}(g(x_i))` with :math:`n - 1` df, or ``None``
-        with fewer than 2 usable values. Rates on the arcsine scale need each run's
-        ``counts`` (requests), for their double arcsine (see :func:`compare_runs`) and their
-        mean sampling variance :math:`1/(4n_i+2)` (``sampling``).
+        with fewer than 2 usable values. ``counts`` are the values behind each run's
+        statistic (its requests; seconds for a throughput), kept as ``sizes`` for the
+        sampling variance inside :math:`S^2`; runs without a positive count are then left
+        out. Rates on the arcsine scale need them, for their double arcsine (see
+        :func:`compare_runs`).
         """
         x = np.asarray(values, dtype=float)
-        if scale == "arcsine":
-            if counts is None:
-                raise ValueError("rates on the arcsine scale need their runs' counts")
+        keep = _in_domain(x, scale)
+        n = np.ones_like(x)
+        if counts is not None:
             n = np.asarray(counts, dtype=float)
-            keep = _in_domain(x, scale) & (n > 0)
+            keep &= np.isfinite(n) & (n > 0)
+        elif scale == "arcsine":
+            raise ValueError("rates on the arcsine scale need their runs' counts")
+        if scale == "arcsine":
             y = _double_arcsine(x[keep], n[keep])
-            sampling = float(np.mean(1 / (4 * n[keep] + 2))) if keep.any() else 0.0
         else:
-            y, sampling = _transformed(x[_in_domain(x, scale)], scale), 0.0
+            y = _transformed(x[keep], scale)
         if y.size < 2:
             return None
         return cls(
             variance=float(np.var(y, ddof=1)),
             df=y.size - 1,
             source=source,
-            sampling=sampling,
+            sizes=tuple(n[keep].tolist()) if counts is not None else (),
             over_time=True,
         )
+
+    def sampling_variance(self, scale: Scale, per_value: float) -> float:
+        r"""The measured runs' mean sampling variance, inside ``variance``: on the arcsine
+        scale :math:`\overline{1/(4n_i+2)}` (see :func:`compare_runs`), elsewhere
+        :math:`c\,\overline{1/n_i}` with ``per_value`` :math:`c = v\,n` read off the runs
+        compared (a quantile's or a mean's sampling variance falls as :math:`1/n` for a
+        distribution of the same shape; the log scale makes it free of the level); 0 without
+        ``sizes``."""
+        if not self.sizes:
+            return 0.0
+        n = np.asarray(self.sizes, dtype=float)
+        if scale == "arcsine":
+            return float(np.mean(1 / (4 * n + 2)))
+        return per_value * float(np.mean(1 / n)) if math.isfinite(per_value) else 0.0
 
     def run_variance(self, level: float, sampling: float, scale: Scale) -> float:
         r"""Variance of one run's transformed statistic at ``level`` (the runs compared; see
@@ -335,7 +355,12 @@ def compare_runs(
     - measured: with history (:math:`S^2_h` on :math:`\nu_h` df) and/or :math:`k \ge 2`
       baseline runs (sample variance :math:`S^2_b` on :math:`k - 1` df), the pooled
       :math:`S^2 = (\nu_h S^2_h + (k - 1) S^2_b) / \nu`, :math:`\nu = \nu_h + k - 1`, t
-      reference on :math:`\nu` df (normal when :math:`\nu < 2`);
+      reference on :math:`\nu` df (normal when :math:`\nu < 2`); a history whose runs'
+      sizes :math:`n_i` are known and that holds less sampling variance than the runs
+      compared gets the difference, :math:`S^2_h \leftarrow S^2_h + (\bar v - \bar
+      v_h)_+`, with its runs' own :math:`\bar v_h = c\,\overline{1/n_i}` and :math:`c`
+      the mean :math:`v\,n` of the runs compared (:math:`\overline{1/(4n_i+2)}` for
+      rates; see :meth:`RunNoise.sampling_variance`);
     - but never less than the prior :math:`\tau_0^2 + \bar v` (see
       :meth:`RunNoise.run_variance`; for rates taken at the mean rate of all the runs
       compared, as under no change), normal reference, unless runs spread over days measured
@@ -409,7 +434,12 @@ def compare_runs(
     level = base_value
     if scale != "log":
         level = float(np.mean([*(r.value for r in usable), candidate.value]))
-    pooled, df, noise = _per_run_variance(y, v_bar, level, scale, prior, history, baseline_apart)
+    # The sampling variance times the values behind it, for a history of runs of other sizes.
+    compared = [*usable, candidate] if _usable(candidate, scale) else usable
+    per_value = float(np.mean([_sampling_variance(r, scale) * r.n for r in compared]))
+    pooled, df, noise = _per_run_variance(
+        y, v_bar, level, scale, prior, history, baseline_apart, per_value
+    )
     if not _usable(candidate, scale):
         # The baseline runs can be tested and the candidate cannot (a run of 15 requests):
         # no test, but ten times slower must not read as "ok". Its quantile as it stands
@@ -516,17 +546,22 @@ def _per_run_variance(
     prior: RunNoise | None,
     history: RunNoise | None,
     baseline_apart: bool = False,
+    per_value: float = math.nan,
 ) -> tuple[float, float, str]:
-    """Pooled per-run variance :math:`S^2`, its degrees of freedom and the words for its
-    source (see :func:`compare_runs`, Notes)."""
+    r"""Pooled per-run variance :math:`S^2`, its degrees of freedom and the words for its
+    source (see :func:`compare_runs`, Notes); ``per_value`` is :math:`v\,n` of the runs
+    compared (see :meth:`RunNoise.sampling_variance`)."""
     k = y.size
     sources, df, ss = [], 0.0, 0.0
     if history is not None and history.variance is not None and history.df >= 1:
         sources.append(history.source)
-        # Its run effect, plus the sampling variance of the runs compared.
+        # Runs compared with more sampling variance than the history's add the difference.
+        # With less, the history's spread is kept whole: its run effect alone, S^2_h less its
+        # sampling, is known to fewer degrees of freedom than S^2_h (runs of 200 requests
+        # hardly tell a 3 % run effect), and taken on S^2_h's its intervals covered 80-88 %.
         variance = history.variance
-        if history.sampling > 0:
-            variance = max(history.variance - history.sampling, 0.0) + v_bar
+        if history.sizes:
+            variance += max(v_bar - history.sampling_variance(scale, per_value), 0.0)
         df, ss = history.df, history.df * variance
     if k >= 2:
         sources.append(f"{k} baseline runs")

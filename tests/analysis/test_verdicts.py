@@ -422,6 +422,29 @@ def test_a_noisy_history_keeps_a_change_within_its_spread_from_a_verdict():
     assert row["verdict"] == "ok" and row["noise"] == "history of 8 runs (7 df)"
 
 
+def test_a_history_knows_how_many_values_each_run_had_and_counts_only_runs_with_a_value():
+    summaries = pl.DataFrame(
+        {
+            "run_id": ["h0", "h1", "h2"],
+            "endpoint": "/a",
+            "latency_p50": [50.0, 55.0, 52.0],
+            "latency_p95": [100.0, 110.0, 104.0],
+            "latency_p99": [None, None, None],
+            "requests": [2000, 1000, 4000],
+            "error_rate": [0.01, float("nan"), 0.0],
+            "throughput_rps": [40.0, 20.0, 40.0],
+        }
+    )
+    history = history_noise(summaries)
+    # The latencies are the successful requests'; the throughput's per-second values are
+    # the run's seconds; a rate needs its value.
+    assert history[("/a", "latency_p50")].sizes == (1980.0, 1000.0, 4000.0)
+    assert history[("/a", "throughput")].sizes == (50.0, 50.0, 100.0)
+    rate = history[("/a", "error_rate")]
+    assert rate.sizes == (2000.0, 4000.0) and rate.source == "history of 2 runs"
+    assert history[("/a", "latency_p95")].source == "history of 3 runs"
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [(0.05, "5.0 % worse"), (-0.30, "30.0 % better"), (0.0, "no change"), (float("nan"), "-")],
