@@ -338,6 +338,9 @@ def judge_run(
             row["verdict"] = "trade-off" if trade_off else "regression"
         else:
             row["verdict"] = "improvement" if improvement else "suspect" if suspect else "ok"
+        significant = row.get("p_adjusted", math.nan) < policy.rule(row["metric"]).alpha
+        if row["verdict"] == "ok" and significant and row["note"] is None:
+            row["note"] = SIGNIFICANT_SMALL
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
 
 
@@ -572,6 +575,9 @@ TOO_FEW = "too few values in a run to judge"
 NO_SUCCESS = "no successful request in a run"
 # The note of a whole-machine resource row: reported, never judged.
 HOST_NOT_JUDGED = "whole machine: reported, not judged"
+# The note of a row whose change is beyond the run noise but not as large as a verdict needs
+# (the threshold, min_effect, one step of the values): "ok" alone would read as no change.
+SIGNIFICANT_SMALL = "significant, smaller than a verdict needs"
 
 
 def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:

@@ -485,6 +485,25 @@ def test_baseline_runs_days_apart_measure_the_noise_runs_back_to_back_keep_the_f
     assert floored["p_value"] > 10 * p50["p_value"]
 
 
+def test_a_significant_change_below_the_threshold_is_ok_and_says_so():
+    # Five baseline runs on five days within 2 % of each other, a candidate 8 % slower: beyond
+    # the measured run noise, below the 20 % threshold. "ok" alone would read as no change.
+    ids = [f"b{i}" for i in range(5)]
+    base = pl.concat(
+        [
+            scaled_run(r, 1 + 0.01 * (i - 2), seed=i).with_columns(pl.col("ts") + timedelta(days=i))
+            for i, r in enumerate(ids)
+        ]
+    )
+    cand = scaled_run("c", 1.08, seed=9).with_columns(pl.col("ts") + timedelta(days=5))
+    p50 = judge_run(cand, base, ids).filter(pl.col("metric") == "latency_p50").row(0, named=True)
+    assert p50["verdict"] == "ok" and p50["p_adjusted"] < 0.05 and p50["ci_low"] > 0
+    assert p50["note"] == "significant, smaller than a verdict needs"
+    same = scaled_run("c", 1.0, seed=9).with_columns(pl.col("ts") + timedelta(days=5))
+    unchanged = judge_run(same, base, ids).filter(pl.col("metric") == "latency_p50")
+    assert unchanged["note"][0] is None
+
+
 def test_the_adjustment_counts_only_the_tests_that_can_decide():
     # A run with a whole-machine sample (reported, never judged) and no error on either side
     # (a rate whose p-value is 1 whatever happens): neither enters the Benjamini-Hochberg
