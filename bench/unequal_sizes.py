@@ -9,7 +9,14 @@ alpha 0.05, runs taken apart for k >= 2, the 10 % prior for k = 1). Prints, per 
 share of runs flagged a regression at effect 0 (false alarms), +30 % and +50 % (recall), and
 the share of effect-0 intervals covering 0.
 
+With ``--history``, one baseline run and a candidate of ``Nc`` requests are judged with the
+run noise measured on a history of 10 earlier runs of ``Nh`` requests (their p50 and p95 by
+numpy, as the warehouse's run summaries hold them; ``RunNoise.measured`` with each run's
+requests, as ``history_noise`` passes them): a smoke run against a history of full nightly
+runs, and the other way round.
+
     OPENBLAS_NUM_THREADS=1 uv run python bench/unequal_sizes.py --reps 100    # about 1 min
+    OPENBLAS_NUM_THREADS=1 uv run python bench/unequal_sizes.py --history --reps 200
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ import argparse
 
 import numpy as np
 
-from metrics_pipeline.stats.compare import compare_runs, quantile_statistics
+from metrics_pipeline.stats.compare import RunNoise, compare_runs, quantile_statistics
 
 STATISTICS = ("p50", "p95")
 SIZES = ((2000, 200), (2000, 500), (2000, 2000), (200, 2000), (50000, 2000))
 DRIFTS = (0.0, 0.03, 0.10)
 EFFECTS = (0.0, 0.3, 0.5)
+HISTORY_RUNS = 10
+HISTORY_SIZES = ((5000, 200), (2000, 2000), (200, 5000))
 
 
 def run(rng, n: int, drift: float, factor: float, mu: float, sigma: float) -> np.ndarray:
@@ -51,10 +60,50 @@ def cell(k: int, nb: int, nc: int, drift: float, reps: int) -> dict[float, tuple
     return out
 
 
+def history_cell(nh: int, nc: int, drift: float, reps: int) -> dict[float, tuple]:
+    rng = np.random.default_rng([nh, nc, int(drift * 100), HISTORY_RUNS])
+    levels = [0.5 if name == "p50" else float(name[1:]) / 100 for name in STATISTICS]
+    out = {}
+    for effect in EFFECTS:
+        flagged, covered = np.zeros(len(STATISTICS)), np.zeros(len(STATISTICS))
+        for _ in range(reps):
+            mu, sigma = np.log(rng.uniform(20, 200)), rng.uniform(0.3, 0.8)
+            earlier = [
+                np.quantile(run(rng, nh, drift, 1, mu, sigma), levels) for _ in range(HISTORY_RUNS)
+            ]
+            base = quantile_statistics(run(rng, nc, drift, 1, mu, sigma), STATISTICS)
+            cand = quantile_statistics(run(rng, nc, drift, 1 + effect, mu, sigma), STATISTICS)
+            for i, name in enumerate(STATISTICS):
+                history = RunNoise.measured(
+                    [e[i] for e in earlier], source="history", counts=[nh] * HISTORY_RUNS
+                )
+                result = compare_runs([base[i]], cand[i], statistic=name, history=history)
+                flagged[i] += result.regression
+                covered[i] += result.ci_low <= effect <= result.ci_high
+        out[effect] = (100 * flagged / reps, 100 * covered / reps)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=100, help="replications per cell")
+    parser.add_argument("--history", action="store_true", help="a history of other sizes")
     args = parser.parse_args()
+    if args.history:
+        print(
+            "| Nh | Nc | drift | FA p50 / p95 % | +30 % p50 / p95 | +50 % p50 / p95 "
+            "| coverage at 0 p50 / p95 |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for nh, nc in HISTORY_SIZES:
+            for drift in DRIFTS:
+                r = history_cell(nh, nc, drift, args.reps)
+                print(
+                    f"| {nh} | {nc} | {drift:.0%} | {_pair(r[0.0][0])} | {_pair(r[0.3][0])} "
+                    f"| {_pair(r[0.5][0])} | {_pair(r[0.0][1])} |",
+                    flush=True,
+                )
+        return
     print(
         "| k | Nb | Nc | drift | FA p50 / p95 % | +30 % p50 / p95 | +50 % p50 / p95 "
         "| coverage at 0 p50 / p95 |"
