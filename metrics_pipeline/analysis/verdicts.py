@@ -339,8 +339,9 @@ def judge_run(
         else:
             row["verdict"] = "improvement" if improvement else "suspect" if suspect else "ok"
         significant = row.get("p_adjusted", math.nan) < policy.rule(row["metric"]).alpha
-        if row["verdict"] == "ok" and significant and row["note"] is None:
-            row["note"] = SIGNIFICANT_SMALL
+        if row["verdict"] == "ok" and significant:
+            note = row["note"]
+            row["note"] = SIGNIFICANT_SMALL if note is None else f"{note}; {SIGNIFICANT_SMALL}"
     return conform("verdicts", pl.DataFrame(rows, infer_schema_length=None))
 
 
@@ -378,10 +379,11 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
 
     Returns ``{(endpoint, metric): RunNoise}`` for the statistics with at least 2 runs: the
     variance of the log of each run's p50, p95, p99 and throughput, and of the double arcsine
-    of its error rate (see :func:`~metrics_pipeline.stats.compare_runs`), with the number of
-    values behind each run's statistic where ``requests`` is known (successful requests for
-    the latencies, seconds for the throughput, requests for the error rate), so that runs of
-    another size than the ones compared lend their run effect, not their sampling error.
+    of its error rate (see :func:`~metrics_pipeline.stats.compare_runs`). Where every run's
+    ``requests`` is known, each statistic carries how many values each run had (successful
+    requests for the latencies, seconds for the throughput, requests for the error rate), so
+    that runs of another size than the ones compared lend their run effect, not their
+    sampling error.
     """
     out: dict[tuple[str, str], RunNoise] = {}
     columns = {
@@ -394,14 +396,15 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
     for (endpoint,), runs in summaries.group_by(["endpoint"], maintain_order=True):
         sizes = _history_sizes(runs)
         for metric, (column, scale) in columns.items():
-            if scale == "arcsine" and sizes is None:
+            counts = sizes.get(metric)
+            if scale == "arcsine" and counts is None:
                 continue  # a rate's history needs each run's requests
-            noise = RunNoise.measured(
-                runs[column].to_numpy(),
-                scale=scale,
-                source="history",
-                counts=None if sizes is None else sizes[metric],
-            )
+            values = runs[column].cast(pl.Float64).to_numpy()
+            if counts is not None and scale != "arcsine":
+                # A run of unknown size would be left out: keep its value, drop the sizes.
+                known = np.isfinite(counts) & (counts > 0)
+                counts = counts if known[np.isfinite(values)].all() else None
+            noise = RunNoise.measured(values, scale=scale, source="history", counts=counts)
             if noise is not None:
                 # The runs it was measured on: a run without this statistic does not count.
                 source = f"history of {noise.df + 1:g} runs"
@@ -409,16 +412,16 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
     return out
 
 
-def _history_sizes(runs: pl.DataFrame) -> dict[str, np.ndarray] | None:
+def _history_sizes(runs: pl.DataFrame) -> dict[str, np.ndarray]:
     """Per metric of :func:`history_noise`, how many values each run's statistic was taken
-    from; ``None`` without a ``requests`` column."""
+    from; empty without a ``requests`` column."""
     if "requests" not in runs.columns:
-        return None
+        return {}
     requests = runs["requests"].cast(pl.Float64).to_numpy()
     # The latencies are the successful requests' (an unknown error rate counts none).
     errors = np.nan_to_num(requests * runs["error_rate"].cast(pl.Float64).to_numpy())
     successful = requests - errors
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # no throughput: no size
         seconds = requests / runs["throughput_rps"].cast(pl.Float64).to_numpy()
     return {
         "latency_p50": successful,
@@ -576,8 +579,8 @@ NO_SUCCESS = "no successful request in a run"
 # The note of a whole-machine resource row: reported, never judged.
 HOST_NOT_JUDGED = "whole machine: reported, not judged"
 # The note of a row whose change is beyond the run noise but not as large as a verdict needs
-# (the threshold, min_effect, one step of the values): "ok" alone would read as no change.
-SIGNIFICANT_SMALL = "significant, smaller than a verdict needs"
+# (the threshold; or min_effect, one step of the values): "ok" alone would read as no change.
+SIGNIFICANT_SMALL = "significant, below the threshold"
 
 
 def _judge_resources(cand: pl.DataFrame, base: pl.DataFrame) -> Judged:

@@ -118,11 +118,11 @@ class RunNoise:
     source : str
         Where it came from, for the verdict row.
     sizes : tuple of float
-        How many values each run's statistic was taken from (requests, seconds), for the
-        sampling variance inside ``variance`` (see :meth:`sampling_variance`); empty when
-        unknown. The run effect is :math:`S^2_h` less that, and the runs compared add their
-        own: a history of large runs says little about the sampling error of a small one,
-        and a history of small runs overstates the spread of large ones.
+        How many values each run's statistic was taken from (successful requests for a
+        quantile, requests for a rate), for the sampling variance inside ``variance`` (see
+        :meth:`sampling_variance`); empty when unknown. Runs compared that hold more
+        sampling variance than that add the difference: a history of large runs says little
+        about the sampling error of a small one (see :func:`compare_runs`).
     over_time : bool
         Measured on runs spread over days (a combination's history): it then replaces the
         prior's floor (see :func:`compare_runs`).
@@ -177,7 +177,7 @@ class RunNoise:
         if y.size < 2:
             return None
         return cls(
-            variance=float(np.var(y, ddof=1)),
+            variance=_spread(y),
             df=y.size - 1,
             source=source,
             sizes=tuple(n[keep].tolist()) if counts is not None else (),
@@ -187,10 +187,9 @@ class RunNoise:
     def sampling_variance(self, scale: Scale, per_value: float) -> float:
         r"""The measured runs' mean sampling variance, inside ``variance``: on the arcsine
         scale :math:`\overline{1/(4n_i+2)}` (see :func:`compare_runs`), elsewhere
-        :math:`c\,\overline{1/n_i}` with ``per_value`` :math:`c = v\,n` read off the runs
-        compared (a quantile's or a mean's sampling variance falls as :math:`1/n` for a
-        distribution of the same shape; the log scale makes it free of the level); 0 without
-        ``sizes``."""
+        :math:`c\,\overline{1/n_i}` with ``per_value`` :math:`c = v\,n` read off the baseline
+        runs (a quantile's sampling variance falls as :math:`1/n` for a distribution of
+        the same shape; the log scale makes it free of the level); 0 without ``sizes``."""
         if not self.sizes:
             return 0.0
         n = np.asarray(self.sizes, dtype=float)
@@ -359,7 +358,7 @@ def compare_runs(
       sizes :math:`n_i` are known and that holds less sampling variance than the runs
       compared gets the difference, :math:`S^2_h \leftarrow S^2_h + (\bar v - \bar
       v_h)_+`, with its runs' own :math:`\bar v_h = c\,\overline{1/n_i}` and :math:`c`
-      the mean :math:`v\,n` of the runs compared (:math:`\overline{1/(4n_i+2)}` for
+      the mean :math:`v\,n` of the baseline runs (:math:`\overline{1/(4n_i+2)}` for
       rates; see :meth:`RunNoise.sampling_variance`);
     - but never less than the prior :math:`\tau_0^2 + \bar v` (see
       :meth:`RunNoise.run_variance`; for rates taken at the mean rate of all the runs
@@ -434,9 +433,10 @@ def compare_runs(
     level = base_value
     if scale != "log":
         level = float(np.mean([*(r.value for r in usable), candidate.value]))
-    # The sampling variance times the values behind it, for a history of runs of other sizes.
-    compared = [*usable, candidate] if _usable(candidate, scale) else usable
-    per_value = float(np.mean([_sampling_variance(r, scale) * r.n for r in compared]))
+    # The baseline runs' sampling variance times the values behind it, for a history of runs
+    # of other sizes: the baseline's alone, like v_bar (a whole-millisecond quantile's
+    # rounding term does not fall as 1/n, and a large candidate would inflate it).
+    per_value = float(np.mean(v * np.array([r.n for r in usable])))
     pooled, df, noise = _per_run_variance(
         y, v_bar, level, scale, prior, history, baseline_apart, per_value
     )
@@ -549,8 +549,8 @@ def _per_run_variance(
     per_value: float = math.nan,
 ) -> tuple[float, float, str]:
     r"""Pooled per-run variance :math:`S^2`, its degrees of freedom and the words for its
-    source (see :func:`compare_runs`, Notes); ``per_value`` is :math:`v\,n` of the runs
-    compared (see :meth:`RunNoise.sampling_variance`)."""
+    source (see :func:`compare_runs`, Notes); ``per_value`` is :math:`v\,n` of the baseline
+    runs (see :meth:`RunNoise.sampling_variance`)."""
     k = y.size
     sources, df, ss = [], 0.0, 0.0
     if history is not None and history.variance is not None and history.df >= 1:
@@ -565,7 +565,7 @@ def _per_run_variance(
         df, ss = history.df, history.df * variance
     if k >= 2:
         sources.append(f"{k} baseline runs")
-        df, ss = df + k - 1, ss + float(np.var(y, ddof=1)) * (k - 1)
+        df, ss = df + k - 1, ss + _spread(y) * (k - 1)
     prior = prior or RunNoise.prior(DEFAULT_RUN_NOISE)
     assumed = prior.run_variance(level, v_bar, scale)
     if df == 0:
@@ -599,7 +599,14 @@ def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[
     usable = [r for r in baseline if _usable(r, scale)]
     if len(usable) < 2:
         return math.nan, len(usable)
-    return float(np.var(_run_values(usable, scale), ddof=1)), len(usable)
+    return _spread(_run_values(usable, scale)), len(usable)
+
+
+def _spread(y: np.ndarray) -> float:
+    """The sample variance of ``y``, exactly 0 when its values are equal (the mean of equal
+    floats can miss them by a rounding error, and runs that agree exactly are judged on
+    their sampling variances alone, see :func:`compare_runs`)."""
+    return 0.0 if np.ptp(y) == 0 else float(np.var(y, ddof=1))
 
 
 def moderated_noise(spreads: ArrayLike, df: float, *, source: str) -> RunNoise | None:
@@ -1067,10 +1074,12 @@ def count_rate_statistic(events: int, seconds: float) -> RunStatistic:
     r"""Events per second :math:`e/t` of one run known only by its count over a span (a tool's
     per-interval request counts), with the Poisson variance of its log, :math:`v = 1/e`: the
     variance :func:`mean_statistic` gives per-second counts of a Poisson stream,
-    :math:`\bar x / (n \bar x^2) = 1/e`."""
+    :math:`\bar x / (n \bar x^2) = 1/e`. Its size ``n`` is the span's seconds (at least 1),
+    as for :func:`mean_statistic` of per-second counts: the unit a history of throughputs
+    measures its runs' sampling error in (:meth:`RunNoise.sampling_variance`)."""
     if events <= 0 or not seconds > 0:
-        return RunStatistic(math.nan, math.nan, max(int(events), 0))
-    return RunStatistic(events / seconds, 1.0 / events, int(events))
+        return RunStatistic(math.nan, math.nan, 0)
+    return RunStatistic(events / seconds, 1.0 / events, max(1, round(seconds)))
 
 
 def series_statistic(values: ArrayLike) -> RunStatistic:

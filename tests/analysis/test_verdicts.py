@@ -498,7 +498,7 @@ def test_a_significant_change_below_the_threshold_is_ok_and_says_so():
     cand = scaled_run("c", 1.08, seed=9).with_columns(pl.col("ts") + timedelta(days=5))
     p50 = judge_run(cand, base, ids).filter(pl.col("metric") == "latency_p50").row(0, named=True)
     assert p50["verdict"] == "ok" and p50["p_adjusted"] < 0.05 and p50["ci_low"] > 0
-    assert p50["note"] == "significant, smaller than a verdict needs"
+    assert p50["note"] == "significant, below the threshold"
     same = scaled_run("c", 1.0, seed=9).with_columns(pl.col("ts") + timedelta(days=5))
     unchanged = judge_run(same, base, ids).filter(pl.col("metric") == "latency_p50")
     assert unchanged["note"][0] is None

@@ -597,6 +597,45 @@ def test_a_rate_history_of_small_runs_is_not_read_below_its_own_sampling_error()
     assert flagged / reps <= 0.03
 
 
+def test_a_history_of_identical_whole_millisecond_percentiles_measured_no_spread():
+    # Ten earlier runs whose p50 is 3 ms each: the variance of equal logarithms came out as
+    # 5e-32, not 0, which passed for a measured spread, and the runs compared were judged on
+    # almost nothing: 56 % of unchanged runs had p < 0.05. No spread at all leaves the
+    # sampling variances to decide.
+    assert RunNoise.measured([3.0] * 10, source="h", counts=[2000] * 10).variance == 0.0
+    rng = np.random.default_rng(7)
+
+    def run(n, u):
+        return np.round(np.exp(rng.normal(math.log(3) + u, 0.3, n)))
+
+    significant = 0
+    for _ in range(300):
+        u = rng.normal(0, 0.03, 12)
+        earlier = [np.quantile(run(2000, x), 0.5) for x in u[:10]]
+        history = RunNoise.measured(earlier, source="h", counts=[2000] * 10)
+        base, cand = (quantile_statistics(run(2000, x), ["p50"])[0] for x in u[10:])
+        significant += compare_runs([base], cand, statistic="p50", history=history).p_value < 0.05
+    assert significant / 300 <= 0.06
+
+
+def test_a_throughput_history_of_long_runs_lends_its_run_effect_to_short_ones():
+    # A tool's interval counts: ten earlier runs of 100 s at 50 requests/s (3 % run effect),
+    # the baseline run and the candidate of 4 s. The history's sizes are seconds, the unit of
+    # the runs' own (count_rate_statistic, like the per-second counts of per-request data).
+    rng = np.random.default_rng(2)
+    covered, reps = 0, 1000
+    for _ in range(reps):
+        rates = 50 * np.exp(rng.normal(0, 0.03, 12))
+        earlier = rng.poisson(rates[:10] * 100) / 100
+        history = RunNoise.measured(earlier, source="h", counts=[100] * 10)
+        base, cand = (count_rate_statistic(int(rng.poisson(r * 4)), 4.0) for r in rates[10:])
+        result = compare_runs(
+            [base], cand, statistic="rate", higher_is_worse=False, history=history
+        )
+        covered += result.ci_low <= 0 <= result.ci_high
+    assert covered / reps >= 0.93
+
+
 def test_a_history_keeps_the_sizes_of_the_runs_it_was_measured_on():
     # A run without a value or without a count says nothing of the spread.
     noise = RunNoise.measured(
