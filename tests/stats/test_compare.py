@@ -569,8 +569,8 @@ def test_a_latency_history_of_large_runs_lends_its_run_effect_to_small_ones():
         result = compare_runs([base], cand, statistic="p95", history=history)
         covered += result.ci_low <= 0 <= result.ci_high
         flagged += result.regression
-    assert covered / reps >= 0.93
-    assert flagged / reps <= 0.02
+    assert 0.93 <= covered / reps <= 0.99
+    assert flagged / reps <= 0.04
 
 
 def test_a_rate_history_of_small_runs_is_not_read_below_its_own_sampling_error():
