@@ -39,49 +39,61 @@ def run(rng, n: int, drift: float, factor: float, mu: float, sigma: float) -> np
     return factor * np.exp(rng.normal(mu + rng.normal(0, drift), sigma, n))
 
 
-def cell(k: int, nb: int, nc: int, drift: float, reps: int) -> dict[float, tuple]:
-    rng = np.random.default_rng([k, nb, nc, int(drift * 100)])
+def tally(rng, reps: int, judge) -> dict[float, tuple]:
+    """Per effect, the percentages of runs flagged and of intervals holding the effect, per
+    statistic, over ``reps`` scenarios; ``judge(effect, mu, sigma)`` draws the runs and returns
+    a comparison per statistic."""
     out = {}
     for effect in EFFECTS:
         flagged, covered = np.zeros(len(STATISTICS)), np.zeros(len(STATISTICS))
         for _ in range(reps):
             mu, sigma = np.log(rng.uniform(20, 200)), rng.uniform(0.3, 0.8)
-            base = [
-                quantile_statistics(run(rng, nb, drift, 1, mu, sigma), STATISTICS) for _ in range(k)
-            ]
-            cand = quantile_statistics(run(rng, nc, drift, 1 + effect, mu, sigma), STATISTICS)
-            for i, name in enumerate(STATISTICS):
-                result = compare_runs(
-                    [b[i] for b in base], cand[i], statistic=name, baseline_apart=k > 1
-                )
+            for i, result in enumerate(judge(effect, mu, sigma)):
                 flagged[i] += result.regression
                 covered[i] += result.ci_low <= effect <= result.ci_high
         out[effect] = (100 * flagged / reps, 100 * covered / reps)
     return out
+
+
+def cell(k: int, nb: int, nc: int, drift: float, reps: int) -> dict[float, tuple]:
+    rng = np.random.default_rng([k, nb, nc, int(drift * 100)])
+
+    def judge(effect: float, mu: float, sigma: float) -> list:
+        base = [
+            quantile_statistics(run(rng, nb, drift, 1, mu, sigma), STATISTICS) for _ in range(k)
+        ]
+        cand = quantile_statistics(run(rng, nc, drift, 1 + effect, mu, sigma), STATISTICS)
+        return [
+            compare_runs([b[i] for b in base], cand[i], statistic=name, baseline_apart=k > 1)
+            for i, name in enumerate(STATISTICS)
+        ]
+
+    return tally(rng, reps, judge)
 
 
 def history_cell(nh: int, nc: int, drift: float, reps: int) -> dict[float, tuple]:
     rng = np.random.default_rng([nh, nc, int(drift * 100), HISTORY_RUNS])
     levels = [0.5 if name == "p50" else float(name[1:]) / 100 for name in STATISTICS]
-    out = {}
-    for effect in EFFECTS:
-        flagged, covered = np.zeros(len(STATISTICS)), np.zeros(len(STATISTICS))
-        for _ in range(reps):
-            mu, sigma = np.log(rng.uniform(20, 200)), rng.uniform(0.3, 0.8)
-            earlier = [
-                np.quantile(run(rng, nh, drift, 1, mu, sigma), levels) for _ in range(HISTORY_RUNS)
-            ]
-            base = quantile_statistics(run(rng, nc, drift, 1, mu, sigma), STATISTICS)
-            cand = quantile_statistics(run(rng, nc, drift, 1 + effect, mu, sigma), STATISTICS)
-            for i, name in enumerate(STATISTICS):
-                history = RunNoise.measured(
+
+    def judge(effect: float, mu: float, sigma: float) -> list:
+        earlier = [
+            np.quantile(run(rng, nh, drift, 1, mu, sigma), levels) for _ in range(HISTORY_RUNS)
+        ]
+        base = quantile_statistics(run(rng, nc, drift, 1, mu, sigma), STATISTICS)
+        cand = quantile_statistics(run(rng, nc, drift, 1 + effect, mu, sigma), STATISTICS)
+        return [
+            compare_runs(
+                [base[i]],
+                cand[i],
+                statistic=name,
+                history=RunNoise.measured(
                     [e[i] for e in earlier], source="history", counts=[nh] * HISTORY_RUNS
-                )
-                result = compare_runs([base[i]], cand[i], statistic=name, history=history)
-                flagged[i] += result.regression
-                covered[i] += result.ci_low <= effect <= result.ci_high
-        out[effect] = (100 * flagged / reps, 100 * covered / reps)
-    return out
+                ),
+            )
+            for i, name in enumerate(STATISTICS)
+        ]
+
+    return tally(rng, reps, judge)
 
 
 def main() -> None:
@@ -90,34 +102,31 @@ def main() -> None:
     parser.add_argument("--history", action="store_true", help="a history of other sizes")
     args = parser.parse_args()
     if args.history:
-        print(
-            "| Nh | Nc | drift | FA p50 / p95 % | +30 % p50 / p95 | +50 % p50 / p95 "
-            "| coverage at 0 p50 / p95 |"
+        head = "| Nh | Nc | drift"
+        cells = (
+            ((nh, nc, d), history_cell(nh, nc, d, args.reps))
+            for nh, nc in HISTORY_SIZES
+            for d in DRIFTS
         )
-        print("|---|---|---|---|---|---|---|")
-        for nh, nc in HISTORY_SIZES:
-            for drift in DRIFTS:
-                r = history_cell(nh, nc, drift, args.reps)
-                print(
-                    f"| {nh} | {nc} | {drift:.0%} | {_pair(r[0.0][0])} | {_pair(r[0.3][0])} "
-                    f"| {_pair(r[0.5][0])} | {_pair(r[0.0][1])} |",
-                    flush=True,
-                )
-        return
+    else:
+        head = "| k | Nb | Nc | drift"
+        cells = (
+            ((k, nb, nc, d), cell(k, nb, nc, d, args.reps))
+            for k in (1, 3, 5)
+            for nb, nc in SIZES
+            for d in DRIFTS
+        )
     print(
-        "| k | Nb | Nc | drift | FA p50 / p95 % | +30 % p50 / p95 | +50 % p50 / p95 "
-        "| coverage at 0 p50 / p95 |"
+        f"{head} | FA p50 / p95 % | +30 % p50 / p95 | +50 % p50 / p95 | coverage at 0 p50 / p95 |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for k in (1, 3, 5):
-        for nb, nc in SIZES:
-            for drift in DRIFTS:
-                r = cell(k, nb, nc, drift, args.reps)
-                print(
-                    f"| {k} | {nb} | {nc} | {drift:.0%} | {_pair(r[0.0][0])} | {_pair(r[0.3][0])} "
-                    f"| {_pair(r[0.5][0])} | {_pair(r[0.0][1])} |",
-                    flush=True,
-                )
+    print("|---" * (head.count("|") + 4) + "|")
+    for key, r in cells:
+        *sizes, drift = key
+        print(
+            "| " + " | ".join(str(x) for x in sizes) + f" | {drift:.0%} | {_pair(r[0.0][0])} "
+            f"| {_pair(r[0.3][0])} | {_pair(r[0.5][0])} | {_pair(r[0.0][1])} |",
+            flush=True,
+        )
 
 
 def _pair(values) -> str:
