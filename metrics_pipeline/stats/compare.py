@@ -358,8 +358,9 @@ def compare_runs(
       sizes :math:`n_i` are known and that holds less sampling variance than the runs
       compared gets the difference, :math:`S^2_h \leftarrow S^2_h + (\bar v - \bar
       v_h)_+`, with its runs' own :math:`\bar v_h = c\,\overline{1/n_i}` and :math:`c`
-      the mean :math:`v\,n` of the baseline runs (:math:`\overline{1/(4n_i+2)}` for
-      rates; see :meth:`RunNoise.sampling_variance`);
+      the mean :math:`v\,n` of the baseline runs (see :meth:`RunNoise.sampling_variance`;
+      for rates :math:`\bar v_h = \overline{1/(4n_i+2)}`, exact, and :math:`S^2_h` no
+      less than it);
     - but never less than the prior :math:`\tau_0^2 + \bar v` (see
       :meth:`RunNoise.run_variance`; for rates taken at the mean rate of all the runs
       compared, as under no change), normal reference, unless runs spread over days measured
@@ -566,9 +567,15 @@ def _per_run_variance(
         # With less, the history's spread is kept whole: its run effect alone, S^2_h less its
         # sampling, is known to fewer degrees of freedom than S^2_h (runs of 200 requests
         # hardly tell a 3 % run effect), and taken on S^2_h's its intervals covered 80-88 %.
+        spread = history.variance
         if history.sizes:
-            added = history.df * max(v_bar - history.sampling_variance(scale, per_value), 0.0)
-        df, ss = history.df, history.df * history.variance + added
+            own = history.sampling_variance(scale, per_value)
+            added = history.df * max(v_bar - own, 0.0)
+            if scale == "arcsine":
+                # A rate's sampling variance is known exactly: its runs cannot vary less (a
+                # history of 5 runs with one or two errors each often measures less).
+                spread = max(spread, own)
+        df, ss = history.df, history.df * spread + added
     if k >= 2:
         sources.append(f"{k} baseline runs")
         df, ss = df + k - 1, ss + _spread(y) * (k - 1)
