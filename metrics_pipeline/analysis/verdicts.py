@@ -538,8 +538,10 @@ def _compare_all(
             baseline_apart=baseline_apart,
         )
         runs = (*p.baseline, p.candidate)
-        if not math.isfinite(comparison.p_value) and not all(
-            math.isfinite(r.variance) for r in runs
+        if (
+            not math.isfinite(comparison.p_value)
+            and not all(math.isfinite(r.variance) for r in runs)
+            and row["note"] != UNCOUNTED_ERRORS
         ):
             # A run without a single value (a candidate whose requests all failed) has not
             # "too few" of them.
@@ -576,6 +578,8 @@ MISSING = "in the baseline runs, not in this run"
 TOO_FEW = "too few values in a run to judge"
 # ... and of a latency of which a run has no value at all.
 NO_SUCCESS = "no successful request in a run"
+# The note of an error rate whose errors some run states without its requests.
+UNCOUNTED_ERRORS = "errors without the requests they were among: not judged"
 # The note of a whole-machine resource row: reported, never judged.
 HOST_NOT_JUDGED = "whole machine: reported, not judged"
 # The note of a row whose change is beyond the run noise but not as large as a verdict needs
@@ -630,7 +634,8 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, spans: Mapping[str,
         pending = _Pending(metric, base_statistics, cand_statistic, column)
         note = f"{column} of {cand.height} intervals" + ("' requests" if counted else "")
         judged.append((pending, note))
-    if cand["errors"].null_count() == 0 and base["errors"].null_count() == 0:
+    runs = (*base_runs, cand)
+    if all(_counted_errors(run) for run in runs):
         pending = _Pending(
             "error_rate",
             [rate_statistic(int(r["errors"].sum()), int(r["count"].sum())) for r in base_runs],
@@ -639,6 +644,12 @@ def _judge_intervals(cand: pl.DataFrame, base: pl.DataFrame, spans: Mapping[str,
             scale="arcsine",
         )
         judged.append((pending, None))
+    elif any(run["errors"].null_count() < run.height for run in runs):
+        # Errors that a tool stated without the requests they were among are shown, not
+        # turned into a rate (and never a crash of the run).
+        unknown = RunStatistic(math.nan, math.nan, 0)
+        pending = _Pending("error_rate", [unknown] * len(base_runs), unknown, "rate", "arcsine")
+        judged.append((pending, UNCOUNTED_ERRORS))
     if counted and all(spans.get(run["run_id"][0], 0.0) > 0 for run in (cand, *base_runs)):
         pending = _Pending(
             "throughput",
@@ -665,6 +676,16 @@ def _run_spans(intervals: pl.DataFrame) -> dict[str, float]:
         .agg(pl.col("interval_s").sum())
     )
     return dict(covered.iter_rows())
+
+
+def _counted_errors(run: pl.DataFrame) -> bool:
+    """Whether every interval row of a run states its errors and its requests, with the
+    errors among them: a k6 summary with a threshold on failures but without request counts
+    has errors and no ``count``, and that is no rate."""
+    rows = run.select("errors", "count")
+    if rows.null_count().sum_horizontal().item() > 0:
+        return False
+    return bool(((rows["errors"] >= 0) & (rows["errors"] <= rows["count"])).all())
 
 
 def _interval_throughput(run: pl.DataFrame, spans: Mapping[str, float]) -> RunStatistic:

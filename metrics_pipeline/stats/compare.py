@@ -360,7 +360,8 @@ def compare_runs(
       v_h)_+`, with its runs' own :math:`\bar v_h = c\,\overline{1/n_i}` and :math:`c`
       the mean :math:`v\,n` of the baseline runs (see :meth:`RunNoise.sampling_variance`;
       for rates :math:`\bar v_h = \overline{1/(4n_i+2)}`, exact, and :math:`S^2_h` no
-      less than it);
+      less than it, nor :math:`S^2_b` less than :math:`\bar v`: a rate's runs cannot vary
+      less than their sampling; these additions are known, not measured);
     - but never less than the prior :math:`\tau_0^2 + \bar v` (see
       :meth:`RunNoise.run_variance`; for rates taken at the mean rate of all the runs
       compared, as under no change), normal reference, unless runs spread over days measured
@@ -567,18 +568,23 @@ def _per_run_variance(
         # With less, the history's spread is kept whole: its run effect alone, S^2_h less its
         # sampling, is known to fewer degrees of freedom than S^2_h (runs of 200 requests
         # hardly tell a 3 % run effect), and taken on S^2_h's its intervals covered 80-88 %.
-        spread = history.variance
         if history.sizes:
             own = history.sampling_variance(scale, per_value)
-            added = history.df * max(v_bar - own, 0.0)
-            if scale == "arcsine":
-                # A rate's sampling variance is known exactly: its runs cannot vary less (a
-                # history of 5 runs with one or two errors each often measures less).
-                spread = max(spread, own)
-        df, ss = history.df, history.df * spread + added
+            # A rate's sampling variance is known exactly: its runs cannot vary less (a
+            # history of 5 runs with one or two errors each often measures less).
+            lift = max(own - history.variance, 0.0) if scale == "arcsine" else 0.0
+            added = history.df * (max(v_bar - own, 0.0) + lift)
+        df, ss = history.df, history.df * history.variance + added
     if k >= 2:
         sources.append(f"{k} baseline runs")
-        df, ss = df + k - 1, ss + _spread(y) * (k - 1)
+        spread = _spread(y)
+        if scale == "arcsine":
+            # The same for baseline runs: three without an error, of 199, 200 and 201
+            # requests, spread by 1e-8 on the double arcsine, and one error in the candidate
+            # was p = 4e-6 (0 of 600 against 1 of 200: Fisher's p = 0.25).
+            lift = max(v_bar - spread, 0.0)
+            spread, added = spread + lift, added + lift * (k - 1)
+        df, ss = df + k - 1, ss + spread * (k - 1)
     prior = prior or RunNoise.prior(DEFAULT_RUN_NOISE)
     assumed = prior.run_variance(level, v_bar, scale)
     if df == 0:
@@ -616,10 +622,12 @@ def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[
 
 
 def _spread(y: np.ndarray) -> float:
-    """The sample variance of ``y``, exactly 0 when its values are equal (the mean of equal
-    floats can miss them by a rounding error, and runs that agree exactly are judged on
-    their sampling variances alone, see :func:`compare_runs`)."""
-    return 0.0 if np.ptp(y) == 0 else float(np.var(y, ddof=1))
+    """The sample variance of ``y``, exactly 0 when its values are equal to 12 digits (the
+    mean of equal floats can miss them by a rounding error, and runs that agree exactly are
+    judged on their sampling variances alone, see :func:`compare_runs`)."""
+    # Equal up to rounding (an interval mixture's quantile found by root-finding differs in
+    # its last digits from run to run): no spread either.
+    return 0.0 if np.ptp(y) <= 1e-12 * np.max(np.abs(y)) else float(np.var(y, ddof=1))
 
 
 def moderated_noise(spreads: ArrayLike, df: float, *, source: str) -> RunNoise | None:
@@ -779,8 +787,13 @@ def _beyond(
     (better), before any test: beyond ``bar``, at least ``min_effect`` in the metric's units
     and more than the resolution ``step`` of the values (``shift``: the oriented difference
     of the values, + = worse)."""
-    material = abs(shift) >= min_effect and abs(shift) > step
-    return change > bar and shift > 0 and material, change < -bar and shift < 0 and material
+    # Each bar with a relative tolerance: the baseline's value comes back from the mean of
+    # logarithms, so 5 ms in every baseline run reads 4.999999999999999 and a candidate at
+    # 6 ms was "more than 20 %" and "more than one step" by a rounding error.
+    slack = 1 + 1e-9
+    material = abs(shift) * slack >= min_effect and abs(shift) > step * slack
+    worse = change > bar * slack and shift > 0 and material
+    return worse, change < -bar * slack and shift < 0 and material
 
 
 def quantile_statistics(
@@ -1104,9 +1117,12 @@ def series_statistic(values: ArrayLike) -> RunStatistic:
     x = x[np.isfinite(x) & (x > 0)]
     if x.size == 0:
         return RunStatistic(math.nan, math.nan, 0)
+    step = resolution_of(x)  # a change of one whole millisecond is no evidence here either
+    if np.ptp(x) == 0:  # equal values: the value itself, not exp(log x) a rounding error off
+        return RunStatistic(float(x[0]), 0.0, int(x.size), step)
     logs = np.log(x)
-    variance = float(np.var(logs, ddof=1)) / x.size if x.size >= 2 else 0.0
-    return RunStatistic(float(np.exp(logs.mean())), variance, int(x.size))
+    variance = _spread(logs) / x.size if x.size >= 2 else 0.0
+    return RunStatistic(float(np.exp(logs.mean())), variance, int(x.size), step)
 
 
 def resolution_of(values: ArrayLike) -> float:

@@ -485,6 +485,29 @@ def test_baseline_runs_days_apart_measure_the_noise_runs_back_to_back_keep_the_f
     assert floored["p_value"] > 10 * p50["p_value"]
 
 
+def test_errors_stated_without_their_requests_are_shown_not_a_crash():
+    # A k6 summary with a threshold on an endpoint's failures but trends without `count`:
+    # errors and no requests. A rate of 3 of 0 raised out of judge_run (and `compare` exited
+    # 1, its code for a regression).
+    no_requests = conform("requests", pl.DataFrame())
+    runs = [
+        as_intervals(fixed_rate_requests(r, 40, 10, seed=i)).with_columns(
+            count=pl.lit(None, pl.Int64), errors=pl.lit(2 + i, pl.Int64)
+        )
+        for i, r in enumerate(["b0", "b1", "b2", "c"])
+    ]
+    verdicts = judge_run(
+        no_requests,
+        no_requests,
+        ["b0", "b1", "b2"],
+        candidate_intervals=runs[-1],
+        baseline_intervals=pl.concat(runs[:3]),
+    )
+    rate = verdicts.filter(pl.col("metric") == "error_rate").row(0, named=True)
+    assert rate["verdict"] == "ok" and not rate["regression"] and math.isnan(rate["p_value"])
+    assert rate["note"] == "errors without the requests they were among: not judged"
+
+
 def test_a_significant_change_below_the_threshold_is_ok_and_says_so():
     # Five baseline runs on five days within 2 % of each other, a candidate 8 % slower: beyond
     # the measured run noise, below the 20 % threshold. "ok" alone would read as no change.

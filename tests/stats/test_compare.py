@@ -636,6 +636,50 @@ def test_a_throughput_history_of_long_runs_lends_its_run_effect_to_short_ones():
     assert covered / reps >= 0.93
 
 
+def test_baseline_runs_without_errors_of_slightly_different_sizes_are_no_evidence():
+    # Three runs taken apart without an error, of 199, 200 and 201 requests: their double
+    # arcsines differ by 1e-8, which passed for a spread far below the rates' sampling
+    # variance, and one error in the candidate's 200 was a regression at p = 4e-6. As with
+    # runs of one size (and as Fisher's test of 0 of 600 against 1 of 200, p = 0.25), it is
+    # not significant.
+    candidate = rate_statistic(1, 200)
+    for sizes in [(200, 200, 200), (199, 200, 201)]:
+        base = [rate_statistic(0, n) for n in sizes]
+        result = compare_runs(
+            base, candidate, statistic="rate", scale="arcsine", baseline_apart=True
+        )
+        assert result.p_value > 0.1 and result.ci_high - result.ci_low > 0.01, (sizes, result)
+    # The mirror image: one error in each baseline run, none in the candidate.
+    better = compare_runs(
+        [rate_statistic(1, n) for n in (199, 200, 201)],
+        rate_statistic(0, 200),
+        statistic="rate",
+        scale="arcsine",
+        baseline_apart=True,
+    )
+    assert better.p_value > 0.1 and not better.improvement
+
+
+def test_a_change_of_exactly_the_threshold_or_one_step_is_not_beyond_it():
+    # Every baseline run's p99 is 5 ms, the candidate's 6 ms: +20 % and one whole-millisecond
+    # step exactly, neither of which is "more than". The baseline's value comes back from
+    # the mean of logarithms as 4.999999999999999, and the row was a regression.
+    # Runs taken apart: their agreement is measured, and the change is significant.
+    base = [RunStatistic(5.0, 0.0004, 2000, 1.0) for _ in range(3)]
+    result = compare_runs(
+        base, RunStatistic(6.0, 0.0004, 2000, 1.0), statistic="p99", baseline_apart=True
+    )
+    assert result.change == pytest.approx(0.2) and result.p_value < 1e-6
+    assert not result.regression
+    finer = compare_runs(
+        base, RunStatistic(6.0, 0.0004, 2000, 0.1), statistic="p99", baseline_apart=True
+    )
+    assert not finer.regression  # 20 % is not more than 20 % at any resolution
+    assert compare_runs(
+        base, RunStatistic(6.01, 0.0004, 2000, 0.01), statistic="p99", baseline_apart=True
+    ).regression
+
+
 def test_a_history_keeps_the_sizes_of_the_runs_it_was_measured_on():
     # A run without a value or without a count says nothing of the spread.
     noise = RunNoise.measured(
