@@ -360,8 +360,8 @@ def compare_runs(
       v_h)_+`, with its runs' own :math:`\bar v_h = c\,\overline{1/n_i}` and :math:`c`
       the mean :math:`v\,n` of the baseline runs (see :meth:`RunNoise.sampling_variance`;
       for rates :math:`\bar v_h = \overline{1/(4n_i+2)}`, exact, and :math:`S^2_h` no
-      less than it, nor :math:`S^2_b` less than :math:`\bar v`: a rate's runs cannot vary
-      less than their sampling; these additions are known, not measured);
+      less than it, nor :math:`S^2_b` less than :math:`\bar v` unless the runs agree
+      exactly: a rate's runs cannot vary less than their sampling);
     - but never less than the prior :math:`\tau_0^2 + \bar v` (see
       :meth:`RunNoise.run_variance`; for rates taken at the mean rate of all the runs
       compared, as under no change), normal reference, unless runs spread over days measured
@@ -568,22 +568,25 @@ def _per_run_variance(
         # With less, the history's spread is kept whole: its run effect alone, S^2_h less its
         # sampling, is known to fewer degrees of freedom than S^2_h (runs of 200 requests
         # hardly tell a 3 % run effect), and taken on S^2_h's its intervals covered 80-88 %.
+        spread = history.variance
         if history.sizes:
             own = history.sampling_variance(scale, per_value)
-            # A rate's sampling variance is known exactly: its runs cannot vary less (a
-            # history of 5 runs with one or two errors each often measures less).
-            lift = max(own - history.variance, 0.0) if scale == "arcsine" else 0.0
-            added = history.df * (max(v_bar - own, 0.0) + lift)
-        df, ss = history.df, history.df * history.variance + added
+            added = history.df * max(v_bar - own, 0.0)
+            if scale == "arcsine":
+                # A rate's sampling variance is known exactly: its runs cannot vary less (a
+                # history of 5 runs with one or two errors each often measures less). Still
+                # a measured spread: taken as known, a chance low one turned the reference
+                # normal just when it understated the run effect.
+                spread = max(spread, own)
+        df, ss = history.df, history.df * spread + added
     if k >= 2:
         sources.append(f"{k} baseline runs")
         spread = _spread(y)
-        if scale == "arcsine":
+        if scale == "arcsine" and spread > 0:
             # The same for baseline runs: three without an error, of 199, 200 and 201
             # requests, spread by 1e-8 on the double arcsine, and one error in the candidate
             # was p = 4e-6 (0 of 600 against 1 of 200: Fisher's p = 0.25).
-            lift = max(v_bar - spread, 0.0)
-            spread, added = spread + lift, added + lift * (k - 1)
+            spread = max(spread, v_bar)
         df, ss = df + k - 1, ss + spread * (k - 1)
     prior = prior or RunNoise.prior(DEFAULT_RUN_NOISE)
     assumed = prior.run_variance(level, v_bar, scale)
