@@ -402,8 +402,10 @@ def history_noise(summaries: pl.DataFrame) -> dict[tuple[str, str], RunNoise]:
             values = runs[column].cast(pl.Float64).to_numpy()
             if counts is not None and scale != "arcsine":
                 # A run of unknown size would be left out: keep its value, drop the sizes.
+                # (Only runs with a value in the scale's domain count: a throughput of 0 has
+                # no logarithm and no size, and is left out either way.)
                 known = np.isfinite(counts) & (counts > 0)
-                counts = counts if known[np.isfinite(values)].all() else None
+                counts = counts if known[np.isfinite(values) & (values > 0)].all() else None
             noise = RunNoise.measured(values, scale=scale, source="history", counts=counts)
             if noise is not None:
                 # The runs it was measured on: a run without this statistic does not count.

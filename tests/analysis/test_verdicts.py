@@ -443,6 +443,9 @@ def test_a_history_knows_how_many_values_each_run_had_and_counts_only_runs_with_
     rate = history[("/a", "error_rate")]
     assert rate.sizes == (2000.0, 4000.0) and rate.source == "history of 2 runs"
     assert history[("/a", "latency_p95")].source == "history of 3 runs"
+    # A run without throughput (none measured) has no size, and the others keep theirs.
+    idle = history_noise(summaries.with_columns(throughput_rps=pl.Series([40.0, 0.0, 40.0])))
+    assert idle[("/a", "throughput")].sizes == (50.0, 100.0)
 
 
 @pytest.mark.parametrize(
