@@ -325,12 +325,14 @@ def judge_run(
             "regression": bool(result.regression and significant and not reported_only),
             "improvement": bool(result.improvement and significant and not reported_only),
             "suspect": bool(result.suspect and not reported_only),
+            "significant": bool(significant),
         }
     latency_better = any(
         row.get("improvement") and row["metric"] in LATENCY_METRICS for row in rows
     )
     for row in rows:
         improvement, suspect = row.pop("improvement", False), row.pop("suspect", False)
+        significant = row.pop("significant", False)
         if "verdict" in row:
             continue
         if row["regression"]:
@@ -338,7 +340,6 @@ def judge_run(
             row["verdict"] = "trade-off" if trade_off else "regression"
         else:
             row["verdict"] = "improvement" if improvement else "suspect" if suspect else "ok"
-        significant = row.get("p_adjusted", math.nan) < policy.rule(row["metric"]).alpha
         if row["verdict"] == "ok" and significant:
             note = row["note"]
             row["note"] = SIGNIFICANT_SMALL if note is None else f"{note}; {SIGNIFICANT_SMALL}"
