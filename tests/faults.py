@@ -14,7 +14,11 @@ class TcpProxy:
 
     ``cut()`` closes every connection and refuses new ones (the server seems gone) until
     ``restore()``; ``cut_after(up=..., down=...)`` cuts once that many more bytes went to the
-    server (``up``) or came from it (``down``), i.e. in the middle of a transfer.
+    server (``up``) or came from it (``down``), i.e. in the middle of a transfer;
+    ``cut_at(direction, pattern, nth, keep)`` cuts at the ``nth`` next occurrence of a message
+    (``pattern``), forwarding only its first ``keep`` bytes. A cut at a message does not move
+    when the traffic before it does by a few bytes (a float printed one digit longer), a cut at
+    a byte count does. ``matches(direction, pattern)`` counts a message's occurrences so far.
     """
 
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1"):
@@ -23,6 +27,9 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.sent = {"up": 0, "down": 0}
         self._limits: dict[str, int] = {}
+        self._watched: dict[str, bytes] = {}  # direction -> the message counted
+        self._matched = {"up": 0, "down": 0}
+        self._match_limits: dict[str, tuple[int, int]] = {}  # direction -> (count, keep)
         self._cut = False
         self._blip = False
         self._sockets: set[socket.socket] = set()
@@ -40,6 +47,7 @@ class TcpProxy:
         with self._lock:
             self._cut = False
             self._limits = {}
+            self._match_limits = {}
 
     def cut_after(
         self, up: int | None = None, down: int | None = None, *, then_restore: bool = False
@@ -51,6 +59,22 @@ class TcpProxy:
                 d: self.sent[d] + n for d, n in (("up", up), ("down", down)) if n is not None
             }
             self._blip = then_restore
+
+    def matches(self, direction: str, pattern: bytes) -> int:
+        """Occurrences of ``pattern`` in ``direction`` since it was first asked for (the first
+        call starts the count and returns 0)."""
+        with self._lock:
+            if self._watched.get(direction) != pattern:
+                self._watched[direction] = pattern
+                self._matched[direction] = 0
+            return self._matched[direction]
+
+    def cut_at(self, direction: str, pattern: bytes, nth: int, keep: int = 0) -> None:
+        """Cut at the ``nth`` next occurrence of ``pattern`` in ``direction``, after only its
+        first ``keep`` bytes went through."""
+        count = self.matches(direction, pattern)
+        with self._lock:
+            self._match_limits[direction] = (count + nth, keep)
 
     @property
     def is_cut(self) -> bool:
@@ -81,6 +105,7 @@ class TcpProxy:
             threading.Thread(target=self._pump, args=(server, client, "down"), daemon=True).start()
 
     def _pump(self, source: socket.socket, target: socket.socket, direction: str) -> None:
+        tail = b""  # this connection's last bytes: a message may straddle two reads
         while True:
             try:
                 data = source.recv(65536)
@@ -89,12 +114,21 @@ class TcpProxy:
             if not data:
                 break
             with self._lock:
+                forward, cut = len(data), False
                 limit = self._limits.get(direction)
                 if limit is not None and self.sent[direction] + len(data) >= limit:
-                    data = data[: max(0, limit - self.sent[direction])]
-                    cut = True
-                else:
-                    cut = False
+                    forward, cut = max(0, limit - self.sent[direction]), True
+                if pattern := self._watched.get(direction):
+                    window, start = tail + data, 0
+                    while (at := window.find(pattern, start)) >= 0:
+                        self._matched[direction] += 1
+                        count, keep = self._match_limits.get(direction, (0, 0))
+                        if self._matched[direction] == count:
+                            forward, cut = min(forward, max(0, at - len(tail) + keep)), True
+                            break
+                        start = at + 1
+                    tail = window[-(len(pattern) - 1) :]
+                data = data[:forward]
                 self.sent[direction] += len(data)
             try:
                 target.sendall(data)
