@@ -39,6 +39,10 @@ CHANGE_POINT_ALPHA = 0.025
 # The largest AR(1) coefficient the change-point scan allows for: beyond it a series is a
 # random walk, whose level wanders without any change.
 MAX_AR1 = 0.9
+# The most runs a change waits for before it can be reported: the default minimum segment is
+# 5 % of the series, which in a year of nightly runs would hold a regression back for 18 runs
+# (and hide every change closer than that to another); 10 runs are two working weeks.
+MAX_MIN_SIZE = 10
 # Calendar periods a step test allows for: nightly runs vary by weekday, monthly series by
 # month of the year. A seasonal swing left in the residuals would hide a step as noise.
 CALENDAR_PERIODS = (7, 12)
@@ -202,7 +206,8 @@ def detect_change_points(
     values : array_like
         1-D series in run order. Non-finite values (missing runs) are ignored.
     min_size : int, optional
-        Fewest finite values per segment; default ``max(3, n // 20)`` for ``n`` finite values.
+        Fewest finite values per segment; default ``max(3, min(n // 20, MAX_MIN_SIZE))`` for
+        ``n`` finite values.
     alpha : float
         Probability of reporting any change point in a series without one.
 
@@ -229,8 +234,9 @@ def change_points(
     values : array_like
         1-D series in run order. Non-finite values (missing runs) are ignored.
     min_size : int, optional
-        Fewest finite values per segment, at least 2; default ``max(3, n // 20)``. A change is
-        reported only once this many runs have followed it.
+        Fewest finite values per segment, at least 2; default
+        ``max(3, min(n // 20, MAX_MIN_SIZE))``: 5 % of the series, at most 10 runs. A change
+        is reported only once this many runs have followed it.
     alpha : float
         Family-wise false-positive rate: the probability of reporting at least one change
         point in a series of exchangeable values (no change). Must be at least
@@ -341,7 +347,7 @@ def change_points(
     positions = np.flatnonzero(np.isfinite(x))
     finite = x[positions]
     n = finite.size
-    m = max(3, n // 20) if min_size is None else int(min_size)
+    m = max(3, min(n // 20, MAX_MIN_SIZE)) if min_size is None else int(min_size)
     if m < 2:
         raise ValueError(f"min_size must be at least 2, got {min_size}")
     if n < 2 * m:

@@ -167,6 +167,32 @@ def test_unchanged_series_rarely_get_a_change_point():
     assert false_alarms <= 10  # 5 % of 200
 
 
+def test_a_long_history_reports_a_recent_step_and_a_short_regression():
+    # A year of nightly runs: a +25 % step 12 runs before the end, and a regression fixed
+    # again after 15 runs. A minimum segment of 5 % of the series (18 runs) hid both.
+    rng = np.random.default_rng(23)
+    recent = short = 0
+    for _ in range(50):
+        series = lognormal_runs(rng, 365)
+        series[353:] *= 1.25
+        recent += found(detect_change_points(series), 353)
+        series = lognormal_runs(rng, 365)
+        series[200:215] *= 1.25
+        points = detect_change_points(series)
+        short += found(points, 200) and found(points, 215)
+    assert recent >= 45
+    assert short >= 45
+
+
+def test_long_unchanged_histories_rarely_get_a_change_point():
+    rng = np.random.default_rng(24)
+    false_alarms = sum(
+        bool(detect_change_points(lognormal_runs(rng, int(rng.integers(200, 501)))))
+        for _ in range(100)
+    )
+    assert false_alarms <= 5
+
+
 def test_heavy_tails_outliers_and_missing_runs_do_not_create_change_points():
     rng = np.random.default_rng(23)
     false_alarms = 0
