@@ -46,7 +46,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from provenance import git_state  # noqa: E402
+from provenance import git_state, read_through  # noqa: E402
 
 MB = 1024 * 1024
 TARGET_RATIO = 3.0
@@ -242,6 +242,7 @@ def main() -> None:
     rows, verdicts = [], []
     for kind in args.formats.split(","):
         files = ensure_inputs(kind, args.size_mb, args.workdir)
+        read_through(*files)
         mb = sum(f.stat().st_size for f in files) / MB
         rounds = measure(kind, files, args.repeat)
         # Each round's ratio is of two runs seconds apart (the machine may be shared): the

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from provenance import read_through
 
 GENERATOR_VERSION = 1
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -532,6 +533,7 @@ def main() -> None:
     speed, memory, verdicts, failures = [], [], [], []
     for kind in args.formats.split(","):
         file, meta = ensure_input(kind, args.size_mb, args.workdir)
+        read_through(file)
         mb = meta["bytes"] / MB
         results = {}
         for engine in ("duckdb", "ours"):
