@@ -6,6 +6,7 @@ verdict or ok, and no other row may be a regression, trade-off or missing.
 
     .venv/bin/python bench/real_runs/check_verdicts.py                 # three baseline runs
     .venv/bin/python bench/real_runs/check_verdicts.py --bases base_1  # one (the prior noise)
+    .venv/bin/python bench/real_runs/check_verdicts.py --runs /tmp/rr  # runs made with --out
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bases", nargs="+", default=doc["baseline_runs"])
     parser.add_argument("--tools", nargs="+", default=sorted(doc["tools"]))
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=ROOT,
+        help="the folder of <tool>/<run> folders (make_runs.py --out); default: %(default)s",
+    )
     args = parser.parse_args()
     bad = 0
     for tool in args.tools:
         for case, listed in doc["cases"].items():
-            paths = [str(ROOT / tool / run) for run in (*args.bases, case)]
+            paths = [str(args.runs / tool / run) for run in (*args.bases, case)]
             out = subprocess.run(
                 [str(CLI), "compare", *paths, "--json"], capture_output=True, text=True, cwd=REPO
             )
