@@ -10,7 +10,8 @@ Two kinds of labelled series:
   held-out part (scored, not tuned on); both are reported.
 * **Performance histories** generated here, independently of the detector: nightly p95-like
   series of 40-160 runs with single and double steps, linear drift, AR(1) noise, outliers,
-  missing runs and weekly seasonality, with the true change points as labels.
+  missing runs and weekly seasonality, with the true change points as labels; and long
+  histories (150-800 runs) like a browser benchmark's: two modes, outliers, steps of 3-10 %.
 
 Scores, as TCPDBench defines them: F1 with a margin of 5 (0 counts as a change point in every
 set; precision against the union of the annotators, recall averaged over annotators) and
@@ -23,7 +24,7 @@ series; see :func:`tcpdbench_default`.
     uv sync --group bench   # ruptures
     python -m venv /tmp/otava && /tmp/otava/bin/pip install apache-otava   # optional peer
     OPENBLAS_NUM_THREADS=1 uv run python bench/changepoint_bench.py --tcpd ../TCPD \
-        [--otava /tmp/otava/bin/python] [--histories 200]
+        [--otava /tmp/otava/bin/python] [--histories 200] [--long-histories 60]
 """
 
 from __future__ import annotations
@@ -165,6 +166,32 @@ def histories(count: int, seed: int) -> list[Series]:
     return out
 
 
+def long_histories(count: int, seed: int) -> list[Series]:
+    """Long, noisy histories like a browser benchmark's: 150-800 runs, two modes (10-40 % of
+    the runs 5-12 % slower, at random), 2 % outliers (+22-80 %), independent noise of 1-3 %,
+    and 0-3 steps of 3-10 % at least 20 runs apart and 20 runs from either end."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        n = int(rng.integers(150, 801))
+        wanted = int(rng.integers(0, 4))
+        drawn = sorted(rng.choice(np.arange(20, n - 20), size=wanted, replace=False).tolist())
+        steps: list[int] = []
+        for at in drawn:
+            if not steps or at - steps[-1] >= 20:
+                steps.append(int(at))
+        log_y = np.zeros(n)
+        for at in steps:
+            log_y[at:] += rng.choice([-1, 1]) * rng.uniform(0.03, 0.10)
+        slow = rng.random(n) < rng.uniform(0.1, 0.4)
+        log_y += rng.normal(0, rng.uniform(0.01, 0.03), n) + slow * rng.uniform(0.05, 0.12)
+        outlier = rng.random(n) < 0.02
+        log_y[outlier] += rng.uniform(0.2, 0.6, int(outlier.sum()))
+        y = 100 * np.exp(log_y)
+        out.append(Series(f"long-{i}", y, {"truth": steps}, kind="long", steps=steps))
+    return out
+
+
 # --- methods -------------------------------------------------------------------------------
 
 
@@ -303,6 +330,7 @@ def main() -> None:
     parser.add_argument("--tcpd", type=Path, help="a clone of alan-turing-institute/TCPD")
     parser.add_argument("--otava", help="a Python with apache-otava installed")
     parser.add_argument("--histories", type=int, default=200)
+    parser.add_argument("--long-histories", type=int, default=60)
     parser.add_argument("--seed", type=int, default=20261206)
     args = parser.parse_args()
 
@@ -320,6 +348,7 @@ def main() -> None:
         parts["TCPD held-out"] = [s for s in tcpd if held_out(s.name)]
         parts["TCPD all"] = tcpd
     parts["histories"] = histories(args.histories, args.seed)
+    parts["long histories"] = long_histories(args.long_histories, args.seed)
 
     results: dict[str, dict[str, dict]] = {}
     for part, series in parts.items():
@@ -327,14 +356,14 @@ def main() -> None:
         for name, method in methods.items():
             t0 = time.perf_counter()
             predictions = [method(s.values) for s in series]
-            scorer = history_scores if part == "histories" else score
+            scorer = history_scores if "histories" in part else score
             results[part][name] = scorer(series, predictions) | {
                 "seconds": time.perf_counter() - t0
             }
         if args.otava:
             t0 = time.perf_counter()
             predictions = otava_runner(args.otava)([s.values for s in series])
-            scorer = history_scores if part == "histories" else score
+            scorer = history_scores if "histories" in part else score
             results[part]["otava (e-divisive)"] = scorer(series, predictions) | {
                 "seconds": time.perf_counter() - t0
             }
