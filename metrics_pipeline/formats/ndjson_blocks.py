@@ -132,6 +132,13 @@ def _block(data: bytes, first_line_no: int) -> Block:
     return Block(data, starts[keep], ends[keep], line_nos[keep])
 
 
+def lines_block(lines: list[bytes]) -> Block | None:
+    """A block of ``lines`` (whole non-blank lines of another block), numbered from 0; None
+    when they do not come back one line each (a line holding a newline)."""
+    block = _block(b"\n".join(lines) + b"\n", 0)
+    return block if len(block) == len(lines) else None
+
+
 def read_chunks(
     stream: BinaryIO, file: str, limits: ReadLimits = DEFAULT_LIMITS
 ) -> Iterator[tuple[bytes, int]]:

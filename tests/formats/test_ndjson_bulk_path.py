@@ -126,6 +126,20 @@ K6_LINES = {
     "-NaN in an unknown field": K6_GOOD[:-1] + b',"x":-NaN}',
     "integer -0 value": K6_GOOD.replace(b'"value":5', b'"value":-0'),
     "Inf in an unknown tag": K6_GOOD.replace(b'"status":"200"', b'"status":"200","x":Inf'),
+    # Request points are read twice, the second time with their tags: what that reading
+    # cannot take goes line by line, and a line that is no request is read without its tags.
+    "a tag given twice": K6_GOOD.replace(b'"name":"/good"', b'"name":"/good","name":"/last"'),
+    "a status that is a number": K6_GOOD.replace(b'"status":"200"', b'"status":500'),
+    "tags that are an array": K6_GOOD.replace(b'{"name":"/good","status":"200"}', b"[1]"),
+    "a request name in a second tags object": K6_GOOD.replace(
+        b'"value":5,', b'"value":5,"t":{"tags":{"name":"/other"}},'
+    ),
+    "tags that are text, not a request": K6_GOOD.replace(
+        b"http_req_duration", b"http_reqs"
+    ).replace(b'{"name":"/good","status":"200"}', b'"x"'),
+    "a duration that names a request": K6_GOOD.replace(
+        b"http_req_duration", b"http_req_blocked"
+    ).replace(b'"name":"/good"', b'"name":"/good","name":7'),
 }
 
 
