@@ -213,14 +213,17 @@ def _bulk_candidates(block: Block, max_depth: int = DEFAULT_LIMITS.max_depth) ->
     ok &= closed
     if digits := sys.get_int_max_str_digits():  # 0: no limit
         ok &= (block.ends - block.starts) <= digits
-    # Brackets are a few per line: their positions, not a running count over every byte
-    # (and no pass for '[' in a block without one: records are flat objects).
+    # Brackets are a few per line: their positions, not a running count over every byte (and
+    # no pass for '[' in a block without one). Each line that starts with '{' holds that one:
+    # when the block has fewer than max_depth others, no line can hold more than max_depth
+    # (flat records, canonical's) and none needs counting.
     is_bracket = buf == OPEN_BRACE
     if b"[" in block.data:
         is_bracket |= buf == OPEN_BRACKET
-    brackets = np.flatnonzero(is_bracket)
-    counts = np.searchsorted(brackets, block.ends) - np.searchsorted(brackets, block.starts)
-    ok &= counts <= max_depth
+    if np.count_nonzero(is_bracket) - np.count_nonzero(first == OPEN_BRACE) >= max_depth:
+        brackets = np.flatnonzero(is_bracket)
+        counts = np.searchsorted(brackets, block.ends) - np.searchsorted(brackets, block.starts)
+        ok &= counts <= max_depth
     if not block.data.isascii():
         try:
             block.data.decode("utf-8")

@@ -289,3 +289,16 @@ def test_k6_bulk_path_equals_the_per_line_path_on_edited_real_lines():
             block[i] = block[i].replace(before, after, 1)
         data = b"\n".join(block) + b"\n"
         assert _k6_rows_bulk(data) == _k6_rows_per_line(data)
+
+
+@pytest.mark.parametrize("levels", [63, 64, 65])
+def test_one_deep_line_among_flat_ones_is_measured(levels):
+    # A block of flat records skips counting each line's brackets; a line nested deeper than
+    # the limit (64) must still go line by line, and be refused for its depth there.
+    from metrics_pipeline.formats.ndjson_blocks import _block, _bulk_candidates
+
+    deep = on_a(b'"latency_ms":5,"x":' + b'{"a":' * (levels - 1) + b"1" + b"}" * (levels - 1))
+    block = _block(among_good(deep), 1)
+    candidates = _bulk_candidates(block, max_depth=64)
+    assert candidates.sum() == 600 + (levels <= 64)
+    assert not candidates[300] if levels > 64 else candidates[300]
