@@ -70,11 +70,16 @@ class TcpProxy:
             return self._matched[direction]
 
     def cut_at(self, direction: str, pattern: bytes, nth: int, keep: int = 0) -> None:
-        """Cut at the ``nth`` next occurrence of ``pattern`` in ``direction``, after only its
-        first ``keep`` bytes went through."""
-        count = self.matches(direction, pattern)
+        """Cut at the ``nth`` (>= 1) next occurrence of ``pattern`` in ``direction``, after
+        only its first ``keep`` bytes went through (at least the bytes of it that an earlier
+        read already forwarded, when the occurrence straddles two reads)."""
+        if nth < 1:
+            raise ValueError(f"nth must be at least 1, got {nth}")
         with self._lock:
-            self._match_limits[direction] = (count + nth, keep)
+            if self._watched.get(direction) != pattern:
+                self._watched[direction] = pattern
+                self._matched[direction] = 0
+            self._match_limits[direction] = (self._matched[direction] + nth, keep)
 
     @property
     def is_cut(self) -> bool:
@@ -127,7 +132,7 @@ class TcpProxy:
                             forward, cut = min(forward, max(0, at - len(tail) + keep)), True
                             break
                         start = at + 1
-                    tail = window[-(len(pattern) - 1) :]
+                    tail = window[len(window) - len(pattern) + 1 :]
                 data = data[:forward]
                 self.sent[direction] += len(data)
             try:

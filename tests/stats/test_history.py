@@ -168,8 +168,9 @@ def test_unchanged_series_rarely_get_a_change_point():
 
 
 def test_a_long_history_reports_a_recent_step_and_a_short_regression():
-    # A year of nightly runs: a +25 % step 12 runs before the end, and a regression fixed
-    # again after 15 runs. A minimum segment of 5 % of the series (18 runs) hid both.
+    # A year of nightly runs: a +25 % step 12 runs before the end (a minimum segment of 5 %
+    # of the series, 18 runs, found it in 0 of 50), and a regression fixed again after 12 runs
+    # (both ends found in 35 of 50; 19 with a minimum of 18).
     rng = np.random.default_rng(23)
     recent = short = 0
     for _ in range(50):
@@ -177,11 +178,11 @@ def test_a_long_history_reports_a_recent_step_and_a_short_regression():
         series[353:] *= 1.25
         recent += found(detect_change_points(series), 353)
         series = lognormal_runs(rng, 365)
-        series[200:215] *= 1.25
+        series[200:212] *= 1.25
         points = detect_change_points(series)
-        short += found(points, 200) and found(points, 215)
+        short += found(points, 200) and found(points, 212)
     assert recent >= 45
-    assert short >= 45
+    assert short >= 30
 
 
 def test_long_unchanged_histories_rarely_get_a_change_point():
