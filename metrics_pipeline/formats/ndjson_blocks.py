@@ -381,6 +381,10 @@ def _bulk_block(
     limits: ReadLimits = DEFAULT_LIMITS,
 ) -> BulkBlock:
     frames, slow = parse_block(block, options_for, limits.max_depth)
+    if len(frames) > 1 and all(frame.schema == frames[0].schema for frame in frames):
+        # One conversion for the block, not one per range Arrow read (a block with bad lines
+        # is read in many ranges): convert works row by row.
+        frames = [pl.concat(frames)]
     converted = [convert(frame, block) for frame in frames]
     rows = pl.concat(converted) if converted else None
     tables: dict[str, pl.DataFrame] = {}
