@@ -45,9 +45,10 @@ def bulk(adapter, data: bytes) -> tuple[list[tuple], list[tuple[int, str]]]:
     return sorted(rows, key=repr), sorted(quarantine)
 
 
-def per_line(to_row, data: bytes) -> tuple[list[tuple], list[tuple[int, str]]]:
-    """The same, every line through ``json.loads`` and ``to_row`` (what the bulk path must
-    equal), with the reasons of ``ndjson_blocks._complete``."""
+def each_line(to_row, data: bytes) -> tuple[list[tuple], list[tuple[int, str]]]:
+    """(line number, table, row) of every line ``json.loads`` and ``to_row`` accept with a
+    row, and the quarantine with the reasons of ``ndjson_blocks._complete``: what the bulk
+    path must equal."""
     rows, quarantine = [], []
     for line_no, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
@@ -60,13 +61,20 @@ def per_line(to_row, data: bytes) -> tuple[list[tuple], list[tuple[int, str]]]:
         except ValueError:
             quarantine.append((line_no, "invalid JSON"))
             continue
-        if result is None:
-            continue
-        table, row = result
+        if result is not None:
+            rows.append((line_no, *result))
+    return rows, sorted(quarantine)
+
+
+def per_line(to_row, data: bytes) -> tuple[list[tuple], list[tuple[int, str]]]:
+    """:func:`bulk`'s view of :func:`each_line`."""
+    rows, quarantine = each_line(to_row, data)
+    out = []
+    for line_no, table, row in rows:
         value = row["latency_ms"] if table == "requests" else row["value"]
         name = row["endpoint"] if table == "requests" else row["metric"]
-        rows.append((table, line_no if table == "requests" else None, name, repr(float(value))))
-    return sorted(rows, key=repr), sorted(quarantine)
+        out.append((table, line_no if table == "requests" else None, name, repr(float(value))))
+    return sorted(out, key=repr), quarantine
 
 
 def on_a(fields: bytes) -> bytes:
@@ -250,27 +258,15 @@ def _k6_rows_bulk(data: bytes) -> tuple[list[tuple], list[tuple]]:
 
 
 def _k6_rows_per_line(data: bytes) -> tuple[list[tuple], list[tuple]]:
-    parser, rows, quarantine = k6_ndjson._Parser(), [], []
-    for line_no, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            result = parser.to_row(json.loads(raw))
-        except RowError as exc:
-            quarantine.append((line_no, str(exc)))
-            continue
-        except ValueError:
-            quarantine.append((line_no, "invalid JSON"))
-            continue
-        if result is None:
-            continue
-        table, row = result
+    rows, quarantine = each_line(k6_ndjson._Parser().to_row, data)
+    out = []
+    for line_no, table, row in rows:
         if table == "requests":
             row["latency_ms"] = float(row["latency_ms"])
-            rows.append((line_no, *(_value(row[c]) for c in REQUEST_COLUMNS)))
+            out.append((line_no, *(_value(row[c]) for c in REQUEST_COLUMNS)))
         else:
-            rows.append((table, *(_value(row[c]) for c in ("ts", "metric")), repr(row["value"])))
-    return sorted(rows, key=repr), sorted(quarantine)
+            out.append((table, *(_value(row[c]) for c in ("ts", "metric")), repr(row["value"])))
+    return sorted(out, key=repr), quarantine
 
 
 def test_k6_bulk_path_equals_the_per_line_path_on_edited_real_lines():
