@@ -17,8 +17,8 @@ class TcpProxy:
     server (``up``) or came from it (``down``), i.e. in the middle of a transfer;
     ``cut_at(direction, pattern, nth, keep)`` cuts at the ``nth`` next occurrence of a message
     (``pattern``), forwarding only its first ``keep`` bytes. A cut at a message does not move
-    when the traffic before it does by a few bytes (a float printed one digit longer), a cut at
-    a byte count does. ``matches(direction, pattern)`` counts a message's occurrences so far.
+    when the traffic before it does by a few bytes, a cut at a byte count does.
+    ``matches(direction, pattern)`` counts a message's occurrences so far.
     """
 
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1"):
@@ -64,10 +64,7 @@ class TcpProxy:
         """Occurrences of ``pattern`` in ``direction`` since it was first asked for (the first
         call starts the count and returns 0)."""
         with self._lock:
-            if self._watched.get(direction) != pattern:
-                self._watched[direction] = pattern
-                self._matched[direction] = 0
-            return self._matched[direction]
+            return self._watch(direction, pattern)
 
     def cut_at(self, direction: str, pattern: bytes, nth: int, keep: int = 0) -> None:
         """Cut at the ``nth`` (>= 1) next occurrence of ``pattern`` in ``direction``, after
@@ -76,10 +73,15 @@ class TcpProxy:
         if nth < 1:
             raise ValueError(f"nth must be at least 1, got {nth}")
         with self._lock:
-            if self._watched.get(direction) != pattern:
-                self._watched[direction] = pattern
-                self._matched[direction] = 0
-            self._match_limits[direction] = (self._matched[direction] + nth, keep)
+            self._match_limits[direction] = (self._watch(direction, pattern) + nth, keep)
+
+    def _watch(self, direction: str, pattern: bytes) -> int:
+        """(Under the lock.) Count ``pattern`` in ``direction`` from now on unless it is
+        counted already; its count so far."""
+        if self._watched.get(direction) != pattern:
+            self._watched[direction] = pattern
+            self._matched[direction] = 0
+        return self._matched[direction]
 
     @property
     def is_cut(self) -> bool:

@@ -251,7 +251,7 @@ def _request_tags(frame: pl.DataFrame, block: Block) -> pl.DataFrame:
     read = pl.concat(frames)
     return pl.DataFrame(
         {"_row": rows[read["_row"].to_numpy()], "tags": read["data"].struct.field("tags")}
-    ).cast({"_row": pl.Int64})
+    )
 
 
 def _bulk_points(frame: pl.DataFrame, block: Block) -> pl.DataFrame:

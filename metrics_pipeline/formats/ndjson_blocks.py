@@ -202,7 +202,8 @@ def _bulk_candidates(block: Block, max_depth: int = DEFAULT_LIMITS.max_depth) ->
     empty = np.zeros(0, np.uint8)
     first = buf[block.starts] if len(block) else empty
     last = buf[block.ends - 1] if len(block) else empty
-    ok = first == OPEN_BRACE
+    opens = first == OPEN_BRACE
+    ok = opens.copy()
     for i in np.flatnonzero(np.isin(first, WHITESPACE)):  # leading blanks before the '{'
         ok[i] = block.raw(i).lstrip()[:1] == b"{"
     # A line that ends in anything but '}' (trailing blanks aside) is not one whole object:
@@ -220,7 +221,7 @@ def _bulk_candidates(block: Block, max_depth: int = DEFAULT_LIMITS.max_depth) ->
     is_bracket = buf == OPEN_BRACE
     if b"[" in block.data:
         is_bracket |= buf == OPEN_BRACKET
-    if np.count_nonzero(is_bracket) - np.count_nonzero(first == OPEN_BRACE) >= max_depth:
+    if np.count_nonzero(is_bracket) - np.count_nonzero(opens) >= max_depth:
         brackets = np.flatnonzero(is_bracket)
         counts = np.searchsorted(brackets, block.ends) - np.searchsorted(brackets, block.starts)
         ok &= counts <= max_depth

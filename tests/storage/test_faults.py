@@ -56,8 +56,8 @@ def reference(store, runs, tmp_path) -> dict:
 # (Postgres rolls back, Parquet is not swapped); inside the ingest's last COMMIT message
 # (Postgres rolls back after Parquet was swapped: the pending marker); and the server's answer
 # to it (Postgres committed, the client cannot know: the marker again). The COMMIT is found by
-# its message, not by a byte count: a rerun's traffic may differ from the measured one by a
-# few bytes (a float that prints one digit shorter) and a count of bytes then never cuts.
+# its message, not by a byte count: a rerun whose traffic before it is a few bytes shorter
+# than the measured one was never cut (seen once in CI).
 COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"  # the client's simple query
 COMMITTED = b"C\x00\x00\x00\x0bCOMMIT\x00"  # the server's CommandComplete
 CUTS = {"copy-early": ("up", 0.05), "copy-midway": ("up", 0.5)}
