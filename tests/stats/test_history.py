@@ -230,6 +230,27 @@ def test_two_steps_are_both_found(factors, steps):
     assert both >= 45
 
 
+@pytest.mark.parametrize("seed", [0, 19, 39])
+def test_change_points_stay_in_order_with_full_segments(seed):
+    # Histories with 2-4 steps, some close together. Each change used to be relocated within
+    # the stretch between its neighbours as found, so two neighbours could land on one run
+    # (seed 0: [94, 94]), cross ([51, 49], seed 39) or leave a segment shorter than m.
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        n = int(rng.integers(40, 200))
+        series = lognormal_runs(rng, n)
+        for _ in range(int(rng.integers(2, 5))):
+            series[int(rng.integers(3, n - 3)) :] *= np.exp(
+                rng.choice([-1, 1]) * rng.uniform(0.05, 0.4)
+            )
+        points = change_points(series)
+        bounds = [0, *(point.index for point in points), n]
+        assert min(np.diff(bounds)) >= max(3, min(n // 20, 10)), bounds
+        for point, start, end in zip(points, bounds[:-2], bounds[2:], strict=True):
+            assert point.before == np.median(series[start : point.index])
+            assert point.after == np.median(series[point.index : end])
+
+
 def test_change_points_report_medians_and_significance():
     series = np.array([10.0, 11.0, 9.0, 10.5, 9.5] * 6 + [12.0, 13.5, 12.5, 11.5, 13.0] * 6)
     (point,) = change_points(series)
