@@ -406,9 +406,11 @@ def compare_runs(
     usable = [r for r in baseline if _usable(r, scale)]
     n_base = sum(r.n for r in usable)
     if not usable or not _valued(candidate, scale):
-        reported = [r.value for r in baseline if math.isfinite(r.value)]
-        base_value = float(np.mean(reported)) if reported else math.nan
-        return _untested(statistic, base_value, candidate.value, n_base, candidate.n)
+        # The values shown stand for the runs behind them: n counts those runs' values.
+        reported = [r for r in baseline if math.isfinite(r.value)]
+        base_value = float(np.mean([r.value for r in reported])) if reported else math.nan
+        n_reported = sum(r.n for r in reported)
+        return _untested(statistic, base_value, candidate.value, n_reported, candidate.n)
     y = _run_values(usable, scale)
     y_bar = float(y.mean())
     # The baseline's value: back-transformed on the log scale, the mean rate otherwise.

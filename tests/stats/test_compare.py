@@ -186,6 +186,8 @@ def test_an_untestable_candidate_far_worse_is_suspect_not_a_regression():
     untestable = [RunStatistic(v, math.nan, 250) for v in (48.0, 50.0, 52.0)]
     nobody = compare_runs(untestable, RunStatistic(500.0, math.nan, 250), statistic="p99")
     assert not nobody.suspect and math.isnan(nobody.change)
+    # The baseline value shown is the three runs' mean: its n counts their values.
+    assert (nobody.baseline, nobody.n_baseline, nobody.n_candidate) == (50.0, 750, 250)
 
 
 def test_an_untestable_quantile_has_order_statistic_bounds():
