@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import polars as pl
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -33,10 +34,13 @@ RULES_FOR = (
 
 
 def verdict_table(
-    verdicts: pl.DataFrame, title: str, alphas: float | Mapping[str, float] = 0.05
+    verdicts: pl.DataFrame,
+    title: str,
+    alphas: float | Mapping[str, float],
+    width: int,
 ) -> Table:
-    """The verdicts as a terminal table; ``alphas``: the significance level of each metric
-    (the CI's level), or one for all."""
+    """The verdicts as a terminal table for a console ``width`` columns wide; ``alphas``: the
+    significance level of each metric (the CI's level), or one for all."""
     from metrics_pipeline.analysis.verdicts import (
         ci_label,
         ci_levels,
@@ -49,17 +53,36 @@ def verdict_table(
     caption = [f"run-to-run noise from: {sources}"] if sources else []
     if levels := ci_levels(alphas):
         caption.append(levels)
-    table = Table(title=title, caption="; ".join(caption) or None)
+    rows = [(row, formatted(row)) for row in ordered(verdicts).iter_rows(named=True)]
+    # Below 120 columns (a terminal; piped output is 150 wide) the grid's lines, the padding
+    # and the verdicts' notes would leave too little for the values: a metric cut to
+    # "latency..." could be the p50, p95 or p99. There the notes become numbered footnotes.
+    narrow = width < 120
+    if narrow:
+        notes: dict[str, int] = {}
+        for row, cells in rows:
+            note = row["note"]
+            if note and cells[-1].endswith(f"({note})"):
+                number = notes.setdefault(note, len(notes) + 1)
+                cells[-1] = f"{cells[-1][: -len(note) - 2]}({number})"
+        caption += [f"({number}) {note}" for note, number in notes.items()]
+    table = Table(
+        title=title,
+        caption=("\n" if narrow else "; ").join(caption) or None,
+        box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD,
+        collapse_padding=narrow,
+        pad_edge=not narrow,
+    )
     columns = ("endpoint", "metric", "baseline", "candidate", "change", ci_label(alphas))
     for column in (*columns, "p adj.", "verdict"):
         table.add_column(
             column,
             justify="right" if column not in {"endpoint", "metric", "verdict"} else "left",
-            # On a narrow terminal the other columns wrap; the verdict stays one word.
-            no_wrap=column == "verdict",
+            # The verdict's note wraps where it is in the cell (a wide table).
+            no_wrap=column == "metric" or (narrow and column == "verdict"),
+            overflow="fold",  # wrapped, never cut to "..."
         )
-    for row in ordered(verdicts).iter_rows(named=True):
-        cells = formatted(row)
+    for row, cells in rows:
         if row["regression"]:
             cells[-1] = f"[bold red]{cells[-1]}[/]"
         elif row["verdict"] == "suspect":
@@ -268,7 +291,7 @@ def compare(
         print(json.dumps(verdicts.select(JSON_KEYS).fill_nan(None).to_dicts(), indent=2))
     else:
         title = f"{', '.join(map(str, baselines))} -> {candidate}"
-        console.print(verdict_table(verdicts, title, ci_alphas(verdicts, policy)))
+        console.print(verdict_table(verdicts, title, ci_alphas(verdicts, policy), console.width))
     _exit_with_verdict(verdicts, baselines, base, cand, same_as_candidate=same_as_candidate)
 
 

@@ -94,7 +94,7 @@ def demo(
         manifest.suite, manifest.scenario, manifest.environment
     )
     alphas = ci_alphas(verdicts, policy)
-    console.print(verdict_table(verdicts, f"verdicts of {last}", alphas))
+    console.print(verdict_table(verdicts, f"verdicts of {last}", alphas, console.width))
     flagged = sorted(set(verdicts.filter(pl.col("regression"))["endpoint"]))
     console.print(f"regressions in {last}: {', '.join(flagged) or 'none'}")
     _print_alerts(warehouse, last)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -76,3 +77,26 @@ def test_real_runs_get_the_verdicts_their_changes_call_for(tool, case, baselines
     regressions = {e["verdict"] for e in expected.values()} & {"regression"}
     if baselines == 3 or case in FOUND_WITH_ONE_RUN or not regressions:
         assert code == (1 if regressions else 0)
+
+
+@pytest.mark.parametrize("width", [80, 100, 150])
+def test_the_verdict_table_keeps_metrics_and_verdicts_whole_on_narrow_terminals(width):
+    from rich.console import Console
+
+    from metrics_pipeline.cli.gate import verdict_table
+
+    _, rows = compare("k6", SPEC["baseline_runs"], "slower")
+    # The JSON's nulls are the frame's NaN (a statistic that could not be computed).
+    floats = ("baseline", "candidate", "change", "ci_low", "ci_high", "p_value", "p_adjusted")
+    verdicts = pl.DataFrame(rows).with_columns(pl.col(*floats).cast(pl.Float64).fill_nan(None))
+    verdicts = verdicts.with_columns(pl.col(*floats).fill_null(float("nan")))
+    console = Console(width=width, record=True)
+    console.print(verdict_table(verdicts, "k6: base runs -> slower", 0.05, console.width))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= width
+    words = text.split()
+    # latency_p50 cut to "latency..." could be any percentile; every metric and verdict whole.
+    assert {"latency_p50", "latency_p95", "error_rate", "throughput"} <= set(words)
+    assert words.count("REGRESSION") == 2
+    # Each note once: beside its verdict in a wide table, as a numbered footnote in a narrow one.
+    assert text.count("whole machine: reported, not judged") == (1 if width < 120 else 3)
