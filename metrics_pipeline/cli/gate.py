@@ -19,7 +19,13 @@ from rich.table import Table
 from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
 from metrics_pipeline.common.noise import DEFAULT_ERROR_RATE_NOISE, DEFAULT_RUN_NOISE
 from metrics_pipeline.common.text import display_name
-from metrics_pipeline.formats import read_results, result_files, unreadable_files
+from metrics_pipeline.formats import (
+    MANIFEST_NAME,
+    measuring_tools,
+    read_results,
+    result_files,
+    unreadable_files,
+)
 from metrics_pipeline.formats.limits import GIB, ReadLimits
 from metrics_pipeline.settings import Settings
 
@@ -256,6 +262,7 @@ def compare(
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
     same_as_candidate = _refuse_duplicates(baselines, parsed)
+    _warn_about_other_tools(results, parsed)
     noise_history = (
         _warehouse_history(combination, parsed, explicit=history is True)
         if history is not False and None not in combination
@@ -384,6 +391,33 @@ def _fingerprint(run) -> tuple:
         rows = frame.drop("run_id", "source_file", "line_no", strict=False)
         parts.append((rows.height, int(rows.hash_rows().sum()) if rows.height else 0))
     return tuple(parts)
+
+
+def _warn_about_other_tools(results: list[Path], parsed: list) -> None:
+    """Say when a baseline run was measured with another load-testing tool than the
+    candidate (its formats, else its ``run.json``): the change may be the tools' timing."""
+    *_, candidate = tools = [_tools(path, run) for path, run in zip(results, parsed, strict=True)]
+    for i, (path, these) in enumerate(zip(results[:-1], tools[:-1], strict=True), 1):
+        if these and candidate and not these & candidate:
+            err.print(
+                f"[yellow]warning:[/] baseline {i} ({escape(str(path))}) was measured with "
+                f"{' and '.join(sorted(these))}, the candidate with "
+                f"{' and '.join(sorted(candidate))}: tools time requests differently (client "
+                "overhead, whole milliseconds), so a change may be the tools'"
+            )
+
+
+def _tools(path: Path, run) -> set[str]:
+    """The load-testing tools of a run: its formats', else the tool its ``run.json`` names."""
+    from metrics_pipeline.contracts.manifest import RunManifest
+
+    if tools := measuring_tools(run.accounting):
+        return tools
+    try:
+        tool = RunManifest.parse((path / MANIFEST_NAME).read_bytes()).tool.lower()
+    except Exception:  # no manifest (a file, a bare folder) or not one: nothing to say
+        return set()
+    return set() if tool in {"", "custom"} else {tool}
 
 
 def _other_kind(run, cand) -> str:

@@ -61,6 +61,7 @@ __all__ = [
     "earliest_timestamp",
     "is_result_file",
     "iter_file",
+    "measuring_tools",
     "read_results",
     "unreadable_files",
 ]
@@ -148,6 +149,19 @@ def iter_file(
         # The nesting limit is checked before json.loads; should a structure still be too
         # deep for Python, it is this file's error, not the run's.
         accounting.error = depth_reason(limits)
+
+
+def measuring_tools(accounting: Iterable[dict]) -> set[str]:
+    """The load-testing tools whose own formats hold a run's requests (``TOOL`` of each
+    adapter that read rows; the canonical and system-sample formats name no tool). Two tools
+    time the same requests differently (client overhead, whole milliseconds), so runs of
+    different tools are not the same measurement."""
+    tools = {adapter.NAME: adapter.TOOL for adapter in ADAPTERS}
+    return {
+        tools[acc["format"]]
+        for acc in accounting
+        if acc["rows_accepted"] and tools.get(acc["format"])
+    }
 
 
 def unreadable_files(accounting: Iterable[dict]) -> list[str]:

@@ -52,6 +52,7 @@ from metrics_pipeline.formats.base import (
 from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "artillery_json"
+TOOL = "artillery"
 ENDPOINT_SUMMARY = "plugins.metrics-by-endpoint.response_time."
 ENDPOINT_CODES = "plugins.metrics-by-endpoint.{}.codes."
 OVERALL_SUMMARY = "http.response_time"

@@ -54,6 +54,8 @@ from metrics_pipeline.formats.ndjson_blocks import (
 )
 
 NAME = "canonical_jsonl"
+# Written by any tool (a request hook, a harness): names none.
+TOOL = ""
 RECORDS = ("requests", "resources", "events", "kpi_points")
 LATENCY_KEYS = ("latency_ms", "response_time")
 TS_KEYS = ("ts", "time", "timestamp")

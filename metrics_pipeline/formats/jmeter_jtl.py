@@ -55,6 +55,7 @@ from metrics_pipeline.formats.base import (
 from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits, cap_row
 
 NAME = "jmeter_jtl"
+TOOL = "jmeter"
 DELIMITERS = (",", "\t", "|", ";")
 REQUIRED = ("timestamp", "elapsed", "label")
 # JMeter manual, "CSV Log format": the order is fixed, columns switched off are left out.

@@ -62,6 +62,7 @@ from metrics_pipeline.formats.ndjson_blocks import (
 )
 
 NAME = "k6_ndjson"
+TOOL = "k6"
 LINE_TYPES = ("Metric", "Point")
 METRIC_TYPES = ("counter", "gauge", "rate", "trend")
 REQUEST_METRIC = "http_req_duration"

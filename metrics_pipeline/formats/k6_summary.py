@@ -57,6 +57,7 @@ from metrics_pipeline.formats.base import (
 from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "k6_summary"
+TOOL = "k6"
 ALL = ALL_ENDPOINTS
 ENDPOINT_TAGS = ("name", "url")
 STATS = {

@@ -52,6 +52,7 @@ from metrics_pipeline.formats.base import (
 from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits, cap_row
 
 NAME = "locust_csv"
+TOOL = "locust"
 STATS, HISTORY, FAILURES, EXCEPTIONS = "stats", "history", "failures", "exceptions"
 # The columns each file must have. Percentile columns are optional: PERCENTILES_TO_REPORT is
 # configurable in Locust, and a missing one is stored as null.

@@ -47,6 +47,7 @@ from metrics_pipeline.formats.base import (
 from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "locust_json"
+TOOL = "locust"
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 MARKERS = (b'"num_requests"', b'"response_times"', b'"start_time"', b'"num_failures"')
 

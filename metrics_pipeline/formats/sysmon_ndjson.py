@@ -54,6 +54,8 @@ from metrics_pipeline.formats.limits import (
 )
 
 NAME = "sysmon_ndjson"
+# System samples: no requests, no tool's timing.
+TOOL = ""
 TS_KEYS = ("timestamp", "time", "ts")
 NOT_METRICS = {*TS_KEYS, "elapsed_s", "host"}
 MEASUREMENT = re.compile(r"(percent|_pct|_bytes)$|^load\d*$")

@@ -100,3 +100,16 @@ def test_the_verdict_table_keeps_metrics_and_verdicts_whole_on_narrow_terminals(
     assert words.count("REGRESSION") == 2
     # Each note once: beside its verdict in a wide table, as a numbered footnote in a narrow one.
     assert text.count("whole machine: reported, not judged") == (1 if width < 120 else 3)
+
+
+def test_runs_of_another_tool_are_named_in_a_warning():
+    k6, locust = ROOT / "k6" / "base_1", ROOT / "locust" / "base_1"
+    other = runner.invoke(app, ["compare", str(k6), str(locust), "--json"])
+    assert "baseline 1 (" in other.stderr and "measured with k6, the candidate with locust" in (
+        " ".join(other.stderr.split())
+    )
+    # By their formats alone (no run.json beside a file), and not between runs of one tool.
+    files = [str(k6 / "k6_summary_export.json"), str(locust / "locust_stats.csv")]
+    assert "measured with k6" in runner.invoke(app, ["compare", *files]).stderr
+    same = runner.invoke(app, ["compare", str(locust), str(ROOT / "locust" / "same_1")])
+    assert "measured with" not in same.stderr
