@@ -46,10 +46,16 @@ def project_path(project_dir: Path, value: str) -> Path:
 
 
 def _config_file(env: dict[str, str], variable: str, relative: str) -> Path:
-    """The variable's path; unset: ``relative`` in the working folder if it exists there (a
+    """The variable's path, which must exist (a gate must not fall back to the built-in
+    rules because of a typo); unset: ``relative`` in the working folder if it exists there (a
     project's own config), else the shipped default."""
     if env.get(variable):
-        return Path(env[variable]).absolute()
+        path = Path(env[variable]).absolute()
+        if not path.is_file():
+            from metrics_pipeline.common.config import ConfigError  # yaml, pydantic: when needed
+
+            raise ConfigError(f"{variable}={env[variable]}: no such file")
+        return path
     here = Path(relative).absolute()
     return here if here.exists() else shipped_path(relative)
 

@@ -21,10 +21,15 @@ BaselineFile = Annotated[
 ]
 
 
-def _baseline_inputs(file: Path | None):
+def _baseline_inputs(file: Path | None, *, must_exist: bool = True):
+    """The file (``--file`` or the configured one), its baselines and the warehouse. A file
+    named by ``--file`` must exist unless the command writes it (``update``): showing or
+    diffing a mistyped path as "no baselines" would hide the mistake."""
     from metrics_pipeline.analysis.baselines import load_baselines
     from metrics_pipeline.storage import open_warehouse
 
+    if must_exist and file is not None and not file.is_file():
+        fail(f"no baselines file {file}")
     settings = Settings.from_env()
     path = file or settings.baselines_file
     with bad_input():
@@ -70,7 +75,7 @@ def baseline_update(
     """Recompute the baselines from the warehouse's accepted runs and write the file."""
     from metrics_pipeline.analysis.baselines import diff_baselines, save_baselines
 
-    path, current, warehouse = _baseline_inputs(file)
+    path, current, warehouse = _baseline_inputs(file, must_exist=False)
     proposed = _proposed(warehouse, runs)
     if not proposed:
         fail("no accepted runs in the warehouse to compute baselines from")

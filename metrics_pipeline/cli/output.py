@@ -48,8 +48,21 @@ def bad_input(*also: type[Exception]) -> Iterator[None]:
         fail(str(exc))
 
 
+class _Commands(typer.Typer):
+    """Typer, but our own errors that no command turned into a message (a configuration
+    variable naming a missing file, read wherever the settings are) end the command like
+    :func:`fail` does, without a traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except MetricsPipelineError as exc:
+            err.print(f"[red]error:[/] {escape(one_line(str(exc)))}")
+            raise SystemExit(BAD_INPUT) from None
+
+
 def command_group(help: str, **settings) -> typer.Typer:
     """A group of commands, with plain (click) help: Typer's rich panels print ``<bool>``
     after every flag and a type column that narrow terminals wrap; the plain layout shows
     ``--json`` bare and ``--threshold <float>``."""
-    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, **settings)
+    return _Commands(help=help, no_args_is_help=True, rich_markup_mode=None, **settings)

@@ -567,3 +567,23 @@ def test_compare_measures_the_run_noise_on_the_combinations_earlier_runs(
     unread = runner.invoke(app, for_ci)
     assert unread.exit_code == 0 and "cannot read the history" in unread.stderr
     assert runner.invoke(app, [*for_ci, "--history"]).exit_code == 2
+
+
+def test_a_configuration_variable_naming_a_missing_file_is_bad_input(fixtures_dir, tmp_path):
+    # A gate that fell back to the built-in rules because of a typo would pass what the
+    # project's rules fail. In a process of its own: the command's own error handling.
+    locust = str(fixtures_dir / "locust" / "requests.ndjson")
+    command = [str(Path(sys.executable).parent / "metrics-pipeline"), "compare", locust, locust]
+    env = os.environ | {"METRICS_HOME": str(tmp_path)}
+    for variable in ("METRICS_VERDICT_RULES", "METRICS_ALERTING", "METRICS_KPI_CATALOG"):
+        done = subprocess.run(
+            command,
+            env=env | {variable: str(tmp_path / "verdicts.yml")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.strip() == f"error: {variable}={tmp_path / 'verdicts.yml'}: no such file"
+    shown = runner.invoke(app, ["baseline", "show", "--file", str(tmp_path / "baselines.yml")])
+    assert shown.exit_code == 2 and "no baselines file" in shown.stderr
