@@ -263,11 +263,15 @@ def compare(
             raise typer.Exit(2)
     same_as_candidate = _refuse_duplicates(baselines, parsed)
     _warn_about_other_tools(results, parsed)
+    looked_up = history is not False and None not in combination
     noise_history = (
-        _warehouse_history(combination, parsed, explicit=history is True)
-        if history is not False and None not in combination
-        else None
+        _warehouse_history(combination, parsed, explicit=history is True) if looked_up else None
     )
+    if looked_up and noise_history is None:
+        err.print(
+            f"note: no earlier accepted runs of {escape('/'.join(combination))} in the "
+            "warehouse: the run noise is the baseline runs' or the prior"
+        )
     # Each argument is one run: its run id is its position ("baseline 1" ...) or "candidate".
     *base, cand = parsed
     labels = [f"baseline {i}" for i in range(1, len(base) + 1)]
@@ -299,14 +303,23 @@ def compare(
     else:
         title = f"{', '.join(map(str, baselines))} -> {candidate}"
         console.print(verdict_table(verdicts, title, ci_alphas(verdicts, policy), console.width))
-    _exit_with_verdict(verdicts, baselines, base, cand, same_as_candidate=same_as_candidate)
+    _exit_with_verdict(
+        verdicts, baselines, base, cand, same_as_candidate=same_as_candidate, looked_up=looked_up
+    )
 
 
 def _exit_with_verdict(
-    verdicts: pl.DataFrame, baselines: list[Path], base: list, cand, *, same_as_candidate: bool
+    verdicts: pl.DataFrame,
+    baselines: list[Path],
+    base: list,
+    cand,
+    *,
+    same_as_candidate: bool,
+    looked_up: bool,
 ) -> NoReturn:
     """Say on stderr what the table cannot (unused or duplicate runs, untested rows, the
-    prior deciding), then exit: 1 a regression, 2 no latency could be tested, else 0."""
+    prior deciding), then exit: 1 a regression, 2 no latency could be tested, else 0.
+    ``looked_up``: the warehouse's history of the combination was asked for."""
     from metrics_pipeline.analysis.verdicts import (
         LATENCY_METRICS,
         NO_SUCCESS,
@@ -348,11 +361,17 @@ def _exit_with_verdict(
         raise typer.Exit(2)
     if len(used) == 1 and judged["noise"].drop_nulls().str.starts_with("prior").any():
         # Why a +40 % change can pass: say it where the gate's log is read.
+        more = (
+            ""
+            if looked_up
+            else (
+                ", or --suite, --scenario and --env to measure it on the warehouse's earlier runs"
+            )
+        )
         err.print(
             "note: one baseline run, so the spread between identical runs is assumed (the "
             "prior of --run-noise or config/verdicts.yaml; error rates their own), not "
-            "measured: only changes well beyond it stand out. Give several baseline runs, or "
-            "--suite, --scenario and --env to measure it on the warehouse's earlier runs."
+            f"measured: only changes well beyond it stand out. Give several baseline runs{more}."
         )
     raise typer.Exit(1 if judged["regression"].any() else 0)
 

@@ -86,6 +86,14 @@ def test_compare_with_one_baseline_run_weighs_changes_against_the_assumed_run_no
     assumed = runner.invoke(app, ["compare", str(locust), str(slow)])
     assert assumed.exit_code == 0
     assert "one baseline run, so the spread between identical runs is assumed" in assumed.stderr
+    assert "or --suite, --scenario and --env to measure it" in assumed.stderr
+    # Asked for the combination's history and there is none: said, and not suggested again.
+    combination = ["--suite", "s", "--scenario", "b", "--env", "e"]
+    unknown = runner.invoke(
+        app, ["compare", str(locust), str(slow), *combination], env={"METRICS_HOME": str(tmp_path)}
+    )
+    assert "no earlier accepted runs of s/b/e in the warehouse" in unknown.stderr
+    assert "is assumed" in unknown.stderr and "--suite" not in unknown.stderr
     strict = runner.invoke(app, ["compare", str(locust), str(slow), "--run-noise", "0.02"])
     assert strict.exit_code == 1, strict.output
     other = slowed_copy(locust, tmp_path / "other.ndjson", "/api/slow", 1.02)
