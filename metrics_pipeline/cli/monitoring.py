@@ -54,7 +54,12 @@ def monitoring_write(
 
 def exporter(
     port: Annotated[int, typer.Option(help="Port of /metrics.")] = 9464,
-    addr: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    # Loopback unless told otherwise (a container that Prometheus scrapes from another): the
+    # findings name suites, endpoints and their regressions.
+    addr: Annotated[
+        str,
+        typer.Option(help="Address to listen on (0.0.0.0: every interface, e.g. in a container)."),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the pipeline's findings (verdicts, SLA compliance, alerts, ingest lag) as
     Prometheus metrics, read from the warehouse at every scrape."""

@@ -301,8 +301,6 @@ def registry_for(warehouse: Warehouse) -> CollectorRegistry:
     return registry
 
 
-def serve(
-    warehouse: Warehouse, port: int, addr: str = "0.0.0.0"
-) -> tuple[WSGIServer, threading.Thread]:
+def serve(warehouse: Warehouse, port: int, addr: str) -> tuple[WSGIServer, threading.Thread]:
     """Serve ``/metrics`` on ``addr:port`` in a daemon thread; ``server.shutdown()`` stops it."""
     return start_http_server(port, addr=addr, registry=registry_for(warehouse))

@@ -49,7 +49,7 @@ def test_exporter_command_serves_the_warehouse(tmp_path, warehouse, settings):
     port = free_port()
     command = [str(Path(sys.executable).parent / "metrics-pipeline"), "exporter"]
     process = subprocess.Popen(
-        [*command, "--port", str(port), "--addr", "127.0.0.1"],
+        [*command, "--port", str(port)],
         env=os.environ | {"METRICS_HOME": str(settings.home)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -60,6 +60,7 @@ def test_exporter_command_serves_the_warehouse(tmp_path, warehouse, settings):
             try:
                 with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                     text = response.read().decode()
+                listening = _listening_addresses(port)
                 break
             except URLError:
                 assert process.poll() is None and time.monotonic() < deadline
@@ -67,5 +68,18 @@ def test_exporter_command_serves_the_warehouse(tmp_path, warehouse, settings):
     finally:
         process.terminate()
         process.wait(timeout=10)
+    # By default on loopback only: the findings name suites, endpoints and regressions.
+    assert listening == {"127.0.0.1"}
     assert "metrics_pipeline_exporter_up 1.0" in text
     assert 'metrics_pipeline_latest_run_info{environment="e",run_id="r1"' in text
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses with a socket listening on ``port`` (the kernel's table)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
