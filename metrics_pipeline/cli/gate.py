@@ -3,7 +3,6 @@ regression."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,14 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
+from metrics_pipeline.cli.output import (
+    bad_input,
+    console,
+    err,
+    fail,
+    fail_on_unreadable,
+    print_json,
+)
 from metrics_pipeline.common.noise import DEFAULT_ERROR_RATE_NOISE, DEFAULT_RUN_NOISE
 from metrics_pipeline.common.text import display_name
 from metrics_pipeline.formats import (
@@ -298,8 +304,7 @@ def compare(
         history=noise_history,
     )
     if as_json:
-        # NaN is not JSON: a statistic that could not be computed is null.
-        print(json.dumps(verdicts.select(JSON_KEYS).fill_nan(None).to_dicts(), indent=2))
+        print_json(verdicts.select(JSON_KEYS).to_dicts())
     else:
         title = f"{', '.join(map(str, baselines))} -> {candidate}"
         console.print(verdict_table(verdicts, title, ci_alphas(verdicts, policy), console.width))
@@ -474,7 +479,7 @@ def versions(
     if table["pairs"].max() == 0:
         fail(f"no scenario ran under both {baseline_version} and {candidate_version}")
     if as_json:
-        print(json.dumps(table.fill_nan(None).to_dicts(), indent=2))
+        print_json(table.to_dicts())
     else:
         out = Table(
             title=f"{candidate_version} vs {baseline_version} (paired over scenarios x endpoints)"

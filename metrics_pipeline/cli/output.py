@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,24 @@ def fail(message: str, *more: str) -> NoReturn:
     for line in (message, *more):
         err.print(f"[red]error:[/] {escape(line)}")
     raise typer.Exit(BAD_INPUT)
+
+
+def print_json(value: object) -> None:
+    """Print ``value`` as JSON on stdout, indented; a float that is not finite (a statistic
+    that could not be computed, an unbounded interval) is null: NaN and Infinity are not
+    JSON, and strict parsers (``JSON.parse``, ``jq``) refuse the whole document. Other
+    values JSON lacks (dates) are their text."""
+
+    def finite(item: object) -> object:
+        if isinstance(item, float):
+            return item if math.isfinite(item) else None
+        if isinstance(item, dict):
+            return {key: finite(v) for key, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(v) for v in item]
+        return item
+
+    print(json.dumps(finite(value), indent=2, default=str, allow_nan=False))
 
 
 def fail_on_unreadable(problems: list[str]) -> None:

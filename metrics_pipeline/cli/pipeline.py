@@ -3,7 +3,6 @@ the detectors' ``backtest``."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from rich.markup import escape
 from metrics_pipeline.cli.alerts import notifications_table
 from metrics_pipeline.cli.gate import verdict_table
 from metrics_pipeline.cli.monitoring import print_monitoring, write_monitoring
-from metrics_pipeline.cli.output import bad_input, console, err, fail
+from metrics_pipeline.cli.output import bad_input, console, err, fail, print_json
 from metrics_pipeline.cli.progress import progress_bar
 from metrics_pipeline.common.clock import clock_at
 from metrics_pipeline.settings import Settings
@@ -164,13 +163,7 @@ def backtest(
     # On real data, the people who triaged the findings measured the detector too.
     marks = _triage_precision()
     if as_json:
-        print(
-            json.dumps(
-                {"detectors": report.as_rows(), "mde": report.mde_rows(), "triage": marks},
-                indent=2,
-                default=str,
-            )
-        )
+        print_json({"detectors": report.as_rows(), "mde": report.mde_rows(), "triage": marks})
     else:
         print(report.as_markdown())
         if marks:

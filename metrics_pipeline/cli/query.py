@@ -3,7 +3,6 @@ DuckDB CLI installed."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrics_pipeline.cli.output import console, err, fail
+from metrics_pipeline.cli.output import console, err, fail, print_json
 from metrics_pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ def _print(relation: duckdb.DuckDBPyRelation | None, output: str) -> None:
     if output == "csv":
         sys.stdout.write(frame.write_csv())
     elif output == "json":
-        print(json.dumps(frame.to_dicts(), indent=2, default=str))
+        print_json(frame.to_dicts())
     else:
         table = Table(show_lines=False)
         for column in frame.columns:

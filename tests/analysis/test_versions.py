@@ -93,7 +93,10 @@ def test_versions_command(tmp_path, monkeypatch):
         )
     result = CliRunner().invoke(app, ["versions", "1.0", "1.1", "--json"])
     assert result.exit_code == 1, result.output
-    assert {row["metric"] for row in json.loads(result.stdout) if row["regression"]} == {
+    # Strict JSON (what JSON.parse and jq read): the normal reference's df is null, not Infinity.
+    rows = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert {row["df"] for row in rows} == {None}
+    assert {row["metric"] for row in rows if row["regression"]} == {
         "latency_p50",
         "latency_p95",
     }

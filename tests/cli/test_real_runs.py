@@ -42,7 +42,12 @@ def compare(tool: str, baselines: list[str], candidate: str) -> tuple[int, list[
     paths = [str(ROOT / tool / run) for run in (*baselines, candidate)]
     result = runner.invoke(app, ["compare", *paths, "--json"])
     assert result.exit_code in (0, 1), result.output
-    return result.exit_code, json.loads(result.stdout)
+    # Strict JSON: an unbounded interval or an untested statistic is null, never NaN/Infinity.
+    return result.exit_code, json.loads(result.stdout, parse_constant=not_json)
+
+
+def not_json(name: str):
+    pytest.fail(f"{name} in the JSON output")
 
 
 @pytest.mark.parametrize("tool", TOOLS)
