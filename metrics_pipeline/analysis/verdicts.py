@@ -810,7 +810,11 @@ def formatted(row: dict) -> list[str]:
     if row["note"]:
         verdict += f" ({row['note']})"
     change = change_words(row["change"], row["metric"])
-    return [unit.format(row["baseline"]), unit.format(row["candidate"]), change, ci, p, verdict]
+    # A statistic that could not be computed (the throughput of 15 requests) is "-", not "nan/s".
+    values = [
+        unit.format(v) if math.isfinite(v) else "-" for v in (row["baseline"], row["candidate"])
+    ]
+    return [*values, change, ci, p, verdict]
 
 
 def change_words(change: float, metric: str = "") -> str:

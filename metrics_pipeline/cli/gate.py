@@ -263,7 +263,10 @@ def compare(
     )
     for path, run in zip(results, parsed, strict=True):
         if run.requests.height == 0 and run.interval_stats.height == 0:
-            err.print(f"[red]error:[/] no request or interval data in {escape(str(path))}:")
+            what = f"no request or interval data in {path}"
+            if not run.accounting:
+                fail(f"{what}: no result files there")
+            err.print(f"[red]error:[/] {escape(what)}:")
             for acc in run.accounting:
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
@@ -332,7 +335,7 @@ def _exit_with_verdict(
         change_words,
     )
 
-    if same_as_candidate and len(base) > 1:
+    if same_as_candidate:  # a path given twice by mistake passes every gate
         err.print("[yellow]warning:[/] the candidate holds the same data as a baseline run")
     judged = _tested(verdicts)
     used = {run for runs in judged["baseline_runs"] for run in runs.split(",") if run}

@@ -188,6 +188,7 @@ def test_compare_calls_an_untestable_candidate_suspect_and_exits_2(tmp_path):
     assert "suspect: /a latency_p50" in result.stderr
     table = runner.invoke(app, ["compare", *map(str, bases), str(tiny)])
     assert "SUSPECT" in table.stdout
+    assert "nan" not in table.stdout  # the throughput of 15 requests in 0.7 s is "-"
 
 
 def test_compare_of_runs_too_small_to_test_says_so(tmp_path):
@@ -221,6 +222,16 @@ def test_compare_does_not_count_whole_machine_rows_as_compared(fixtures_dir, tmp
     assert "nothing to compare" in result.stderr
 
 
+def test_compare_names_a_folder_without_result_files(tmp_path, fixtures_dir):
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["compare", str(tmp_path / "empty"), str(locust)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: no request or interval data in {tmp_path / 'empty'}: no result files there"
+    )
+
+
 def test_compare_refuses_a_baseline_run_given_twice(fixtures_dir, tmp_path):
     # Two copies of one run agree perfectly: taken as two runs they would shrink the
     # measured run noise and add a degree of freedom.
@@ -235,6 +246,8 @@ def test_compare_refuses_a_baseline_run_given_twice(fixtures_dir, tmp_path):
     itself = runner.invoke(app, ["compare", str(locust), str(other), str(copy)])
     assert itself.exit_code == 0, itself.output
     assert "the candidate holds the same data as a baseline run" in itself.stderr
+    alone = runner.invoke(app, ["compare", str(locust), str(copy)])
+    assert alone.exit_code == 0 and "holds the same data as a baseline run" in alone.stderr
 
 
 @pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-0.1"])
