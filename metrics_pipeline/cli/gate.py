@@ -464,39 +464,72 @@ def versions(
     baseline_version: Annotated[str, typer.Argument(help="The old service_version.")],
     candidate_version: Annotated[str, typer.Argument(help="The new service_version.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    threshold: Annotated[float, typer.Option(help="Relative worsening that counts.")] = 0.20,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Relative worsening that counts (default: the verdict rules', else 0.2).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Compare two service versions on every scenario and endpoint both ran (paired test);
-    exit 1 if a metric regressed."""
+    """Compare two service versions on every scenario and endpoint both ran: pooled over them
+    (paired test), and each endpoint on its own (its runs under either version, with the
+    run-to-run noise of compare); exit 1 if a metric regressed, 2 if no scenario ran under
+    both."""
+    from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
     from metrics_pipeline.analysis.versions import compare_versions
     from metrics_pipeline.storage import open_warehouse
 
-    warehouse = open_warehouse(Settings.from_env())
+    if threshold is not None and not threshold > 0:
+        fail("need --threshold > 0")
+    settings = Settings.from_env()
+    warehouse = open_warehouse(settings)
+    with bad_input():
+        rules = load_verdict_rules(settings.verdict_rules)
     table = compare_versions(
         warehouse.read("runs"),
         warehouse.read("run_summary"),
         baseline_version,
         candidate_version,
+        rules=rules,
         threshold=threshold,
     )
-    if table["pairs"].max() == 0:
+    if table.filter(pl.col("endpoint").is_null())["pairs"].max() == 0:
         fail(f"no scenario ran under both {baseline_version} and {candidate_version}")
     if as_json:
         print_json(table.to_dicts())
     else:
-        out = Table(
-            title=f"{candidate_version} vs {baseline_version} (paired over scenarios x endpoints)"
+        out = Table(title=f"{candidate_version} vs {baseline_version}")
+        for column in ("scope", "metric", "runs", "old", "new", "change", "95% CI", "p adj."):
+            out.add_column(column, justify="left" if column in {"scope", "metric"} else "right")
+        out.add_column("verdict")
+        # Regressions first, then the pooled rows, then each unit.
+        ordered_rows = table.sort(
+            [pl.col("regression"), pl.col("endpoint").is_not_null()], descending=[True, False]
         )
-        for column in ("metric", "pairs", "change", "95% CI", "p adj.", ""):
-            out.add_column(column)
-        for row in table.iter_rows(named=True):
+        for row in ordered_rows.iter_rows(named=True):
+            pooled = row["endpoint"] is None
+            scope = (
+                f"all {row['pairs']} units (paired)"
+                if pooled
+                else f"{row['suite']}/{row['scenario']}/{row['environment']} "
+                f"{display_name(row['endpoint'])}"
+            )
             out.add_row(
+                escape(scope),
                 row["metric"],
-                str(row["pairs"]),
-                f"{row['change']:+.1%}",
-                f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]",
-                f"{row['p_adjusted']:.2g}",
+                "" if pooled else str(row["pairs"]),
+                _shown(row["baseline"], "{:.4g}"),
+                _shown(row["candidate"], "{:.4g}"),
+                _shown(row["change"], "{:+.1%}"),
+                f"[{_shown(row['ci_low'], '{:+.1%}')}, {_shown(row['ci_high'], '{:+.1%}')}]",
+                _shown(row["p_adjusted"], "{:.2g}"),
                 "[bold red]REGRESSION[/]" if row["regression"] else "ok",
             )
         console.print(out)
     raise typer.Exit(1 if table["regression"].any() else 0)
+
+
+def _shown(value: float | None, form: str) -> str:
+    """``value`` in ``form``; "-" for a value that could not be computed."""
+    return "-" if value is None or not math.isfinite(value) else form.format(value)
