@@ -29,11 +29,12 @@ def upload(
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.uploader import upload_run
 
-    files = result_files(folder)
+    settings = Settings.from_env()
+    files = result_files(folder, skip=[settings.home])
     if not files:
         fail(f"no result files in {folder}")
     manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
-    store = object_store_from_settings(Settings.from_env())
+    store = object_store_from_settings(settings)
     with progress_bar(err) as bar:
         keys = upload_run(store, bar.track(files, description="uploading"), manifest, root=folder)
     console.print(
@@ -57,7 +58,7 @@ def ingest(
 
     settings = Settings.from_env()
     with bad_input():
-        files = [file for path in paths for file in result_files(path)]
+        files = [file for path in paths for file in result_files(path, skip=[settings.home])]
     manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
     warehouse = open_warehouse(settings)
     with progress_bar(err) as bar:
@@ -110,11 +111,14 @@ def run(
     interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 1.0,
 ) -> None:
     """Run a load test, sample system metrics meanwhile, then upload results, samples and a
-    manifest as one run. Exits with the command's exit code."""
+    manifest as one run: the result files below --results written during the run (hidden and
+    tool folders such as node_modules, and METRICS_HOME, are not looked into). Exits with the
+    command's exit code."""
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.collector import collect_run
 
-    store = object_store_from_settings(Settings.from_env())
+    settings = Settings.from_env()
+    store = object_store_from_settings(settings)
     with bad_input(ValueError):
         code, manifest, keys = collect_run(
             store,
@@ -125,6 +129,7 @@ def run(
             run_id=run_id,
             results_dir=results,
             interval=interval,
+            skip=[settings.home],
         )
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,9 +267,14 @@ def collect_run(
     run_id: str | None = None,
     results_dir: Path,
     interval: float = 1.0,
+    skip: Iterable[Path] = (),
 ) -> tuple[int, RunManifest, list[str]]:
     """Run ``command`` with sampling, then upload its result files, the samples and the
     manifest (last) as one run. Returns (exit code, manifest, uploaded keys).
+
+    The result files are those below ``results_dir`` (not in hidden or tool folders, nor in
+    ``skip``: see ``formats.result_files``) written during the run: a file that predates it
+    is left out, with a warning naming it.
 
     The run is uploaded whatever the exit code: a failed load test is data too. Only a command
     that never started (127/126) uploads nothing, as nothing was measured. The manifest is
@@ -303,17 +309,19 @@ def collect_run(
                 "tags": {"collector": COLLECTOR_TAG, "exit_code": str(code)},
             }
         )
-        files = result_files(results_dir) if results_dir.exists() else []
-        _warn_about(files, started_at)
+        files = result_files(results_dir, skip) if results_dir.exists() else []
+        files = _written_during(files, started_at)
         if samples.stat().st_size:  # an empty file would only be reported as unreadable
             files.append(samples)
         keys = upload_run(store, files, manifest, root=results_dir)
     return code, manifest, keys
 
 
-def _warn_about(files: list[Path], started_at: datetime) -> None:
-    """Say when a tool file would be overwritten by our samples, and when a file predates the
-    run (left over from an earlier one in a reused folder?)."""
+def _written_during(files: list[Path], started_at: datetime) -> list[Path]:
+    """The files written since ``started_at``; a warning for each other one (left over from an
+    earlier run in a reused folder, or a project's own file), and for a tool file that our
+    samples would overwrite."""
+    written = []
     for file in files:
         if file.name == SAMPLES_NAME:
             print(
@@ -324,6 +332,10 @@ def _warn_about(files: list[Path], started_at: datetime) -> None:
         # 2 s of slack for file systems with coarse timestamps.
         if file.stat().st_mtime < started_at.timestamp() - 2:
             print(
-                f"metrics-pipeline run: warning: {file} was not written during this run",
+                f"metrics-pipeline run: warning: {file} was not written during this run: "
+                "not uploaded",
                 file=sys.stderr,
             )
+        else:
+            written.append(file)
+    return written

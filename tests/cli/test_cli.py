@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -428,6 +429,34 @@ def test_run_collects_uploads_and_exits_with_the_commands_code(tmp_path, monkeyp
         "r.ndjson",
         "run.json",
         "system-samples.jsonl",
+    ]
+
+
+def test_run_from_a_project_root_uploads_only_what_the_run_wrote(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)  # the default --results is the working folder
+    monkeypatch.setenv("METRICS_HOME", str(project / "metrics-data"))
+    (project / "tsconfig.json").write_text("{}")
+    an_hour_ago = time.time() - 3600
+    os.utime(project / "tsconfig.json", (an_hour_ago, an_hour_ago))
+    script = (
+        "import json, os, time\n"
+        "for name in ('results/r.ndjson', 'node_modules/x/package.json', '.cache/c.json',"
+        " 'metrics-data/m.ndjson'):\n"
+        "    os.makedirs(os.path.dirname(name), exist_ok=True)\n"
+        "    open(name, 'w').write(json.dumps({'ts': time.time(), 'endpoint': '/a',"
+        " 'latency_ms': 3}) + '\\n')\n"
+    )
+    args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--run-id", "p-1"]
+    result = runner.invoke(app, [*args, "--interval", "30", "--", sys.executable, "-c", script])
+    assert result.exit_code == 0, result.output
+    assert "tsconfig.json was not written during this run" in result.stderr
+    uploaded = project / "metrics-data" / "objects" / "loadtests" / "raw" / "s" / "p-1"
+    assert sorted(p.relative_to(uploaded).as_posix() for p in uploaded.rglob("*")) == [
+        "results",
+        "results/r.ndjson",
+        "run.json",
     ]
 
 

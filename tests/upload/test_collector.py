@@ -128,6 +128,48 @@ def test_run_uploads_results_samples_and_manifest_last(tmp_path: Path) -> None:
     assert (cpu["value"] / 100 * seconds).sum() >= 0.5
 
 
+# Writes a result file, a dependency's package.json and a file into the pipeline's home, all
+# below the folder argv[1] (a project's root, the default --results of `run`).
+PROJECT_TEST = """
+import json, os, sys
+from datetime import datetime, timezone
+root = sys.argv[1]
+line = json.dumps({"ts": datetime.now(timezone.utc).isoformat(), "endpoint": "/a", "latency_ms": 3})
+for name in ("out/requests.ndjson", "node_modules/pkg/package.json", "home/objects/x.ndjson"):
+    os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+    with open(os.path.join(root, name), "w") as out:
+        out.write(line + "\\n")
+"""
+
+
+def test_only_result_files_written_during_the_run_are_uploaded(tmp_path: Path, capsys) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    project = tmp_path / "project"
+    project.mkdir()
+    old = project / "old.ndjson"  # left over from an earlier run in the same folder
+    old.write_text('{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n')
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    (project / ".venv" / "lib").mkdir(parents=True)
+    (project / ".venv" / "lib" / "data.json").write_text("{}")
+
+    code, _, keys = collect_run(
+        store,
+        [sys.executable, "-c", PROJECT_TEST, str(project)],
+        suite="checkout",
+        scenario="smoke",
+        environment="ci",
+        run_id="project-1",
+        results_dir=project,
+        interval=30.0,
+        skip=[project / "home"],
+    )
+
+    assert code == 0
+    assert keys == ["raw/checkout/project-1/out/requests.ndjson", "raw/checkout/project-1/run.json"]
+    assert f"{old} was not written during this run: not uploaded" in capsys.readouterr().err
+
+
 def test_failed_command_is_still_uploaded(tmp_path: Path) -> None:
     store = LocalObjectStore(root=str(tmp_path / "store"))
     code, manifest, keys = collect_run(
