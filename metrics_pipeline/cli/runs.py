@@ -109,11 +109,19 @@ def run(
         Path, typer.Option("--results", help="Folder where the tool writes its result files.")
     ] = Path("."),
     interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 1.0,
+    upload_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--upload-on-failure",
+            help="Upload the run also when the command fails (exit code not 0); it is then "
+            "marked invalid: kept for inspection, never a baseline.",
+        ),
+    ] = False,
 ) -> None:
     """Run a load test, sample system metrics meanwhile, then upload results, samples and a
     manifest as one run: the result files below --results written during the run (hidden and
-    tool folders such as node_modules, and METRICS_HOME, are not looked into). Exits with the
-    command's exit code."""
+    tool folders such as node_modules, and METRICS_HOME, are not looked into). A command that
+    fails uploads nothing unless --upload-on-failure. Exits with the command's exit code."""
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.collector import collect_run
 
@@ -130,6 +138,7 @@ def run(
             results_dir=results,
             interval=interval,
             skip=[settings.home],
+            upload_on_failure=upload_on_failure,
         )
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")

@@ -23,6 +23,9 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Suites name a folder of the bucket just like run ids do, so they follow the same rule.
 CLOCK_SKEW = timedelta(minutes=5)
 NAME_RULE = "1-128 characters from A-Z a-z 0-9 . _ - and not '.' or '..'"
+# The tag `metrics-pipeline run` sets to the load-test command's exit code: a run whose command
+# failed is kept for inspection, never a baseline (``RunManifest.failed_exit_code``).
+EXIT_CODE_TAG = "exit_code"
 
 
 class ManifestError(MetricsPipelineError, ValueError):
@@ -101,6 +104,13 @@ class RunManifest(BaseModel):
         if end is None and self.load_profile.duration_s is not None:
             end = self.started_at + timedelta(seconds=self.load_profile.duration_s)
         return self.started_at - skew, None if end is None else end + skew
+
+    @property
+    def failed_exit_code(self) -> str | None:
+        """The exit code of a load-test command that failed (the ``exit_code`` tag, when it is
+        not ``"0"``); None when the command succeeded or the tag is absent."""
+        code = self.tags.get(EXIT_CODE_TAG)
+        return None if code in (None, "0") else code
 
     @property
     def combination(self) -> tuple[str, str, str]:

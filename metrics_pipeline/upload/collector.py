@@ -43,7 +43,7 @@ from typing import Any
 
 import psutil
 
-from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.contracts.manifest import EXIT_CODE_TAG, RunManifest
 from metrics_pipeline.formats import result_files
 from metrics_pipeline.storage.objects import ObjectStore
 from metrics_pipeline.upload.uploader import upload_run
@@ -268,6 +268,7 @@ def collect_run(
     results_dir: Path,
     interval: float = 1.0,
     skip: Iterable[Path] = (),
+    upload_on_failure: bool = False,
 ) -> tuple[int, RunManifest, list[str]]:
     """Run ``command`` with sampling, then upload its result files, the samples and the
     manifest (last) as one run. Returns (exit code, manifest, uploaded keys).
@@ -276,10 +277,11 @@ def collect_run(
     ``skip``: see ``formats.result_files``) written during the run: a file that predates it
     is left out, with a warning naming it.
 
-    The run is uploaded whatever the exit code: a failed load test is data too. Only a command
-    that never started (127/126) uploads nothing, as nothing was measured. The manifest is
-    validated before the command runs, so a bad suite or run id costs no load test
-    (ManifestError).
+    A command that failed (exit code not 0) uploads nothing, unless ``upload_on_failure``:
+    the run then carries its ``exit_code`` tag, which makes ingest mark it invalid (kept for
+    inspection, never a baseline). A command that never started (127/126) uploads nothing
+    either way, as nothing was measured. The manifest is validated before the command runs, so
+    a bad suite or run id costs no load test (ManifestError).
     """
     results_dir = Path(results_dir)
     started_at = datetime.now(UTC)
@@ -301,12 +303,19 @@ def collect_run(
         elapsed = time.monotonic() - clock
         if not samples.exists():
             return code, manifest, []
+        if code != 0 and not upload_on_failure:
+            print(
+                f"metrics-pipeline run: the command exited with {code}: run {manifest.run_id} "
+                "not uploaded (--upload-on-failure uploads it, marked failed: never a baseline)",
+                file=sys.stderr,
+            )
+            return code, manifest, []
         manifest = RunManifest.parse(
             base
             | {
                 "finished_at": datetime.now(UTC),
                 "load_profile": {"duration_s": round(elapsed, 3)},
-                "tags": {"collector": COLLECTOR_TAG, "exit_code": str(code)},
+                "tags": {"collector": COLLECTOR_TAG, EXIT_CODE_TAG: str(code)},
             }
         )
         files = result_files(results_dir, skip) if results_dir.exists() else []

@@ -10,14 +10,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import psutil
 import pytest
 
+from metrics_pipeline.analysis.verdicts import choose_baseline
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.formats import read_results
+from metrics_pipeline.ingest.files import ingest_from_store, validate_run
 from metrics_pipeline.storage.objects import LocalObjectStore, parse_new_run_marker
 from metrics_pipeline.upload import collector
 from metrics_pipeline.upload.collector import (
@@ -170,24 +173,77 @@ def test_only_result_files_written_during_the_run_are_uploaded(tmp_path: Path, c
     assert f"{old} was not written during this run: not uploaded" in capsys.readouterr().err
 
 
-def test_failed_command_is_still_uploaded(tmp_path: Path) -> None:
+# Writes five requests into the folder argv[1], then exits with the code argv[2].
+FAILING_TEST = """
+import json, os, sys
+from datetime import datetime, timezone
+os.makedirs(sys.argv[1], exist_ok=True)
+with open(os.path.join(sys.argv[1], "requests.ndjson"), "w") as out:
+    for _ in range(5):
+        ts = datetime.now(timezone.utc).isoformat()
+        out.write(json.dumps({"ts": ts, "endpoint": "/a", "latency_ms": 3}) + "\\n")
+raise SystemExit(int(sys.argv[2]))
+"""
+
+
+def test_a_failed_command_uploads_nothing(tmp_path: Path, capsys) -> None:
     store = LocalObjectStore(root=str(tmp_path / "store"))
-    code, manifest, keys = collect_run(
+    results = tmp_path / "results"
+    code, _, keys = collect_run(
         store,
-        [sys.executable, "-c", "import time; time.sleep(0.35); raise SystemExit(3)"],
+        [sys.executable, "-c", FAILING_TEST, str(results), "3"],
         suite="checkout",
         scenario="smoke",
         environment="ci",
         run_id="failed-1",
-        results_dir=tmp_path / "never-created",
+        results_dir=results,
         interval=0.1,
     )
 
     assert code == 3
-    assert keys == ["raw/checkout/failed-1/" + SAMPLES_NAME, "raw/checkout/failed-1/run.json"]
-    stored = RunManifest.parse(store.get_bytes("raw/checkout/failed-1/run.json"))
-    assert stored.run_id == manifest.run_id == "failed-1"
-    assert stored.tags["exit_code"] == "3"
+    assert keys == []
+    assert list(store.list()) == []
+    assert "exited with 3: run failed-1 not uploaded (--upload-on-failure" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_failed_command_uploaded_on_request_is_never_a_baseline(
+    tmp_path: Path, store, warehouse
+) -> None:
+    results = tmp_path / "results"
+    for run_id, exit_code in (("ok-1", "0"), ("failed-1", "3")):
+        code, manifest, keys = collect_run(
+            store,
+            [sys.executable, "-c", FAILING_TEST, str(results), exit_code],
+            suite="checkout",
+            scenario="smoke",
+            environment="ci",
+            run_id=run_id,
+            results_dir=results,
+            interval=30.0,
+            upload_on_failure=True,
+        )
+        assert code == int(exit_code)
+        assert keys == [f"raw/checkout/{run_id}/requests.ndjson", f"raw/checkout/{run_id}/run.json"]
+        stored = RunManifest.parse(store.get_bytes(f"raw/checkout/{run_id}/run.json"))
+        assert stored.tags["exit_code"] == exit_code
+        report = ingest_from_store(store, warehouse, run_id)
+        validate_run(warehouse, report.manifest, report.file_errors)
+
+    runs = warehouse.read("runs")
+    failed = runs.filter(pl.col("run_id") == "failed-1").row(0, named=True)
+    assert failed["valid"] is False
+    assert failed["invalid_reason"] == "the load-test command failed (exit code 3)"
+    later = {
+        "run_id": "next",
+        "suite": "checkout",
+        "scenario": "smoke",
+        "environment": "ci",
+        "started_at": manifest.started_at + timedelta(hours=1),
+        "baseline": None,
+    }
+    assert choose_baseline(runs, later, set()) == ["ok-1"]
 
 
 def test_command_shorter_than_the_interval_uploads_the_manifest(tmp_path: Path) -> None:
