@@ -3,6 +3,8 @@ a load test and collect what it wrote."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -121,13 +123,14 @@ def run(
     """Run a load test, sample system metrics meanwhile, then upload results, samples and a
     manifest as one run: the result files below --results written during the run (hidden and
     tool folders such as node_modules, and METRICS_HOME, are not looked into). A command that
-    fails uploads nothing unless --upload-on-failure. Exits with the command's exit code."""
+    fails uploads nothing unless --upload-on-failure, nor does a run without a result file.
+    Exits with the command's exit code; 2 when that is 0 but no result file was written."""
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.collector import collect_run
 
     settings = Settings.from_env()
     store = object_store_from_settings(settings)
-    with bad_input(ValueError):
+    with bad_input(ValueError), no_results_exit():
         code, manifest, keys = collect_run(
             store,
             command,
@@ -143,3 +146,18 @@ def run(
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")
     raise typer.Exit(code)
+
+
+@contextmanager
+def no_results_exit() -> Iterator[None]:
+    """A load test that left no result file: exit 2 when the command succeeded (bad --results or
+    a tool that wrote nothing), else the command's own code (the failure it reported)."""
+    from metrics_pipeline.upload.collector import NoResultsError
+
+    try:
+        yield
+    except NoResultsError as exc:
+        if exc.exit_code == 0:
+            fail(str(exc))
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(exc.exit_code) from None

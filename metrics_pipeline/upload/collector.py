@@ -43,6 +43,7 @@ from typing import Any
 
 import psutil
 
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.manifest import EXIT_CODE_TAG, RunManifest
 from metrics_pipeline.formats import result_files
 from metrics_pipeline.storage.objects import ObjectStore
@@ -52,6 +53,16 @@ SAMPLES_NAME = "system-samples.jsonl"
 COLLECTOR_TAG = "metrics-pipeline run"
 EXIT_NOT_FOUND = 127  # the shell's codes for a command it cannot find / cannot execute
 EXIT_NOT_EXECUTABLE = 126
+
+
+class NoResultsError(MetricsPipelineError):
+    """The command ran but left no result file to upload (its results folder is missing, or
+    nothing was written there during the run): nothing was uploaded. ``exit_code`` is the
+    command's."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -281,7 +292,9 @@ def collect_run(
     the run then carries its ``exit_code`` tag, which makes ingest mark it invalid (kept for
     inspection, never a baseline). A command that never started (127/126) uploads nothing
     either way, as nothing was measured. The manifest is validated before the command runs, so
-    a bad suite or run id costs no load test (ManifestError).
+    a bad suite or run id costs no load test (ManifestError). A run without a result file
+    (``results_dir`` missing after the command, or nothing written there during the run) is
+    not uploaded either: NoResultsError, as our samples alone are no load test's data.
     """
     results_dir = Path(results_dir)
     started_at = datetime.now(UTC)
@@ -318,8 +331,19 @@ def collect_run(
                 "tags": {"collector": COLLECTOR_TAG, EXIT_CODE_TAG: str(code)},
             }
         )
-        files = result_files(results_dir, skip) if results_dir.exists() else []
-        files = _written_during(files, started_at)
+        if not results_dir.is_dir():
+            problem = "is not a folder" if results_dir.exists() else "does not exist"
+            raise NoResultsError(
+                f"results folder {results_dir} {problem} after the command: nothing uploaded "
+                "(--results names the folder the tool writes its files to)",
+                code,
+            )
+        files = _written_during(result_files(results_dir, skip), started_at)
+        if not files:
+            raise NoResultsError(
+                f"no result file was written to {results_dir} during the run: nothing uploaded",
+                code,
+            )
         if samples.stat().st_size:  # an empty file would only be reported as unreadable
             files.append(samples)
         keys = upload_run(store, files, manifest, root=results_dir)

@@ -466,6 +466,23 @@ def test_run_from_a_project_root_uploads_only_what_the_run_wrote(tmp_path, monke
     ]
 
 
+def test_run_without_result_files_fails_and_uploads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--interval", "30"]
+    command = ["--", sys.executable, "-c", "pass"]
+    result = runner.invoke(app, [*args, "--results", str(tmp_path / "missing"), *command])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: results folder {tmp_path / 'missing'} does not exist after the command: "
+        "nothing uploaded (--results names the folder the tool writes its files to)"
+    ]
+    (tmp_path / "results").mkdir()
+    result = runner.invoke(app, [*args, "--results", str(tmp_path / "results"), *command])
+    assert result.exit_code == 2, result.output
+    assert "no result file was written to" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "home" / "objects").exists()
+
+
 def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
     line = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'

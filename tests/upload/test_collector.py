@@ -25,6 +25,7 @@ from metrics_pipeline.storage.objects import LocalObjectStore, parse_new_run_mar
 from metrics_pipeline.upload import collector
 from metrics_pipeline.upload.collector import (
     SAMPLES_NAME,
+    NoResultsError,
     SystemSampler,
     collect_run,
     run_and_collect,
@@ -246,20 +247,36 @@ def test_a_failed_command_uploaded_on_request_is_never_a_baseline(
     assert choose_baseline(runs, later, set()) == ["ok-1"]
 
 
-def test_command_shorter_than_the_interval_uploads_the_manifest(tmp_path: Path) -> None:
+def test_command_shorter_than_the_interval_uploads_no_empty_samples(tmp_path: Path) -> None:
     store = LocalObjectStore(root=str(tmp_path / "store"))
+    results = tmp_path / "results"
     code, _, keys = collect_run(
         store,
-        [sys.executable, "-c", "pass"],
+        [sys.executable, "-c", FAILING_TEST, str(results), "0"],
         suite="s",
         scenario="x",
         environment="e",
         run_id="quick",
-        results_dir=tmp_path,
+        results_dir=results,
         interval=30.0,  # returns when the command ends, not after the interval
     )
     assert code == 0
-    assert keys == ["raw/s/quick/run.json"]  # no empty samples file
+    assert keys == ["raw/s/quick/requests.ndjson", "raw/s/quick/run.json"]  # no empty samples
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_a_run_without_result_files_uploads_nothing(tmp_path: Path, exit_code: int) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    command = [sys.executable, "-c", f"raise SystemExit({exit_code})"]
+    run = {"suite": "s", "scenario": "x", "environment": "e", "interval": 0.1}
+    missing = tmp_path / "never-created"
+    with pytest.raises(NoResultsError, match="never-created does not exist after the command"):
+        collect_run(store, command, results_dir=missing, upload_on_failure=True, **run)
+    (tmp_path / "results").mkdir()
+    with pytest.raises(NoResultsError, match="no result file was written to") as info:
+        collect_run(store, command, results_dir=tmp_path / "results", upload_on_failure=True, **run)
+    assert info.value.exit_code == exit_code
+    assert list(store.list()) == []
 
 
 def test_missing_command_is_127_and_uploads_nothing(tmp_path: Path, capsys) -> None:
