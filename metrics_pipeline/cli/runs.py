@@ -15,30 +15,46 @@ from rich.table import Table
 from metrics_pipeline.cli.options import Env, RunId, Scenario, StartedAt, Suite, manifest_from
 from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
 from metrics_pipeline.cli.progress import progress_bar
-from metrics_pipeline.formats import result_files, unreadable_files
+from metrics_pipeline.formats import (
+    RESULT_SUFFIXES,
+    is_result_file,
+    result_files,
+    unreadable_files,
+)
 from metrics_pipeline.settings import Settings
 
 
 def upload(
-    folder: Annotated[Path, typer.Argument(help="Folder with the run's result files.")],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder with the run's result files, or one result file.")
+    ],
     suite: Suite,
     scenario: Scenario,
     env: Env,
     run_id: RunId = None,
     started_at: StartedAt = None,
 ) -> None:
-    """Upload a folder of result files as one run to the configured object store."""
+    """Upload a folder of result files (or one result file) as one run to the configured
+    object store."""
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.uploader import upload_run
 
-    settings = Settings.from_env()
-    files = result_files(folder, skip=[settings.home])
+    settings = settings_from_env()
+    with bad_input():
+        files = result_files(folder, skip=[settings.home])
+    if folder.is_file() and not is_result_file(folder.name):
+        # The uploader takes result files only: the run would have no data.
+        suffixes = ", ".join(RESULT_SUFFIXES)
+        fail(f"{folder} is not named like a result file ({suffixes}, each also .gz)")
     if not files:
         fail(f"no result files in {folder}")
     manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
-    store = object_store_from_settings(settings)
-    with progress_bar(err) as bar:
-        keys = upload_run(store, bar.track(files, description="uploading"), manifest, root=folder)
+    # A folder's files keep their paths below it; a single file is named by its name.
+    root = folder if folder.is_dir() else None
+    with bad_input():
+        store = object_store_from_settings(settings)
+        with progress_bar(err) as bar:
+            keys = upload_run(store, bar.track(files, description="uploading"), manifest, root)
     console.print(
         f"uploaded run [bold]{manifest.run_id}[/] ({len(keys)} objects) to {store.description}"
     )
@@ -58,7 +74,7 @@ def ingest(
     from metrics_pipeline.stages import ci
     from metrics_pipeline.storage import open_warehouse
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     with bad_input():
         files = [file for path in paths for file in result_files(path, skip=[settings.home])]
     manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
@@ -128,8 +144,9 @@ def run(
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.collector import collect_run
 
-    settings = Settings.from_env()
-    store = object_store_from_settings(settings)
+    settings = settings_from_env()
+    with bad_input():  # missing S3 credentials cost no load test
+        store = object_store_from_settings(settings)
     with bad_input(ValueError), no_results_exit():
         code, manifest, keys = collect_run(
             store,
@@ -146,6 +163,13 @@ def run(
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")
     raise typer.Exit(code)
+
+
+def settings_from_env() -> Settings:
+    """The environment's settings; a bad value (``METRICS_STORE=s4``) is bad input, said in
+    one line that names the accepted values."""
+    with bad_input(ValueError):
+        return Settings.from_env()
 
 
 @contextmanager

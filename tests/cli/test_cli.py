@@ -483,6 +483,68 @@ def test_run_without_result_files_fails_and_uploads_nothing(tmp_path, monkeypatc
     assert not (tmp_path / "home" / "objects").exists()
 
 
+def test_upload_ingest_and_run_say_what_is_wrong_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    line = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
+    (tmp_path / "one.json").write_text(line)
+    (tmp_path / "notes.txt").write_text(line)
+
+    def error(*command: str) -> str:
+        result = runner.invoke(app, [*command])
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+        [message] = result.stderr.strip().splitlines()
+        return message
+
+    missing = str(tmp_path / "missing")
+    assert error("upload", missing, *args) == f"error: {missing}: no such file or folder"
+    assert "notes.txt is not named like a result file (.ndjson, .jsonl" in error(
+        "upload", str(tmp_path / "notes.txt"), *args
+    )
+    # One result file is a one-file run.
+    result = runner.invoke(app, ["upload", str(tmp_path / "one.json"), *args, "--run-id", "one"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "home" / "objects" / "loadtests" / "raw" / "s" / "one"
+    assert sorted(p.name for p in run.iterdir()) == ["one.json", "run.json"]
+
+    monkeypatch.setenv("METRICS_STORE", "s4")
+    s4 = "error: METRICS_STORE must be 'local' or 's3', not 's4'"
+    assert error("upload", str(tmp_path / "one.json"), *args) == s4
+    assert error("ingest", str(tmp_path / "one.json"), *args) == s4
+    assert error("run", *args, "--", sys.executable, "-c", "pass") == s4
+
+
+def test_s3_without_credentials_is_one_line_before_the_load_test_runs(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env |= {
+        "METRICS_HOME": str(tmp_path / "home"),
+        "METRICS_STORE": "s3",
+        "METRICS_S3_ENDPOINT_URL": "http://127.0.0.1:9",  # never reached
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance role to ask for
+    }
+    (tmp_path / "one.json").write_text(
+        '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
+    )
+    ran = tmp_path / "ran"
+    cli = str(Path(sys.executable).parent / "metrics-pipeline")
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    for command in (
+        ["upload", str(tmp_path / "one.json"), *args],
+        ["run", *args, "--", sys.executable, "-c", f"open({str(ran)!r}, 'w')"],
+    ):
+        done = subprocess.run([cli, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "error: no S3 credentials for s3://loadtests at http://127.0.0.1:9: set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or use an instance "
+            "role)"
+        ]
+    assert not ran.exists()
+
+
 def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
     line = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
