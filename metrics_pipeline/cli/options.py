@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metrics_pipeline.cli.output import bad_input
+from metrics_pipeline.common.clock import as_utc
 from metrics_pipeline.formats import earliest_timestamp
 
 if TYPE_CHECKING:
@@ -18,7 +19,12 @@ Suite = Annotated[str, typer.Option("--suite", help="Test suite, e.g. 'checkout'
 Scenario = Annotated[str, typer.Option("--scenario", help="Scenario within the suite.")]
 Env = Annotated[str, typer.Option("--env", help="Environment, e.g. 'staging'.")]
 RunId = Annotated[
-    str | None, typer.Option("--run-id", help="Run id (default: <suite>-<start, UTC>).")
+    str | None,
+    typer.Option(
+        "--run-id",
+        help="Run id (default: <suite>-<start, UTC>-<8 hex digits>; the same files give the "
+        "same id).",
+    ),
 ]
 StartedAt = Annotated[
     datetime | None,
@@ -39,14 +45,19 @@ def manifest_from(
     paths: list[Path],
 ) -> RunManifest:
     # pydantic's models take a tenth of a second to build: not for every command.
-    from metrics_pipeline.contracts.manifest import RunManifest
+    from metrics_pipeline.contracts.manifest import RunManifest, default_run_id
 
     # Without --started-at the run starts at its earliest timestamp (a backfill of old files),
     # or now when the files carry none.
     started = started_at or earliest_timestamp(paths) or datetime.now(UTC)
+    # Two runs of a suite started in the same second differ in scenario, environment or files;
+    # the same files uploaded again (started at their earliest timestamp) keep their run id,
+    # so the upload replaces the run.
+    distinct = [scenario, env, as_utc(started).isoformat()]
+    distinct += sorted(f"{path.name} {path.stat().st_size}" for path in paths)
     with bad_input(ValueError):
         return RunManifest(
-            run_id=run_id or f"{suite}-{started:%Y%m%dT%H%M%S}",
+            run_id=run_id or default_run_id(suite, started, "\n".join(distinct)),
             suite=suite,
             scenario=scenario,
             environment=env,

@@ -18,6 +18,7 @@ from metrics_pipeline.cli.progress import progress_bar
 from metrics_pipeline.formats import (
     RESULT_SUFFIXES,
     is_result_file,
+    known_format,
     result_files,
     unreadable_files,
 )
@@ -46,8 +47,7 @@ def upload(
         # The uploader takes result files only: the run would have no data.
         suffixes = ", ".join(RESULT_SUFFIXES)
         fail(f"{folder} is not named like a result file ({suffixes}, each also .gz)")
-    if not files:
-        fail(f"no result files in {folder}")
+    require_data(files, folder, "uploaded")
     manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
     # A folder's files keep their paths below it; a single file is named by its name.
     root = folder if folder.is_dir() else None
@@ -163,6 +163,15 @@ def run(
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")
     raise typer.Exit(code)
+
+
+def require_data(files: list[Path], where: Path, done: str) -> None:
+    """Exit 2 unless one of ``files`` is of a known format: a run without data is no run (the
+    other files go with it, to be reported as they are at ingest)."""
+    if any(known_format(file) for file in files):
+        return
+    others = f" ({len(files)} file(s) of no known format)" if files else ""
+    fail(f"no result file of a known format in {where}{others}: nothing {done}")
 
 
 def settings_from_env() -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -37,6 +38,19 @@ def check_name(value: str, what: str = "run_id") -> str:
     if not RUN_ID_PATTERN.fullmatch(value) or value in {".", ".."}:
         raise ValueError(f"{what} {value!r} is not allowed: use {NAME_RULE}")
     return value
+
+
+def default_run_id(suite: str, started_at: datetime, distinct: str) -> str:
+    """``<suite>-<start, UTC, to the second>-<8 hex digits>``: the run id when none is given.
+
+    The digits are a digest of ``distinct``, which tells this run apart from others of the suite
+    started in the same second (e.g. the scenario and the files' names and sizes: uploading the
+    same files again gives the same id and replaces the run). The suite is cut so that the id
+    keeps within the 128 characters of ``NAME_RULE``.
+    """
+    digest = hashlib.sha256(distinct.encode()).hexdigest()[:8]
+    stamp = f"{as_utc(started_at):%Y%m%dT%H%M%S}-{digest}"
+    return f"{suite[: 128 - len(stamp) - 1]}-{stamp}"
 
 
 SafeName = Annotated[str, AfterValidator(check_name)]

@@ -62,6 +62,7 @@ __all__ = [
     "earliest_timestamp",
     "is_result_file",
     "iter_file",
+    "known_format",
     "read_results",
     "unreadable_files",
 ]
@@ -151,6 +152,18 @@ def iter_file(
         # The nesting limit is checked before json.loads; should a structure still be too
         # deep for Python, it is this file's error, not the run's.
         accounting.error = depth_reason(limits)
+
+
+def known_format(file: Path, limits: ReadLimits = DEFAULT_LIMITS) -> str | None:
+    """The name of the format ``file`` is recognised as from its first MiB (decompressed), as
+    ``iter_file`` would read it; None when it is empty, of no known format or cannot be read
+    from the start (missing, damaged gzip): no result file at all."""
+    try:
+        with file.open("rb") as stream:
+            adapter = detect(open_maybe_gzip(stream, limits), file.name, limits)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None if adapter is None else adapter.NAME
 
 
 def unreadable_files(accounting: Iterable[dict]) -> list[str]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,8 +45,8 @@ from typing import Any
 import psutil
 
 from metrics_pipeline.common.errors import MetricsPipelineError
-from metrics_pipeline.contracts.manifest import EXIT_CODE_TAG, RunManifest
-from metrics_pipeline.formats import result_files
+from metrics_pipeline.contracts.manifest import EXIT_CODE_TAG, RunManifest, default_run_id
+from metrics_pipeline.formats import known_format, result_files
 from metrics_pipeline.storage.objects import ObjectStore
 from metrics_pipeline.upload.uploader import upload_run
 
@@ -299,7 +300,9 @@ def collect_run(
     results_dir = Path(results_dir)
     started_at = datetime.now(UTC)
     base = {
-        "run_id": run_id or f"{suite}-{started_at:%Y%m%dT%H%M%S}",
+        # Every run of a command is a new run: a random part keeps the ids of runs started in
+        # the same second apart.
+        "run_id": run_id or default_run_id(suite, started_at, secrets.token_hex(8)),
         "suite": suite,
         "scenario": scenario,
         "environment": environment,
@@ -339,9 +342,10 @@ def collect_run(
                 code,
             )
         files = _written_during(result_files(results_dir, skip), started_at)
-        if not files:
+        if not any(known_format(file) for file in files):
             raise NoResultsError(
-                f"no result file was written to {results_dir} during the run: nothing uploaded",
+                f"no result file of a known format was written to {results_dir} during the "
+                "run: nothing uploaded",
                 code,
             )
         if samples.stat().st_size:  # an empty file would only be reported as unreadable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -479,7 +480,7 @@ def test_run_without_result_files_fails_and_uploads_nothing(tmp_path, monkeypatc
     (tmp_path / "results").mkdir()
     result = runner.invoke(app, [*args, "--results", str(tmp_path / "results"), *command])
     assert result.exit_code == 2, result.output
-    assert "no result file was written to" in result.stderr and "Traceback" not in result.output
+    assert "no result file of a known format was written to" in result.stderr
     assert not (tmp_path / "home" / "objects").exists()
 
 
@@ -543,6 +544,55 @@ def test_s3_without_credentials_is_one_line_before_the_load_test_runs(tmp_path):
             "role)"
         ]
     assert not ran.exists()
+
+
+def test_upload_refuses_a_folder_without_a_result_file_of_a_known_format(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "garbage"
+    folder.mkdir()
+    (folder / "garbage.json").write_bytes(b"\x00\x93 not a load test")
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    result = runner.invoke(app, ["upload", str(folder), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: no result file of a known format in {folder} (1 file(s) of no known format): "
+        "nothing uploaded"
+    )
+    assert not (tmp_path / "home" / "objects").exists()
+
+
+def test_uploads_started_in_the_same_second_get_their_own_run_ids(
+    fixtures_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    stats = (fixtures_dir / "locust" / "locust_stats.csv").read_text()  # no timestamps
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "locust_stats.csv").write_text(stats + "\n" * (name == "b"))
+    raw = tmp_path / "home" / "objects" / "loadtests" / "raw" / "s"
+
+    def upload(folder: str, *more: str) -> str:
+        args = ["--suite", "s", "--scenario", "x", "--env", "e", *more]
+        result = runner.invoke(app, ["upload", str(tmp_path / folder), *args])
+        assert result.exit_code == 0, result.output
+        [run_id] = re.findall(r"uploaded run (\S+) ", result.output)
+        return run_id
+
+    # Files without timestamps start now: two uploads of the same files are two runs.
+    first, second = upload("a"), upload("a")
+    # Two runs of the suite started in the same second, with other files or another scenario.
+    same_second = ["--started-at", "2031-03-15T02:00:00Z"]
+    other_files = upload("a", *same_second), upload("b", *same_second)
+    other_scenario = upload("a", *same_second[:1], "2031-03-15T02:00:00.5Z", "--scenario", "y")
+    ids = {first, second, *other_files, other_scenario}
+    assert len(ids) == 5
+    assert all(re.fullmatch(r"s-\d{8}T\d{6}-[0-9a-f]{8}", run_id) for run_id in ids)
+    assert other_files[0].startswith("s-20310315T020000-")
+    assert other_scenario.startswith("s-20310315T020000-")
+    assert sorted(p.name for p in raw.iterdir()) == sorted(ids)
+    assert all((raw / run_id / "run.json").is_file() for run_id in ids)
+    # The same files, started at the same time, are the same run: uploaded again, replaced.
+    assert upload("a", *same_second) == other_files[0]
 
 
 def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,7 +89,10 @@ def test_run_uploads_results_samples_and_manifest_last(tmp_path: Path) -> None:
 
     assert code == 0
     prefix = f"raw/checkout/{manifest.run_id}/"
-    assert manifest.run_id == f"checkout-{manifest.started_at:%Y%m%dT%H%M%S}"
+    # <suite>-<start, UTC>-<8 random hex digits>: runs started in the same second differ.
+    assert re.fullmatch(
+        f"checkout-{manifest.started_at:%Y%m%dT%H%M%S}-[0-9a-f]{{8}}", manifest.run_id
+    )
     expected = [prefix + "requests.ndjson", prefix + SAMPLES_NAME, prefix + "run.json"]
     assert keys == expected
     # The manifest, which marks the run complete, came last; then the marker announcing it.
@@ -272,10 +276,19 @@ def test_a_run_without_result_files_uploads_nothing(tmp_path: Path, exit_code: i
     missing = tmp_path / "never-created"
     with pytest.raises(NoResultsError, match="never-created does not exist after the command"):
         collect_run(store, command, results_dir=missing, upload_on_failure=True, **run)
-    (tmp_path / "results").mkdir()
-    with pytest.raises(NoResultsError, match="no result file was written to") as info:
-        collect_run(store, command, results_dir=tmp_path / "results", upload_on_failure=True, **run)
+    results = tmp_path / "results"
+    results.mkdir()
+    nothing = "no result file of a known format was written to"
+    with pytest.raises(NoResultsError, match=nothing) as info:
+        collect_run(store, command, results_dir=results, upload_on_failure=True, **run)
     assert info.value.exit_code == exit_code
+    # A file of no known format is no result either.
+    payload = '{"comment": 1}'
+    notes = f"open({str(results / 'notes.json')!r}, 'w').write({payload!r})"
+    command = [sys.executable, "-c", f"{notes}; raise SystemExit({exit_code})"]
+    with pytest.raises(NoResultsError, match=nothing):
+        collect_run(store, command, results_dir=results, upload_on_failure=True, **run)
+    assert (results / "notes.json").read_text() == payload
     assert list(store.list()) == []
 
 
