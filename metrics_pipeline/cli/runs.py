@@ -70,13 +70,16 @@ def ingest(
 ) -> None:
     """Ingest local files straight into the warehouse (backfills, benchmarks): parsed,
     validated and summarised exactly as the pipeline does. Exit 1 if the run is invalid, 2 if
-    a file could not be read (damaged, truncated, over a read limit)."""
+    a file could not be read (damaged, truncated, over a read limit), or if none is of a known
+    format (then nothing is written)."""
     from metrics_pipeline.stages import ci
     from metrics_pipeline.storage import open_warehouse
 
     settings = settings_from_env()
     with bad_input():
         files = [file for path in paths for file in result_files(path, skip=[settings.home])]
+    # Before anything is written: an empty run in the warehouse, on every retry, helps no one.
+    require_data(files, " ".join(map(str, paths)), "ingested")
     manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
     warehouse = open_warehouse(settings)
     with progress_bar(err) as bar:
@@ -165,7 +168,7 @@ def run(
     raise typer.Exit(code)
 
 
-def require_data(files: list[Path], where: Path, done: str) -> None:
+def require_data(files: list[Path], where: Path | str, done: str) -> None:
     """Exit 2 unless one of ``files`` is of a known format: a run without data is no run (the
     other files go with it, to be reported as they are at ingest)."""
     if any(known_format(file) for file in files):

@@ -655,11 +655,14 @@ def test_cli_ingest_validates_and_summarises_as_the_pipeline_does(
 
 def test_cli_ingest_of_a_run_without_data_marks_it_invalid_and_exits_1(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_HOME", str(tmp_path))
-    empty = tmp_path / "empty.ndjson"
-    empty.write_text("")
+    samples = tmp_path / "samples.ndjson"  # machine samples, but no request or interval
+    samples.write_text(
+        '{"record": "resources", "ts": "2031-03-15T02:00:01Z", "host": "h", "metric": "cpu_pct",'
+        ' "value": 10}\n'
+    )
     args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "empty-1"]
     result = runner.invoke(
-        app, ["ingest", str(empty), *args, "--started-at", "2031-03-15T02:00:00Z"]
+        app, ["ingest", str(samples), *args, "--started-at", "2031-03-15T02:00:00Z"]
     )
     assert result.exit_code == 1, result.output
     assert "run empty-1 is invalid" in result.output and "no request or interval data" in (
@@ -667,6 +670,23 @@ def test_cli_ingest_of_a_run_without_data_marks_it_invalid_and_exits_1(tmp_path,
     )
     run = Warehouse(tmp_path / "warehouse").read("runs", ["empty-1"]).row(0, named=True)
     assert run["valid"] is False and "no request or interval data" in run["invalid_reason"]
+
+
+def test_cli_ingest_without_a_result_file_writes_nothing_and_exits_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "empty.ndjson").write_text("")
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci"]
+    for folder, files in (("empty", ""), ("blank", " (1 file(s) of no known format)")):
+        for _ in range(2):  # a retry adds nothing either
+            result = runner.invoke(app, ["ingest", str(tmp_path / folder), *args])
+            assert result.exit_code == 2, result.output
+            assert result.stderr.strip() == (
+                f"error: no result file of a known format in {tmp_path / folder}{files}: "
+                "nothing ingested"
+            )
+    assert not (tmp_path / "home" / "warehouse").exists()  # not even opened
 
 
 def test_compare_measures_the_run_noise_on_the_combinations_earlier_runs(
