@@ -12,7 +12,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrics_pipeline.cli.options import Env, RunId, Scenario, StartedAt, Suite, manifest_from
+from metrics_pipeline.cli.options import (
+    Env,
+    RunId,
+    Scenario,
+    StartedAt,
+    Suite,
+    folder_manifest,
+    manifest_fields,
+    manifest_from,
+)
 from metrics_pipeline.cli.output import bad_input, console, err, fail, fail_on_unreadable
 from metrics_pipeline.cli.progress import progress_bar
 from metrics_pipeline.formats import (
@@ -29,14 +38,16 @@ def upload(
     folder: Annotated[
         Path, typer.Argument(help="Folder with the run's result files, or one result file.")
     ],
-    suite: Suite,
-    scenario: Scenario,
-    env: Env,
+    suite: Suite = None,
+    scenario: Scenario = None,
+    env: Env = None,
     run_id: RunId = None,
     started_at: StartedAt = None,
 ) -> None:
     """Upload a folder of result files (or one result file) as one run to the configured
-    object store."""
+    object store. A run.json in the folder (the run's manifest: tool, service_version, git_sha,
+    tags, baseline...) is kept, each option given replacing its field; files and uploaded_by
+    are written anew."""
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.uploader import upload_run
 
@@ -48,7 +59,8 @@ def upload(
         suffixes = ", ".join(RESULT_SUFFIXES)
         fail(f"{folder} is not named like a result file ({suffixes}, each also .gz)")
     require_data(files, folder, "uploaded")
-    manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
+    described = folder_manifest([folder])
+    manifest = manifest_from(suite, scenario, env, run_id, started_at, files, described)
     # A folder's files keep their paths below it; a single file is named by its name.
     root = folder if folder.is_dir() else None
     with bad_input():
@@ -62,16 +74,17 @@ def upload(
 
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Result files or folders.")],
-    suite: Suite,
-    scenario: Scenario,
-    env: Env,
+    suite: Suite = None,
+    scenario: Scenario = None,
+    env: Env = None,
     run_id: RunId = None,
     started_at: StartedAt = None,
 ) -> None:
     """Ingest local files straight into the warehouse (backfills, benchmarks): parsed,
-    validated and summarised exactly as the pipeline does. Exit 1 if the run is invalid, 2 if
-    a file could not be read (damaged, truncated, over a read limit), or if none is of a known
-    format (then nothing is written)."""
+    validated and summarised exactly as the pipeline does. A run.json in a folder given is
+    the run's manifest, each option given replacing its field. Exit 1 if the run is invalid, 2
+    if a file could not be read (damaged, truncated, over a read limit), or if none is of a
+    known format (then nothing is written)."""
     from metrics_pipeline.stages import ci
     from metrics_pipeline.storage import open_warehouse
 
@@ -80,7 +93,8 @@ def ingest(
         files = [file for path in paths for file in result_files(path, skip=[settings.home])]
     # Before anything is written: an empty run in the warehouse, on every retry, helps no one.
     require_data(files, " ".join(map(str, paths)), "ingested")
-    manifest = manifest_from(suite, scenario, env, run_id, started_at, files)
+    described = folder_manifest(paths)
+    manifest = manifest_from(suite, scenario, env, run_id, started_at, files, described)
     warehouse = open_warehouse(settings)
     with progress_bar(err) as bar:
         # Opened one by one as ingest reaches them: the bar moves as files are done.
@@ -122,9 +136,9 @@ def ingest(
 
 def run(
     command: Annotated[list[str], typer.Argument(help="The load-test command, after `--`.")],
-    suite: Suite,
-    scenario: Scenario,
-    env: Env,
+    suite: Suite = None,
+    scenario: Scenario = None,
+    env: Env = None,
     run_id: RunId = None,
     results: Annotated[
         Path, typer.Option("--results", help="Folder where the tool writes its result files.")
@@ -143,21 +157,27 @@ def run(
     manifest as one run: the result files below --results written during the run (hidden and
     tool folders such as node_modules, and METRICS_HOME, are not looked into). A command that
     fails uploads nothing unless --upload-on-failure, nor does a run without a result file.
+    A run.json in --results is the run's manifest, each option given replacing its field, and
+    what was measured (start, end, duration, the tags collector and exit_code) replacing both.
     Exits with the command's exit code; 2 when that is 0 but no result file was written."""
     from metrics_pipeline.storage.objects import object_store_from_settings
     from metrics_pipeline.upload.collector import collect_run
 
     settings = settings_from_env()
-    with bad_input():  # missing S3 credentials cost no load test
+    # Checked before the load test: a bad run.json or missing options cost no load test.
+    described = folder_manifest([results])
+    fields = manifest_fields(described, suite=suite, scenario=scenario, environment=env)
+    with bad_input():  # missing S3 credentials cost no load test either
         store = object_store_from_settings(settings)
     with bad_input(ValueError), no_results_exit():
         code, manifest, keys = collect_run(
             store,
             command,
-            suite=suite,
-            scenario=scenario,
-            environment=env,
+            suite=fields["suite"],
+            scenario=fields["scenario"],
+            environment=fields["environment"],
             run_id=run_id,
+            described=described,
             results_dir=results,
             interval=interval,
             skip=[settings.home],

@@ -119,6 +119,12 @@ class RunManifest(BaseModel):
             end = self.started_at + timedelta(seconds=self.load_profile.duration_s)
         return self.started_at - skew, None if end is None else end + skew
 
+    def described(self) -> dict[str, Any]:
+        """The fields its source sets (a folder's ``run.json``), as values ``parse`` takes,
+        without those the uploader writes about an upload (``files``, ``uploaded_by``): what
+        an upload of the folder keeps unless an option replaces it."""
+        return self.model_dump(exclude_unset=True, exclude={"files", "uploaded_by"})
+
     @property
     def failed_exit_code(self) -> str | None:
         """The exit code of a load-test command that failed (the ``exit_code`` tag, when it is

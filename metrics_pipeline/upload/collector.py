@@ -281,6 +281,7 @@ def collect_run(
     interval: float = 1.0,
     skip: Iterable[Path] = (),
     upload_on_failure: bool = False,
+    described: RunManifest | None = None,
 ) -> tuple[int, RunManifest, list[str]]:
     """Run ``command`` with sampling, then upload its result files, the samples and the
     manifest (last) as one run. Returns (exit code, manifest, uploaded keys).
@@ -296,20 +297,28 @@ def collect_run(
     a bad suite or run id costs no load test (ManifestError). A run without a result file
     (``results_dir`` missing after the command, or nothing written there during the run) is
     not uploaded either: NoResultsError, as our samples alone are no load test's data.
+
+    ``described`` is the run.json of the results folder: its fields are kept where the
+    arguments give none (the run id, the tool, which is else the command's name) and what is
+    measured (start, end, duration, the tags ``collector`` and ``exit_code``) replaces them.
     """
     results_dir = Path(results_dir)
     started_at = datetime.now(UTC)
-    base = {
+    kept = described.described() if described else {}
+    base = kept | {
         # Every run of a command is a new run: a random part keeps the ids of runs started in
         # the same second apart.
-        "run_id": run_id or default_run_id(suite, started_at, secrets.token_hex(8)),
+        "run_id": run_id
+        or kept.get("run_id")
+        or default_run_id(suite, started_at, secrets.token_hex(8)),
         "suite": suite,
         "scenario": scenario,
         "environment": environment,
         "started_at": started_at,
-        "tool": (Path(command[0]).name if command else "")[:64] or "custom",
-        "tags": {"collector": COLLECTOR_TAG},
+        "tool": kept.get("tool") or (Path(command[0]).name if command else "")[:64] or "custom",
+        "tags": kept.get("tags", {}) | {"collector": COLLECTOR_TAG},
     }
+    base.pop("finished_at", None)  # measured below
     manifest = RunManifest.parse(base)
     clock = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="metrics-pipeline-run-") as tmp:
@@ -330,8 +339,8 @@ def collect_run(
             base
             | {
                 "finished_at": datetime.now(UTC),
-                "load_profile": {"duration_s": round(elapsed, 3)},
-                "tags": {"collector": COLLECTOR_TAG, EXIT_CODE_TAG: str(code)},
+                "load_profile": kept.get("load_profile", {}) | {"duration_s": round(elapsed, 3)},
+                "tags": base["tags"] | {EXIT_CODE_TAG: str(code)},
             }
         )
         if not results_dir.is_dir():

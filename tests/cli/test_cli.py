@@ -595,6 +595,107 @@ def test_uploads_started_in_the_same_second_get_their_own_run_ids(
     assert upload("a", *same_second) == other_files[0]
 
 
+RUN_JSON = {
+    "run_id": "checkout-42",
+    "suite": "checkout",
+    "scenario": "browse",
+    "environment": "staging",
+    "started_at": "2026-11-01T00:00:00Z",
+    "tool": "k6",
+    "service_version": "1.4.5",
+    "git_sha": "5eed0c1",
+    "tags": {"trigger": "nightly"},
+    "load_profile": {"vus": 50},
+    "baseline": "checkout-41",
+    "files": [{"name": "gone.ndjson", "size": 1}],  # of an earlier upload: written anew
+    "uploaded_by": "someone@elsewhere",
+}
+
+
+def test_upload_ingest_and_run_keep_the_folders_run_json_and_let_options_override(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "out.ndjson").write_text(
+        '{"ts": "2026-11-01T00:00:01Z", "endpoint": "/a", "latency_ms": 1}\n'
+    )
+    (folder / "run.json").write_text(json.dumps(RUN_JSON))
+
+    result = runner.invoke(app, ["upload", str(folder), "--scenario", "checkout-flow"])
+    assert result.exit_code == 0, result.output
+    uploaded = tmp_path / "home" / "objects" / "loadtests" / "raw" / "checkout" / "checkout-42"
+    stored = json.loads((uploaded / "run.json").read_text())
+    unchanged = {k: v for k, v in RUN_JSON.items() if k not in {"scenario", "files", "uploaded_by"}}
+    assert stored == stored | unchanged | {"scenario": "checkout-flow"}
+    size = (folder / "out.ndjson").stat().st_size
+    assert stored["files"] == [{"name": "out.ndjson", "size": size}]
+    assert stored["uploaded_by"] != "someone@elsewhere"
+
+    result = runner.invoke(app, ["ingest", str(folder), "--run-id", "checkout-43"])
+    assert result.exit_code == 0, result.output
+    runs = Warehouse(tmp_path / "home" / "warehouse").read("runs", ["checkout-43"])
+    run = runs.row(0, named=True)
+    assert (run["suite"], run["scenario"], run["tool"], run["service_version"]) == (
+        "checkout",
+        "browse",
+        "k6",
+        "1.4.5",
+    )
+    assert (run["git_sha"], run["baseline"]) == ("5eed0c1", "checkout-41")
+
+    write = (
+        "import json, sys, time; open(sys.argv[1], 'w').write(json.dumps("
+        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 3}) + '\\n')"
+    )
+    load_test = ["--", sys.executable, "-c", write, str(folder / "new.ndjson")]
+    an_hour_ago = time.time() - 3600
+    os.utime(folder / "out.ndjson", (an_hour_ago, an_hour_ago))  # of the earlier run
+    result = runner.invoke(app, ["run", "--results", str(folder), "--interval", "30", *load_test])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((uploaded / "run.json").read_text())
+    assert [file["name"] for file in stored["files"]] == ["new.ndjson"]
+    measured = {"started_at", "tags", "load_profile"}
+    assert stored == stored | {k: v for k, v in unchanged.items() if k not in measured}
+    assert stored["load_profile"]["vus"] == 50
+    assert stored["tags"] == {"trigger": "nightly", "collector": "metrics-pipeline run"} | {
+        "exit_code": "0"
+    }
+    assert stored["started_at"] != RUN_JSON["started_at"]
+
+
+def test_an_invalid_run_json_or_missing_options_are_one_line_and_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "out.ndjson").write_text(
+        '{"ts": "2026-11-01T00:00:01Z", "endpoint": "/a", "latency_ms": 1}\n'
+    )
+    result = runner.invoke(app, ["upload", str(folder), "--suite", "s"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "error: missing option --scenario, --env (or a run.json in the folder naming it)"
+    )
+    (folder / "run.json").write_text(json.dumps(RUN_JSON | {"tool": "", "colour": "red"}))
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    ran = tmp_path / "ran"
+    load_test = ["--", sys.executable, "-c", f"open({str(ran)!r}, 'w')"]
+    for command in (
+        ["upload", str(folder), *args],
+        ["ingest", str(folder), *args],
+        ["run", "--results", str(folder), *args, *load_test],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: invalid manifest {folder / 'run.json'}: tool: ")
+        assert "colour: Extra inputs are not permitted" in line
+    assert not ran.exists()  # refused before the load test
+    assert not (tmp_path / "home" / "objects").exists()
+    assert not (tmp_path / "home" / "warehouse").exists()
+
+
 def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
     line = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'

@@ -292,6 +292,57 @@ def test_a_run_without_result_files_uploads_nothing(tmp_path: Path, exit_code: i
     assert list(store.list()) == []
 
 
+def test_the_results_folders_run_json_describes_the_run_but_what_was_measured(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    results = tmp_path / "results"
+    described = RunManifest.parse(
+        {
+            "run_id": "checkout-42",
+            "suite": "checkout",
+            "scenario": "browse",
+            "environment": "staging",
+            "started_at": "2001-01-01T00:00:00Z",  # a template, dated long before any run
+            "finished_at": "2001-01-01T00:10:00Z",
+            "tool": "k6",
+            "service_version": "1.4.5",
+            "tags": {"trigger": "nightly", "exit_code": "9"},
+            "load_profile": {"vus": 50, "duration_s": 123456},
+        }
+    )
+    code, manifest, keys = collect_run(
+        store,
+        [sys.executable, "-c", FAILING_TEST, str(results), "0"],
+        suite="checkout",
+        scenario="smoke",  # an option given replaces the run.json's field
+        environment="staging",
+        results_dir=results,
+        interval=30.0,
+        described=described,
+    )
+
+    assert code == 0
+    assert keys[-1] == "raw/checkout/checkout-42/run.json"
+    stored = RunManifest.parse(store.get_bytes(keys[-1]))
+    assert (stored.run_id, stored.scenario, stored.tool, stored.service_version) == (
+        "checkout-42",
+        "smoke",
+        "k6",
+        "1.4.5",
+    )
+    assert stored.tags == {
+        "trigger": "nightly",
+        "collector": "metrics-pipeline run",
+        "exit_code": "0",
+    }
+    assert stored.load_profile.vus == 50
+    # Measured: the start, the end and the duration of this run, not the run.json's.
+    assert stored.started_at == manifest.started_at > described.finished_at
+    assert stored.finished_at > stored.started_at
+    assert stored.load_profile.duration_s == manifest.load_profile.duration_s != 123456
+
+
 def test_missing_command_is_127_and_uploads_nothing(tmp_path: Path, capsys) -> None:
     store = LocalObjectStore(root=str(tmp_path / "store"))
     code, manifest, keys = collect_run(
