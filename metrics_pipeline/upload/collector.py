@@ -305,6 +305,8 @@ def collect_run(
     results_dir = Path(results_dir)
     started_at = datetime.now(UTC)
     kept = described.described() if described else {}
+    # The exit code is this run's, known once the command ends.
+    tags = {k: v for k, v in kept.get("tags", {}).items() if k != EXIT_CODE_TAG}
     base = kept | {
         # Every run of a command is a new run: a random part keeps the ids of runs started in
         # the same second apart.
@@ -316,7 +318,7 @@ def collect_run(
         "environment": environment,
         "started_at": started_at,
         "tool": kept.get("tool") or (Path(command[0]).name if command else "")[:64] or "custom",
-        "tags": kept.get("tags", {}) | {"collector": COLLECTOR_TAG},
+        "tags": tags | {"collector": COLLECTOR_TAG},
     }
     base.pop("finished_at", None)  # measured below
     manifest = RunManifest.parse(base)

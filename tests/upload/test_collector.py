@@ -323,6 +323,7 @@ def test_the_results_folders_run_json_describes_the_run_but_what_was_measured(
     )
 
     assert code == 0
+    assert manifest.tags["exit_code"] == "0"  # this run's, not the run.json's
     assert keys[-1] == "raw/checkout/checkout-42/run.json"
     stored = RunManifest.parse(store.get_bytes(keys[-1]))
     assert (stored.run_id, stored.scenario, stored.tool, stored.service_version) == (
