@@ -10,8 +10,9 @@ Exit codes, the same for every command:
 * 2 bad usage or input: an unknown command or option, a missing argument, an invalid
   manifest, unreadable or missing files, a bad baseline file.
 
-``run`` exits with the load-test command's own code. Long loops (``upload`` over files,
-``ingest`` over files, ``demo`` and ``rebuild`` over runs) draw a progress bar on stderr.
+``run`` exits with the load-test command's own code (2 when that is 0 but the command left
+no result file, or for bad input). Long loops (``upload`` over files, ``ingest`` over files,
+``demo`` and ``rebuild`` over runs) draw a progress bar on stderr.
 """
 
 from __future__ import annotations

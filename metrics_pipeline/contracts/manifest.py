@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -23,6 +24,9 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Suites name a folder of the bucket just like run ids do, so they follow the same rule.
 CLOCK_SKEW = timedelta(minutes=5)
 NAME_RULE = "1-128 characters from A-Z a-z 0-9 . _ - and not '.' or '..'"
+# The tag `metrics-pipeline run` sets to the load-test command's exit code: a run whose command
+# failed is kept for inspection, never a baseline (``RunManifest.failed_exit_code``).
+EXIT_CODE_TAG = "exit_code"
 
 
 class ManifestError(MetricsPipelineError, ValueError):
@@ -34,6 +38,19 @@ def check_name(value: str, what: str = "run_id") -> str:
     if not RUN_ID_PATTERN.fullmatch(value) or value in {".", ".."}:
         raise ValueError(f"{what} {value!r} is not allowed: use {NAME_RULE}")
     return value
+
+
+def default_run_id(suite: str, started_at: datetime, distinct: str) -> str:
+    """``<suite>-<start, UTC, to the second>-<8 hex digits>``: the run id when none is given.
+
+    The digits are a digest of ``distinct``, which tells this run apart from others of the suite
+    started in the same second (e.g. the scenario and the files' names and sizes: uploading the
+    same files again gives the same id and replaces the run). The suite is cut so that the id
+    keeps within the 128 characters of ``NAME_RULE``.
+    """
+    digest = hashlib.sha256(distinct.encode()).hexdigest()[:8]
+    stamp = f"{as_utc(started_at):%Y%m%dT%H%M%S}-{digest}"
+    return f"{suite[: 128 - len(stamp) - 1]}-{stamp}"
 
 
 SafeName = Annotated[str, AfterValidator(check_name)]
@@ -101,6 +118,19 @@ class RunManifest(BaseModel):
         if end is None and self.load_profile.duration_s is not None:
             end = self.started_at + timedelta(seconds=self.load_profile.duration_s)
         return self.started_at - skew, None if end is None else end + skew
+
+    def described(self) -> dict[str, Any]:
+        """The fields its source sets (a folder's ``run.json``), as values ``parse`` takes,
+        without those the uploader writes about an upload (``files``, ``uploaded_by``): what
+        an upload of the folder keeps unless an option replaces it."""
+        return self.model_dump(exclude_unset=True, exclude={"files", "uploaded_by"})
+
+    @property
+    def failed_exit_code(self) -> str | None:
+        """The exit code of a load-test command that failed (the ``exit_code`` tag, when it is
+        not ``"0"``); None when the command succeeded or the tag is absent."""
+        code = self.tags.get(EXIT_CODE_TAG)
+        return None if code in (None, "0") else code
 
     @property
     def combination(self) -> tuple[str, str, str]:

@@ -12,6 +12,7 @@ accounted for: read = accepted + quarantined); ``error`` says the file's data is
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ __all__ = [
     "earliest_timestamp",
     "is_result_file",
     "iter_file",
+    "known_format",
     "measuring_tools",
     "read_results",
     "unreadable_files",
@@ -78,6 +80,8 @@ ADAPTERS = (
 )
 RESULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".jtl")
 MANIFEST_NAME = "run.json"
+# Folders of tools and dependencies, never of results (hidden folders are skipped too).
+SKIPPED_FOLDERS = frozenset({"node_modules", "venv", "__pycache__"})
 # The errors of files that are no result file at all (skipped, with a note), as opposed to a
 # result file that could not be read (damaged, truncated, over a limit: its data is missing).
 EMPTY_FILE = "empty file"
@@ -151,6 +155,18 @@ def iter_file(
         accounting.error = depth_reason(limits)
 
 
+def known_format(file: Path, limits: ReadLimits = DEFAULT_LIMITS) -> str | None:
+    """The name of the format ``file`` is recognised as from its first MiB (decompressed), as
+    ``iter_file`` would read it; None when it is empty, of no known format or cannot be read
+    from the start (missing, damaged gzip): no result file at all."""
+    try:
+        with file.open("rb") as stream:
+            adapter = detect(open_maybe_gzip(stream, limits), file.name, limits)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None if adapter is None else adapter.NAME
+
+
 def measuring_tools(accounting: Iterable[dict]) -> set[str]:
     """The load-testing tools whose own formats hold a run's requests (``TOOL`` of each
     adapter that read rows; the canonical and system-sample formats name no tool). Two tools
@@ -188,9 +204,39 @@ class ParsedResults:
     accounting: list[dict] = field(default_factory=list)
 
 
-def result_files(path: Path) -> list[Path]:
+def result_files(path: Path, skip: Iterable[Path] = ()) -> list[Path]:
+    """``path`` itself when it is a file, else the result files below the folder ``path``
+    (by name: ``is_result_file``), sorted.
+
+    Below ``path``, hidden folders (``.git``, ``.venv``, ``.metrics_home``...), the folders of
+    ``SKIPPED_FOLDERS`` and the folders ``skip`` names (the pipeline's own METRICS_HOME) are
+    not looked into: a load test run from a project's root must not take its dependencies'
+    ``package.json`` for results. ``path`` itself is looked into whatever its name.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and is_result_file(p.name))
+        skipped = {Path(folder).resolve() for folder in skip}
+        found = []
+        # Into linked folders too, as pathlib's rglob did before.
+        for folder, subfolders, names in os.walk(path, followlinks=True):
+            # Pruned in place, so os.walk never descends into them.
+            subfolders[:] = [
+                name
+                for name in subfolders
+                if not name.startswith(".")
+                and name not in SKIPPED_FOLDERS
+                and (not skipped or Path(folder, name).resolve() not in skipped)
+            ]
+            found += [
+                Path(folder, name)
+                for name in names
+                if is_result_file(name) and Path(folder, name).is_file()
+            ]
+        return sorted(found)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     return [path]

@@ -35,6 +35,10 @@ class UnsafeKeyError(MetricsPipelineError, ValueError):
     """An object key that could escape its folder or confuse a shell."""
 
 
+class StoreCredentialsError(MetricsPipelineError):
+    """No (or incomplete) credentials for the S3 store in boto3's chain."""
+
+
 def check_key(key: str) -> str:
     if (
         not key
@@ -217,6 +221,31 @@ class S3ObjectStore(ObjectStore):
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = field(default=None, repr=False)
     _client: object = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Found now, before the caller spends anything (a load test, reading files), and said
+        # plainly: botocore would raise NoCredentialsError at the first request.
+        if self.aws_access_key_id is None:
+            self._check_credentials()
+
+    def _check_credentials(self) -> None:
+        import boto3
+        from botocore.exceptions import PartialCredentialsError
+
+        # boto3.client() below uses this default session, which keeps what it resolves.
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        try:
+            found = boto3.DEFAULT_SESSION.get_credentials()
+        except PartialCredentialsError as exc:
+            raise StoreCredentialsError(
+                f"incomplete S3 credentials for {self.description}: {exc}"
+            ) from None
+        if found is None:
+            raise StoreCredentialsError(
+                f"no S3 credentials for {self.description}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or use an instance role)"
+            )
 
     @property
     def description(self) -> str:

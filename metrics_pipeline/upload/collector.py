@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +44,9 @@ from typing import Any
 
 import psutil
 
-from metrics_pipeline.contracts.manifest import RunManifest
-from metrics_pipeline.formats import result_files
+from metrics_pipeline.common.errors import MetricsPipelineError
+from metrics_pipeline.contracts.manifest import EXIT_CODE_TAG, RunManifest, default_run_id
+from metrics_pipeline.formats import known_format, result_files
 from metrics_pipeline.storage.objects import ObjectStore
 from metrics_pipeline.upload.uploader import upload_run
 
@@ -51,6 +54,16 @@ SAMPLES_NAME = "system-samples.jsonl"
 COLLECTOR_TAG = "metrics-pipeline run"
 EXIT_NOT_FOUND = 127  # the shell's codes for a command it cannot find / cannot execute
 EXIT_NOT_EXECUTABLE = 126
+
+
+class NoResultsError(MetricsPipelineError):
+    """The command ran but left no result file to upload (its results folder is missing, or
+    nothing was written there during the run): nothing was uploaded. ``exit_code`` is the
+    command's."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -266,26 +279,48 @@ def collect_run(
     run_id: str | None = None,
     results_dir: Path,
     interval: float = 1.0,
+    skip: Iterable[Path] = (),
+    upload_on_failure: bool = False,
+    described: RunManifest | None = None,
 ) -> tuple[int, RunManifest, list[str]]:
     """Run ``command`` with sampling, then upload its result files, the samples and the
     manifest (last) as one run. Returns (exit code, manifest, uploaded keys).
 
-    The run is uploaded whatever the exit code: a failed load test is data too. Only a command
-    that never started (127/126) uploads nothing, as nothing was measured. The manifest is
-    validated before the command runs, so a bad suite or run id costs no load test
-    (ManifestError).
+    The result files are those below ``results_dir`` (not in hidden or tool folders, nor in
+    ``skip``: see ``formats.result_files``) written during the run: a file that predates it
+    is left out, with a warning naming it.
+
+    A command that failed (exit code not 0) uploads nothing, unless ``upload_on_failure``:
+    the run then carries its ``exit_code`` tag, which makes ingest mark it invalid (kept for
+    inspection, never a baseline). A command that never started (127/126) uploads nothing
+    either way, as nothing was measured. The manifest is validated before the command runs, so
+    a bad suite or run id costs no load test (ManifestError). A run without a result file
+    (``results_dir`` missing after the command, or nothing written there during the run) is
+    not uploaded either: NoResultsError, as our samples alone are no load test's data.
+
+    ``described`` is the run.json of the results folder: its fields are kept where the
+    arguments give none (the run id, the tool, which is else the command's name) and what is
+    measured (start, end, duration, the tags ``collector`` and ``exit_code``) replaces them.
     """
     results_dir = Path(results_dir)
     started_at = datetime.now(UTC)
-    base = {
-        "run_id": run_id or f"{suite}-{started_at:%Y%m%dT%H%M%S}",
+    kept = described.described() if described else {}
+    # The exit code is this run's, known once the command ends.
+    tags = {k: v for k, v in kept.get("tags", {}).items() if k != EXIT_CODE_TAG}
+    base = kept | {
+        # Every run of a command is a new run: a random part keeps the ids of runs started in
+        # the same second apart.
+        "run_id": run_id
+        or kept.get("run_id")
+        or default_run_id(suite, started_at, secrets.token_hex(8)),
         "suite": suite,
         "scenario": scenario,
         "environment": environment,
         "started_at": started_at,
-        "tool": (Path(command[0]).name if command else "")[:64] or "custom",
-        "tags": {"collector": COLLECTOR_TAG},
+        "tool": kept.get("tool") or (Path(command[0]).name if command else "")[:64] or "custom",
+        "tags": tags | {"collector": COLLECTOR_TAG},
     }
+    base.pop("finished_at", None)  # measured below
     manifest = RunManifest.parse(base)
     clock = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="metrics-pipeline-run-") as tmp:
@@ -295,25 +330,46 @@ def collect_run(
         elapsed = time.monotonic() - clock
         if not samples.exists():
             return code, manifest, []
+        if code != 0 and not upload_on_failure:
+            print(
+                f"metrics-pipeline run: the command exited with {code}: run {manifest.run_id} "
+                "not uploaded (--upload-on-failure uploads it, marked failed: never a baseline)",
+                file=sys.stderr,
+            )
+            return code, manifest, []
         manifest = RunManifest.parse(
             base
             | {
                 "finished_at": datetime.now(UTC),
-                "load_profile": {"duration_s": round(elapsed, 3)},
-                "tags": {"collector": COLLECTOR_TAG, "exit_code": str(code)},
+                "load_profile": kept.get("load_profile", {}) | {"duration_s": round(elapsed, 3)},
+                "tags": base["tags"] | {EXIT_CODE_TAG: str(code)},
             }
         )
-        files = result_files(results_dir) if results_dir.exists() else []
-        _warn_about(files, started_at)
+        if not results_dir.is_dir():
+            problem = "is not a folder" if results_dir.exists() else "does not exist"
+            raise NoResultsError(
+                f"results folder {results_dir} {problem} after the command: nothing uploaded "
+                "(--results names the folder the tool writes its files to)",
+                code,
+            )
+        files = _written_during(result_files(results_dir, skip), started_at)
+        if not any(known_format(file) for file in files):
+            raise NoResultsError(
+                f"no result file of a known format was written to {results_dir} during the "
+                "run: nothing uploaded",
+                code,
+            )
         if samples.stat().st_size:  # an empty file would only be reported as unreadable
             files.append(samples)
         keys = upload_run(store, files, manifest, root=results_dir)
     return code, manifest, keys
 
 
-def _warn_about(files: list[Path], started_at: datetime) -> None:
-    """Say when a tool file would be overwritten by our samples, and when a file predates the
-    run (left over from an earlier one in a reused folder?)."""
+def _written_during(files: list[Path], started_at: datetime) -> list[Path]:
+    """The files written since ``started_at``; a warning for each other one (left over from an
+    earlier run in a reused folder, or a project's own file), and for a tool file that our
+    samples would overwrite."""
+    written = []
     for file in files:
         if file.name == SAMPLES_NAME:
             print(
@@ -324,6 +380,10 @@ def _warn_about(files: list[Path], started_at: datetime) -> None:
         # 2 s of slack for file systems with coarse timestamps.
         if file.stat().st_mtime < started_at.timestamp() - 2:
             print(
-                f"metrics-pipeline run: warning: {file} was not written during this run",
+                f"metrics-pipeline run: warning: {file} was not written during this run: "
+                "not uploaded",
                 file=sys.stderr,
             )
+        else:
+            written.append(file)
+    return written

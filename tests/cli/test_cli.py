@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -445,11 +447,274 @@ def test_run_collects_uploads_and_exits_with_the_commands_code(tmp_path, monkeyp
     result = runner.invoke(app, args)
     assert result.exit_code == 4, result.output
     uploaded = tmp_path / "objects" / "loadtests" / "raw" / "s" / "c-1"
+    assert not uploaded.exists()  # a failed load test is no run, unless asked for
+    assert "exited with 4: run c-1 not uploaded" in result.stderr
+
+    command = args.index("--")
+    result = runner.invoke(app, [*args[:command], "--upload-on-failure", *args[command:]])
+    assert result.exit_code == 4, result.output
     assert sorted(p.name for p in uploaded.iterdir()) == [
         "r.ndjson",
         "run.json",
         "system-samples.jsonl",
     ]
+
+
+def test_run_from_a_project_root_uploads_only_what_the_run_wrote(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)  # the default --results is the working folder
+    monkeypatch.setenv("METRICS_HOME", str(project / "metrics-data"))
+    (project / "tsconfig.json").write_text("{}")
+    an_hour_ago = time.time() - 3600
+    os.utime(project / "tsconfig.json", (an_hour_ago, an_hour_ago))
+    script = (
+        "import json, os, time\n"
+        "for name in ('results/r.ndjson', 'node_modules/x/package.json', '.cache/c.json',"
+        " 'metrics-data/m.ndjson'):\n"
+        "    os.makedirs(os.path.dirname(name), exist_ok=True)\n"
+        "    open(name, 'w').write(json.dumps({'ts': time.time(), 'endpoint': '/a',"
+        " 'latency_ms': 3}) + '\\n')\n"
+    )
+    args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--run-id", "p-1"]
+    result = runner.invoke(app, [*args, "--interval", "30", "--", sys.executable, "-c", script])
+    assert result.exit_code == 0, result.output
+    assert "tsconfig.json was not written during this run" in result.stderr
+    uploaded = project / "metrics-data" / "objects" / "loadtests" / "raw" / "s" / "p-1"
+    assert sorted(p.relative_to(uploaded).as_posix() for p in uploaded.rglob("*")) == [
+        "results",
+        "results/r.ndjson",
+        "run.json",
+    ]
+
+
+def test_run_without_result_files_fails_and_uploads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--interval", "30"]
+    command = ["--", sys.executable, "-c", "pass"]
+    result = runner.invoke(app, [*args, "--results", str(tmp_path / "missing"), *command])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: results folder {tmp_path / 'missing'} does not exist after the command: "
+        "nothing uploaded (--results names the folder the tool writes its files to)"
+    ]
+    (tmp_path / "results").mkdir()
+    result = runner.invoke(app, [*args, "--results", str(tmp_path / "results"), *command])
+    assert result.exit_code == 2, result.output
+    assert "no result file of a known format was written to" in result.stderr
+    assert not (tmp_path / "home" / "objects").exists()
+
+
+def test_upload_ingest_and_run_say_what_is_wrong_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    line = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
+    (tmp_path / "one.json").write_text(line)
+    (tmp_path / "notes.txt").write_text(line)
+
+    def error(*command: str) -> str:
+        result = runner.invoke(app, [*command])
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+        [message] = result.stderr.strip().splitlines()
+        return message
+
+    missing = str(tmp_path / "missing")
+    assert error("upload", missing, *args) == f"error: {missing}: no such file or folder"
+    assert "notes.txt is not named like a result file (.ndjson, .jsonl" in error(
+        "upload", str(tmp_path / "notes.txt"), *args
+    )
+    # One result file is a one-file run.
+    result = runner.invoke(app, ["upload", str(tmp_path / "one.json"), *args, "--run-id", "one"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "home" / "objects" / "loadtests" / "raw" / "s" / "one"
+    assert sorted(p.name for p in run.iterdir()) == ["one.json", "run.json"]
+
+    monkeypatch.setenv("METRICS_STORE", "s4")
+    s4 = "error: METRICS_STORE must be 'local' or 's3', not 's4'"
+    assert error("upload", str(tmp_path / "one.json"), *args) == s4
+    assert error("ingest", str(tmp_path / "one.json"), *args) == s4
+    assert error("run", *args, "--", sys.executable, "-c", "pass") == s4
+
+
+def test_s3_without_credentials_is_one_line_before_the_load_test_runs(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env |= {
+        "METRICS_HOME": str(tmp_path / "home"),
+        "METRICS_STORE": "s3",
+        "METRICS_S3_ENDPOINT_URL": "http://127.0.0.1:9",  # never reached
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance role to ask for
+    }
+    (tmp_path / "one.json").write_text(
+        '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
+    )
+    ran = tmp_path / "ran"
+    cli = str(Path(sys.executable).parent / "metrics-pipeline")
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    for command in (
+        ["upload", str(tmp_path / "one.json"), *args],
+        ["run", *args, "--", sys.executable, "-c", f"open({str(ran)!r}, 'w')"],
+    ):
+        done = subprocess.run([cli, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "error: no S3 credentials for s3://loadtests at http://127.0.0.1:9: set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or use an instance "
+            "role)"
+        ]
+    assert not ran.exists()
+
+
+def test_upload_refuses_a_folder_without_a_result_file_of_a_known_format(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "garbage"
+    folder.mkdir()
+    (folder / "garbage.json").write_bytes(b"\x00\x93 not a load test")
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    result = runner.invoke(app, ["upload", str(folder), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: no result file of a known format in {folder} (1 file(s) of no known format): "
+        "nothing uploaded"
+    )
+    assert not (tmp_path / "home" / "objects").exists()
+
+
+def test_uploads_started_in_the_same_second_get_their_own_run_ids(
+    fixtures_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    stats = (fixtures_dir / "locust" / "locust_stats.csv").read_text()  # no timestamps
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "locust_stats.csv").write_text(stats + "\n" * (name == "b"))
+    raw = tmp_path / "home" / "objects" / "loadtests" / "raw" / "s"
+
+    def upload(folder: str, *more: str) -> str:
+        args = ["--suite", "s", "--scenario", "x", "--env", "e", *more]
+        result = runner.invoke(app, ["upload", str(tmp_path / folder), *args])
+        assert result.exit_code == 0, result.output
+        [run_id] = re.findall(r"uploaded run (\S+) ", result.output)
+        return run_id
+
+    # Files without timestamps start now: two uploads of the same files are two runs.
+    first, second = upload("a"), upload("a")
+    # Two runs of the suite started in the same second, with other files or another scenario.
+    same_second = ["--started-at", "2031-03-15T02:00:00Z"]
+    other_files = upload("a", *same_second), upload("b", *same_second)
+    other_scenario = upload("a", *same_second[:1], "2031-03-15T02:00:00.5Z", "--scenario", "y")
+    ids = {first, second, *other_files, other_scenario}
+    assert len(ids) == 5
+    assert all(re.fullmatch(r"s-\d{8}T\d{6}-[0-9a-f]{8}", run_id) for run_id in ids)
+    assert other_files[0].startswith("s-20310315T020000-")
+    assert other_scenario.startswith("s-20310315T020000-")
+    assert sorted(p.name for p in raw.iterdir()) == sorted(ids)
+    assert all((raw / run_id / "run.json").is_file() for run_id in ids)
+    # The same files, started at the same time, are the same run: uploaded again, replaced.
+    assert upload("a", *same_second) == other_files[0]
+
+
+RUN_JSON = {
+    "run_id": "checkout-42",
+    "suite": "checkout",
+    "scenario": "browse",
+    "environment": "staging",
+    "started_at": "2026-11-01T00:00:00Z",
+    "tool": "k6",
+    "service_version": "1.4.5",
+    "git_sha": "5eed0c1",
+    "tags": {"trigger": "nightly"},
+    "load_profile": {"vus": 50},
+    "baseline": "checkout-41",
+    "files": [{"name": "gone.ndjson", "size": 1}],  # of an earlier upload: written anew
+    "uploaded_by": "someone@elsewhere",
+}
+
+
+def test_upload_ingest_and_run_keep_the_folders_run_json_and_let_options_override(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "out.ndjson").write_text(
+        '{"ts": "2026-11-01T00:00:01Z", "endpoint": "/a", "latency_ms": 1}\n'
+    )
+    (folder / "run.json").write_text(json.dumps(RUN_JSON))
+
+    result = runner.invoke(app, ["upload", str(folder), "--scenario", "checkout-flow"])
+    assert result.exit_code == 0, result.output
+    uploaded = tmp_path / "home" / "objects" / "loadtests" / "raw" / "checkout" / "checkout-42"
+    stored = json.loads((uploaded / "run.json").read_text())
+    unchanged = {k: v for k, v in RUN_JSON.items() if k not in {"scenario", "files", "uploaded_by"}}
+    assert stored == stored | unchanged | {"scenario": "checkout-flow"}
+    size = (folder / "out.ndjson").stat().st_size
+    assert stored["files"] == [{"name": "out.ndjson", "size": size}]
+    assert stored["uploaded_by"] != "someone@elsewhere"
+
+    result = runner.invoke(app, ["ingest", str(folder), "--run-id", "checkout-43"])
+    assert result.exit_code == 0, result.output
+    runs = Warehouse(tmp_path / "home" / "warehouse").read("runs", ["checkout-43"])
+    run = runs.row(0, named=True)
+    assert (run["suite"], run["scenario"], run["tool"], run["service_version"]) == (
+        "checkout",
+        "browse",
+        "k6",
+        "1.4.5",
+    )
+    assert (run["git_sha"], run["baseline"]) == ("5eed0c1", "checkout-41")
+
+    write = (
+        "import json, sys, time; open(sys.argv[1], 'w').write(json.dumps("
+        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 3}) + '\\n')"
+    )
+    load_test = ["--", sys.executable, "-c", write, str(folder / "new.ndjson")]
+    an_hour_ago = time.time() - 3600
+    os.utime(folder / "out.ndjson", (an_hour_ago, an_hour_ago))  # of the earlier run
+    result = runner.invoke(app, ["run", "--results", str(folder), "--interval", "30", *load_test])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((uploaded / "run.json").read_text())
+    assert [file["name"] for file in stored["files"]] == ["new.ndjson"]
+    measured = {"started_at", "tags", "load_profile"}
+    assert stored == stored | {k: v for k, v in unchanged.items() if k not in measured}
+    assert stored["load_profile"]["vus"] == 50
+    assert stored["tags"] == {"trigger": "nightly", "collector": "metrics-pipeline run"} | {
+        "exit_code": "0"
+    }
+    assert stored["started_at"] != RUN_JSON["started_at"]
+
+
+def test_an_invalid_run_json_or_missing_options_are_one_line_and_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "out.ndjson").write_text(
+        '{"ts": "2026-11-01T00:00:01Z", "endpoint": "/a", "latency_ms": 1}\n'
+    )
+    result = runner.invoke(app, ["upload", str(folder), "--suite", "s"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "error: missing option --scenario, --env (or a run.json in the folder naming it)"
+    )
+    (folder / "run.json").write_text(json.dumps(RUN_JSON | {"tool": "", "colour": "red"}))
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    ran = tmp_path / "ran"
+    load_test = ["--", sys.executable, "-c", f"open({str(ran)!r}, 'w')"]
+    for command in (
+        ["upload", str(folder), *args],
+        ["ingest", str(folder), *args],
+        ["run", "--results", str(folder), *args, *load_test],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: invalid manifest {folder / 'run.json'}: tool: ")
+        assert "colour: Extra inputs are not permitted" in line
+    assert not ran.exists()  # refused before the load test
+    assert not (tmp_path / "home" / "objects").exists()
+    assert not (tmp_path / "home" / "warehouse").exists()
 
 
 def test_upload_keeps_subfolders_apart(tmp_path, monkeypatch):
@@ -512,11 +777,14 @@ def test_cli_ingest_validates_and_summarises_as_the_pipeline_does(
 
 def test_cli_ingest_of_a_run_without_data_marks_it_invalid_and_exits_1(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_HOME", str(tmp_path))
-    empty = tmp_path / "empty.ndjson"
-    empty.write_text("")
+    samples = tmp_path / "samples.ndjson"  # machine samples, but no request or interval
+    samples.write_text(
+        '{"record": "resources", "ts": "2031-03-15T02:00:01Z", "host": "h", "metric": "cpu_pct",'
+        ' "value": 10}\n'
+    )
     args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "empty-1"]
     result = runner.invoke(
-        app, ["ingest", str(empty), *args, "--started-at", "2031-03-15T02:00:00Z"]
+        app, ["ingest", str(samples), *args, "--started-at", "2031-03-15T02:00:00Z"]
     )
     assert result.exit_code == 1, result.output
     assert "run empty-1 is invalid" in result.output and "no request or interval data" in (
@@ -524,6 +792,23 @@ def test_cli_ingest_of_a_run_without_data_marks_it_invalid_and_exits_1(tmp_path,
     )
     run = Warehouse(tmp_path / "warehouse").read("runs", ["empty-1"]).row(0, named=True)
     assert run["valid"] is False and "no request or interval data" in run["invalid_reason"]
+
+
+def test_cli_ingest_without_a_result_file_writes_nothing_and_exits_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path / "home"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "empty.ndjson").write_text("")
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci"]
+    for folder, files in (("empty", ""), ("blank", " (1 file(s) of no known format)")):
+        for _ in range(2):  # a retry adds nothing either
+            result = runner.invoke(app, ["ingest", str(tmp_path / folder), *args])
+            assert result.exit_code == 2, result.output
+            assert result.stderr.strip() == (
+                f"error: no result file of a known format in {tmp_path / folder}{files}: "
+                "nothing ingested"
+            )
+    assert not (tmp_path / "home" / "warehouse").exists()  # not even opened
 
 
 def test_compare_measures_the_run_noise_on_the_combinations_earlier_runs(

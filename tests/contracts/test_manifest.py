@@ -1,12 +1,17 @@
 """Tests of the run manifest contract and the canonical schemas (design section 4)."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import polars as pl
 import pytest
 
-from metrics_pipeline.contracts.manifest import ManifestError, RunManifest
+from metrics_pipeline.contracts.manifest import (
+    ManifestError,
+    RunManifest,
+    check_name,
+    default_run_id,
+)
 from metrics_pipeline.contracts.tables import SCHEMAS, conform
 
 NAME_RULE_TEXT = "1-128 characters from A-Z a-z 0-9 . _ -"
@@ -187,3 +192,13 @@ def test_conform_of_an_empty_frame_gives_the_empty_table():
 
 def test_conform_keeps_the_row_count_when_no_schema_column_is_present():
     assert conform("requests", pl.DataFrame({"unrelated": [1, 2, 3]})).height == 3
+
+
+def test_default_run_id_is_a_valid_id_for_the_longest_suite():
+    started = datetime(2031, 3, 15, 4, 0, 0, 500_000, tzinfo=timezone(timedelta(hours=2)))
+    run_id = default_run_id("checkout", started, "x")
+    assert run_id == default_run_id("checkout", started, "x")  # same input, same id
+    assert run_id != default_run_id("checkout", started, "y")
+    assert run_id.startswith("checkout-20310315T020000-")  # the start in UTC
+    longest = default_run_id("s" * 128, started, "x")
+    assert len(longest) == 128 and check_name(longest) == longest

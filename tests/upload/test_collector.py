@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import psutil
 import pytest
 
+from metrics_pipeline.analysis.verdicts import choose_baseline
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.formats import read_results
+from metrics_pipeline.ingest.files import ingest_from_store, validate_run
 from metrics_pipeline.storage.objects import LocalObjectStore, parse_new_run_marker
 from metrics_pipeline.upload import collector
 from metrics_pipeline.upload.collector import (
     SAMPLES_NAME,
+    NoResultsError,
     SystemSampler,
     collect_run,
     run_and_collect,
@@ -84,7 +89,10 @@ def test_run_uploads_results_samples_and_manifest_last(tmp_path: Path) -> None:
 
     assert code == 0
     prefix = f"raw/checkout/{manifest.run_id}/"
-    assert manifest.run_id == f"checkout-{manifest.started_at:%Y%m%dT%H%M%S}"
+    # <suite>-<start, UTC>-<8 random hex digits>: runs started in the same second differ.
+    assert re.fullmatch(
+        f"checkout-{manifest.started_at:%Y%m%dT%H%M%S}-[0-9a-f]{{8}}", manifest.run_id
+    )
     expected = [prefix + "requests.ndjson", prefix + SAMPLES_NAME, prefix + "run.json"]
     assert keys == expected
     # The manifest, which marks the run complete, came last; then the marker announcing it.
@@ -128,40 +136,212 @@ def test_run_uploads_results_samples_and_manifest_last(tmp_path: Path) -> None:
     assert (cpu["value"] / 100 * seconds).sum() >= 0.5
 
 
-def test_failed_command_is_still_uploaded(tmp_path: Path) -> None:
+# Writes a result file, a dependency's package.json and a file into the pipeline's home, all
+# below the folder argv[1] (a project's root, the default --results of `run`).
+PROJECT_TEST = """
+import json, os, sys
+from datetime import datetime, timezone
+root = sys.argv[1]
+line = json.dumps({"ts": datetime.now(timezone.utc).isoformat(), "endpoint": "/a", "latency_ms": 3})
+for name in ("out/requests.ndjson", "node_modules/pkg/package.json", "home/objects/x.ndjson"):
+    os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+    with open(os.path.join(root, name), "w") as out:
+        out.write(line + "\\n")
+"""
+
+
+def test_only_result_files_written_during_the_run_are_uploaded(tmp_path: Path, capsys) -> None:
     store = LocalObjectStore(root=str(tmp_path / "store"))
-    code, manifest, keys = collect_run(
+    project = tmp_path / "project"
+    project.mkdir()
+    old = project / "old.ndjson"  # left over from an earlier run in the same folder
+    old.write_text('{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n')
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    (project / ".venv" / "lib").mkdir(parents=True)
+    (project / ".venv" / "lib" / "data.json").write_text("{}")
+
+    code, _, keys = collect_run(
         store,
-        [sys.executable, "-c", "import time; time.sleep(0.35); raise SystemExit(3)"],
+        [sys.executable, "-c", PROJECT_TEST, str(project)],
+        suite="checkout",
+        scenario="smoke",
+        environment="ci",
+        run_id="project-1",
+        results_dir=project,
+        interval=30.0,
+        skip=[project / "home"],
+    )
+
+    assert code == 0
+    assert keys == ["raw/checkout/project-1/out/requests.ndjson", "raw/checkout/project-1/run.json"]
+    assert f"{old} was not written during this run: not uploaded" in capsys.readouterr().err
+
+
+# Writes five requests into the folder argv[1], then exits with the code argv[2].
+FAILING_TEST = """
+import json, os, sys
+from datetime import datetime, timezone
+os.makedirs(sys.argv[1], exist_ok=True)
+with open(os.path.join(sys.argv[1], "requests.ndjson"), "w") as out:
+    for _ in range(5):
+        ts = datetime.now(timezone.utc).isoformat()
+        out.write(json.dumps({"ts": ts, "endpoint": "/a", "latency_ms": 3}) + "\\n")
+raise SystemExit(int(sys.argv[2]))
+"""
+
+
+def test_a_failed_command_uploads_nothing(tmp_path: Path, capsys) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    results = tmp_path / "results"
+    code, _, keys = collect_run(
+        store,
+        [sys.executable, "-c", FAILING_TEST, str(results), "3"],
         suite="checkout",
         scenario="smoke",
         environment="ci",
         run_id="failed-1",
-        results_dir=tmp_path / "never-created",
+        results_dir=results,
         interval=0.1,
     )
 
     assert code == 3
-    assert keys == ["raw/checkout/failed-1/" + SAMPLES_NAME, "raw/checkout/failed-1/run.json"]
-    stored = RunManifest.parse(store.get_bytes("raw/checkout/failed-1/run.json"))
-    assert stored.run_id == manifest.run_id == "failed-1"
-    assert stored.tags["exit_code"] == "3"
+    assert keys == []
+    assert list(store.list()) == []
+    assert "exited with 3: run failed-1 not uploaded (--upload-on-failure" in (
+        capsys.readouterr().err
+    )
 
 
-def test_command_shorter_than_the_interval_uploads_the_manifest(tmp_path: Path) -> None:
+def test_a_failed_command_uploaded_on_request_is_never_a_baseline(
+    tmp_path: Path, store, warehouse
+) -> None:
+    results = tmp_path / "results"
+    for run_id, exit_code in (("ok-1", "0"), ("failed-1", "3")):
+        code, manifest, keys = collect_run(
+            store,
+            [sys.executable, "-c", FAILING_TEST, str(results), exit_code],
+            suite="checkout",
+            scenario="smoke",
+            environment="ci",
+            run_id=run_id,
+            results_dir=results,
+            interval=30.0,
+            upload_on_failure=True,
+        )
+        assert code == int(exit_code)
+        assert keys == [f"raw/checkout/{run_id}/requests.ndjson", f"raw/checkout/{run_id}/run.json"]
+        stored = RunManifest.parse(store.get_bytes(f"raw/checkout/{run_id}/run.json"))
+        assert stored.tags["exit_code"] == exit_code
+        report = ingest_from_store(store, warehouse, run_id)
+        validate_run(warehouse, report.manifest, report.file_errors)
+
+    runs = warehouse.read("runs")
+    failed = runs.filter(pl.col("run_id") == "failed-1").row(0, named=True)
+    assert failed["valid"] is False
+    assert failed["invalid_reason"] == "the load-test command failed (exit code 3)"
+    later = {
+        "run_id": "next",
+        "suite": "checkout",
+        "scenario": "smoke",
+        "environment": "ci",
+        "started_at": manifest.started_at + timedelta(hours=1),
+        "baseline": None,
+    }
+    assert choose_baseline(runs, later, set()) == ["ok-1"]
+
+
+def test_command_shorter_than_the_interval_uploads_no_empty_samples(tmp_path: Path) -> None:
     store = LocalObjectStore(root=str(tmp_path / "store"))
+    results = tmp_path / "results"
     code, _, keys = collect_run(
         store,
-        [sys.executable, "-c", "pass"],
+        [sys.executable, "-c", FAILING_TEST, str(results), "0"],
         suite="s",
         scenario="x",
         environment="e",
         run_id="quick",
-        results_dir=tmp_path,
+        results_dir=results,
         interval=30.0,  # returns when the command ends, not after the interval
     )
     assert code == 0
-    assert keys == ["raw/s/quick/run.json"]  # no empty samples file
+    assert keys == ["raw/s/quick/requests.ndjson", "raw/s/quick/run.json"]  # no empty samples
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_a_run_without_result_files_uploads_nothing(tmp_path: Path, exit_code: int) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    command = [sys.executable, "-c", f"raise SystemExit({exit_code})"]
+    run = {"suite": "s", "scenario": "x", "environment": "e", "interval": 0.1}
+    missing = tmp_path / "never-created"
+    with pytest.raises(NoResultsError, match="never-created does not exist after the command"):
+        collect_run(store, command, results_dir=missing, upload_on_failure=True, **run)
+    results = tmp_path / "results"
+    results.mkdir()
+    nothing = "no result file of a known format was written to"
+    with pytest.raises(NoResultsError, match=nothing) as info:
+        collect_run(store, command, results_dir=results, upload_on_failure=True, **run)
+    assert info.value.exit_code == exit_code
+    # A file of no known format is no result either.
+    payload = '{"comment": 1}'
+    notes = f"open({str(results / 'notes.json')!r}, 'w').write({payload!r})"
+    command = [sys.executable, "-c", f"{notes}; raise SystemExit({exit_code})"]
+    with pytest.raises(NoResultsError, match=nothing):
+        collect_run(store, command, results_dir=results, upload_on_failure=True, **run)
+    assert (results / "notes.json").read_text() == payload
+    assert list(store.list()) == []
+
+
+def test_the_results_folders_run_json_describes_the_run_but_what_was_measured(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    results = tmp_path / "results"
+    described = RunManifest.parse(
+        {
+            "run_id": "checkout-42",
+            "suite": "checkout",
+            "scenario": "browse",
+            "environment": "staging",
+            "started_at": "2001-01-01T00:00:00Z",  # a template, dated long before any run
+            "finished_at": "2001-01-01T00:10:00Z",
+            "tool": "k6",
+            "service_version": "1.4.5",
+            "tags": {"trigger": "nightly", "exit_code": "9"},
+            "load_profile": {"vus": 50, "duration_s": 123456},
+        }
+    )
+    code, manifest, keys = collect_run(
+        store,
+        [sys.executable, "-c", FAILING_TEST, str(results), "0"],
+        suite="checkout",
+        scenario="smoke",  # an option given replaces the run.json's field
+        environment="staging",
+        results_dir=results,
+        interval=30.0,
+        described=described,
+    )
+
+    assert code == 0
+    assert manifest.tags["exit_code"] == "0"  # this run's, not the run.json's
+    assert keys[-1] == "raw/checkout/checkout-42/run.json"
+    stored = RunManifest.parse(store.get_bytes(keys[-1]))
+    assert (stored.run_id, stored.scenario, stored.tool, stored.service_version) == (
+        "checkout-42",
+        "smoke",
+        "k6",
+        "1.4.5",
+    )
+    assert stored.tags == {
+        "trigger": "nightly",
+        "collector": "metrics-pipeline run",
+        "exit_code": "0",
+    }
+    assert stored.load_profile.vus == 50
+    # Measured: the start, the end and the duration of this run, not the run.json's.
+    assert stored.started_at == manifest.started_at > described.finished_at
+    assert stored.finished_at > stored.started_at
+    assert stored.load_profile.duration_s == manifest.load_profile.duration_s != 123456
 
 
 def test_missing_command_is_127_and_uploads_nothing(tmp_path: Path, capsys) -> None:

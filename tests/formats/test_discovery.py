@@ -1,0 +1,54 @@
+"""Which files of a folder are a run's result files: tools' and dependencies' folders are not
+looked into (a load test run from a project's root)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metrics_pipeline.formats import result_files
+
+LINE = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
+
+
+def write(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(LINE)
+
+
+def test_hidden_vendor_and_home_folders_are_not_looked_into(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "results/out.ndjson",
+        "top.json",
+        "node_modules/left-pad/package.json",
+        "web/node_modules/x/package.json",
+        ".venv/lib/python3.11/site-packages/pkg/data.json",
+        "venv/lib/data.json",
+        "src/__pycache__/cache.json",
+        ".git/info.json",
+        ".metrics_home/objects/loadtests/raw/s/r/requests.ndjson",
+        "metrics-data/objects/x.ndjson",
+        ".hidden.json",  # a hidden file, not a folder: kept
+    )
+    found = result_files(tmp_path, skip=[tmp_path / "metrics-data"])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        ".hidden.json",
+        "results/out.ndjson",
+        "top.json",
+    ]
+
+
+def test_the_folder_given_is_looked_into_whatever_its_name(tmp_path: Path) -> None:
+    write(tmp_path, ".results/out.ndjson", "node_modules/out.ndjson")
+    assert result_files(tmp_path / ".results") == [tmp_path / ".results" / "out.ndjson"]
+    assert result_files(tmp_path / "node_modules") == [tmp_path / "node_modules" / "out.ndjson"]
+
+
+def test_a_file_is_itself_and_a_missing_path_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "out.ndjson")
+    assert result_files(tmp_path / "out.ndjson") == [tmp_path / "out.ndjson"]
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        result_files(tmp_path / "missing")
