@@ -144,19 +144,11 @@ def run(
         Path, typer.Option("--results", help="Folder where the tool writes its result files.")
     ] = Path("."),
     interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 1.0,
-    upload_on_failure: Annotated[
-        bool,
-        typer.Option(
-            "--upload-on-failure",
-            help="Upload the run also when the command fails (exit code not 0); it is then "
-            "marked invalid: kept for inspection, never a baseline.",
-        ),
-    ] = False,
 ) -> None:
     """Run a load test, sample system metrics meanwhile, then upload results, samples and a
     manifest as one run: the result files below --results written during the run (hidden and
-    tool folders such as node_modules, and METRICS_HOME, are not looked into). A command that
-    fails uploads nothing unless --upload-on-failure, nor does a run without a result file.
+    tool folders such as node_modules, and METRICS_HOME, are not looked into), whatever the
+    command's exit code (kept as the tag exit_code); a run without such a file is not uploaded.
     A run.json in --results is the run's manifest, each option given replacing its field, and
     what was measured (start, end, duration, the tags collector and exit_code) replacing both.
     Exits with the command's exit code; 2 when that is 0 but no result file was written."""
@@ -181,7 +173,6 @@ def run(
             results_dir=results,
             interval=interval,
             skip=[settings.home],
-            upload_on_failure=upload_on_failure,
         )
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")

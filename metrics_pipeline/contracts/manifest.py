@@ -24,8 +24,7 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Suites name a folder of the bucket just like run ids do, so they follow the same rule.
 CLOCK_SKEW = timedelta(minutes=5)
 NAME_RULE = "1-128 characters from A-Z a-z 0-9 . _ - and not '.' or '..'"
-# The tag `metrics-pipeline run` sets to the load-test command's exit code: a run whose command
-# failed is kept for inspection, never a baseline (``RunManifest.failed_exit_code``).
+# The tag `metrics-pipeline run` sets to the load-test command's exit code.
 EXIT_CODE_TAG = "exit_code"
 
 
@@ -124,13 +123,6 @@ class RunManifest(BaseModel):
         without those the uploader writes about an upload (``files``, ``uploaded_by``): what
         an upload of the folder keeps unless an option replaces it."""
         return self.model_dump(exclude_unset=True, exclude={"files", "uploaded_by"})
-
-    @property
-    def failed_exit_code(self) -> str | None:
-        """The exit code of a load-test command that failed (the ``exit_code`` tag, when it is
-        not ``"0"``); None when the command succeeded or the tag is absent."""
-        code = self.tags.get(EXIT_CODE_TAG)
-        return None if code in (None, "0") else code
 
     @property
     def combination(self) -> tuple[str, str, str]:

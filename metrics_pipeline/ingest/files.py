@@ -287,13 +287,10 @@ def validate_run(
 
     An invalid run keeps its rows (they can be inspected) but is excluded from baselines. A
     file that could not be read (``file_errors`` of the ingest) makes the run invalid too: its
-    data is incomplete; so does a load-test command that failed (the manifest's ``exit_code``
-    tag): its data may be of a test cut short.
+    data is incomplete.
     """
     run_id = manifest.run_id
     results, problems = [], [f"file not read: {error}" for error in file_errors]
-    if manifest.failed_exit_code is not None:
-        problems.append(f"the load-test command failed (exit code {manifest.failed_exit_code})")
     for table in SUITES:
         files = warehouse.files(table, [run_id])
         # Parquet footers only: a table the run has no rows of has no suite to meet.

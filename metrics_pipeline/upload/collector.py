@@ -280,7 +280,6 @@ def collect_run(
     results_dir: Path,
     interval: float = 1.0,
     skip: Iterable[Path] = (),
-    upload_on_failure: bool = False,
     described: RunManifest | None = None,
 ) -> tuple[int, RunManifest, list[str]]:
     """Run ``command`` with sampling, then upload its result files, the samples and the
@@ -290,13 +289,15 @@ def collect_run(
     ``skip``: see ``formats.result_files``) written during the run: a file that predates it
     is left out, with a warning naming it.
 
-    A command that failed (exit code not 0) uploads nothing, unless ``upload_on_failure``:
-    the run then carries its ``exit_code`` tag, which makes ingest mark it invalid (kept for
-    inspection, never a baseline). A command that never started (127/126) uploads nothing
-    either way, as nothing was measured. The manifest is validated before the command runs, so
-    a bad suite or run id costs no load test (ManifestError). A run without a result file
-    (``results_dir`` missing after the command, or nothing written there during the run) is
-    not uploaded either: NoResultsError, as our samples alone are no load test's data.
+    The run is uploaded whatever the exit code, with it in the ``exit_code`` tag: a failed
+    load test is data too (k6 exits 99 when a threshold fails, Locust 1 when a request
+    failed: just the runs a regression check must see). Only a command that never started
+    (127/126) uploads nothing, as nothing was measured; a command that died before writing
+    its files leaves no result file written during the run (below). The manifest is validated
+    before the command runs, so a bad suite or run id costs no load test (ManifestError). A
+    run without a result file (``results_dir`` missing after the command, or nothing written
+    there during the run) is not uploaded: NoResultsError, as our samples alone are no load
+    test's data.
 
     ``described`` is the run.json of the results folder: its fields are kept where the
     arguments give none (the run id, the tool, which is else the command's name) and what is
@@ -329,13 +330,6 @@ def collect_run(
         code = run_and_collect(command, interval=interval, samples_path=samples)
         elapsed = time.monotonic() - clock
         if not samples.exists():
-            return code, manifest, []
-        if code != 0 and not upload_on_failure:
-            print(
-                f"metrics-pipeline run: the command exited with {code}: run {manifest.run_id} "
-                "not uploaded (--upload-on-failure uploads it, marked failed: never a baseline)",
-                file=sys.stderr,
-            )
             return code, manifest, []
         manifest = RunManifest.parse(
             base
