@@ -300,7 +300,7 @@ def collect_run(
     test's data.
 
     ``described`` is the run.json of the results folder: its fields are kept where the
-    arguments give none (the run id, the tool, which is else the command's name) and what is
+    arguments give none (the tool, which is else the command's name; not its run id) and what is
     measured (start, end, duration, the tags ``collector`` and ``exit_code``) replaces them.
     """
     results_dir = Path(results_dir)
@@ -309,11 +309,10 @@ def collect_run(
     # The exit code is this run's, known once the command ends.
     tags = {k: v for k, v in kept.get("tags", {}).items() if k != EXIT_CODE_TAG}
     base = kept | {
-        # Every run of a command is a new run: a random part keeps the ids of runs started in
-        # the same second apart.
-        "run_id": run_id
-        or kept.get("run_id")
-        or default_run_id(suite, started_at, secrets.token_hex(8)),
+        # Every run of a command is a new run: a run.json in the results folder describes the
+        # runs made there, and its run id would make each replace the one before; a random
+        # part keeps the ids of runs started in the same second apart.
+        "run_id": run_id or default_run_id(suite, started_at, secrets.token_hex(8)),
         "suite": suite,
         "scenario": scenario,
         "environment": environment,

@@ -670,9 +670,12 @@ def test_upload_ingest_and_run_keep_the_folders_run_json_and_let_options_overrid
     os.utime(folder / "out.ndjson", (an_hour_ago, an_hour_ago))  # of the earlier run
     result = runner.invoke(app, ["run", "--results", str(folder), "--interval", "30", *load_test])
     assert result.exit_code == 0, result.output
-    stored = json.loads((uploaded / "run.json").read_text())
+    # Each run is a new run: its own id, not the run.json's (which would replace checkout-42).
+    (new,) = [p for p in uploaded.parent.iterdir() if p.name not in {"checkout-42", "checkout-43"}]
+    stored = json.loads((new / "run.json").read_text())
+    assert stored["run_id"] == new.name
     assert [file["name"] for file in stored["files"]] == ["new.ndjson"]
-    measured = {"started_at", "tags", "load_profile"}
+    measured = {"run_id", "started_at", "tags", "load_profile"}
     assert stored == stored | {k: v for k, v in unchanged.items() if k not in measured}
     assert stored["load_profile"]["vus"] == 50
     assert stored["tags"] == {"trigger": "nightly", "collector": "metrics-pipeline run"} | {

@@ -288,10 +288,12 @@ def test_the_results_folders_run_json_describes_the_run_but_what_was_measured(
 
     assert code == 0
     assert manifest.tags["exit_code"] == "0"  # this run's, not the run.json's
-    assert keys[-1] == "raw/checkout/checkout-42/run.json"
+    # A new run, not the template's run id (each run there would replace the one before).
+    assert keys[-1] == f"raw/checkout/{manifest.run_id}/run.json"
+    assert manifest.run_id.startswith("checkout-2") and manifest.run_id != "checkout-42"
     stored = RunManifest.parse(store.get_bytes(keys[-1]))
     assert (stored.run_id, stored.scenario, stored.tool, stored.service_version) == (
-        "checkout-42",
+        manifest.run_id,
         "smoke",
         "k6",
         "1.4.5",
