@@ -45,6 +45,14 @@ def project_path(project_dir: Path, value: str) -> Path:
     return path if path.is_absolute() else project_dir / path
 
 
+def _config_error(message: str) -> Exception:
+    """A ``ConfigError`` (a ``ValueError`` the commands report in one line, exit 2); imported
+    here because it brings yaml and pydantic, which reading the settings does not need."""
+    from metrics_pipeline.common.config import ConfigError
+
+    return ConfigError(message)
+
+
 def _config_file(env: dict[str, str], variable: str, relative: str) -> Path:
     """The variable's path, which must exist (a gate must not fall back to the built-in
     rules because of a typo); unset: ``relative`` in the working folder if it exists there (a
@@ -52,9 +60,7 @@ def _config_file(env: dict[str, str], variable: str, relative: str) -> Path:
     if env.get(variable):
         path = Path(env[variable]).absolute()
         if not path.is_file():
-            from metrics_pipeline.common.config import ConfigError  # yaml, pydantic: when needed
-
-            raise ConfigError(f"{variable}={env[variable]}: no such file")
+            raise _config_error(f"{variable}={env[variable]}: no such file")
         return path
     here = Path(relative).absolute()
     return here if here.exists() else shipped_path(relative)
@@ -124,15 +130,15 @@ class Settings:
         env = os.environ
         store = env.get("METRICS_STORE", "local").lower()
         if store not in {"local", "s3"}:
-            raise ValueError(f"METRICS_STORE must be 'local' or 's3', not {store!r}")
+            raise _config_error(f"METRICS_STORE must be 'local' or 's3', not {store!r}")
         warehouse = env.get("METRICS_WAREHOUSE") or None
         if warehouse and "://" in warehouse and not warehouse.startswith("s3://"):
-            raise ValueError(
+            raise _config_error(
                 f"METRICS_WAREHOUSE must be a folder or s3://bucket/prefix, not {warehouse!r}"
             )
         executor = env.get("METRICS_EXECUTOR", "").lower() or None
         if executor not in {None, "in_process", "multiprocess", "celery"}:
-            raise ValueError(
+            raise _config_error(
                 "METRICS_EXECUTOR must be 'in_process', 'multiprocess' or 'celery', "
                 f"not {executor!r}"
             )

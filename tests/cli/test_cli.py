@@ -889,5 +889,15 @@ def test_a_configuration_variable_naming_a_missing_file_is_bad_input(fixtures_di
         )
         assert done.returncode == 2, done.stdout + done.stderr
         assert done.stderr.strip() == f"error: {variable}={tmp_path / 'verdicts.yml'}: no such file"
+    # So is a bad value of another variable, in any command (not only upload, ingest, run).
+    done = subprocess.run(
+        [command[0], "alerts", "list"],
+        env=env | {"METRICS_STORE": "s4"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: METRICS_STORE must be 'local' or 's3', not 's4'"
     shown = runner.invoke(app, ["baseline", "show", "--file", str(tmp_path / "baselines.yml")])
     assert shown.exit_code == 2 and "no baselines file" in shown.stderr
