@@ -23,8 +23,8 @@ BaselineFile = Annotated[
 
 def _baseline_inputs(file: Path | None, *, must_exist: bool = True):
     """The file (``--file`` or the configured one), its baselines and the warehouse. A file
-    named by ``--file`` must exist unless the command writes it (``update``): showing or
-    diffing a mistyped path as "no baselines" would hide the mistake."""
+    named by ``--file`` must exist unless the command writes it (``update``, and ``diff``, its
+    preview): showing a mistyped path as "no baselines" would hide the mistake."""
     from metrics_pipeline.analysis.baselines import load_baselines
     from metrics_pipeline.storage import open_warehouse
 
@@ -92,7 +92,8 @@ def baseline_diff(
     """Show what `update` would change; exit 1 when something would."""
     from metrics_pipeline.analysis.baselines import diff_baselines
 
-    path, current, warehouse = _baseline_inputs(file)
+    # A file update would create: its diff is every baseline added.
+    path, current, warehouse = _baseline_inputs(file, must_exist=False)
     changes = diff_baselines(current, _proposed(warehouse, runs))
     table = Table(title=f"{path} vs the warehouse now")
     for column in ("combination / endpoint / metric", "file", "now", "change", ""):
