@@ -237,7 +237,12 @@ def rebuild() -> None:
             f"[red]rebuild failed[/] ({', '.join(report.failed)}); the warehouse is unchanged"
         )
         raise typer.Exit(1)
-    console.print(f"rebuilt {settings.warehouse_root} from {len(report.runs)} runs")
+    invalid = f" ({len(report.invalid)} invalid, kept as such: {', '.join(report.invalid)})"
+    console.print(
+        f"rebuilt {settings.warehouse_root} from {len(report.runs)} runs"
+        + (invalid if report.invalid else ""),
+        soft_wrap=True,
+    )
 
 
 def retention(

@@ -19,11 +19,34 @@ JOB = "ci_stage"
 # Dagster's own tag names (dagster._core.storage.tags), spelled out: the module is private.
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
+# What a step raises when a blocking asset check failed (dagster._core.errors, private): the
+# ingest's Great Expectations check, which marks the run invalid in the warehouse.
+CHECK_FAILED = "DagsterAssetCheckFailedError"
 
 
 def console_logs(level: str | None) -> dict:
     """Run config that sets the console logger's level (empty: Dagster's default)."""
     return {"loggers": {"console": {"config": {"log_level": level}}}} if level else {}
+
+
+def stopped_by_a_check(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether the run failed only because a blocking asset check failed.
+
+    In ``ci_stage`` that is the ingest's validation: the run is stored, marked invalid (kept,
+    never a baseline) and gets no verdict, which is the pipeline's normal answer to an invalid
+    upload (an empty run, say), not a failure of the pipeline.
+    """
+    failures = result.get_step_failure_events()
+    return (
+        not result.success
+        and bool(failures)
+        and all(
+            event.step_failure_data.error is not None
+            and event.step_failure_data.error.cls_name == CHECK_FAILED
+            for event in failures
+        )
+        and any(not check.passed for check in result.get_asset_check_evaluations())
+    )
 
 
 @dataclass
@@ -32,6 +55,20 @@ class Tick:
     run_ids: list[str]
     skipped: str | None
     results: dict[str, dg.ExecuteInProcessResult]
+
+    @property
+    def invalid(self) -> list[str]:
+        """The runs a blocking check stopped: stored as invalid, as the pipeline treats them."""
+        return [run for run, result in self.results.items() if stopped_by_a_check(result)]
+
+    @property
+    def failed(self) -> list[str]:
+        """The runs whose job failed for any other reason."""
+        return [
+            run
+            for run, result in self.results.items()
+            if not result.success and not stopped_by_a_check(result)
+        ]
 
 
 def sense_and_run(

@@ -22,8 +22,12 @@ from metrics_pipeline.settings import Settings
 
 @dataclasses.dataclass(frozen=True)
 class RebuildReport:
+    """``runs``: every run rebuilt; ``failed``: the jobs that failed (nothing was swapped in);
+    ``invalid``: the runs stored as invalid, as the pipeline stores them (a success)."""
+
     runs: list[str]
     failed: list[str]
+    invalid: list[str] = dataclasses.field(default_factory=list)
 
 
 def rebuild(
@@ -50,7 +54,9 @@ def rebuild(
         ):
             defs = build_definitions(aside)
             tick = sense_and_run(defs, instance, progress=progress)
-            failed = [run for run, result in tick.results.items() if not result.success]
+            # An invalid upload (an empty run) stops its job at the blocking validation
+            # check, as under the daemon: it is rebuilt as invalid, not a failed rebuild.
+            failed = tick.failed
             if (
                 not defs.resolve_job_def("nightly")
                 .execute_in_process(instance=instance, raise_on_error=False)
@@ -62,10 +68,10 @@ def rebuild(
         raise
     if failed:
         shutil.rmtree(building, ignore_errors=True)
-        return RebuildReport(tick.run_ids, failed)
+        return RebuildReport(tick.run_ids, failed, tick.invalid)
     old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
     if target.exists():
         target.rename(old)
     building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-    return RebuildReport(tick.run_ids, [])
+    return RebuildReport(tick.run_ids, [], tick.invalid)

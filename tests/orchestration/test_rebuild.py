@@ -9,9 +9,11 @@ from conftest import upload_demo_runs
 from typer.testing import CliRunner
 
 from metrics_pipeline.cli.main import app
+from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.orchestration.rebuild import rebuild
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
 TABLES = ("requests", "quarantine", "run_summary", "latency_sketches", "run_baselines", "verdicts")
@@ -43,6 +45,27 @@ def test_rebuild_from_the_bucket_gives_the_same_warehouse(settings, store, tmp_p
     for name, frame in first.items():
         assert frame.equals(second[name]), name
     assert not list(settings.home.glob("warehouse.*"))  # no leftovers of the swap
+
+
+def upload_empty_run(store, folder, like: RunManifest, run_id: str = "empty-1") -> None:
+    """An upload with no data (an empty result file): a valid manifest, an invalid run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "requests.ndjson").write_text("")
+    upload_run(store, [folder / "requests.ndjson"], like.model_copy(update={"run_id": run_id}))
+
+
+def test_an_invalid_upload_is_rebuilt_as_invalid(settings, store, tmp_path):
+    # An empty run is kept, never a baseline (README): under the daemon its job stops at the
+    # blocking validation check. A rebuild must store it so, not give up on the warehouse.
+    runs = upload_demo_runs(store, tmp_path / "runs", count=2)
+    upload_empty_run(store, tmp_path / "empty", runs[0].manifest)
+    report = rebuild(settings)
+    assert report.failed == [] and report.invalid == ["empty-1"]
+    warehouse = Warehouse(settings.warehouse_root)
+    empty = warehouse.read("runs", ["empty-1"]).row(0, named=True)
+    assert empty["valid"] is False and "no request or interval data" in empty["invalid_reason"]
+    assert warehouse.read("verdicts", ["empty-1"]).height == 0
+    assert warehouse.read("verdicts", [runs[-1].manifest.run_id])["regression"].any()
 
 
 def test_rebuild_refuses_a_warehouse_in_an_object_store(tmp_path, monkeypatch):
