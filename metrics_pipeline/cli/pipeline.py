@@ -221,7 +221,11 @@ def report(
     _print_reports(settings, run_id)
 
 
-def rebuild() -> None:
+def rebuild(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Dagster's own log lines (DEBUG).")
+    ] = False,
+) -> None:
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
     the old warehouse is replaced only when everything succeeded."""
     from metrics_pipeline.orchestration.rebuild import rebuild as rebuild_warehouse
@@ -229,7 +233,13 @@ def rebuild() -> None:
     settings = Settings.from_env()
     with progress_bar(err) as bar:
         try:
-            report = rebuild_warehouse(settings, progress=_runs_bar(bar, "rebuilding, runs"))
+            report = rebuild_warehouse(
+                settings,
+                progress=_runs_bar(bar, "rebuilding, runs"),
+                # As in the demo: Dagster logs every step of every run at DEBUG, hundreds of
+                # lines that bury the one saying whether the rebuild succeeded.
+                log_level=None if verbose else "WARNING",
+            )
         except ValueError as exc:
             fail(str(exc))
     if report.failed:

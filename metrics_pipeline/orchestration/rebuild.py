@@ -16,7 +16,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from metrics_pipeline.orchestration.definitions import build_definitions
-from metrics_pipeline.orchestration.inprocess import sense_and_run
+from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
 from metrics_pipeline.settings import Settings
 
 
@@ -31,9 +31,12 @@ class RebuildReport:
 
 
 def rebuild(
-    settings: Settings, progress: Callable[[int, int], None] | None = None
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    log_level: str | None = None,
 ) -> RebuildReport:
-    """``progress(done, total)`` follows the runs (see ``sense_and_run``).
+    """``progress(done, total)`` follows the runs (see ``sense_and_run``); ``log_level`` (e.g.
+    ``"WARNING"``) sets the jobs' console log level (default: Dagster's, DEBUG).
 
     Raises ValueError for a warehouse in an object store: the new warehouse is built in a
     folder beside the old one and swapped in by renaming folders, which a bucket cannot do.
@@ -53,13 +56,15 @@ def rebuild(
             dg.DagsterInstance.from_config(home) as instance,
         ):
             defs = build_definitions(aside)
-            tick = sense_and_run(defs, instance, progress=progress)
+            tick = sense_and_run(defs, instance, progress=progress, log_level=log_level)
             # An invalid upload (an empty run) stops its job at the blocking validation
             # check, as under the daemon: it is rebuilt as invalid, not a failed rebuild.
             failed = tick.failed
             if (
                 not defs.resolve_job_def("nightly")
-                .execute_in_process(instance=instance, raise_on_error=False)
+                .execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=console_logs(log_level)
+                )
                 .success
             ):
                 failed.append("nightly")
