@@ -112,6 +112,7 @@ def alerts(
         config,
         alerting.senders(config),
         now=clock.now(),
+        notify=alerting.notify,
     )
     waiting = outcome.pending.filter(pl.col("last_error").is_not_null())
     # A receiver that failed is worth a warning; a channel nobody configured (no attempt was

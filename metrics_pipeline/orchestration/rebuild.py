@@ -3,6 +3,14 @@
 Everything is built in a new folder first (the CI stage for every uploaded run, oldest first,
 then the nightly job); only then does it replace the old warehouse, so a failed rebuild leaves
 the old one in place.
+
+A rebuild replays history, so it notifies nobody: the alerts' state is recomputed from the
+runs, but no notification is queued or delivered (not even recorded as delivered: the outbox
+lists only what was really owed to a receiver). What the runs cannot tell comes from the old
+warehouse at the swap: its outbox, whole (what was delivered, and what still waits, which
+the next delivery pass sends), and, for the same incidents, when each alert opened, who
+acknowledged it and when it was escalated (``alerts.lifecycle.carry_over``), so that the
+next pass does not escalate again what was escalated or acknowledged before.
 """
 
 from __future__ import annotations
@@ -15,9 +23,12 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from metrics_pipeline.alerts.lifecycle import carry_over
+from metrics_pipeline.alerts.service import locked
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
 from metrics_pipeline.settings import Settings
+from metrics_pipeline.storage import open_warehouse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +66,7 @@ def rebuild(
             tempfile.TemporaryDirectory() as home,
             dg.DagsterInstance.from_config(home) as instance,
         ):
-            defs = build_definitions(aside)
+            defs = build_definitions(aside, notify=False)
             tick = sense_and_run(defs, instance, progress=progress, log_level=log_level)
             # An invalid upload (an empty run) stops its job at the blocking validation
             # check, as under the daemon: it is rebuilt as invalid, not a failed rebuild.
@@ -75,8 +86,17 @@ def rebuild(
         shutil.rmtree(building, ignore_errors=True)
         return RebuildReport(tick.run_ids, failed, tick.invalid)
     old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
+    if not target.exists():
+        building.rename(target)
+        return RebuildReport(tick.run_ids, [], tick.invalid)
+    current = open_warehouse(settings)
+    # Under the alerts' lock: a delivery pass of the running pipeline either finishes before
+    # the outbox is copied or works on the rebuilt warehouse after the swap.
+    with locked(current):
+        rebuilt = open_warehouse(aside)
+        rebuilt.write_snapshot("alert_deliveries", current.read("alert_deliveries"))
+        rebuilt.write_snapshot("alerts", carry_over(rebuilt.read("alerts"), current.read("alerts")))
         target.rename(old)
-    building.rename(target)
+        building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     return RebuildReport(tick.run_ids, [], tick.invalid)

@@ -248,9 +248,11 @@ def raise_alerts(
     senders: dict[str, Sender],
     *,
     now: datetime,
+    notify: bool = True,
 ) -> Outcome:
     """Open, update or resolve the run's alerts (regressions, SLA breaches, missing endpoints
-    and metrics, overdue runs) and deliver what is due."""
+    and metrics, overdue runs) and deliver what is due (with ``notify`` false, as in a
+    rebuild, nothing is queued nor delivered: see ``alerts.service.process``)."""
     runs = warehouse.read("runs")
     run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
     combination = runs.filter(_same_combination(run))["run_id"].to_list()
@@ -272,6 +274,6 @@ def raise_alerts(
         [s for s in signals.found if not is_marked(vars(s), s.run_started_at, triage)],
         signals.scopes,
     )
-    outcome = process(warehouse, config, signals, now, senders)
+    outcome = process(warehouse, config, signals, now, senders, notify=notify)
     warehouse.refresh_catalog()
     return outcome

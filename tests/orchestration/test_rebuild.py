@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 from conftest import upload_demo_runs
+from receivers import http_receiver
 from typer.testing import CliRunner
 
+from metrics_pipeline.alerts.lifecycle import Signals
+from metrics_pipeline.alerts.signals import pipeline_failure_signal
 from metrics_pipeline.cli.main import app
 from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
 from metrics_pipeline.orchestration.rebuild import rebuild
+from metrics_pipeline.orchestration.resources import AlertingResource
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.storage import Warehouse
 from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
+# The pipeline's clock, frozen far from the day the test runs (runs are dated relative to it).
+NOW = datetime(2031, 3, 15, 12, 0, tzinfo=UTC)
 TABLES = ("requests", "quarantine", "run_summary", "latency_sketches", "run_baselines", "verdicts")
 MARTS = ("run_tiers", "run_endpoint_summary", "metric_daily")
 
@@ -51,6 +63,50 @@ def test_rebuild_from_the_bucket_gives_the_same_warehouse(
     for name, frame in first.items():
         assert frame.equals(second[name]), name
     assert not list(settings.home.glob("warehouse.*"))  # no leftovers of the swap
+
+
+def test_a_rebuild_notifies_nobody_and_keeps_the_outbox(settings, store, tmp_path):
+    with http_receiver() as hook:
+        config = tmp_path / "alerting.yaml"
+        config.write_text(
+            f"channels:\n  hook: {{type: webhook, url: '{hook.url}'}}\n"
+            "routes:\n  - {severities: [critical, warning, info], channels: [hook]}\n"
+            "escalation: {after: 60m, severities: [critical], channels: [hook]}\n"
+        )
+        settings = dataclasses.replace(settings, alerting_config=config, now=NOW)
+        alerting = AlertingResource.from_settings(settings)
+        upload_demo_runs(store, tmp_path / "runs", count=3, now=NOW)
+        with dg.instance_for_test() as instance:
+            assert not sense_and_run(build_definitions(settings), instance).failed
+        live = Warehouse(settings.warehouse_root)
+        # The live pipeline went on: its critical alerts were escalated an hour later, and a
+        # notification waits in the outbox for a receiver that failed.
+        later = NOW + timedelta(hours=2)
+        alerting.apply(live, lambda config, now: Signals(), later)
+        hook.failures_left = 1
+        failure = pipeline_failure_signal("nightly", None, None, "boom", "dagster-run-1")
+        alerting.apply(live, lambda config, now: Signals([failure]), later)
+        told = list(hook.bodies)
+        assert {b["event"] for b in told} == {"opened", "escalated"}
+        alerts, outbox = live.read("alerts"), live.read("alert_deliveries")
+        assert outbox.filter(pl.col("delivered_at").is_null()).height == 1
+
+        assert rebuild(settings).failed == []
+        # History replayed: its alerts rebuilt, nothing sent, nothing queued.
+        assert hook.bodies == told
+        rebuilt = Warehouse(settings.warehouse_root)
+        assert (
+            rebuilt.read("alert_deliveries").sort("delivery_id").equals(outbox.sort("delivery_id"))
+        )
+        by_run = alerts.filter(pl.col("kind") != "pipeline_failure").sort("alert_id")
+        columns = ["alert_id", "status", "opened_at", "escalated_at", "first_run_id"]
+        assert (
+            rebuilt.read("alerts").sort("alert_id").select(columns).equals(by_run.select(columns))
+        )
+        # The next pass sends what waited, and escalates nothing a second time.
+        alerting.apply(rebuilt, lambda config, now: Signals(), later + timedelta(hours=1))
+        (sent,) = hook.bodies[len(told) :]
+        assert sent["kind"] == "pipeline_failure" and sent["event"] == "opened"
 
 
 def upload_empty_run(store, folder, like: RunManifest, run_id: str = "empty-1") -> None:
