@@ -6,7 +6,7 @@ job and resources as in production, without a daemon.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import dagster as dg
@@ -77,11 +77,15 @@ def sense_and_run(
     cursor: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     log_level: str | None = None,
+    only: Collection[str] | None = None,
 ) -> Tick:
     """Evaluate ``new_run_sensor`` once, register its partitions, run each requested run.
 
     ``progress(done, total)`` is called before the first run and after each one. ``log_level``
     (e.g. ``"WARNING"``) sets the runs' console log level (default: Dagster's, DEBUG).
+    ``only``: the run ids to register and run (default: every upload the sensor found); the
+    store's other uploads are left as they are, for the daemon's sensor (the returned
+    cursor has seen them, though).
     """
     sensor = defs.resolve_sensor_def(SENSOR)
     # As a context manager: the sensor's own instance handle is disposed when the tick ends.
@@ -94,12 +98,19 @@ def sense_and_run(
         resources=defs.resources,
     ) as context:
         result = sensor.evaluate_tick(context)
+    keep = None if only is None else set(only)
+
+    def wanted(run_id: str) -> bool:
+        return keep is None or run_id in keep
+
     # The daemon applies partition requests; evaluate_tick only returns them.
     for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(runs_partitions.name, list(request.partition_keys))
+        keys = [key for key in request.partition_keys if wanted(key)]
+        if keys:
+            instance.add_dynamic_partitions(runs_partitions.name, keys)
     job = defs.resolve_job_def(JOB)
     results = {}
-    requests = result.run_requests or []
+    requests = [r for r in result.run_requests or [] if wanted(r.partition_key)]
     report = progress or (lambda _done, _total: None)
     report(0, len(requests))
     for done, request in enumerate(requests, start=1):
@@ -115,7 +126,7 @@ def sense_and_run(
         report(done, len(requests))
     return Tick(
         cursor=result.cursor,
-        run_ids=[r.partition_key for r in result.run_requests or []],
+        run_ids=[r.partition_key for r in requests],
         skipped=result.skip_message,
         results=results,
     )
