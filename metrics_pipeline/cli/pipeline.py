@@ -44,8 +44,8 @@ def demo(
         bool, typer.Option("--verbose", help="Show Dagster's own log lines (DEBUG).")
     ] = False,
 ) -> None:
-    """Generate runs (the last with one endpoint 30 % slower), upload them to the configured
-    store, run the sensor and the CI stage in process, and print the verdicts."""
+    """Generate runs (the last with one endpoint 60 % slower), upload them to the configured
+    store, run the sensor and the CI stage on them in process, and print the verdicts."""
     import dagster as dg
 
     from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
