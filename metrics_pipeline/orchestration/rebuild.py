@@ -11,6 +11,11 @@ warehouse at the swap: its outbox, whole (what was delivered, and what still wai
 the next delivery pass sends), and, for the same incidents, when each alert opened, who
 acknowledged it and when it was escalated (``alerts.lifecycle.carry_over``), so that the
 next pass does not escalate again what was escalated or acknowledged before.
+
+The triage marks (``alerts expected|invalid``, ``triage mark``) are people's decisions, not
+in the bucket either: the old warehouse's are copied in before the jobs run (a marked
+condition does not alert, an expected step rebaselines) and again at the swap (marks made
+meanwhile are kept; their effect on the rebuilt runs waits for the next rebuild).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from metrics_pipeline.alerts.service import locked
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
 from metrics_pipeline.settings import Settings
-from metrics_pipeline.storage import open_warehouse
+from metrics_pipeline.stages.triage import TRIAGE_LOCK
+from metrics_pipeline.storage import Warehouse, open_warehouse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +67,8 @@ def rebuild(
     building = target.with_name(f"{target.name}.rebuild-{uuid.uuid4().hex[:8]}")
     aside = dataclasses.replace(settings, warehouse_dir=building)
     try:
+        if target.exists():
+            _copy_triage(open_warehouse(settings), open_warehouse(aside))
         # A throwaway instance on disk: the sensor context needs one it can reach by reference.
         with (
             tempfile.TemporaryDirectory() as home,
@@ -94,9 +102,16 @@ def rebuild(
     # the outbox is copied or works on the rebuilt warehouse after the swap.
     with locked(current):
         rebuilt = open_warehouse(aside)
+        _copy_triage(current, rebuilt)
         rebuilt.write_snapshot("alert_deliveries", current.read("alert_deliveries"))
         rebuilt.write_snapshot("alerts", carry_over(rebuilt.read("alerts"), current.read("alerts")))
         target.rename(old)
         building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     return RebuildReport(tick.run_ids, [], tick.invalid)
+
+
+def _copy_triage(current: Warehouse, rebuilt: Warehouse) -> None:
+    """The triage marks of ``current`` into ``rebuilt``, under the lock marks are made with."""
+    with current.lock(TRIAGE_LOCK):
+        rebuilt.write_snapshot("triage", current.read("triage"))

@@ -22,6 +22,7 @@ from metrics_pipeline.orchestration.inprocess import sense_and_run
 from metrics_pipeline.orchestration.rebuild import rebuild
 from metrics_pipeline.orchestration.resources import AlertingResource
 from metrics_pipeline.settings import Settings
+from metrics_pipeline.stages.triage import mark_alert
 from metrics_pipeline.storage import Warehouse
 from metrics_pipeline.upload.uploader import upload_run
 
@@ -107,6 +108,28 @@ def test_a_rebuild_notifies_nobody_and_keeps_the_outbox(settings, store, tmp_pat
         alerting.apply(rebuilt, lambda config, now: Signals(), later + timedelta(hours=1))
         (sent,) = hook.bodies[len(told) :]
         assert sent["kind"] == "pipeline_failure" and sent["event"] == "opened"
+
+
+def test_a_rebuild_keeps_the_triage_marks(settings, store, tmp_path):
+    # A person marked the regression a false alarm: the runs alone would raise it again.
+    settings = dataclasses.replace(settings, now=NOW)
+    upload_demo_runs(store, tmp_path / "runs", count=2, now=NOW)
+    with dg.instance_for_test() as instance:
+        assert not sense_and_run(build_definitions(settings), instance).failed
+    live = Warehouse(settings.warehouse_root)
+    regressions = live.read("alerts").filter(pl.col("kind") == "regression")["alert_id"]
+    assert regressions.len()
+    for alert_id in regressions:
+        mark_alert(live, alert_id, "invalid", note="noisy neighbour", marked_by="ann", now=NOW)
+    marks = live.read("triage")
+
+    assert rebuild(settings).failed == []
+    rebuilt = Warehouse(settings.warehouse_root)
+    assert rebuilt.read("triage").equals(marks)
+    alerts = rebuilt.read("alerts")
+    assert alerts.filter(
+        (pl.col("kind") == "regression") & (pl.col("status") != "resolved")
+    ).is_empty()
 
 
 def upload_empty_run(store, folder, like: RunManifest, run_id: str = "empty-1") -> None:
