@@ -96,6 +96,7 @@ def rebuild(
     old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
     if not target.exists():
         building.rename(target)
+        _refresh_catalog(settings)
         return RebuildReport(tick.run_ids, [], tick.invalid)
     current = open_warehouse(settings)
     # Under the alerts' lock: a delivery pass of the running pipeline either finishes before
@@ -108,6 +109,7 @@ def rebuild(
         target.rename(old)
         building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+    _refresh_catalog(settings)
     return RebuildReport(tick.run_ids, [], tick.invalid)
 
 
@@ -115,3 +117,9 @@ def _copy_triage(current: Warehouse, rebuilt: Warehouse) -> None:
     """The triage marks of ``current`` into ``rebuilt``, under the lock marks are made with."""
     with current.lock(TRIAGE_LOCK):
         rebuilt.write_snapshot("triage", current.read("triage"))
+
+
+def _refresh_catalog(settings: Settings) -> None:
+    """Point the views of ``warehouse.duckdb`` at the tables' files where they are now: they
+    were made while the tables were in the build folder, which no longer exists."""
+    open_warehouse(settings).refresh_catalog()

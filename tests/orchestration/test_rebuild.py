@@ -39,6 +39,8 @@ def snapshot(settings: Settings) -> dict[str, pl.DataFrame]:
     frames["runs"] = warehouse.read("runs").drop("ingested_at")  # when, not what
     with duckdb.connect(str(settings.warehouse_root / "warehouse.duckdb"), read_only=True) as con:
         frames |= {m: con.sql(f"select * from {m}").pl() for m in MARTS}
+        # The catalog's views read the tables where they are, not in the build folder.
+        frames["runs (view)"] = con.sql("select * exclude (ingested_at) from runs").pl()
     return {name: frame.sort(frame.columns) for name, frame in frames.items()}
 
 
