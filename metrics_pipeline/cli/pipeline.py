@@ -233,7 +233,8 @@ def rebuild(
     ] = False,
 ) -> None:
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
-    the old warehouse is replaced only when everything succeeded."""
+    the old warehouse is replaced only when everything succeeded. It notifies nobody: the
+    alerts are recomputed, the old outbox, acknowledgements and triage marks are kept."""
     from metrics_pipeline.orchestration.rebuild import rebuild as rebuild_warehouse
 
     settings = Settings.from_env()
