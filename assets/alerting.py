@@ -95,7 +95,8 @@ def _metadata(outcome: Outcome) -> dict:
     group_name="outputs",
     kinds={"python"},
     description="Alerts from the run: regressions of its verdicts, SLA breaches, endpoints or "
-    "metrics its history always had and it lacks, overdue expected runs. Opens, updates or "
+    "metrics its history always had and it lacks (overdue expected runs are judged over all "
+    "runs, by alert_delivery_sensor every minute and the nightly job). Opens, updates or "
     "resolves one alert per condition and delivers the notifications (the outbox keeps what "
     "a receiver did not accept).",
 )
@@ -112,6 +113,7 @@ def alerts(
         config,
         alerting.senders(config),
         now=clock.now(),
+        notify=alerting.notify,
     )
     waiting = outcome.pending.filter(pl.col("last_error").is_not_null())
     # A receiver that failed is worth a warning; a channel nobody configured (no attempt was

@@ -291,6 +291,36 @@ def _notify(
     return rows
 
 
+# What an alert's row says about people and notifications rather than about the runs.
+TOLD = ("opened_at", "acknowledged_at", "escalated_at")
+
+
+def carry_over(rebuilt: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
+    """``rebuilt`` (alerts recomputed from the runs, as by a rebuild) with what ``before``
+    knew that the runs cannot tell.
+
+    For the same incident (the same alert id, opened by the same run) still active in both,
+    the alert keeps when it opened, its acknowledgement and its escalation: an alert a person
+    acknowledged, or that was escalated already, is not escalated again by the next pass.
+    """
+    if before.is_empty() or rebuilt.is_empty():
+        return rebuilt
+    earlier = {
+        (row["alert_id"], row["first_run_id"]): row
+        for row in conform("alerts", before).iter_rows(named=True)
+        if row["status"] in ACTIVE
+    }
+    rows = []
+    for row in rebuilt.iter_rows(named=True):
+        old = earlier.get((row["alert_id"], row["first_run_id"]))
+        if old is not None and row["status"] in ACTIVE:
+            row |= {name: old[name] for name in TOLD} | {"status": old["status"]}
+        rows.append(row)
+    return conform("alerts", pl.DataFrame(rows, schema=rebuilt.schema)).sort(
+        "opened_at", "alert_id"
+    )
+
+
 class AlertNotFound(MetricsPipelineError, LookupError):
     """No alert (or more than one) has the given id or id prefix."""
 

@@ -18,7 +18,7 @@ from metrics_pipeline.alerts.delivery import Sender, deliver, pending, prune_del
 from metrics_pipeline.alerts.lifecycle import Signals, acknowledge, evaluate_alerts
 from metrics_pipeline.common.severity import severity_rank
 from metrics_pipeline.common.text import md
-from metrics_pipeline.contracts.tables import SCHEMAS
+from metrics_pipeline.contracts.tables import SCHEMAS, empty
 from metrics_pipeline.storage import Warehouse
 
 ALERTS_LOCK = "alerts"
@@ -54,13 +54,24 @@ def process(
     signals: Signals,
     now: datetime,
     senders: dict[str, Sender],
+    *,
+    notify: bool = True,
 ) -> Outcome:
     """Apply ``signals`` to the stored alerts, queue the notifications they owe, deliver
-    everything due (including earlier failures), and store both tables."""
+    everything due (including earlier failures), and store both tables.
+
+    With ``notify`` false (a rebuild recomputing history) only the alerts change: what the
+    evaluation would notify is not queued, and nothing is delivered.
+    """
     with locked(warehouse):
         current = warehouse.read("alerts")
         outbox_before = warehouse.read("alert_deliveries")
         alerts, new = evaluate_alerts(current, signals, now, config)
+        if not notify:
+            # The past's notifications went out (or wait in the outbox a rebuild carries
+            # over) when it happened: telling them again now would be news about old runs.
+            _write_if_changed(warehouse, "alerts", current, alerts)
+            return Outcome(alerts, empty("alert_deliveries"), outbox_before)
         outbox = deliver(pl.concat([outbox_before, new]), senders, now, config.retry)
         outbox = prune_delivered(outbox, now)
         _write_if_changed(warehouse, "alerts", current, alerts)

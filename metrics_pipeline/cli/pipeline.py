@@ -43,8 +43,8 @@ def demo(
         bool, typer.Option("--verbose", help="Show Dagster's own log lines (DEBUG).")
     ] = False,
 ) -> None:
-    """Generate runs (the last with one endpoint 30 % slower), upload them to the configured
-    store, run the sensor and the CI stage in process, and print the verdicts."""
+    """Generate runs (the last with one endpoint 60 % slower), upload them to the configured
+    store, run the sensor and the CI stage on them in process, and print the verdicts."""
     import dagster as dg
 
     from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
@@ -72,7 +72,13 @@ def demo(
     with progress_bar(err) as bar:
         defs = build_definitions(settings)
         tick = sense_and_run(
-            defs, instance, progress=_runs_bar(bar, "ci_stage job per run"), log_level=log_level
+            defs,
+            instance,
+            progress=_runs_bar(bar, "ci_stage job per run"),
+            log_level=log_level,
+            # Only the demo's own runs: other uploads in the store (a user's `upload`, an
+            # invalid run among them) are not the demo's to judge, nor to fail on.
+            only={run.manifest.run_id for run in generated},
         )
     failed = [run_id for run_id, result in tick.results.items() if not result.success]
     for run_id in tick.run_ids:
@@ -214,15 +220,26 @@ def report(
     _print_reports(settings, run_id)
 
 
-def rebuild() -> None:
+def rebuild(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Dagster's own log lines (DEBUG).")
+    ] = False,
+) -> None:
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
-    the old warehouse is replaced only when everything succeeded."""
+    the old warehouse is replaced only when everything succeeded. It notifies nobody: the
+    alerts are recomputed, the old outbox, acknowledgements and triage marks are kept."""
     from metrics_pipeline.orchestration.rebuild import rebuild as rebuild_warehouse
 
     settings = Settings.from_env()
     with progress_bar(err) as bar:
         try:
-            report = rebuild_warehouse(settings, progress=_runs_bar(bar, "rebuilding, runs"))
+            report = rebuild_warehouse(
+                settings,
+                progress=_runs_bar(bar, "rebuilding, runs"),
+                # As in the demo: Dagster logs every step of every run at DEBUG, hundreds of
+                # lines that bury the one saying whether the rebuild succeeded.
+                log_level=None if verbose else "WARNING",
+            )
         except ValueError as exc:
             fail(str(exc))
     if report.failed:
@@ -230,7 +247,12 @@ def rebuild() -> None:
             f"[red]rebuild failed[/] ({', '.join(report.failed)}); the warehouse is unchanged"
         )
         raise typer.Exit(1)
-    console.print(f"rebuilt {settings.warehouse_root} from {len(report.runs)} runs")
+    invalid = f" ({len(report.invalid)} invalid, kept as such: {', '.join(report.invalid)})"
+    console.print(
+        f"rebuilt {settings.warehouse_root} from {len(report.runs)} runs"
+        + (invalid if report.invalid else ""),
+        soft_wrap=True,
+    )
 
 
 def retention(

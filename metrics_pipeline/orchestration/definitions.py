@@ -17,7 +17,12 @@ from metrics_pipeline.orchestration.resources import (
 from metrics_pipeline.settings import Settings
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(settings: Settings | None = None, *, notify: bool = True) -> dg.Definitions:
+    """Everything Dagster runs, on ``settings`` (default: the environment's).
+
+    ``notify`` false builds jobs that keep the alerts' state and send no notification, for
+    ``rebuild``, which replays history.
+    """
     settings = settings or Settings.from_env()
     resources = {
         "object_store": ObjectStoreResource.from_settings(settings),
@@ -32,7 +37,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         "baselines": BaselineFileResource(path=str(settings.baselines_file)),
         "verdict_rules": VerdictRulesResource(path=str(settings.verdict_rules)),
         "reports": ReportsResource(root=str(settings.reports_root)),
-        "alerting": AlertingResource.from_settings(settings),
+        "alerting": AlertingResource.from_settings(settings, notify=notify),
         "clock": ClockResource.from_settings(settings),
     }
     return dg.Definitions.merge(

@@ -3,6 +3,19 @@
 Everything is built in a new folder first (the CI stage for every uploaded run, oldest first,
 then the nightly job); only then does it replace the old warehouse, so a failed rebuild leaves
 the old one in place.
+
+A rebuild replays history, so it notifies nobody: the alerts' state is recomputed from the
+runs, but no notification is queued or delivered (not even recorded as delivered: the outbox
+lists only what was really owed to a receiver). What the runs cannot tell comes from the old
+warehouse at the swap: its outbox, whole (what was delivered, and what still waits, which
+the next delivery pass sends), and, for the same incidents, when each alert opened, who
+acknowledged it and when it was escalated (``alerts.lifecycle.carry_over``), so that the
+next pass does not escalate again what was escalated or acknowledged before.
+
+The triage marks (``alerts expected|invalid``, ``triage mark``) are people's decisions, not
+in the bucket either: the old warehouse's are copied in before the jobs run (a marked
+condition does not alert, an expected step rebaselines) and again at the swap (marks made
+meanwhile are kept; their effect on the rebuilt runs waits for the next rebuild).
 """
 
 from __future__ import annotations
@@ -15,21 +28,32 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from metrics_pipeline.alerts.lifecycle import carry_over
+from metrics_pipeline.alerts.service import locked
 from metrics_pipeline.orchestration.definitions import build_definitions
-from metrics_pipeline.orchestration.inprocess import sense_and_run
+from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
 from metrics_pipeline.settings import Settings
+from metrics_pipeline.stages.triage import TRIAGE_LOCK
+from metrics_pipeline.storage import Warehouse, open_warehouse
 
 
 @dataclasses.dataclass(frozen=True)
 class RebuildReport:
+    """``runs``: every run rebuilt; ``failed``: the jobs that failed (nothing was swapped in);
+    ``invalid``: the runs stored as invalid, as the pipeline stores them (a success)."""
+
     runs: list[str]
     failed: list[str]
+    invalid: list[str] = dataclasses.field(default_factory=list)
 
 
 def rebuild(
-    settings: Settings, progress: Callable[[int, int], None] | None = None
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    log_level: str | None = None,
 ) -> RebuildReport:
-    """``progress(done, total)`` follows the runs (see ``sense_and_run``).
+    """``progress(done, total)`` follows the runs (see ``sense_and_run``); ``log_level`` (e.g.
+    ``"WARNING"``) sets the jobs' console log level (default: Dagster's, DEBUG).
 
     Raises ValueError for a warehouse in an object store: the new warehouse is built in a
     folder beside the old one and swapped in by renaming folders, which a bucket cannot do.
@@ -43,17 +67,23 @@ def rebuild(
     building = target.with_name(f"{target.name}.rebuild-{uuid.uuid4().hex[:8]}")
     aside = dataclasses.replace(settings, warehouse_dir=building)
     try:
+        if target.exists():
+            _copy_triage(open_warehouse(settings), open_warehouse(aside))
         # A throwaway instance on disk: the sensor context needs one it can reach by reference.
         with (
             tempfile.TemporaryDirectory() as home,
             dg.DagsterInstance.from_config(home) as instance,
         ):
-            defs = build_definitions(aside)
-            tick = sense_and_run(defs, instance, progress=progress)
-            failed = [run for run, result in tick.results.items() if not result.success]
+            defs = build_definitions(aside, notify=False)
+            tick = sense_and_run(defs, instance, progress=progress, log_level=log_level)
+            # An invalid upload (an empty run) stops its job at the blocking validation
+            # check, as under the daemon: it is rebuilt as invalid, not a failed rebuild.
+            failed = tick.failed
             if (
                 not defs.resolve_job_def("nightly")
-                .execute_in_process(instance=instance, raise_on_error=False)
+                .execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=console_logs(log_level)
+                )
                 .success
             ):
                 failed.append("nightly")
@@ -62,10 +92,34 @@ def rebuild(
         raise
     if failed:
         shutil.rmtree(building, ignore_errors=True)
-        return RebuildReport(tick.run_ids, failed)
+        return RebuildReport(tick.run_ids, failed, tick.invalid)
     old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
+    if not target.exists():
+        building.rename(target)
+        _refresh_catalog(settings)
+        return RebuildReport(tick.run_ids, [], tick.invalid)
+    current = open_warehouse(settings)
+    # Under the alerts' lock: a delivery pass of the running pipeline either finishes before
+    # the outbox is copied or works on the rebuilt warehouse after the swap.
+    with locked(current):
+        rebuilt = open_warehouse(aside)
+        _copy_triage(current, rebuilt)
+        rebuilt.write_snapshot("alert_deliveries", current.read("alert_deliveries"))
+        rebuilt.write_snapshot("alerts", carry_over(rebuilt.read("alerts"), current.read("alerts")))
         target.rename(old)
-    building.rename(target)
+        building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-    return RebuildReport(tick.run_ids, [])
+    _refresh_catalog(settings)
+    return RebuildReport(tick.run_ids, [], tick.invalid)
+
+
+def _copy_triage(current: Warehouse, rebuilt: Warehouse) -> None:
+    """The triage marks of ``current`` into ``rebuilt``, under the lock marks are made with."""
+    with current.lock(TRIAGE_LOCK):
+        rebuilt.write_snapshot("triage", current.read("triage"))
+
+
+def _refresh_catalog(settings: Settings) -> None:
+    """Point the views of ``warehouse.duckdb`` at the tables' files where they are now: they
+    were made while the tables were in the build folder, which no longer exists."""
+    open_warehouse(settings).refresh_catalog()

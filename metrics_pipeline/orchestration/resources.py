@@ -142,10 +142,14 @@ class ReportsResource(dg.ConfigurableResource):
 
 
 class AlertingResource(dg.ConfigurableResource):
-    """Paths only: secrets referenced by the config are looked up when sending."""
+    """Paths only: secrets referenced by the config are looked up when sending.
+
+    ``notify`` false (a rebuild) keeps the alerts' state up to date and notifies nobody.
+    """
 
     catalog_path: str
     config_path: str
+    notify: bool = True
 
     def catalog(self) -> KpiCatalog:
         from metrics_pipeline.analysis.kpi_catalog import load_catalog
@@ -173,10 +177,19 @@ class AlertingResource(dg.ConfigurableResource):
         from metrics_pipeline.alerts.service import process
 
         config = self.config()
-        return process(store, config, signals_for(config, now), now, self.senders(config))
+        return process(
+            store,
+            config,
+            signals_for(config, now),
+            now,
+            self.senders(config),
+            notify=self.notify,
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AlertingResource:
+    def from_settings(cls, settings: Settings, *, notify: bool = True) -> AlertingResource:
         return cls(
-            catalog_path=str(settings.kpi_catalog), config_path=str(settings.alerting_config)
+            catalog_path=str(settings.kpi_catalog),
+            config_path=str(settings.alerting_config),
+            notify=notify,
         )

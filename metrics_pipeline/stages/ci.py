@@ -19,7 +19,7 @@ from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.delivery import Sender
 from metrics_pipeline.alerts.lifecycle import Signals
 from metrics_pipeline.alerts.service import Outcome, locked, process
-from metrics_pipeline.alerts.signals import history_items, missing_run_signals, run_signals
+from metrics_pipeline.alerts.signals import history_items, run_signals
 from metrics_pipeline.analysis.baselines import BaselineEntry, pinned_runs
 from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
 from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
@@ -248,9 +248,18 @@ def raise_alerts(
     senders: dict[str, Sender],
     *,
     now: datetime,
+    notify: bool = True,
 ) -> Outcome:
     """Open, update or resolve the run's alerts (regressions, SLA breaches, missing endpoints
-    and metrics, overdue runs) and deliver what is due."""
+    and metrics) and deliver what is due (with ``notify`` false, as in a rebuild, nothing is
+    queued nor delivered: see ``alerts.service.process``).
+
+    Overdue expected runs are not the run's business: whether a suite is overdue depends on
+    every upload, and while a backfill (the demo's nights, a late batch) judges its oldest run
+    the newer ones still wait in the bucket, so a run's evaluation would open a missing_run
+    alert for a suite that is not missing. ``alert_delivery_sensor`` (every minute) and the
+    nightly and weekly ``alerts/findings`` judge that on the warehouse as it stands.
+    """
     runs = warehouse.read("runs")
     run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
     combination = runs.filter(_same_combination(run))["run_id"].to_list()
@@ -264,7 +273,7 @@ def raise_alerts(
         warehouse.read("sla_evaluations", [run_id]),
         history=history,
         config=config,
-    ) + missing_run_signals(runs, config, now)
+    )
     # Conditions a person marked expected or invalid (`alerts expected|invalid`) no longer
     # alert for the runs the mark covers.
     triage = warehouse.read("triage")
@@ -272,6 +281,6 @@ def raise_alerts(
         [s for s in signals.found if not is_marked(vars(s), s.run_started_at, triage)],
         signals.scopes,
     )
-    outcome = process(warehouse, config, signals, now, senders)
+    outcome = process(warehouse, config, signals, now, senders, notify=notify)
     warehouse.refresh_catalog()
     return outcome

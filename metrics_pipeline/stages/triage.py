@@ -17,6 +17,9 @@ from metrics_pipeline.analysis.triage import KEY, mark, precision_by_month, with
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.storage import Warehouse
 
+# Held while the triage snapshot is read, changed and written (and while rebuild copies it).
+TRIAGE_LOCK = "snapshot=triage-marks"
+
 
 class FindingNotFound(MetricsPipelineError, LookupError):
     """No current finding has this id."""
@@ -67,7 +70,7 @@ def _started_at(warehouse: Warehouse, run_id: str) -> datetime | None:
 def _record(warehouse: Warehouse, condition: dict, verdict: str, **details) -> pl.DataFrame:
     """Add the mark of ``condition`` to ``triage`` (read, changed and written under its lock);
     the new table."""
-    with warehouse.lock("snapshot=triage-marks"):
+    with warehouse.lock(TRIAGE_LOCK):
         triage = mark(warehouse.read("triage"), condition, verdict, **details)
         warehouse.write_snapshot("triage", triage)
     return triage

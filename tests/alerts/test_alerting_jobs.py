@@ -22,8 +22,9 @@ from metrics_pipeline.orchestration.resources import (
     ClockResource,
     WarehouseResource,
 )
+from metrics_pipeline.settings import shipped_path
 from metrics_pipeline.upload.uploader import upload_run
-from sensors.alerting import alert_on_run_failure
+from sensors.alerting import alert_delivery_sensor, alert_on_run_failure
 
 pytestmark = pytest.mark.slow
 
@@ -109,6 +110,37 @@ def test_a_regressed_run_alerts_once_and_a_clean_run_resolves(
     }
     resolved = [b for b in hook.bodies if b["event"] == "resolved"]
     assert sorted(b["alert_id"] for b in resolved) == sorted(alerts["alert_id"])
+
+
+def test_a_backfill_of_past_nights_raises_no_missing_run_alert(
+    settings, store, warehouse, tmp_path
+):
+    # The demo's runs: one a night up to the last, judged oldest first. While the first is
+    # judged the newer ones still wait in the bucket; the suite (expected every 24 h + 6 h in
+    # the shipped alerting config) is not overdue, and no run's evaluation may say it is.
+    shipped = shipped_path("config/alerting.yaml")
+    settings = dataclasses.replace(settings, alerting_config=shipped, now=NOW)
+    upload_demo_runs(store, tmp_path / "runs", count=4, now=NOW)
+    with dg.instance_for_test() as instance:
+        assert not sense_and_run(build_definitions(settings), instance).failed
+    assert "missing_run" not in set(warehouse.read("alerts")["kind"])
+
+    # Judged over all the runs, when a suite is overdue: the delivery sensor's pass.
+    def sensor_pass(now: datetime) -> None:
+        frozen = dataclasses.replace(settings, now=now)
+        resources = {
+            "warehouse": WarehouseResource(root=str(settings.warehouse_root)),
+            "alerting": AlertingResource.from_settings(frozen),
+            "clock": ClockResource.from_settings(frozen),
+        }
+        with dg.build_sensor_context(resources=resources) as context:
+            alert_delivery_sensor(context)
+
+    sensor_pass(NOW)
+    assert "missing_run" not in set(warehouse.read("alerts")["kind"])
+    sensor_pass(NOW + timedelta(days=2))
+    (missing,) = warehouse.read("alerts").filter(pl.col("kind") == "missing_run").rows(named=True)
+    assert missing["status"] == "open"
 
 
 def test_a_failing_run_becomes_a_delivered_alert(

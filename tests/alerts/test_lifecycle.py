@@ -4,13 +4,14 @@ resolution when the condition clears, acknowledgement."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
 from metrics_pipeline.alerts import AlertingConfig, Scope, Signal, Signals, evaluate_alerts
-from metrics_pipeline.alerts.lifecycle import AlertNotFound, acknowledge
+from metrics_pipeline.alerts.lifecycle import AlertNotFound, acknowledge, carry_over
 from metrics_pipeline.alerts.signals import RUN_KINDS, missing_run_signals, run_signals
 from metrics_pipeline.contracts.tables import conform, empty
 
@@ -179,6 +180,26 @@ def test_escalation_is_sent_once_after_the_delay_and_not_when_acknowledged():
     assert row["status"] == "acknowledged"
     _, after_ack = evaluate_alerts(acked, Signals(), T0 + timedelta(hours=2), CONFIG)
     assert after_ack.height == 0
+
+
+def test_a_rebuilt_alert_keeps_its_acknowledgement_and_escalation():
+    # Before a rebuild: one alert acknowledged, the other escalated an hour after it opened.
+    signals = Signals([critical(), replace(critical(), endpoint="/b")])
+    before, _ = evaluate_alerts(empty("alerts"), signals, T0, CONFIG)
+    acked = before.filter(pl.col("endpoint") == "/a")["alert_id"].item()
+    before, _ = acknowledge(before, acked, T0 + timedelta(minutes=5))
+    before, escalated = evaluate_alerts(before, Signals(), T0 + timedelta(hours=1), CONFIG)
+    assert escalated.height == 1
+    # The same alerts recomputed from the runs a day later, which know nothing of that.
+    rebuilt, _ = evaluate_alerts(empty("alerts"), signals, T0 + timedelta(days=1), CONFIG)
+    told = ["alert_id", "status", "opened_at", "acknowledged_at", "escalated_at"]
+    kept = carry_over(rebuilt, before)
+    assert kept.sort("alert_id").select(told).equals(before.sort("alert_id").select(told))
+    _, none = evaluate_alerts(kept, Signals(), T0 + timedelta(days=2), CONFIG)
+    assert none.height == 0  # neither escalated again
+    # Another incident of the same condition (opened by another run) keeps nothing.
+    other = rebuilt.with_columns(first_run_id=pl.lit("run-9"))
+    assert carry_over(other, before).select(told).equals(other.select(told))
 
 
 def test_acknowledging_an_unknown_or_resolved_alert_is_an_error():

@@ -423,6 +423,28 @@ def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_p
     assert counts[0] == counts[1] and counts[0]["runs"] == 6
 
 
+@pytest.mark.slow
+def test_demo_judges_only_its_own_runs(tmp_path, monkeypatch):
+    # A user tried `upload` first: an empty run (invalid: kept, never a baseline) waits in the
+    # store. It is not the demo's to judge, nor to fail on with a stack trace.
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "requests.ndjson").write_text("")
+    args = ["--suite", "checkout", "--scenario", "browse-and-buy", "--env", "staging"]
+    mine = runner.invoke(app, ["upload", str(tmp_path / "mine"), *args, "--run-id", "mine-1"])
+    assert mine.exit_code == 0, mine.output
+    env = os.environ | {"METRICS_NOW": "2031-03-15T12:00:00Z", "COLUMNS": "250"}
+    command = [str(Path(sys.executable).parent / "metrics-pipeline"), "demo", "--runs", "3"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mine-1" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr
+    warehouse = Warehouse(tmp_path / "warehouse")
+    assert "mine-1" not in warehouse.read("runs")["run_id"].to_list()  # left for the sensor
+    # Its runs are dated up to the last night: no suite is overdue, no missing_run waits.
+    assert "missing_run" not in set(warehouse.read("alerts")["kind"])
+
+
 def test_run_collects_uploads_and_exits_with_the_commands_code(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_HOME", str(tmp_path))
     out = tmp_path / "out"

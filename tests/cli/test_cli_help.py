@@ -3,14 +3,20 @@ codes the module docstring documents hold for bad input."""
 
 from __future__ import annotations
 
+import inspect
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from metrics_pipeline.cli import main as cli
 from metrics_pipeline.cli.main import app
+from metrics_pipeline.evaluation.demo_data import demo_runs
 
 runner = CliRunner()
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def command_paths(command, path: tuple[str, ...] = ()):
@@ -59,3 +65,19 @@ def test_bad_input_and_bad_usage_exit_2(tmp_path, monkeypatch):
     bad = tmp_path / "baselines.yaml"
     bad.write_text("baselines: [{suite: 1}]\n")
     assert runner.invoke(app, ["baseline", "show", "--file", str(bad)]).exit_code == 2
+
+
+def test_the_demo_is_described_as_it_generates_its_runs():
+    slowdown = inspect.signature(demo_runs).parameters["slowdown"].default
+    said = f"{(slowdown - 1) * 100:.0f} % slower"
+    readme = README.read_text().split("`make demo` generates", 1)[1].split("\n\n", 1)[0]
+    assert said in " ".join(readme.split())
+    assert said in " ".join(runner.invoke(app, ["demo", "--help"]).output.split())
+    # "at 02:00 UTC up to the latest such time at least an hour ago (today's, from 03:00 UTC on)"
+    assert "02:00 UTC" in readme and "yesterday" not in readme
+    for now, last in (
+        ("2031-03-15T12:00", "2031-03-15T02:00"),
+        ("2031-03-15T02:30", "2031-03-14T02:00"),
+    ):
+        (run,) = demo_runs(1, duration_s=1.0, now=datetime.fromisoformat(now).replace(tzinfo=UTC))
+        assert run.manifest.started_at == datetime.fromisoformat(last).replace(tzinfo=UTC)

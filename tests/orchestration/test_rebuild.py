@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 from conftest import upload_demo_runs
+from receivers import http_receiver
 from typer.testing import CliRunner
 
+from metrics_pipeline.alerts.lifecycle import Signals
+from metrics_pipeline.alerts.signals import pipeline_failure_signal
 from metrics_pipeline.cli.main import app
+from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.orchestration.definitions import build_definitions
+from metrics_pipeline.orchestration.inprocess import sense_and_run
 from metrics_pipeline.orchestration.rebuild import rebuild
+from metrics_pipeline.orchestration.resources import AlertingResource
 from metrics_pipeline.settings import Settings
+from metrics_pipeline.stages.triage import mark_alert
 from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
+# The pipeline's clock, frozen far from the day the test runs (runs are dated relative to it).
+NOW = datetime(2031, 3, 15, 12, 0, tzinfo=UTC)
 TABLES = ("requests", "quarantine", "run_summary", "latency_sketches", "run_baselines", "verdicts")
 MARTS = ("run_tiers", "run_endpoint_summary", "metric_daily")
 
@@ -24,10 +39,14 @@ def snapshot(settings: Settings) -> dict[str, pl.DataFrame]:
     frames["runs"] = warehouse.read("runs").drop("ingested_at")  # when, not what
     with duckdb.connect(str(settings.warehouse_root / "warehouse.duckdb"), read_only=True) as con:
         frames |= {m: con.sql(f"select * from {m}").pl() for m in MARTS}
+        # The catalog's views read the tables where they are, not in the build folder.
+        frames["runs (view)"] = con.sql("select * exclude (ingested_at) from runs").pl()
     return {name: frame.sort(frame.columns) for name, frame in frames.items()}
 
 
-def test_rebuild_from_the_bucket_gives_the_same_warehouse(settings, store, tmp_path, monkeypatch):
+def test_rebuild_from_the_bucket_gives_the_same_warehouse(
+    settings, store, tmp_path, monkeypatch, capfd
+):
     upload_demo_runs(store, tmp_path / "runs", count=3)
     assert rebuild(settings).failed == []
     first = snapshot(settings)
@@ -37,12 +56,103 @@ def test_rebuild_from_the_bucket_gives_the_same_warehouse(settings, store, tmp_p
     Warehouse(settings.warehouse_root).delete_partition("requests", first["runs"]["run_id"][0])
     monkeypatch.setenv("METRICS_HOME", str(settings.home))
     monkeypatch.setenv("METRICS_BASELINES", str(settings.baselines_file))
+    capfd.readouterr()
     result = CliRunner().invoke(app, ["rebuild"])
     assert result.exit_code == 0, result.output
+    # As quiet as the demo: none of Dagster's step logs (hundreds of DEBUG lines) by default.
+    printed = result.output + "".join(capfd.readouterr())
+    assert " - DEBUG - " not in printed and "rebuilt " in result.output
     second = snapshot(settings)
     for name, frame in first.items():
         assert frame.equals(second[name]), name
     assert not list(settings.home.glob("warehouse.*"))  # no leftovers of the swap
+
+
+def test_a_rebuild_notifies_nobody_and_keeps_the_outbox(settings, store, tmp_path):
+    with http_receiver() as hook:
+        config = tmp_path / "alerting.yaml"
+        config.write_text(
+            f"channels:\n  hook: {{type: webhook, url: '{hook.url}'}}\n"
+            "routes:\n  - {severities: [critical, warning, info], channels: [hook]}\n"
+            "escalation: {after: 60m, severities: [critical], channels: [hook]}\n"
+        )
+        settings = dataclasses.replace(settings, alerting_config=config, now=NOW)
+        alerting = AlertingResource.from_settings(settings)
+        upload_demo_runs(store, tmp_path / "runs", count=3, now=NOW)
+        with dg.instance_for_test() as instance:
+            assert not sense_and_run(build_definitions(settings), instance).failed
+        live = Warehouse(settings.warehouse_root)
+        # The live pipeline went on: its critical alerts were escalated an hour later, and a
+        # notification waits in the outbox for a receiver that failed.
+        later = NOW + timedelta(hours=2)
+        alerting.apply(live, lambda config, now: Signals(), later)
+        hook.failures_left = 1
+        failure = pipeline_failure_signal("nightly", None, None, "boom", "dagster-run-1")
+        alerting.apply(live, lambda config, now: Signals([failure]), later)
+        told = list(hook.bodies)
+        assert {b["event"] for b in told} == {"opened", "escalated"}
+        alerts, outbox = live.read("alerts"), live.read("alert_deliveries")
+        assert outbox.filter(pl.col("delivered_at").is_null()).height == 1
+
+        assert rebuild(settings).failed == []
+        # History replayed: its alerts rebuilt, nothing sent, nothing queued.
+        assert hook.bodies == told
+        rebuilt = Warehouse(settings.warehouse_root)
+        assert (
+            rebuilt.read("alert_deliveries").sort("delivery_id").equals(outbox.sort("delivery_id"))
+        )
+        by_run = alerts.filter(pl.col("kind") != "pipeline_failure").sort("alert_id")
+        columns = ["alert_id", "status", "opened_at", "escalated_at", "first_run_id"]
+        assert (
+            rebuilt.read("alerts").sort("alert_id").select(columns).equals(by_run.select(columns))
+        )
+        # The next pass sends what waited, and escalates nothing a second time.
+        alerting.apply(rebuilt, lambda config, now: Signals(), later + timedelta(hours=1))
+        (sent,) = hook.bodies[len(told) :]
+        assert sent["kind"] == "pipeline_failure" and sent["event"] == "opened"
+
+
+def test_a_rebuild_keeps_the_triage_marks(settings, store, tmp_path):
+    # A person marked the regression a false alarm: the runs alone would raise it again.
+    settings = dataclasses.replace(settings, now=NOW)
+    upload_demo_runs(store, tmp_path / "runs", count=2, now=NOW)
+    with dg.instance_for_test() as instance:
+        assert not sense_and_run(build_definitions(settings), instance).failed
+    live = Warehouse(settings.warehouse_root)
+    regressions = live.read("alerts").filter(pl.col("kind") == "regression")["alert_id"]
+    assert regressions.len()
+    for alert_id in regressions:
+        mark_alert(live, alert_id, "invalid", note="noisy neighbour", marked_by="ann", now=NOW)
+    marks = live.read("triage")
+
+    assert rebuild(settings).failed == []
+    rebuilt = Warehouse(settings.warehouse_root)
+    assert rebuilt.read("triage").equals(marks)
+    alerts = rebuilt.read("alerts")
+    assert alerts.filter(
+        (pl.col("kind") == "regression") & (pl.col("status") != "resolved")
+    ).is_empty()
+
+
+def upload_empty_run(store, folder, like: RunManifest, run_id: str = "empty-1") -> None:
+    """An upload with no data (an empty result file): a valid manifest, an invalid run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "requests.ndjson").write_text("")
+    upload_run(store, [folder / "requests.ndjson"], like.model_copy(update={"run_id": run_id}))
+
+
+def test_an_invalid_upload_is_rebuilt_as_invalid(settings, store, tmp_path):
+    # An empty run is kept, never a baseline (README): under the daemon its job stops at the
+    # blocking validation check. A rebuild must store it so, not give up on the warehouse.
+    runs = upload_demo_runs(store, tmp_path / "runs", count=2)
+    upload_empty_run(store, tmp_path / "empty", runs[0].manifest)
+    report = rebuild(settings)
+    assert report.failed == [] and report.invalid == ["empty-1"]
+    warehouse = Warehouse(settings.warehouse_root)
+    empty = warehouse.read("runs", ["empty-1"]).row(0, named=True)
+    assert empty["valid"] is False and "no request or interval data" in empty["invalid_reason"]
+    assert warehouse.read("verdicts", ["empty-1"]).height == 0
+    assert warehouse.read("verdicts", [runs[-1].manifest.run_id])["regression"].any()
 
 
 def test_rebuild_refuses_a_warehouse_in_an_object_store(tmp_path, monkeypatch):
