@@ -154,7 +154,7 @@ def _print_alerts(warehouse, run_id: str) -> None:
 
 
 def backtest(
-    size: Annotated[str, typer.Option(help="small (about a minute) or full.")] = "small",
+    size: Annotated[str, typer.Option(help="small (seconds) or full (minutes).")] = "small",
     seed: Annotated[int, typer.Option(help="Seed of every generated case.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
