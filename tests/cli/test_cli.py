@@ -425,11 +425,13 @@ def test_demo_flags_only_the_slowed_endpoint_and_reruns_without_duplicates(tmp_p
 
 @pytest.mark.slow
 def test_demo_judges_only_its_own_runs(tmp_path, monkeypatch):
-    # A user tried `upload` first: an empty run (invalid: kept, never a baseline) waits in the
-    # store. It is not the demo's to judge, nor to fail on with a stack trace.
+    # A user tried `upload` first: their run waits in the store. It is not the demo's to
+    # judge (a run of another combination could fail the demo, or be judged as one of its own).
     monkeypatch.setenv("METRICS_HOME", str(tmp_path))
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "requests.ndjson").write_text("")
+    (tmp_path / "mine" / "requests.ndjson").write_text(
+        '{"ts": "2031-03-14T02:00:00Z", "endpoint": "/a", "latency_ms": 5}\n'
+    )
     args = ["--suite", "checkout", "--scenario", "browse-and-buy", "--env", "staging"]
     mine = runner.invoke(app, ["upload", str(tmp_path / "mine"), *args, "--run-id", "mine-1"])
     assert mine.exit_code == 0, mine.output
