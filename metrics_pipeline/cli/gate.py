@@ -39,6 +39,14 @@ from metrics_pipeline.settings import Settings
 # per file (about 14 M canonical requests, 800 k of k6's JSON output) keeps a bomb from taking
 # the machine; larger runs go through ingest.
 COMPARE_LIMITS = ReadLimits(max_file_bytes=2 * GIB)
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Threshold = Annotated[
+    float | None,
+    typer.Option(
+        help="Relative worsening that counts (default: the verdict rules', else 0.2).",
+        show_default=False,
+    ),
+]
 RULES_FOR = (
     "Apply the verdict rules of this {} (config/verdicts.yaml, METRICS_VERDICT_RULES); "
     "without it, only the rules that name none."
@@ -179,14 +187,8 @@ def compare(
             show_default=False,
         ),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Relative worsening that counts (default: the verdict rules', else 0.2).",
-            show_default=False,
-        ),
-    ] = None,
+    as_json: AsJson = False,
+    threshold: Threshold = None,
     alpha: Annotated[
         float | None,
         typer.Option(
@@ -463,14 +465,8 @@ def _other_kind(run, cand) -> str:
 def versions(
     baseline_version: Annotated[str, typer.Argument(help="The old service_version.")],
     candidate_version: Annotated[str, typer.Argument(help="The new service_version.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Relative worsening that counts (default: the verdict rules', else 0.2).",
-            show_default=False,
-        ),
-    ] = None,
+    as_json: AsJson = False,
+    threshold: Threshold = None,
 ) -> None:
     """Compare two service versions on every scenario and endpoint both ran: pooled over them
     (paired test), and each endpoint on its own (its runs under either version, with the
