@@ -221,8 +221,9 @@ def result_files(path: Path, skip: Iterable[Path] = ()) -> list[Path]:
     if path.is_dir():
         skipped = {Path(folder).resolve() for folder in skip}
         found = []
-        # Into linked folders too, as pathlib's rglob did before.
-        for folder, subfolders, names in os.walk(path, followlinks=True):
+        # Not into linked folders, as pathlib's rglob before it: a link to a parent folder
+        # would read the run's files again and again (or never end).
+        for folder, subfolders, names in os.walk(path):
             # Pruned in place, so os.walk never descends into them.
             subfolders[:] = [
                 name

@@ -52,3 +52,17 @@ def test_a_file_is_itself_and_a_missing_path_an_error(tmp_path: Path) -> None:
     assert result_files(tmp_path / "out.ndjson") == [tmp_path / "out.ndjson"]
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         result_files(tmp_path / "missing")
+
+
+def test_linked_folders_are_not_followed(tmp_path: Path) -> None:
+    # A link back to a parent (or to the folder itself) would read the run's files again and
+    # again, or never end.
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "a.ndjson").write_text("{}\n")
+    (results / "up").symlink_to(tmp_path)
+    (results / "self").symlink_to(results)
+    assert result_files(results) == [results / "a.ndjson"]
+    # The folder given may itself be a link.
+    (tmp_path / "latest").symlink_to(results)
+    assert result_files(tmp_path / "latest") == [tmp_path / "latest" / "a.ndjson"]
