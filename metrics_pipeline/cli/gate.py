@@ -495,8 +495,12 @@ def versions(
     if as_json:
         print_json(table.to_dicts())
     else:
+        from metrics_pipeline.analysis.verdicts import ci_label
+
         out = Table(title=f"{candidate_version} vs {baseline_version}")
-        for column in ("scope", "metric", "runs", "old", "new", "change", "95% CI", "p adj."):
+        levels = set(table["alpha"])
+        ci = ci_label(levels.pop()) if len(levels) == 1 else "CI (+ = worse; each rule's level)"
+        for column in ("scope", "metric", "runs", "old", "new", "change", ci, "p adj."):
             out.add_column(column, justify="left" if column in {"scope", "metric"} else "right")
         out.add_column("verdict")
         # Regressions first, then the pooled rows, then each unit.

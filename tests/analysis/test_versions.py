@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from metrics_pipeline.analysis.versions import compare_versions
 from metrics_pipeline.cli.main import app
 from metrics_pipeline.contracts.tables import conform
-from metrics_pipeline.stats import compare_paired
+from metrics_pipeline.stats import benjamini_hochberg, compare_paired
 from metrics_pipeline.storage import Warehouse
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -154,3 +154,73 @@ def test_versions_command(tmp_path, monkeypatch):
     }
     missing = CliRunner().invoke(app, ["versions", "1.0", "9.9"])
     assert missing.exit_code == 2 and "no scenario ran under both" in missing.output
+
+
+def history_of(per_version: dict[str, list[list[float]]]):
+    """The runs and run_summary of one combination: per version, one list of per-endpoint
+    p50s per run (p95 twice the p50, throughput 40/s), runs a day apart."""
+    rows, summaries, k = [], [], 0
+    for version, runs in per_version.items():
+        for values in runs:
+            run_id = f"run-{k}"
+            start = T0 + timedelta(days=k)
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "suite": "s",
+                    "scenario": "x",
+                    "environment": "e",
+                    "started_at": start,
+                    "service_version": version,
+                    "valid": True,
+                }
+            )
+            summaries += [
+                {
+                    "run_id": run_id,
+                    "endpoint": f"/e{i}",
+                    "latency_p50": value,
+                    "latency_p95": 2 * value,
+                    "throughput_rps": 40.0,
+                }
+                for i, value in enumerate(values)
+            ]
+            k += 1
+    return conform("runs", pl.DataFrame(rows)), conform("run_summary", pl.DataFrame(summaries))
+
+
+def test_a_slowdown_of_every_endpoint_is_not_diluted_by_the_endpoint_rows():
+    # Eight endpoints, one run per version, each about 27 % slower: the pooled test is the one
+    # that sees it; adjusted together with the 24 endpoint rows it was lost (p adj. 0.105).
+    rng = np.random.default_rng(11)
+    levels = rng.uniform(5, 200, 8)
+    old = list(levels * rng.lognormal(0, 0.02, 8))
+    new = list(levels * 1.27 * rng.lognormal(0, 0.02, 8))
+    table = compare_versions(*history_of({"1.0": [old], "1.1": [new]}), "1.0", "1.1")
+    pooled = table.filter(pl.col("endpoint").is_null())
+    assert pooled.filter(pl.col("metric") == "latency_p50")["regression"].item()
+    assert pooled["p_adjusted"].to_list() == pytest.approx(
+        list(benjamini_hochberg(pooled["p_value"].to_numpy())), nan_ok=True
+    )
+
+
+def test_identical_runs_under_both_versions_are_no_change():
+    # Both sides are geometric means over the runs (a median on one side read +44 % here).
+    runs = [[10.0], [30.0], [30.0]]
+    table = compare_versions(*history_of({"1.0": runs, "1.1": runs}), "1.0", "1.1")
+    row = table.filter(pl.col("endpoint").is_not_null() & (pl.col("metric") == "latency_p50"))
+    assert row["baseline"].item() == pytest.approx(row["candidate"].item())
+    assert row["change"].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_runs_that_agree_exactly_or_one_whole_step_are_no_certainty():
+    # Three old runs of 12 ms, days apart, agree exactly: no spread measured, so the prior's
+    # floor; whole milliseconds that move one step (4 -> 5 ms, +25 %) are no evidence.
+    exact = compare_versions(
+        *history_of({"1.0": [[12.0]] * 3, "1.1": [[15.0]]}), "1.0", "1.1"
+    ).filter(pl.col("endpoint").is_not_null() & (pl.col("metric") == "latency_p50"))
+    assert exact["p_value"].item() > 0.01 and not exact["regression"].item()
+    step = compare_versions(
+        *history_of({"1.0": [[4.0], [4.0], [4.0]], "1.1": [[5.0]]}), "1.0", "1.1"
+    ).filter(pl.col("endpoint").is_not_null() & (pl.col("metric") == "latency_p50"))
+    assert not step["regression"].item()
