@@ -168,13 +168,19 @@ def _warehouse_history(combination: tuple[str, str, str], runs: list, explicit: 
         "started_at": min(starts, default=settings.clock()),
     }
     try:
-        return noise_history(open_warehouse(settings, mirrored=False), candidate, [])
+        history = noise_history(open_warehouse(settings, mirrored=False), candidate, [])
     except Exception as exc:  # any failure to read the warehouse is the same to the gate
         problem = f"cannot read the history of {'/'.join(combination)} in the warehouse: {exc}"
         if explicit:
             fail(problem)
         err.print(f"[yellow]warning:[/] {escape(problem)}; the run noise is the prior")
         return None
+    if history is None:
+        err.print(
+            f"note: no earlier accepted runs of {escape('/'.join(combination))} in the "
+            "warehouse: the run noise is the baseline runs' or the prior"
+        )
+    return history
 
 
 def compare(
@@ -278,11 +284,6 @@ def compare(
     noise_history = (
         _warehouse_history(combination, parsed, explicit=history is True) if looked_up else None
     )
-    if looked_up and noise_history is None:
-        err.print(
-            f"note: no earlier accepted runs of {escape('/'.join(combination))} in the "
-            "warehouse: the run noise is the baseline runs' or the prior"
-        )
     # Each argument is one run: its run id is its position ("baseline 1" ...) or "candidate".
     *base, cand = parsed
     labels = [f"baseline {i}" for i in range(1, len(base) + 1)]
