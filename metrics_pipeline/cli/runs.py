@@ -63,7 +63,7 @@ def upload(
     manifest = manifest_from(suite, scenario, env, run_id, started_at, files, described)
     # A folder's files keep their paths below it; a single file is named by its name.
     root = folder if folder.is_dir() else None
-    with bad_input():
+    with bad_input(*store_errors()):
         store = object_store_from_settings(settings)
         with progress_bar(err) as bar:
             keys = upload_run(store, bar.track(files, description="uploading"), manifest, root)
@@ -177,6 +177,14 @@ def run(
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")
     raise typer.Exit(code)
+
+
+def store_errors() -> tuple[type[Exception], ...]:
+    """What the S3 client raises for an unreachable endpoint, a missing bucket or refused
+    credentials (botocore's errors, imported only by the commands that talk to a store)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return BotoCoreError, ClientError
 
 
 def require_data(files: list[Path], where: Path | str, done: str) -> None:

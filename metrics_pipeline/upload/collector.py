@@ -57,9 +57,9 @@ EXIT_NOT_EXECUTABLE = 126
 
 
 class NoResultsError(MetricsPipelineError):
-    """The command ran but left no result file to upload (its results folder is missing, or
-    nothing was written there during the run): nothing was uploaded. ``exit_code`` is the
-    command's."""
+    """The command ran but nothing was uploaded: it left no result file (its results folder is
+    missing, or nothing was written there during the run), or the upload failed (the store
+    unreachable, the bucket missing). ``exit_code`` is the command's."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -354,7 +354,12 @@ def collect_run(
             )
         if samples.stat().st_size:  # an empty file would only be reported as unreadable
             files.append(samples)
-        keys = upload_run(store, files, manifest, root=results_dir)
+        try:
+            keys = upload_run(store, files, manifest, root=results_dir)
+        except Exception as exc:  # the store's (botocore's) own errors: said, with the code
+            raise NoResultsError(
+                f"the upload of run {manifest.run_id} failed: {exc}: nothing uploaded", code
+            ) from exc
     return code, manifest, keys
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -925,3 +926,38 @@ def test_a_configuration_variable_naming_a_missing_file_is_bad_input(fixtures_di
     assert done.stderr.strip() == "error: METRICS_STORE must be 'local' or 's3', not 's4'"
     shown = runner.invoke(app, ["baseline", "show", "--file", str(tmp_path / "baselines.yml")])
     assert shown.exit_code == 2 and "no baselines file" in shown.stderr
+
+
+def test_an_unreachable_store_is_one_line_and_keeps_the_load_tests_code(tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {
+        "METRICS_HOME": str(tmp_path / "home"),
+        "METRICS_STORE": "s3",
+        "METRICS_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_MAX_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "out.ndjson").write_text(
+        '{"ts": "2026-11-01T00:00:01Z", "endpoint": "/a", "latency_ms": 1}\n'
+    )
+    args = ["--suite", "s", "--scenario", "x", "--env", "e"]
+    uploaded = runner.invoke(app, ["upload", str(folder), *args])
+    assert uploaded.exit_code == 2, uploaded.output
+    assert uploaded.stderr.strip().startswith("error: Could not connect to the endpoint URL")
+    write = (
+        "import json, sys, time; open(sys.argv[1], 'w').write(json.dumps("
+        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 2}) + '\\n'); sys.exit(3)"
+    )
+    load_test = ["--", sys.executable, "-c", write, str(folder / "new.ndjson")]
+    ran = runner.invoke(
+        app, ["run", *args, "--results", str(folder), "--interval", "30", *load_test]
+    )
+    assert ran.exit_code == 3, ran.output  # the load test's own code, not a traceback's 1
+    assert "failed: Could not connect to the endpoint URL" in ran.stderr
+    assert "nothing uploaded" in ran.stderr
