@@ -302,12 +302,21 @@ def carry_over(rebuilt: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
     For the same incident (the same alert id, opened by the same run) still active in both,
     the alert keeps when it opened, its acknowledgement and its escalation: an alert a person
     acknowledged, or that was escalated already, is not escalated again by the next pass.
+
+    An alert of ``before`` that the runs did not give again (a pipeline failure, an overdue
+    run, a finding of the weekly job, which a rebuild does not run) is kept as it was: its
+    notifications may still wait in the outbox and its acknowledgement must not be lost; the
+    pipeline's next evaluation of its kind updates or resolves it.
     """
-    if before.is_empty() or rebuilt.is_empty():
+    if before.is_empty():
         return rebuilt
+    before = conform("alerts", before)
+    kept = before.filter(~pl.col("alert_id").is_in(rebuilt["alert_id"].implode()))
+    if rebuilt.is_empty():
+        return kept.sort("opened_at", "alert_id")
     earlier = {
         (row["alert_id"], row["first_run_id"]): row
-        for row in conform("alerts", before).iter_rows(named=True)
+        for row in before.iter_rows(named=True)
         if row["status"] in ACTIVE
     }
     rows = []
@@ -316,9 +325,8 @@ def carry_over(rebuilt: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
         if old is not None and row["status"] in ACTIVE:
             row |= {name: old[name] for name in TOLD} | {"status": old["status"]}
         rows.append(row)
-    return conform("alerts", pl.DataFrame(rows, schema=rebuilt.schema)).sort(
-        "opened_at", "alert_id"
-    )
+    carried = conform("alerts", pl.DataFrame(rows, schema=rebuilt.schema))
+    return pl.concat([carried, kept]).sort("opened_at", "alert_id")
 
 
 class AlertNotFound(MetricsPipelineError, LookupError):

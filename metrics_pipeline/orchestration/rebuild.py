@@ -10,7 +10,8 @@ lists only what was really owed to a receiver). What the runs cannot tell comes 
 warehouse at the swap: its outbox, whole (what was delivered, and what still waits, which
 the next delivery pass sends), and, for the same incidents, when each alert opened, who
 acknowledged it and when it was escalated (``alerts.lifecycle.carry_over``), so that the
-next pass does not escalate again what was escalated or acknowledged before.
+next pass does not escalate again what was escalated or acknowledged before; and the alerts
+no run gives again (a pipeline failure, an overdue run, a weekly finding), as they were.
 
 The triage marks (``alerts expected|invalid``, ``triage mark``) are people's decisions, not
 in the bucket either: the old warehouse's are copied in before the jobs run (a marked

@@ -200,6 +200,14 @@ def test_a_rebuilt_alert_keeps_its_acknowledgement_and_escalation():
     # Another incident of the same condition (opened by another run) keeps nothing.
     other = rebuilt.with_columns(first_run_id=pl.lit("run-9"))
     assert carry_over(other, before).select(told).equals(other.select(told))
+    # An alert the runs do not give again (here /b's) is kept as it was, not dropped.
+    only_a = rebuilt.filter(pl.col("endpoint") == "/a")
+    assert (
+        carry_over(only_a, before)
+        .sort("alert_id")
+        .select(told)
+        .equals(before.sort("alert_id").select(told))
+    )
 
 
 def test_acknowledging_an_unknown_or_resolved_alert_is_an_error():
