@@ -15,6 +15,7 @@ import numpy as np
 
 from metrics_pipeline.common.clock import system_now
 from metrics_pipeline.contracts.manifest import RunManifest
+from metrics_pipeline.formats import MANIFEST_NAME
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class DemoRun:
         target.mkdir(parents=True, exist_ok=True)
         with (target / "requests.ndjson").open("w") as out:
             out.writelines(json.dumps(r) + "\n" for r in self.records)
-        (target / "run.json").write_text(self.manifest.model_dump_json(indent=2))
+        (target / MANIFEST_NAME).write_text(self.manifest.model_dump_json(indent=2))
         return target
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from metrics_pipeline.contracts.manifest import ManifestError, RunManifest, check_name
+from metrics_pipeline.formats import MANIFEST_NAME
 from metrics_pipeline.storage.objects import (
     NEW_RUNS_PREFIX,
     RAW_PREFIX,
@@ -19,7 +20,6 @@ from metrics_pipeline.storage.objects import (
     parse_new_run_marker,
 )
 
-MANIFEST = "run.json"
 # Uploads that land out of order (slow writers, clock skew between writers of a local folder)
 # are still seen if they are at most this much older than the newest manifest already seen.
 LOOKBACK_S = 300.0
@@ -74,7 +74,7 @@ def runs_in(objects: Iterable[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
     return {
         prefix: infos
         for prefix, infos in grouped.items()
-        if any(info.key == prefix + MANIFEST for info in infos)
+        if any(info.key == prefix + MANIFEST_NAME for info in infos)
     }
 
 
@@ -124,7 +124,7 @@ def scan_uploads(
     }
     uploads, rejected = [], []
     for prefix, (modified, version) in changed.items():
-        key = prefix + MANIFEST
+        key = prefix + MANIFEST_NAME
         # A full listing skips runs older than the lookback; a marker vouches for its run.
         if (full and modified < watermark - LOOKBACK_S) or recent.get(key) == version:
             continue
@@ -146,7 +146,7 @@ def scan_uploads(
         )
     new_watermark = max([watermark, *(modified for modified, _ in changed.values())])
     versions = {
-        prefix + MANIFEST: version
+        prefix + MANIFEST_NAME: version
         for prefix, (modified, version) in changed.items()
         if modified >= new_watermark - LOOKBACK_S
     }

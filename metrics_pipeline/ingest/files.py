@@ -18,6 +18,7 @@ from metrics_pipeline.contracts.manifest import ManifestError, RunManifest
 from metrics_pipeline.contracts.tables import INGESTED_TABLES, RAW_EXCERPT_BYTES, conform
 from metrics_pipeline.formats import (
     DEFAULT_LIMITS,
+    MANIFEST_NAME,
     FileAccounting,
     ReadLimits,
     is_result_file,
@@ -234,7 +235,7 @@ def ingest_from_store(
             problems[name] = f"{info.size} bytes, run.json says {size}: upload incomplete"
         else:
             files.append((name, lambda key=info.key: store.open(key)))
-    ignored = sorted(name for name in present if name != "run.json" and name not in wanted)
+    ignored = sorted(name for name in present if name != MANIFEST_NAME and name not in wanted)
     version = upload_version(objects)
     uploaded_at = datetime.fromtimestamp(max(info.last_modified for info in objects), UTC)
     report = ingest_files(

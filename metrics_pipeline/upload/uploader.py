@@ -10,10 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from metrics_pipeline.contracts.manifest import RunManifest, UploadedFile
-from metrics_pipeline.formats import is_result_file
+from metrics_pipeline.formats import MANIFEST_NAME, is_result_file
 from metrics_pipeline.storage.objects import ObjectStore, new_run_marker
-
-MANIFEST = "run.json"
 
 
 def uploader_identity() -> str:
@@ -51,7 +49,7 @@ def upload_run(
     periodic full listing).
     """
     prefix = store.run_prefix(manifest.suite, manifest.run_id)
-    store.delete(prefix + MANIFEST)
+    store.delete(prefix + MANIFEST_NAME)
     keys, listed = [], []
     for file in files:
         if not is_result_file(file.name):
@@ -68,7 +66,7 @@ def upload_run(
         update={"files": tuple(listed), "uploaded_by": manifest.uploaded_by or uploader_identity()}
     )
     document = manifest.model_dump_json(indent=2, exclude_none=True)
-    store.put_bytes(prefix + MANIFEST, document.encode())
-    keys.append(prefix + MANIFEST)
+    store.put_bytes(prefix + MANIFEST_NAME, document.encode())
+    keys.append(prefix + MANIFEST_NAME)
     store.put_bytes(new_run_marker(manifest.suite, manifest.run_id, datetime.now(UTC)), b"")
     return keys
