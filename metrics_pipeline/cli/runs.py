@@ -173,6 +173,7 @@ def run(
             results_dir=results,
             interval=interval,
             skip=[settings.home],
+            now=settings.clock,
         )
     if keys:
         err.print(f"uploaded run {manifest.run_id} ({len(keys)} objects) to {store.description}")

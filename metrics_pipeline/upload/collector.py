@@ -38,12 +38,13 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from metrics_pipeline.common.clock import Clock, system_now
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.manifest import EXIT_CODE_TAG, RunManifest, default_run_id
 from metrics_pipeline.formats import known_format, result_files
@@ -281,13 +282,16 @@ def collect_run(
     interval: float = 1.0,
     skip: Iterable[Path] = (),
     described: RunManifest | None = None,
+    now: Clock = system_now,
 ) -> tuple[int, RunManifest, list[str]]:
     """Run ``command`` with sampling, then upload its result files, the samples and the
     manifest (last) as one run. Returns (exit code, manifest, uploaded keys).
 
     The result files are those below ``results_dir`` (not in hidden or tool folders, nor in
-    ``skip``: see ``formats.result_files``) written during the run: a file that predates it
-    is left out, with a warning naming it.
+    ``skip``: see ``formats.result_files``) written during the run: new, or changed (size,
+    modification time or inode) since a look at the folder just before the command started; a
+    file left as it was is left out, with a warning naming it. (No clock decides it: a file
+    system's timestamps may be coarse, or its clock another's.) ``now`` dates the run.
 
     The run is uploaded whatever the exit code, with it in the ``exit_code`` tag: a failed
     load test is data too (k6 exits 99 when a threshold fails, Locust 1 when a request
@@ -304,7 +308,7 @@ def collect_run(
     measured (start, end, duration, the tags ``collector`` and ``exit_code``) replaces them.
     """
     results_dir = Path(results_dir)
-    started_at = datetime.now(UTC)
+    started_at = now()
     kept = described.described() if described else {}
     # The exit code is this run's, known once the command ends.
     tags = {k: v for k, v in kept.get("tags", {}).items() if k != EXIT_CODE_TAG}
@@ -326,6 +330,7 @@ def collect_run(
     with tempfile.TemporaryDirectory(prefix="metrics-pipeline-run-") as tmp:
         # Beside, not inside, the results folder: that one belongs to the tool.
         samples = Path(tmp) / SAMPLES_NAME
+        before = _stamps(results_dir, skip)
         code = run_and_collect(command, interval=interval, samples_path=samples)
         elapsed = time.monotonic() - clock
         if not samples.exists():
@@ -333,7 +338,7 @@ def collect_run(
         manifest = RunManifest.parse(
             base
             | {
-                "finished_at": datetime.now(UTC),
+                "finished_at": started_at + timedelta(seconds=elapsed),
                 "load_profile": kept.get("load_profile", {}) | {"duration_s": round(elapsed, 3)},
                 "tags": base["tags"] | {EXIT_CODE_TAG: str(code)},
             }
@@ -345,7 +350,7 @@ def collect_run(
                 "(--results names the folder the tool writes its files to)",
                 code,
             )
-        files = _written_during(result_files(results_dir, skip), started_at)
+        files = _written_during(result_files(results_dir, skip), before)
         if not any(known_format(file) for file in files):
             raise NoResultsError(
                 f"no result file of a known format was written to {results_dir} during the "
@@ -363,10 +368,22 @@ def collect_run(
     return code, manifest, keys
 
 
-def _written_during(files: list[Path], started_at: datetime) -> list[Path]:
-    """The files written since ``started_at``; a warning for each other one (left over from an
-    earlier run in a reused folder, or a project's own file), and for a tool file that our
-    samples would overwrite."""
+def _stamps(folder: Path, skip: Iterable[Path]) -> dict[Path, tuple[int, int, int]]:
+    """Size, modification time (ns) and inode of each result file below ``folder`` (none
+    when it does not exist yet)."""
+    if not folder.is_dir():
+        return {}
+    stamps = {}
+    for file in result_files(folder, skip):
+        stat = file.stat()
+        stamps[file] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return stamps
+
+
+def _written_during(files: list[Path], before: dict[Path, tuple[int, int, int]]) -> list[Path]:
+    """The files that are new or changed since ``before`` (see :func:`_stamps`); a warning for
+    each other one (left over from an earlier run in a reused folder, or a project's own
+    file), and for a tool file that our samples would overwrite."""
     written = []
     for file in files:
         if file.name == SAMPLES_NAME:
@@ -375,8 +392,8 @@ def _written_during(files: list[Path], started_at: datetime) -> list[Path]:
                 "only the samples are kept",
                 file=sys.stderr,
             )
-        # 2 s of slack for file systems with coarse timestamps.
-        if file.stat().st_mtime < started_at.timestamp() - 2:
+        stat = file.stat()
+        if before.get(file) == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
             print(
                 f"metrics-pipeline run: warning: {file} was not written during this run: "
                 "not uploaded",

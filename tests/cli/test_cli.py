@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -454,7 +453,7 @@ def test_run_collects_uploads_and_exits_with_the_commands_code(tmp_path, monkeyp
     script = (
         "import json, os, sys, time; os.makedirs(sys.argv[1], exist_ok=True); "
         "open(os.path.join(sys.argv[1], 'r.ndjson'), 'w').write(json.dumps("
-        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 3}) + '\\n'); "
+        "{'ts': '2031-03-15T12:00:01Z', 'endpoint': '/a', 'latency_ms': 3}) + '\\n'); "
         "time.sleep(0.8); raise SystemExit(4)"
     )
     args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--run-id", "c-1"]
@@ -485,15 +484,13 @@ def test_run_from_a_project_root_uploads_only_what_the_run_wrote(tmp_path, monke
     project.mkdir()
     monkeypatch.chdir(project)  # the default --results is the working folder
     monkeypatch.setenv("METRICS_HOME", str(project / "metrics-data"))
-    (project / "tsconfig.json").write_text("{}")
-    an_hour_ago = time.time() - 3600
-    os.utime(project / "tsconfig.json", (an_hour_ago, an_hour_ago))
+    (project / "tsconfig.json").write_text("{}")  # the project's own, there before the run
     script = (
         "import json, os, time\n"
         "for name in ('results/r.ndjson', 'node_modules/x/package.json', '.cache/c.json',"
         " 'metrics-data/m.ndjson'):\n"
         "    os.makedirs(os.path.dirname(name), exist_ok=True)\n"
-        "    open(name, 'w').write(json.dumps({'ts': time.time(), 'endpoint': '/a',"
+        "    open(name, 'w').write(json.dumps({'ts': '2031-03-15T12:00:01Z', 'endpoint': '/a',"
         " 'latency_ms': 3}) + '\\n')\n"
     )
     args = ["run", "--suite", "s", "--scenario", "x", "--env", "e", "--run-id", "p-1"]
@@ -688,11 +685,10 @@ def test_upload_ingest_and_run_keep_the_folders_run_json_and_let_options_overrid
 
     write = (
         "import json, sys, time; open(sys.argv[1], 'w').write(json.dumps("
-        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 3}) + '\\n')"
+        "{'ts': '2031-03-15T12:00:01Z', 'endpoint': '/a', 'latency_ms': 3}) + '\\n')"
     )
     load_test = ["--", sys.executable, "-c", write, str(folder / "new.ndjson")]
-    an_hour_ago = time.time() - 3600
-    os.utime(folder / "out.ndjson", (an_hour_ago, an_hour_ago))  # of the earlier run
+    # out.ndjson, of the earlier run, is left as it was: not this run's.
     result = runner.invoke(app, ["run", "--results", str(folder), "--interval", "30", *load_test])
     assert result.exit_code == 0, result.output
     # Each run is a new run: its own id, not the run.json's (which would replace checkout-42).
@@ -952,7 +948,7 @@ def test_an_unreachable_store_is_one_line_and_keeps_the_load_tests_code(tmp_path
     assert uploaded.stderr.strip().startswith("error: Could not connect to the endpoint URL")
     write = (
         "import json, sys, time; open(sys.argv[1], 'w').write(json.dumps("
-        "{'ts': time.time(), 'endpoint': '/a', 'latency_ms': 2}) + '\\n'); sys.exit(3)"
+        "{'ts': '2031-03-15T12:00:01Z', 'endpoint': '/a', 'latency_ms': 2}) + '\\n'); sys.exit(3)"
     )
     load_test = ["--", sys.executable, "-c", write, str(folder / "new.ndjson")]
     ran = runner.invoke(

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -134,13 +134,14 @@ def test_run_uploads_results_samples_and_manifest_last(tmp_path: Path) -> None:
     assert (cpu["value"] / 100 * seconds).sum() >= 0.5
 
 
+# The test clock of the runs whose load test writes records of 2031-03-15 12:00:01.
+RUN_AT = datetime(2031, 3, 15, 12, tzinfo=UTC)
 # Writes a result file, a dependency's package.json and a file into the pipeline's home, all
 # below the folder argv[1] (a project's root, the default --results of `run`).
 PROJECT_TEST = """
 import json, os, sys
-from datetime import datetime, timezone
 root = sys.argv[1]
-line = json.dumps({"ts": datetime.now(timezone.utc).isoformat(), "endpoint": "/a", "latency_ms": 3})
+line = json.dumps({"ts": "2031-03-15T12:00:01Z", "endpoint": "/a", "latency_ms": 3})
 for name in ("out/requests.ndjson", "node_modules/pkg/package.json", "home/objects/x.ndjson"):
     os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
     with open(os.path.join(root, name), "w") as out:
@@ -154,14 +155,13 @@ def test_only_result_files_written_during_the_run_are_uploaded(tmp_path: Path, c
     project.mkdir()
     old = project / "old.ndjson"  # left over from an earlier run in the same folder
     old.write_text('{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n')
-    an_hour_ago = time.time() - 3600
-    os.utime(old, (an_hour_ago, an_hour_ago))
     (project / ".venv" / "lib").mkdir(parents=True)
     (project / ".venv" / "lib" / "data.json").write_text("{}")
 
     code, _, keys = collect_run(
         store,
         [sys.executable, "-c", PROJECT_TEST, str(project)],
+        now=lambda: RUN_AT,
         suite="checkout",
         scenario="smoke",
         environment="ci",
@@ -179,11 +179,10 @@ def test_only_result_files_written_during_the_run_are_uploaded(tmp_path: Path, c
 # Writes five requests into the folder argv[1], then exits with the code argv[2].
 FAILING_TEST = """
 import json, os, sys
-from datetime import datetime, timezone
 os.makedirs(sys.argv[1], exist_ok=True)
 with open(os.path.join(sys.argv[1], "requests.ndjson"), "w") as out:
     for _ in range(5):
-        ts = datetime.now(timezone.utc).isoformat()
+        ts = "2031-03-15T12:00:01Z"  # inside the run that RUN_AT dates
         out.write(json.dumps({"ts": ts, "endpoint": "/a", "latency_ms": 3}) + "\\n")
 raise SystemExit(int(sys.argv[2]))
 """
@@ -199,6 +198,7 @@ def test_a_failed_command_with_results_is_uploaded_with_its_exit_code(
         code, _, keys = collect_run(
             store,
             [sys.executable, "-c", FAILING_TEST, str(results), exit_code],
+            now=lambda: RUN_AT,
             suite="checkout",
             scenario="smoke",
             environment="ci",
@@ -221,6 +221,7 @@ def test_command_shorter_than_the_interval_uploads_no_empty_samples(tmp_path: Pa
     code, _, keys = collect_run(
         store,
         [sys.executable, "-c", FAILING_TEST, str(results), "0"],
+        now=lambda: RUN_AT,
         suite="s",
         scenario="x",
         environment="e",
@@ -278,6 +279,7 @@ def test_the_results_folders_run_json_describes_the_run_but_what_was_measured(
     code, manifest, keys = collect_run(
         store,
         [sys.executable, "-c", FAILING_TEST, str(results), "0"],
+        now=lambda: RUN_AT,
         suite="checkout",
         scenario="smoke",  # an option given replaces the run.json's field
         environment="staging",
