@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -247,3 +250,36 @@ def test_a_process_that_validated_exits_without_noise():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "True"
     assert done.stderr == ""
+
+
+def test_validating_defers_the_modules_gx_imports_for_expectations_it_does_not_run():
+    # A fresh interpreter: this one may have imported scipy.stats already.
+    script = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_suites import frame
+from metrics_pipeline.validation import validate
+from metrics_pipeline.validation.runner import GX_UNUSED_MODULES
+assert validate("requests", frame()).success
+print(*(type(sys.modules[name]).__name__ for name in GX_UNUSED_MODULES))
+import scipy.stats.distributions
+from scipy.stats import norm
+from great_expectations.expectations.metrics.column_aggregate_metrics import (
+    column_parameterized_distribution_ks_test_p_value as ks,
+)
+import altair
+print(round(norm.ppf(0.975), 4), ks.stats.norm is norm, altair.Chart.__name__)
+print(*(type(sys.modules[name]).__name__ for name in GX_UNUSED_MODULES))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "_Deferred _Deferred",
+        "1.96 True Chart",
+        "module module",
+    ]
