@@ -146,7 +146,8 @@ class _Deferred(types.ModuleType):
         return getattr(real, attr)
 
 
-def _import_great_expectations() -> types.ModuleType:
+def import_great_expectations() -> types.ModuleType:
+    """``great_expectations``, imported without the modules of ``GX_UNUSED_MODULES``."""
     for name in GX_UNUSED_MODULES:
         if name not in sys.modules and (spec := importlib.util.find_spec(name)) is not None:
             sys.modules[name] = _Deferred(spec)
@@ -158,7 +159,7 @@ def _import_great_expectations() -> types.ModuleType:
 @cache
 def _context():
     # Great Expectations costs seconds to import: only processes that validate pay for it.
-    gx = _import_great_expectations()
+    gx = import_great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -314,7 +315,7 @@ def _literal(text: str) -> str:
 
 
 def _run_suite(database: duckdb.DuckDBPyConnection, table: str, suite) -> list[ExpectationOutcome]:
-    gx = _import_great_expectations()
+    gx = import_great_expectations()
     import great_expectations.expectations as gxe
     from duckdb_engine import ConnectionWrapper
     from sqlalchemy.pool import StaticPool
