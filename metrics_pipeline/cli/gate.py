@@ -286,6 +286,13 @@ def compare(
     )
     # Each argument is one run: its run id is its position ("baseline 1" ...) or "candidate".
     *base, cand = parsed
+    if all(other_kind := [_other_kind(run, cand) for run in base]):
+        # Said before any table: a table of "no baseline data" rows would read as a result.
+        err.print(
+            f"[red]error:[/] nothing to compare: the baseline runs hold {other_kind[0]}; "
+            "compare runs of the same kind"
+        )
+        raise typer.Exit(2)
     labels = [f"baseline {i}" for i in range(1, len(base) + 1)]
 
     def baseline_rows(table: str) -> pl.DataFrame:
@@ -364,8 +371,6 @@ def _exit_with_verdict(
             reason = f"no latency could be tested: {NO_SUCCESS}"
         elif notes.str.contains(TOO_FEW, literal=True).any():
             reason = "no latency could be tested: too few values in the runs"
-        elif all(other_kind):
-            reason = f"the baseline runs hold {other_kind[0]}; compare runs of the same kind"
         else:
             reason = "no endpoint and metric has data in both the baseline and the candidate"
         err.print(f"[red]error:[/] nothing to compare: {reason}")
@@ -453,7 +458,7 @@ def _tools(path: Path, run) -> set[str]:
 def _other_kind(run, cand) -> str:
     """What a run holds when it is another kind of data than the candidate's (else ""): only
     interval aggregates against per-request rows, or the reverse."""
-    if cand.requests.height and not run.requests.height:
+    if cand.requests.height and not cand.interval_stats.height and not run.requests.height:
         return (
             "only interval aggregates (Artillery, k6 summary, Locust history), the candidate "
             "per-request rows"

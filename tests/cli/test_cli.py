@@ -268,9 +268,12 @@ def test_compare_says_when_the_runs_hold_different_kinds_of_data(fixtures_dir, t
     locust = fixtures_dir / "locust" / "requests.ndjson"
     artillery = fixtures_dir / "artillery" / "report.json"
     for pair in ((locust, artillery), (artillery, locust)):
-        result = runner.invoke(app, ["compare", *map(str, pair)])
-        assert result.exit_code == 2
-        assert "compare runs of the same kind" in result.stderr
+        for json_flag in ([], ["--json"]):
+            result = runner.invoke(app, ["compare", *map(str, pair), *json_flag])
+            assert result.exit_code == 2
+            assert "compare runs of the same kind" in result.stderr
+            # Only the error: no table (or JSON) of rows without a baseline before it.
+            assert result.stdout == ""
     slow = slowed_copy(locust, tmp_path / "cand.ndjson", "/api/slow", 1.02)
     mixed = runner.invoke(app, ["compare", str(locust), str(artillery), str(slow), "--json"])
     assert mixed.exit_code == 0, mixed.output
