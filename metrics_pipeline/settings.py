@@ -10,6 +10,8 @@ from pathlib import Path
 from metrics_pipeline.common.clock import Clock, clock_at, parse_instant
 
 DEFAULT_BUCKET = "loadtests"
+# The Postgres schema of the warehouse's tables (a rebuild builds beside it, in one of its own).
+DEFAULT_POSTGRES_SCHEMA = "metrics"
 
 # In a checkout, its root; in an installed wheel, site-packages (whose copy of the shipped files
 # is the package's ``shipped/`` folder, see pyproject's force-include).
@@ -112,6 +114,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     postgres_url: str | None = None
+    postgres_schema: str = DEFAULT_POSTGRES_SCHEMA
     baselines_file: Path = field(default_factory=lambda: default_project_dir() / DEFAULT_BASELINES)
     project_dir: Path = field(default_factory=default_project_dir)
     nightly_cron: str = "0 3 * * *"

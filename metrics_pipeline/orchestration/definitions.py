@@ -33,6 +33,7 @@ def build_definitions(settings: Settings | None = None, *, notify: bool = True) 
             s3_region=settings.s3_region,
             # As an EnvVar the URL (and any password in it) stays out of the UI and run config.
             postgres_url=dg.EnvVar("METRICS_POSTGRES_URL") if settings.postgres_url else None,
+            postgres_schema=settings.postgres_schema,
         ),
         "baselines": BaselineFileResource(path=str(settings.baselines_file)),
         "verdict_rules": VerdictRulesResource(path=str(settings.verdict_rules)),

@@ -1,8 +1,9 @@
 """Re-create the warehouse from the bucket, the source of truth, with the pipeline's own jobs.
 
 Everything is built in a new folder first (the CI stage for every uploaded run, oldest first,
-then the nightly job); only then does it replace the old warehouse, so a failed rebuild leaves
-the old one in place.
+then the nightly job), and the Postgres mirror's tables in a schema of their own; only then do
+they replace the old warehouse and the mirror's rows (in one transaction), so a failed rebuild
+leaves the old ones in place, and Postgres readers (Grafana) never see a half-built warehouse.
 
 A rebuild replays history, so it notifies nobody: the alerts' state is recomputed from the
 runs, but no notification is queued or delivered (not even recorded as delivered: the outbox
@@ -21,6 +22,7 @@ meanwhile are kept; their effect on the rebuilt runs waits for the next rebuild)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import tempfile
@@ -34,8 +36,9 @@ from metrics_pipeline.alerts.service import locked
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
 from metrics_pipeline.settings import Settings
+from metrics_pipeline.stages.nightly import build_marts
 from metrics_pipeline.stages.triage import TRIAGE_LOCK
-from metrics_pipeline.storage import Warehouse, open_warehouse
+from metrics_pipeline.storage import PostgresWarehouse, Warehouse, open_warehouse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +68,13 @@ def rebuild(
             f"{settings.warehouse_location} is in an object store (not supported yet)"
         )
     target = settings.warehouse_root
-    building = target.with_name(f"{target.name}.rebuild-{uuid.uuid4().hex[:8]}")
-    aside = dataclasses.replace(settings, warehouse_dir=building)
+    tag = uuid.uuid4().hex[:8]
+    building = target.with_name(f"{target.name}.rebuild-{tag}")
+    aside = dataclasses.replace(
+        settings,
+        warehouse_dir=building,
+        postgres_schema=f"{settings.postgres_schema}_rebuild_{tag}",
+    )
     try:
         if target.exists():
             _copy_triage(open_warehouse(settings), open_warehouse(aside))
@@ -89,29 +97,46 @@ def rebuild(
             ):
                 failed.append("nightly")
     except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
+        _discard(building, aside)
         raise
     if failed:
-        shutil.rmtree(building, ignore_errors=True)
+        _discard(building, aside)
         return RebuildReport(tick.run_ids, failed, tick.invalid)
     old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if not target.exists():
-        building.rename(target)
-        _refresh_catalog(settings)
-        return RebuildReport(tick.run_ids, [], tick.invalid)
+    existed = target.exists()
     current = open_warehouse(settings)
-    # Under the alerts' lock: a delivery pass of the running pipeline either finishes before
-    # the outbox is copied or works on the rebuilt warehouse after the swap.
-    with locked(current):
-        rebuilt = open_warehouse(aside)
-        _copy_triage(current, rebuilt)
-        rebuilt.write_snapshot("alert_deliveries", current.read("alert_deliveries"))
-        rebuilt.write_snapshot("alerts", carry_over(rebuilt.read("alerts"), current.read("alerts")))
+    try:
+        # Under the alerts' lock: a delivery pass of the running pipeline either finishes
+        # before the outbox is copied or works on the rebuilt warehouse after the swap.
+        with locked(current):
+            rebuilt = open_warehouse(aside)
+            if existed:
+                _copy_triage(current, rebuilt)
+                rebuilt.write_snapshot("alert_deliveries", current.read("alert_deliveries"))
+                rebuilt.write_snapshot(
+                    "alerts", carry_over(rebuilt.read("alerts"), current.read("alerts"))
+                )
+            if current.mirror is not None:
+                current.mirror.take_over(rebuilt.mirror)
+    except BaseException:
+        _discard(building, aside)
+        raise
+    if target.exists():
         target.rename(old)
-        building.rename(target)
+    building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     _refresh_catalog(settings)
     return RebuildReport(tick.run_ids, [], tick.invalid)
+
+
+def _discard(building, aside: Settings) -> None:
+    """Remove what a rebuild that does not replace the warehouse built."""
+    shutil.rmtree(building, ignore_errors=True)
+    if aside.postgres_url:
+        # Best effort: a leftover schema hides nothing, and the failure that brought the
+        # rebuild here (Postgres gone, say) is the one to report.
+        with contextlib.suppress(Exception):
+            PostgresWarehouse(aside.postgres_url, aside.postgres_schema).drop_schema()
 
 
 def _copy_triage(current: Warehouse, rebuilt: Warehouse) -> None:
@@ -122,5 +147,11 @@ def _copy_triage(current: Warehouse, rebuilt: Warehouse) -> None:
 
 def _refresh_catalog(settings: Settings) -> None:
     """Point the views of ``warehouse.duckdb`` at the tables' files where they are now: they
-    were made while the tables were in the build folder, which no longer exists."""
-    open_warehouse(settings).refresh_catalog()
+    were made while the tables were in the build folder, which no longer exists. With a
+    Postgres mirror, build the marts again, there too: the rebuild's marts went with its
+    schema."""
+    warehouse = open_warehouse(settings)
+    if warehouse.mirror is None:
+        warehouse.refresh_catalog()
+    else:
+        build_marts(warehouse)

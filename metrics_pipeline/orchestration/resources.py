@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from metrics_pipeline.common.clock import clock_at, parse_instant
-from metrics_pipeline.settings import Settings
+from metrics_pipeline.settings import DEFAULT_POSTGRES_SCHEMA, Settings
 from metrics_pipeline.storage.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class WarehouseResource(dg.ConfigurableResource):
     root: str
     local: str | None = None
     postgres_url: str | None = None
+    postgres_schema: str = DEFAULT_POSTGRES_SCHEMA
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
 
@@ -115,6 +116,7 @@ class WarehouseResource(dg.ConfigurableResource):
             self.postgres_url,
             endpoint_url=self.s3_endpoint_url,
             region=self.s3_region,
+            postgres_schema=self.postgres_schema,
         )
 
 

@@ -3,7 +3,7 @@ queried through DuckDB, optionally mirrored to Postgres."""
 
 from pathlib import Path
 
-from metrics_pipeline.settings import Settings
+from metrics_pipeline.settings import DEFAULT_POSTGRES_SCHEMA, Settings
 from metrics_pipeline.storage.postgres import PostgresWarehouse
 from metrics_pipeline.storage.warehouse import PartitionWriter, Warehouse
 
@@ -17,10 +17,12 @@ def warehouse_at(
     *,
     endpoint_url: str | None = None,
     region: str = "us-east-1",
+    postgres_schema: str = DEFAULT_POSTGRES_SCHEMA,
 ) -> Warehouse:
     """The warehouse at ``location``: a local folder, or ``s3://bucket/prefix`` with ``local``
-    for this host's staging files, locks and catalog; mirrored to ``postgres_url`` if set."""
-    mirror = PostgresWarehouse(postgres_url) if postgres_url else None
+    for this host's staging files, locks and catalog; mirrored to ``postgres_url`` (in
+    ``postgres_schema``) if set."""
+    mirror = PostgresWarehouse(postgres_url, postgres_schema) if postgres_url else None
     if location.startswith("s3://"):
         from metrics_pipeline.storage.object_warehouse import ObjectWarehouse
 
@@ -38,4 +40,5 @@ def open_warehouse(settings: Settings, *, mirrored: bool = True) -> Warehouse:
         settings.postgres_url if mirrored else None,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
+        postgres_schema=settings.postgres_schema,
     )

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 from metrics_pipeline.contracts.tables import SCHEMAS, SNAPSHOT_TABLES, conform
+from metrics_pipeline.settings import DEFAULT_POSTGRES_SCHEMA
 
 # Rows per CSV slice of a COPY (a few MB of text at a time).
 COPY_ROWS = 100_000
@@ -46,7 +47,7 @@ def pg_type(dtype: pl.DataType) -> str:
 class PostgresWarehouse:
     """Writes warehouse tables to the database at ``url`` (a libpq URL)."""
 
-    def __init__(self, url: str, schema: str = "metrics"):
+    def __init__(self, url: str, schema: str = DEFAULT_POSTGRES_SCHEMA):
         self.url = url
         self.schema = schema
 
@@ -162,6 +163,41 @@ class PostgresWarehouse:
         con.execute(sql.SQL("delete from {}").format(self._name(table)))
         self._copy(con, table, frame)
         return frame.height
+
+    def take_over(self, built: PostgresWarehouse) -> None:
+        """Give every table the rows of the same table in ``built`` (another schema of this
+        database, where a rebuild wrote), in one transaction, and drop that schema.
+
+        The rows are copied into the tables in place rather than the schemas renamed, so the
+        tables keep their grants and the views on them. Readers see the old rows until the
+        commit (``truncate`` holds them off meanwhile), and a failure leaves them all.
+        """
+        from psycopg import sql
+
+        if built.url != self.url or built.schema == self.schema:
+            raise ValueError("take_over needs another schema of the same database")
+        with self.transaction("migrate") as con:
+            # Every table emptied (and locked) first, in one statement; a writer that holds
+            # one of them is waited for. Should Postgres still break a deadlock by aborting
+            # this transaction, the rebuild fails with the error and keeps the old rows.
+            con.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(map(self._name, SCHEMAS))))
+            for table, columns in SCHEMAS.items():
+                names = sql.SQL(", ").join(map(sql.Identifier, columns))
+                con.execute(
+                    sql.SQL("insert into {} ({}) select {} from {}").format(
+                        self._name(table), names, names, built._name(table)
+                    )
+                )
+            con.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(built.schema)))
+
+    def drop_schema(self) -> None:
+        """Drop this warehouse's schema and everything in it (a rebuild's that failed)."""
+        from psycopg import sql
+
+        with self.transaction("migrate") as con:
+            con.execute(
+                sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(self.schema))
+            )
 
     def partition_counts(self, table: str) -> dict[str, int]:
         """Rows per run id of a partitioned ``table``."""

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import duckdb
 import polars as pl
+import psycopg
 import pytest
 from conftest import upload_demo_runs
 from receivers import http_receiver
+from servers import new_database
 from typer.testing import CliRunner
 
 from metrics_pipeline.alerts.lifecycle import Signals
@@ -172,3 +174,52 @@ def test_rebuild_refuses_a_warehouse_in_an_object_store(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "s3://shared/warehouse is in an object store" in result.output
     assert not (tmp_path / "home").exists()
+
+
+def test_with_postgres_a_rebuild_builds_aside_and_takes_over_in_one_step(
+    settings, store, tmp_path, postgres_url, monkeypatch
+):
+    url = new_database(postgres_url)
+    monkeypatch.setenv("METRICS_POSTGRES_URL", url)  # the jobs' resource reads it there
+    settings = dataclasses.replace(settings, postgres_url=url, now=NOW)
+
+    def mirrored() -> dict[str, int]:
+        with psycopg.connect(url) as con:
+            return {
+                table: con.execute(f'select count(*) from metrics."{table}"').fetchone()[0]
+                for table in TABLES
+            }
+
+    def schemas() -> set[str]:
+        with psycopg.connect(url) as con:
+            rows = con.execute("select nspname from pg_namespace where nspname like 'metrics%'")
+            return {name for (name,) in rows}
+
+    def parquet() -> dict[str, int]:
+        warehouse = Warehouse(settings.warehouse_root)
+        return {table: warehouse.read(table).height for table in TABLES}
+
+    upload_demo_runs(store, tmp_path / "runs", count=2, now=NOW)
+    assert rebuild(settings).failed == []
+    before = mirrored()
+    assert before == parquet() and before["requests"] > 0
+
+    # A third run arrives, and the rebuild fails after its runs were ingested (the baseline
+    # file no longer parses): Postgres readers saw none of it, and nothing is left behind.
+    # (Rebuilt in the live schema, these tables held 2.3x their rows, the new run's and more.)
+    upload_demo_runs(store, tmp_path / "runs", count=3, now=NOW)
+    pins = settings.baselines_file.read_text()
+    settings.baselines_file.write_text("baselines: [")
+    assert rebuild(settings).failed
+    assert mirrored() == before == parquet()
+    assert schemas() == {"metrics"}
+
+    settings.baselines_file.write_text(pins)
+    assert rebuild(settings).failed == []
+    after = mirrored()
+    assert after == parquet() and after["requests"] > before["requests"]
+    assert schemas() == {"metrics"}
+    # The marts, which went with the rebuild's schema, are built again where readers look.
+    with psycopg.connect(url) as con:
+        (runs,) = con.execute("select count(distinct run_id) from metrics.run_tiers").fetchone()
+    assert runs == Warehouse(settings.warehouse_root).read("runs").height
