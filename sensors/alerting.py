@@ -9,7 +9,6 @@ from metrics_pipeline.alerts.signals import (
     pipeline_failure_signal,
     pipeline_success_scope,
 )
-from metrics_pipeline.common.config import ConfigError
 from metrics_pipeline.orchestration.resources import (
     AlertingResource,
     ClockResource,
@@ -71,9 +70,9 @@ def alert_on_run_failure(
         outcome = alerting.apply(
             warehouse.get(), lambda config, now: Signals([signal]), clock.now()
         )
-    except ConfigError as exc:
+    except dg.Failure as exc:  # resources.not_retried: a config file that does not parse
         # A broken alerting config may be why the run failed: say so instead of failing too.
-        context.log.error(f"cannot record the alert for run {run.run_id}: {exc}")
+        context.log.error(f"cannot record the alert for run {run.run_id}: {exc.description}")
         return
     context.log.info(
         f"alert {signal.fingerprint} for failed run {run.run_id}; "

@@ -9,7 +9,8 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from metrics_pipeline.common.clock import clock_at, parse_instant
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.settings import DEFAULT_POSTGRES_SCHEMA, Settings
 from metrics_pipeline.storage.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
@@ -73,6 +75,17 @@ class ObjectStoreResource(dg.ConfigurableResource):
         )
 
 
+@contextmanager
+def not_retried() -> Iterator[None]:
+    """Our errors (a configuration file that is missing or breaks its schema) as a step
+    failure that the jobs' retry policy does not repeat: the same file would fail again, and
+    the retries' back-off only delays the report (7 s a step)."""
+    try:
+        yield
+    except MetricsPipelineError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
 class BaselineFileResource(dg.ConfigurableResource):
     """The version-controlled baseline file (absent: every baseline is dynamic)."""
 
@@ -81,7 +94,8 @@ class BaselineFileResource(dg.ConfigurableResource):
     def entries(self) -> list[BaselineEntry]:
         from metrics_pipeline.analysis.baselines import load_baselines
 
-        return load_baselines(Path(self.path))
+        with not_retried():
+            return load_baselines(Path(self.path))
 
 
 class VerdictRulesResource(dg.ConfigurableResource):
@@ -93,7 +107,8 @@ class VerdictRulesResource(dg.ConfigurableResource):
     def get(self) -> VerdictRules:
         from metrics_pipeline.analysis.verdict_rules import load_verdict_rules
 
-        return load_verdict_rules(Path(self.path))
+        with not_retried():
+            return load_verdict_rules(Path(self.path))
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -156,12 +171,14 @@ class AlertingResource(dg.ConfigurableResource):
     def catalog(self) -> KpiCatalog:
         from metrics_pipeline.analysis.kpi_catalog import load_catalog
 
-        return load_catalog(Path(self.catalog_path))
+        with not_retried():
+            return load_catalog(Path(self.catalog_path))
 
     def config(self) -> AlertingConfig:
         from metrics_pipeline.alerts.config import load_alerting
 
-        return load_alerting(Path(self.config_path))
+        with not_retried():
+            return load_alerting(Path(self.config_path))
 
     def senders(self, config: AlertingConfig) -> dict[str, Sender]:
         from metrics_pipeline.alerts.delivery import build_senders

@@ -229,3 +229,23 @@ def test_the_verdict_rules_file_sets_the_threshold_of_a_suite(settings, store, w
         (pl.col("endpoint") == "/api/orders") & (pl.col("metric") == "latency_p50")
     ).row(0, named=True)
     assert 0.45 < orders["change"] < 0.75 and orders["verdict"] == "ok"
+
+
+def test_a_configuration_file_that_does_not_parse_fails_its_step_once(
+    settings, store, warehouse, tmp_path
+):
+    # Retrying cannot mend a file: the step fails at once with the file's problem, where the
+    # jobs' retry policy used to repeat it three times (7 s of back-off per run).
+    (run,) = upload_demo_runs(store, tmp_path / "runs", count=1)
+    settings.baselines_file.write_text("baselines: [")
+    with dg.instance_for_test() as instance:
+        tick = sense_and_run(build_definitions(settings), instance)
+        (result,) = tick.results.values()
+        assert not result.success
+        events = result.all_events
+        assert not [e for e in events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+        (failure,) = [e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        assert failure.step_key == "analysis__baseline"
+        assert "not valid YAML" in failure.step_failure_data.error.message
+    # What the steps before it did stands: the run is ingested.
+    assert run.manifest.run_id in set(warehouse.run_ids("runs"))
