@@ -47,15 +47,22 @@ def snapshot(settings: Settings) -> dict[str, pl.DataFrame]:
 
 
 def test_rebuild_from_the_bucket_gives_the_same_warehouse(
-    settings, store, tmp_path, monkeypatch, capfd
+    settings, store, tmp_path, monkeypatch, capfd, postgres_url
 ):
+    # With a Postgres mirror: its tables are built in a schema of their own, then copied
+    # over the live ones, and the marts built again where readers look.
+    url = new_database(postgres_url)
+    monkeypatch.setenv("METRICS_POSTGRES_URL", url)
+    settings = dataclasses.replace(settings, postgres_url=url)
     upload_demo_runs(store, tmp_path / "runs", count=3)
     assert rebuild(settings).failed == []
     first = snapshot(settings)
     assert first["requests"].height > 0 and first["verdicts"]["regression"].any()
 
-    # Lose the warehouse entirely, then rebuild through the command.
+    # Lose the warehouse entirely (and a mart of the mirror), then rebuild through the command.
     Warehouse(settings.warehouse_root).delete_partition("requests", first["runs"]["run_id"][0])
+    with psycopg.connect(url) as con:
+        con.execute("truncate metrics.run_tiers")
     monkeypatch.setenv("METRICS_HOME", str(settings.home))
     monkeypatch.setenv("METRICS_BASELINES", str(settings.baselines_file))
     capfd.readouterr()
@@ -68,6 +75,10 @@ def test_rebuild_from_the_bucket_gives_the_same_warehouse(
     for name, frame in first.items():
         assert frame.equals(second[name]), name
     assert not list(settings.home.glob("warehouse.*"))  # no leftovers of the swap
+    assert mirrored(url) == parquet(settings) and schemas(url) == {"metrics"}
+    with psycopg.connect(url) as con:
+        (runs,) = con.execute("select count(distinct run_id) from metrics.run_tiers").fetchone()
+    assert runs == second["runs"].height == 3
 
 
 def test_a_rebuild_notifies_nobody_and_keeps_the_outbox(settings, store, tmp_path):
@@ -176,50 +187,42 @@ def test_rebuild_refuses_a_warehouse_in_an_object_store(tmp_path, monkeypatch):
     assert not (tmp_path / "home").exists()
 
 
-def test_with_postgres_a_rebuild_builds_aside_and_takes_over_in_one_step(
+def test_with_postgres_a_failed_rebuild_leaves_the_live_tables_as_they_were(
     settings, store, tmp_path, postgres_url, monkeypatch
 ):
     url = new_database(postgres_url)
     monkeypatch.setenv("METRICS_POSTGRES_URL", url)  # the jobs' resource reads it there
     settings = dataclasses.replace(settings, postgres_url=url, now=NOW)
-
-    def mirrored() -> dict[str, int]:
-        with psycopg.connect(url) as con:
-            return {
-                table: con.execute(f'select count(*) from metrics."{table}"').fetchone()[0]
-                for table in TABLES
-            }
-
-    def schemas() -> set[str]:
-        with psycopg.connect(url) as con:
-            rows = con.execute("select nspname from pg_namespace where nspname like 'metrics%'")
-            return {name for (name,) in rows}
-
-    def parquet() -> dict[str, int]:
-        warehouse = Warehouse(settings.warehouse_root)
-        return {table: warehouse.read(table).height for table in TABLES}
-
     upload_demo_runs(store, tmp_path / "runs", count=2, now=NOW)
     assert rebuild(settings).failed == []
-    before = mirrored()
-    assert before == parquet() and before["requests"] > 0
+    before = mirrored(url)
+    assert before == parquet(settings) and before["requests"] > 0
 
     # A third run arrives, and the rebuild fails after its runs were ingested (the baseline
     # file no longer parses): Postgres readers saw none of it, and nothing is left behind.
     # (Rebuilt in the live schema, these tables held 2.3x their rows, the new run's and more.)
     upload_demo_runs(store, tmp_path / "runs", count=3, now=NOW)
-    pins = settings.baselines_file.read_text()
     settings.baselines_file.write_text("baselines: [")
     assert rebuild(settings).failed
-    assert mirrored() == before == parquet()
-    assert schemas() == {"metrics"}
+    assert mirrored(url) == before == parquet(settings)
+    assert schemas(url) == {"metrics"}
 
-    settings.baselines_file.write_text(pins)
-    assert rebuild(settings).failed == []
-    after = mirrored()
-    assert after == parquet() and after["requests"] > before["requests"]
-    assert schemas() == {"metrics"}
-    # The marts, which went with the rebuild's schema, are built again where readers look.
+
+def mirrored(url: str) -> dict[str, int]:
+    """Rows per table in the mirror's live schema."""
     with psycopg.connect(url) as con:
-        (runs,) = con.execute("select count(distinct run_id) from metrics.run_tiers").fetchone()
-    assert runs == Warehouse(settings.warehouse_root).read("runs").height
+        return {
+            table: con.execute(f'select count(*) from metrics."{table}"').fetchone()[0]
+            for table in TABLES
+        }
+
+
+def parquet(settings: Settings) -> dict[str, int]:
+    warehouse = Warehouse(settings.warehouse_root)
+    return {table: warehouse.read(table).height for table in TABLES}
+
+
+def schemas(url: str) -> set[str]:
+    with psycopg.connect(url) as con:
+        rows = con.execute("select nspname from pg_namespace where nspname like 'metrics%'")
+        return {name for (name,) in rows}
