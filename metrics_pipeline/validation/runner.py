@@ -129,20 +129,28 @@ class _Deferred(types.ModuleType):
     import stats`` in a GX module) work as the module itself. ``importlib.util.LazyLoader`` is
     the standard tool, but Python 3.11's import statement reads ``__spec__`` of a module
     already in ``sys.modules``, which makes a lazy module load at once; this one has its spec.
+    A first touch by ``import scipy.stats.<submodule>`` runs that submodule's code twice
+    (the real package imports it, then the import statement does), as with any module
+    imported during its parent's import; for scipy.stats' re-exporting submodules that is
+    harmless, and the project's imports (statsmodels' included) touch the package first.
     """
 
-    _lock = threading.RLock()
+    _lock = threading.Lock()
 
     def __init__(self, spec) -> None:
         super().__init__(spec.name)
         self.__spec__ = spec
 
     def __getattr__(self, attr: str) -> Any:
+        # The lock covers taking the stand-in out, never the import: an import holds the
+        # import system's module locks, and a thread that holds one of them (importing a
+        # submodule) may be the one asking for an attribute here. The import system then
+        # makes concurrent importers of the real module wait for the first.
         with self._lock:
             if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
-            real = importlib.import_module(self.__name__)
-            self.__dict__.update(real.__dict__)
+        real = importlib.import_module(self.__name__)
+        self.__dict__.update(real.__dict__)
         return getattr(real, attr)
 
 
