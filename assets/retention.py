@@ -11,9 +11,9 @@ from metrics_pipeline.orchestration.resources import (
     BaselineFileResource,
     ClockResource,
     WarehouseResource,
+    not_retried,
 )
 from metrics_pipeline.stages.retention import (
-    RetentionError,
     RetentionPolicy,
     pinned_in,
     run_retention,
@@ -62,16 +62,14 @@ def retention(
 ) -> dg.MaterializeResult:
     store = warehouse.get()
     now = clock.now()
-    try:
+    # A bad policy or a baseline file that is missing or does not parse (read as "nothing
+    # pinned", its runs would be deleted) stops retention, and is not retried.
+    with not_retried():
         policy = RetentionPolicy(
             config.raw_days, config.aggregate_days, config.trash_days, config.max_quiet_days
         )
-        # A configured baseline file that is missing stops retention: read as "nothing
-        # pinned", its runs would be deleted.
         pinned = pinned_in(Path(baselines.path))
         outcome = run_retention(store, now, policy, pinned, dry_run=config.dry_run)
-    except RetentionError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     plan = outcome.plan
     per_table = plan.as_frame().group_by("table").len().sort("table")
     return dg.MaterializeResult(

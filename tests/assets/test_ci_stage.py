@@ -12,6 +12,7 @@ from conftest import upload_demo_runs
 
 from assets.analysis import VERDICTS
 from assets.ingest import EXPECTATIONS, REQUESTS
+from assets.retention import RETENTION
 from metrics_pipeline.evaluation.demo_data import demo_runs
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import sense_and_run
@@ -249,3 +250,17 @@ def test_a_configuration_file_that_does_not_parse_fails_its_step_once(
         assert "not valid YAML" in failure.step_failure_data.error.message
     # What the steps before it did stands: the run is ingested.
     assert run.manifest.run_id in set(warehouse.run_ids("runs"))
+
+
+def test_retention_with_a_baseline_file_that_does_not_parse_fails_once(settings):
+    # The nightly job's retention step reads the same file: stopped at once, nothing deleted.
+    settings.baselines_file.write_text("baselines: [")
+    nightly = build_definitions(settings).resolve_job_def("nightly")
+    with dg.instance_for_test() as instance:
+        result = nightly.execute_in_process(
+            instance=instance, raise_on_error=False, asset_selection=[RETENTION]
+        )
+    events = result.all_events
+    assert not [e for e in events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    (failure,) = [e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "not valid YAML" in failure.step_failure_data.error.message
