@@ -253,6 +253,12 @@ def rebuild(
         + (invalid if report.invalid else ""),
         soft_wrap=True,
     )
+    if report.marts_error:
+        err.print(
+            "[red]error:[/] the catalog's views and marts could not be made again "
+            f"({escape(report.marts_error)}); the next nightly job makes them"
+        )
+        raise typer.Exit(1)
 
 
 def retention(

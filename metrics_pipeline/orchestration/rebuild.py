@@ -44,11 +44,14 @@ from metrics_pipeline.storage import PostgresWarehouse, Warehouse, open_warehous
 @dataclasses.dataclass(frozen=True)
 class RebuildReport:
     """``runs``: every run rebuilt; ``failed``: the jobs that failed (nothing was swapped in);
-    ``invalid``: the runs stored as invalid, as the pipeline stores them (a success)."""
+    ``invalid``: the runs stored as invalid, as the pipeline stores them (a success);
+    ``marts_error``: why the catalog's views and marts could not be made again after the swap
+    (the warehouse is rebuilt; the next nightly job builds them)."""
 
     runs: list[str]
     failed: list[str]
     invalid: list[str] = dataclasses.field(default_factory=list)
+    marts_error: str | None = None
 
 
 def rebuild(
@@ -105,6 +108,7 @@ def rebuild(
     old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
     existed = target.exists()
     current = open_warehouse(settings)
+    swapping = False
     try:
         # Under the alerts' lock: a delivery pass of the running pipeline either finishes
         # before the outbox is copied or works on the rebuilt warehouse after the swap.
@@ -118,14 +122,20 @@ def rebuild(
                 )
             if current.mirror is not None:
                 current.mirror.take_over(rebuilt.mirror)
+            # Postgres holds the rebuilt rows from here on: the folders follow at once.
+            swapping = True
+            if target.exists():  # opening the warehouse above may have made the folder
+                target.rename(old)
+            building.rename(target)
     except BaseException:
-        _discard(building, aside)
+        if not swapping:
+            _discard(building, aside)
         raise
-    if target.exists():
-        target.rename(old)
-    building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-    _refresh_catalog(settings)
+    try:
+        _refresh_catalog(settings)
+    except Exception as exc:  # the warehouse is rebuilt: say what is left to do, not "failed"
+        return RebuildReport(tick.run_ids, [], tick.invalid, f"{type(exc).__name__}: {exc}")
     return RebuildReport(tick.run_ids, [], tick.invalid)
 
 

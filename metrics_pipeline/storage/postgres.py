@@ -26,6 +26,8 @@ from metrics_pipeline.settings import DEFAULT_POSTGRES_SCHEMA
 
 # Rows per CSV slice of a COPY (a few MB of text at a time).
 COPY_ROWS = 100_000
+# Tries of a rebuild's take-over that Postgres aborts to break a deadlock with a live writer.
+TAKE_OVER_ATTEMPTS = 5
 # Microseconds and the UTC offset, which timestamptz reads exactly.
 CSV_TIMESTAMP = "%Y-%m-%dT%H:%M:%S%.6f%:z"
 
@@ -169,17 +171,29 @@ class PostgresWarehouse:
         database, where a rebuild wrote), in one transaction, and drop that schema.
 
         The rows are copied into the tables in place rather than the schemas renamed, so the
-        tables keep their grants and the views on them. Readers see the old rows until the
-        commit (``truncate`` holds them off meanwhile), and a failure leaves them all.
+        tables keep their grants and the views on them. ``truncate`` locks the tables:
+        readers wait while the rows are copied, then see the new ones, never a mix; a failure
+        leaves the old rows.
         """
-        from psycopg import sql
+        from psycopg import errors
 
         if built.url != self.url or built.schema == self.schema:
             raise ValueError("take_over needs another schema of the same database")
+        for attempt in range(1, TAKE_OVER_ATTEMPTS + 1):
+            try:
+                return self._take_over(built)
+            except errors.DeadlockDetected:
+                # A live transaction took the same tables in another order (the marts read
+                # them in the models' order) and Postgres aborted this one: nothing changed.
+                if attempt == TAKE_OVER_ATTEMPTS:
+                    raise
+
+    def _take_over(self, built: PostgresWarehouse) -> None:
+        from psycopg import sql
+
         with self.transaction("migrate") as con:
             # Every table emptied (and locked) first, in one statement; a writer that holds
-            # one of them is waited for. Should Postgres still break a deadlock by aborting
-            # this transaction, the rebuild fails with the error and keeps the old rows.
+            # one of them is waited for.
             con.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(map(self._name, SCHEMAS))))
             for table, columns in SCHEMAS.items():
                 names = sql.SQL(", ").join(map(sql.Identifier, columns))
