@@ -458,7 +458,10 @@ def _tools(path: Path, run) -> set[str]:
 def _other_kind(run, cand) -> str:
     """What a run holds when it is another kind of data than the candidate's (else ""): only
     interval aggregates against per-request rows, or the reverse."""
-    if cand.requests.height and not cand.interval_stats.height and not run.requests.height:
+    # A candidate with both kinds is of the baseline's kind only where their interval rows
+    # share an endpoint (Locust's default history holds the "Aggregated" rows alone).
+    shared = set(cand.interval_stats["endpoint"]) & set(run.interval_stats["endpoint"])
+    if cand.requests.height and not shared and not run.requests.height:
         return (
             "only interval aggregates (Artillery, k6 summary, Locust history), the candidate "
             "per-request rows"

@@ -284,6 +284,24 @@ def test_compare_says_when_the_runs_hold_different_kinds_of_data(fixtures_dir, t
     }
 
 
+def test_compare_refuses_a_candidate_whose_intervals_share_no_endpoint_with_the_baseline(
+    fixtures_dir, tmp_path
+):
+    # Per-request rows and Locust's default history (the "Aggregated" rows alone) against
+    # an interval-only baseline run: nothing per endpoint in common, said before any table.
+    source = fixtures_dir / "locust"
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    base.mkdir(), cand.mkdir()
+    history = (source / "locust_stats_history.csv").read_text().splitlines()
+    (base / "locust_stats_history.csv").write_text("\n".join(history) + "\n")
+    aggregated = [history[0], *(line for line in history[1:] if ",Aggregated," in line)]
+    (cand / "locust_stats_history.csv").write_text("\n".join(aggregated) + "\n")
+    (cand / "requests.ndjson").write_bytes((source / "requests.ndjson").read_bytes())
+    result = runner.invoke(app, ["compare", str(base), str(cand)])
+    assert result.exit_code == 2
+    assert "compare runs of the same kind" in result.stderr and result.stdout == ""
+
+
 def test_compare_judges_a_run_with_both_kinds_on_the_kind_its_baseline_has(tmp_path):
     # Locust's own CSVs as the baseline, a candidate folder with per-request rows and the
     # same CSVs: judged on the intervals, and the baseline run counts as used.
