@@ -228,6 +228,7 @@ def rebuild(
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
     the old warehouse is replaced only when everything succeeded. It notifies nobody: the
     alerts are recomputed, the old outbox, acknowledgements and triage marks are kept."""
+    from metrics_pipeline.orchestration.rebuild import RebuildRunningError
     from metrics_pipeline.orchestration.rebuild import rebuild as rebuild_warehouse
 
     settings = Settings.from_env()
@@ -240,7 +241,7 @@ def rebuild(
                 # lines that bury the one saying whether the rebuild succeeded.
                 log_level=None if verbose else "WARNING",
             )
-        except ValueError as exc:
+        except (ValueError, RebuildRunningError) as exc:
             fail(str(exc))
     if report.failed:
         err.print(

@@ -5,6 +5,9 @@ then the nightly job), and the Postgres mirror's tables in a schema of their own
 they replace the old warehouse and the mirror's rows (in one transaction), so a failed rebuild
 leaves the old ones in place, and Postgres readers (Grafana) never see a half-built warehouse.
 
+One rebuild runs at a time per warehouse (a lock file beside its folder), and it first removes
+what rebuilds that died left (their folders and Postgres schemas): none of them can be running.
+
 A rebuild replays history, so it notifies nobody: the alerts' state is recomputed from the
 runs, but no notification is queued or delivered (not even recorded as delivered: the outbox
 lists only what was really owed to a receiver). What the runs cannot tell comes from the old
@@ -24,21 +27,30 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import glob
+import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dagster as dg
 
 from metrics_pipeline.alerts.lifecycle import carry_over
 from metrics_pipeline.alerts.service import locked
+from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages.nightly import build_marts
 from metrics_pipeline.stages.triage import TRIAGE_LOCK
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse, open_warehouse
+
+
+class RebuildRunningError(MetricsPipelineError, RuntimeError):
+    """Another rebuild of the same warehouse holds the lock."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +75,24 @@ def rebuild(
     ``"WARNING"``) sets the jobs' console log level (default: Dagster's, DEBUG).
 
     Raises ValueError for a warehouse in an object store: the new warehouse is built in a
-    folder beside the old one and swapped in by renaming folders, which a bucket cannot do.
+    folder beside the old one and swapped in by renaming folders, which a bucket cannot do;
+    :class:`RebuildRunningError` while another rebuild of the warehouse runs.
     """
     if settings.warehouse_location != str(settings.warehouse_root):
         raise ValueError(
             f"rebuild replaces a local warehouse folder; the warehouse at "
             f"{settings.warehouse_location} is in an object store (not supported yet)"
         )
+    with _one_rebuild(settings.warehouse_root):
+        _remove_dead_rebuilds(settings)
+        return _rebuild(settings, progress, log_level)
+
+
+def _rebuild(
+    settings: Settings,
+    progress: Callable[[int, int], None] | None,
+    log_level: str | None,
+) -> RebuildReport:
     target = settings.warehouse_root
     tag = uuid.uuid4().hex[:8]
     building = target.with_name(f"{target.name}.rebuild-{tag}")
@@ -137,6 +160,40 @@ def rebuild(
     except Exception as exc:  # the warehouse is rebuilt: say what is left to do, not "failed"
         return RebuildReport(tick.run_ids, [], tick.invalid, f"{type(exc).__name__}: {exc}")
     return RebuildReport(tick.run_ids, [], tick.invalid)
+
+
+@contextlib.contextmanager
+def _one_rebuild(target: Path) -> Iterator[None]:
+    """Hold the rebuild lock of the warehouse folder ``target``, or raise
+    :class:`RebuildRunningError`. The lock file is beside the folder, which the swap renames."""
+    lock = target.with_name(f"{target.name}.rebuild.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RebuildRunningError(f"another rebuild of {target} is running") from None
+        yield  # closing the file releases the lock
+
+
+def _remove_dead_rebuilds(settings: Settings) -> None:
+    """Folders and Postgres schemas of rebuilds that did not end (a process killed): under
+    the lock, none is in use."""
+    target = settings.warehouse_root
+    name = glob.escape(target.name)
+    for pattern in (f"{name}.rebuild-*", f"{name}.old-*"):
+        for folder in target.parent.glob(pattern):
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+    if settings.postgres_url:
+        import psycopg
+
+        built = f"^{re.escape(settings.postgres_schema)}_rebuild_[0-9a-f]{{8}}$"
+        with psycopg.connect(settings.postgres_url) as con:
+            names = con.execute("select nspname from pg_namespace where nspname ~ %s", (built,))
+            schemas = [name for (name,) in names]
+        for schema in schemas:
+            PostgresWarehouse(settings.postgres_url, schema).drop_schema()
 
 
 def _discard(building, aside: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -21,7 +22,7 @@ from metrics_pipeline.cli.main import app
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import sense_and_run
-from metrics_pipeline.orchestration.rebuild import rebuild
+from metrics_pipeline.orchestration.rebuild import RebuildRunningError, rebuild
 from metrics_pipeline.orchestration.resources import AlertingResource
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages.triage import mark_alert
@@ -74,7 +75,8 @@ def test_rebuild_from_the_bucket_gives_the_same_warehouse(
     second = snapshot(settings)
     for name, frame in first.items():
         assert frame.equals(second[name]), name
-    assert not list(settings.home.glob("warehouse.*"))  # no leftovers of the swap
+    # No leftovers of the swap; the rebuild lock stays, like the warehouse's own lock files.
+    assert [path.name for path in settings.home.glob("warehouse.*")] == ["warehouse.rebuild.lock"]
     assert mirrored(url) == parquet(settings) and schemas(url) == {"metrics"}
     with psycopg.connect(url) as con:
         (runs,) = con.execute("select count(distinct run_id) from metrics.run_tiers").fetchone()
@@ -194,7 +196,14 @@ def test_with_postgres_a_failed_rebuild_leaves_the_live_tables_as_they_were(
     monkeypatch.setenv("METRICS_POSTGRES_URL", url)  # the jobs' resource reads it there
     settings = dataclasses.replace(settings, postgres_url=url, now=NOW)
     upload_demo_runs(store, tmp_path / "runs", count=2, now=NOW)
+    # What a rebuild killed midway leaves: its folders and its schema, removed by the next.
+    dead = [settings.home / "warehouse.rebuild-0badc0de", settings.home / "warehouse.old-0badc0de"]
+    for folder in dead:
+        (folder / "requests").mkdir(parents=True)
+    with psycopg.connect(url) as con:
+        con.execute("create schema metrics_rebuild_0badc0de")
     assert rebuild(settings).failed == []
+    assert not any(folder.exists() for folder in dead) and schemas(url) == {"metrics"}
     before = mirrored(url)
     assert before == parquet(settings) and before["requests"] > 0
 
@@ -226,3 +235,15 @@ def schemas(url: str) -> set[str]:
     with psycopg.connect(url) as con:
         rows = con.execute("select nspname from pg_namespace where nspname like 'metrics%'")
         return {name for (name,) in rows}
+
+
+def test_one_rebuild_at_a_time(settings, store, tmp_path, monkeypatch):
+    settings.home.mkdir(parents=True)
+    with (settings.home / "warehouse.rebuild.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another rebuild of this warehouse, running
+        with pytest.raises(RebuildRunningError, match=r"another rebuild of .* is running"):
+            rebuild(settings)
+        monkeypatch.setenv("METRICS_HOME", str(settings.home))
+        monkeypatch.setenv("METRICS_BASELINES", str(settings.baselines_file))
+        result = CliRunner().invoke(app, ["rebuild"])
+        assert result.exit_code == 2 and "another rebuild" in result.stderr
