@@ -21,7 +21,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -48,6 +48,9 @@ PENDING_DIR = ".pending"
 STAGING_DIR = ".staging"
 # Leftovers of interrupted writes younger than this may belong to a write under way.
 LEFTOVER_AGE_S = 24 * 3600.0
+# Reads of a table that a concurrent publication changed under them, tried again (each swap is
+# a couple of renames: two writers of one run in a row make at most a few).
+READ_ATTEMPTS = 5
 
 
 def encodings(schema: pa.Schema) -> dict:
@@ -401,6 +404,11 @@ class Warehouse:
         ).select(list(schema.names()))
 
     def read(self, table: str, run_ids: Iterable[str] | None = None) -> pl.DataFrame:
+        # Another writer may publish a partition between the listing of its files and their
+        # reading (the swap moves the old files aside): then they are listed again.
+        for _ in range(READ_ATTEMPTS - 1):
+            with suppress(FileNotFoundError):
+                return self.scan(table, run_ids).collect()
         return self.scan(table, run_ids).collect()
 
     def run_ids(self, table: str) -> list[str]:
