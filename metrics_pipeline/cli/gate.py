@@ -322,15 +322,18 @@ def compare(
         title = f"{', '.join(map(str, baselines))} -> {candidate}"
         console.print(verdict_table(verdicts, title, ci_alphas(verdicts, policy), console.width))
     _exit_with_verdict(
-        verdicts, baselines, base, cand, same_as_candidate=same_as_candidate, looked_up=looked_up
+        verdicts,
+        baselines,
+        other_kind,
+        same_as_candidate=same_as_candidate,
+        looked_up=looked_up,
     )
 
 
 def _exit_with_verdict(
     verdicts: pl.DataFrame,
     baselines: list[Path],
-    base: list,
-    cand,
+    other_kind: list[str],
     *,
     same_as_candidate: bool,
     looked_up: bool,
@@ -349,7 +352,6 @@ def _exit_with_verdict(
         err.print("[yellow]warning:[/] the candidate holds the same data as a baseline run")
     judged = _tested(verdicts)
     used = {run for runs in judged["baseline_runs"] for run in runs.split(",") if run}
-    other_kind = [_other_kind(run, cand) for run in base]
     for i, (path, kind) in enumerate(zip(baselines, other_kind, strict=True), 1):
         if judged.height and f"baseline {i}" not in used:
             why = f"it holds {kind}" if kind else "none of its rows could be compared"

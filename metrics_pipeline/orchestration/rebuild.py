@@ -48,6 +48,12 @@ from metrics_pipeline.stages.nightly import build_marts
 from metrics_pipeline.stages.triage import TRIAGE_LOCK
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse, open_warehouse
 
+# What a rebuild names beside the warehouse, by its tag of 8 hex digits: the folder it builds
+# (``warehouse.rebuild-<tag>``), the old folder moved aside at the swap (``warehouse.old-<tag>``)
+# and its Postgres schema (``metrics_rebuild_<tag>``). Those of a rebuild that died are removed
+# by the next one.
+BUILDING, OLD, SCHEMA = ".rebuild-", ".old-", "_rebuild_"
+
 
 class RebuildRunningError(MetricsPipelineError, RuntimeError):
     """Another rebuild of the same warehouse holds the lock."""
@@ -95,11 +101,11 @@ def _rebuild(
 ) -> RebuildReport:
     target = settings.warehouse_root
     tag = uuid.uuid4().hex[:8]
-    building = target.with_name(f"{target.name}.rebuild-{tag}")
+    building = target.with_name(f"{target.name}{BUILDING}{tag}")
     aside = dataclasses.replace(
         settings,
         warehouse_dir=building,
-        postgres_schema=f"{settings.postgres_schema}_rebuild_{tag}",
+        postgres_schema=f"{settings.postgres_schema}{SCHEMA}{tag}",
     )
     try:
         if target.exists():
@@ -128,7 +134,7 @@ def _rebuild(
     if failed:
         _discard(building, aside)
         return RebuildReport(tick.run_ids, failed, tick.invalid)
-    old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
+    old = target.with_name(f"{target.name}{OLD}{tag}")
     existed = target.exists()
     current = open_warehouse(settings)
     swapping = False
@@ -181,14 +187,14 @@ def _remove_dead_rebuilds(settings: Settings) -> None:
     the lock, none is in use."""
     target = settings.warehouse_root
     name = glob.escape(target.name)
-    for pattern in (f"{name}.rebuild-*", f"{name}.old-*"):
+    for pattern in (f"{name}{BUILDING}*", f"{name}{OLD}*"):
         for folder in target.parent.glob(pattern):
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
     if settings.postgres_url:
         import psycopg
 
-        built = f"^{re.escape(settings.postgres_schema)}_rebuild_[0-9a-f]{{8}}$"
+        built = f"^{re.escape(settings.postgres_schema + SCHEMA)}[0-9a-f]{{8}}$"
         with psycopg.connect(settings.postgres_url) as con:
             names = con.execute("select nspname from pg_namespace where nspname ~ %s", (built,))
             schemas = [name for (name,) in names]
