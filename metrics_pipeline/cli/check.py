@@ -18,17 +18,19 @@ def check(
         typer.Option(
             "--repair",
             help="Rewrite every differing partition of the Postgres mirror from Parquet, and "
-            "remove what interrupted writes left behind.",
+            "remove what interrupted writes and rebuilds left behind.",
         ),
     ] = False,
 ) -> None:
     """Compare row counts and checksums of every partition in Parquet and in Postgres (when
-    METRICS_POSTGRES_URL is set), list publications a fault interrupted, and count what
-    interrupted writes left behind (staging files, unpublished objects) over a day old. Exit 1
-    when something differs (0 after --repair mended it); leftovers alone do not fail."""
+    METRICS_POSTGRES_URL is set), list publications a fault interrupted, count what
+    interrupted writes left behind (staging files, unpublished objects) over a day old, and
+    list what rebuilds that did not end left (folders beside the warehouse, Postgres schemas).
+    Exit 1 when something differs (0 after --repair mended it); leftovers alone do not fail."""
     from metrics_pipeline.storage import integrity, open_warehouse
 
-    warehouse = open_warehouse(Settings.from_env())
+    settings = Settings.from_env()
+    warehouse = open_warehouse(settings)
     results = integrity.check(warehouse)
     bad = [c for c in results if not c.ok]
     mirrored = "Parquet and Postgres" if warehouse.mirror else "Parquet (no Postgres mirror)"
@@ -53,6 +55,7 @@ def check(
         )
         if repair:
             warehouse.remove_leftovers(leftovers)
+    _dead_rebuilds(settings, repair)
     if bad and repair:
         integrity.repair(warehouse)
         still = [c for c in integrity.check(warehouse) if not c.ok]
@@ -61,3 +64,30 @@ def check(
             return
     if bad:
         raise typer.Exit(1)
+
+
+def _dead_rebuilds(settings: Settings, repair: bool) -> None:
+    """List (and with ``repair`` remove) what rebuilds that did not end left; nothing while a
+    rebuild runs (its folder and schema look the same)."""
+    if settings.warehouse_location != str(settings.warehouse_root):
+        return  # a warehouse in a bucket is never rebuilt
+    from metrics_pipeline.storage.rebuilds import (
+        RebuildRunningError,
+        dead_rebuilds,
+        one_rebuild,
+        remove_dead_rebuilds,
+    )
+
+    try:
+        with one_rebuild(settings.warehouse_root):
+            dead = dead_rebuilds(settings)
+            if dead and repair:
+                remove_dead_rebuilds(settings, dead)
+    except RebuildRunningError:
+        console.print("a rebuild is running: its folder and schema are not leftovers")
+        return
+    if dead:
+        verb = "removed" if repair else "found (--repair removes them)"
+        console.print(f"{len(dead)} leftover(s) of rebuilds that did not end {verb}:")
+        for name in dead.names():
+            console.print(f"  {escape(name)}", soft_wrap=True)

@@ -228,8 +228,8 @@ def rebuild(
     """Re-create the warehouse from the bucket (every uploaded run, then the nightly job);
     the old warehouse is replaced only when everything succeeded. It notifies nobody: the
     alerts are recomputed, the old outbox, acknowledgements and triage marks are kept."""
-    from metrics_pipeline.orchestration.rebuild import RebuildRunningError
     from metrics_pipeline.orchestration.rebuild import rebuild as rebuild_warehouse
+    from metrics_pipeline.storage.rebuilds import RebuildRunningError
 
     settings = Settings.from_env()
     with progress_bar(err) as bar:

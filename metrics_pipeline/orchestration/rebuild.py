@@ -7,6 +7,7 @@ leaves the old ones in place, and Postgres readers (Grafana) never see a half-bu
 
 One rebuild runs at a time per warehouse (a lock file beside its folder), and it first removes
 what rebuilds that died left (their folders and Postgres schemas): none of them can be running.
+The names, the lock and those leftovers are ``storage.rebuilds``' (``check`` lists them too).
 
 A rebuild replays history, so it notifies nobody: the alerts' state is recomputed from the
 runs, but no notification is queued or delivered (not even recorded as delivered: the outbox
@@ -27,36 +28,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import glob
-import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import dagster as dg
 
 from metrics_pipeline.alerts.lifecycle import carry_over
 from metrics_pipeline.alerts.service import locked
-from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import console_logs, sense_and_run
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages.nightly import build_marts
 from metrics_pipeline.stages.triage import TRIAGE_LOCK
 from metrics_pipeline.storage import PostgresWarehouse, Warehouse, open_warehouse
-
-# What a rebuild names beside the warehouse, by its tag of 8 hex digits: the folder it builds
-# (``warehouse.rebuild-<tag>``), the old folder moved aside at the swap (``warehouse.old-<tag>``)
-# and its Postgres schema (``metrics_rebuild_<tag>``). Those of a rebuild that died are removed
-# by the next one.
-BUILDING, OLD, SCHEMA = ".rebuild-", ".old-", "_rebuild_"
-
-
-class RebuildRunningError(MetricsPipelineError, RuntimeError):
-    """Another rebuild of the same warehouse holds the lock."""
+from metrics_pipeline.storage.rebuilds import (
+    BUILDING,
+    OLD,
+    SCHEMA,
+    dead_rebuilds,
+    one_rebuild,
+    remove_dead_rebuilds,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,15 +76,16 @@ def rebuild(
 
     Raises ValueError for a warehouse in an object store: the new warehouse is built in a
     folder beside the old one and swapped in by renaming folders, which a bucket cannot do;
-    :class:`RebuildRunningError` while another rebuild of the warehouse runs.
+    ``storage.rebuilds.RebuildRunningError`` while another rebuild of the warehouse runs.
     """
     if settings.warehouse_location != str(settings.warehouse_root):
         raise ValueError(
             f"rebuild replaces a local warehouse folder; the warehouse at "
             f"{settings.warehouse_location} is in an object store (not supported yet)"
         )
-    with _one_rebuild(settings.warehouse_root):
-        _remove_dead_rebuilds(settings)
+    with one_rebuild(settings.warehouse_root):
+        # Under the lock none of them is in use.
+        remove_dead_rebuilds(settings, dead_rebuilds(settings))
         return _rebuild(settings, progress, log_level)
 
 
@@ -166,40 +161,6 @@ def _rebuild(
     except Exception as exc:  # the warehouse is rebuilt: say what is left to do, not "failed"
         return RebuildReport(tick.run_ids, [], tick.invalid, f"{type(exc).__name__}: {exc}")
     return RebuildReport(tick.run_ids, [], tick.invalid)
-
-
-@contextlib.contextmanager
-def _one_rebuild(target: Path) -> Iterator[None]:
-    """Hold the rebuild lock of the warehouse folder ``target``, or raise
-    :class:`RebuildRunningError`. The lock file is beside the folder, which the swap renames."""
-    lock = target.with_name(f"{target.name}.rebuild.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RebuildRunningError(f"another rebuild of {target} is running") from None
-        yield  # closing the file releases the lock
-
-
-def _remove_dead_rebuilds(settings: Settings) -> None:
-    """Folders and Postgres schemas of rebuilds that did not end (a process killed): under
-    the lock, none is in use."""
-    target = settings.warehouse_root
-    name = glob.escape(target.name)
-    for pattern in (f"{name}{BUILDING}*", f"{name}{OLD}*"):
-        for folder in target.parent.glob(pattern):
-            if folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
-    if settings.postgres_url:
-        import psycopg
-
-        built = f"^{re.escape(settings.postgres_schema + SCHEMA)}[0-9a-f]{{8}}$"
-        with psycopg.connect(settings.postgres_url) as con:
-            names = con.execute("select nspname from pg_namespace where nspname ~ %s", (built,))
-            schemas = [name for (name,) in names]
-        for schema in schemas:
-            PostgresWarehouse(settings.postgres_url, schema).drop_schema()
 
 
 def _discard(building, aside: Settings) -> None:

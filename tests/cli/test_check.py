@@ -66,3 +66,44 @@ def test_check_counts_leftovers_of_interrupted_writes_and_repair_removes_them(
     assert repaired.exit_code == 0 and "1 leftover(s)" in repaired.output
     assert not killed.exists()
     assert "leftover" not in runner.invoke(app, ["check"]).output
+
+
+def test_check_lists_what_dead_rebuilds_left_and_repair_removes_it(
+    postgres_url, settings, monkeypatch
+):
+    import fcntl
+
+    url = new_database(postgres_url)
+    monkeypatch.setenv("METRICS_HOME", str(settings.home))
+    monkeypatch.setenv("METRICS_POSTGRES_URL", url)
+    Warehouse(settings.warehouse_root, PostgresWarehouse(url))  # the live schema
+    # What a rebuild killed midway leaves: its folders and its Postgres schema.
+    dead = [settings.home / "warehouse.rebuild-0badc0de", settings.home / "warehouse.old-0badc0de"]
+    for folder in dead:
+        (folder / "requests").mkdir(parents=True)
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("create schema metrics_rebuild_0badc0de")
+        con.execute("create schema metrics_rebuild_notatag")  # not a rebuild's name: kept
+    runner = CliRunner()
+
+    found = runner.invoke(app, ["check"])
+    assert found.exit_code == 0, found.output  # leftovers are not a difference
+    assert "3 leftover(s) of rebuilds that did not end found" in found.output
+    assert all(str(folder) in found.output for folder in dead)
+    assert "Postgres schema metrics_rebuild_0badc0de" in found.output
+    assert all(folder.exists() for folder in dead)
+
+    # While a rebuild runs, its folder and schema are its own, not leftovers.
+    with (settings.home / "warehouse.rebuild.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        running = runner.invoke(app, ["check", "--repair"])
+    assert running.exit_code == 0 and "a rebuild is running" in running.output
+    assert all(folder.exists() for folder in dead)
+
+    repaired = runner.invoke(app, ["check", "--repair"])
+    assert repaired.exit_code == 0 and "3 leftover(s) of rebuilds" in repaired.output
+    assert not any(folder.exists() for folder in dead)
+    with psycopg.connect(url) as con:
+        rows = con.execute("select nspname from pg_namespace where nspname like 'metrics%'")
+        assert {name for (name,) in rows} == {"metrics", "metrics_rebuild_notatag"}
+    assert "rebuild" not in runner.invoke(app, ["check"]).output

@@ -22,11 +22,12 @@ from metrics_pipeline.cli.main import app
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.orchestration.definitions import build_definitions
 from metrics_pipeline.orchestration.inprocess import sense_and_run
-from metrics_pipeline.orchestration.rebuild import RebuildRunningError, rebuild
+from metrics_pipeline.orchestration.rebuild import rebuild
 from metrics_pipeline.orchestration.resources import AlertingResource
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages.triage import mark_alert
 from metrics_pipeline.storage import Warehouse
+from metrics_pipeline.storage.rebuilds import RebuildRunningError
 from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
