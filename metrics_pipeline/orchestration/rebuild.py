@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from assets.marts import MART_SPECS
 from metrics_pipeline.alerts.lifecycle import carry_over
 from metrics_pipeline.alerts.service import locked
 from metrics_pipeline.orchestration.definitions import build_definitions
@@ -115,13 +116,13 @@ def _rebuild(
             # An invalid upload (an empty run) stops its job at the blocking validation
             # check, as under the daemon: it is rebuilt as invalid, not a failed rebuild.
             failed = tick.failed
-            if (
-                not defs.resolve_job_def("nightly")
-                .execute_in_process(
-                    instance=instance, raise_on_error=False, run_config=console_logs(log_level)
-                )
-                .success
-            ):
+            nightly = defs.resolve_job_def("nightly")
+            if not nightly.execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_config=console_logs(log_level),
+                asset_selection=_nightly_assets(nightly, settings),
+            ).success:
                 failed.append("nightly")
     except BaseException:
         _discard(building, aside)
@@ -161,6 +162,16 @@ def _rebuild(
     except Exception as exc:  # the warehouse is rebuilt: say what is left to do, not "failed"
         return RebuildReport(tick.run_ids, [], tick.invalid, f"{type(exc).__name__}: {exc}")
     return RebuildReport(tick.run_ids, [], tick.invalid)
+
+
+def _nightly_assets(nightly: dg.JobDefinition, settings: Settings) -> list[dg.AssetKey] | None:
+    """What the rebuild's nightly run materialises: all of it, but the marts when there is a
+    Postgres mirror. Those would be built in the rebuild's schema, which goes at the swap, and
+    they are built in the live one after it (``_refresh_catalog``), the DuckDB catalog's too."""
+    if not settings.postgres_url:
+        return None
+    marts = {spec.key for spec in MART_SPECS}
+    return sorted(nightly.asset_layer.executable_asset_keys - marts)
 
 
 def _discard(building, aside: Settings) -> None:

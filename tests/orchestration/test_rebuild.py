@@ -207,6 +207,11 @@ def test_with_postgres_a_failed_rebuild_leaves_the_live_tables_as_they_were(
     assert not any(folder.exists() for folder in dead) and schemas(url) == {"metrics"}
     before = mirrored(url)
     assert before == parquet(settings) and before["requests"] > 0
+    # The marts, built once, after the swap, in the live schema (and the DuckDB catalog).
+    with psycopg.connect(url) as con:
+        assert con.execute("select count(*) from metrics.run_tiers").fetchone()[0] == 2
+    with Warehouse(settings.warehouse_root).open_catalog() as catalog:
+        assert catalog.execute("select count(*) from run_tiers").fetchone()[0] == 2
 
     # A third run arrives, and the rebuild fails after its runs were ingested (the baseline
     # file no longer parses): Postgres readers saw none of it, and nothing is left behind.
