@@ -14,8 +14,9 @@
     Timestamp of the file, null on the very first one); mean = growth of Total Average x Total
     Request Count divided by count. p50..p99 and max (= 100%) are Locust's own 10 s sliding
     window; min = null (only the cumulative minimum is written). Aggregated rows are stored
-    (endpoint "Aggregated") only in files without per-endpoint rows, i.e. without
-    ``--csv-full-history``; otherwise they are accepted and not stored.
+    (endpoint "(all)", ``base.ALL_ENDPOINTS``, the run's total as for every tool) only in
+    files without per-endpoint rows, i.e. without ``--csv-full-history``; otherwise they are
+    accepted and not stored.
 ``_failures.csv`` -> ``events``: kind "request_failures", ts = First Seen,
     subject = "Method Name", detail = "Occurrences x Error".
 ``_exceptions.csv`` -> ``events``: kind "exception", ts = null, subject = Message,
@@ -36,6 +37,7 @@ import polars as pl
 
 from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES, conform
 from metrics_pipeline.formats.base import (
+    ALL_ENDPOINTS,
     BATCH_ROWS,
     Batch,
     FileAccounting,
@@ -309,11 +311,14 @@ def parse(
                 # Locust writes a tick's endpoint rows before its Aggregated row: requests
                 # counted without endpoint rows mean the file was written without full history.
                 if aggregated_only is None and row["count"] == 0 and len(pending) < BATCH_ROWS:
-                    pending.append(row)
+                    pending.append(row | {"endpoint": ALL_ENDPOINTS})
                     continue
                 aggregated_only = True
                 rows.extend(pending)
                 pending = []
+                # The run's total, named as every tool's total is: judged and summarised only
+                # where the run has no per-endpoint data (a per-request file beside it).
+                row = row | {"endpoint": ALL_ENDPOINTS}
             elif kind == HISTORY and aggregated_only is None:
                 aggregated_only = False
                 pending = []

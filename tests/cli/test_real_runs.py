@@ -118,3 +118,39 @@ def test_runs_of_another_tool_are_named_in_a_warning():
     assert "measured with k6" in runner.invoke(app, ["compare", *files]).stderr
     same = runner.invoke(app, ["compare", str(locust), str(ROOT / "locust" / "same_1")])
     assert "measured with" not in same.stderr
+
+
+def test_locusts_aggregated_history_is_the_runs_total_not_an_endpoint(tmp_path):
+    import csv
+    import shutil
+
+    # Without --csv-full-history Locust's history holds only its "Aggregated" rows: the run's
+    # total, which per-request rows already cover. It was judged as one more endpoint (its
+    # requests counted twice, the Benjamini-Hochberg family larger), and reported MISSING
+    # from a candidate without the file.
+    def run(name: str, history: bool = True) -> str:
+        folder = tmp_path / name
+        shutil.copytree(ROOT / "locust" / name.removesuffix("_no_history"), folder)
+        path = folder / "locust_stats_history.csv"
+        rows = list(csv.reader(path.read_text().splitlines()))
+        total = [rows[0]] + [row for row in rows[1:] if row[rows[0].index("Name")] == "Aggregated"]
+        with path.open("w", newline="") as out:
+            csv.writer(out).writerows(total)
+        if not history:
+            path.unlink()
+        return str(folder)
+
+    bases = [run(name) for name in ("base_1", "base_2", "base_3")]
+    for candidate in (run("slower"), run("slower_no_history", history=False)):
+        result = runner.invoke(app, ["compare", *bases, candidate, "--json"])
+        assert result.exit_code == 1, result.output
+        rows = json.loads(result.stdout)
+        assert {row["endpoint"] for row in rows} == {
+            "(resources)",
+            "/checkout",
+            "/health",
+            "/items",
+            "/search",
+        }
+        flagged = {(r["endpoint"], r["metric"]) for r in rows if r["verdict"] in ALARMS}
+        assert flagged == {("/items", "latency_p50"), ("/items", "latency_p95")}

@@ -243,7 +243,7 @@ def test_history_without_full_history_keeps_the_aggregated_rows():
     tables, acc = parse(locust_csv, data.encode())
     assert acc.rows_read == acc.rows_accepted == 30
     stats = tables["interval_stats"]
-    assert stats.height == 30 and set(stats["endpoint"]) == {"Aggregated"}
+    assert stats.height == 30 and set(stats["endpoint"]) == {"(all)"}
     assert stats["count"].sum() == 3451 and stats["errors"].sum() == 12
 
 
@@ -254,6 +254,7 @@ def test_history_of_only_zero_aggregated_rows_is_kept():
     tables, acc = parse(locust_csv, data)
     assert acc.rows_accepted == 2
     assert tables["interval_stats"]["interval_s"].to_list() == [None, 1.0]
+    assert set(tables["interval_stats"]["endpoint"]) == {"(all)"}
 
 
 def test_history_bad_rows(history):
