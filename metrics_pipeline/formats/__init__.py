@@ -39,6 +39,7 @@ from metrics_pipeline.formats.base import (
     FileAccounting,
     Quarantine,
     UnreadableFileError,
+    excerpt,
     open_maybe_gzip,
     read_failure,
     sniff,
@@ -137,8 +138,13 @@ def iter_file(
         quarantine.add(0, accounting.error, head)
         yield from quarantine.flush()
         return
+    last_quarantined: tuple[int, str] | None = None  # (line number, raw excerpt)
     try:
         for table, frame in adapter.parse(text_stream, accounting, limits):
+            if table == "quarantine" and frame.height:
+                last = frame.row(int(frame["line_no"].arg_max()), named=True)
+                if last_quarantined is None or last["line_no"] >= last_quarantined[0]:
+                    last_quarantined = (last["line_no"], last["raw"])
             if table == "interval_stats":
                 # Several files of one run may summarise the same requests (Locust writes three):
                 # the source lets consumers pick one per endpoint.
@@ -153,6 +159,23 @@ def iter_file(
         # The nesting limit is checked before json.loads; should a structure still be too
         # deep for Python, it is this file's error, not the run's.
         accounting.error = depth_reason(limits)
+    else:
+        if accounting.error is None:
+            accounting.error = _cut_short(text_stream, last_quarantined)
+
+
+def _cut_short(text_stream: io.BufferedReader, last_quarantined: tuple[int, str] | None):
+    """The error of a text file cut off in its last line (None if it was not): the file ends
+    without a newline and that last line was quarantined, as a record cut in two is. Its
+    other lines were read, but the data after the cut is missing (an upload or copy that
+    stopped): the run's data is incomplete, as with a truncated gzip stream."""
+    last_line = text_stream.raw.last_line  # type: ignore[attr-defined]
+    if last_quarantined is None or not last_line.strip():
+        return None
+    line_no, raw = last_quarantined
+    if excerpt(last_line).rstrip("\r\n") != raw.rstrip("\r\n"):
+        return None
+    return f"truncated: line {line_no}, the last, ends without a newline and is not a whole record"
 
 
 def known_format(file: Path, limits: ReadLimits = DEFAULT_LIMITS) -> str | None:

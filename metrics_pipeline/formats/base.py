@@ -75,6 +75,17 @@ class FileAccounting:
 Batch = tuple[str, pl.DataFrame]
 
 
+def excerpt(raw: bytes) -> str:
+    """The first 4 KiB of a raw line as text, as the quarantine keeps it."""
+    # Replacement characters take 3 bytes: cut again after decoding to keep the 4 KiB bound.
+    return (
+        raw[:RAW_EXCERPT_BYTES]
+        .decode("utf-8", errors="replace")
+        .encode()[:RAW_EXCERPT_BYTES]
+        .decode("utf-8", errors="ignore")
+    )
+
+
 class Quarantine:
     """Collects rejected rows of one file with their reason and the first 4 KiB of the raw line."""
 
@@ -85,19 +96,12 @@ class Quarantine:
     def add(self, line_no: int, reason: str, raw: bytes) -> None:
         self.accounting.rows_quarantined += 1
         self.accounting.reasons[reason] += 1
-        # Replacement characters take 3 bytes: cut again after decoding to keep the 4 KiB bound.
-        excerpt = (
-            raw[:RAW_EXCERPT_BYTES]
-            .decode("utf-8", errors="replace")
-            .encode()[:RAW_EXCERPT_BYTES]
-            .decode("utf-8", errors="ignore")
-        )
         self.rows.append(
             {
                 "source_file": self.accounting.file,
                 "line_no": line_no,
                 "reason": reason,
-                "raw": excerpt,
+                "raw": excerpt(raw),
             }
         )
 

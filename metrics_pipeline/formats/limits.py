@@ -99,15 +99,28 @@ class LimitExceededError(MetricsPipelineError, OSError):
     """
 
 
+# How far from the end of each read the last newline is looked for (copied once per read);
+# a last line longer than this is looked for in the whole read.
+_TAIL_WINDOW = 64 << 10
+
+
 class CountingReader(io.RawIOBase):
     """The bytes of ``source`` (a decompressed stream), raising LimitExceededError as soon as
-    more than ``limit`` bytes have been read: a bomb is stopped at the limit, not at its end."""
+    more than ``limit`` bytes have been read: a bomb is stopped at the limit, not at its end.
+
+    ``last_line`` holds the first ``LAST_LINE_BYTES`` of what came after the last newline read
+    so far: at the end, empty when the stream ended with a newline, else the beginning of a
+    last line without one (the mark of a text file cut short).
+    """
+
+    LAST_LINE_BYTES = 4096
 
     def __init__(self, source: io.BufferedIOBase, limit: int):
         super().__init__()
         self.source = source
         self.limit = limit
         self.count = 0
+        self.last_line = b""
 
     def readable(self) -> bool:
         return True
@@ -119,7 +132,20 @@ class CountingReader(io.RawIOBase):
             raise LimitExceededError(
                 f"file larger than {size_text(self.limit)} decompressed (limit max_file_bytes)"
             )
+        if size:
+            self._follow_last_line(memoryview(buffer)[:size])
         return size
+
+    def _follow_last_line(self, data: memoryview) -> None:
+        window = bytes(data[-_TAIL_WINDOW:])
+        newline = window.rfind(b"\n")
+        if newline < 0 and len(data) > len(window):  # a line longer than the window
+            window = bytes(data)
+            newline = window.rfind(b"\n")
+        if newline >= 0:
+            self.last_line = window[newline + 1 : newline + 1 + self.LAST_LINE_BYTES]
+        elif len(self.last_line) < self.LAST_LINE_BYTES:
+            self.last_line += window[: self.LAST_LINE_BYTES - len(self.last_line)]
 
 
 # --- JSON nesting --------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import FIXTURES
+from typer.testing import CliRunner
 
+from metrics_pipeline.cli.main import app
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES
 from metrics_pipeline.formats import (
@@ -445,6 +447,60 @@ def test_a_truncated_gzip_is_the_files_error_and_the_other_files_are_read(tmp_pa
     )
     assert unreadable_files(parsed.accounting) == [f"{name}: {errors[name]}"]
     assert parsed.requests.filter(pl.col("source_file") == "good.ndjson").height == 10
+
+
+TEXT_FILES = [
+    ("results.jtl", FIXTURES / "jmeter" / "results.jtl"),
+    ("k6_out.json", FIXTURES / "k6" / "k6_out.json.gz"),
+    ("requests.ndjson", FIXTURES / "locust" / "requests.ndjson"),
+    ("locust_stats_history.csv", FIXTURES / "locust" / "locust_stats_history.csv"),
+    ("sysmon.ndjson", FIXTURES / "locust" / "sysmon.ndjson"),
+]
+
+
+def _text(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+@pytest.mark.parametrize(("name", "path"), TEXT_FILES, ids=[name for name, _ in TEXT_FILES])
+def test_a_text_file_cut_off_in_a_line_is_truncated_and_its_lines_before_are_kept(
+    tmp_path, name, path
+):
+    # An upload or copy that stopped: the last line is half a record, with no newline. It
+    # was only quarantined, and compare judged the run on part of its data (exit 1).
+    data = _text(path)
+    cut = data.index(b"\n", len(data) * 3 // 5) + 12
+    whole_lines = data[:cut].count(b"\n")
+    (tmp_path / name).write_bytes(data[:cut])
+    parsed = read_results(tmp_path)
+    check_invariant(parsed.accounting)
+    (acc,) = parsed.accounting
+    assert acc["error"] == (
+        f"truncated: line {whole_lines + 1}, the last, ends without a newline and is not a "
+        "whole record"
+    ), acc
+    assert unreadable_files(parsed.accounting) == [f"{name}: {acc['error']}"]
+    assert acc["rows_accepted"] > 0 and acc["rows_quarantined"] == 1
+    result = CliRunner().invoke(app, ["compare", str(tmp_path), str(tmp_path)])
+    assert result.exit_code == 2 and "truncated: line" in result.stderr
+
+    # Cut at a newline, or a last line that is whole without one: nothing is missing. A bad
+    # last line that ends with a newline is a bad row, quarantined as before.
+    line_end = data.index(b"\n", len(data) * 3 // 5) + 1
+    for whole in (data[:line_end], data[: line_end - 1], data[:line_end] + b"{oops\n"):
+        (tmp_path / name).write_bytes(whole)
+        assert read_results(tmp_path).accounting[0]["error"] is None
+
+
+def test_a_cut_last_line_longer_than_a_read_is_found(tmp_path):
+    # The last line is looked for near the end of each read, and in the whole read when it is
+    # longer: here 300 KiB of one endpoint name, cut.
+    data = request() * 10 + request(endpoint="/" + "x" * (300 * KIB))[: 290 * KIB]
+    (tmp_path / "r.ndjson").write_bytes(data)
+    (acc,) = read_results(tmp_path).accounting
+    assert acc["error"] is not None and acc["error"].startswith("truncated: line 11,"), acc
+    assert acc["rows_accepted"] == 10
 
 
 def test_a_file_that_cannot_be_opened_is_its_own_error(tmp_path, warehouse):
