@@ -27,6 +27,7 @@ from metrics_pipeline.common.noise import DEFAULT_ERROR_RATE_NOISE, DEFAULT_RUN_
 from metrics_pipeline.common.text import display_name
 from metrics_pipeline.formats import (
     MANIFEST_NAME,
+    NOT_RESULT_FILE,
     measuring_tools,
     read_results,
     result_files,
@@ -39,6 +40,11 @@ from metrics_pipeline.settings import Settings
 # per file (about 14 M canonical requests, 800 k of k6's JSON output) keeps a bomb from taking
 # the machine; larger runs go through ingest.
 COMPARE_LIMITS = ReadLimits(max_file_bytes=2 * GIB)
+# The share of a run's rows that may be quarantined (not readable as a row) for it to be
+# judged. The rows left out may be just those that matter (failures written in another
+# shape): past 1 % they could move an error rate by more than a percentage point or a p99 to
+# another value, so the gate refuses rather than judge part of the run. Below, it says so.
+MAX_QUARANTINED_SHARE = 0.01
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Threshold = Annotated[
     float | None,
@@ -269,6 +275,7 @@ def compare(
             for problem in unreadable_files(run.accounting)
         ]
     )
+    _say_what_was_left_out(results, parsed)
     for path, run in zip(results, parsed, strict=True):
         if run.requests.height == 0 and run.interval_stats.height == 0:
             what = f"no request or interval data in {path}"
@@ -328,6 +335,43 @@ def compare(
         same_as_candidate=same_as_candidate,
         looked_up=looked_up,
     )
+
+
+def _say_what_was_left_out(results: list[Path], parsed: list) -> None:
+    """Name on stderr the files of each run that are no result file (skipped) and the rows
+    quarantined (with their commonest reasons); exit 2 when a run lost more than
+    ``MAX_QUARANTINED_SHARE`` of its rows. A verdict is never silent about data it left out."""
+    from collections import Counter
+
+    too_many = []
+    labels = [*(f"baseline {i}" for i in range(1, len(results))), "candidate"]
+    for label, path, run in zip(labels, results, parsed, strict=True):
+        where = f"{label} ({escape(str(path))})"
+        rows = quarantined = 0
+        reasons: Counter[str] = Counter()
+        for acc in run.accounting:
+            if acc["error"] in NOT_RESULT_FILE:
+                err.print(f"note: {where}: {escape(acc['file'])} skipped: {acc['error']}")
+                continue
+            rows += acc["rows_read"]
+            quarantined += acc["rows_quarantined"]
+            reasons.update(acc["reasons"])
+        if not quarantined:
+            continue
+        common = "; ".join(f"{escape(reason)}: {n}" for reason, n in reasons.most_common(3))
+        err.print(
+            f"[yellow]warning:[/] {where}: {quarantined} of {rows} rows quarantined, not "
+            f"compared ({common})",
+            soft_wrap=True,
+        )
+        if quarantined > MAX_QUARANTINED_SHARE * rows:
+            too_many.append(f"{label}: {quarantined / rows:.1%} of its rows")
+    if too_many:
+        fail(
+            f"too much of a run could not be read to judge it ({'; '.join(too_many)} "
+            f"quarantined, more than {MAX_QUARANTINED_SHARE:.0%}): mend the files, or ingest "
+            "the run and see its quarantine"
+        )
 
 
 def _exit_with_verdict(

@@ -154,3 +154,42 @@ def test_locusts_aggregated_history_is_the_runs_total_not_an_endpoint(tmp_path):
         }
         flagged = {(r["endpoint"], r["metric"]) for r in rows if r["verdict"] in ALARMS}
         assert flagged == {("/items", "latency_p50"), ("/items", "latency_p95")}
+
+
+def test_rows_and_files_left_out_are_said_and_too_many_refuse_the_verdict(tmp_path):
+    import gzip
+    import shutil
+
+    # The failures of the "errors" run written in another shape (a field more): quarantined,
+    # they took the error-rate regression with them, and the gate passed without a word.
+    def run(name: str, bad=lambda i, line: False, extra: dict[str, bytes] | None = None) -> str:
+        """A copy of the JMeter run ``name`` (before a "-"), a field added to each line
+        ``bad(i, line)`` picks and the files ``extra`` put beside it."""
+        folder = tmp_path / name
+        shutil.copytree(ROOT / "jmeter" / name.split("-")[0], folder)
+        path = folder / "results.jtl.gz"
+        lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+        lines = [line + ",extra" if bad(i, line) else line for i, line in enumerate(lines)]
+        path.write_bytes(gzip.compress("\n".join([*lines, ""]).encode()))
+        for file, data in (extra or {}).items():
+            (folder / file).write_bytes(data)
+        return str(folder)
+
+    def failures(i: int, line: str) -> bool:
+        return line.split(",")[7] == "false"
+
+    bases = [run(name) for name in ("base_1", "base_2", "base_3")]
+    hidden = runner.invoke(app, ["compare", *bases, run("errors-hidden", failures)])
+    assert hidden.exit_code == 2, hidden.output
+    said = " ".join(hidden.stderr.split())
+    assert "candidate (" in said and "15 of 1008 rows quarantined, not compared" in said
+    assert "wrong number of fields" in said and "1.5% of its rows quarantined" in said
+
+    # One bad row of a thousand: judged, and said; a file of no known format: skipped, said.
+    extra = {"notes.csv": b"just,some\nnotes,here\n", "empty.jtl": b""}
+    one = runner.invoke(app, ["compare", *bases, run("errors-one", lambda i, line: i == 5, extra)])
+    assert one.exit_code == 1, one.output  # the error-rate regression, found
+    said = " ".join(one.stderr.split())
+    assert "1 of 1008 rows quarantined, not compared" in said
+    assert "notes.csv skipped: unknown format" in said and "empty.jtl skipped: empty file" in said
+    assert "quarantined" not in runner.invoke(app, ["compare", *bases, run("errors")]).stderr
