@@ -465,13 +465,13 @@ def _refuse_duplicates(baselines: list[Path], parsed: list) -> bool:
 
 
 def _fingerprint(run) -> tuple:
-    """What two copies of one run's files have in common whatever their names: the number
-    and content of the rows of each table."""
-    parts = []
-    for frame in (run.requests, run.interval_stats, run.resources):
-        rows = frame.drop("run_id", "source_file", "line_no", strict=False)
-        parts.append((rows.height, int(rows.hash_rows().sum()) if rows.height else 0))
-    return tuple(parts)
+    """What two copies of one run's data have in common whatever their names: the number and
+    content of its request rows, else (a tool's aggregates alone) of its interval rows. Not
+    the other tables: a run's folder and its request file alone, given as two runs, are one
+    run, though only the folder holds the system samples."""
+    frame = run.requests if run.requests.height else run.interval_stats
+    rows = frame.drop("run_id", "source_file", "line_no", strict=False)
+    return rows.height, int(rows.hash_rows().sum()) if rows.height else 0
 
 
 def _warn_about_other_tools(results: list[Path], parsed: list) -> None:

@@ -250,6 +250,15 @@ def test_compare_refuses_a_baseline_run_given_twice(fixtures_dir, tmp_path):
     assert "the candidate holds the same data as a baseline run" in itself.stderr
     alone = runner.invoke(app, ["compare", str(locust), str(copy)])
     assert alone.exit_code == 0 and "holds the same data as a baseline run" in alone.stderr
+    # A run's folder and its request file: one run, though only the folder has the system
+    # samples (all the tables were compared, so the two passed for two runs).
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "requests.ndjson").write_bytes(locust.read_bytes())
+    (run / "sysmon.ndjson").write_bytes((fixtures_dir / "locust" / "sysmon.ndjson").read_bytes())
+    folder_and_file = runner.invoke(app, ["compare", str(run), str(locust), str(slow)])
+    assert folder_and_file.exit_code == 2
+    assert "baseline runs 1 and 2 hold the same data" in folder_and_file.stderr
 
 
 @pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-0.1"])
