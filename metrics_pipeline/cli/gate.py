@@ -31,6 +31,7 @@ from metrics_pipeline.formats import (
     measuring_tools,
     read_results,
     result_files,
+    run_manifests,
     unreadable_files,
 )
 from metrics_pipeline.formats.limits import GIB, ReadLimits
@@ -275,6 +276,7 @@ def compare(
             for problem in unreadable_files(run.accounting)
         ]
     )
+    _refuse_runs_that_are_not_one(results, parsed)
     _say_what_was_left_out(results, parsed)
     for path, run in zip(results, parsed, strict=True):
         if run.requests.height == 0 and run.interval_stats.height == 0:
@@ -300,7 +302,7 @@ def compare(
             "compare runs of the same kind"
         )
         raise typer.Exit(2)
-    labels = [f"baseline {i}" for i in range(1, len(base) + 1)]
+    *labels, _ = _labels(len(parsed))
 
     def baseline_rows(table: str) -> pl.DataFrame:
         frames = [
@@ -337,6 +339,37 @@ def compare(
     )
 
 
+def _labels(count: int) -> list[str]:
+    """How the runs of ``count`` arguments are named: "baseline 1" ... and "candidate"."""
+    return [*(f"baseline {i}" for i in range(1, count)), "candidate"]
+
+
+def _refuse_runs_that_are_not_one(results: list[Path], parsed: list) -> None:
+    """Fail (exit 2) when an argument does not hold one run's data once: a folder of several
+    runs (a ``run.json`` in more than one folder), or two files of a run with the same
+    request rows (a copy, a file left beside its ``.gz``): the runs would be merged, or the
+    requests counted twice (half the throughput of the baseline, a false "regression")."""
+    problems = []
+    for path, run in zip(results, parsed, strict=True):
+        if path.is_dir() and len(manifests := run_manifests(path)) > 1:
+            where = ", ".join(str(manifest.parent.relative_to(path)) for manifest in manifests)
+            problems.append(
+                f"{path} holds {len(manifests)} runs (a run.json in each of: {where}): give "
+                "each run's folder as an argument of its own"
+            )
+        files: dict[tuple, str] = {}
+        for (file,), rows in run.requests.group_by("source_file", maintain_order=True):
+            fingerprint = _fingerprint_of(rows)
+            if fingerprint in files:
+                problems.append(
+                    f"{folder_of(path)}{files[fingerprint]} and {file} hold the same request "
+                    "rows: keep one of them"
+                )
+            files.setdefault(fingerprint, str(file))
+    if problems:
+        fail(*problems)
+
+
 def _say_what_was_left_out(results: list[Path], parsed: list) -> None:
     """Name on stderr the files of each run that are no result file (skipped) and the rows
     quarantined (with their commonest reasons); exit 2 when a run lost more than
@@ -344,7 +377,7 @@ def _say_what_was_left_out(results: list[Path], parsed: list) -> None:
     from collections import Counter
 
     too_many = []
-    labels = [*(f"baseline {i}" for i in range(1, len(results))), "candidate"]
+    labels = _labels(len(results))
     for label, path, run in zip(labels, results, parsed, strict=True):
         where = f"{label} ({escape(str(path))})"
         rows = quarantined = 0
@@ -469,7 +502,11 @@ def _fingerprint(run) -> tuple:
     content of its request rows, else (a tool's aggregates alone) of its interval rows. Not
     the other tables: a run's folder and its request file alone, given as two runs, are one
     run, though only the folder holds the system samples."""
-    frame = run.requests if run.requests.height else run.interval_stats
+    return _fingerprint_of(run.requests if run.requests.height else run.interval_stats)
+
+
+def _fingerprint_of(frame: pl.DataFrame) -> tuple[int, int]:
+    """The number of rows and a sum of their hashes, whichever file and line they came from."""
     rows = frame.drop("run_id", "source_file", "line_no", strict=False)
     return rows.height, int(rows.hash_rows().sum()) if rows.height else 0
 
@@ -478,6 +515,14 @@ def _warn_about_other_tools(results: list[Path], parsed: list) -> None:
     """Say when a baseline run was measured with another load-testing tool than the
     candidate (its formats, else its ``run.json``): the change may be the tools' timing."""
     *_, candidate = tools = [_tools(path, run) for path, run in zip(results, parsed, strict=True)]
+    labels = _labels(len(results))
+    for label, path, these in zip(labels, results, tools, strict=True):
+        if len(these) > 1:  # two tools' requests in one run: two measurements, merged
+            err.print(
+                f"[yellow]warning:[/] {label} ({escape(str(path))}) holds requests measured "
+                f"with {' and '.join(sorted(these))}: taken as one run, its endpoints' "
+                "requests and throughput are the sum of both"
+            )
     for i, (path, these) in enumerate(zip(results[:-1], tools[:-1], strict=True), 1):
         if these and candidate and not these & candidate:
             err.print(

@@ -66,6 +66,8 @@ __all__ = [
     "known_format",
     "measuring_tools",
     "read_results",
+    "result_files",
+    "run_manifests",
     "unreadable_files",
 ]
 
@@ -242,28 +244,34 @@ def result_files(path: Path, skip: Iterable[Path] = ()) -> list[Path]:
         When ``path`` does not exist.
     """
     if path.is_dir():
-        skipped = {Path(folder).resolve() for folder in skip}
-        found = []
-        # Not into linked folders, as pathlib's rglob before it: a link to a parent folder
-        # would read the run's files again and again (or never end).
-        for folder, subfolders, names in os.walk(path):
-            # Pruned in place, so os.walk never descends into them.
-            subfolders[:] = [
-                name
-                for name in subfolders
-                if not name.startswith(".")
-                and name not in SKIPPED_FOLDERS
-                and (not skipped or Path(folder, name).resolve() not in skipped)
-            ]
-            found += [
-                Path(folder, name)
-                for name in names
-                if is_result_file(name) and Path(folder, name).is_file()
-            ]
-        return sorted(found)
+        return sorted(file for file in _files_below(path, skip) if is_result_file(file.name))
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     return [path]
+
+
+def run_manifests(path: Path) -> list[Path]:
+    """The run manifests (``run.json``) in the folder ``path`` and below, looked for where
+    :func:`result_files` looks: more than one, and the folder holds several runs."""
+    return sorted(file for file in _files_below(path) if file.name == MANIFEST_NAME)
+
+
+def _files_below(path: Path, skip: Iterable[Path] = ()) -> Iterator[Path]:
+    """Every file in the folder ``path`` and below, but in the folders :func:`result_files`
+    does not look into."""
+    skipped = {Path(folder).resolve() for folder in skip}
+    # Not into linked folders, as pathlib's rglob before it: a link to a parent folder would
+    # read the run's files again and again (or never end).
+    for folder, subfolders, names in os.walk(path):
+        # Pruned in place, so os.walk never descends into them.
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".")
+            and name not in SKIPPED_FOLDERS
+            and (not skipped or Path(folder, name).resolve() not in skipped)
+        ]
+        yield from (Path(folder, name) for name in names if Path(folder, name).is_file())
 
 
 def read_results(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> ParsedResults:

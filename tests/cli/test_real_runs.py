@@ -193,3 +193,39 @@ def test_rows_and_files_left_out_are_said_and_too_many_refuse_the_verdict(tmp_pa
     assert "1 of 1008 rows quarantined, not compared" in said
     assert "notes.csv skipped: unknown format" in said and "empty.jtl skipped: empty file" in said
     assert "quarantined" not in runner.invoke(app, ["compare", *bases, run("errors")]).stderr
+
+
+def test_an_argument_must_hold_one_run_once(tmp_path):
+    import gzip
+    import shutil
+
+    def copy(tool: str, name: str, to: Path) -> Path:
+        shutil.copytree(ROOT / tool / name, to)
+        return to
+
+    bases = [str(ROOT / "k6" / name) for name in ("base_1", "base_2")]
+    # `gunzip -k` left the request file beside its .gz: every request counted twice, half the
+    # baseline's throughput, and an unchanged run was a throughput "regression".
+    twice = copy("k6", "base_3", tmp_path / "twice")
+    (twice / "k6_out.json").write_bytes(gzip.decompress((twice / "k6_out.json.gz").read_bytes()))
+    result = runner.invoke(app, ["compare", *bases, str(twice), str(ROOT / "k6" / "same_1")])
+    assert result.exit_code == 2
+    assert f"{twice}/k6_out.json and k6_out.json.gz hold the same request rows" in " ".join(
+        result.stderr.split()
+    )
+
+    # A folder of several runs was taken as one run.
+    runs = tmp_path / "runs"
+    for name in ("base_1", "base_2"):
+        copy("jmeter", name, runs / name)
+    jmeter = [str(ROOT / "jmeter" / name) for name in ("base_3", "same_1")]
+    result = runner.invoke(app, ["compare", str(runs), *jmeter])
+    assert result.exit_code == 2
+    assert "holds 2 runs (a run.json in each of: base_1, base_2)" in " ".join(result.stderr.split())
+
+    # Two tools' requests in one run: merged, and said.
+    mixed = copy("jmeter", "same_2", tmp_path / "mixed")
+    shutil.copy(ROOT / "k6" / "same_1" / "k6_out.json.gz", mixed)
+    result = runner.invoke(app, ["compare", *jmeter, str(mixed)])
+    assert "candidate (" in result.stderr
+    assert "holds requests measured with jmeter and k6" in " ".join(result.stderr.split())
