@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import polars as pl
 
 from metrics_pipeline.common.errors import MetricsPipelineError
@@ -35,6 +36,8 @@ from metrics_pipeline.validation.suites import SUITES
 UNTIMED_TABLES = ("interval_stats", "events")
 
 NOT_VALIDATED = "not validated yet"
+# The error of a file whose request rows another file of the run holds too.
+DUPLICATE_ROWS = "holds the same request rows as"
 
 Opener = Callable[[], AbstractContextManager[BinaryIO]]
 
@@ -113,9 +116,11 @@ def ingest_files(
     now = now or datetime.now(UTC)
     for name, reason in (missing or {}).items():
         report.files.append(FileAccounting(file=name, error=reason).as_dict())
+    first_with: dict[tuple[int, ...], str] = {}  # request rows' fingerprint -> file
     with warehouse.replace_partitions(run_id, INGESTED_TABLES) as writer:
         for name, opener in files:
             accounting = FileAccounting(file=name)
+            fingerprint = np.zeros(3, np.int64)
             # A file that cannot be opened or read, is truncated or breaks one of ``limits`` gets
             # its error in ``accounting`` (so in report.file_errors) and the other files are
             # read as usual. The rows it gave before it failed are kept and accounted for
@@ -128,6 +133,7 @@ def ingest_files(
                 else:
                     for table, frame in iter_file(stream, name, accounting, limits):
                         if table == "requests":
+                            fingerprint += _request_fingerprint(frame)
                             frame, rejected = split_by_window(frame, window)
                             writer.write("quarantine", quarantine_rows(rejected, accounting))
                         elif table in UNTIMED_TABLES:
@@ -135,6 +141,14 @@ def ingest_files(
                             started = manifest.started_at
                             frame = frame.with_columns(pl.col("ts").fill_null(started))
                         writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
+            if fingerprint[0]:
+                twin = first_with.setdefault(tuple(fingerprint.tolist()), name)
+                if twin != name and accounting.error is None:
+                    # A copy, or a file left beside its .gz: every request counted twice.
+                    accounting.error = (
+                        f"{DUPLICATE_ROWS} {twin}: every request would count twice; upload "
+                        "one of them"
+                    )
             report.files.append(accounting.as_dict())
         # Fail closed: the run is not usable (as a baseline, in series) until validate_run
         # has passed, whatever path ingested it and whatever fails in between.
@@ -160,6 +174,18 @@ def ingest_files(
             )
     report.rows = dict(writer.rows)
     return report
+
+
+def _request_fingerprint(requests: pl.DataFrame) -> np.ndarray:
+    """Rows, and the sums of their latencies in µs and timestamps in s: the same for two
+    files with the same requests, whatever batches they were read in (integers, so the
+    order of the sums does not matter), and cheap beside the parsing."""
+    sums = requests.select(
+        pl.len().cast(pl.Int64),
+        (pl.col("latency_ms") * 1000).round().cast(pl.Int64, strict=False).sum(),
+        pl.col("ts").dt.epoch("s").sum(),
+    )
+    return np.array(sums.row(0), np.int64)
 
 
 def split_by_window(
@@ -287,11 +313,12 @@ def validate_run(
     """Run every table's suite on the run's partition and record the verdict in ``runs``.
 
     An invalid run keeps its rows (they can be inspected) but is excluded from baselines. A
-    file that could not be read (``file_errors`` of the ingest) makes the run invalid too: its
-    data is incomplete.
+    file that could not be read whole (``file_errors`` of the ingest: damaged, cut short, over
+    a limit, or holding another file's requests again) makes the run invalid too: its data is
+    incomplete or wrong.
     """
     run_id = manifest.run_id
-    results, problems = [], [f"file not read: {error}" for error in file_errors]
+    results, problems = [], [f"file not read whole: {error}" for error in file_errors]
     for table in SUITES:
         files = warehouse.files(table, [run_id])
         # Parquet footers only: a table the run has no rows of has no suite to meet.

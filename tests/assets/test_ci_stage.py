@@ -126,7 +126,8 @@ def test_malformed_lines_are_quarantined_and_accounted_for(settings, store, ware
     folder = run.write(tmp_path / "runs")
     good = (folder / "requests.ndjson").read_bytes()
     bad = b'{"ts": "2026-11-01T02:00:01Z", "endpoint": "/x", "latency_ms": -5}\nnot json\n'
-    (folder / "more.jsonl").write_bytes(bad + b'{"endpoint": "/y", "latency_ms": 3')
+    # The last line is bad but whole (with its newline): one cut off would be a file cut short.
+    (folder / "more.jsonl").write_bytes(bad + b'{"endpoint": "/y", "latency_ms": 3\n')
     upload_run(store, [folder / "requests.ndjson", folder / "more.jsonl"], run.manifest)
     with dg.instance_for_test() as instance:
         job = build_definitions(settings).resolve_job_def("ci_stage")

@@ -524,3 +524,38 @@ def test_limits_must_be_positive(field):
         ReadLimits(**{field: 0})
     with pytest.raises(ValueError, match="max_name_chars"):
         ReadLimits(max_name_chars=10)
+
+
+def test_a_file_left_beside_its_gzip_makes_the_run_invalid(tmp_path, warehouse):
+    # `gunzip -k` keeps both: uploaded together, every request was stored twice and the run
+    # was valid (half the throughput per request, every count doubled).
+    from metrics_pipeline.ingest.files import validate_run
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lines = [request(latency_ms=10 + i / 7) for i in range(3000)]
+    data = b"".join(lines)
+    (folder / "r.ndjson").write_bytes(data)
+    (folder / "r.ndjson.gz").write_bytes(gzip.compress(data))
+    (folder / "other.ndjson").write_bytes(b"".join(lines[:1500]))  # a part: not the same
+    manifest = RunManifest(
+        run_id="r-1", suite="shop", scenario="browse", environment="ci", started_at=START
+    )
+    files = [(p.name, lambda p=p: p.open("rb")) for p in sorted(folder.iterdir())]
+    report = ingest_files(files, manifest, warehouse)
+    assert report.file_errors == [
+        "r.ndjson.gz: holds the same request rows as r.ndjson: every request would count "
+        "twice; upload one of them"
+    ]
+    validation = validate_run(warehouse, manifest, report.file_errors)
+    assert not validation.valid
+    (run,) = warehouse.read("runs", ["r-1"]).to_dicts()
+    assert (
+        run["valid"] is False
+        and "holds the same request rows as r.ndjson" in (run["invalid_reason"])
+    )
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "r.ndjson").write_bytes(data)
+    files = [("r.ndjson", lambda: (single / "r.ndjson").open("rb"))]
+    assert ingest_files(files, manifest, warehouse).file_errors == []
