@@ -433,6 +433,12 @@ def _exit_with_verdict(
         if judged.height and f"baseline {i}" not in used:
             why = f"it holds {kind}" if kind else "none of its rows could be compared"
             err.print(f"[yellow]warning:[/] baseline {i} ({escape(str(path))}) was not used: {why}")
+    for row in verdicts.filter(pl.col("verdict") == "missing").iter_rows(named=True):
+        # Not a regression (a renamed or retired endpoint), but a CI log should say it.
+        err.print(
+            f"missing: {escape(display_name(row['endpoint']))} is in the baseline runs, not in "
+            "the candidate"
+        )
     suspects = verdicts.filter(pl.col("verdict") == "suspect")
     for row in suspects.iter_rows(named=True):
         err.print(
