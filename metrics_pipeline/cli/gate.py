@@ -246,10 +246,11 @@ def compare(
         fail("--history needs the combination: --suite, --scenario and --env")
     if not (
         (alpha is None or 0 < alpha < 1)
-        and (threshold is None or threshold > 0)
+        and (threshold is None or 0 < threshold < math.inf)
         and (run_noise is None or 0 <= run_noise < math.inf)
     ):
-        fail("need 0 < --alpha < 1, --threshold > 0 and a finite --run-noise >= 0")
+        # An infinite threshold would pass every run: a gate that cannot fail.
+        fail("need 0 < --alpha < 1, a finite --threshold > 0 and a finite --run-noise >= 0")
     *baselines, candidate = results
     with bad_input():
         for path in results:  # a missing path fails before any file is read
@@ -582,8 +583,8 @@ def versions(
     from metrics_pipeline.analysis.versions import compare_versions
     from metrics_pipeline.storage import open_warehouse
 
-    if threshold is not None and not threshold > 0:
-        fail("need --threshold > 0")
+    if threshold is not None and not 0 < threshold < math.inf:
+        fail("need a finite --threshold > 0")
     settings = Settings.from_env()
     warehouse = open_warehouse(settings)
     with bad_input():

@@ -989,3 +989,13 @@ def test_an_unreachable_store_is_one_line_and_keeps_the_load_tests_code(tmp_path
     assert ran.exit_code == 3, ran.output  # the load test's own code, not a traceback's 1
     assert "failed: Could not connect to the endpoint URL" in ran.stderr
     assert "nothing uploaded" in ran.stderr
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-0.2"])
+def test_compare_refuses_a_threshold_no_change_can_pass(fixtures_dir, value):
+    # --threshold inf was taken: a gate that can never fail.
+    locust = str(fixtures_dir / "locust" / "requests.ndjson")
+    result = runner.invoke(app, ["compare", locust, locust, "--threshold", value])
+    assert result.exit_code == 2 and "a finite --threshold > 0" in result.stderr
+    versions = runner.invoke(app, ["versions", "1.0", "1.1", "--threshold", value])
+    assert versions.exit_code == 2 and "a finite --threshold > 0" in versions.stderr
