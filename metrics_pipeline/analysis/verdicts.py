@@ -243,8 +243,9 @@ def judge_run(
     """
     history = history or {}
     candidate_intervals = _or_empty(candidate_intervals, "interval_stats")
-    if candidate.height:
+    if candidate.height and baseline.height:
         # Per-request rows cover every endpoint; a tool's overall total would judge them twice.
+        # (Against baseline runs with totals alone, the totals are what can be compared.)
         candidate_intervals = candidate_intervals.filter(pl.col("endpoint") != ALL_ENDPOINTS)
     baseline_intervals = _or_empty(baseline_intervals, "interval_stats")
     run_ids = pl.concat([candidate["run_id"], candidate_intervals["run_id"]]).drop_nulls()

@@ -69,14 +69,18 @@ def check(
 def _dead_rebuilds(settings: Settings, repair: bool) -> None:
     """List (and with ``repair`` remove) what rebuilds that did not end left; nothing while a
     rebuild runs (its folder and schema look the same)."""
-    if settings.warehouse_location != str(settings.warehouse_root):
-        return  # a warehouse in a bucket is never rebuilt
     from metrics_pipeline.storage.rebuilds import (
         RebuildRunningError,
         dead_rebuilds,
+        lock_file,
         one_rebuild,
         remove_dead_rebuilds,
     )
+
+    if settings.warehouse_location != str(settings.warehouse_root):
+        return  # a warehouse in a bucket is never rebuilt
+    if not lock_file(settings.warehouse_root).exists():
+        return  # no rebuild ever ran here (each makes the lock file first)
 
     try:
         with one_rebuild(settings.warehouse_root):

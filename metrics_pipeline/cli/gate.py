@@ -27,11 +27,14 @@ from metrics_pipeline.common.noise import DEFAULT_ERROR_RATE_NOISE, DEFAULT_RUN_
 from metrics_pipeline.common.text import display_name
 from metrics_pipeline.formats import (
     MANIFEST_NAME,
+    MAX_QUARANTINED_SHARE,
     NOT_RESULT_FILE,
     measuring_tools,
+    quarantined_rows,
     read_results,
     result_files,
     run_manifests,
+    too_much_quarantined,
     unreadable_files,
 )
 from metrics_pipeline.formats.limits import GIB, ReadLimits
@@ -41,11 +44,6 @@ from metrics_pipeline.settings import Settings
 # per file (about 14 M canonical requests, 800 k of k6's JSON output) keeps a bomb from taking
 # the machine; larger runs go through ingest.
 COMPARE_LIMITS = ReadLimits(max_file_bytes=2 * GIB)
-# The share of a run's rows that may be quarantined (not readable as a row) for it to be
-# judged. The rows left out may be just those that matter (failures written in another
-# shape): past 1 % they could move an error rate by more than a percentage point or a p99 to
-# another value, so the gate refuses rather than judge part of the run. Below, it says so.
-MAX_QUARANTINED_SHARE = 0.01
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Threshold = Annotated[
     float | None,
@@ -363,8 +361,8 @@ def _refuse_runs_that_are_not_one(results: list[Path], parsed: list) -> None:
             fingerprint = _fingerprint_of(rows)
             if fingerprint in files:
                 problems.append(
-                    f"{folder_of(path)}{files[fingerprint]} and {file} hold the same request "
-                    "rows: keep one of them"
+                    f"{folder_of(path)}{files[fingerprint]} and {folder_of(path)}{file} hold the "
+                    "same request rows: keep one of them"
                 )
             files.setdefault(fingerprint, str(file))
     if problems:
@@ -375,21 +373,13 @@ def _say_what_was_left_out(results: list[Path], parsed: list) -> None:
     """Name on stderr the files of each run that are no result file (skipped) and the rows
     quarantined (with their commonest reasons); exit 2 when a run lost more than
     ``MAX_QUARANTINED_SHARE`` of its rows. A verdict is never silent about data it left out."""
-    from collections import Counter
-
     too_many = []
-    labels = _labels(len(results))
-    for label, path, run in zip(labels, results, parsed, strict=True):
+    for label, path, run in zip(_labels(len(results)), results, parsed, strict=True):
         where = f"{label} ({escape(str(path))})"
-        rows = quarantined = 0
-        reasons: Counter[str] = Counter()
         for acc in run.accounting:
             if acc["error"] in NOT_RESULT_FILE:
                 err.print(f"note: {where}: {escape(acc['file'])} skipped: {acc['error']}")
-                continue
-            rows += acc["rows_read"]
-            quarantined += acc["rows_quarantined"]
-            reasons.update(acc["reasons"])
+        rows, quarantined, reasons = quarantined_rows(run.accounting)
         if not quarantined:
             continue
         common = "; ".join(f"{escape(reason)}: {n}" for reason, n in reasons.most_common(3))
@@ -398,7 +388,7 @@ def _say_what_was_left_out(results: list[Path], parsed: list) -> None:
             f"compared ({common})",
             soft_wrap=True,
         )
-        if quarantined > MAX_QUARANTINED_SHARE * rows:
+        if too_much_quarantined(rows, quarantined):
             too_many.append(f"{label}: {quarantined / rows:.1%} of its rows")
     if too_many:
         fail(
@@ -437,8 +427,8 @@ def _exit_with_verdict(
     for row in verdicts.filter(pl.col("verdict") == "missing").iter_rows(named=True):
         # Not a regression (a renamed or retired endpoint), but a CI log should say it.
         err.print(
-            f"missing: {escape(display_name(row['endpoint']))} is in the baseline runs, not in "
-            "the candidate"
+            f"missing: {escape(display_name(row['endpoint']))} is in the baseline, not in the "
+            "candidate"
         )
     suspects = verdicts.filter(pl.col("verdict") == "suspect")
     for row in suspects.iter_rows(named=True):
@@ -557,7 +547,7 @@ def _other_kind(run, cand) -> str:
     """What a run holds when it is another kind of data than the candidate's (else ""): only
     interval aggregates against per-request rows, or the reverse."""
     # A candidate with both kinds is of the baseline's kind only where their interval rows
-    # share an endpoint (Locust's default history holds the "Aggregated" rows alone).
+    # share an endpoint (Locust's default history holds the run's total, "(all)", alone).
     shared = set(cand.interval_stats["endpoint"]) & set(run.interval_stats["endpoint"])
     if cand.requests.height and not shared and not run.requests.height:
         return (

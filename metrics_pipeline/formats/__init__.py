@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +35,7 @@ from metrics_pipeline.formats import (
     sysmon_ndjson,
 )
 from metrics_pipeline.formats.base import (
+    NOT_A_RECORD,
     SNIFF_BYTES,
     Batch,
     FileAccounting,
@@ -65,9 +67,11 @@ __all__ = [
     "iter_file",
     "known_format",
     "measuring_tools",
+    "quarantined_rows",
     "read_results",
     "result_files",
     "run_manifests",
+    "too_much_quarantined",
     "unreadable_files",
 ]
 
@@ -140,13 +144,17 @@ def iter_file(
         quarantine.add(0, accounting.error, head)
         yield from quarantine.flush()
         return
-    last_quarantined: tuple[int, str] | None = None  # (line number, raw excerpt)
+    # A document's last line says nothing of a cut (its parse does), and may be long: the
+    # stream stops following it.
+    document = getattr(adapter, "DOCUMENT", False)
+    text_stream.raw.follow_last_line = not document  # type: ignore[attr-defined]
+    last_quarantined: dict | None = None  # the row of the last line quarantined
     try:
         for table, frame in adapter.parse(text_stream, accounting, limits):
-            if table == "quarantine" and frame.height:
+            if table == "quarantine" and frame.height and not document:
                 last = frame.row(int(frame["line_no"].arg_max()), named=True)
-                if last_quarantined is None or last["line_no"] >= last_quarantined[0]:
-                    last_quarantined = (last["line_no"], last["raw"])
+                if last_quarantined is None or last["line_no"] >= last_quarantined["line_no"]:
+                    last_quarantined = last
             if table == "interval_stats":
                 # Several files of one run may summarise the same requests (Locust writes three):
                 # the source lets consumers pick one per endpoint.
@@ -166,18 +174,24 @@ def iter_file(
             accounting.error = _cut_short(text_stream, last_quarantined)
 
 
-def _cut_short(text_stream: io.BufferedReader, last_quarantined: tuple[int, str] | None):
+def _cut_short(text_stream: io.BufferedReader, last_quarantined: dict | None) -> str | None:
     """The error of a text file cut off in its last line (None if it was not): the file ends
-    without a newline and that last line was quarantined, as a record cut in two is. Its
-    other lines were read, but the data after the cut is missing (an upload or copy that
-    stopped): the run's data is incomplete, as with a truncated gzip stream."""
+    without a newline and that last line was quarantined as no record at all (invalid JSON,
+    the wrong number of fields: ``NOT_A_RECORD``), as a record cut in two is; a whole record
+    with a bad value is only quarantined. The lines before were read, but the data after the
+    cut is missing (an upload or copy that stopped): the run's data is incomplete, as with a
+    truncated gzip stream."""
     last_line = text_stream.raw.last_line  # type: ignore[attr-defined]
     if last_quarantined is None or not last_line.strip():
         return None
-    line_no, raw = last_quarantined
-    if excerpt(last_line).rstrip("\r\n") != raw.rstrip("\r\n"):
+    if not last_quarantined["reason"].startswith(NOT_A_RECORD):
         return None
-    return f"truncated: line {line_no}, the last, ends without a newline and is not a whole record"
+    if excerpt(last_line).rstrip("\r\n") != last_quarantined["raw"].rstrip("\r\n"):
+        return None
+    return (
+        f"truncated: line {last_quarantined['line_no']}, the last, ends without a newline and "
+        "is not a whole record"
+    )
 
 
 def known_format(file: Path, limits: ReadLimits = DEFAULT_LIMITS) -> str | None:
@@ -203,6 +217,38 @@ def measuring_tools(accounting: Iterable[dict]) -> set[str]:
         for acc in accounting
         if acc["rows_accepted"] and tools.get(acc["format"])
     }
+
+
+# The share of a run's rows that may be quarantined (not readable as a row) for the run to be
+# judged. The rows left out may be just those that matter (failures written in another
+# shape): past 1 % they could move an error rate by more than a percentage point or a p99 to
+# another value, so the run is not judged on the rest (compare exits 2, the ingested run is
+# invalid). Below it, the quarantine is reported.
+MAX_QUARANTINED_SHARE = 0.01
+
+
+def quarantined_rows(
+    accounting: Iterable[dict], ignore: Iterable[str] = ()
+) -> tuple[int, int, Counter[str]]:
+    """(rows read, rows quarantined, quarantined rows by reason) of a run's result files
+    (accounting dicts; files that are no result file left out), without the rows quarantined
+    for a reason in ``ignore``."""
+    ignored = set(ignore)
+    read = quarantined = 0
+    reasons: Counter[str] = Counter()
+    for acc in accounting:
+        if acc["error"] in NOT_RESULT_FILE:
+            continue
+        left_out = sum(n for reason, n in acc["reasons"].items() if reason in ignored)
+        read += acc["rows_read"] - left_out
+        quarantined += acc["rows_quarantined"] - left_out
+        reasons.update({r: n for r, n in acc["reasons"].items() if r not in ignored})
+    return read, quarantined, reasons
+
+
+def too_much_quarantined(read: int, quarantined: int) -> bool:
+    """Whether more than ``MAX_QUARANTINED_SHARE`` of ``read`` rows were quarantined."""
+    return quarantined > MAX_QUARANTINED_SHARE * read
 
 
 def unreadable_files(accounting: Iterable[dict]) -> list[str]:

@@ -53,6 +53,8 @@ from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "artillery_json"
 TOOL = "artillery"
+# One JSON document, not lines (see formats.iter_file).
+DOCUMENT = True
 ENDPOINT_SUMMARY = "plugins.metrics-by-endpoint.response_time."
 ENDPOINT_CODES = "plugins.metrics-by-endpoint.{}.codes."
 OVERALL_SUMMARY = "http.response_time"

@@ -75,6 +75,15 @@ class FileAccounting:
 Batch = tuple[str, pl.DataFrame]
 
 
+# Quarantine reasons of a line that is not a record at all (as opposed to a record with a bad
+# value); a line cut off part way is quarantined for one of them (prefixes).
+INVALID_JSON = "invalid JSON"
+INVALID_CSV = "invalid CSV"
+NOT_UTF8 = "not UTF-8"
+WRONG_FIELD_COUNT = "wrong number of fields"
+NOT_A_RECORD = (INVALID_JSON, INVALID_CSV, NOT_UTF8, WRONG_FIELD_COUNT)
+
+
 def excerpt(raw: bytes) -> str:
     """The first 4 KiB of a raw line as text, as the quarantine keeps it."""
     # Replacement characters take 3 bytes: cut again after decoding to keep the 4 KiB bound.
@@ -325,9 +334,9 @@ def read_json_document(
     try:
         return json.loads(raw.decode("utf-8-sig")), raw
     except UnicodeDecodeError:
-        reject_document(quarantine, raw, "not UTF-8", failed=True)
+        reject_document(quarantine, raw, NOT_UTF8, failed=True)
     except (ValueError, RecursionError):
-        reject_document(quarantine, raw, "invalid JSON", failed=True)
+        reject_document(quarantine, raw, INVALID_JSON, failed=True)
     return None
 
 

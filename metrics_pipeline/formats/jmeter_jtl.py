@@ -42,6 +42,8 @@ import polars as pl
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
+    NOT_UTF8,
+    WRONG_FIELD_COUNT,
     Batch,
     FileAccounting,
     Quarantine,
@@ -154,11 +156,11 @@ def _timestamp(text: str) -> datetime:
 def to_row(fields: list[str], layout: Layout) -> dict[str, Any]:
     """Map one CSV record to a canonical ``requests`` row or raise RowError."""
     if len(fields) != layout.width:
-        raise RowError(f"wrong number of fields: expected {layout.width}, got {len(fields)}")
+        raise RowError(f"{WRONG_FIELD_COUNT}: expected {layout.width}, got {len(fields)}")
     try:
         "".join(fields).encode("utf-8")
     except UnicodeEncodeError:
-        raise RowError("not UTF-8") from None
+        raise RowError(NOT_UTF8) from None
 
     def value(name: str) -> str:
         position = layout.columns.get(name)

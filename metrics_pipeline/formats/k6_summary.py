@@ -58,6 +58,8 @@ from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "k6_summary"
 TOOL = "k6"
+# One JSON document, not lines (see formats.iter_file).
+DOCUMENT = True
 ALL = ALL_ENDPOINTS
 ENDPOINT_TAGS = ("name", "url")
 STATS = {

@@ -110,7 +110,8 @@ class CountingReader(io.RawIOBase):
 
     ``last_line`` holds the first ``LAST_LINE_BYTES`` of what came after the last newline read
     so far: at the end, empty when the stream ended with a newline, else the beginning of a
-    last line without one (the mark of a text file cut short).
+    last line without one (the mark of a text file cut short). Reads stop following it once
+    ``follow_last_line`` is False (a JSON document: its lines may be megabytes long).
     """
 
     LAST_LINE_BYTES = 4096
@@ -121,6 +122,7 @@ class CountingReader(io.RawIOBase):
         self.limit = limit
         self.count = 0
         self.last_line = b""
+        self.follow_last_line = True
 
     def readable(self) -> bool:
         return True
@@ -132,7 +134,7 @@ class CountingReader(io.RawIOBase):
             raise LimitExceededError(
                 f"file larger than {size_text(self.limit)} decompressed (limit max_file_bytes)"
             )
-        if size:
+        if size and self.follow_last_line:
             self._follow_last_line(memoryview(buffer)[:size])
         return size
 

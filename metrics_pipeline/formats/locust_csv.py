@@ -39,6 +39,9 @@ from metrics_pipeline.contracts.tables import RAW_EXCERPT_BYTES, conform
 from metrics_pipeline.formats.base import (
     ALL_ENDPOINTS,
     BATCH_ROWS,
+    INVALID_CSV,
+    NOT_UTF8,
+    WRONG_FIELD_COUNT,
     Batch,
     FileAccounting,
     Quarantine,
@@ -259,7 +262,7 @@ def _fields(
         except csv.Error as exc:
             line_no, raw, _ = lines.take()
             accounting.rows_read += 1
-            quarantine.add(line_no, f"invalid CSV: {exc}", raw)
+            quarantine.add(line_no, f"{INVALID_CSV}: {exc}", raw)
             continue
         yield fields, lines.take()
 
@@ -291,10 +294,10 @@ def parse(
                 continue
             accounting.rows_read += 1
             if bad_utf8:
-                quarantine.add(line_no, "not UTF-8", raw)
+                quarantine.add(line_no, NOT_UTF8, raw)
                 continue
             if len(fields) != len(header):
-                reason = f"wrong field count: {len(fields)}, header has {len(header)}"
+                reason = f"{WRONG_FIELD_COUNT}: expected {len(header)}, got {len(fields)}"
                 quarantine.add(line_no, reason, raw)
                 continue
             record = dict(zip(header, fields, strict=True))

@@ -48,6 +48,8 @@ from metrics_pipeline.formats.limits import DEFAULT_LIMITS, ReadLimits
 
 NAME = "locust_json"
 TOOL = "locust"
+# One JSON document, not lines (see formats.iter_file).
+DOCUMENT = True
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 MARKERS = (b'"num_requests"', b'"response_times"', b'"start_time"', b'"num_failures"')
 

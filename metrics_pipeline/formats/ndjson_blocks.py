@@ -47,7 +47,9 @@ import pyarrow.json as pj
 
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
+    INVALID_JSON,
     LONE_SURROGATE,
+    NOT_UTF8,
     Batch,
     FileAccounting,
     Quarantine,
@@ -427,13 +429,13 @@ def _complete(
         try:
             result = to_row(json.loads(raw.decode("utf-8-sig")))
         except UnicodeDecodeError:
-            quarantine.add(line_no, "not UTF-8", raw)
+            quarantine.add(line_no, NOT_UTF8, raw)
             continue
         except RowError as exc:
             quarantine.add(line_no, str(exc), raw)
             continue
         except (ValueError, RecursionError):
-            quarantine.add(line_no, "invalid JSON", raw)
+            quarantine.add(line_no, INVALID_JSON, raw)
             continue
         if result is not None and not encodable(result[1]):
             quarantine.add(line_no, LONE_SURROGATE, raw)

@@ -34,7 +34,9 @@ import polars as pl
 from metrics_pipeline.contracts.tables import conform
 from metrics_pipeline.formats.base import (
     BATCH_ROWS,
+    INVALID_JSON,
     LONE_SURROGATE,
+    NOT_UTF8,
     Batch,
     FileAccounting,
     Quarantine,
@@ -131,13 +133,13 @@ def parse(
                 sample = to_rows(json.loads(raw.decode("utf-8-sig")))
                 rows.extend(cap_row("resources", row, limits) for row in sample)
             except UnicodeDecodeError:
-                quarantine.add(line_no, "not UTF-8", raw)
+                quarantine.add(line_no, NOT_UTF8, raw)
                 continue
             except RowError as exc:
                 quarantine.add(line_no, str(exc), raw)
                 continue
             except (ValueError, RecursionError):
-                quarantine.add(line_no, "invalid JSON", raw)
+                quarantine.add(line_no, INVALID_JSON, raw)
                 continue
             accounting.rows_accepted += 1
             while len(rows) >= BATCH_ROWS:

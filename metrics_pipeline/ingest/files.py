@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import polars as pl
 
 from metrics_pipeline.common.errors import MetricsPipelineError
@@ -20,11 +19,14 @@ from metrics_pipeline.contracts.tables import INGESTED_TABLES, RAW_EXCERPT_BYTES
 from metrics_pipeline.formats import (
     DEFAULT_LIMITS,
     MANIFEST_NAME,
+    MAX_QUARANTINED_SHARE,
     FileAccounting,
     ReadLimits,
     is_result_file,
     iter_file,
+    quarantined_rows,
     result_files,
+    too_much_quarantined,
 )
 from metrics_pipeline.ingest.discovery import upload_version
 from metrics_pipeline.storage import Warehouse
@@ -36,6 +38,8 @@ from metrics_pipeline.validation.suites import SUITES
 UNTIMED_TABLES = ("interval_stats", "events")
 
 NOT_VALIDATED = "not validated yet"
+# The quarantine reason of a request outside the run's window (the manifest's start and end).
+OUTSIDE_WINDOW = "ts outside the run window"
 # The error of a file whose request rows another file of the run holds too.
 DUPLICATE_ROWS = "holds the same request rows as"
 
@@ -69,6 +73,20 @@ class IngestReport:
     @property
     def file_errors(self) -> list[str]:
         return [f"{f['file']}: {f['error']}" for f in self.files if f["error"]]
+
+    @property
+    def quarantine_problem(self) -> str | None:
+        """Why the run cannot be judged on the rows read (None when it can): more than
+        ``MAX_QUARANTINED_SHARE`` of them not readable as rows. Requests outside the run's
+        window do not count: they were read, and are outside by the manifest's choice."""
+        read, quarantined, reasons = quarantined_rows(self.files, ignore=[OUTSIDE_WINDOW])
+        if not too_much_quarantined(read, quarantined):
+            return None
+        common = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common(3))
+        return (
+            f"{quarantined} of {read} rows quarantined ({quarantined / read:.1%}, more than "
+            f"{MAX_QUARANTINED_SHARE:.0%}: {common}): the rows left out may be those that matter"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,11 +134,11 @@ def ingest_files(
     now = now or datetime.now(UTC)
     for name, reason in (missing or {}).items():
         report.files.append(FileAccounting(file=name, error=reason).as_dict())
-    first_with: dict[tuple[int, ...], str] = {}  # request rows' fingerprint -> file
+    first_with: dict[tuple[int, int], str] = {}  # request rows' fingerprint -> file
     with warehouse.replace_partitions(run_id, INGESTED_TABLES) as writer:
         for name, opener in files:
             accounting = FileAccounting(file=name)
-            fingerprint = np.zeros(3, np.int64)
+            rows = hashes = 0
             # A file that cannot be opened or read, is truncated or breaks one of ``limits`` gets
             # its error in ``accounting`` (so in report.file_errors) and the other files are
             # read as usual. The rows it gave before it failed are kept and accounted for
@@ -133,7 +151,8 @@ def ingest_files(
                 else:
                     for table, frame in iter_file(stream, name, accounting, limits):
                         if table == "requests":
-                            fingerprint += _request_fingerprint(frame)
+                            more, digest = _request_fingerprint(frame)
+                            rows, hashes = rows + more, (hashes + digest) % 2**64
                             frame, rejected = split_by_window(frame, window)
                             writer.write("quarantine", quarantine_rows(rejected, accounting))
                         elif table in UNTIMED_TABLES:
@@ -141,8 +160,8 @@ def ingest_files(
                             started = manifest.started_at
                             frame = frame.with_columns(pl.col("ts").fill_null(started))
                         writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
-            if fingerprint[0]:
-                twin = first_with.setdefault(tuple(fingerprint.tolist()), name)
+            if rows:
+                twin = first_with.setdefault((rows, hashes), name)
                 if twin != name and accounting.error is None:
                     # A copy, or a file left beside its .gz: every request counted twice.
                     accounting.error = (
@@ -176,16 +195,13 @@ def ingest_files(
     return report
 
 
-def _request_fingerprint(requests: pl.DataFrame) -> np.ndarray:
-    """Rows, and the sums of their latencies in µs and timestamps in s: the same for two
-    files with the same requests, whatever batches they were read in (integers, so the
-    order of the sums does not matter), and cheap beside the parsing."""
-    sums = requests.select(
-        pl.len().cast(pl.Int64),
-        (pl.col("latency_ms") * 1000).round().cast(pl.Int64, strict=False).sum(),
-        pl.col("ts").dt.epoch("s").sum(),
-    )
-    return np.array(sums.row(0), np.int64)
+def _request_fingerprint(requests: pl.DataFrame) -> tuple[int, int]:
+    """(rows, the sum of their hashes modulo 2**64): the same for two files with the same
+    requests, whatever batches they were read in (a sum does not depend on the order); the
+    columns that tell requests apart (when, what, how long, the answer), whatever file and
+    line they came from. About 0.1 s per GB, beside seconds of parsing."""
+    hashes = requests.select("ts", "endpoint", "status", "latency_ms").hash_rows()
+    return requests.height, int(hashes.sum() or 0)
 
 
 def split_by_window(
@@ -206,15 +222,14 @@ def quarantine_rows(rejected: pl.DataFrame, accounting: FileAccounting) -> pl.Da
     A request row is one source record in every format, so moving it keeps
     read = accepted + quarantined.
     """
-    reason = "ts outside the run window"
     accounting.rows_accepted -= rejected.height
     accounting.rows_quarantined += rejected.height
     if rejected.height:
-        accounting.reasons[reason] += rejected.height
+        accounting.reasons[OUTSIDE_WINDOW] += rejected.height
     return rejected.select(
         "source_file",
         "line_no",
-        reason=pl.lit(reason),
+        reason=pl.lit(OUTSIDE_WINDOW),
         raw=pl.struct(pl.exclude("run_id")).struct.json_encode().str.slice(0, RAW_EXCERPT_BYTES),
     )
 
@@ -308,17 +323,22 @@ class RunValidation:
 
 
 def validate_run(
-    warehouse: Warehouse, manifest: RunManifest, file_errors: Iterable[str] = ()
+    warehouse: Warehouse,
+    manifest: RunManifest,
+    file_errors: Iterable[str] = (),
+    problems: Iterable[str] = (),
 ) -> RunValidation:
     """Run every table's suite on the run's partition and record the verdict in ``runs``.
 
     An invalid run keeps its rows (they can be inspected) but is excluded from baselines. A
     file that could not be read whole (``file_errors`` of the ingest: damaged, cut short, over
     a limit, or holding another file's requests again) makes the run invalid too: its data is
-    incomplete or wrong.
+    incomplete or wrong; so does each of ``problems`` (the ingest's, about the run as a whole:
+    ``IngestReport.quarantine_problem``).
     """
     run_id = manifest.run_id
-    results, problems = [], [f"file not read whole: {error}" for error in file_errors]
+    results = []
+    problems = [*(f"file not read whole: {error}" for error in file_errors), *problems]
     for table in SUITES:
         files = warehouse.files(table, [run_id])
         # Parquet footers only: a table the run has no rows of has no suite to meet.

@@ -70,8 +70,10 @@ def ingest_local(
 
 def validate(warehouse: Warehouse, report: IngestReport) -> RunValidation:
     """Great Expectations on every ingested table; the verdict goes to ``runs.valid`` (a
-    file the ingest could not read makes the run invalid)."""
-    return validate_run(warehouse, report.manifest, report.file_errors)
+    file the ingest could not read, or more than 1 % of the rows quarantined, makes the run
+    invalid)."""
+    problems = [report.quarantine_problem] if report.quarantine_problem else []
+    return validate_run(warehouse, report.manifest, report.file_errors, problems)
 
 
 @dataclass(frozen=True)

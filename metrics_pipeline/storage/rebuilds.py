@@ -46,11 +46,16 @@ class DeadRebuilds:
         ]
 
 
+def lock_file(target: Path) -> Path:
+    """The rebuild lock of the warehouse folder ``target``: beside it, as the swap renames it."""
+    return target.with_name(f"{target.name}.rebuild.lock")
+
+
 @contextlib.contextmanager
 def one_rebuild(target: Path) -> Iterator[None]:
     """Hold the rebuild lock of the warehouse folder ``target``, or raise
-    :class:`RebuildRunningError`. The lock file is beside the folder, which the swap renames."""
-    lock = target.with_name(f"{target.name}.rebuild.lock")
+    :class:`RebuildRunningError`."""
+    lock = lock_file(target)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("a") as handle:
         try:

@@ -77,14 +77,18 @@ def test_check_lists_what_dead_rebuilds_left_and_repair_removes_it(
     monkeypatch.setenv("METRICS_HOME", str(settings.home))
     monkeypatch.setenv("METRICS_POSTGRES_URL", url)
     Warehouse(settings.warehouse_root, PostgresWarehouse(url))  # the live schema
-    # What a rebuild killed midway leaves: its folders and its Postgres schema.
+    runner = CliRunner()
+    assert "rebuild" not in runner.invoke(app, ["check"]).output
+    assert not (settings.home / "warehouse.rebuild.lock").exists()  # check made none
+    # What a rebuild killed midway leaves: its lock file, its folders and its Postgres schema.
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "warehouse.rebuild.lock").touch()
     dead = [settings.home / "warehouse.rebuild-0badc0de", settings.home / "warehouse.old-0badc0de"]
     for folder in dead:
         (folder / "requests").mkdir(parents=True)
     with psycopg.connect(url, autocommit=True) as con:
         con.execute("create schema metrics_rebuild_0badc0de")
         con.execute("create schema metrics_rebuild_notatag")  # not a rebuild's name: kept
-    runner = CliRunner()
 
     found = runner.invoke(app, ["check"])
     assert found.exit_code == 0, found.output  # leftovers are not a difference

@@ -151,7 +151,7 @@ def test_compare_exits_2_when_nothing_is_comparable(fixtures_dir, tmp_path):
     assert "nothing to compare" in result.output
     assert "MISSING" in result.output
     # Said on stderr too, where a CI log is read: each endpoint the candidate lost.
-    assert "missing: /api/slow is in the baseline runs, not in the candidate" in result.stderr
+    assert "missing: /api/slow is in the baseline, not in the candidate" in result.stderr
 
 
 def canonical_run(

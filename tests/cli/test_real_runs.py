@@ -130,7 +130,8 @@ def test_locusts_aggregated_history_is_the_runs_total_not_an_endpoint(tmp_path):
     # from a candidate without the file.
     def run(name: str, history: bool = True) -> str:
         folder = tmp_path / name
-        shutil.copytree(ROOT / "locust" / name.removesuffix("_no_history"), folder)
+        source = name.removesuffix("_no_history").removesuffix("_total")
+        shutil.copytree(ROOT / "locust" / source, folder)
         path = folder / "locust_stats_history.csv"
         rows = list(csv.reader(path.read_text().splitlines()))
         total = [rows[0]] + [row for row in rows[1:] if row[rows[0].index("Name")] == "Aggregated"]
@@ -154,6 +155,19 @@ def test_locusts_aggregated_history_is_the_runs_total_not_an_endpoint(tmp_path):
         }
         flagged = {(r["endpoint"], r["metric"]) for r in rows if r["verdict"] in ALARMS}
         assert flagged == {("/items", "latency_p50"), ("/items", "latency_p95")}
+
+    # Against baseline runs with the total alone, the totals are what is compared.
+    totals = []
+    for name in ("base_1_total", "base_2_total"):
+        folder = Path(run(name))
+        for file in folder.iterdir():
+            if file.name not in {"locust_stats_history.csv", "run.json"}:
+                file.unlink()
+        totals.append(str(folder))
+    result = runner.invoke(app, ["compare", *totals, run("same_1"), "--json"])
+    assert result.exit_code == 0, result.output
+    judged = {(r["endpoint"], r["metric"]) for r in json.loads(result.stdout) if r["p_adjusted"]}
+    assert ("(all)", "latency_p50") in judged and ("(all)", "throughput") in judged
 
 
 def test_rows_and_files_left_out_are_said_and_too_many_refuse_the_verdict(tmp_path):
@@ -210,7 +224,7 @@ def test_an_argument_must_hold_one_run_once(tmp_path):
     (twice / "k6_out.json").write_bytes(gzip.decompress((twice / "k6_out.json.gz").read_bytes()))
     result = runner.invoke(app, ["compare", *bases, str(twice), str(ROOT / "k6" / "same_1")])
     assert result.exit_code == 2
-    assert f"{twice}/k6_out.json and k6_out.json.gz hold the same request rows" in " ".join(
+    assert f"{twice}/k6_out.json and {twice}/k6_out.json.gz hold the same request rows" in " ".join(
         result.stderr.split()
     )
 

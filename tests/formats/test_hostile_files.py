@@ -493,6 +493,29 @@ def test_a_text_file_cut_off_in_a_line_is_truncated_and_its_lines_before_are_kep
         assert read_results(tmp_path).accounting[0]["error"] is None
 
 
+def test_a_whole_last_record_with_a_bad_value_is_only_quarantined(tmp_path):
+    # No newline at the end, but a whole record (a negative latency): a bad row, not a cut.
+    jtl = (FIXTURES / "jmeter" / "results.jtl").read_bytes().splitlines(keepends=True)
+    last = jtl[1].rstrip(b"\r\n").split(b",")
+    last[1] = b"-5"
+    for eol in (b"\n", b"\r\n"):
+        (tmp_path / "r.jtl").write_bytes(b"".join(line.replace(b"\n", eol) for line in jtl[:50]))
+        with (tmp_path / "r.jtl").open("ab") as out:
+            out.write(b",".join(last))
+        (acc,) = read_results(tmp_path).accounting
+        assert acc["error"] is None and acc["reasons"] == {"negative: latency_ms": 1}, acc
+
+    # A JSON document that is not the format's (a report without response times) is one
+    # quarantined unit whatever its last byte: not "truncated".
+    report = json.loads((FIXTURES / "artillery" / "report.json").read_text())
+    for period in [report["aggregate"], *report["intermediate"]]:
+        period["summaries"] = {k: v for k, v in period["summaries"].items() if "response" not in k}
+    (tmp_path / "r.jtl").unlink()
+    (tmp_path / "report.json").write_text(json.dumps(report, separators=(",", ":")))
+    (acc,) = read_results(tmp_path).accounting
+    assert acc["error"] is None or "truncated" not in acc["error"], acc
+
+
 def test_a_cut_last_line_longer_than_a_read_is_found(tmp_path):
     # The last line is looked for near the end of each read, and in the whole read when it is
     # longer: here 300 KiB of one endpoint name, cut.
@@ -554,8 +577,57 @@ def test_a_file_left_beside_its_gzip_makes_the_run_invalid(tmp_path, warehouse):
         run["valid"] is False
         and "holds the same request rows as r.ndjson" in (run["invalid_reason"])
     )
+
+    # Two files of other requests that happen to share their times and latencies: no twins.
+    def line(ts: str, endpoint: str, latency_ms: float, status: int = 200) -> bytes:
+        return request(endpoint, latency_ms, ts=ts, status=status)
+
+    apart = tmp_path / "apart"
+    apart.mkdir()
+    first, second = "2026-11-23T02:00:01Z", "2026-11-23T02:00:02Z"
+    (apart / "login.ndjson").write_bytes(line(first, "/login", 10) + line(second, "/login", 20))
+    (apart / "search.ndjson").write_bytes(
+        line(first, "/search", 20, 500) + line(second, "/search", 10, 500)
+    )
+    files = [(p.name, lambda p=p: p.open("rb")) for p in sorted(apart.iterdir())]
+    assert ingest_files(files, manifest, warehouse).file_errors == []
     single = tmp_path / "single"
     single.mkdir()
     (single / "r.ndjson").write_bytes(data)
     files = [("r.ndjson", lambda: (single / "r.ndjson").open("rb"))]
     assert ingest_files(files, manifest, warehouse).file_errors == []
+
+
+@pytest.mark.parametrize(("bad", "valid"), [(1, True), (3, False)])
+def test_a_run_with_more_than_one_percent_of_its_rows_quarantined_is_invalid(
+    tmp_path, warehouse, bad, valid
+):
+    # Failures written in another shape (one field too many, say) were quarantined and the
+    # run judged on its successes alone: a valid run, its error rate 0.
+    from metrics_pipeline.stages import ci
+
+    lines = [request(latency_ms=10 + i / 7) for i in range(200)]
+    lines += [b'{"ts": "2026-11-23T02:01:58Z", "endpoint": "/a", "status": 500,\n'] * bad
+    late = request(ts="2030-01-01T00:00:00Z")  # outside the run's window: not a bad row
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "r.ndjson").write_bytes(b"".join(lines) + late * 20)
+    manifest = RunManifest(
+        run_id="r-1",
+        suite="shop",
+        scenario="browse",
+        environment="ci",
+        started_at=START,
+        finished_at=datetime(2026, 11, 24, tzinfo=UTC),
+    )
+    report = ingest_files(
+        [("r.ndjson", lambda: (folder / "r.ndjson").open("rb"))], manifest, warehouse
+    )
+    assert report.rows_quarantined == bad + 20 and report.file_errors == []
+    validation = ci.validate(warehouse, report)
+    assert validation.valid is valid
+    if not valid:
+        assert validation.problems == [
+            "3 of 203 rows quarantined (1.5%, more than 1%: invalid JSON: 3): the rows left out "
+            "may be those that matter"
+        ]

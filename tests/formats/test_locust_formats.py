@@ -147,7 +147,7 @@ def test_stats_bad_rows_are_quarantined_and_quoted_commas_kept():
     tables, acc = parse(locust_csv, data)
     assert (acc.rows_read, acc.rows_accepted, acc.rows_quarantined) == (6, 2, 4)
     assert reasons(tables) == [
-        (3, "wrong field count: 4, header has 22"),
+        (3, "wrong number of fields: expected 22, got 4"),
         (4, "wrong type: Request Count"),
         (8, "negative: Request Count"),
         (9, "not UTF-8"),
@@ -267,7 +267,7 @@ def test_history_bad_rows(history):
     assert (acc.rows_read, acc.rows_accepted, acc.rows_quarantined) == (4, 2, 2)
     assert reasons(tables) == [
         (3, "wrong type: Timestamp"),
-        (4, "wrong field count: 4, header has 24"),
+        (4, "wrong number of fields: expected 24, got 4"),
     ]
     # The repeated row counts nothing new.
     assert tables["interval_stats"]["count"].to_list() == [11, 0]
