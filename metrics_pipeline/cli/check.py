@@ -38,12 +38,18 @@ def check(
     for c in bad:
         # One plain line per partition: greppable in a CI log, whatever the terminal width.
         where = f"{c.table} run {c.run_id}" if c.run_id else f"{c.table} (snapshot)"
-        postgres = "-" if c.postgres_rows is None else c.postgres_rows
+        if c.postgres_rows is None:  # no mirror: only a cut publication fails
+            console.print(
+                f"  {escape(where)}: parquet {c.parquet_rows} rows, publication interrupted "
+                "between tables: ingest the run again",
+                soft_wrap=True,
+            )
+            continue
         sums = "equal" if c.parquet_checksum == c.postgres_checksum else "differ"
         pending = ", publication interrupted" if c.pending else ""
         console.print(
-            f"  {escape(where)}: parquet {c.parquet_rows} rows, postgres {postgres} rows, "
-            f"checksums {sums}{pending}",
+            f"  {escape(where)}: parquet {c.parquet_rows} rows, postgres {c.postgres_rows} "
+            f"rows, checksums {sums}{pending}",
             soft_wrap=True,
         )
     leftovers = warehouse.leftovers()

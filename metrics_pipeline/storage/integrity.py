@@ -103,18 +103,21 @@ def _compare(
 
 def repair(warehouse: Warehouse) -> list[PartitionCheck]:
     """Rewrite the mirror from Parquet for every partition that differs, and clear the pending
-    markers; return the partitions that were rewritten."""
+    markers; return the partitions that were rewritten. Without a mirror nothing is rewritten
+    and the markers stay: a publication cut between two tables is mended by publishing the run
+    again (ingest), which clears its marker."""
+    mirror = warehouse.mirror
+    if mirror is None:
+        return []
     markers = list(warehouse.pending())
     bad = [c for c in check(warehouse) if not c.ok]
-    mirror = warehouse.mirror
-    if mirror is not None:
-        for item in bad:
-            if item.run_id is None:
-                mirror.replace_snapshot(item.table, warehouse.read(item.table))
-            else:
-                mirror.replace_partition(
-                    item.table, item.run_id, warehouse.read(item.table, [item.run_id])
-                )
+    for item in bad:
+        if item.run_id is None:
+            mirror.replace_snapshot(item.table, warehouse.read(item.table))
+        else:
+            mirror.replace_partition(
+                item.table, item.run_id, warehouse.read(item.table, [item.run_id])
+            )
     for marker in markers:
         warehouse.clear_pending(marker)
     return bad

@@ -200,18 +200,28 @@ class Warehouse:
                 for table, files in unchanged.items()
             ):
                 return False
+            # The catalog row first: an ingest writes it "not validated yet", so a publication
+            # cut between two tables leaves the run failing closed (no verdict, no baseline)
+            # until it is published again, never valid beside another version's rows.
             staged = {
-                table: self._stage(table, run_id, folder) for table, folder in folders.items()
+                table: self._stage(table, run_id, folders[table])
+                for table in sorted(folders, key=lambda table: table != "runs")
             }
             expected = unchanged or {}
+            marker = f"run={run_id}"
             if self.mirror is None:
+                # The tables are swapped one by one: the marker lets `check` name a
+                # publication a crash cut midway (the next one of the run clears it).
+                self._mark_pending(marker, list(folders))
                 try:
                     for table, files in staged.items():
                         self._put(table, run_id, files, expected.get(table))
                 except PartitionChanged:
+                    self.clear_pending(marker)
                     for files in staged.values():
                         self._discard(files)
                     return False
+                self.clear_pending(marker)
                 return True
             frames = {
                 table: _read_folder(folder).with_columns(run_id=pl.lit(run_id))
@@ -219,7 +229,6 @@ class Warehouse:
                 else None
                 for table, folder in folders.items()
             }
-            marker = f"run={run_id}"
             try:
                 with self.mirror.transaction(marker) as con:
                     self.mirror.replace_partitions(run_id, frames, con)

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from metrics_pipeline.cli.main import app
 from metrics_pipeline.contracts.tables import SCHEMAS, conform
 from metrics_pipeline.storage import Warehouse, warehouse_at
 
@@ -336,3 +338,46 @@ def test_a_restore_into_an_empty_place_leaves_a_newer_ingest_alone(wh, tmp_path)
     wh.delete_partition("requests", "r1")
     assert wh.publish("r1", {"requests": folder}, unchanged={"requests": []})
     assert wh.read("requests")["endpoint"].to_list() == ["/old"] * 2
+
+
+def test_a_publication_cut_between_tables_fails_closed_and_check_names_it(tmp_path, monkeypatch):
+    # The local tables are swapped one by one. A fault midway (here a file where the events
+    # table's folder goes, a real OS error, after runs and requests were swapped) left the old
+    # catalog row "valid" beside the new requests, and `check` saw nothing.
+    from metrics_pipeline.storage import integrity
+
+    wh = Warehouse(tmp_path / "warehouse")
+    run = conform("runs", pl.DataFrame({"run_id": ["r1"], "valid": [True]}))
+    with wh.replace_partitions("r1", ["requests", "runs", "events"]) as writer:
+        writer.write("requests", requests_frame(3))
+        writer.write("runs", run)
+    assert integrity.check(wh) and all(c.ok for c in integrity.check(wh))
+
+    (tmp_path / "warehouse" / "events").write_text("in the way")
+    events = conform("events", pl.DataFrame({"ts": [T0], "kind": ["x"]}))
+    with (
+        pytest.raises(OSError),
+        wh.replace_partitions("r1", ["requests", "runs", "events"]) as writer,
+    ):
+        writer.write("requests", requests_frame(5))
+        writer.write("runs", run.with_columns(valid=pl.lit(False)))  # as an ingest writes it
+        writer.write("events", events)
+    # The catalog row went first: the run is not valid beside rows of two versions.
+    assert wh.read("runs", ["r1"])["valid"].to_list() == [False]
+    interrupted = {(c.table, c.run_id) for c in integrity.check(wh) if c.pending}
+    assert interrupted == {("requests", "r1"), ("runs", "r1")}
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    monkeypatch.delenv("METRICS_POSTGRES_URL", raising=False)
+    for command in (["check"], ["check", "--repair"]):  # nothing to repair it from: re-ingest
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert "requests run r1: parquet 5 rows, publication interrupted between tables: " in (
+            " ".join(result.output.split())
+        )
+
+    (tmp_path / "warehouse" / "events").unlink()
+    with wh.replace_partitions("r1", ["requests", "runs", "events"]) as writer:
+        writer.write("requests", requests_frame(5))
+        writer.write("runs", run)
+        writer.write("events", events)
+    assert wh.pending() == {} and all(c.ok for c in integrity.check(wh))
