@@ -27,6 +27,7 @@ from metrics_pipeline.formats import (
     quarantined_rows,
     result_files,
     too_much_quarantined,
+    unreadable_files,
 )
 from metrics_pipeline.ingest.discovery import upload_version
 from metrics_pipeline.storage import Warehouse
@@ -72,7 +73,10 @@ class IngestReport:
 
     @property
     def file_errors(self) -> list[str]:
-        return [f"{f['file']}: {f['error']}" for f in self.files if f["error"]]
+        """``"file: error"`` of each result file that could not be read whole (which makes
+        the run invalid); an empty file or one of no known format is no result file: listed
+        in ``files`` with its note, never fatal."""
+        return unreadable_files(self.files)
 
     @property
     def quarantine_problem(self) -> str | None:

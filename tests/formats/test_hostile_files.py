@@ -631,3 +631,23 @@ def test_a_run_with_more_than_one_percent_of_its_rows_quarantined_is_invalid(
             "3 of 203 rows quarantined (1.5%, more than 1%: invalid JSON: 3): the rows left out "
             "may be those that matter"
         ]
+
+
+def test_files_of_no_known_format_are_listed_and_the_run_stays_valid(tmp_path, warehouse):
+    # An empty file or notes beside the results made a good run invalid ("file not read").
+    from metrics_pipeline.stages import ci
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "r.ndjson").write_bytes(b"".join(request(latency_ms=10 + i) for i in range(50)))
+    (folder / "empty.jtl").write_bytes(b"")
+    (folder / "notes.csv").write_bytes(b"just,some\nnotes,here\n")
+    manifest = RunManifest(
+        run_id="r-1", suite="shop", scenario="browse", environment="ci", started_at=START
+    )
+    files = [(p.name, lambda p=p: p.open("rb")) for p in sorted(folder.iterdir())]
+    report = ingest_files(files, manifest, warehouse)
+    assert report.file_errors == []
+    notes = {f["file"]: f["error"] for f in report.files if f["error"]}
+    assert notes == {"empty.jtl": "empty file", "notes.csv": "unknown format"}
+    assert ci.validate(warehouse, report).valid
