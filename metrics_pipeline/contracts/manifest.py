@@ -15,6 +15,7 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     ValidationError,
+    model_validator,
 )
 
 from metrics_pipeline.common.clock import as_utc
@@ -98,6 +99,16 @@ class RunManifest(BaseModel):
     # manifests may omit both: every result file under the prefix is then the run.
     files: tuple[UploadedFile, ...] | None = None
     uploaded_by: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> RunManifest:
+        # Otherwise the run's window is empty and every request is "outside" it.
+        if self.finished_at is not None and self.finished_at < self.started_at:
+            raise ValueError(
+                f"finished_at ({self.finished_at.isoformat()}) is before started_at "
+                f"({self.started_at.isoformat()})"
+            )
+        return self
 
     @classmethod
     def parse(cls, raw: bytes | str | dict[str, Any], source: str = "run.json") -> RunManifest:

@@ -202,3 +202,17 @@ def test_default_run_id_is_a_valid_id_for_the_longest_suite():
     assert run_id.startswith("checkout-20310315T020000-")  # the start in UTC
     longest = default_run_id("s" * 128, started, "x")
     assert len(longest) == 128 and check_name(longest) == longest
+
+
+def test_a_run_that_ends_before_it_starts_is_refused():
+    # Its window was empty: every request quarantined as "outside the run window".
+    manifest = {
+        "run_id": "r-1",
+        "suite": "shop",
+        "scenario": "browse",
+        "environment": "ci",
+        "started_at": "2026-12-06T02:00:00Z",
+    }
+    with pytest.raises(ManifestError, match=r"finished_at \(2026-12-05T02:00:00\+00:00\) is bef"):
+        RunManifest.parse(manifest | {"finished_at": "2026-12-05T02:00:00Z"})
+    assert RunManifest.parse(manifest | {"finished_at": "2026-12-06T02:00:00Z"}).finished_at
