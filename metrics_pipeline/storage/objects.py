@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.common.files import replace_bytes, replace_copy
+from metrics_pipeline.contracts.manifest import ManifestError
 from metrics_pipeline.settings import Settings
 
 RAW_PREFIX = "raw/"
@@ -33,6 +34,11 @@ _MARKER = re.compile(rf"new-runs/(\d{{8}}T\d{{6}}\.\d{{6}}Z)@{_NAME}@{_NAME}")
 
 class UnsafeKeyError(MetricsPipelineError, ValueError):
     """An object key that could escape its folder or confuse a shell."""
+
+
+class RunIdTakenError(ManifestError):
+    """A run id uploaded (or about to be) in more than one suite: a manifest that breaks the
+    contract that a run id names one run (its ingest fails without retries, as for any)."""
 
 
 class StoreCredentialsError(MetricsPipelineError):
@@ -123,11 +129,23 @@ class ObjectStore(ABC):
         return f"{RAW_PREFIX}{suite}/{run_id}/"
 
     def find_run(self, run_id: str) -> str | None:
-        """The suite whose folder holds a complete upload (with run.json) of ``run_id``."""
-        for suite in self.list_folders(RAW_PREFIX):
-            if self.head(f"{self.run_prefix(suite, run_id)}run.json") is not None:
-                return suite
-        return None
+        """The suite whose folder holds a complete upload (with run.json) of ``run_id``.
+
+        Raises :class:`RunIdTakenError` when several suites hold one: a run id names one
+        run, and taking either would lose the other without a word.
+        """
+        suites = [
+            suite
+            for suite in self.list_folders(RAW_PREFIX)
+            if self.head(f"{self.run_prefix(suite, run_id)}run.json") is not None
+        ]
+        if len(suites) > 1:
+            raise RunIdTakenError(
+                f"run {run_id!r} is uploaded in suites {', '.join(map(repr, suites))}: a run id "
+                "names one run; remove all but one of "
+                + ", ".join(self.run_prefix(suite, run_id) for suite in suites)
+            )
+        return suites[0] if suites else None
 
 
 @dataclass(frozen=True)

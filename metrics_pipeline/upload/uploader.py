@@ -11,7 +11,7 @@ from pathlib import Path
 
 from metrics_pipeline.contracts.manifest import RunManifest, UploadedFile
 from metrics_pipeline.formats import MANIFEST_NAME, is_result_file
-from metrics_pipeline.storage.objects import ObjectStore, new_run_marker
+from metrics_pipeline.storage.objects import ObjectStore, RunIdTakenError, new_run_marker
 
 
 def uploader_identity() -> str:
@@ -39,7 +39,8 @@ def upload_run(
     Files below ``root`` keep their path relative to it (so ``a/out.json`` and ``b/out.json``
     do not overwrite each other); others are named by their file name.
 
-    A re-upload of a run replaces it exactly: the old ``run.json`` is removed first (the run is
+    Raises ``RunIdTakenError`` when another suite holds a run of the same id. A re-upload of
+    a run replaces it exactly: the old ``run.json`` is removed first (the run is
     incomplete, so not ingested, while its files change), objects of the earlier upload that
     this one does not have are deleted, and the new manifest lists this upload's files.
 
@@ -48,6 +49,14 @@ def upload_run(
     returned are the run's; an upload without its marker is still found by the sensor's
     periodic full listing).
     """
+    taken = store.find_run(manifest.run_id)
+    if taken is not None and taken != manifest.suite:
+        # Ingest finds a run by its id alone: two suites' runs of one id would be one run.
+        raise RunIdTakenError(
+            f"run {manifest.run_id!r} is uploaded in suite {taken!r}: a run id names one run "
+            f"across suites; give another --run-id, or remove "
+            f"{store.run_prefix(taken, manifest.run_id)} first"
+        )
     prefix = store.run_prefix(manifest.suite, manifest.run_id)
     store.delete(prefix + MANIFEST_NAME)
     keys, listed = [], []

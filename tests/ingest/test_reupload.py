@@ -95,3 +95,26 @@ def test_a_reupload_is_not_seen_until_its_manifest_is_written_again(store, tmp_p
     (again,) = scan_uploads(store, scan.cursor).uploads
     assert again.version != scan.uploads[0].version
     assert again.run_id == run.manifest.run_id
+
+
+def test_a_run_id_names_one_run_across_suites(store, tmp_path):
+    # Both uploads were taken and the ingest of either id read whichever suite sorts first:
+    # the other run was lost without a word.
+    import pytest
+
+    from metrics_pipeline.storage.objects import RunIdTakenError
+
+    (run,) = demo_runs(1)
+    folder = run.write(tmp_path / "runs")
+    files = sorted(folder.iterdir())
+    upload_run(store, files, run.manifest)
+    upload_run(store, files, run.manifest)  # the same suite again: a re-upload, fine
+    other = run.manifest.model_copy(update={"suite": "another-suite"})
+    with pytest.raises(RunIdTakenError, match="is uploaded in suite"):
+        upload_run(store, files, other)
+    assert store.find_run(run.manifest.run_id) == run.manifest.suite
+
+    # Written to the bucket by other means: the ingest refuses to pick one.
+    store.put_bytes(f"raw/another-suite/{run.manifest.run_id}/run.json", b"{}")
+    with pytest.raises(RunIdTakenError, match="is uploaded in suites"):
+        ingest_from_store(store, None, run.manifest.run_id)  # type: ignore[arg-type]
