@@ -570,6 +570,12 @@ SNAPSHOT_TABLES = frozenset(t.name for t in TABLES.values() if t.partitioning ==
 CANONICAL_TABLES = tuple(t.name for t in TABLES.values() if t.canonical)
 # The partitions one ingest of a run replaces together (its ``runs`` row included).
 INGESTED_TABLES = tuple(t.name for t in TABLES.values() if t.written_by == "ci.ingest")
+# The partitions later steps derive from a run's ingested rows (summary, baselines, verdicts,
+# SLAs, capacity): an ingest empties them, so a new version that fails validation (whose steps
+# then do not run) leaves none of the old version's results behind.
+DERIVED_RUN_TABLES = tuple(
+    t.name for t in TABLES.values() if t.partitioning == "run" and t.written_by != "ci.ingest"
+)
 
 
 def tables_with(retention: RetentionClass) -> tuple[str, ...]:

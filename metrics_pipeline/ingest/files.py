@@ -15,7 +15,12 @@ import polars as pl
 
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.contracts.manifest import ManifestError, RunManifest
-from metrics_pipeline.contracts.tables import INGESTED_TABLES, RAW_EXCERPT_BYTES, conform
+from metrics_pipeline.contracts.tables import (
+    DERIVED_RUN_TABLES,
+    INGESTED_TABLES,
+    RAW_EXCERPT_BYTES,
+    conform,
+)
 from metrics_pipeline.formats import (
     DEFAULT_LIMITS,
     MANIFEST_NAME,
@@ -126,7 +131,8 @@ def ingest_files(
     missing: dict[str, str] | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
 ) -> IngestReport:
-    """Parse every file and replace the run's partitions with the result (idempotent).
+    """Parse every file and replace the run's partitions with the result (idempotent); the
+    partitions later steps derive from them (``DERIVED_RUN_TABLES``) are emptied.
 
     ``missing`` names files of the run that cannot be read, with the reason (reported like a
     file that failed to parse); ``version`` is recorded in ``upload_versions``. ``limits``
@@ -139,7 +145,7 @@ def ingest_files(
     for name, reason in (missing or {}).items():
         report.files.append(FileAccounting(file=name, error=reason).as_dict())
     first_with: dict[tuple[int, int], str] = {}  # request rows' fingerprint -> file
-    with warehouse.replace_partitions(run_id, INGESTED_TABLES) as writer:
+    with warehouse.replace_partitions(run_id, INGESTED_TABLES + DERIVED_RUN_TABLES) as writer:
         for name, opener in files:
             accounting = FileAccounting(file=name)
             rows = hashes = 0

@@ -118,3 +118,34 @@ def test_a_run_id_names_one_run_across_suites(store, tmp_path):
     store.put_bytes(f"raw/another-suite/{run.manifest.run_id}/run.json", b"{}")
     with pytest.raises(RunIdTakenError, match="is uploaded in suites"):
         ingest_from_store(store, None, run.manifest.run_id)  # type: ignore[arg-type]
+
+
+def test_a_reupload_that_fails_validation_leaves_no_results_of_the_old_version(
+    store, warehouse, tmp_path
+):
+    # The old version's summary, sketches and verdicts stayed beside the new, invalid rows:
+    # the report of an invalid run listed the old regressions.
+    import polars as pl
+
+    from metrics_pipeline.contracts.tables import DERIVED_RUN_TABLES, conform
+    from metrics_pipeline.stages import ci
+
+    (run,) = demo_runs(1, duration_s=10.0)
+    run_id = run.manifest.run_id
+    a, b, _, _ = split(run, tmp_path)
+    upload_run(store, [a, b], run.manifest)
+    report = ci.ingest(store, warehouse, run_id, now=NOW)
+    assert ci.validate(warehouse, report).valid
+    ci.summarise(warehouse, run_id)
+    verdict = {"run_id": run_id, "endpoint": "/a", "metric": "latency_p50", "verdict": "ok"}
+    warehouse.write_partition("verdicts", run_id, conform("verdicts", pl.DataFrame([verdict])))
+    assert warehouse.read("run_summary", [run_id]).height > 0
+
+    # The new version: b.ndjson cut off in a line, so the run is invalid.
+    b.write_bytes(b.read_bytes()[:-20])
+    upload_run(store, [a, b], run.manifest)
+    report = ci.ingest(store, warehouse, run_id, now=NOW)
+    assert not ci.validate(warehouse, report).valid
+    assert {table: warehouse.read(table, [run_id]).height for table in DERIVED_RUN_TABLES} == (
+        dict.fromkeys(DERIVED_RUN_TABLES, 0)
+    )
