@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     import duckdb
 
 FORMATS = ("table", "csv", "json")
+# What a statement may be: a query. The catalog is opened read-only, but that guards its own
+# file only: COPY ... TO could write Parquet files into the warehouse's partitions, ATTACH
+# open the catalog for writing, SET change what later statements see.
+QUERIES = ("SELECT", "EXPLAIN")
 # A terminal table longer than this says how many rows it left out (csv and json print all).
 MAX_TABLE_ROWS = 200
 
@@ -40,8 +44,8 @@ def sql(
     with warehouse.open_catalog() as con:
         if query is not None:
             try:
-                _print(con.sql(query), output)
-            except duckdb.Error as exc:
+                _print(con.sql(_query(query)), output)
+            except (duckdb.Error, NotAQueryError) as exc:
                 fail(str(exc))
             return
         _shell(con, output)
@@ -69,9 +73,28 @@ def _shell(con: duckdb.DuckDBPyConnection, output: str) -> None:
             console.print(", ".join(_views(con)), soft_wrap=True)
             continue
         try:
-            _print(con.sql(statement), output)
-        except duckdb.Error as exc:
+            _print(con.sql(_query(statement)), output)
+        except (duckdb.Error, NotAQueryError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
+
+
+class NotAQueryError(ValueError):
+    """A statement that is not a query (``QUERIES``)."""
+
+
+def _query(text: str) -> str:
+    """``text`` if each of its statements is a query, else :class:`NotAQueryError`; DuckDB
+    itself tells them apart (and raises its own error for text that does not parse)."""
+    import duckdb
+
+    for statement in duckdb.extract_statements(text):
+        kind = statement.type.name
+        if kind not in QUERIES:
+            raise NotAQueryError(
+                f"only queries ({', '.join(QUERIES)}) run here, not {kind}: the warehouse is "
+                "read-only from this command"
+            )
+    return text
 
 
 def _views(con: duckdb.DuckDBPyConnection) -> list[str]:

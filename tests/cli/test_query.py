@@ -94,3 +94,34 @@ def test_an_open_sql_session_keeps_no_lock_the_pipeline_needs(fixtures_dir, tmp_
         shell.stdin.close()
         shell.wait(timeout=60)
     assert shell.returncode == 0
+
+
+def test_only_queries_run_so_the_warehouse_stays_as_it_is(fixtures_dir, tmp_path, monkeypatch):
+    # The catalog was opened read-only, but COPY ... TO wrote a Parquet file into a run's
+    # partition (its rows twice, and `check` saw nothing) and ATTACH could drop a mart.
+    monkeypatch.setenv("METRICS_HOME", str(tmp_path))
+    runner = CliRunner()
+    locust = fixtures_dir / "locust" / "requests.ndjson"
+    args = ["--suite", "shop", "--scenario", "browse", "--env", "ci", "--run-id", "r1"]
+    assert runner.invoke(app, ["ingest", str(locust), *args]).exit_code == 0
+    before = runner.invoke(app, ["sql", "select count(*) as n from requests", "--format", "csv"])
+    partition = tmp_path / "warehouse" / "requests" / "run_id=r1"
+    for statement in (
+        f"copy (select * exclude (run_id) from requests) to '{partition}/evil.parquet'",
+        f"attach '{tmp_path / 'warehouse.duckdb'}' as w",
+        "create table t as select 1",
+        "set threads = 1",
+        "select 1; drop view requests",
+    ):
+        result = runner.invoke(app, ["sql", statement])
+        assert result.exit_code == 2 and "only queries (SELECT, EXPLAIN) run here" in result.stderr
+    assert (
+        sorted(p.name for p in partition.iterdir()) != []
+        and not (partition / "evil.parquet").exists()
+    )
+    after = runner.invoke(app, ["sql", "select count(*) as n from requests", "--format", "csv"])
+    assert after.stdout == before.stdout
+    for query in ("describe requests", "explain select 1", "show tables", "from runs"):
+        assert runner.invoke(app, ["sql", query]).exit_code == 0, query
+    shell = runner.invoke(app, ["sql"], input="copy (select 1) to 'x.csv'\nselect 41 + 1 as n\n")
+    assert "only queries" in shell.stderr and "42" in shell.stdout
