@@ -122,8 +122,10 @@ class RetentionTrash:
         """Move ``run_id``'s partitions back into the warehouse (Parquet and mirror); the newest
         pass's copy of a table wins.
 
-        A table whose partition the warehouse holds again (the run was ingested anew) is left in
-        the trash: newer data is never overwritten. The ``runs`` catalog row comes back last,
+        A table whose partition the warehouse holds again is left in the trash: newer data is
+        never overwritten. So is every partition trashed before the run was last ingested
+        (``runs.ingested_at``): that version replaced the one in the trash whole, including
+        the tables it has no rows of. The ``runs`` catalog row comes back last,
         so a restore cut short leaves no catalog row pointing at missing data; running it again
         finishes it (a partition published but not yet removed from the trash is then held
         again, and left).
@@ -135,8 +137,12 @@ class RetentionTrash:
         )
         restored: list[TrashedPartition] = []
         left: list[TrashedPartition] = []
+        catalog = self.warehouse.read("runs", [run_id])["ingested_at"].drop_nulls()
+        ingested = catalog.max() if len(catalog) else None
         for entry in entries:
-            if run_id in self.warehouse.run_ids(entry.table):
+            if run_id in self.warehouse.run_ids(entry.table) or (
+                ingested is not None and ingested > entry.trashed_at
+            ):
                 left.append(entry)
                 continue
             # Published like any partition: Parquet and mirror together, under the run's locks.

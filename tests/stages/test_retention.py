@@ -452,7 +452,7 @@ def test_a_restore_leaves_partitions_the_warehouse_holds_again(new_warehouse):
     fill(warehouse)
     regress(warehouse, "ancient")
     run_retention(warehouse, NOW, RetentionPolicy(), [])
-    add_run(warehouse, "ancient", 1)  # ingested anew meanwhile: the newer rows win
+    add_run(warehouse, "ancient", 1)  # written anew meanwhile: the newer rows win
     newer = warehouse.read("requests", ["ancient"])
     result = restore_run(warehouse, "ancient")
     assert [e.table for e in result.restored] == ["verdicts"]  # not written anew
@@ -461,6 +461,24 @@ def test_a_restore_leaves_partitions_the_warehouse_holds_again(new_warehouse):
     assert {(e.table, e.run_id) for e in RetentionTrash(warehouse).entries()} == {
         (e.table, e.run_id) for e in result.left
     }
+
+
+def test_a_restore_brings_back_nothing_of_a_run_ingested_since_it_was_trashed(new_warehouse):
+    # Ingested again after the pass, from an upload without some of the old files: the old
+    # version's partitions of tables the new one has no rows of came back beside it.
+    warehouse = new_warehouse()
+    fill(warehouse)
+    regress(warehouse, "ancient")
+    trashed = {e.table for e in run_retention(warehouse, NOW, RetentionPolicy(), []).trashed}
+    assert {"requests", "verdicts", "runs"} <= trashed
+    add_run(warehouse, "ancient", 1, ingested_days=-1)  # a day after the pass
+    newer = {table: warehouse.read(table, ["ancient"]) for table in ("requests", "runs")}
+    result = restore_run(warehouse, "ancient")
+    assert result.restored == []
+    assert {e.table for e in result.left} == trashed
+    assert warehouse.read("verdicts", ["ancient"]).height == 0
+    for table, frame in newer.items():
+        assert warehouse.read(table, ["ancient"]).equals(frame), table
 
 
 def test_the_trash_is_purged_after_its_grace_period(new_warehouse):
