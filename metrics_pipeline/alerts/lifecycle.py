@@ -190,8 +190,12 @@ def evaluate_alerts(
 
 def _superseded(alert: dict, position: RunPosition | None) -> bool:
     """Whether a run later than ``position`` already evaluated ``alert`` (alerts from before
-    the position was kept, and evaluations not ordered by run, are never superseded)."""
+    the position was kept, and evaluations not ordered by run, are never superseded). The
+    run itself never is its own later run: re-uploaded with its start corrected, its new
+    evaluation stands."""
     if position is None or alert["evaluated_run_started_at"] is None:
+        return False
+    if alert["evaluated_run_id"] == position[1]:
         return False
     return position < (alert["evaluated_run_started_at"], alert["evaluated_run_id"])
 

@@ -342,3 +342,13 @@ def test_each_notification_has_its_own_delivery_id_in_the_webhook_body():
     assert rows["delivery_id"].n_unique() == rows.height == 6
     for row in rows.filter(pl.col("channel") == "hook").iter_rows(named=True):
         assert json.loads(row["payload"])["delivery_id"] == row["delivery_id"]
+
+
+def test_a_run_reuploaded_with_its_start_corrected_resolves_its_own_alert():
+    # Its own earlier evaluation, started a moment later, passed for a "later run": the
+    # clean new version could not resolve the alert the old one opened.
+    alerts, _ = evaluate_run(empty("alerts"), "run-6", True, T0)
+    earlier = started("run-6") - timedelta(seconds=0.8)
+    resolved, sent = evaluate_run(alerts, "run-6", False, T0 + timedelta(hours=1), earlier)
+    assert set(sent["event"]) == {"resolved"}
+    assert resolved.row(0, named=True)["status"] == "resolved"
