@@ -67,7 +67,7 @@ def run_report(
     run_id = context.partition_key
     store = warehouse.get()
     report = build_run_report(
-        store, run_id, reports.path(), object_store.get(), verdict_rules.get()
+        store, run_id, reports.path(), reports.store(object_store), verdict_rules.get()
     )
     return dg.MaterializeResult(
         metadata={"verdict": report.verdict, **_metadata(report.summary, report.published)}
@@ -106,7 +106,7 @@ def weekly_report(
         if config.week
         else default_week(store.read("runs").filter(pl.col("valid"))["started_at"], clock.now())
     )
-    report = build_weekly_report(store, week, reports.path(), object_store.get())
+    report = build_weekly_report(store, week, reports.path(), reports.store(object_store))
     return dg.MaterializeResult(
         metadata={
             "week": str(week),

@@ -207,9 +207,12 @@ class Settings:
         """The Dagster instance of the embedded default (SQLite storage)."""
         return self.home / "dagster"
 
+    # Another folder for the reports than METRICS_HOME/reports (``rebuild`` writes aside).
+    reports_dir: Path | None = None
+
     @property
     def reports_root(self) -> Path:
-        return self.home / "reports"
+        return self.reports_dir or self.home / "reports"
 
     @staticmethod
     def has_aws_credentials() -> bool:

@@ -20,7 +20,8 @@ from metrics_pipeline.settings import Settings
 def build_definitions(settings: Settings | None = None, *, notify: bool = True) -> dg.Definitions:
     """Everything Dagster runs, on ``settings`` (default: the environment's).
 
-    ``notify`` false builds jobs that keep the alerts' state and send no notification, for
+    ``notify`` false builds jobs that keep the alerts' state and send no notification, and
+    write reports to their folder only (not to the bucket), for
     ``rebuild``, which replays history.
     """
     settings = settings or Settings.from_env()
@@ -37,7 +38,8 @@ def build_definitions(settings: Settings | None = None, *, notify: bool = True) 
         ),
         "baselines": BaselineFileResource(path=str(settings.baselines_file)),
         "verdict_rules": VerdictRulesResource(path=str(settings.verdict_rules)),
-        "reports": ReportsResource(root=str(settings.reports_root)),
+        # A rebuild (notify false) writes its reports aside and publishes them after its swap.
+        "reports": ReportsResource(root=str(settings.reports_root), upload=notify),
         "alerting": AlertingResource.from_settings(settings, notify=notify),
         "clock": ClockResource.from_settings(settings),
     }

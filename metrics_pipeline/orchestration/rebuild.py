@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 
@@ -47,6 +48,7 @@ from metrics_pipeline.storage import PostgresWarehouse, Warehouse, open_warehous
 from metrics_pipeline.storage.rebuilds import (
     BUILDING,
     OLD,
+    REPORTS,
     SCHEMA,
     dead_rebuilds,
     one_rebuild,
@@ -58,13 +60,13 @@ from metrics_pipeline.storage.rebuilds import (
 class RebuildReport:
     """``runs``: every run rebuilt; ``failed``: the jobs that failed (nothing was swapped in);
     ``invalid``: the runs stored as invalid, as the pipeline stores them (a success);
-    ``marts_error``: why the catalog's views and marts could not be made again after the swap
-    (the warehouse is rebuilt; the next nightly job builds them)."""
+    ``unfinished``: what could not be done after the swap and how it will be (the warehouse
+    is rebuilt): the runs' reports put in place, the catalog's views and marts made again."""
 
     runs: list[str]
     failed: list[str]
     invalid: list[str] = dataclasses.field(default_factory=list)
-    marts_error: str | None = None
+    unfinished: list[str] = dataclasses.field(default_factory=list)
 
 
 def rebuild(
@@ -101,6 +103,9 @@ def _rebuild(
     aside = dataclasses.replace(
         settings,
         warehouse_dir=building,
+        # The runs' reports too, inside the folder built: the live ones stay as they are
+        # until the swap (a rebuild that fails or is killed leaves them untouched).
+        reports_dir=building / REPORTS,
         postgres_schema=f"{settings.postgres_schema}{SCHEMA}{tag}",
     )
     try:
@@ -157,11 +162,46 @@ def _rebuild(
             _discard(building, aside)
         raise
     shutil.rmtree(old, ignore_errors=True)
+    # The warehouse is rebuilt: what fails from here is said with what is left to do, never
+    # as a failed rebuild.
+    unfinished = []
+    try:
+        _swap_reports(settings, target / REPORTS, tag)
+    except Exception as exc:
+        unfinished.append(
+            f"the runs' reports could not be put in place ({type(exc).__name__}: {exc}); "
+            "`metrics-pipeline report RUN_ID` writes one again"
+        )
     try:
         _refresh_catalog(settings)
-    except Exception as exc:  # the warehouse is rebuilt: say what is left to do, not "failed"
-        return RebuildReport(tick.run_ids, [], tick.invalid, f"{type(exc).__name__}: {exc}")
-    return RebuildReport(tick.run_ids, [], tick.invalid)
+    except Exception as exc:
+        unfinished.append(
+            f"the catalog's views and marts could not be made again ({type(exc).__name__}: "
+            f"{exc}); the next nightly job makes them"
+        )
+    return RebuildReport(tick.run_ids, [], tick.invalid, unfinished)
+
+
+def _swap_reports(settings: Settings, built: Path, tag: str) -> None:
+    """Put the runs' reports the rebuild wrote (``built``, in the warehouse folder swapped in)
+    in place of the live ones, then into the bucket's ``reports/``. The weekly reports, which
+    a rebuild does not make, stay."""
+    from metrics_pipeline.reports.output import BUCKET_PREFIX
+    from metrics_pipeline.storage.objects import object_store_from_settings
+
+    runs = built / "runs"
+    if runs.is_dir():
+        live = settings.reports_root / "runs"
+        old = live.with_name(f"runs{OLD}{tag}")
+        live.parent.mkdir(parents=True, exist_ok=True)
+        if live.exists():
+            live.rename(old)
+        shutil.move(runs, live)
+        shutil.rmtree(old, ignore_errors=True)
+        store = object_store_from_settings(settings)
+        for file in sorted(path for path in live.rglob("*") if path.is_file()):
+            store.put_file(BUCKET_PREFIX + file.relative_to(settings.reports_root).as_posix(), file)
+    shutil.rmtree(built, ignore_errors=True)
 
 
 def _nightly_assets(nightly: dg.JobDefinition, settings: Settings) -> list[dg.AssetKey] | None:

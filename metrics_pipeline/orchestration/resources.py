@@ -150,12 +150,18 @@ class ClockResource(dg.ConfigurableResource):
 
 
 class ReportsResource(dg.ConfigurableResource):
-    """The folder the reports are written to (``METRICS_HOME/reports`` by default)."""
+    """The folder the reports are written to (``METRICS_HOME/reports`` by default), and
+    whether they go to the bucket too (not from a rebuild: it publishes them after its swap)."""
 
     root: str
+    upload: bool = True
 
     def path(self) -> Path:
         return Path(self.root)
+
+    def store(self, object_store: ObjectStoreResource) -> ObjectStore | None:
+        """Where the reports are uploaded: the bucket, or nowhere."""
+        return object_store.get() if self.upload else None
 
 
 class AlertingResource(dg.ConfigurableResource):

@@ -24,6 +24,8 @@ from metrics_pipeline.storage.postgres import PostgresWarehouse
 # (``warehouse.rebuild-<tag>``), the old folder moved aside at the swap (``warehouse.old-<tag>``)
 # and its Postgres schema (``metrics_rebuild_<tag>``).
 BUILDING, OLD, SCHEMA = ".rebuild-", ".old-", "_rebuild_"
+# The folder, inside the one it builds, where a rebuild writes the runs' reports.
+REPORTS = "_reports"
 
 
 class RebuildRunningError(MetricsPipelineError, RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -27,7 +28,7 @@ from metrics_pipeline.orchestration.resources import AlertingResource
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages.triage import mark_alert
 from metrics_pipeline.storage import Warehouse
-from metrics_pipeline.storage.rebuilds import RebuildRunningError
+from metrics_pipeline.storage.rebuilds import REPORTS, RebuildRunningError
 from metrics_pipeline.upload.uploader import upload_run
 
 pytestmark = pytest.mark.slow
@@ -213,6 +214,13 @@ def test_with_postgres_a_failed_rebuild_leaves_the_live_tables_as_they_were(
     with Warehouse(settings.warehouse_root).open_catalog() as catalog:
         assert catalog.execute("select count(*) from run_tiers").fetchone()[0] == 2
 
+    # The reports are the rebuild's, in the folder and the bucket, once it is swapped in.
+    reports = sorted(settings.reports_root.glob("runs/*/summary.md"))
+    assert len(reports) == 2 and not (settings.warehouse_root / REPORTS).exists()
+    for report in reports:
+        key = f"reports/{report.relative_to(settings.reports_root).as_posix()}"
+        assert store.get_bytes(key) == report.read_bytes()
+
     # A third run arrives, and the rebuild fails after its runs were ingested (the baseline
     # file no longer parses): Postgres readers saw none of it, and nothing is left behind.
     # (Rebuilt in the live schema, these tables held 2.3x their rows, the new run's and more.)
@@ -241,6 +249,46 @@ def schemas(url: str) -> set[str]:
     with psycopg.connect(url) as con:
         rows = con.execute("select nspname from pg_namespace where nspname like 'metrics%'")
         return {name for (name,) in rows}
+
+
+def test_a_rebuild_killed_midway_leaves_the_live_reports_as_they_were(settings, store, tmp_path):
+    # The rebuild's jobs wrote the runs' reports over the live ones as they went: killed
+    # midway, it left the old warehouse beside reports of the discarded build.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    upload_demo_runs(store, tmp_path / "runs", count=2)
+    assert rebuild(settings).failed == []
+    live = {}
+    for report in settings.reports_root.glob("runs/*/summary.md"):
+        report.write_bytes(report.read_bytes() + b"\n(the live report)\n")
+        live[report] = report.read_bytes()
+    assert len(live) == 2
+    env = os.environ | {
+        "METRICS_HOME": str(settings.home),
+        "METRICS_BASELINES": str(settings.baselines_file),
+    }
+    env.pop("METRICS_POSTGRES_URL", None)
+    command = [str(Path(sys.executable).with_name("metrics-pipeline")), "rebuild"]
+    rebuilding = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    # Killed once it has written a report, wherever it writes them (a guard, not a timing).
+    deadline = time.monotonic() + 300
+    while rebuilding.poll() is None and time.monotonic() < deadline:
+        aside = list(settings.home.glob(f"warehouse.rebuild-*/{REPORTS}/runs/*/summary.md"))
+        if aside or any(report.read_bytes() != text for report, text in live.items()):
+            break
+        time.sleep(0.05)
+    rebuilding.send_signal(signal.SIGKILL)
+    rebuilding.wait()
+    assert rebuilding.returncode == -signal.SIGKILL, rebuilding.stderr.read().decode()
+    assert {report: report.read_bytes() for report in live} == live
+    # What it left, its reports with it, is one folder the next rebuild removes.
+    assert len(list(settings.home.glob("warehouse.rebuild-*"))) <= 1
 
 
 def test_one_rebuild_at_a_time(settings, store, tmp_path, monkeypatch):
