@@ -193,6 +193,20 @@ def pinned_runs(
     )
 
 
+def kept_dates(old: list[BaselineEntry], new: list[BaselineEntry]) -> list[BaselineEntry]:
+    """``new``, each entry whose value and runs did not change keeping its ``updated_at`` from
+    ``old``: the file is reviewed as a diff, and an update that changes nothing changes no
+    line."""
+    before = {entry.key: entry for entry in old}
+    return [
+        entry.model_copy(update={"updated_at": before[entry.key].updated_at})
+        if entry.key in before
+        and (before[entry.key].value, before[entry.key].runs) == (entry.value, entry.runs)
+        else entry
+        for entry in new
+    ]
+
+
 def diff_baselines(old: list[BaselineEntry], new: list[BaselineEntry]) -> list[dict]:
     """Entries added, removed or changed in value or runs between two baseline sets."""
     before = {e.key: e for e in old}

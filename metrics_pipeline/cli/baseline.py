@@ -42,7 +42,11 @@ def _proposed(warehouse, runs: int):
     from metrics_pipeline.stages.ci import rejected
 
     return compute_baselines(
-        warehouse.read("runs"), warehouse.read("run_summary"), rejected(warehouse), n=runs
+        warehouse.read("runs"),
+        warehouse.read("run_summary"),
+        rejected(warehouse),
+        n=runs,
+        now=Settings.from_env().clock(),  # METRICS_NOW too, as every stamp the pipeline makes
     )
 
 
@@ -73,10 +77,10 @@ def baseline_update(
     runs: Annotated[int, typer.Option(help="Accepted runs per combination.")] = 5,
 ) -> None:
     """Recompute the baselines from the warehouse's accepted runs and write the file."""
-    from metrics_pipeline.analysis.baselines import diff_baselines, save_baselines
+    from metrics_pipeline.analysis.baselines import diff_baselines, kept_dates, save_baselines
 
     path, current, warehouse = _baseline_inputs(file, must_exist=False)
-    proposed = _proposed(warehouse, runs)
+    proposed = kept_dates(current, _proposed(warehouse, runs))
     if not proposed:
         fail("no accepted runs in the warehouse to compute baselines from")
     save_baselines(path, proposed)

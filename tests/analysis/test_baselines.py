@@ -133,3 +133,10 @@ def test_cli_update_show_and_diff(tmp_path, monkeypatch):
     assert runner.invoke(app, ["baseline", "diff", "--file", str(file)]).exit_code == 0
     shown = runner.invoke(app, ["baseline", "show", "--file", str(file)])
     assert shown.exit_code == 0 and "latency_p50" in shown.stdout
+    # An update that changes nothing a day later changes no line of the reviewed file (every
+    # updated_at was rewritten).
+    written = file.read_bytes()
+    monkeypatch.setenv("METRICS_NOW", "2031-01-02T00:00:00Z")
+    again = runner.invoke(app, ["baseline", "update", "--file", str(file)])
+    assert again.exit_code == 0 and "(0 changed)" in again.stdout
+    assert file.read_bytes() == written
