@@ -56,6 +56,15 @@ def request(endpoint: str = "/a", latency_ms: float = 12.5, **fields) -> bytes:
     return json.dumps(record).encode() + b"\n"
 
 
+def run_manifest(**fields) -> RunManifest:
+    """The manifest of run ``r-1``, started at START, with ``fields`` on top."""
+    return RunManifest(
+        **{"run_id": "r-1", "suite": "shop", "scenario": "browse", "environment": "ci"},
+        started_at=START,
+        **fields,
+    )
+
+
 def gzip_bomb(path: Path, head: bytes, unit: bytes, total: int, tail: bytes = b"") -> None:
     """A gzip file that decompresses to ``head``, ``unit`` repeated up to ``total`` bytes, and
     ``tail``: ``unit`` is compressed once and its gzip member written again and again (a gzip
@@ -530,9 +539,7 @@ def test_a_file_that_cannot_be_opened_is_its_own_error(tmp_path, warehouse):
     good = tmp_path / "good.ndjson"
     good.write_bytes(request() * 10)
     gone = tmp_path / "gone.ndjson"  # listed, then removed before it was read
-    manifest = RunManifest(
-        run_id="r-1", suite="shop", scenario="browse", environment="ci", started_at=START
-    )
+    manifest = run_manifest()
     files = [(path.name, lambda path=path: path.open("rb")) for path in (gone, good)]
     report = ingest_files(files, manifest, warehouse)
     assert report.file_errors == ["gone.ndjson: cannot open: No such file or directory"]
@@ -561,9 +568,7 @@ def test_a_file_left_beside_its_gzip_makes_the_run_invalid(tmp_path, warehouse):
     (folder / "r.ndjson").write_bytes(data)
     (folder / "r.ndjson.gz").write_bytes(gzip.compress(data))
     (folder / "other.ndjson").write_bytes(b"".join(lines[:1500]))  # a part: not the same
-    manifest = RunManifest(
-        run_id="r-1", suite="shop", scenario="browse", environment="ci", started_at=START
-    )
+    manifest = run_manifest()
     files = [(p.name, lambda p=p: p.open("rb")) for p in sorted(folder.iterdir())]
     report = ingest_files(files, manifest, warehouse)
     assert report.file_errors == [
@@ -612,14 +617,7 @@ def test_a_run_with_more_than_one_percent_of_its_rows_quarantined_is_invalid(
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "r.ndjson").write_bytes(b"".join(lines) + late * 20)
-    manifest = RunManifest(
-        run_id="r-1",
-        suite="shop",
-        scenario="browse",
-        environment="ci",
-        started_at=START,
-        finished_at=datetime(2026, 11, 24, tzinfo=UTC),
-    )
+    manifest = run_manifest(finished_at=datetime(2026, 11, 24, tzinfo=UTC))
     report = ingest_files(
         [("r.ndjson", lambda: (folder / "r.ndjson").open("rb"))], manifest, warehouse
     )
@@ -642,9 +640,7 @@ def test_files_of_no_known_format_are_listed_and_the_run_stays_valid(tmp_path, w
     (folder / "r.ndjson").write_bytes(b"".join(request(latency_ms=10 + i) for i in range(50)))
     (folder / "empty.jtl").write_bytes(b"")
     (folder / "notes.csv").write_bytes(b"just,some\nnotes,here\n")
-    manifest = RunManifest(
-        run_id="r-1", suite="shop", scenario="browse", environment="ci", started_at=START
-    )
+    manifest = run_manifest()
     files = [(p.name, lambda p=p: p.open("rb")) for p in sorted(folder.iterdir())]
     report = ingest_files(files, manifest, warehouse)
     assert report.file_errors == []
