@@ -18,6 +18,9 @@ acknowledged it and when it was escalated (``alerts.lifecycle.carry_over``), so 
 next pass does not escalate again what was escalated or acknowledged before; and the alerts
 no run gives again (a pipeline failure, an overdue run, a weekly finding), as they were.
 
+A run whose upload version the old warehouse had ingested keeps its ``ingested_at`` from
+there: retention counts ages from it.
+
 The triage marks (``alerts expected|invalid``, ``triage mark``) are people's decisions, not
 in the bucket either: the old warehouse's are copied in before the jobs run (a marked
 condition does not alert, an expected step rebaselines) and again at the swap (marks made
@@ -145,6 +148,7 @@ def _rebuild(
         with locked(current):
             rebuilt = open_warehouse(aside)
             if existed:
+                _carry_ingest_times(current, rebuilt)
                 _copy_triage(current, rebuilt)
                 rebuilt.write_snapshot("alert_deliveries", current.read("alert_deliveries"))
                 rebuilt.write_snapshot(
@@ -222,6 +226,27 @@ def _discard(building, aside: Settings) -> None:
         # rebuild here (Postgres gone, say) is the one to report.
         with contextlib.suppress(Exception):
             PostgresWarehouse(aside.postgres_url, aside.postgres_schema).drop_schema()
+
+
+def _carry_ingest_times(current: Warehouse, rebuilt: Warehouse) -> None:
+    """Give each rebuilt run the ``ingested_at`` it has in ``current`` when the same upload
+    version was ingested there: a rebuild replays an ingest, it is not a new one, and
+    retention counts a run's age from its ingest (every raw row would otherwise be kept
+    another ``raw_days``)."""
+    import polars as pl
+
+    before = current.read("runs").select(
+        "run_id", "upload_version", pl.col("ingested_at").alias("first_ingested_at")
+    )
+    rebuilt_runs = rebuilt.read("runs")
+    carried = rebuilt_runs.join(
+        before, on=["run_id", "upload_version"], how="inner", nulls_equal=True
+    ).filter(pl.col("first_ingested_at") != pl.col("ingested_at"))
+    for run_id, first in carried.select("run_id", "first_ingested_at").iter_rows():
+        row = rebuilt_runs.filter(pl.col("run_id") == run_id).with_columns(
+            ingested_at=pl.lit(first, rebuilt_runs.schema["ingested_at"])
+        )
+        rebuilt.write_partition("runs", run_id, row)
 
 
 def _copy_triage(current: Warehouse, rebuilt: Warehouse) -> None:
