@@ -29,6 +29,9 @@ from metrics_pipeline.formats import (
     MANIFEST_NAME,
     MAX_QUARANTINED_SHARE,
     NOT_RESULT_FILE,
+    add_fingerprints,
+    commonest,
+    fingerprint,
     measuring_tools,
     quarantined_rows,
     read_results,
@@ -275,7 +278,10 @@ def compare(
             for problem in unreadable_files(run.accounting)
         ]
     )
-    _refuse_runs_that_are_not_one(results, parsed)
+    # Each run's request files by their fingerprint, computed once: runs and files alike are
+    # told apart by them.
+    request_files = [_request_files(run) for run in parsed]
+    _refuse_runs_that_are_not_one(results, request_files)
     _say_what_was_left_out(results, parsed)
     for path, run in zip(results, parsed, strict=True):
         if run.requests.height == 0 and run.interval_stats.height == 0:
@@ -286,7 +292,7 @@ def compare(
             for acc in run.accounting:
                 err.print(f"  {acc['file']}: {acc['format']}, {acc['error'] or 'no latency data'}")
             raise typer.Exit(2)
-    same_as_candidate = _refuse_duplicates(baselines, parsed)
+    same_as_candidate = _refuse_duplicates(baselines, parsed, request_files)
     _warn_about_other_tools(results, parsed)
     looked_up = history is not False and None not in combination
     noise_history = (
@@ -343,28 +349,37 @@ def _labels(count: int) -> list[str]:
     return [*(f"baseline {i}" for i in range(1, count)), "candidate"]
 
 
-def _refuse_runs_that_are_not_one(results: list[Path], parsed: list) -> None:
+def _request_files(run) -> dict[str, tuple[int, int]]:
+    """The fingerprint (``formats.fingerprint``) of each file's request rows, by file."""
+    return {
+        str(file): fingerprint("requests", rows)
+        for (file,), rows in run.requests.group_by("source_file", maintain_order=True)
+    }
+
+
+def _refuse_runs_that_are_not_one(
+    results: list[Path], request_files: list[dict[str, tuple[int, int]]]
+) -> None:
     """Fail (exit 2) when an argument does not hold one run's data once: a folder of several
     runs (a ``run.json`` in more than one folder), or two files of a run with the same
     request rows (a copy, a file left beside its ``.gz``): the runs would be merged, or the
     requests counted twice (half the throughput of the baseline, a false "regression")."""
     problems = []
-    for path, run in zip(results, parsed, strict=True):
+    for path, files in zip(results, request_files, strict=True):
         if path.is_dir() and len(manifests := run_manifests(path)) > 1:
             where = ", ".join(str(manifest.parent.relative_to(path)) for manifest in manifests)
             problems.append(
                 f"{path} holds {len(manifests)} runs (a run.json in each of: {where}): give "
                 "each run's folder as an argument of its own"
             )
-        files: dict[tuple, str] = {}
-        for (file,), rows in run.requests.group_by("source_file", maintain_order=True):
-            fingerprint = _fingerprint_of(rows)
-            if fingerprint in files:
+        first_with: dict[tuple[int, int], str] = {}
+        for file, prints in files.items():
+            twin = first_with.setdefault(prints, file)
+            if twin != file:
                 problems.append(
-                    f"{folder_of(path)}{files[fingerprint]} and {folder_of(path)}{file} hold the "
-                    "same request rows: keep one of them"
+                    f"{folder_of(path)}{twin} and {folder_of(path)}{file} hold the same "
+                    "request rows: keep one of them"
                 )
-            files.setdefault(fingerprint, str(file))
     if problems:
         fail(*problems)
 
@@ -382,10 +397,9 @@ def _say_what_was_left_out(results: list[Path], parsed: list) -> None:
         rows, quarantined, reasons = quarantined_rows(run.accounting)
         if not quarantined:
             continue
-        common = "; ".join(f"{escape(reason)}: {n}" for reason, n in reasons.most_common(3))
         err.print(
             f"[yellow]warning:[/] {where}: {quarantined} of {rows} rows quarantined, not "
-            f"compared ({common})",
+            f"compared ({escape(commonest(reasons))})",
             soft_wrap=True,
         )
         if too_much_quarantined(rows, quarantined):
@@ -476,36 +490,33 @@ def _tested(verdicts: pl.DataFrame) -> pl.DataFrame:
     return verdicts.filter(pl.col("p_adjusted").is_not_null() & pl.col("p_adjusted").is_not_nan())
 
 
-def _refuse_duplicates(baselines: list[Path], parsed: list) -> bool:
+def _refuse_duplicates(
+    baselines: list[Path], parsed: list, request_files: list[dict[str, tuple[int, int]]]
+) -> bool:
     """Fail (exit 2) when two baseline arguments hold the same run: they would count as two
     runs that agree perfectly, the run noise measured on them too small and its df too many.
     Returns whether the candidate (the last of ``parsed``) holds the same data as a baseline.
+
+    A run is compared by its request rows, else (a tool's aggregates alone) its interval
+    rows; not the other tables: a run's folder and its request file alone, given as two
+    runs, are one run, though only the folder holds the system samples.
     """
-    prints = [_fingerprint(run) for run in parsed]
-    first: dict[tuple, int] = {}
-    for i, (path, fingerprint) in enumerate(zip(baselines, prints, strict=False)):
-        if fingerprint in first:
-            j = first[fingerprint]
+    prints = [
+        add_fingerprints(*files.values())
+        if files
+        else fingerprint("interval_stats", run.interval_stats)
+        for run, files in zip(parsed, request_files, strict=True)
+    ]
+    first: dict[tuple[int, int], int] = {}
+    for i, (path, prints_of_run) in enumerate(zip(baselines, prints, strict=False)):
+        if prints_of_run in first:
+            j = first[prints_of_run]
             fail(
                 f"baseline runs {j + 1} and {i + 1} hold the same data ({baselines[j]}, {path}): "
                 "give each baseline run once"
             )
-        first[fingerprint] = i
+        first[prints_of_run] = i
     return prints[-1] in first
-
-
-def _fingerprint(run) -> tuple:
-    """What two copies of one run's data have in common whatever their names: the number and
-    content of its request rows, else (a tool's aggregates alone) of its interval rows. Not
-    the other tables: a run's folder and its request file alone, given as two runs, are one
-    run, though only the folder holds the system samples."""
-    return _fingerprint_of(run.requests if run.requests.height else run.interval_stats)
-
-
-def _fingerprint_of(frame: pl.DataFrame) -> tuple[int, int]:
-    """The number of rows and a sum of their hashes, whichever file and line they came from."""
-    rows = frame.drop("run_id", "source_file", "line_no", strict=False)
-    return rows.height, int(rows.hash_rows().sum()) if rows.height else 0
 
 
 def _warn_about_other_tools(results: list[Path], parsed: list) -> None:

@@ -27,6 +27,9 @@ from metrics_pipeline.formats import (
     MAX_QUARANTINED_SHARE,
     FileAccounting,
     ReadLimits,
+    add_fingerprints,
+    commonest,
+    fingerprint,
     is_result_file,
     iter_file,
     quarantined_rows,
@@ -91,10 +94,10 @@ class IngestReport:
         read, quarantined, reasons = quarantined_rows(self.files, ignore=[OUTSIDE_WINDOW])
         if not too_much_quarantined(read, quarantined):
             return None
-        common = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common(3))
         return (
             f"{quarantined} of {read} rows quarantined ({quarantined / read:.1%}, more than "
-            f"{MAX_QUARANTINED_SHARE:.0%}: {common}): the rows left out may be those that matter"
+            f"{MAX_QUARANTINED_SHARE:.0%}: {commonest(reasons)}): the rows left out may be "
+            "those that matter"
         )
 
 
@@ -148,7 +151,7 @@ def ingest_files(
     with warehouse.replace_partitions(run_id, INGESTED_TABLES + DERIVED_RUN_TABLES) as writer:
         for name, opener in files:
             accounting = FileAccounting(file=name)
-            rows = hashes = 0
+            requests = (0, 0)  # their fingerprint
             # A file that cannot be opened or read, is truncated or breaks one of ``limits`` gets
             # its error in ``accounting`` (so in report.file_errors) and the other files are
             # read as usual. The rows it gave before it failed are kept and accounted for
@@ -161,8 +164,7 @@ def ingest_files(
                 else:
                     for table, frame in iter_file(stream, name, accounting, limits):
                         if table == "requests":
-                            more, digest = _request_fingerprint(frame)
-                            rows, hashes = rows + more, (hashes + digest) % 2**64
+                            requests = add_fingerprints(requests, fingerprint(table, frame))
                             frame, rejected = split_by_window(frame, window)
                             writer.write("quarantine", quarantine_rows(rejected, accounting))
                         elif table in UNTIMED_TABLES:
@@ -170,8 +172,8 @@ def ingest_files(
                             started = manifest.started_at
                             frame = frame.with_columns(pl.col("ts").fill_null(started))
                         writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
-            if rows:
-                twin = first_with.setdefault((rows, hashes), name)
+            if requests[0]:
+                twin = first_with.setdefault(requests, name)
                 if twin != name and accounting.error is None:
                     # A copy, or a file left beside its .gz: every request counted twice.
                     accounting.error = (
@@ -203,15 +205,6 @@ def ingest_files(
             )
     report.rows = dict(writer.rows)
     return report
-
-
-def _request_fingerprint(requests: pl.DataFrame) -> tuple[int, int]:
-    """(rows, the sum of their hashes modulo 2**64): the same for two files with the same
-    requests, whatever batches they were read in (a sum does not depend on the order); the
-    columns that tell requests apart (when, what, how long, the answer), whatever file and
-    line they came from. About 0.1 s per GB, beside seconds of parsing."""
-    hashes = requests.select("ts", "endpoint", "status", "latency_ms").hash_rows()
-    return requests.height, int(hashes.sum() or 0)
 
 
 def split_by_window(

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from assets.marts import MART_SPECS
 from metrics_pipeline.alerts.lifecycle import carry_over
@@ -233,19 +234,17 @@ def _carry_ingest_times(current: Warehouse, rebuilt: Warehouse) -> None:
     version was ingested there: a rebuild replays an ingest, it is not a new one, and
     retention counts a run's age from its ingest (every raw row would otherwise be kept
     another ``raw_days``)."""
-    import polars as pl
-
     before = current.read("runs").select(
         "run_id", "upload_version", pl.col("ingested_at").alias("first_ingested_at")
     )
-    rebuilt_runs = rebuilt.read("runs")
-    carried = rebuilt_runs.join(
-        before, on=["run_id", "upload_version"], how="inner", nulls_equal=True
-    ).filter(pl.col("first_ingested_at") != pl.col("ingested_at"))
-    for run_id, first in carried.select("run_id", "first_ingested_at").iter_rows():
-        row = rebuilt_runs.filter(pl.col("run_id") == run_id).with_columns(
-            ingested_at=pl.lit(first, rebuilt_runs.schema["ingested_at"])
-        )
+    carried = (
+        rebuilt.read("runs")
+        .join(before, on=["run_id", "upload_version"], how="inner", nulls_equal=True)
+        .filter(pl.col("first_ingested_at") != pl.col("ingested_at"))
+        .with_columns(ingested_at="first_ingested_at")
+        .drop("first_ingested_at")
+    )
+    for (run_id,), row in carried.partition_by("run_id", as_dict=True).items():
         rebuilt.write_partition("runs", run_id, row)
 
 
