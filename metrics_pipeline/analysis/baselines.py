@@ -9,6 +9,7 @@ combination. Without a file entry the baseline is dynamic: a rolling window of a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,6 +113,47 @@ def accepted_runs(runs: pl.DataFrame, regressed: set[str]) -> pl.DataFrame:
     """Valid runs not judged a regression, oldest first."""
     return runs.filter(pl.col("valid") & ~pl.col("run_id").is_in(sorted(regressed))).sort(
         "started_at", "run_id"
+    )
+
+
+def stale_judgements(
+    runs: pl.DataFrame, run_baselines: pl.DataFrame, unsettled: Collection[str] = ()
+) -> pl.DataFrame:
+    r"""The runs judged against a baseline run that was ingested again since, or that left the
+    catalog: one row per such (``run_id``, ``baseline_run_id``), with ``judged_against`` (the
+    baseline run's ingest its verdicts read) and ``ingested_at`` (its ingest now; null: gone).
+
+    A row is stale when :math:`t_\text{judged} \ne t_\text{now}`, the baseline run's
+    ``runs.ingested_at`` recorded in ``run_baselines`` against the catalog's. A re-upload
+    replaces the baseline run's rows whole, so its verdicts compared the candidate with rows
+    that no longer exist (and that may have been why the baseline run was uploaded again).
+
+    Left out: rows that recorded no ingest (chosen by a version of the pipeline that did not
+    record it), and runs in ``unsettled`` on either side (an ingest still being validated:
+    whether that run is a baseline at all is not known yet).
+    """
+    current = runs.select(
+        baseline_run_id="run_id", ingested_at="ingested_at", _present=pl.lit(True)
+    )
+    unsettled = sorted(unsettled)
+    return (
+        run_baselines.filter(
+            pl.col("baseline_ingested_at").is_not_null()
+            & ~pl.col("run_id").is_in(unsettled)
+            & ~pl.col("baseline_run_id").is_in(unsettled)
+        )
+        .join(current, on="baseline_run_id", how="left")
+        .filter(
+            pl.col("_present").is_null()
+            | (pl.col("ingested_at") != pl.col("baseline_ingested_at")).fill_null(True)
+        )
+        .select(
+            "run_id",
+            "baseline_run_id",
+            judged_against="baseline_ingested_at",
+            ingested_at="ingested_at",
+        )
+        .sort("run_id", "baseline_run_id")
     )
 
 

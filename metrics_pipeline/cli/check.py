@@ -25,8 +25,9 @@ def check(
     """Compare row counts and checksums of every partition in Parquet and in Postgres (when
     METRICS_POSTGRES_URL is set), list publications a fault interrupted, count what
     interrupted writes left behind (staging files, unpublished objects) over a day old, and
-    list what rebuilds that did not end left (folders beside the warehouse, Postgres schemas).
-    Exit 1 when something differs (0 after --repair mended it); leftovers alone do not fail."""
+    list what rebuilds that did not end left (folders beside the warehouse, Postgres schemas)
+    and the runs judged against a baseline run uploaded again since. Exit 1 when something
+    differs (0 after --repair mended it); leftovers and such runs alone do not fail."""
     from metrics_pipeline.storage import integrity, open_warehouse
 
     settings = Settings.from_env()
@@ -62,6 +63,7 @@ def check(
         if repair:
             warehouse.remove_leftovers(leftovers)
     _dead_rebuilds(settings, repair)
+    _stale_verdicts(warehouse)
     if bad and repair:
         integrity.repair(warehouse)
         still = [c for c in integrity.check(warehouse) if not c.ok]
@@ -101,3 +103,26 @@ def _dead_rebuilds(settings: Settings, repair: bool) -> None:
         console.print(f"{len(dead)} leftover(s) of rebuilds that did not end {verb}:")
         for name in dead.names():
             console.print(f"  {escape(name)}", soft_wrap=True)
+
+
+def _stale_verdicts(warehouse) -> None:
+    """List the runs judged against a baseline run ingested again since; the daemon's
+    ``stale_verdicts_sensor`` judges them again (they are not a fault of the warehouse)."""
+    from metrics_pipeline.stages.ci import stale_judgements
+
+    stale = stale_judgements(warehouse)
+    if stale.height == 0:
+        return
+    console.print(
+        f"{stale['run_id'].n_unique()} run(s) judged against a baseline run ingested again "
+        "since (the daemon's stale_verdicts_sensor judges them again):",
+        soft_wrap=True,
+    )
+    for row in stale.iter_rows(named=True):
+        now = f"again at {row['ingested_at']:%Y-%m-%d %H:%M:%S}Z" if row["ingested_at"] else "gone"
+        kept = "" if row["judgeable"] else " (its raw rows are past retention: it stays as it is)"
+        console.print(
+            f"  {escape(row['run_id'])}: baseline run {escape(row['baseline_run_id'])} "
+            f"as ingested at {row['judged_against']:%Y-%m-%d %H:%M:%S}Z, now {now}{kept}",
+            soft_wrap=True,
+        )

@@ -354,8 +354,18 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "run_baselines",
-            "The runs each run is compared with, in order.",
-            pl.Schema({"run_id": pl.String, "baseline_run_id": pl.String, "position": pl.Int32}),
+            "The runs each run is compared with, in order, and the ingest of each that was "
+            "compared (a baseline run ingested again since leaves the verdicts stale).",
+            pl.Schema(
+                {
+                    "run_id": pl.String,
+                    "baseline_run_id": pl.String,
+                    "position": pl.Int32,
+                    # The baseline run's runs.ingested_at when it was chosen (null: chosen by
+                    # a version that did not record it).
+                    "baseline_ingested_at": TS,
+                }
+            ),
             written_by="ci.choose_baseline",
             partitioning="run",
             retention="aggregate",

@@ -231,21 +231,36 @@ def _discard(building, aside: Settings) -> None:
 
 def _carry_ingest_times(current: Warehouse, rebuilt: Warehouse) -> None:
     """Give each rebuilt run the ``ingested_at`` it has in ``current`` when the same upload
-    version was ingested there: a rebuild replays an ingest, it is not a new one, and
-    retention counts a run's age from its ingest (every raw row would otherwise be kept
-    another ``raw_days``)."""
+    version was ingested there, in ``runs`` and in the ``run_baselines`` of the runs judged
+    against it: a rebuild replays an ingest, it is not a new one, and retention counts a run's
+    age from its ingest (every raw row would otherwise be kept another ``raw_days``)."""
     before = current.read("runs").select(
         "run_id", "upload_version", pl.col("ingested_at").alias("first_ingested_at")
     )
-    carried = (
+    replayed = (
         rebuilt.read("runs")
         .join(before, on=["run_id", "upload_version"], how="inner", nulls_equal=True)
         .filter(pl.col("first_ingested_at") != pl.col("ingested_at"))
-        .with_columns(ingested_at="first_ingested_at")
-        .drop("first_ingested_at")
     )
+    carried = replayed.with_columns(ingested_at="first_ingested_at").drop("first_ingested_at")
     for (run_id,), row in carried.partition_by("run_id", as_dict=True).items():
         rebuilt.write_partition("runs", run_id, row)
+    # The runs judged against a replayed run recorded the rebuild's ingest of it: they read
+    # the same upload, so they record the carried time (else every verdict looked stale).
+    moved = replayed.select(
+        baseline_run_id="run_id", baseline_ingested_at="ingested_at", _carried="first_ingested_at"
+    )
+    compared = rebuilt.read("run_baselines").join(
+        moved, on=["baseline_run_id", "baseline_ingested_at"], how="left"
+    )
+    touched = compared.filter(pl.col("_carried").is_not_null())["run_id"].unique()
+    compared = compared.with_columns(
+        baseline_ingested_at=pl.coalesce("_carried", "baseline_ingested_at")
+    ).drop("_carried")
+    for run_id in touched:
+        rebuilt.write_partition(
+            "run_baselines", run_id, compared.filter(pl.col("run_id") == run_id)
+        )
 
 
 def _copy_triage(current: Warehouse, rebuilt: Warehouse) -> None:

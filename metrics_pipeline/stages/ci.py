@@ -20,6 +20,7 @@ from metrics_pipeline.alerts.delivery import Sender
 from metrics_pipeline.alerts.lifecycle import Signals
 from metrics_pipeline.alerts.service import Outcome, locked, process
 from metrics_pipeline.alerts.signals import history_items, run_signals
+from metrics_pipeline.analysis import baselines
 from metrics_pipeline.analysis.baselines import BaselineEntry, pinned_runs
 from metrics_pipeline.analysis.kpi_catalog import KpiCatalog
 from metrics_pipeline.analysis.sla import evaluate_run, rolling_windows
@@ -36,6 +37,7 @@ from metrics_pipeline.analysis.verdicts import (
 from metrics_pipeline.analysis.verdicts import choose_baseline as choose_baseline_runs
 from metrics_pipeline.contracts.manifest import RunManifest
 from metrics_pipeline.ingest.files import (
+    NOT_VALIDATED,
     IngestReport,
     Opener,
     RunValidation,
@@ -113,12 +115,38 @@ def choose_baseline(warehouse: Warehouse, run_id: str, pinned: list[BaselineEntr
         ),
         since=_rebaselined_since(warehouse, candidate),
     )
+    ingested = dict(zip(runs["run_id"], runs["ingested_at"], strict=True))
     warehouse.write_partition(
         "run_baselines",
         run_id,
-        pl.DataFrame({"run_id": run_id, "baseline_run_id": chosen, "position": range(len(chosen))}),
+        pl.DataFrame(
+            {
+                "run_id": run_id,
+                "baseline_run_id": chosen,
+                "position": range(len(chosen)),
+                # conform() gives the column its type, also when no run was chosen.
+                "baseline_ingested_at": [ingested[run] for run in chosen],
+            }
+        ),
     )
     return chosen
+
+
+def stale_judgements(warehouse: Warehouse) -> pl.DataFrame:
+    """The valid runs judged against a baseline run ingested again since
+    (:func:`~metrics_pipeline.analysis.baselines.stale_judgements`; runs whose ingest is being
+    validated wait for it): their baseline, verdicts, alerts and report are to be made again,
+    where ``judgeable``: the run still has its raw rows (retention keeps a run's aggregates,
+    its verdicts among them, long after its requests; judging it without them would replace
+    its verdicts with "no data")."""
+    runs = warehouse.read("runs")
+    unsettled = runs.filter(pl.col("invalid_reason") == NOT_VALIDATED)["run_id"]
+    valid = runs.filter(pl.col("valid"))["run_id"]
+    stale = baselines.stale_judgements(runs, warehouse.read("run_baselines"), unsettled)
+    raw = {*warehouse.run_ids("requests"), *warehouse.run_ids("interval_stats")}
+    return stale.filter(pl.col("run_id").is_in(valid.implode())).with_columns(
+        judgeable=pl.col("run_id").is_in(sorted(raw))
+    )
 
 
 @dataclass(frozen=True)

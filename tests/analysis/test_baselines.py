@@ -18,6 +18,7 @@ from metrics_pipeline.analysis.baselines import (
     load_baselines,
     pinned_runs,
     save_baselines,
+    stale_judgements,
 )
 from metrics_pipeline.analysis.verdicts import choose_baseline
 from metrics_pipeline.cli.main import app
@@ -140,3 +141,40 @@ def test_cli_update_show_and_diff(tmp_path, monkeypatch):
     again = runner.invoke(app, ["baseline", "update", "--file", str(file)])
     assert again.exit_code == 0 and "(0 changed)" in again.stdout
     assert file.read_bytes() == written
+
+
+def test_stale_judgements_are_the_baseline_runs_ingested_again_or_gone():
+    h = timedelta(hours=1)
+    runs = conform(
+        "runs",
+        pl.DataFrame(
+            {
+                "run_id": ["a", "b", "c", "pending"],
+                "ingested_at": [T0, T0 + 2 * h, T0, T0 + 3 * h],
+            }
+        ),
+    )
+    compared = conform(
+        "run_baselines",
+        pl.DataFrame(
+            {
+                "run_id": ["x", "x", "y", "y", "z", "old"],
+                "baseline_run_id": ["a", "b", "c", "gone", "pending", "b"],
+                "position": [0, 1, 0, 1, 0, 0],
+                # b was ingested again since x was judged; "old" recorded no ingest.
+                "baseline_ingested_at": [T0, T0 + h, T0, T0, T0, None],
+            }
+        ),
+    )
+    stale = stale_judgements(runs, compared, unsettled=["pending"])
+    assert stale.to_dicts() == [
+        {
+            "run_id": "x",
+            "baseline_run_id": "b",
+            "judged_against": T0 + h,
+            "ingested_at": T0 + 2 * h,
+        },
+        {"run_id": "y", "baseline_run_id": "gone", "judged_against": T0, "ingested_at": None},
+    ]
+    # Once "pending" is validated, z is judged again too.
+    assert stale_judgements(runs, compared)["run_id"].to_list() == ["x", "y", "z"]

@@ -26,6 +26,7 @@ from metrics_pipeline.orchestration.inprocess import sense_and_run
 from metrics_pipeline.orchestration.rebuild import rebuild
 from metrics_pipeline.orchestration.resources import AlertingResource
 from metrics_pipeline.settings import Settings
+from metrics_pipeline.stages.ci import stale_judgements
 from metrics_pipeline.stages.triage import mark_alert
 from metrics_pipeline.storage import Warehouse
 from metrics_pipeline.storage.rebuilds import REPORTS, RebuildRunningError
@@ -78,6 +79,8 @@ def test_rebuild_from_the_bucket_gives_the_same_warehouse(
     # its own times, retention would keep every raw row another 30 days).
     for name, frame in first.items():
         assert frame.equals(second[name]), name
+    # So no verdict reads as judged against another ingest of its baseline runs.
+    assert stale_judgements(Warehouse(settings.warehouse_root)).height == 0
     # No leftovers of the swap; the rebuild lock stays, like the warehouse's own lock files.
     assert [path.name for path in settings.home.glob("warehouse.*")] == ["warehouse.rebuild.lock"]
     assert mirrored(url) == parquet(settings) and schemas(url) == {"metrics"}

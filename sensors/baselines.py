@@ -1,0 +1,58 @@
+"""stale_verdicts_sensor: a run judged against a baseline run that was ingested again since
+(a re-upload, a corrected file) is judged again, so that its verdicts, alerts and report read
+rows that exist.
+
+A re-upload replaces the baseline run's rows whole; the runs compared with the old rows kept
+verdicts that nothing could reproduce, and a baseline run re-uploaded because it was broken
+(half its requests, a wrong scenario) may have been the cause of their regressions. Judging
+again also chooses the baseline runs again: one that failed validation this time is left out.
+"""
+
+import dagster as dg
+
+from assets.alerting import ALERTS, SLA
+from assets.analysis import BASELINE, VERDICTS
+from assets.reports import RUN_REPORT
+from metrics_pipeline.orchestration.resources import WarehouseResource
+from metrics_pipeline.stages import ci
+
+# Everything of a run that its baseline runs decide, in the ci_stage's order.
+REJUDGED = [BASELINE, VERDICTS, SLA, ALERTS, RUN_REPORT]
+INTERVAL_S = 30
+
+
+@dg.sensor(
+    job_name="ci_stage",
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Finds runs judged against a baseline run that was ingested again since "
+    "(re-uploaded) and requests their baseline, verdicts, SLA, alerts and report again "
+    f"(every {INTERVAL_S} s; runs whose ingest is still being validated wait for it).",
+)
+def stale_verdicts_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+) -> dg.SensorResult | dg.SkipReason:
+    stale = ci.stale_judgements(warehouse.get()).filter("judgeable")
+    if stale.height == 0:
+        return dg.SkipReason(
+            "no run judged against a baseline run ingested again since (with its raw rows "
+            "still kept: `metrics-pipeline check` lists the others)"
+        )
+    requests = []
+    for (run_id,), rows in stale.group_by(["run_id"], maintain_order=True):
+        # The run key names the baseline runs' ingests: judged again once per new ingest
+        # (Dagster skips a run key it has launched), also when that run fails.
+        changed = ", ".join(
+            f"{run} ingested {'again ' + at.isoformat() if at else 'no more (gone)'}"
+            for run, at in zip(rows["baseline_run_id"], rows["ingested_at"], strict=True)
+        )
+        context.log.info(f"judging {run_id} again: {changed}")
+        requests.append(
+            dg.RunRequest(
+                run_key=f"rejudge:{run_id}:{changed}",
+                partition_key=run_id,
+                asset_selection=REJUDGED,
+                tags={"rejudged_for": changed[:200]},
+            )
+        )
+    return dg.SensorResult(run_requests=requests)
