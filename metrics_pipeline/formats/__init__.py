@@ -383,7 +383,10 @@ def read_results(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> Parse
 
 
 def earliest_timestamp(files: list[Path]) -> datetime | None:
-    """The earliest timestamp in the first batch of each file (cheap: no full parse)."""
+    """The earliest timestamp in the first batch with timestamps of each file (cheap: no full
+    parse). Batches without one are passed over: a bad line among the first is a batch of
+    quarantine rows before the first batch of requests, and a run dated by nothing would start
+    at the upload, with every request outside its window."""
     earliest = None
     for file in files:
         try:
@@ -395,5 +398,5 @@ def earliest_timestamp(files: list[Path]) -> datetime | None:
                 if "ts" in frame.columns and frame["ts"].null_count() < frame.height:
                     first = frame["ts"].min()
                     earliest = first if earliest is None else min(earliest, first)
-                break
+                    break
     return earliest

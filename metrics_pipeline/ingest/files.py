@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -98,6 +98,21 @@ class IngestReport:
             f"{quarantined} of {read} rows quarantined ({quarantined / read:.1%}, more than "
             f"{MAX_QUARANTINED_SHARE:.0%}: {commonest(reasons)}): the rows left out may be "
             "those that matter"
+        )
+
+    @property
+    def window_problem(self) -> str | None:
+        """Why a run whose files held requests has none to judge (None when it has some): every
+        one lies outside the window of its manifest (a start or end that is wrong, or the rows
+        of another run)."""
+        outside = sum(f["reasons"].get(OUTSIDE_WINDOW, 0) for f in self.files)
+        if not outside or self.rows.get("requests", 0):
+            return None
+        start, end = self.manifest.window(skew=timedelta(0))
+        until = f"{end:%Y-%m-%d %H:%M:%S}Z" if end else "open"
+        return (
+            f"all {outside} requests lie outside the run's window, {start:%Y-%m-%d %H:%M:%S}Z "
+            f"to {until} (run.json's started_at and finished_at)"
         )
 
 

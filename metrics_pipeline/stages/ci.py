@@ -72,9 +72,9 @@ def ingest_local(
 
 def validate(warehouse: Warehouse, report: IngestReport) -> RunValidation:
     """Great Expectations on every ingested table; the verdict goes to ``runs.valid`` (a
-    file the ingest could not read, or more than 1 % of the rows quarantined, makes the run
-    invalid)."""
-    problems = [report.quarantine_problem] if report.quarantine_problem else []
+    file the ingest could not read, more than 1 % of the rows quarantined, or every request
+    outside the run's window makes the run invalid)."""
+    problems = [p for p in (report.window_problem, report.quarantine_problem) if p]
     return validate_run(warehouse, report.manifest, report.file_errors, problems)
 
 

@@ -3,11 +3,12 @@ looked into (a load test run from a project's root)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from metrics_pipeline.formats import result_files
+from metrics_pipeline.formats import earliest_timestamp, result_files
 
 LINE = '{"ts": "2026-11-01T00:00:00Z", "endpoint": "/a", "latency_ms": 1}\n'
 
@@ -66,3 +67,16 @@ def test_linked_folders_are_not_followed(tmp_path: Path) -> None:
     # The folder given may itself be a link.
     (tmp_path / "latest").symlink_to(results)
     assert result_files(tmp_path / "latest") == [tmp_path / "latest" / "a.ndjson"]
+
+
+def test_a_run_is_dated_by_its_first_requests_also_after_a_bad_line(tmp_path: Path) -> None:
+    # One line without a time among the first: its quarantine batch comes before the first
+    # batch of requests, and a run dated by nothing starts at the upload (every request then
+    # lies outside its window).
+    lines = [
+        f'{{"ts": "2026-11-01T00:00:{s:02d}Z", "endpoint": "/a", "latency_ms": 1}}\n'
+        for s in range(30)
+    ]
+    lines.insert(1, '{"endpoint": "/a", "latency_ms": 5}\n')
+    (tmp_path / "requests.ndjson").write_text("".join(lines))
+    assert earliest_timestamp([tmp_path / "requests.ndjson"]) == datetime(2026, 11, 1, tzinfo=UTC)

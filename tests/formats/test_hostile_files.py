@@ -631,6 +631,29 @@ def test_a_run_with_more_than_one_percent_of_its_rows_quarantined_is_invalid(
         ]
 
 
+def test_a_run_whose_requests_all_lie_outside_its_window_says_so(tmp_path, warehouse):
+    # A run.json dated by the upload (its start unknown): every request is "outside the run
+    # window", and "no request or interval data" alone hid that the file held 50.
+    from metrics_pipeline.stages import ci
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "r.ndjson").write_bytes(b"".join(request(latency_ms=10 + i) for i in range(50)))
+    manifest = run_manifest().model_copy(
+        update={"started_at": datetime(2026, 12, 1, tzinfo=UTC), "finished_at": None}
+    )
+    report = ingest_files(
+        [("r.ndjson", lambda: (folder / "r.ndjson").open("rb"))], manifest, warehouse
+    )
+    validation = ci.validate(warehouse, report)
+    assert not validation.valid
+    assert validation.problems[0] == (
+        "all 50 requests lie outside the run's window, 2026-12-01 00:00:00Z to open "
+        "(run.json's started_at and finished_at)"
+    )
+    assert "no request or interval data" in validation.problems
+
+
 def test_files_of_no_known_format_are_listed_and_the_run_stays_valid(tmp_path, warehouse):
     # An empty file or notes beside the results made a good run invalid ("file not read").
     from metrics_pipeline.stages import ci
