@@ -336,18 +336,31 @@ def deliver(
 ) -> pl.DataFrame:
     """Send every due, undelivered notification; return the updated outbox.
 
+    An alert's notifications to a channel go in the order they were queued: one waits while an
+    earlier one of its alert and channel is owed (a retry not yet due, or failed in this pass).
     Each notification is sent on its own: one that fails gets an attempt and the error on its
     row, and never stops the pass. When the receiver itself is the problem (unreachable, too
     slow, a server error) the channel's other notifications wait for the next pass without
     counting an attempt: one timeout per channel and pass, not one per notification. A
     notification the receiver refused (HTTP 4xx) or that the channel cannot express does not
-    hold the others back.
+    hold back the channel's notifications of other alerts.
     """
     failed: set[str] = set()
+    # (alert, channel) with a notification still owed: the alert's later ones wait behind it,
+    # else a "resolved" queued while an "opened" waits for a retry would arrive first, and
+    # the receiver's last word on a resolved alert would be that it is open.
+    waiting: set[tuple[str, str]] = set()
     rows = []
-    for row in outbox.sort("next_attempt_at", "delivery_id").iter_rows(named=True):
-        due = row["delivered_at"] is None and row["next_attempt_at"] <= now
-        if not due or row["channel"] in failed:
+    queue = conform("alert_deliveries", outbox).sort(
+        pl.coalesce("queued_at", "next_attempt_at"), "next_attempt_at", "delivery_id"
+    )
+    for row in queue.iter_rows(named=True):
+        key = (row["alert_id"], row["channel"])
+        if row["delivered_at"] is not None:
+            rows.append(row)
+            continue
+        if row["next_attempt_at"] > now or row["channel"] in failed or key in waiting:
+            waiting.add(key)
             rows.append(row)
             continue
         sender = channels.get(row["channel"]) or Unavailable(
@@ -358,9 +371,11 @@ def deliver(
         except NotConfigured as exc:
             # Nothing was sent and nothing timed out: every notification of the channel gets
             # the reason (shown as "would send"), none counts as an attempt.
+            waiting.add(key)
             rows.append(row | {"last_error": str(exc)[:ERROR_CHARS]})
             continue
         except Exception as exc:
+            waiting.add(key)
             # Whatever this notification ran into is its own failure: the others of the pass,
             # including those already sent (which must not be sent again), are still recorded.
             if isinstance(exc, DeliveryError) and not isinstance(exc, Rejected):

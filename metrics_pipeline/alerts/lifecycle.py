@@ -117,7 +117,9 @@ def evaluate_alerts(
 
     * a new condition opens an alert and owes an ``opened`` notification to its routes;
     * a condition seen again updates its alert (summary, severity, ``last_run_id``, and
-      ``evaluations`` when a different run shows it) and notifies nobody;
+      ``evaluations`` when a different run shows it); when its severity worsens, it notifies
+      the channels the new severity routes to and the old one did not (a warning become
+      critical reaches the pager), with ``opened``: for them the alert is new;
     * an active alert inside a scope of the evaluation that was not found again is resolved
       (``resolved`` notification); a resolved alert whose condition returns is reopened;
     * none of this happens to an alert that a later run (by ``started_at``, then ``run_id``)
@@ -142,6 +144,7 @@ def evaluate_alerts(
             deliveries += _notify(alerts[alert_id], "opened", now, config)
         else:
             alerts[alert_id] = _updated(alert, signal, now)
+            deliveries += _newly_routed(alert, alerts[alert_id], now, config)
 
     for alert_id, alert in alerts.items():
         if alert_id in seen:
@@ -247,6 +250,18 @@ def _updated(alert: dict, signal: Signal, now: datetime) -> dict:
     return alert | changes | {"updated_at": now}
 
 
+def _newly_routed(before: dict, after: dict, now: datetime, config: AlertingConfig) -> list[dict]:
+    """``opened`` to the channels ``after``'s severity routes to and ``before``'s did not, when
+    it is the worse one (a milder one tells no one: the channels it routes to have heard of
+    the alert, or need not)."""
+    if SEVERITY_ORDER[after["severity"]] >= SEVERITY_ORDER[before["severity"]]:
+        return []
+    told = set(config.channels_for(before["severity"], before["kind"], before["suite"]))
+    routes = config.channels_for(after["severity"], after["kind"], after["suite"])
+    new = [name for name in routes if name not in told]
+    return _notify(after, "opened", now, config, new) if new else []
+
+
 def _notify(
     alert: dict,
     event: str,
@@ -287,6 +302,7 @@ def _notify(
                 "event": event,
                 "payload": json.dumps(payload),
                 "attempts": 0,
+                "queued_at": now,
                 "next_attempt_at": now,
                 "delivered_at": None,
                 "last_error": None,

@@ -562,6 +562,8 @@ TABLES: dict[str, Table] = {
                     "event": pl.String,  # opened | escalated | resolved
                     "payload": pl.String,  # JSON body as sent
                     "attempts": pl.Int32,
+                    # When it was owed: an alert's notifications to a channel go in this order.
+                    "queued_at": pl.Datetime("us", "UTC"),
                     "next_attempt_at": pl.Datetime("us", "UTC"),
                     "delivered_at": pl.Datetime("us", "UTC"),
                     "last_error": pl.String,

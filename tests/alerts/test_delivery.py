@@ -17,6 +17,7 @@ from receivers import http_receiver, silent_receiver, smtp_receiver
 
 from metrics_pipeline.alerts import (
     AlertingConfig,
+    Scope,
     Signal,
     Signals,
     build_senders,
@@ -105,6 +106,30 @@ def test_a_failing_receiver_keeps_the_alert_in_the_outbox_until_it_accepts(hook)
     assert body["event"] == "opened" and body["kind"] == "regression"
     assert body["alert_id"] == SIGNAL.fingerprint and body["endpoint"] == "/api/orders"
     assert body["summary"] == SIGNAL.summary and body["last_run_id"] == "run-9"
+
+
+def test_an_alerts_notifications_arrive_in_the_order_they_were_queued(hook):
+    # The receiver fails the "opened"; a clean run resolves the alert before its retry is due.
+    # The "resolved" waits behind it: sent first, the receiver's last word on a resolved alert
+    # was that it is open. Another alert's notification is not held back.
+    cfg = config(hook={"type": "webhook", "url": "${HOOK_URL}"})
+    senders = build_senders(cfg, {"HOOK_URL": hook.url}.get)
+    hook.failures_left = 1
+    alerts, outbox = evaluate_alerts(empty("alerts"), Signals([SIGNAL]), T0, cfg)
+    outbox = deliver(outbox, senders, T0, cfg.retry)
+    later = T0 + timedelta(seconds=10)
+    scope = Scope(frozenset({"regression"}), "checkout", "browse", "staging", run_id="run-10")
+    other = dataclasses.replace(about("/api/cart"), run_id="run-10")
+    alerts, queued = evaluate_alerts(alerts, Signals([other], [scope]), later, cfg)
+    assert sorted(queued["event"]) == ["opened", "resolved"]
+    outbox = deliver(pl.concat([outbox, queued]), senders, later, cfg.retry)
+    assert [(b["event"], b["endpoint"]) for b in hook.bodies] == [("opened", "/api/cart")]
+    outbox = deliver(outbox, senders, T0 + timedelta(seconds=30), cfg.retry)
+    assert [(b["event"], b["endpoint"]) for b in hook.bodies[1:]] == [
+        ("opened", "/api/orders"),
+        ("resolved", "/api/orders"),
+    ]
+    assert pending(outbox).height == 0
 
 
 def test_a_receiver_that_is_down_is_retried_later_with_backoff(hook):

@@ -352,3 +352,49 @@ def test_a_run_reuploaded_with_its_start_corrected_resolves_its_own_alert():
     resolved, sent = evaluate_run(alerts, "run-6", False, T0 + timedelta(hours=1), earlier)
     assert set(sent["event"]) == {"resolved"}
     assert resolved.row(0, named=True)["status"] == "resolved"
+
+
+def test_an_alert_that_worsens_reaches_the_channels_its_new_severity_routes_to():
+    # Warnings go to the chat, criticals to the pager: a warning that became critical was
+    # updated without a word, and the pager never heard of it.
+    config = AlertingConfig.model_validate(
+        {
+            "channels": {
+                "chat": {"type": "webhook", "url": "${CHAT}"},
+                "pager": {"type": "webhook", "url": "${PAGER}"},
+            },
+            "routes": [
+                {"severities": ["warning"], "channels": ["chat"]},
+                {
+                    "severities": ["critical", "warning"],
+                    "kinds": ["sla_breach"],
+                    "channels": ["chat"],
+                },
+                {"severities": ["critical"], "channels": ["pager"]},
+            ],
+        }
+    )
+
+    def evaluate(alerts, run_id: str, severity: str):
+        at = started(run_id)
+        signal = Signal(
+            "regression",
+            severity,
+            f"/a {severity}",
+            endpoint="/a",
+            run_id=run_id,
+            run_started_at=at,
+            **WHERE,
+        )
+        scope = Scope(frozenset({"regression"}), run_id=run_id, run_started_at=at, **WHERE)
+        return evaluate_alerts(alerts, Signals([signal], [scope]), at, config)
+
+    alerts, first = evaluate(empty("alerts"), "run-1", "warning")
+    assert first.select("channel", "event").rows() == [("chat", "opened")]
+    alerts, worse = evaluate(alerts, "run-2", "critical")
+    assert worse.select("channel", "event").rows() == [("pager", "opened")]
+    assert alerts.select("severity", "status").rows() == [("critical", "open")]
+    # Seen again at the same severity, or milder: no one is told again.
+    alerts, again = evaluate(alerts, "run-3", "critical")
+    alerts, milder = evaluate(alerts, "run-4", "warning")
+    assert again.height == milder.height == 0
