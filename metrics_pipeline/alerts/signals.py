@@ -10,7 +10,7 @@ import polars as pl
 
 from metrics_pipeline.alerts.config import AlertingConfig, ExpectedRun
 from metrics_pipeline.alerts.lifecycle import Scope, Signal, Signals
-from metrics_pipeline.common.severity import SEVERITY_ORDER, change_severity
+from metrics_pipeline.common.severity import ABSOLUTE_CHANGE, SEVERITY_ORDER, change_severity
 
 # Kinds an evaluation of one run decides for its combination.
 RUN_KINDS = frozenset(
@@ -83,6 +83,12 @@ def run_signals(
     return Signals(found, [Scope(RUN_KINDS, **where, **position)])
 
 
+def _signed(change: float, metric: str) -> str:
+    """``+62%`` for a relative change, ``+10.69 pp`` for an error rate's (a difference of
+    rates: "+11%" read as an eleventh worse)."""
+    return f"{change * 100:+.2f} pp" if metric in ABSOLUTE_CHANGE else f"{change:+.0%}"
+
+
 def _verdict_signals(run: dict, verdicts: pl.DataFrame, where: dict, position: dict) -> list:
     """One signal per endpoint that regressed (or traded latency for resources), its metrics
     grouped: p50 and p95 of one endpoint are one condition, and one alert to read."""
@@ -92,9 +98,16 @@ def _verdict_signals(run: dict, verdicts: pl.DataFrame, where: dict, position: d
         rows = rows.sort("change", descending=True, nulls_last=True)
         trade_off = verdict == "trade-off"
         changes = [c for c in rows["change"] if _finite(c)]
-        severity = "info" if trade_off else change_severity(max(changes, default=None))
+        severities = [
+            change_severity(row["change"], row["metric"])
+            for row in rows.iter_rows(named=True)
+            if _finite(row["change"])
+        ]
+        severity = (
+            "info" if trade_off else min(severities or ["warning"], key=SEVERITY_ORDER.__getitem__)
+        )
         parts = [
-            f"{row['metric']} {row['change']:+.0%} ({row['baseline']:.4g} -> "
+            f"{row['metric']} {_signed(row['change'], row['metric'])} ({row['baseline']:.4g} -> "
             f"{row['candidate']:.4g})"
             if _finite(row["change"])
             else f"{row['metric']} ({row['baseline']:.4g} -> {row['candidate']:.4g})"

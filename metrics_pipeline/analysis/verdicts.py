@@ -18,6 +18,7 @@ from metrics_pipeline.common.noise import (
     DEFAULT_LATENCY_JITTER_MS,
     DEFAULT_RUN_NOISE,
 )
+from metrics_pipeline.common.severity import ABSOLUTE_CHANGE
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import conform, empty
 from metrics_pipeline.formats.base import ALL_ENDPOINTS
@@ -776,8 +777,6 @@ UNITS = {
     "latency_p99": "{:.1f} ms",
     "throughput": "{:.1f}/s",
 }
-# Metrics whose change is a difference of rates (percentage points), not a ratio.
-ABSOLUTE_CHANGE = frozenset({"error_rate"})
 VERDICT_WORDS = {
     "regression": "REGRESSION",
     "trade-off": "TRADE-OFF",

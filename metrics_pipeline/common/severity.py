@@ -21,8 +21,16 @@ def severity_rank(column: str = "severity") -> pl.Expr:
 # A degradation this much worse (relative change) is critical; smaller ones are warnings. The
 # alerts, the Prometheus exporter and its alert rules, and the change-point findings all cut here.
 CRITICAL_CHANGE = 0.5
+# Metrics whose change is a difference of rates (percentage points), not a ratio.
+ABSOLUTE_CHANGE = frozenset({"error_rate"})
+# The cut for a change in rate points (an error rate's: 1 % -> 6 % is +0.05). Relative, 50 %
+# would make 1 % -> 1.5 % critical; 0.5 read as points, only 1 % -> 51 %.
+CRITICAL_POINTS = 0.05
 
 
-def change_severity(change: float | None) -> Severity:
-    """``critical`` from a 50 % degradation on, else ``warning`` (also when unknown)."""
-    return "critical" if change is not None and change >= CRITICAL_CHANGE else "warning"
+def change_severity(change: float | None, metric: str = "") -> Severity:
+    """``critical`` from a 50 % degradation on (from 5 percentage points on for a metric whose
+    change is a difference of rates, ``ABSOLUTE_CHANGE``), else ``warning`` (also when
+    unknown)."""
+    cut = CRITICAL_POINTS if metric in ABSOLUTE_CHANGE else CRITICAL_CHANGE
+    return "critical" if change is not None and change >= cut else "warning"

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from metrics_pipeline.common.severity import change_severity
+from metrics_pipeline.common.severity import change_severity, severity_rank
 from metrics_pipeline.contracts.tables import empty
 from metrics_pipeline.storage import Warehouse
 
@@ -97,19 +97,17 @@ def open_regressions(snapshot: Snapshot) -> pl.DataFrame:
             .group_by(keys)
             .agg(pl.len().alias("count"))
         )
+    regressed = snapshot.verdicts.filter(pl.col("regression").fill_null(False)).join(
+        snapshot.latest_runs.select("run_id", *COMBINATION), on="run_id"
+    )
+    # Each endpoint at its worst metric's severity (an error rate's change is in points).
+    severities = [change_severity(c, m) for c, m in regressed.select("change", "metric").rows()]
     worst = (
-        snapshot.verdicts.filter(pl.col("regression").fill_null(False))
-        .join(snapshot.latest_runs.select("run_id", *COMBINATION), on="run_id")
+        regressed.with_columns(severity=pl.Series(severities, dtype=pl.String))
         .group_by(*COMBINATION, "endpoint")
-        .agg(pl.col("change").max())
+        .agg(pl.col("severity").sort_by(severity_rank()).first())
     )
-    return (
-        worst.with_columns(
-            severity=pl.col("change").map_elements(change_severity, return_dtype=pl.String)
-        )
-        .group_by(keys)
-        .agg(pl.len().alias("count"))
-    )
+    return worst.group_by(keys).agg(pl.len().alias("count"))
 
 
 def pipeline_metrics(snapshot: Snapshot, now: datetime) -> list[Metric]:

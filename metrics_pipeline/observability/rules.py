@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metrics_pipeline.common.severity import CRITICAL_CHANGE
+from metrics_pipeline.common.severity import ABSOLUTE_CHANGE, CRITICAL_CHANGE, CRITICAL_POINTS
 from metrics_pipeline.observability.exporter import PREFIX, VERDICT_LABELS
 
 EXPORTER_JOB = "metrics-pipeline"
@@ -48,18 +48,26 @@ def recording_rules() -> list[dict[str, str]]:
 
 
 def _regression_rule(severity: str, comparison: str) -> dict[str, Any]:
-    # The change is the left operand so that $value is the relative change, not the 0/1 flag.
+    """The regressions of one severity: relative changes cut at ``CRITICAL_CHANGE``, changes
+    in rate points (an error rate's, ``ABSOLUTE_CHANGE``) at ``CRITICAL_POINTS``."""
+    # The change is the left operand so that $value is the change, not the 0/1 flag.
+    points = "|".join(sorted(ABSOLUTE_CHANGE))
+    change = f"{PREFIX}_verdict_change_ratio"
     return {
         "alert": "LoadTestRegression",
         "expr": (
-            f"{PREFIX}_verdict_change_ratio {comparison} {CRITICAL_CHANGE}"
+            f'({change}{{metric!~"{points}"}} {comparison} {CRITICAL_CHANGE}'
+            f' or {change}{{metric=~"{points}"}} {comparison} {CRITICAL_POINTS})'
             f" and {_ON_VERDICT} {PREFIX}_verdict_regression == 1"
         ),
         "labels": {"severity": severity},
         "annotations": {
             "summary": f"{{{{ $labels.endpoint }}}} {{{{ $labels.metric }}}} regressed in {_WHERE}",
             "description": (
-                "The latest run is {{ $value | humanizePercentage }} worse than its baseline "
+                f'{{{{ if match "^({points})$" $labels.metric }}}}'
+                "The latest run's {{ $labels.metric }} is {{ $value | humanizePercentage }} "
+                "points higher than its baseline's{{ else }}The latest run is "
+                "{{ $value | humanizePercentage }} worse than its baseline{{ end }} "
                 "(significant after multiple-testing correction). The run is in "
                 f"{PREFIX}_latest_run_info; confidence interval and p-value in the verdicts "
                 "table."

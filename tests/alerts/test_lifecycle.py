@@ -145,6 +145,42 @@ def test_the_metrics_of_one_endpoint_are_one_alert_at_the_worst_severity():
     assert sent_later.filter(pl.col("event") == "opened").height == 0
 
 
+def test_an_error_rate_is_judged_and_told_in_percentage_points():
+    # 1.04 % -> 11.73 % of errors: +10.69 points. Read as a relative change it was "+11%" and a
+    # warning (critical from +50 %, that is from 1 % to 51 %).
+    rows = conform(
+        "verdicts",
+        pl.DataFrame(
+            {
+                "run_id": "run-5",
+                "endpoint": "/api/cart",
+                "metric": ["error_rate", "latency_p50"],
+                "baseline": [0.0104, 20.0],
+                "candidate": [0.1173, 21.0],
+                "change": [0.1069, 0.05],
+                "regression": True,
+                "verdict": "regression",
+                "baseline_runs": "a,b",
+            }
+        ),
+    )
+    where = {"run_id": "run-5", **WHERE, "started_at": started("run-5")}
+    history = pl.DataFrame(
+        schema={"run_id": pl.String, "started_at": pl.Datetime, "item": pl.String}
+    )
+    signals = run_signals(where, rows, empty("sla_evaluations"), history=history, config=CONFIG)
+    (signal,) = signals.found
+    assert signal.severity == "critical"
+    assert "error_rate +10.69 pp (0.0104 -> 0.1173)" in signal.summary
+    assert "latency_p50 +5% (20 -> 21)" in signal.summary
+    # Under 5 points it is a warning, whatever its ratio (0 -> 2 % is "infinitely" worse).
+    milder = rows.with_columns(change=pl.Series([0.02, 0.05]))
+    (signal,) = run_signals(
+        where, milder, empty("sla_evaluations"), history=history, config=CONFIG
+    ).found
+    assert signal.severity == "warning"
+
+
 def test_other_combinations_are_not_resolved_by_a_clean_run():
     alerts, _ = evaluate_run(empty("alerts"), "run-5", True, T0)
     other = Signals([], [Scope(RUN_KINDS, suite="search", scenario="s", environment="e")])

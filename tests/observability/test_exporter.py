@@ -75,6 +75,8 @@ def filled(warehouse):
             ("/api/pay", "latency_p95", 0.62, True),
             ("/api/cart", "latency_p95", -0.02, False),
             ("/api/cart", "error_rate", None, False),
+            # +8 percentage points of errors: critical (a relative 8 % would be a warning).
+            ("/api/login", "error_rate", 0.08, True),
             # The p99 of a few hundred requests moves 20-100 % between identical runs: shown in
             # the verdicts table, but no gauge for a dashboard's max to pick up.
             ("/api/pay", "latency_p99", 1.8, False, "untested"),
@@ -113,6 +115,7 @@ def test_latest_verdicts_per_combination_without_run_ids(filled):
         ("checkout", "/api/pay", "latency_p95"): 1.0,
         ("checkout", "/api/cart", "latency_p95"): 0.0,
         ("checkout", "/api/cart", "error_rate"): 0.0,
+        ("checkout", "/api/login", "error_rate"): 1.0,
         ("checkout", "/api/pay", "latency_p99"): 0.0,
         ("checkout", "/api/tiny", "latency_p95"): 0.0,
         ("search", "/q", "latency_p95"): 0.0,
@@ -136,7 +139,7 @@ def test_latest_verdicts_per_combination_without_run_ids(filled):
     assert sorted(
         (labels["suite"], labels["severity"], value)
         for labels, value in got["metrics_pipeline_open_regressions"]
-    ) == [("checkout", "critical", 1.0), ("checkout", "warning", 1.0)]
+    ) == [("checkout", "critical", 2.0), ("checkout", "warning", 1.0)]
 
     lag = {labels["suite"]: value for labels, value in got["metrics_pipeline_ingest_lag_seconds"]}
     assert lag == {"checkout": 24 * 3600.0, "search": 2 * 3600.0}

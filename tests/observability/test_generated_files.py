@@ -52,6 +52,7 @@ def test_rules_fire_with_severity_and_annotations(files, tmp_path):
         '{suite="checkout", scenario="b", environment="staging", '
         'endpoint="/api/orders", metric="latency_p95"}'
     )
+    errors = verdict.replace("/api/orders", "/api/cart").replace("latency_p95", "error_rate")
     cases = {
         "rule_files": [str(files.rules)],
         "evaluation_interval": "1m",
@@ -63,6 +64,13 @@ def test_rules_fire_with_severity_and_annotations(files, tmp_path):
                     {
                         "series": f"metrics_pipeline_verdict_change_ratio{verdict}",
                         "values": "0.6x3",
+                    },
+                    # An error rate from 1 % to 11.7 %: +10.7 points, critical (as a
+                    # relative change it read "10.7 % worse", a warning).
+                    {"series": f"metrics_pipeline_verdict_regression{errors}", "values": "1x3"},
+                    {
+                        "series": f"metrics_pipeline_verdict_change_ratio{errors}",
+                        "values": "0.107x3",
                     },
                     {
                         "series": 'metrics_pipeline_sla_breached{suite="checkout", kpi="p95", '
@@ -105,7 +113,26 @@ def test_rules_fire_with_severity_and_annotations(files, tmp_path):
                                     "The run is in metrics_pipeline_latest_run_info; confidence "
                                     "interval and p-value in the verdicts table.",
                                 },
-                            }
+                            },
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "suite": "checkout",
+                                    "scenario": "b",
+                                    "environment": "staging",
+                                    "endpoint": "/api/cart",
+                                    "metric": "error_rate",
+                                },
+                                "exp_annotations": {
+                                    "summary": "/api/cart error_rate regressed in "
+                                    "checkout/b/staging",
+                                    "description": "The latest run's error_rate is 10.7% "
+                                    "points higher than its baseline's (significant after "
+                                    "multiple-testing correction). The run is in "
+                                    "metrics_pipeline_latest_run_info; confidence interval and "
+                                    "p-value in the verdicts table.",
+                                },
+                            },
                         ],
                     },
                     {
