@@ -164,31 +164,38 @@ def _request_value(metric: str) -> pl.Expr:
 
 
 def _from_requests(metric: str, requests: pl.DataFrame, every: str, width: timedelta) -> Measured:
+    r"""The run's intervals (``every`` wide) and its whole: for each, the metric over the
+    requests that ended in it (throughput: per second of the part of the interval the run
+    covers, :math:`n / c`).
+
+    An interval counts when the run covers at least half of it,
+    :math:`c = \min(b + w, t_\text{last}) - \max(b, t_\text{first}) \ge w / 2`, unless an
+    endpoint has no such interval: a sliver at either end of the run holds a few requests (a
+    straggler answered after the last minute began) and, counted as a whole interval, decided
+    compliance alone (one slow request: half the intervals missed, the error budget spent 50
+    times over), and says nothing about the rate the run sustained.
+    """
     bucket = pl.col("ts").dt.truncate(every).alias("bucket")
-    if metric != "throughput":
-        value = _request_value(metric)
-        return (
-            requests.group_by("endpoint", bucket).agg(value=value),
-            requests.group_by("endpoint").agg(observed=value),
-        )
-    # Requests per second per interval, over the part of the interval the run covers: the first
-    # and last intervals are partial and would otherwise look slow.
     first, last = requests["ts"].min(), requests["ts"].max()
-    counts = requests.group_by(bucket).agg(n=pl.len())
     covered = (
         pl.min_horizontal(pl.col("bucket") + width, pl.lit(last))
         - pl.max_horizontal(pl.col("bucket"), pl.lit(first))
     ).dt.total_microseconds() / 1e6
-    per_interval = counts.select(
-        endpoint=pl.lit(ALL_ENDPOINTS),
-        value=pl.col("n") / covered.clip(lower_bound=1.0),
-        covered=covered,
-    )
-    # A sliver of an interval at the end of a run says nothing about the rate it sustained.
-    full = per_interval.filter(pl.col("covered") >= width.total_seconds() / 2)
-    per_interval = (full if full.height else per_interval).drop("covered")
-    span = max((last - first).total_seconds(), 1.0)
-    observed = pl.DataFrame({"endpoint": [ALL_ENDPOINTS], "observed": [requests.height / span]})
+    if metric != "throughput":
+        value = _request_value(metric)
+        per_interval = requests.group_by("endpoint", bucket).agg(value=value)
+        observed = requests.group_by("endpoint").agg(observed=value)
+    else:
+        counts = requests.group_by(bucket).agg(n=pl.len())
+        per_interval = counts.select(
+            "bucket",
+            endpoint=pl.lit(ALL_ENDPOINTS),
+            value=pl.col("n") / covered.clip(lower_bound=1.0),
+        )
+        span = max((last - first).total_seconds(), 1.0)
+        observed = pl.DataFrame({"endpoint": [ALL_ENDPOINTS], "observed": [requests.height / span]})
+    whole = covered >= width.total_seconds() / 2
+    per_interval = per_interval.filter(whole | ~whole.any().over("endpoint"))
     return per_interval, observed
 
 

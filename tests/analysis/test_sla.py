@@ -18,7 +18,8 @@ RUN = {"run_id": "r1", "suite": "checkout", "scenario": "s", "environment": "sta
 
 def requests() -> pl.DataFrame:
     # minute 0: ok 10, 20, 30 -> p50 20; minute 1: ok 40, 60 -> p50 50;
-    # minute 2: ok 5 and one failure (its 1000 ms is not a latency of the service).
+    # minute 2: ok 5 and one failure (its 1000 ms is not a latency of the service), 50 s apart:
+    # the run covers most of that minute.
     rows = [
         (0, 10, True),
         (10, 20, True),
@@ -26,7 +27,7 @@ def requests() -> pl.DataFrame:
         (60, 40, True),
         (70, 60, True),
         (120, 5, True),
-        (130, 1000, False),
+        (170, 1000, False),
     ]
     return conform(
         "requests",
@@ -103,6 +104,34 @@ def test_compliance_budget_and_status_match_hand_computed_values():
     assert availability["observed"] == pytest.approx(600 / 7)
     assert availability["compliance_pct"] == pytest.approx(200 / 3)
     assert availability["status"] == "missed"
+
+
+def test_a_sliver_of_an_interval_at_the_end_of_a_run_is_no_interval():
+    # Two minutes of fast requests, then one straggler answered 0.3 s into the third minute:
+    # counted as an interval, that one slow request made a third of them missed.
+    fast = [T0 + timedelta(seconds=s) for s in range(0, 120, 2)]
+    ts = [*fast, T0 + timedelta(seconds=120.3)]
+    frame = conform(
+        "requests",
+        pl.DataFrame(
+            {
+                "run_id": "r1",
+                "ts": ts,
+                "endpoint": "/a",
+                "latency_ms": [50.0] * len(fast) + [331.0],
+                "ok": True,
+            }
+        ),
+    )
+    rows = evaluate({"p50": entry("latency_p50", 150, 200, 99)}, requests=frame)
+    p50 = rows["p50", "/a"]
+    assert p50["intervals"] == 2 and p50["compliance_pct"] == 100.0 and p50["status"] == "met"
+    # An endpoint seen only in such a sliver keeps it: its only interval.
+    late = frame.with_columns(
+        endpoint=pl.when(pl.col("latency_ms") > 300).then(pl.lit("/b")).otherwise(pl.lit("/a"))
+    )
+    rows = evaluate({"p50": entry("latency_p50", 150, 200, 99)}, requests=late)
+    assert rows["p50", "/b"]["intervals"] == 1 and rows["p50", "/a"]["intervals"] == 2
 
 
 def test_scope_selects_suites_and_endpoints_and_absent_data_is_no_data():
