@@ -79,23 +79,34 @@ def unmarked(findings: pl.DataFrame, triage: pl.DataFrame) -> pl.DataFrame:
     return with_ids(findings).filter(~pl.col("finding_id").is_in(sorted(marked))).drop("finding_id")
 
 
-def rebaselined_since(triage: pl.DataFrame, suite: str, scenario: str, environment: str):
+def rebaselined_since(
+    triage: pl.DataFrame,
+    suite: str,
+    scenario: str,
+    environment: str,
+    before: datetime | None = None,
+):
     """When the combination's latest ``expected`` step or regression started (None: never
-    rebaselined)."""
+    rebaselined); with ``before``, the latest that started no later than it (a run before
+    the step, uploaded late or again, keeps the baseline runs before the step)."""
     steps = _expected(triage, REBASELINING).filter(
         (pl.col("suite") == suite)
         & (pl.col("scenario") == scenario)
         & (pl.col("environment") == environment)
     )
+    if before is not None:
+        steps = steps.filter(pl.col("started_at") <= before)
     return steps["started_at"].max() if steps.height else None
 
 
 def accepted_regressions(triage: pl.DataFrame, runs: pl.DataFrame) -> set[str]:
     """Runs that a person accepted although they were judged a regression: for each
-    ``expected`` regression, the runs of its combination that started from the marked run on
-    and no later than the mark."""
+    ``expected`` regression or step (``REBASELINING``), the runs of its combination that
+    started from the marked run on and no later than the mark. (Without the steps' runs, a
+    step accepted in the history left the runs after it rejected: the next run had no
+    baseline run at all.)"""
     accepted: set[str] = set()
-    for row in _expected(triage, ("regression",)).iter_rows(named=True):
+    for row in _expected(triage, REBASELINING).iter_rows(named=True):
         accepted |= set(
             runs.filter(
                 (pl.col("suite") == row["suite"])

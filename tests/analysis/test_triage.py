@@ -67,15 +67,28 @@ def test_a_marked_finding_no_longer_signals_an_alert(warehouse):
 
 def test_an_expected_step_rebaselines_the_combination(warehouse):
     write_history(warehouse)
-    candidate = "r08"  # its rolling baseline: the 5 runs before it, r03-r07
+    # r06 and r07, at the new level, were judged regressions when they came in.
+    for run_id in ("r06", "r07"):
+        row = {"run_id": run_id, "endpoint": "/api/items", "metric": "latency_p95"}
+        row |= {"regression": True, "verdict": "regression"}
+        warehouse.write_partition("verdicts", run_id, conform("verdicts", pl.DataFrame([row])))
+    candidate = "r08"  # its rolling baseline: the 5 accepted runs before it, r01-r05
     before = ci.choose_baseline(warehouse, candidate, [])
-    assert any(run < "r06" for run in before)
+    assert before == ["r01", "r02", "r03", "r04", "r05"]
     items = [r for r in warehouse.read("findings").iter_rows(named=True) if "items" in r["summary"]]
     mark_finding(
-        warehouse, finding_id(items[0]), "expected", note="new search", marked_by="ana", now=T0
+        warehouse,
+        finding_id(items[0]),
+        "expected",
+        note="new search",
+        marked_by="ana",
+        now=T0 + timedelta(days=7, hours=12),
     )
-    after = ci.choose_baseline(warehouse, candidate, [])
-    assert after == ["r06", "r07"]
+    # The step's runs up to the mark are accepted: they are the new level's baseline runs (they
+    # stayed rejected, and r08 had no baseline run at all).
+    assert ci.choose_baseline(warehouse, candidate, []) == ["r06", "r07"]
+    # A run before the step, uploaded again, keeps the baseline runs before it.
+    assert ci.choose_baseline(warehouse, "r05", []) == ["r00", "r01", "r02", "r03", "r04"]
 
 
 def test_precision_per_month_counts_the_marks():
