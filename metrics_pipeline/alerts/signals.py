@@ -10,15 +10,12 @@ import polars as pl
 
 from metrics_pipeline.alerts.config import AlertingConfig, ExpectedRun
 from metrics_pipeline.alerts.lifecycle import Scope, Signal, Signals
+from metrics_pipeline.analysis.findings import FINDING_KINDS
 from metrics_pipeline.common.severity import ABSOLUTE_CHANGE, SEVERITY_ORDER, change_severity
 
 # Kinds an evaluation of one run decides for its combination.
 RUN_KINDS = frozenset(
     {"regression", "trade_off", "sla_breach", "missing_endpoint", "missing_metric"}
-)
-# Kinds of the findings table (analyses.findings): one alert per finding.
-FINDING_KINDS = frozenset(
-    {"change_point", "drift", "capacity", "headroom", "correlation", "anomaly"}
 )
 MISSING_RUN = "missing_run"
 PIPELINE_FAILURE = "pipeline_failure"

@@ -27,6 +27,11 @@ from metrics_pipeline.stats import (
     time_to_threshold,
 )
 
+# The kinds of finding the history analyses make (the findings table's; one alert each).
+FINDING_KINDS = frozenset(
+    {"change_point", "drift", "capacity", "headroom", "correlation", "anomaly"}
+)
+
 # Metrics where a lower value is worse; everything else (latency, error rate, usage) is worse up.
 LOWER_IS_WORSE = frozenset({"throughput_rps"})
 # Fewest runs for a history analysis: with fewer, no test can tell a step from noise.
@@ -250,7 +255,10 @@ def _correlation_findings(series: pl.DataFrame) -> list[dict]:
         if frame.height < MIN_RUNS:
             continue
         result = correlate(frame["usage"].to_numpy(), frame["value"].to_numpy())
-        if abs(result.spearman_rho) < STRONG_CORRELATION or result.p_value >= CORRELATION_ALPHA:
+        # Written so that NaN (a constant side has no correlation) fails it too.
+        if not (
+            abs(result.spearman_rho) >= STRONG_CORRELATION and result.p_value < CORRELATION_ALPHA
+        ):
             continue
         key = {
             "suite": suite,

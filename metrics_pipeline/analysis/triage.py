@@ -23,6 +23,7 @@ from datetime import datetime
 
 import polars as pl
 
+from metrics_pipeline.analysis.findings import FINDING_KINDS
 from metrics_pipeline.contracts.tables import conform
 
 MARKS = ("expected", "invalid")
@@ -160,9 +161,12 @@ def _expected(triage: pl.DataFrame, kinds: tuple[str, ...]) -> pl.DataFrame:
 
 
 def precision_by_month(triage: pl.DataFrame) -> pl.DataFrame:
-    """Per month of marking: findings marked expected and invalid, and the precision."""
+    """Per month of marking: the history's findings (``FINDING_KINDS``) marked expected and
+    invalid, and the precision. Marks of per-run alerts (a regression, an SLA breach, a run
+    that did not come) are about other rules, not the history's detectors."""
     return (
-        triage.group_by(month=pl.col("marked_at").dt.strftime("%Y-%m"))
+        triage.filter(pl.col("kind").is_in(sorted(FINDING_KINDS)))
+        .group_by(month=pl.col("marked_at").dt.strftime("%Y-%m"))
         .agg(
             expected=(pl.col("mark") == "expected").sum(),
             invalid=(pl.col("mark") == "invalid").sum(),

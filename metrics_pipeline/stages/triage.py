@@ -62,7 +62,9 @@ def mark_finding(
     return triage.filter(pl.col("finding_id") == finding_id).row(0, named=True)
 
 
-def _started_at(warehouse: Warehouse, run_id: str) -> datetime | None:
+def _started_at(warehouse: Warehouse, run_id: str | None) -> datetime | None:
+    if run_id is None:  # an alert about no run (one that did not come, a failed job)
+        return None
     runs = warehouse.read("runs").filter(pl.col("run_id") == run_id)
     return runs["started_at"][0] if runs.height else None
 

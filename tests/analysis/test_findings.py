@@ -119,6 +119,15 @@ def test_resource_moving_with_latency_is_reported_as_an_association():
     assert "cpu_pct" in row["summary"] and "not proof of cause" in row["confidence"]
 
 
+def test_a_constant_resource_moves_with_nothing():
+    # Its correlation is NaN, which passed the filter: "moves with mem_pct (Spearman rho +nan)".
+    latency = series_of(50.0 + np.arange(20.0))
+    usage = series_of(np.full(20, 20.0), "mem_pct", "(resources)")
+    both = pl.concat([latency, usage])
+    found = findings(both, find_change_points(both).head(0), find_drifts(both).head(0))
+    assert found.filter(pl.col("kind") == "correlation").height == 0
+
+
 def test_kpi_days_outside_their_weekly_pattern_are_anomalies():
     rng = np.random.default_rng(7)
     days = 42

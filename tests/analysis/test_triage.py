@@ -94,10 +94,12 @@ def test_an_expected_step_rebaselines_the_combination(warehouse):
 def test_precision_per_month_counts_the_marks():
     marks = pl.DataFrame(
         {
-            "mark": ["expected", "invalid", "expected", "expected"],
-            "marked_at": [T0, T0, T0 + timedelta(days=40), T0 + timedelta(days=41)],
+            "kind": ["change_point", "drift", "change_point", "capacity", "sla_breach"],
+            "mark": ["expected", "invalid", "expected", "expected", "invalid"],
+            "marked_at": [T0, T0, T0 + timedelta(days=40), T0 + timedelta(days=41), T0],
         }
     )
+    # The SLA breach's mark is about the SLA, not the history's detectors.
     table = precision_by_month(marks)
     assert table.rows() == [("2031-01", 1, 1, 0.5), ("2031-02", 2, 0, 1.0)]
 
