@@ -80,10 +80,11 @@ def change_points(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(
     key=DRIFTS,
-    deps=[RUN_SUMMARY],
+    deps=[RUN_SUMMARY, CHANGE_POINTS],
     group_name="analysis",
     kinds={"scipy", "parquet"},
-    description="Slow significant trends (Mann-Kendall + Theil-Sen) that no single run shows.",
+    description="Slow significant trends (Mann-Kendall + Theil-Sen) that no single run shows, "
+    "in each history since its last change point.",
 )
 def drifts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     from metrics_pipeline.stages import nightly

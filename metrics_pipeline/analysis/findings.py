@@ -94,10 +94,19 @@ def find_change_points(series: pl.DataFrame) -> pl.DataFrame:
     return conform("change_points", pl.DataFrame(rows, infer_schema_length=None))
 
 
-def find_drifts(series: pl.DataFrame) -> pl.DataFrame:
-    """Slow, significant and material trends (Mann-Kendall + Theil-Sen)."""
+def find_drifts(series: pl.DataFrame, steps: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Slow, significant and material trends (Mann-Kendall + Theil-Sen), in each series
+    since its last step in ``steps`` (``find_change_points``' table): a step makes a trend
+    test significant too, and was reported twice, as a step and as a drift "with no single
+    step"; a series with fewer than MIN_RUNS runs since its step has no drift to tell."""
+    last_step = _last_steps(steps)
     rows = []
     for key, frame in iter_series(series, MIN_RUNS):
+        runs = frame["run_id"].to_list()
+        if (run := last_step.get(tuple(key.values()))) in runs:
+            frame = frame.slice(runs.index(run))
+            if frame.height < MIN_RUNS:
+                continue
         drift = detect_drift(frame["value"].to_numpy())
         if drift is None:
             continue
@@ -115,6 +124,14 @@ def find_drifts(series: pl.DataFrame) -> pl.DataFrame:
             }
         )
     return conform("drifts", pl.DataFrame(rows, infer_schema_length=None))
+
+
+def _last_steps(steps: pl.DataFrame | None) -> dict[tuple, str]:
+    """The run of each series' last step (by ``SERIES_KEYS``)."""
+    if steps is None or steps.height == 0:
+        return {}
+    last = steps.sort("started_at").group_by(list(SERIES_KEYS)).agg(pl.col("run_id").last())
+    return {row[:-1]: row[-1] for row in last.select(*SERIES_KEYS, "run_id").rows()}
 
 
 def daily(frame: pl.DataFrame) -> pl.DataFrame:

@@ -54,9 +54,10 @@ def change_points(warehouse: Warehouse) -> HistoryTable:
 
 
 def drifts(warehouse: Warehouse) -> HistoryTable:
-    """Slow significant trends (``drifts``)."""
+    """Slow significant trends (``drifts``), each series since its last step (the stored
+    ``change_points``)."""
     series = all_series(warehouse)
-    table = find_drifts(series)
+    table = find_drifts(series, warehouse.read("change_points"))
     warehouse.write_snapshot("drifts", table)
     return HistoryTable(table, series)
 

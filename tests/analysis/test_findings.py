@@ -52,7 +52,13 @@ def test_a_step_is_found_at_its_run_with_version_and_rollback_advice():
     assert point["change_low"] < 0.4 < point["change_high"]
     assert int(point["previous_run_id"][1:]) == int(point["run_id"][1:]) - 1
     assert point["previous_service_version"] == f"1.{int(point['previous_run_id'][1:])}"
-    found = findings(series, points, find_drifts(series))
+    # A step makes a trend test significant too: without the steps it was also a drift "with
+    # no single step"; since the step there is none.
+    assert find_drifts(series).height == 1
+    drifts = find_drifts(series, points)
+    assert drifts.height == 0
+    found = findings(series, points, drifts)
+    assert set(found["kind"]) == {"change_point"}
     (finding,) = found.filter(pl.col("kind") == "change_point").rows(named=True)
     assert finding["severity"] == "warning"
     assert point["service_version"] in finding["summary"] and "Roll back" in finding["action"]
@@ -79,6 +85,13 @@ def test_slow_drift_is_reported_and_noise_is_not():
     (drift,) = find_drifts(drifting).rows(named=True)
     assert drift["worse"] and 0.3 < drift["total_change"] < 0.5
     assert find_drifts(series_of(noisy(100, 40, rng))).height == 0
+    # A drift that goes on after a step is a drift of the runs since the step.
+    stepped = series_of(
+        np.r_[noisy(80, 20, rng, 0.01), noisy(100, 40, rng, 0.01) * (1 + 0.01 * np.arange(40))]
+    )
+    steps = find_change_points(stepped)
+    (drift,) = find_drifts(stepped, steps).rows(named=True)
+    assert drift["first_run"] == steps["run_id"][-1] and drift["last_run"] == "r059"
 
 
 def test_capacity_saturation_ahead_and_lasting_headroom():
