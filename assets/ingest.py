@@ -5,8 +5,11 @@ import dagster as dg
 from metrics_pipeline.contracts.manifest import ManifestError
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import (
+    AlertingResource,
     ClockResource,
     ObjectStoreResource,
+    ReportsResource,
+    VerdictRulesResource,
     WarehouseResource,
 )
 from metrics_pipeline.stages import ci
@@ -31,13 +34,18 @@ EXPECTATIONS = "great_expectations"
         )
     ],
     description="The canonical rows of one uploaded run (requests, resources, events, interval "
-    "stats, KPI points), its quarantine and its catalog row; validated, blocking on failure.",
+    "stats, KPI points), its quarantine and its catalog row; validated, blocking on failure. "
+    "An invalid run gets its report (INVALID RUN and why) here, and the alerts only its "
+    "earlier version raised are resolved.",
 )
 def requests(
     context: dg.AssetExecutionContext,
     object_store: ObjectStoreResource,
     warehouse: WarehouseResource,
     clock: ClockResource,
+    alerting: AlertingResource,
+    reports: ReportsResource,
+    verdict_rules: VerdictRulesResource,
 ) -> dg.MaterializeResult:
     run_id = context.partition_key
     store_warehouse = warehouse.get()
@@ -49,6 +57,30 @@ def requests(
         context.log.warning(f"run {run_id}: {problem}")
 
     validation = ci.validate(store_warehouse, report)
+    if not validation.valid:
+        # The blocking check stops every step after this one: what an earlier, valid version
+        # of the run left (its report, the alerts only it raised) is put right here.
+        from metrics_pipeline.reports.build import build_run_report
+
+        config = alerting.config()
+        ci.withdraw_alerts(
+            store_warehouse,
+            run_id,
+            config,
+            alerting.senders(config),
+            now=clock.now(),
+            notify=alerting.notify,
+        )
+        try:
+            build_run_report(
+                store_warehouse,
+                run_id,
+                reports.path(),
+                reports.store(object_store),
+                verdict_rules.get(),
+            )
+        except Exception as exc:  # the run is stored and marked; its report is secondary
+            context.log.warning(f"run {run_id}: the invalid run's report not written: {exc}")
     files_md = "\n".join(
         [
             "| file | format | read | accepted | quarantined | problem |",

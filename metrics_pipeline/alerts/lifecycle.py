@@ -379,6 +379,35 @@ def acknowledge(alerts: pl.DataFrame, alert_id: str, now: datetime) -> tuple[pl.
     return with_alert(alerts, row), row
 
 
+def withdraw(
+    current: pl.DataFrame, run_id: str, now: datetime, config: AlertingConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Resolve the active alerts that only ``run_id`` ever showed (it opened them and no run
+    evaluated them since), as when the run was uploaded again and its new version is invalid:
+    their evidence is gone. Alerts an earlier run raised too stay as they are: that run's
+    verdicts still stand. Returns ``(alerts, new_deliveries)``."""
+    alerts = conform("alerts", current)
+    only = (
+        pl.col("status").is_in(list(ACTIVE))
+        & (pl.col("first_run_id") == run_id)
+        & (pl.col("evaluated_run_id") == run_id)
+    )
+    deliveries: list[dict] = []
+    rows = []
+    for alert in alerts.with_columns(_only=only.fill_null(False)).iter_rows(named=True):
+        if alert.pop("_only"):
+            alert |= {"status": "resolved", "resolved_at": now, "updated_at": now}
+            deliveries += _notify(alert, "resolved", now, config)
+        rows.append(alert)
+    table = conform("alerts", pl.DataFrame(rows, infer_schema_length=None)) if rows else alerts
+    outbox = (
+        conform("alert_deliveries", pl.DataFrame(deliveries, infer_schema_length=None))
+        if deliveries
+        else empty("alert_deliveries")
+    )
+    return table, outbox
+
+
 def resolve(alerts: pl.DataFrame, alert_id: str, now: datetime) -> tuple[pl.DataFrame, dict]:
     """Resolve the alert whose id starts with ``alert_id`` (a person closed it; one already
     resolved stays as it is); returns the table and the alert's row."""

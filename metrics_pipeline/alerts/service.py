@@ -7,6 +7,7 @@ delivery sensor may all evaluate at once, and a lost update would lose an alert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,7 @@ import polars as pl
 
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.delivery import Sender, deliver, pending, prune_delivered
-from metrics_pipeline.alerts.lifecycle import Signals, acknowledge, evaluate_alerts
+from metrics_pipeline.alerts.lifecycle import Signals, acknowledge, evaluate_alerts, withdraw
 from metrics_pipeline.common.severity import severity_rank
 from metrics_pipeline.common.text import md
 from metrics_pipeline.contracts.tables import SCHEMAS, empty
@@ -63,10 +64,50 @@ def process(
     With ``notify`` false (a rebuild recomputing history) only the alerts change: what the
     evaluation would notify is not queued, and nothing is delivered.
     """
+    return _apply(
+        warehouse,
+        lambda current: evaluate_alerts(current, signals, now, config),
+        config,
+        now,
+        senders,
+        notify=notify,
+    )
+
+
+def withdraw_run(
+    warehouse: Warehouse,
+    config: AlertingConfig,
+    run_id: str,
+    now: datetime,
+    senders: dict[str, Sender],
+    *,
+    notify: bool = True,
+) -> Outcome:
+    """Resolve the alerts only ``run_id`` showed (``lifecycle.withdraw``), queue and deliver
+    as :func:`process` does."""
+    return _apply(
+        warehouse,
+        lambda current: withdraw(current, run_id, now, config),
+        config,
+        now,
+        senders,
+        notify=notify,
+    )
+
+
+def _apply(
+    warehouse: Warehouse,
+    change: Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]],
+    config: AlertingConfig,
+    now: datetime,
+    senders: dict[str, Sender],
+    *,
+    notify: bool,
+) -> Outcome:
     with locked(warehouse):
         current = warehouse.read("alerts")
         outbox_before = warehouse.read("alert_deliveries")
-        alerts, new = evaluate_alerts(current, signals, now, config)
+        alerts, new = change(current)
         if not notify:
             # The past's notifications went out (or wait in the outbox a rebuild carries
             # over) when it happened: telling them again now would be news about old runs.

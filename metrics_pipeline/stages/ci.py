@@ -18,7 +18,7 @@ import polars as pl
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.delivery import Sender
 from metrics_pipeline.alerts.lifecycle import Signals
-from metrics_pipeline.alerts.service import Outcome, locked, process
+from metrics_pipeline.alerts.service import Outcome, locked, process, withdraw_run
 from metrics_pipeline.alerts.signals import history_items, run_signals
 from metrics_pipeline.analysis import baselines
 from metrics_pipeline.analysis.baselines import BaselineEntry, pinned_runs
@@ -270,6 +270,23 @@ def evaluate_slas(
         warehouse.write_snapshot("sla_windows", windows)
     warehouse.refresh_catalog()
     return SlaResult(table, windows.filter(_same_combination(run)))
+
+
+def withdraw_alerts(
+    warehouse: Warehouse,
+    run_id: str,
+    config: AlertingConfig,
+    senders: dict[str, Sender],
+    *,
+    now: datetime,
+    notify: bool = True,
+) -> Outcome:
+    """Resolve the alerts only ``run_id``'s earlier version showed, when its new version is
+    invalid (``alerts.lifecycle.withdraw``): the ingest emptied the verdicts and SLA
+    evaluations they came from, and an invalid run gets none, so nothing else would."""
+    outcome = withdraw_run(warehouse, config, run_id, now, senders, notify=notify)
+    warehouse.refresh_catalog()
+    return outcome
 
 
 def raise_alerts(

@@ -434,3 +434,34 @@ def test_an_alert_that_worsens_reaches_the_channels_its_new_severity_routes_to()
     alerts, again = evaluate(alerts, "run-3", "critical")
     alerts, milder = evaluate(alerts, "run-4", "warning")
     assert again.height == milder.height == 0
+
+
+def test_withdrawing_a_run_resolves_only_the_alerts_it_alone_showed():
+    from metrics_pipeline.alerts.lifecycle import withdraw
+
+    def regression(endpoint: str, run_id: str) -> Signal:
+        at = started(run_id)
+        return Signal(
+            "regression",
+            "critical",
+            endpoint,
+            endpoint=endpoint,
+            run_id=run_id,
+            run_started_at=at,
+            **WHERE,
+        )
+
+    def evaluate(alerts, run_id: str, *endpoints: str):
+        at = started(run_id)
+        scope = Scope(frozenset({"regression"}), run_id=run_id, run_started_at=at, **WHERE)
+        signals = Signals([regression(e, run_id) for e in endpoints], [scope])
+        return evaluate_alerts(alerts, signals, at, CONFIG)[0]
+
+    # /a regressed in run-1 and again in run-2; /b only in run-2. run-2 is uploaded again and
+    # is invalid: /b's evidence is gone, /a's run-1 still stands.
+    alerts = evaluate(empty("alerts"), "run-1", "/a")
+    alerts = evaluate(alerts, "run-2", "/a", "/b")
+    alerts, told = withdraw(alerts, "run-2", started("run-3"), CONFIG)
+    assert dict(alerts.select("endpoint", "status").rows()) == {"/a": "open", "/b": "resolved"}
+    assert set(told["event"]) == {"resolved"} and told.height == 2  # hook and slack
+    assert withdraw(alerts, "run-2", started("run-3"), CONFIG)[1].height == 0

@@ -216,6 +216,35 @@ def test_a_reupload_with_changed_content_replaces_the_run(settings, store, wareh
     assert warehouse.read("runs", [run_id]).height == 1
 
 
+def test_a_reupload_that_is_invalid_replaces_the_report_and_withdraws_its_alerts(
+    settings, store, warehouse, tmp_path
+):
+    # The last run regressed (an alert, a report saying REGRESSION); uploaded again with 5 %
+    # of its lines broken it is invalid: its old report and alert must not stand.
+    runs = upload_demo_runs(store, tmp_path / "runs", count=3)
+    last = runs[-1]
+    run_id = last.manifest.run_id
+    report = settings.reports_root / "runs" / run_id / "summary.md"
+    with dg.instance_for_test() as instance:
+        first = sense_and_run(build_definitions(settings), instance)
+        assert "REGRESSION" in report.read_text()
+        alerts = warehouse.read("alerts").filter(pl.col("kind") == "regression")
+        assert alerts["status"].to_list() == ["open"]
+
+        folder = last.write(tmp_path / "again")
+        lines = (folder / "requests.ndjson").read_text().splitlines(keepends=True)
+        broken = ["{broken\n" if i % 20 == 0 else line for i, line in enumerate(lines)]
+        (folder / "requests.ndjson").write_text("".join(broken))
+        upload_run(store, [folder / "requests.ndjson"], last.manifest)
+        second = sense_and_run(build_definitions(settings), instance, cursor=first.cursor)
+    assert second.invalid == [run_id]
+    assert "INVALID" in report.read_text() and "REGRESSION" not in report.read_text()
+    uploaded = store.get_bytes(f"reports/runs/{run_id}/summary.md").decode()
+    assert "INVALID" in uploaded
+    alert = warehouse.read("alerts").filter(pl.col("kind") == "regression").row(0, named=True)
+    assert alert["status"] == "resolved"
+
+
 def test_the_verdict_rules_file_sets_the_threshold_of_a_suite(settings, store, warehouse, tmp_path):
     # The last demo run's /api/orders is 60 % slower; a suite that only counts doubling
     # (threshold 100 %) gets no regression from it.
