@@ -148,7 +148,15 @@ def finding_alerts(
         store,
         lambda config, now: (
             # Findings a person marked expected or invalid no longer alert (and resolve).
-            finding_signals(unmarked(store.read("findings"), store.read("triage")), config)
+            finding_signals(
+                unmarked(
+                    store.read("findings"),
+                    store.read("triage"),
+                    store.read("runs"),
+                    store.read("change_points"),
+                ),
+                config,
+            )
             + missing_run_signals(store.read("runs"), config, now)
         ),
         clock.now(),

@@ -31,6 +31,12 @@ MARKS = ("expected", "invalid")
 # regression (an alert).
 REBASELINING = ("change_point", "regression")
 KEY = ("kind", "suite", "scenario", "environment", "endpoint", "metric", "run_id")
+COMBINATION = ("suite", "scenario", "environment")
+SERIES = (*COMBINATION, "endpoint", "metric")
+# How far (in runs) a step located again may be from the marked one and still be that step.
+STEP_RUNS = 2
+# Findings whose run is the history's last one: a new run moves them while they stand.
+STANDING = ("drift", "capacity", "headroom", "correlation")
 
 
 def finding_id(row: dict) -> str:
@@ -74,10 +80,86 @@ def mark(
     return pl.concat([conform("triage", kept), conform("triage", pl.DataFrame([row]))])
 
 
-def unmarked(findings: pl.DataFrame, triage: pl.DataFrame) -> pl.DataFrame:
-    """The findings nobody has marked: the ones that still alert."""
-    marked = set(triage["finding_id"])
-    return with_ids(findings).filter(~pl.col("finding_id").is_in(sorted(marked))).drop("finding_id")
+def with_marks(
+    findings: pl.DataFrame,
+    triage: pl.DataFrame,
+    runs: pl.DataFrame | None = None,
+    steps: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """``findings`` with their ``finding_id`` and the mark that covers each (``mark``,
+    ``note``, ``marked_by``; null: none).
+
+    A mark covers the finding it was made on, and that finding while it stands though its run
+    moves (``runs``, the catalog, orders each combination's runs; ``steps``, the
+    ``change_points`` table): a step of the same series located again within ``STEP_RUNS``
+    runs of the marked one (as runs arrive, the same step can move by a run); a drift,
+    capacity, headroom or correlation finding (``STANDING``: its run is the history's last,
+    new with every run) of the same series from the marked run on, until a step of the
+    series after it (then the history has started over: a new condition). Without those, a
+    marked finding alerted again at the next run.
+    """
+    found = with_ids(findings)
+    marks = sorted(triage.iter_rows(named=True), key=lambda m: m["marked_at"], reverse=True)
+    by_id = {m["finding_id"]: m for m in reversed(marks)}
+    position, started = _run_order(runs)
+    step_starts: dict[tuple, list] = {}
+    if steps is not None:
+        for row in steps.select(*SERIES, "started_at").iter_rows():
+            step_starts.setdefault(row[:-1], []).append(row[-1])
+    covering = []
+    for row in found.iter_rows(named=True):
+        cover = by_id.get(row["finding_id"]) or next(
+            (m for m in marks if _covers(m, row, position, started, step_starts)), None
+        )
+        covering.append({k: cover[k] if cover else None for k in ("mark", "note", "marked_by")})
+    return pl.concat(
+        [
+            found,
+            pl.DataFrame(covering, schema=dict.fromkeys(("mark", "note", "marked_by"), pl.String)),
+        ],
+        how="horizontal",
+    )
+
+
+def unmarked(
+    findings: pl.DataFrame,
+    triage: pl.DataFrame,
+    runs: pl.DataFrame | None = None,
+    steps: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The findings no mark covers (:func:`with_marks`): the ones that still alert."""
+    return (
+        with_marks(findings, triage, runs, steps)
+        .filter(pl.col("mark").is_null())
+        .drop("finding_id", "mark", "note", "marked_by")
+    )
+
+
+def _run_order(runs: pl.DataFrame | None) -> tuple[dict[str, int], dict[str, datetime]]:
+    """Each run's position in its combination (by start) and its start."""
+    if runs is None:
+        return {}, {}
+    position, started = {}, {}
+    ordered = runs.sort("started_at", "run_id")
+    for _, frame in ordered.group_by(list(COMBINATION), maintain_order=True):
+        for i, (run, at) in enumerate(frame.select("run_id", "started_at").iter_rows()):
+            position[run], started[run] = i, at
+    return position, started
+
+
+def _covers(mark: dict, finding: dict, position: dict, started: dict, step_starts: dict) -> bool:
+    if any(mark[k] != finding.get(k) for k in KEY[:-1]):
+        return False
+    if finding["kind"] == "change_point":
+        here, marked = position.get(finding["run_id"]), position.get(mark["run_id"])
+        return here is not None and marked is not None and abs(here - marked) <= STEP_RUNS
+    if finding["kind"] not in STANDING:
+        return False
+    at, since = started.get(finding["run_id"]), mark["started_at"]
+    if at is None or since is None or at < since:
+        return False
+    series = tuple(finding.get(k) for k in SERIES)
+    return not any(since < step <= at for step in step_starts.get(series, []))
 
 
 def rebaselined_since(

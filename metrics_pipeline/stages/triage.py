@@ -13,7 +13,7 @@ import polars as pl
 
 from metrics_pipeline.alerts.lifecycle import find_alert, resolve
 from metrics_pipeline.alerts.service import locked
-from metrics_pipeline.analysis.triage import KEY, mark, precision_by_month, with_ids
+from metrics_pipeline.analysis.triage import KEY, mark, precision_by_month, with_ids, with_marks
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.storage import Warehouse
 
@@ -30,8 +30,12 @@ def findings_with_marks(warehouse: Warehouse, findings: pl.DataFrame | None = No
     id and its mark (null: not triaged)."""
     if findings is None:
         findings = warehouse.read("findings")
-    marks = warehouse.read("triage").select("finding_id", "mark", "note", "marked_by")
-    return with_ids(findings).join(marks, on="finding_id", how="left")
+    return with_marks(
+        findings,
+        warehouse.read("triage"),
+        warehouse.read("runs"),
+        warehouse.read("change_points"),
+    )
 
 
 def mark_finding(

@@ -213,3 +213,64 @@ def test_regressed_and_suspect_runs_are_no_baseline_until_a_person_accepts_them(
     assert ci.rejected(warehouse) == {"r06"}
     # (and rebaselines the combination from r05 on; the suspect r06 stays out)
     assert ci.choose_baseline(warehouse, "r08", []) == ["r05", "r07"]
+
+
+def test_a_mark_covers_its_finding_while_it_stands_though_its_run_moves():
+    from metrics_pipeline.analysis.triage import mark, unmarked, with_marks
+
+    runs = conform(
+        "runs",
+        pl.DataFrame(
+            [
+                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
+                for i in range(30)
+            ]
+        ),
+    )
+
+    def marked(row: dict, run_id: str) -> pl.DataFrame:
+        at = T0 + timedelta(days=int(run_id[1:]))
+        return mark(
+            empty("triage"),
+            row | {"run_id": run_id},
+            "invalid",
+            note=None,
+            marked_by="ana",
+            now=at,
+            started_at=at,
+        )
+
+    def steps_at(*run_ids: str) -> pl.DataFrame:
+        rows = [
+            COMBINATION
+            | {
+                "endpoint": "/a",
+                "metric": "latency_p95",
+                "run_id": r,
+                "started_at": T0 + timedelta(days=int(r[1:])),
+            }
+            for r in run_ids
+        ]
+        return conform("change_points", pl.DataFrame(rows)) if rows else empty("change_points")
+
+    # A drift's run is the history's last: marked at r19, it is the same drift at r20 and r25,
+    # until the series steps (r22): what drifts after that is a new condition.
+    drift = finding("r19", "/a", kind="drift") | {"endpoint": "/a"}
+    triage = marked(drift, "r19")
+    later = conform(
+        "findings", pl.DataFrame([drift | {"run_id": "r20"}, drift | {"run_id": "r25"}])
+    )
+    assert unmarked(later, triage, runs, steps_at()).height == 0
+    left = unmarked(later, triage, runs, steps_at("r22"))
+    assert left["run_id"].to_list() == ["r25"]
+    # Without the runs (the catalog) only the finding itself is covered, as before.
+    assert unmarked(later, triage).height == 2
+    # A step located again one or two runs away is the marked step; one far away is not.
+    step = finding("r12", "/a")
+    triage = marked(step, "r12")
+    moved = conform("findings", pl.DataFrame([step | {"run_id": r} for r in ("r13", "r14", "r20")]))
+    marks = with_marks(moved, triage, runs, steps_at("r13"))
+    assert marks["mark"].to_list() == ["invalid", "invalid", None]
+    # Another endpoint's or kind's finding is never covered.
+    other = conform("findings", pl.DataFrame([step | {"run_id": "r12", "endpoint": "/b"}]))
+    assert unmarked(other, triage, runs).height == 1
