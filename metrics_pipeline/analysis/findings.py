@@ -102,11 +102,9 @@ def find_drifts(series: pl.DataFrame, steps: pl.DataFrame | None = None) -> pl.D
     last_step = _last_steps(steps)
     rows = []
     for key, frame in iter_series(series, MIN_RUNS):
-        runs = frame["run_id"].to_list()
-        if (run := last_step.get(tuple(key.values()))) in runs:
-            frame = frame.slice(runs.index(run))
-            if frame.height < MIN_RUNS:
-                continue
+        frame = _since_last_step(key, frame, last_step)
+        if frame.height < MIN_RUNS:
+            continue
         drift = detect_drift(frame["value"].to_numpy())
         if drift is None:
             continue
@@ -134,6 +132,21 @@ def _last_steps(steps: pl.DataFrame | None) -> dict[tuple, str]:
     return {row[:-1]: row[-1] for row in last.select(*SERIES_KEYS, "run_id").rows()}
 
 
+def _since_last_step(key: dict, frame: pl.DataFrame, last_step: dict[tuple, str]) -> pl.DataFrame:
+    """A series' runs from its last step on (all of them without one): the runs before the
+    step were at another level, and a trend fitted across it reads the step as growth."""
+    runs = frame["run_id"].to_list()
+    run = last_step.get(tuple(key[k] for k in SERIES_KEYS))
+    return frame.slice(runs.index(run)) if run in runs else frame
+
+
+def _in_range(values: np.ndarray, metric: str) -> np.ndarray:
+    """Forecast values inside what the metric can be: never below 0; a rate no more than 1,
+    a percentage no more than 100 (a random walk's interval grows past both)."""
+    high = 1.0 if metric == "error_rate" else 100.0 if metric.endswith("_pct") else np.inf
+    return np.clip(values, 0.0, high)
+
+
 def daily(frame: pl.DataFrame) -> pl.DataFrame:
     """One value per day (the mean of that day's runs), days without runs as nulls."""
     per_day = frame.group_by(pl.col("started_at").dt.truncate("1d").alias("day")).agg(
@@ -145,23 +158,32 @@ def daily(frame: pl.DataFrame) -> pl.DataFrame:
     return days.join(per_day, on="day", how="left").sort("day")
 
 
-def forecast_series(series: pl.DataFrame, horizon: int = PERFORMANCE_HORIZON) -> pl.DataFrame:
-    """Daily forecasts with prediction intervals for every series with MIN_RUNS days of data."""
+def forecast_series(
+    series: pl.DataFrame, horizon: int = PERFORMANCE_HORIZON, steps: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Daily forecasts with prediction intervals for every series with MIN_RUNS days of data
+    since its last step in ``steps`` (the ``change_points`` table), within the metric's range
+    (:func:`_in_range`)."""
+    last_step = _last_steps(steps)
     rows = []
     for key, frame in iter_series(series, MIN_RUNS):
-        days = daily(frame)
+        days = daily(_since_last_step(key, frame, last_step))
         if days["value"].drop_nulls().len() < MIN_RUNS:
             continue
         result = forecast(days["value"].to_numpy(), horizon)
+        mean, lower, upper = (
+            _in_range(np.asarray(v, float), key["metric"])
+            for v in (result.mean, result.lower, result.upper)
+        )
         last: datetime = days["day"][-1]
         rows += [
             key
             | {
                 "ts": last + timedelta(days=step),
                 "step": step,
-                "mean": float(result.mean[step - 1]),
-                "lower": float(result.lower[step - 1]),
-                "upper": float(result.upper[step - 1]),
+                "mean": float(mean[step - 1]),
+                "lower": float(lower[step - 1]),
+                "upper": float(upper[step - 1]),
                 "method": result.method,
             }
             for step in range(1, horizon + 1)
@@ -243,7 +265,7 @@ def findings(
                 "resource usage across these runs.",
             }
         )
-    rows += _capacity_findings(series, capacity_horizon)
+    rows += _capacity_findings(series, capacity_horizon, points)
     rows += _correlation_findings(series)
     if kpis is not None:
         rows += kpi_anomalies(kpis, sensitivity=anomaly_sensitivity)
@@ -329,10 +351,16 @@ def kpi_anomalies(kpis: pl.DataFrame, *, sensitivity: float = 3.5, period: int =
     return rows
 
 
-def _capacity_findings(series: pl.DataFrame, horizon: int) -> list[dict]:
+def _capacity_findings(series: pl.DataFrame, horizon: int, steps: pl.DataFrame) -> list[dict]:
+    """Saturation ahead or lasting headroom of each resource, from its runs since its last
+    step (a step from 40 % to 70 % is no growth toward 80 %)."""
+    last_step = _last_steps(steps)
     rows = []
     usage = series.filter(pl.col("metric").is_in(sorted(CAPACITY_METRICS)))
     for key, frame in iter_series(usage, MIN_RUNS):
+        frame = _since_last_step(key, frame, last_step)
+        if frame.height < MIN_RUNS:
+            continue
         values = daily(frame)["value"].to_numpy()
         if np.nanmax(values) < HEADROOM_PCT:
             rows.append(

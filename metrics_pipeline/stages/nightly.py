@@ -63,8 +63,9 @@ def drifts(warehouse: Warehouse) -> HistoryTable:
 
 
 def forecasts(warehouse: Warehouse) -> pl.DataFrame:
-    """30-day forecasts with prediction intervals of every history (``forecasts``)."""
-    table = forecast_series(all_series(warehouse))
+    """30-day forecasts with prediction intervals of every history since its last step (the
+    nightly's ``change_points``) (``forecasts``)."""
+    table = forecast_series(all_series(warehouse), steps=warehouse.read("change_points"))
     warehouse.write_snapshot("forecasts", table)
     return table
 

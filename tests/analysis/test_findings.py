@@ -108,6 +108,47 @@ def test_capacity_saturation_ahead_and_lasting_headroom():
     assert 15 <= days <= 27
 
 
+def test_a_step_in_usage_is_no_growth_toward_saturation():
+    # CPU flat at 40 % for 14 days, then flat at 70 % for 16: fitted across the step, it was
+    # "forecast to reach 80 % in 6 days" (critical); since the step it is flat.
+    rng = np.random.default_rng(1)
+    cpu = series_of(
+        np.r_[40 + rng.normal(0, 1, 14), 70 + rng.normal(0, 1, 16)], "cpu_pct", "(resources)"
+    )
+    steps = find_change_points(cpu)
+    assert steps["run_id"].to_list() == ["r014"]
+    assert "capacity" in set(findings(cpu, steps.head(0), find_drifts(cpu).head(0))["kind"])
+    assert (
+        findings(cpu, steps, find_drifts(cpu, steps)).filter(pl.col("kind") == "capacity").height
+        == 0
+    )
+    # So is its forecast: flat at 70 %, not rising to 100 %.
+    table = forecast_series(cpu, horizon=30, steps=steps)
+    assert abs(table["mean"][-1] - 70) < 5
+
+
+def test_forecasts_stay_within_what_the_metric_can_be():
+    # A noisy error rate near 0 forecast by a random walk: its interval went below 0.
+    rates = [
+        0.018,
+        0.013,
+        0.005,
+        None,
+        None,
+        0.005,
+        0.012,
+        0.012,
+        0.008,
+        None,
+        0.008,
+        0.01,
+        0.018,
+        0.005,
+    ]
+    table = forecast_series(series_of(np.array(rates, dtype=float), "error_rate"), horizon=30)
+    assert table["lower"].min() >= 0 and table["mean"].min() >= 0 and table["upper"].max() <= 1
+
+
 def test_forecasts_extend_each_series_day_by_day():
     rng = np.random.default_rng(5)
     table = forecast_series(series_of(200 + 1.5 * np.arange(40) + rng.normal(0, 3, 40)), horizon=10)
