@@ -157,7 +157,7 @@ def finding_alerts(
                 ),
                 config,
             )
-            + missing_run_signals(store.read("runs"), config, now)
+            + missing_run_signals(store.read("runs"), config, now, store.read("triage"))
         ),
         clock.now(),
     )

@@ -30,7 +30,9 @@ def alert_delivery_sensor(
     store = warehouse.get()
     outcome = alerting.apply(
         store,
-        lambda config, now: missing_run_signals(store.read("runs"), config, now),
+        lambda config, now: missing_run_signals(
+            store.read("runs"), config, now, store.read("triage")
+        ),
         clock.now(),
     )
     return dg.SkipReason(

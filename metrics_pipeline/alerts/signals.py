@@ -236,12 +236,20 @@ def _expected_matches(expected: ExpectedRun, runs: pl.DataFrame) -> pl.DataFrame
     return runs.filter(condition)
 
 
-def missing_run_signals(runs: pl.DataFrame, config: AlertingConfig, now: datetime) -> Signals:
+def missing_run_signals(
+    runs: pl.DataFrame,
+    config: AlertingConfig,
+    now: datetime,
+    triage: pl.DataFrame | None = None,
+) -> Signals:
     """A signal per expected suite whose latest run started longer ago than its cadence plus
-    grace (or that never uploaded one)."""
+    grace (or that never uploaded one), but where a person marked that absence (``triage``:
+    ``alerts expected|invalid``, a paused schedule, say) and no run came since the mark."""
     found = []
     for expected in config.expected_runs:
         matching = _expected_matches(expected, runs)
+        if _absence_marked(expected, matching, triage):
+            continue
         cadence = f"expected every {_human(expected.every)}, grace {_human(expected.grace)}"
         what = " / ".join(p for p in (expected.suite, expected.scenario, expected.environment) if p)
         if matching.height:
@@ -268,6 +276,20 @@ def missing_run_signals(runs: pl.DataFrame, config: AlertingConfig, now: datetim
             )
         )
     return Signals(found, [Scope(frozenset({MISSING_RUN}))])
+
+
+def _absence_marked(expected: ExpectedRun, matching: pl.DataFrame, triage) -> bool:
+    """Whether a mark of the suite's missing runs was made after its latest run started."""
+    if triage is None or triage.height == 0:
+        return False
+    same = pl.col("kind") == MISSING_RUN
+    for key in ("suite", "scenario", "environment"):
+        value = getattr(expected, key)
+        same &= pl.col(key).is_null() if value is None else pl.col(key) == value
+    marks = triage.filter(same)
+    if matching.height == 0:
+        return marks.height > 0
+    return bool(marks.filter(pl.col("marked_at") >= matching["started_at"].max()).height)
 
 
 def pipeline_failure_signal(

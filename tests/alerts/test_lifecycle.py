@@ -303,6 +303,33 @@ def test_expected_run_that_does_not_arrive_is_an_alert_until_one_does():
     assert "has been received" in never.summary
 
 
+def test_a_marked_absence_stays_quiet_until_a_run_comes():
+    # "alerts invalid" on a missing run (the schedule was paused) resolved it, and the next
+    # check, a minute later, opened it again.
+    from metrics_pipeline.analysis.triage import mark
+
+    runs = pl.DataFrame(
+        {"run_id": ["c-1"], "started_at": [T0], **{k: [v] for k, v in WHERE.items()}}
+    )
+    condition = {"kind": "missing_run", "suite": "checkout", "scenario": None, "environment": None}
+    triage = mark(
+        empty("triage"),
+        condition | {"endpoint": None, "metric": None, "run_id": "c-1"},
+        "expected",
+        note="paused",
+        marked_by="ana",
+        now=T0 + timedelta(hours=35),
+        started_at=T0,
+    )
+    assert missing_run_signals(runs, CONFIG, T0 + timedelta(days=5), triage).found == []
+    # A run came after the mark, then none again: the suite is missing anew.
+    again = pl.concat(
+        [runs, runs.with_columns(run_id=pl.lit("c-2"), started_at=pl.lit(T0 + timedelta(days=6)))]
+    )
+    (signal,) = missing_run_signals(again, CONFIG, T0 + timedelta(days=8), triage).found
+    assert "c-2" in signal.summary
+
+
 def test_an_endpoint_every_previous_run_had_is_missing_data():
     history = pl.DataFrame(
         [
