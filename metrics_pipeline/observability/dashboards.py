@@ -205,13 +205,17 @@ order by ranked.suite, ranked.scenario, ranked.environment"""
         .with_panel(
             _stat(
                 "Endpoints regressed in the latest runs",
-                f"with latest as (select distinct on (suite, scenario, environment) run_id "
-                f"from {s}.runs as runs where {_runs()} "
+                # The latest valid run (an invalid one has no verdict: the one before still
+                # stands, as in the exporter), and each combination's endpoints counted apart.
+                f"with latest as (select distinct on (suite, scenario, environment) run_id, "
+                f"suite, scenario, environment from {s}.runs as runs where {_runs()} "
+                "and coalesce(runs.valid, true) "
                 "order by suite, scenario, environment, started_at desc) "
-                f"select count(distinct verdicts.endpoint) as endpoints from {s}.verdicts "
+                "select count(distinct (latest.suite, latest.scenario, latest.environment, "
+                f"verdicts.endpoint)) as endpoints from {s}.verdicts "
                 "as verdicts join latest on latest.run_id = verdicts.run_id "
                 "where verdicts.regression",
-                "Open regressions: regressed endpoints of each combination's latest run.",
+                "Open regressions: regressed endpoints of each combination's latest valid run.",
             )
         )
         .with_panel(
