@@ -138,12 +138,15 @@ def alerts(
     kinds={"python"},
     description="Alerts from the history analyses: one per finding (change point, drift, "
     "capacity, KPI anomaly) at or above the configured severity, resolved when the finding "
-    "goes away; also overdue expected runs.",
+    "goes away; also overdue expected runs. First, the SLA windows as of now (they move on "
+    "without runs too).",
 )
 def finding_alerts(
     warehouse: WarehouseResource, alerting: AlertingResource, clock: ClockResource
 ) -> dg.MaterializeResult:
     store = warehouse.get()
+    # The SLA windows move on with the clock, also on days without runs.
+    ci.refresh_sla_windows(store, alerting.catalog(), now=clock.now())
     outcome = alerting.apply(
         store,
         lambda config, now: (

@@ -171,7 +171,8 @@ def pipeline_metrics(snapshot: Snapshot, now: datetime) -> list[Metric]:
     window_labels = (*SLA_LABELS, "window_days")
     window_compliance = _gauge(
         "sla_window_compliance_percent",
-        "SLA compliance over the rolling window: share of runs without a breach (0-100).",
+        "SLA compliance over the rolling window: share of the window's intervals (of all its "
+        "runs) that met the target (0-100), as of the last run or nightly job.",
         window_labels,
     )
     window_budget = _gauge(

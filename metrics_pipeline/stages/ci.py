@@ -264,12 +264,25 @@ def evaluate_slas(
         now=now,
     )
     warehouse.write_partition("sla_evaluations", run_id, table)
-    # Every partition rewrites the windows snapshot: one at a time, from all evaluations.
+    windows = refresh_sla_windows(warehouse, catalog, now=now)
+    return SlaResult(table, windows.filter(_same_combination(run)))
+
+
+def refresh_sla_windows(
+    warehouse: Warehouse, catalog: KpiCatalog, *, now: datetime
+) -> pl.DataFrame:
+    """The 7- and 30-day windows ending at ``now`` of every combination, from every stored
+    evaluation (``sla_windows``). Each run's evaluation rewrites them, and so does the
+    nightly job: without runs the windows still move on, and a spent budget of runs a week
+    old stops firing its alert."""
+    # One writer at a time, from all evaluations.
     with locked(warehouse):
-        windows = rolling_windows(warehouse.read("sla_evaluations"), runs, catalog, now)
+        windows = rolling_windows(
+            warehouse.read("sla_evaluations"), warehouse.read("runs"), catalog, now
+        )
         warehouse.write_snapshot("sla_windows", windows)
     warehouse.refresh_catalog()
-    return SlaResult(table, windows.filter(_same_combination(run)))
+    return windows
 
 
 def withdraw_alerts(

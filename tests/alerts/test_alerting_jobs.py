@@ -23,6 +23,7 @@ from metrics_pipeline.orchestration.resources import (
     WarehouseResource,
 )
 from metrics_pipeline.settings import shipped_path
+from metrics_pipeline.stages import ci
 from metrics_pipeline.upload.uploader import upload_run
 from sensors.alerting import alert_delivery_sensor, alert_on_run_failure
 
@@ -76,6 +77,12 @@ def test_a_regressed_run_alerts_once_and_a_clean_run_resolves(
         ]
         assert "BREACHED" in event.materialization.metadata["sla"].value
         assert warehouse.read("sla_windows").filter(pl.col("window_days") == 30).height > 0
+        # Without runs the windows move on: 10 days later the 7-day window holds none (its
+        # spent budget fired an alert as long as no run came), the 30-day one still does.
+        catalog = AlertingResource.from_settings(alerting_settings).catalog()
+        later = ci.refresh_sla_windows(warehouse, catalog, now=NOW + timedelta(days=10))
+        assert set(later["window_days"]) == {30}
+        ci.refresh_sla_windows(warehouse, catalog, now=NOW)
 
         alerts = warehouse.read("alerts").filter(pl.col("status") == "open")
         regressions = alerts.filter(pl.col("kind") == "regression")
