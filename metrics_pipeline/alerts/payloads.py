@@ -63,6 +63,8 @@ def webhook_payload(alert: dict, event: str, delivery_id: str) -> dict:
         "evaluations": alert["evaluations"],
         "opened_at": _iso(alert["opened_at"]),
         "resolved_at": _iso(alert["resolved_at"]),
+        # The run whose evaluation resolved (or last saw) the condition.
+        "evaluated_run_id": alert.get("evaluated_run_id"),
         "details": json.loads(alert["details"] or "{}"),
     }
 
@@ -77,10 +79,15 @@ def _headline(alert: dict, event: str, quote: Quote = str) -> str:
     )
 
 
-def _where(alert: dict, quote: Quote = str) -> str:
+def _where(alert: dict, quote: Quote = str, event: str = "opened") -> str:
     parts = [alert["suite"], alert["scenario"], alert["environment"]]
     where = " / ".join(quote(p) for p in parts if p) or "pipeline"
-    return f"{where} · run {quote(alert['last_run_id'])}" if alert["last_run_id"] else where
+    if alert["last_run_id"]:
+        where += f" · run {quote(alert['last_run_id'])}"
+    cleared = alert.get("evaluated_run_id")
+    if event == "resolved" and cleared and cleared != alert["last_run_id"]:
+        where += f" · resolved by run {quote(cleared)}"
+    return where
 
 
 def slack_payload(alert: dict, event: str, delivery_id: str) -> dict:
@@ -107,7 +114,7 @@ def slack_payload(alert: dict, event: str, delivery_id: str) -> dict:
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": f"{_where(alert, q)} · alert `{q(alert['alert_id'])}` · "
+                        "text": f"{_where(alert, q, event)} · alert `{q(alert['alert_id'])}` · "
                         f"seen in {alert['evaluations']} evaluation(s)",
                     }
                 ],
@@ -125,7 +132,7 @@ def email_payload(alert: dict, event: str, delivery_id: str) -> dict:
         f"event:       {event}",
         f"severity:    {alert['severity']}",
         f"kind:        {alert['kind']}",
-        f"where:       {_where(alert)}",
+        f"where:       {_where(alert, event=event)}",
         f"alert id:    {alert['alert_id']}  (metrics-pipeline alerts ack {alert['alert_id']})",
         f"opened at:   {_iso(alert['opened_at'])}",
         f"evaluations: {alert['evaluations']}",

@@ -492,3 +492,26 @@ def test_withdrawing_a_run_resolves_only_the_alerts_it_alone_showed():
     assert dict(alerts.select("endpoint", "status").rows()) == {"/a": "open", "/b": "resolved"}
     assert set(told["event"]) == {"resolved"} and told.height == 2  # hook and slack
     assert withdraw(alerts, "run-2", started("run-3"), CONFIG)[1].height == 0
+
+
+def test_a_resolved_notification_names_the_run_that_cleared_it():
+    def evaluate(alerts, run_id: str, regressed: bool):
+        at = started(run_id)
+        scope = Scope(frozenset({"regression"}), run_id=run_id, run_started_at=at, **WHERE)
+        signal = Signal(
+            "regression",
+            "critical",
+            "/a slower",
+            endpoint="/a",
+            run_id=run_id,
+            run_started_at=at,
+            **WHERE,
+        )
+        return evaluate_alerts(alerts, Signals([signal] if regressed else [], [scope]), at, CONFIG)
+
+    alerts, _ = evaluate(empty("alerts"), "run-1", True)
+    _, sent = evaluate(alerts, "run-2", False)
+    bodies = {row["channel"]: json.loads(row["payload"]) for row in sent.iter_rows(named=True)}
+    assert bodies["hook"]["event"] == "resolved" and bodies["hook"]["evaluated_run_id"] == "run-2"
+    context = bodies["slack"]["blocks"][1]["elements"][0]["text"]
+    assert "run run-1 · resolved by run run-2" in context
