@@ -58,7 +58,8 @@ def run_signals(
                 severity=row["severity"],
                 summary=f"SLA {row['kpi']} of {row['endpoint']}: {row['observed']:.4g} "
                 f"{row['unit']} is beyond the alert threshold {row['alert_threshold']:.4g} "
-                f"(target {row['target']:.4g}{compliance}) in run {run['run_id']}",
+                f"{row['unit']} (target {row['target']:.4g} {row['unit']}{compliance}) in run "
+                f"{run['run_id']}",
                 endpoint=row["endpoint"],
                 metric=row["kpi"],
                 details={

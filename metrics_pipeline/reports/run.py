@@ -78,6 +78,9 @@ class RunData:
     policy: VerdictPolicy = field(default_factory=VerdictPolicy)
     # The run's capacity estimate (stages.capacity), when its load varied.
     capacity: pl.DataFrame = field(default_factory=lambda: empty("capacity"))
+    # Whether its raw rows (requests or intervals) are still kept: retention removes them
+    # long before the verdicts and the summary.
+    raw_kept: bool = True
 
     @property
     def run_id(self) -> str:
@@ -142,6 +145,7 @@ def gather_run(
         quarantined=warehouse.scan("quarantine", [run_id]).select(pl.len()).collect().item(),
         capacity=warehouse.read("capacity", [run_id]),
         policy=(rules or VerdictRules()).policy(run["suite"], run["scenario"], run["environment"]),
+        raw_kept=any(run_id in warehouse.run_ids(t) for t in ("requests", "interval_stats")),
     )
 
 
@@ -463,6 +467,10 @@ def _distribution_section(data: RunData, endpoints: list[str]) -> Section:
     return Section("distributions", "Latency distributions", paragraphs, [table], chart)
 
 
+# What a report made after retention took the raw rows can still show.
+PAST_RETENTION = "its summary, verdicts and SLA evaluations remain"
+
+
 def _timeline_section(data: RunData, endpoints: list[str]) -> Section:
     chosen = data.requests.filter(pl.col("endpoint").is_in(endpoints))
     span = charts.span_seconds(chosen)
@@ -476,7 +484,12 @@ def _timeline_section(data: RunData, endpoints: list[str]) -> Section:
         )
         source = "The tool's own per-interval percentiles."
     if timeline.height == 0:
-        return Section("timeline", "Percentiles over the run", ["No time series in this run."])
+        why = (
+            "No time series in this run."
+            if data.raw_kept
+            else f"No time series: the run's raw rows are past retention ({PAST_RETENTION})."
+        )
+        return Section("timeline", "Percentiles over the run", [why])
     return Section(
         "timeline",
         "Percentiles over the run",
@@ -689,7 +702,7 @@ def _sla_section(data: RunData) -> Section:
             r["status"],
             r["severity"] or "",
             f"{r['observed']:.4g} {r['unit'] or ''}" if finite(r["observed"]) else "-",
-            f"{r['target']:.4g}" if finite(r["target"]) else "-",
+            f"{r['target']:.4g} {r['unit'] or ''}" if finite(r["target"]) else "-",
             pct(r["compliance_pct"] / 100, signed=False) if finite(r["compliance_pct"]) else "-",
             budget_words(r["error_budget_remaining"]) or "-",
         ]
@@ -722,6 +735,8 @@ def _sla_section(data: RunData) -> Section:
 def _quality_section(data: RunData) -> Section:
     paragraphs = [
         f"Rows quarantined at ingest: {data.quarantined:,} (see the quarantine rows in raw.jsonl)."
+        if data.raw_kept
+        else f"Rows quarantined at ingest: the raw rows are past retention ({PAST_RETENTION})."
     ]
     tables = []
     if data.events.height:

@@ -4,6 +4,7 @@ that records what it got, and the run-failure sensor on a failing run."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -88,6 +89,9 @@ def test_a_regressed_run_alerts_once_and_a_clean_run_resolves(
         regressions = alerts.filter(pl.col("kind") == "regression")
         assert set(regressions["endpoint"]) == {"/api/orders"}
         assert set(alerts["kind"]) == {"regression", "sla_breach"}
+        # Every number of the SLA's summary with its unit.
+        (sla,) = alerts.filter(pl.col("kind") == "sla_breach")["summary"]
+        assert re.search(r"ms is beyond the alert threshold [\d.]+ ms \(target [\d.]+ ms", sla), sla
         opened = [b for b in hook.bodies if b["event"] == "opened"]
         assert sorted(b["alert_id"] for b in opened) == sorted(alerts["alert_id"])
 

@@ -223,3 +223,18 @@ def test_bucket_width_grows_with_the_run():
     assert bucket_seconds(60) == 1
     assert bucket_seconds(7200) == 60
     assert bucket_seconds(10**9) == 86400
+
+
+def test_a_report_made_after_retention_says_the_raw_rows_are_gone(report, hostile):
+    # Retention keeps a run's summary and verdicts long after its requests; a report made
+    # again then said "No time series in this run" and "0 rows quarantined", as if it had none.
+    data, _, _ = report
+    assert data.raw_kept
+    empty_rows = data.requests.head(0)
+    gone = dataclasses.replace(
+        data, raw_kept=False, requests=empty_rows, intervals=data.intervals.head(0), quarantined=0
+    )
+    text = " ".join(p for section in run_document(gone).sections for p in section.paragraphs)
+    assert "No time series: the run's raw rows are past retention" in text
+    assert "Rows quarantined at ingest: the raw rows are past retention" in text
+    assert "No time series in this run." not in text
