@@ -9,6 +9,7 @@ again also chooses the baseline runs again: one that failed validation this time
 """
 
 import dagster as dg
+import polars as pl
 
 from assets.alerting import ALERTS, SLA
 from assets.analysis import BASELINE, VERDICTS
@@ -16,9 +17,23 @@ from assets.reports import RUN_REPORT
 from metrics_pipeline.orchestration.resources import WarehouseResource
 from metrics_pipeline.stages import ci
 
+# Dagster's tag of a partitioned run's partition (dagster._core.storage.tags, private).
+PARTITION_TAG = "dagster/partition"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 # Everything of a run that its baseline runs decide, in the ci_stage's order.
 REJUDGED = [BASELINE, VERDICTS, SLA, ALERTS, RUN_REPORT]
 INTERVAL_S = 30
+
+
+def _partitions_in_flight(instance: dg.DagsterInstance) -> list[str]:
+    """The run ids (partitions) with a job queued or under way."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    return sorted({run.tags[PARTITION_TAG] for run in runs if PARTITION_TAG in run.tags})
 
 
 @dg.sensor(
@@ -33,10 +48,19 @@ def stale_verdicts_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult | dg.SkipReason:
     stale = ci.stale_judgements(warehouse.get()).filter("judgeable")
+    # Wait for the jobs of the runs involved: a baseline run's new version is valid before its
+    # job has made its summary and verdicts, and judged against it then, the candidate read
+    # it as a baseline run it may not be (a regression), and would never be judged again.
+    busy = _partitions_in_flight(context.instance)
+    waiting = stale.filter(pl.col("run_id").is_in(busy) | pl.col("baseline_run_id").is_in(busy))
+    stale = stale.filter(~pl.col("run_id").is_in(waiting["run_id"].implode()))
     if stale.height == 0:
+        later = (
+            f"; {waiting['run_id'].n_unique()} wait for jobs under way" if waiting.height else ""
+        )
         return dg.SkipReason(
-            "no run judged against a baseline run ingested again since (with its raw rows "
-            "still kept: `metrics-pipeline check` lists the others)"
+            "no run to judge again: none was judged against a baseline run ingested again "
+            "since and still has its raw rows (`metrics-pipeline check` lists the others)" + later
         )
     requests = []
     for (run_id,), rows in stale.group_by(["run_id"], maintain_order=True):

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 from conftest import upload_demo_runs
+from dagster._core.test_utils import create_run_for_test
 from typer.testing import CliRunner
 
 from metrics_pipeline.cli.main import app
@@ -68,6 +69,18 @@ def test_a_baseline_run_uploaded_again_has_its_candidates_judged_again(
         assert checked.exit_code == 0, checked.output
         assert f"{candidate_id}: baseline run {base_id} as ingested at" in checked.output
 
+        # While a job of the baseline run (or of the candidate) is queued or under way, the
+        # candidate waits: the baseline run's new version is valid before its job has made
+        # its verdicts, which decide whether it is a baseline run at all.
+        busy = create_run_for_test(
+            instance,
+            job_name="ci_stage",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": base_id},
+        )
+        assert "1 wait for jobs under way" in evaluate(defs, instance).skip_message
+        instance.report_run_canceled(busy)
+
         tick = evaluate(defs, instance)
         (request,) = tick.run_requests
         assert request.partition_key == candidate_id
@@ -99,7 +112,7 @@ def test_a_baseline_run_uploaded_again_has_its_candidates_judged_again(
         upload_run(store, [base.write(tmp_path / "third") / "requests.ndjson"], base.manifest)
         third = sense_and_run(defs, instance, cursor=again.cursor)
         assert third.run_ids == [base_id]
-        assert "raw rows still kept" in evaluate(defs, instance).skip_message
+        assert "still has its raw rows" in evaluate(defs, instance).skip_message
         listed = CliRunner().invoke(app, ["check"]).output
         assert f"{candidate_id}: baseline run {base_id}" in listed and "past retention" in listed
         assert orders_p50(warehouse, candidate_id) == rejudged
