@@ -54,6 +54,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 # HTTP answers that refuse this one notification rather than say the receiver is unwell:
 # the channel's other notifications are still sent in the same pass.
 _RETRY_LATER = {408, 425, 429}
+# How the error of a notification the receiver refused (or the channel cannot express) starts.
+REFUSED = "refused: "
 
 
 class DeliveryError(MetricsPipelineError, RuntimeError):
@@ -337,7 +339,9 @@ def deliver(
     """Send every due, undelivered notification; return the updated outbox.
 
     An alert's notifications to a channel go in the order they were queued: one waits while an
-    earlier one of its alert and channel is owed (a retry not yet due, or failed in this pass).
+    earlier one of its alert and channel is owed (a retry not yet due, or failed in this pass),
+    but not behind one the receiver refused (its error starts with ``REFUSED``), which may
+    never pass.
     Each notification is sent on its own: one that fails gets an attempt and the error on its
     row, and never stops the pass. When the receiver itself is the problem (unreachable, too
     slow, a server error) the channel's other notifications wait for the next pass without
@@ -360,7 +364,9 @@ def deliver(
             rows.append(row)
             continue
         if row["next_attempt_at"] > now or row["channel"] in failed or key in waiting:
-            waiting.add(key)
+            # One the receiver refused (its content) holds back nothing: it may never pass.
+            if not (row["last_error"] or "").startswith(REFUSED):
+                waiting.add(key)
             rows.append(row)
             continue
         sender = channels.get(row["channel"]) or Unavailable(
@@ -375,12 +381,15 @@ def deliver(
             rows.append(row | {"last_error": str(exc)[:ERROR_CHARS]})
             continue
         except Exception as exc:
-            waiting.add(key)
+            refused = isinstance(exc, Rejected)
+            if not refused:
+                waiting.add(key)
             # Whatever this notification ran into is its own failure: the others of the pass,
             # including those already sent (which must not be sent again), are still recorded.
-            if isinstance(exc, DeliveryError) and not isinstance(exc, Rejected):
+            if isinstance(exc, DeliveryError) and not refused:
                 failed.add(row["channel"])
             error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+            error = REFUSED + error if refused else error
             attempts = row["attempts"] + 1
             rows.append(
                 row

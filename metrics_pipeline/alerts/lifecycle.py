@@ -142,6 +142,7 @@ def evaluate_alerts(
         if alert is None or alert["status"] == "resolved":
             alerts[alert_id] = _opened(alert_id, signal, now)
             deliveries += _notify(alerts[alert_id], "opened", now, config)
+            alerts[alert_id]["notified"] = ",".join(_routes(alerts[alert_id], config))
         else:
             alerts[alert_id] = _updated(alert, signal, now)
             deliveries += _newly_routed(alert, alerts[alert_id], now, config)
@@ -160,7 +161,7 @@ def evaluate_alerts(
         evaluated = _evaluated_by(max(positions)) if positions else {}
         if alert["status"] in ACTIVE:
             alert |= {"status": "resolved", "resolved_at": now, "updated_at": now} | evaluated
-            deliveries += _notify(alert, "resolved", now, config)
+            deliveries += _notify(alert, "resolved", now, config, _told(alert, config))
         else:
             # Already resolved: still remember the run, so that a run between the one that
             # resolved it and this one, uploaded late, does not reopen what this run cleared.
@@ -251,15 +252,29 @@ def _updated(alert: dict, signal: Signal, now: datetime) -> dict:
 
 
 def _newly_routed(before: dict, after: dict, now: datetime, config: AlertingConfig) -> list[dict]:
-    """``opened`` to the channels ``after``'s severity routes to and ``before``'s did not, when
-    it is the worse one (a milder one tells no one: the channels it routes to have heard of
-    the alert, or need not)."""
+    """``opened`` to the channels ``after``'s severity routes to and that were not told yet,
+    when it is the worse one (a milder one tells no one: the channels it routes to have heard
+    of the alert, or need not). ``after`` records them as told."""
     if SEVERITY_ORDER[after["severity"]] >= SEVERITY_ORDER[before["severity"]]:
         return []
-    told = set(config.channels_for(before["severity"], before["kind"], before["suite"]))
-    routes = config.channels_for(after["severity"], after["kind"], after["suite"])
-    new = [name for name in routes if name not in told]
-    return _notify(after, "opened", now, config, new) if new else []
+    told = _told(before, config)
+    new = [name for name in _routes(after, config) if name not in told]
+    if not new:
+        return []
+    after["notified"] = ",".join([*told, *new])
+    return _notify(after, "opened", now, config, new)
+
+
+def _routes(alert: dict, config: AlertingConfig) -> list[str]:
+    return config.channels_for(alert["severity"], alert["kind"], alert["suite"])
+
+
+def _told(alert: dict, config: AlertingConfig) -> list[str]:
+    """The channels the alert was opened on (those its severity routes to, for an alert from
+    before they were recorded), and those its severity routes to now; configured ones only."""
+    told = (alert.get("notified") or "").split(",") if alert.get("notified") else []
+    names = [*told, *_routes(alert, config)]
+    return [name for name in dict.fromkeys(names) if name in config.channels]
 
 
 def _notify(
@@ -397,7 +412,7 @@ def withdraw(
     for alert in alerts.with_columns(_only=only.fill_null(False)).iter_rows(named=True):
         if alert.pop("_only"):
             alert |= {"status": "resolved", "resolved_at": now, "updated_at": now}
-            deliveries += _notify(alert, "resolved", now, config)
+            deliveries += _notify(alert, "resolved", now, config, _told(alert, config))
         rows.append(alert)
     table = conform("alerts", pl.DataFrame(rows, infer_schema_length=None)) if rows else alerts
     outbox = (

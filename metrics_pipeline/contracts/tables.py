@@ -545,6 +545,9 @@ TABLES: dict[str, Table] = {
                     # found or cleared it: an older run uploaded later leaves the alert alone.
                     "evaluated_run_id": pl.String,
                     "evaluated_run_started_at": pl.Datetime("us", "UTC"),
+                    # The channels told it opened (comma-separated): its "resolved" goes to
+                    # them all, whatever its severity routes to by then.
+                    "notified": pl.String,
                 }
             ),
             written_by="alerts.service",

@@ -132,6 +132,22 @@ def test_an_alerts_notifications_arrive_in_the_order_they_were_queued(hook):
     assert pending(outbox).height == 0
 
 
+def test_a_notification_the_receiver_refuses_holds_back_none_of_its_alert(hook):
+    # The receiver refuses the "opened" body (HTTP 400): it is retried, and may never pass; the
+    # alert's "resolved" waited behind it for ever.
+    cfg = config(hook={"type": "webhook", "url": "${HOOK_URL}"})
+    senders = build_senders(cfg, {"HOOK_URL": hook.url}.get)
+    hook.reject = lambda body: body["event"] == "opened"
+    alerts, outbox = evaluate_alerts(empty("alerts"), Signals([SIGNAL]), T0, cfg)
+    outbox = deliver(outbox, senders, T0, cfg.retry)
+    assert outbox["last_error"][0].startswith("refused: HTTP 400")
+    later = T0 + timedelta(seconds=10)
+    scope = Scope(frozenset({"regression"}), "checkout", "browse", "staging", run_id="run-10")
+    _, queued = evaluate_alerts(alerts, Signals([], [scope]), later, cfg)
+    outbox = deliver(pl.concat([outbox, queued]), senders, later, cfg.retry)
+    assert [b["event"] for b in hook.bodies] == ["resolved"]
+
+
 def test_a_receiver_that_is_down_is_retried_later_with_backoff(hook):
     down = f"http://127.0.0.1:{_closed_port()}/hook"
     cfg = config(hook={"type": "webhook", "url": "${HOOK_URL}"})
@@ -295,7 +311,7 @@ def test_a_notification_that_cannot_be_sent_fails_alone(hook, mail):
     failed = outbox.filter(pl.col("delivered_at").is_null())
     assert failed.height == 2 and set(failed["attempts"]) == {1}
     errors = dict(zip(failed["channel"], failed["last_error"], strict=True))
-    assert "KeyError" in errors["mail"] and errors["hook"] == "HTTP 400 Bad Request"
+    assert "KeyError" in errors["mail"] and errors["hook"] == "refused: HTTP 400 Bad Request"
     # The channel's other notification went out in the same pass, and only once.
     outbox = deliver(outbox, senders, T0 + timedelta(hours=1), cfg.retry)
     assert outbox.filter(pl.col("delivered_at").is_not_null()).height == 2

@@ -461,6 +461,18 @@ def test_an_alert_that_worsens_reaches_the_channels_its_new_severity_routes_to()
     alerts, again = evaluate(alerts, "run-3", "critical")
     alerts, milder = evaluate(alerts, "run-4", "warning")
     assert again.height == milder.height == 0
+    # Critical again: the pager was told already. Then a clean run: every channel told it
+    # opened hears it resolved, whatever its severity routes to by then.
+    alerts, worse_again = evaluate(alerts, "run-5", "critical")
+    alerts, _ = evaluate(alerts, "run-6", "warning")
+    assert worse_again.height == 0
+    at = started("run-7")
+    scope = Scope(frozenset({"regression"}), run_id="run-7", run_started_at=at, **WHERE)
+    alerts, resolved = evaluate_alerts(alerts, Signals([], [scope]), at, config)
+    assert sorted(resolved.select("channel", "event").rows()) == [
+        ("chat", "resolved"),
+        ("pager", "resolved"),
+    ]
 
 
 def test_withdrawing_a_run_resolves_only_the_alerts_it_alone_showed():
