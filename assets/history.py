@@ -104,7 +104,7 @@ def drifts(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(
     key=FORECASTS,
-    deps=[RUN_SUMMARY],
+    deps=[RUN_SUMMARY, CHANGE_POINTS],
     group_name="analysis",
     kinds={"statsmodels", "parquet"},
     description="30-day daily forecasts with 95 % prediction intervals for every history.",

@@ -280,7 +280,8 @@ def missing_run_signals(
 
 
 def _absence_marked(expected: ExpectedRun, matching: pl.DataFrame, triage) -> bool:
-    """Whether a mark of the suite's missing runs was made after its latest run started."""
+    """Whether a mark of the suite's missing runs was made after its latest run arrived (its
+    ingest: a run under way when the mark was made, uploaded after it, ends the silence)."""
     if triage is None or triage.height == 0:
         return False
     same = pl.col("kind") == MISSING_RUN
@@ -290,7 +291,13 @@ def _absence_marked(expected: ExpectedRun, matching: pl.DataFrame, triage) -> bo
     marks = triage.filter(same)
     if matching.height == 0:
         return marks.height > 0
-    return bool(marks.filter(pl.col("marked_at") >= matching["started_at"].max()).height)
+    arrived = (
+        pl.coalesce("ingested_at", "started_at")
+        if "ingested_at" in matching.columns
+        else "started_at"
+    )
+    latest = matching.select(pl.max_horizontal(arrived)).to_series().max()
+    return bool(marks.filter(pl.col("marked_at") >= latest).height)
 
 
 def pipeline_failure_signal(

@@ -24,6 +24,7 @@ from datetime import datetime
 import polars as pl
 
 from metrics_pipeline.analysis.findings import FINDING_KINDS
+from metrics_pipeline.common.severity import SEVERITY_ORDER
 from metrics_pipeline.contracts.tables import conform
 
 MARKS = ("expected", "invalid")
@@ -69,6 +70,7 @@ def mark(
         raise ValueError(f"a mark is one of {', '.join(MARKS)}, not {verdict!r}")
     identifier = finding_id(finding)
     row = {k: finding.get(k) for k in KEY} | {
+        "severity": finding.get("severity"),
         "finding_id": identifier,
         "mark": verdict,
         "note": note,
@@ -108,9 +110,11 @@ def with_marks(
             step_starts.setdefault(row[:-1], []).append(row[-1])
     covering = []
     for row in found.iter_rows(named=True):
-        cover = by_id.get(row["finding_id"]) or next(
-            (m for m in marks if _covers(m, row, position, started, step_starts)), None
-        )
+        cover = by_id.get(row["finding_id"])
+        if cover is None or _news(cover.get("severity"), row.get("severity")):
+            cover = next(
+                (m for m in marks if _covers(m, row, position, started, step_starts)), None
+            )
         covering.append({k: cover[k] if cover else None for k in ("mark", "note", "marked_by")})
     return pl.concat(
         [
@@ -119,6 +123,18 @@ def with_marks(
         ],
         how="horizontal",
     )
+
+
+def _news(marked: str | None, now: str | None) -> bool:
+    """Whether a finding of severity ``now`` is news against one marked at ``marked``: worse
+    (a warning marked, a critical now), or the other way (an improvement, ``info``, marked and
+    a degradation now, or the reverse). Unknown severities (marks made before they were
+    recorded) are no news."""
+    if marked is None or now is None:
+        return False
+    if (marked == "info") != (now == "info"):
+        return True
+    return SEVERITY_ORDER.get(now, 99) < SEVERITY_ORDER.get(marked, 99)
 
 
 def unmarked(
@@ -149,6 +165,8 @@ def _run_order(runs: pl.DataFrame | None) -> tuple[dict[str, int], dict[str, dat
 
 def _covers(mark: dict, finding: dict, position: dict, started: dict, step_starts: dict) -> bool:
     if any(mark[k] != finding.get(k) for k in KEY[:-1]):
+        return False
+    if _news(mark.get("severity"), finding.get("severity")):
         return False
     if finding["kind"] == "change_point":
         here, marked = position.get(finding["run_id"]), position.get(mark["run_id"])

@@ -326,6 +326,8 @@ TABLES: dict[str, Table] = {
                     "metric": pl.String,
                     "run_id": pl.String,
                     "started_at": TS,  # the run's: an expected step rebaselines from it
+                    # The finding's severity when marked: a worse one is news again.
+                    "severity": pl.String,
                     "mark": pl.String,  # expected | invalid
                     "note": pl.String,
                     "marked_by": pl.String,

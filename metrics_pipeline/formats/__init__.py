@@ -383,10 +383,10 @@ def read_results(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> Parse
 
 
 def earliest_timestamp(files: list[Path]) -> datetime | None:
-    """The earliest timestamp in the first batch with timestamps of each file (cheap: no full
-    parse). Batches without one are passed over: a bad line among the first is a batch of
-    quarantine rows before the first batch of requests, and a run dated by nothing would start
-    at the upload, with every request outside its window."""
+    """The earliest timestamp in the first batch with timestamps of each file (a file is read
+    only that far: one batch, unless it has none). Batches without one are passed over: a bad
+    line among the first is a batch of quarantine rows before the first batch of requests, and
+    a run dated by nothing would start at the upload, with every request outside its window."""
     earliest = None
     for file in files:
         try:

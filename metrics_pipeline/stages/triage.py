@@ -103,7 +103,8 @@ def mark_alert(
         row = find_alert(alerts, alert_id)
         _record(
             warehouse,
-            {k: row.get(k) for k in KEY} | {"run_id": row["first_run_id"]},
+            {k: row.get(k) for k in KEY}
+            | {"run_id": row["first_run_id"], "severity": row["severity"]},
             verdict,
             note=note,
             marked_by=marked_by,

@@ -328,6 +328,15 @@ def test_a_marked_absence_stays_quiet_until_a_run_comes():
     )
     (signal,) = missing_run_signals(again, CONFIG, T0 + timedelta(days=8), triage).found
     assert "c-2" in signal.summary
+    # So does one under way when the mark was made (started before it, uploaded after).
+    under_way = runs.with_columns(
+        run_id=pl.lit("c-3"),
+        started_at=pl.lit(T0 + timedelta(hours=34)),
+        ingested_at=pl.lit(T0 + timedelta(hours=36)),
+    )
+    arrived = pl.concat([runs.with_columns(ingested_at=pl.lit(T0)), under_way])
+    (signal,) = missing_run_signals(arrived, CONFIG, T0 + timedelta(days=8), triage).found
+    assert "c-3" in signal.summary
 
 
 def test_an_endpoint_every_previous_run_had_is_missing_data():

@@ -274,3 +274,35 @@ def test_a_mark_covers_its_finding_while_it_stands_though_its_run_moves():
     # Another endpoint's or kind's finding is never covered.
     other = conform("findings", pl.DataFrame([step | {"run_id": "r12", "endpoint": "/b"}]))
     assert unmarked(other, triage, runs).height == 1
+
+
+def test_a_finding_worse_than_when_it_was_marked_is_news():
+    from metrics_pipeline.analysis.triage import mark, unmarked
+
+    runs = conform(
+        "runs",
+        pl.DataFrame(
+            [
+                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
+                for i in range(20)
+            ]
+        ),
+    )
+    # A +12 % step (a warning) at r12 marked as noise; a +80 % step (critical) two runs later
+    # is another change, and an improvement there is not the marked degradation either.
+    step = finding("r12", "/a")
+    triage = mark(
+        empty("triage"),
+        step,
+        "invalid",
+        note="noise",
+        marked_by="ana",
+        now=T0 + timedelta(days=13),
+        started_at=T0 + timedelta(days=12),
+    )
+    later = [step | {"run_id": "r14", "severity": s} for s in ("warning", "critical", "info")]
+    left = unmarked(conform("findings", pl.DataFrame(later)), triage, runs)
+    assert left["severity"].to_list() == ["critical", "info"]
+    # The marked finding itself, estimated worse since: news too.
+    worse = conform("findings", pl.DataFrame([step | {"severity": "critical"}]))
+    assert unmarked(worse, triage, runs).height == 1
