@@ -351,6 +351,19 @@ def kpi_anomalies(kpis: pl.DataFrame, *, sensitivity: float = 3.5, period: int =
     return rows
 
 
+def _saturated(key: dict, frame: pl.DataFrame, level: float) -> dict:
+    """A resource at saturation since its last step, too recent to forecast."""
+    return key | {
+        "kind": "capacity",
+        "severity": "critical",
+        "run_id": frame["run_id"][-1],
+        "summary": f"{_where(key)} is at {level:.0f} % since run {frame['run_id'][0]} (a step), "
+        f"at or above {SATURATION_PCT:.0f} %.",
+        "confidence": f"median of the {frame.height} runs since the step",
+        "action": "Saturated: add capacity or reduce load now.",
+    }
+
+
 def _capacity_findings(series: pl.DataFrame, horizon: int, steps: pl.DataFrame) -> list[dict]:
     """Saturation ahead or lasting headroom of each resource, from its runs since its last
     step (a step from 40 % to 70 % is no growth toward 80 %)."""
@@ -360,6 +373,11 @@ def _capacity_findings(series: pl.DataFrame, horizon: int, steps: pl.DataFrame) 
     for key, frame in iter_series(usage, MIN_RUNS):
         frame = _since_last_step(key, frame, last_step)
         if frame.height < MIN_RUNS:
+            # Too few runs since the step to forecast from; but a level already at
+            # saturation is news now.
+            level = float(frame["value"].median())
+            if level >= SATURATION_PCT:
+                rows.append(_saturated(key, frame, level))
             continue
         values = daily(frame)["value"].to_numpy()
         if np.nanmax(values) < HEADROOM_PCT:

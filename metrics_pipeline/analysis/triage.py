@@ -253,10 +253,16 @@ def is_marked(condition: dict, started_at: datetime | None, triage: pl.DataFrame
 
 
 def _expected(triage: pl.DataFrame, kinds: tuple[str, ...]) -> pl.DataFrame:
+    """The ``expected`` marks of ``kinds`` with a start; a step's only when it is a step of
+    latency or throughput (a CPU or error-rate step accepted says nothing of the runs'
+    latencies, and accepted every regressed run of the combination)."""
+    metric = pl.col("metric")
+    judged = metric.str.starts_with("latency_") | (metric == "throughput_rps")
     return triage.filter(
         (pl.col("mark") == "expected")
         & pl.col("kind").is_in(list(kinds))
         & pl.col("started_at").is_not_null()
+        & ((pl.col("kind") != "change_point") | judged.fill_null(False))
     )
 
 

@@ -122,6 +122,17 @@ def test_a_step_in_usage_is_no_growth_toward_saturation():
         findings(cpu, steps, find_drifts(cpu, steps)).filter(pl.col("kind") == "capacity").height
         == 0
     )
+    # A step to saturation a few runs ago (too few to forecast from) is critical at once.
+    saturated = series_of(
+        np.r_[40 + rng.normal(0, 1, 25), 92 + rng.normal(0, 1, 5)], "cpu_pct", "(resources)"
+    )
+    points = find_change_points(saturated)
+    (row,) = (
+        findings(saturated, points, find_drifts(saturated, points))
+        .filter(pl.col("kind") == "capacity")
+        .rows(named=True)
+    )
+    assert row["severity"] == "critical" and "at or above 80 %" in row["summary"]
     # So is its forecast: flat at 70 %, not rising to 100 %.
     table = forecast_series(cpu, horizon=30, steps=steps)
     assert abs(table["mean"][-1] - 70) < 5

@@ -91,6 +91,38 @@ def test_an_expected_step_rebaselines_the_combination(warehouse):
     assert ci.choose_baseline(warehouse, "r05", []) == ["r00", "r01", "r02", "r03", "r04"]
 
 
+def test_only_a_latency_or_throughput_step_accepted_rebaselines():
+    from metrics_pipeline.analysis.triage import accepted_regressions, mark, rebaselined_since
+
+    runs = conform(
+        "runs",
+        pl.DataFrame(
+            [
+                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
+                for i in range(10)
+            ]
+        ),
+    )
+    for metric, rebaselines in (
+        ("cpu_pct", False),
+        ("error_rate", False),
+        ("throughput_rps", True),
+    ):
+        step = finding("r05", "/a") | {"metric": metric}
+        triage = mark(
+            empty("triage"),
+            step,
+            "expected",
+            note=None,
+            marked_by="ana",
+            now=T0 + timedelta(days=7),
+            started_at=T0 + timedelta(days=5),
+        )
+        accepted = accepted_regressions(triage, runs)
+        assert accepted == ({"r05", "r06", "r07"} if rebaselines else set()), metric
+        assert (rebaselined_since(triage, *COMBINATION.values()) is not None) is rebaselines
+
+
 def test_precision_per_month_counts_the_marks():
     marks = pl.DataFrame(
         {
