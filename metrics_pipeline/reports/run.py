@@ -184,7 +184,7 @@ def sla_sentence(sla: pl.DataFrame) -> str:
         sentence += (
             f" Worst: {worst['kpi']} on {display_name(worst['endpoint'])} {worst['status']} "
             f"(observed {worst['observed']:.4g} {worst['unit'] or ''} vs target "
-            f"{worst['target']:.4g})."
+            f"{worst['target']:.4g} {worst['unit'] or ''})."
         )
     return sentence
 
