@@ -13,8 +13,8 @@ from metrics_pipeline.cli.output import bad_input, command_group, console, fail
 from metrics_pipeline.settings import Settings
 
 triage_app = command_group(
-    "Triage the history's findings: marked ones stop alerting; an expected step "
-    "rebaselines its combination."
+    "Triage the history's findings: marked ones stop alerting while they stand; an expected "
+    "step of latency or throughput rebaselines its combination."
 )
 
 
@@ -58,9 +58,10 @@ def mark(
     verdict: Annotated[str, typer.Argument(help="expected or invalid.")],
     note: Annotated[str | None, typer.Option(help="Why (kept with the mark).")] = None,
 ) -> None:
-    """Mark a finding expected (a real, intended change: an expected step also rebaselines
-    its combination) or invalid (not a real change). Either way it stops alerting. Exit 2
-    for an unknown id or mark."""
+    """Mark a finding expected (a real, intended change: an expected step of latency or
+    throughput also rebaselines its combination) or invalid (not a real change). Either way it
+    stops alerting while it stands (a new or worse one alerts). Exit 2 for an unknown id or
+    mark."""
     from metrics_pipeline.analysis.triage import MARKS
     from metrics_pipeline.stages.triage import mark_finding
     from metrics_pipeline.upload.uploader import uploader_identity
