@@ -42,7 +42,8 @@ def _partitions_in_flight(instance: dg.DagsterInstance) -> list[str]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Finds runs judged against a baseline run that was ingested again since "
     "(re-uploaded) and requests their baseline, verdicts, SLA, alerts and report again "
-    f"(every {INTERVAL_S} s; runs whose ingest is still being validated wait for it).",
+    f"(every {INTERVAL_S} s; not while a job of the run or of its changed baseline runs is "
+    "queued or under way, nor for a run whose raw rows are past retention).",
 )
 def stale_verdicts_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
