@@ -7,7 +7,11 @@ import dagster as dg
 from pydantic import Field
 
 from metrics_pipeline.orchestration.executors import executor_for
-from metrics_pipeline.orchestration.resources import ClockResource, WarehouseResource
+from metrics_pipeline.orchestration.resources import (
+    AlertingResource,
+    ClockResource,
+    WarehouseResource,
+)
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages import triage
 
@@ -29,6 +33,7 @@ def mark_alert(
     config: TriageConfig,
     warehouse: WarehouseResource,
     clock: ClockResource,
+    alerting: AlertingResource,
 ) -> None:
     row = triage.mark_alert(
         warehouse.get(),
@@ -37,6 +42,7 @@ def mark_alert(
         note=config.note,
         marked_by=f"dagster run {context.run_id[:8]}",
         now=clock.now(),
+        config=alerting.config(),
     )
     context.log.info(f"alert {row['alert_id']} marked {config.mark}: {row['summary']}")
 

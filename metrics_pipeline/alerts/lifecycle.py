@@ -423,6 +423,15 @@ def withdraw(
     return table, outbox
 
 
+def resolved_notifications(alert: dict, now: datetime, config: AlertingConfig) -> pl.DataFrame:
+    """The ``resolved`` notifications of ``alert`` (resolved by a person) to every channel
+    told it opened: their last word on it was that it is open."""
+    rows = _notify(alert, "resolved", now, config, _told(alert, config))
+    if not rows:
+        return empty("alert_deliveries")
+    return conform("alert_deliveries", pl.DataFrame(rows, infer_schema_length=None))
+
+
 def resolve(alerts: pl.DataFrame, alert_id: str, now: datetime) -> tuple[pl.DataFrame, dict]:
     """Resolve the alert whose id starts with ``alert_id`` (a person closed it; one already
     resolved stays as it is); returns the table and the alert's row."""

@@ -116,9 +116,11 @@ def ack(
 
 
 def _mark(alert_id: str, verdict: str, note: str | None) -> None:
+    from metrics_pipeline.alerts.config import load_alerting
     from metrics_pipeline.stages.triage import mark_alert
     from metrics_pipeline.upload.uploader import uploader_identity
 
+    settings = Settings.from_env()
     with bad_input():
         row = mark_alert(
             _warehouse(),
@@ -126,9 +128,13 @@ def _mark(alert_id: str, verdict: str, note: str | None) -> None:
             verdict,
             note=note,
             marked_by=uploader_identity(),
-            now=Settings.from_env().clock(),
+            now=settings.clock(),
+            config=load_alerting(settings.alerting_config),
         )
-    console.print(f"{row['alert_id']} marked {verdict} and resolved: {escape(row['summary'])}")
+    console.print(
+        f"{row['alert_id']} marked {verdict} and resolved (its channels are told by the next "
+        f"delivery): {escape(row['summary'])}"
+    )
 
 
 AlertId = Annotated[str, typer.Argument(help="Alert id (or a unique prefix of it).")]

@@ -11,7 +11,8 @@ from datetime import datetime
 
 import polars as pl
 
-from metrics_pipeline.alerts.lifecycle import find_alert, resolve
+from metrics_pipeline.alerts.config import AlertingConfig
+from metrics_pipeline.alerts.lifecycle import find_alert, resolve, resolved_notifications
 from metrics_pipeline.alerts.service import locked
 from metrics_pipeline.analysis.triage import KEY, mark, precision_by_month, with_ids, with_marks
 from metrics_pipeline.common.errors import MetricsPipelineError
@@ -90,17 +91,21 @@ def mark_alert(
     note: str | None,
     marked_by: str,
     now: datetime,
+    config: AlertingConfig | None = None,
 ) -> dict:
     """Mark the alert whose id starts with ``alert_id`` ``expected`` or ``invalid`` and
     resolve it; returns the alert's row.
 
     The mark names the alert's condition from its first run on: the runs up to now no longer
     raise it, and an ``expected`` regression rebaselines its combination (see
-    :mod:`metrics_pipeline.analysis.triage`).
+    :mod:`metrics_pipeline.analysis.triage`). With the alerting ``config``, an active alert's
+    ``resolved`` notifications are queued in the outbox for the channels told it opened
+    (``alert_delivery_sensor`` or ``alerts deliver`` sends them).
     """
     with locked(warehouse):
         alerts = warehouse.read("alerts")
         row = find_alert(alerts, alert_id)
+        active = row["status"] != "resolved"
         _record(
             warehouse,
             {k: row.get(k) for k in KEY}
@@ -113,6 +118,11 @@ def mark_alert(
         )
         alerts, row = resolve(alerts, row["alert_id"], now)
         warehouse.write_snapshot("alerts", alerts)
+        if config is not None and active:
+            owed = resolved_notifications(row, now, config)
+            if owed.height:
+                outbox = warehouse.read("alert_deliveries")
+                warehouse.write_snapshot("alert_deliveries", pl.concat([outbox, owed]))
     warehouse.refresh_catalog()
     return row | {"mark": verdict}
 

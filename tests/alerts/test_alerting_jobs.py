@@ -220,8 +220,14 @@ def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
         assert after["status"][0] == "resolved"
         (mark,) = warehouse.read("triage").iter_rows(named=True)
         assert (mark["kind"], mark["run_id"], mark["mark"]) == ("regression", last, "expected")
+        # The channel told it opened is owed its resolution (sent by the next delivery).
+        owed = warehouse.read("alert_deliveries").filter(
+            (pl.col("alert_id") == alert["alert_id"]) & pl.col("delivered_at").is_null()
+        )
+        assert owed["event"].to_list() == ["resolved"]
 
-        # Judged again, the marked run raises nothing and notifies nobody.
+        # Judged again, the marked run raises nothing and notifies nobody (but the resolution
+        # owed, delivered by this pass).
         sent = len(hook.bodies)
         job = defs.resolve_job_def("ci_stage")
         assert alerted(job.execute_in_process(instance=instance, partition_key=last))
@@ -232,7 +238,9 @@ def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
             .height
             == 0
         )
-        assert len(hook.bodies) == sent
+        assert [(b["event"], b["alert_id"]) for b in hook.bodies[sent:]] == [
+            ("resolved", alert["alert_id"])
+        ]
 
         # The next run is as slow as the accepted one: it is compared with runs from the
         # accepted one on, and nothing regressed.
@@ -247,4 +255,4 @@ def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
     verdicts = warehouse.read("verdicts", [following.manifest.run_id])
     assert verdicts["baseline_runs"][0] == last
     assert not verdicts["regression"].any()
-    assert len(hook.bodies) == sent
+    assert len(hook.bodies) == sent + 1  # the resolution owed, nothing since

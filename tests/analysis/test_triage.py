@@ -213,6 +213,39 @@ def test_marking_an_unknown_alert_exits_2(settings, monkeypatch):
     assert result.exit_code == 2 and "no alert with an id starting with 'nope'" in result.output
 
 
+def test_an_alert_marked_from_the_cli_owes_its_channels_its_resolution(
+    warehouse, settings, monkeypatch, tmp_path
+):
+    from metrics_pipeline.alerts import Signal, Signals, evaluate_alerts
+
+    config = tmp_path / "alerting.yaml"
+    config.write_text(
+        "channels:\n  chat: {type: webhook, url: '${CHAT}'}\n"
+        "routes:\n  - {severities: [critical, warning], channels: [chat]}\n"
+    )
+    monkeypatch.setenv("METRICS_HOME", str(settings.home))
+    monkeypatch.setenv("METRICS_ALERTING", str(config))
+    signal = Signal(
+        "regression", "warning", "/a slower", endpoint="/a", run_id="r01", **COMBINATION
+    )
+    cfg = AlertingConfig.model_validate(
+        {
+            "channels": {"chat": {"type": "webhook", "url": "${CHAT}"}},
+            "routes": [{"severities": ["critical", "warning"], "channels": ["chat"]}],
+        }
+    )
+    alerts, opened = evaluate_alerts(empty("alerts"), Signals([signal]), T0, cfg)
+    warehouse.write_snapshot("alerts", alerts)
+    warehouse.write_snapshot("alert_deliveries", opened)
+    result = CliRunner().invoke(app, ["alerts", "invalid", alerts["alert_id"][0][:8]])
+    assert result.exit_code == 0, result.output
+    outbox = warehouse.read("alert_deliveries")
+    assert sorted(outbox.select("channel", "event").rows()) == [
+        ("chat", "opened"),
+        ("chat", "resolved"),
+    ]
+
+
 def test_regressed_and_suspect_runs_are_no_baseline_until_a_person_accepts_them(warehouse):
     write_history(warehouse)
     for run_id, verdict in (("r05", "regression"), ("r06", "suspect"), ("r04", "ok")):
