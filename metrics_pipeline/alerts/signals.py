@@ -11,6 +11,7 @@ import polars as pl
 from metrics_pipeline.alerts.config import AlertingConfig, ExpectedRun
 from metrics_pipeline.alerts.lifecycle import Scope, Signal, Signals
 from metrics_pipeline.analysis.findings import FINDING_KINDS
+from metrics_pipeline.analysis.triage import marks_of
 from metrics_pipeline.common.severity import ABSOLUTE_CHANGE, SEVERITY_ORDER, change_severity
 
 # Kinds an evaluation of one run decides for its combination.
@@ -284,19 +285,16 @@ def _absence_marked(expected: ExpectedRun, matching: pl.DataFrame, triage) -> bo
     ingest: a run under way when the mark was made, uploaded after it, ends the silence)."""
     if triage is None or triage.height == 0:
         return False
-    same = pl.col("kind") == MISSING_RUN
-    for key in ("suite", "scenario", "environment"):
-        value = getattr(expected, key)
-        same &= pl.col(key).is_null() if value is None else pl.col(key) == value
-    marks = triage.filter(same)
+    where = {key: getattr(expected, key) for key in ("suite", "scenario", "environment")}
+    marks = marks_of({"kind": MISSING_RUN, **where}, triage)
     if matching.height == 0:
         return marks.height > 0
     arrived = (
         pl.coalesce("ingested_at", "started_at")
         if "ingested_at" in matching.columns
-        else "started_at"
+        else pl.col("started_at")
     )
-    latest = matching.select(pl.max_horizontal(arrived)).to_series().max()
+    latest = matching.select(arrived.max()).item()
     return bool(marks.filter(pl.col("marked_at") >= latest).height)
 
 

@@ -234,17 +234,22 @@ def rejected_runs(
     return set(judged["run_id"]) - accepted_regressions(triage, runs)
 
 
+def marks_of(condition: dict, triage: pl.DataFrame) -> pl.DataFrame:
+    """The marks whose every field of ``condition`` equals its value (None: a null field)."""
+    same = pl.lit(True)
+    for key, value in condition.items():
+        same &= pl.col(key).is_null() if value is None else pl.col(key) == value
+    return triage.filter(same)
+
+
 def is_marked(condition: dict, started_at: datetime | None, triage: pl.DataFrame) -> bool:
     """Whether a person marked ``condition`` (kind, suite, scenario, environment, endpoint,
     metric) for a run that started at ``started_at``: a mark covers the runs from the marked
     one to the mark itself."""
     if started_at is None:
         return False
-    same = pl.lit(True)
-    for key in KEY[:-1]:
-        value = condition.get(key)
-        same &= pl.col(key).is_null() if value is None else pl.col(key) == value
-    marks = triage.filter(same & pl.col("started_at").is_not_null())
+    marks = marks_of({key: condition.get(key) for key in KEY[:-1]}, triage)
+    marks = marks.filter(pl.col("started_at").is_not_null())
     return bool(
         marks.filter(
             (pl.col("started_at") <= started_at) & (pl.col("marked_at") >= started_at)

@@ -32,6 +32,19 @@ def finding(run_id: str, endpoint: str, kind: str = "change_point") -> dict:
     }
 
 
+def daily_runs(days: int) -> pl.DataFrame:
+    """Catalog rows of ``days`` runs of the combination, r00, r01, ..., one a day from T0."""
+    return conform(
+        "runs",
+        pl.DataFrame(
+            [
+                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
+                for i in range(days)
+            ]
+        ),
+    )
+
+
 def write_history(warehouse, days: int = 12) -> None:
     """``days`` valid runs, one a day, and two findings at run r06."""
     for i in range(days):
@@ -94,15 +107,7 @@ def test_an_expected_step_rebaselines_the_combination(warehouse):
 def test_only_a_latency_or_throughput_step_accepted_rebaselines():
     from metrics_pipeline.analysis.triage import accepted_regressions, mark, rebaselined_since
 
-    runs = conform(
-        "runs",
-        pl.DataFrame(
-            [
-                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
-                for i in range(10)
-            ]
-        ),
-    )
+    runs = daily_runs(10)
     for metric, rebaselines in (
         ("cpu_pct", False),
         ("error_rate", False),
@@ -283,15 +288,7 @@ def test_regressed_and_suspect_runs_are_no_baseline_until_a_person_accepts_them(
 def test_a_mark_covers_its_finding_while_it_stands_though_its_run_moves():
     from metrics_pipeline.analysis.triage import mark, unmarked, with_marks
 
-    runs = conform(
-        "runs",
-        pl.DataFrame(
-            [
-                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
-                for i in range(30)
-            ]
-        ),
-    )
+    runs = daily_runs(30)
 
     def marked(row: dict, run_id: str) -> pl.DataFrame:
         at = T0 + timedelta(days=int(run_id[1:]))
@@ -344,15 +341,7 @@ def test_a_mark_covers_its_finding_while_it_stands_though_its_run_moves():
 def test_a_finding_worse_than_when_it_was_marked_is_news():
     from metrics_pipeline.analysis.triage import mark, unmarked
 
-    runs = conform(
-        "runs",
-        pl.DataFrame(
-            [
-                COMBINATION | {"run_id": f"r{i:02d}", "started_at": T0 + timedelta(days=i)}
-                for i in range(20)
-            ]
-        ),
-    )
+    runs = daily_runs(20)
     # A +12 % step (a warning) at r12 marked as noise; a +80 % step (critical) two runs later
     # is another change, and an improvement there is not the marked degradation either.
     step = finding("r12", "/a")
