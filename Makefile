@@ -25,8 +25,9 @@ demo: install
 	$(UV) run metrics-pipeline demo
 
 # Two or more workers (up to 4): many tests wait on servers and subprocesses; a file's tests stay
-# on one worker so its module fixtures (a pipeline run, a server) are built once.
-PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
+# on one worker so its module fixtures (a pipeline run, a server) are built once, and the files
+# go out in the order of tests/conftest.py (the longest single test first).
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 test: install
 	$(UV) run pytest $(PYTEST_PARALLEL) --durations 25
