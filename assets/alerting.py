@@ -11,7 +11,6 @@ from metrics_pipeline.alerts.signals import (
     missing_run_signals,
 )
 from metrics_pipeline.analysis.sla import budget_words, evaluations_markdown
-from metrics_pipeline.analysis.triage import unmarked
 from metrics_pipeline.common.text import md
 from metrics_pipeline.orchestration.partitions import runs_partitions
 from metrics_pipeline.orchestration.resources import (
@@ -20,6 +19,7 @@ from metrics_pipeline.orchestration.resources import (
     WarehouseResource,
 )
 from metrics_pipeline.stages import ci
+from metrics_pipeline.stages.triage import unmarked_findings
 
 SLA = dg.AssetKey(["analysis", "sla"])
 ALERTS = dg.AssetKey(["alerts", "alerts"])
@@ -151,15 +151,7 @@ def finding_alerts(
         store,
         lambda config, now: (
             # Findings a person marked expected or invalid no longer alert (and resolve).
-            finding_signals(
-                unmarked(
-                    store.read("findings"),
-                    store.read("triage"),
-                    store.read("runs"),
-                    store.read("change_points"),
-                ),
-                config,
-            )
+            finding_signals(unmarked_findings(store), config)
             + missing_run_signals(store.read("runs"), config, now, store.read("triage"))
         ),
         clock.now(),

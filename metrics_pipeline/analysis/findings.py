@@ -203,13 +203,15 @@ def findings(
     points: pl.DataFrame,
     drifts: pl.DataFrame,
     *,
+    steps: pl.DataFrame | None = None,
     kpis: pl.DataFrame | None = None,
     anomaly_sensitivity: float = 3.5,
     capacity_horizon: int = 90,
 ) -> pl.DataFrame:
     """Recommendations from the history: rollback advice for steps, investigation of drifts,
     right-sizing from resource usage (saturation ahead, or lasting headroom), resources that
-    move with latency, and KPI anomalies."""
+    move with latency, and KPI anomalies. Capacity reads each resource since its last step in
+    ``steps`` (default: ``points``; the stages pass the points no one marked invalid)."""
     rows = []
     for point in points.iter_rows(named=True):
         key = {k: point[k] for k in SERIES_KEYS}
@@ -265,7 +267,7 @@ def findings(
                 "resource usage across these runs.",
             }
         )
-    rows += _capacity_findings(series, capacity_horizon, points)
+    rows += _capacity_findings(series, capacity_horizon, points if steps is None else steps)
     rows += _correlation_findings(series)
     if kpis is not None:
         rows += kpi_anomalies(kpis, sensitivity=anomaly_sensitivity)

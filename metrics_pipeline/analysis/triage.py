@@ -125,6 +125,23 @@ def with_marks(
     )
 
 
+def standing_steps(
+    steps: pl.DataFrame, triage: pl.DataFrame, runs: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The change points (``change_points`` rows) that no ``invalid`` mark covers
+    (:func:`with_marks`, at any severity: the mark says the step is not real).
+
+    A step a person called false (a night on a broken runner, a load generator that changed)
+    must not start its series' history over: drifts, forecasts and capacity are computed on
+    the runs since the last step, and a drift's mark lasts until the next step; cut at a false
+    step, each read only its last few runs.
+    """
+    if steps.height == 0 or triage.height == 0:
+        return steps
+    marks = with_marks(steps.with_columns(kind=pl.lit("change_point")), triage, runs)["mark"]
+    return steps.filter(marks.ne_missing("invalid"))
+
+
 def _news(marked: str | None, now: str | None) -> bool:
     """Whether a finding of severity ``now`` is news against one marked at ``marked``: worse
     (a warning marked, a critical now), or the other way (an improvement, ``info``, marked and

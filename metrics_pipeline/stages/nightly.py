@@ -15,6 +15,7 @@ from metrics_pipeline.analysis.findings import (
     forecast_series,
 )
 from metrics_pipeline.analysis.series import resource_series, run_series
+from metrics_pipeline.stages.triage import standing_change_points
 from metrics_pipeline.storage import Warehouse
 from metrics_pipeline.storage.sql_models import Model, discover, ordered
 
@@ -55,17 +56,17 @@ def change_points(warehouse: Warehouse) -> HistoryTable:
 
 def drifts(warehouse: Warehouse) -> HistoryTable:
     """Slow significant trends (``drifts``), each series since its last step (the stored
-    ``change_points``)."""
+    ``change_points`` but those marked invalid)."""
     series = all_series(warehouse)
-    table = find_drifts(series, warehouse.read("change_points"))
+    table = find_drifts(series, standing_change_points(warehouse))
     warehouse.write_snapshot("drifts", table)
     return HistoryTable(table, series)
 
 
 def forecasts(warehouse: Warehouse) -> pl.DataFrame:
     """30-day forecasts with prediction intervals of every history since its last step (the
-    nightly's ``change_points``) (``forecasts``)."""
-    table = forecast_series(all_series(warehouse), steps=warehouse.read("change_points"))
+    nightly's ``change_points`` but those marked invalid) (``forecasts``)."""
+    table = forecast_series(all_series(warehouse), steps=standing_change_points(warehouse))
     warehouse.write_snapshot("forecasts", table)
     return table
 
@@ -77,6 +78,7 @@ def find(warehouse: Warehouse, *, anomaly_sensitivity: float) -> pl.DataFrame:
         all_series(warehouse),
         warehouse.read("change_points"),
         warehouse.read("drifts"),
+        steps=standing_change_points(warehouse),
         kpis=warehouse.read("kpi_points"),
         anomaly_sensitivity=anomaly_sensitivity,
     )

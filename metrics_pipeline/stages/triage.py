@@ -14,7 +14,15 @@ import polars as pl
 from metrics_pipeline.alerts.config import AlertingConfig
 from metrics_pipeline.alerts.lifecycle import find_alert, resolve, resolved_notifications
 from metrics_pipeline.alerts.service import locked
-from metrics_pipeline.analysis.triage import KEY, mark, precision_by_month, with_ids, with_marks
+from metrics_pipeline.analysis.triage import (
+    KEY,
+    mark,
+    precision_by_month,
+    standing_steps,
+    unmarked,
+    with_ids,
+    with_marks,
+)
 from metrics_pipeline.common.errors import MetricsPipelineError
 from metrics_pipeline.storage import Warehouse
 
@@ -35,7 +43,24 @@ def findings_with_marks(warehouse: Warehouse, findings: pl.DataFrame | None = No
         findings,
         warehouse.read("triage"),
         warehouse.read("runs"),
-        warehouse.read("change_points"),
+        standing_change_points(warehouse),
+    )
+
+
+def unmarked_findings(warehouse: Warehouse) -> pl.DataFrame:
+    """The current findings no mark covers: those that alert."""
+    return unmarked(
+        warehouse.read("findings"),
+        warehouse.read("triage"),
+        warehouse.read("runs"),
+        standing_change_points(warehouse),
+    )
+
+
+def standing_change_points(warehouse: Warehouse) -> pl.DataFrame:
+    """The stored change points but those a person marked invalid (``standing_steps``)."""
+    return standing_steps(
+        warehouse.read("change_points"), warehouse.read("triage"), warehouse.read("runs")
     )
 
 

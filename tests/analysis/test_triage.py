@@ -360,3 +360,44 @@ def test_a_finding_worse_than_when_it_was_marked_is_news():
     # The marked finding itself, estimated worse since: news too.
     worse = conform("findings", pl.DataFrame([step | {"severity": "critical"}]))
     assert unmarked(worse, triage, runs).height == 1
+
+
+def test_a_step_marked_invalid_does_not_start_the_history_over():
+    import numpy as np
+
+    from metrics_pipeline.analysis.findings import find_drifts
+    from metrics_pipeline.analysis.triage import mark, standing_steps
+
+    runs = daily_runs(40)
+    # A steady drift of 1 % a run over 40 runs, and a step the detector put at r30 (a night on
+    # a broken runner, say).
+    rng = np.random.default_rng(7)
+    series = runs.select("suite", "scenario", "environment", "run_id", "started_at").with_columns(
+        endpoint=pl.lit("/a"),
+        metric=pl.lit("latency_p95"),
+        value=pl.Series(100 * rng.lognormal(0, 0.01, 40) * (1 + 0.01 * np.arange(40))),
+    )
+    step = COMBINATION | {
+        "endpoint": "/a",
+        "metric": "latency_p95",
+        "run_id": "r30",
+        "started_at": T0 + timedelta(days=30),
+    }
+    steps = conform("change_points", pl.DataFrame([step]))
+    # Cut at the step, the drift is read on the ten runs after it only: no drift to tell.
+    assert find_drifts(series, steps).height == 0
+    triage = mark(
+        empty("triage"),
+        step | {"kind": "change_point"},
+        "invalid",
+        note="broken runner",
+        marked_by="ana",
+        now=T0 + timedelta(days=31),
+        started_at=step["started_at"],
+    )
+    assert standing_steps(steps, triage, runs).height == 0
+    (drift,) = find_drifts(series, standing_steps(steps, triage, runs)).rows(named=True)
+    assert drift["first_run"] == "r00" and drift["runs"] == 40
+    # A step marked expected is real: it still starts the history over.
+    expected = triage.with_columns(mark=pl.lit("expected"))
+    assert standing_steps(steps, expected, runs).height == 1
