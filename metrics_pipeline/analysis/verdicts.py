@@ -505,7 +505,7 @@ def _compare_all(
     same metric over the run's other endpoints (:func:`~metrics_pipeline.stats.moderated_noise`),
     else the baseline runs alone or the policy's prior; ``baseline_apart``: the baseline runs
     were taken on separate occasions (:func:`~metrics_pipeline.stats.taken_apart`)."""
-    spreads: dict[tuple[str, int], list[float]] = {}
+    spreads: dict[tuple[str, int], list[tuple[float, float]]] = {}
     groups: list[tuple[str, int] | None] = []  # (metric, usable baseline runs) of each row
     for row, p in zip(rows, pending, strict=True):
         # Only spreads on the log scale are pooled: an error rate's holds its sampling
@@ -514,11 +514,16 @@ def _compare_all(
         if p is None or row["endpoint"] == RESOURCES or p.scale != "log":
             groups.append(None)
             continue
-        spread, runs = run_spread(p.baseline, p.scale)
+        spread, runs, sampling = run_spread(p.baseline, p.scale)
         groups.append((p.metric, runs))
-        spreads.setdefault((p.metric, runs), []).append(spread)
+        spreads.setdefault((p.metric, runs), []).append((spread, sampling))
     moderated = {
-        (metric, runs): moderated_noise(values, runs - 1, source=f"{len(values)} endpoints' runs")
+        (metric, runs): moderated_noise(
+            [spread for spread, _ in values],
+            runs - 1,
+            source=f"{len(values)} endpoints' runs",
+            sampling=[sampling for _, sampling in values],
+        )
         for (metric, runs), values in spreads.items()
         if runs >= 2
     }

@@ -16,9 +16,11 @@ from metrics_pipeline.stats import (
     count_rate_statistic,
     interval_quantile_statistics,
     mean_statistic,
+    moderated_noise,
     quantile_statistics,
     rate_statistic,
     resolution_of,
+    run_spread,
     series_statistic,
     taken_apart,
 )
@@ -720,3 +722,33 @@ def test_the_interval_of_a_rate_holds_its_change_and_0_exactly_when_p_is_at_leas
         [rate_statistic(0, 200)], rate_statistic(0, 50_000), statistic="rate", scale="arcsine"
     )
     assert none.p_value == 1.0 and none.ci_low == 0.0
+
+
+def test_a_spread_pooled_over_endpoints_that_share_their_runs_keeps_its_false_alarms():
+    # Ten endpoints of three nightly baseline runs and an unchanged candidate; the run effect
+    # (5 %) is the machine's, shared by a run's endpoints; one endpoint has 30 requests a run,
+    # the others 50,000. Written apart from the product: each run's log statistic is the run
+    # effect plus its endpoint's sampling error (the median's, pi/2 sigma^2 / n, sigma 0.5).
+    rng = np.random.default_rng(2024)
+    sizes = [50_000] * 9 + [30]
+    sampling = [math.pi / 2 * 0.25 / n for n in sizes]
+    k, reps = 3, 300
+    flagged = np.zeros(len(sizes))
+    for _ in range(reps):
+        effect = rng.normal(0, 0.05, k + 1)
+        runs = [
+            [RunStatistic(math.exp(4 + y), v, n) for y in effect + rng.normal(0, v**0.5, k + 1)]
+            for v, n in zip(sampling, sizes, strict=True)
+        ]
+        spreads = [run_spread(r[:k]) for r in runs]
+        pooled = moderated_noise(
+            [s for s, _, _ in spreads], k - 1, source="endpoints", sampling=[v for *_, v in spreads]
+        )
+        for j, r in enumerate(runs):
+            c = compare_runs(r[:k], r[k], statistic="median", history=pooled, baseline_apart=True)
+            flagged[j] += c.p_value < 0.05
+    # Taken as independent (22 df), 13.6 % of the busy endpoints' tests and 27 % of the
+    # quiet one's came out below 0.05; the endpoints know the shared effect to k - 1 df, and
+    # the quiet one's runs hold more sampling than the pool.
+    assert flagged[:9].sum() / (9 * reps) <= 0.065
+    assert flagged[9] / reps <= 0.075
