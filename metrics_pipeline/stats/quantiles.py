@@ -75,7 +75,8 @@ def exact_quantiles(
     ----------
     values
         The population, already filtered (e.g. successful requests); nulls of ``column`` are
-        left out, as one-pass quantiles ignore them.
+        left out, as one-pass quantiles ignore them, and so are NaN and infinite values (no
+        bucket holds them; the formats' parsers never let one through).
     by
         Grouping columns. Groups without a non-null value have no row.
     quantiles
@@ -93,7 +94,7 @@ def exact_quantiles(
     by = list(by)
     values = (
         values.select(*by, value=pl.col(column).cast(pl.Float64))
-        .filter(pl.col("value").is_not_null())
+        .filter(pl.col("value").is_finite())
         .with_columns(bucket=bucket_expr("value", accuracy))
     )
     # Pass 1: count, minimum and maximum per group and bucket (a few hundred rows per group).

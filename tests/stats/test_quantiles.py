@@ -127,6 +127,9 @@ def test_a_group_without_values_has_no_row_and_nulls_are_left_out():
     empty = exact_quantiles(frame.clear().lazy(), ["g"], {"p50": 0.5})
     assert empty.schema == pl.Schema({"g": pl.String, "p50": pl.Float64})
     assert empty.height == 0
+    # NaN and infinities are left out too (they raised: no bucket holds them).
+    odd = pl.DataFrame({"g": ["a"] * 4, "latency_ms": [1.0, 2.0, float("inf"), float("nan")]})
+    assert exact_quantiles(odd.lazy(), ["g"], {"p50": 0.5}).rows() == [("a", 1.5)]
 
 
 def test_null_and_categorical_group_keys():
