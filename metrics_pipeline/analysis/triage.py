@@ -205,15 +205,17 @@ def rebaselined_since(
     before: datetime | None = None,
 ):
     """When the combination's latest ``expected`` step or regression started (None: never
-    rebaselined); with ``before``, the latest that started no later than it (a run before
-    the step, uploaded late or again, keeps the baseline runs before the step)."""
+    rebaselined); with ``before``, the latest that started before it (a run before the step,
+    uploaded late or again, keeps the baseline runs before the step, and so does the step's
+    own run, judged again after a baseline run's re-upload: with its own start as the cut,
+    no run was left to compare it with, and its regression turned "no baseline")."""
     steps = _expected(triage, REBASELINING).filter(
         (pl.col("suite") == suite)
         & (pl.col("scenario") == scenario)
         & (pl.col("environment") == environment)
     )
     if before is not None:
-        steps = steps.filter(pl.col("started_at") <= before)
+        steps = steps.filter(pl.col("started_at") < before)
     return steps["started_at"].max() if steps.height else None
 
 

@@ -163,8 +163,8 @@ class Judgement:
 
 
 def _rebaselined_since(warehouse: Warehouse, candidate: dict):
-    """The start of the combination's latest step triaged as expected that the candidate does
-    not precede (None: none), before which runs are no baseline nor noise history any more."""
+    """The start of the combination's latest step triaged as expected that started before the
+    candidate (None: none), before which runs are no baseline nor noise history any more."""
     return rebaselined_since(
         warehouse.read("triage"),
         candidate["suite"],

@@ -100,8 +100,10 @@ def test_an_expected_step_rebaselines_the_combination(warehouse):
     # The step's runs up to the mark are accepted: they are the new level's baseline runs (they
     # stayed rejected, and r08 had no baseline run at all).
     assert ci.choose_baseline(warehouse, candidate, []) == ["r06", "r07"]
-    # A run before the step, uploaded again, keeps the baseline runs before it.
+    # A run before the step, uploaded again, keeps the baseline runs before it; so does the
+    # step's own run, judged again (a baseline run of it uploaded again): it had none left.
     assert ci.choose_baseline(warehouse, "r05", []) == ["r00", "r01", "r02", "r03", "r04"]
+    assert ci.choose_baseline(warehouse, "r06", []) == ["r01", "r02", "r03", "r04", "r05"]
 
 
 def test_only_a_latency_or_throughput_step_accepted_rebaselines():
