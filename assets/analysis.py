@@ -5,7 +5,7 @@ import dagster as dg
 from assets.ingest import REQUESTS
 from assets.warehouse import RUN_SUMMARY
 from metrics_pipeline.analysis.verdicts import change_words, run_verdict, verdicts_markdown
-from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.partitions import run_check, runs_partitions
 from metrics_pipeline.orchestration.resources import (
     BaselineFileResource,
     VerdictRulesResource,
@@ -49,9 +49,9 @@ def baseline(
     description="Regression verdict per endpoint and metric: baseline, candidate, relative "
     "change, 95 % CI, adjusted p-value.",
     check_specs=[
-        dg.AssetCheckSpec(
+        run_check(
             NO_REGRESSION,
-            asset=VERDICTS,
+            VERDICTS,
             blocking=False,
             description="Fails (red on the run's partition) when the run regressed: an endpoint "
             "and metric worse than its baseline by the threshold, significantly. Does not stop "

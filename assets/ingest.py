@@ -3,7 +3,7 @@
 import dagster as dg
 
 from metrics_pipeline.contracts.manifest import ManifestError
-from metrics_pipeline.orchestration.partitions import runs_partitions
+from metrics_pipeline.orchestration.partitions import run_check, runs_partitions
 from metrics_pipeline.orchestration.resources import (
     AlertingResource,
     ClockResource,
@@ -24,9 +24,9 @@ EXPECTATIONS = "great_expectations"
     group_name="ingest",
     kinds={"python", "parquet", "duckdb"},
     check_specs=[
-        dg.AssetCheckSpec(
+        run_check(
             EXPECTATIONS,
-            asset=REQUESTS,
+            REQUESTS,
             blocking=True,
             description="Great Expectations suites on every ingested table of the run (types, "
             "ranges, timestamps inside the run's window, unique lines, request or interval "

@@ -57,6 +57,8 @@ def test_uploaded_runs_become_verdicts_flagging_only_the_slowed_endpoint(
         for run_id, result in tick.results.items():
             checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
             assert checks == {"great_expectations": True, "no_regression": run_id != last}
+            # Recorded on the run's partition: the next clean run does not turn it green.
+            assert {c.partition for c in result.get_asset_check_evaluations()} == {run_id}
             tags = instance.get_run_by_id(result.run_id).tags
             assert tags["metrics/regressed"] == ("/api/orders" if run_id == last else "none")
         assert instance.get_run_by_id(tick.results[last].run_id).tags["metrics/verdict"] == (
