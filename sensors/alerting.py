@@ -9,6 +9,7 @@ from metrics_pipeline.alerts.signals import (
     pipeline_failure_signal,
     pipeline_success_scope,
 )
+from metrics_pipeline.orchestration.inprocess import CHECK_FAILED
 from metrics_pipeline.orchestration.resources import (
     AlertingResource,
     ClockResource,
@@ -41,18 +42,36 @@ def alert_delivery_sensor(
     )
 
 
-def _failure_message(context: dg.RunFailureSensorContext) -> str:
+def _failure(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
+    """Why the run failed, in the user's words, and whether only its validation failed (a
+    blocking check: then the failed checks' descriptions say why)."""
     steps = context.get_step_failure_events()
+    errors = [step.event_specific_data.error for step in steps]
+    if steps and all(error is not None and error.cls_name == CHECK_FAILED for error in errors):
+        records = context.instance.get_records_for_run(
+            context.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+        failed = [e.description or e.check_name for e in evaluations if not e.passed]
+        if failed:
+            return "; ".join(failed), True
     if steps:
-        error = steps[0].event_specific_data.error
-        return f"step {steps[0].step_key}: {error.message.strip() if error else 'failed'}"
-    return context.failure_event.message or "run failed"
+        error = errors[0]
+        # Dagster wraps the step's own exception (an op's error, a retry policy given up):
+        # the innermost cause is the one that says what went wrong.
+        while error is not None and error.cause is not None:
+            error = error.cause
+        words = f"{error.cls_name}: {error.message.strip()}" if error else "failed"
+        return f"step {steps[0].step_key}: {words}", False
+    return context.failure_event.message or "run failed", False
 
 
 @dg.run_failure_sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A failed run of any job (ingest, CI stage, nightly, weekly) becomes a "
-    "critical pipeline_failure alert, delivered like every other alert.",
+    description="A failed run of any job (CI stage, nightly, weekly, triage) becomes a "
+    "critical pipeline_failure alert, delivered like every other alert, with the step and "
+    "its error; a run that failed only its validation (an invalid upload) an invalid_run "
+    "warning with the failed checks' reasons.",
 )
 def alert_on_run_failure(
     context: dg.RunFailureSensorContext,
@@ -61,12 +80,14 @@ def alert_on_run_failure(
     clock: ClockResource,
 ) -> None:
     run = context.dagster_run
+    message, invalid = _failure(context)
     signal = pipeline_failure_signal(
         run.job_name,
         run.tags.get(PARTITION_TAG),
         run.tags.get("suite"),
-        _failure_message(context),
+        message,
         run.run_id,
+        invalid=invalid,
     )
     try:
         outcome = alerting.apply(

@@ -20,6 +20,8 @@ RUN_KINDS = frozenset(
 )
 MISSING_RUN = "missing_run"
 PIPELINE_FAILURE = "pipeline_failure"
+# An upload that failed its validation (the ingest's blocking check): the pipeline worked.
+INVALID_RUN = "invalid_run"
 
 
 def _finite(value: float | None) -> bool:
@@ -299,10 +301,32 @@ def _absence_marked(expected: ExpectedRun, matching: pl.DataFrame, triage) -> bo
 
 
 def pipeline_failure_signal(
-    job: str, partition: str | None, suite: str | None, message: str, dagster_run_id: str
+    job: str,
+    partition: str | None,
+    suite: str | None,
+    message: str,
+    dagster_run_id: str,
+    *,
+    invalid: bool = False,
 ) -> Signal:
-    """A failed Dagster run; one alert per job and partition (run id) until a run succeeds."""
+    """A failed Dagster run; one alert per job and partition (run id) until a run succeeds.
+
+    ``invalid``: the run failed only its validation (a blocking check): the upload is
+    invalid, not the pipeline broken, and the alert is an ``invalid_run`` warning for whoever
+    uploaded it. As a critical pipeline failure, every bad upload paged the on-call channel.
+    """
     target = f" for run {partition}" if partition else ""
+    if invalid:
+        return Signal(
+            kind=INVALID_RUN,
+            severity="warning",
+            summary=f"run {partition} is invalid, no verdict: {message[:300]}",
+            suite=suite,
+            endpoint=partition,
+            metric=job,
+            run_id=partition,
+            details={"dagster_run_id": dagster_run_id, "job": job},
+        )
     return Signal(
         kind=PIPELINE_FAILURE,
         severity="critical",
@@ -316,10 +340,12 @@ def pipeline_failure_signal(
 
 
 def pipeline_success_scope(job: str, partition: str | None) -> Signals:
-    """A successful run of ``job`` clears the failure alerts of that job and partition."""
-    scope = Scope(frozenset({PIPELINE_FAILURE}), metric=job)
+    """A successful run of ``job`` clears the failure alerts of that job and partition (and
+    the run's ``invalid_run``: a valid upload of it came)."""
+    kinds = frozenset({PIPELINE_FAILURE, INVALID_RUN})
+    scope = Scope(kinds, metric=job)
     if partition is not None:
-        scope = Scope(frozenset({PIPELINE_FAILURE}), endpoint=partition, metric=job)
+        scope = Scope(kinds, endpoint=partition, metric=job)
     return Signals([], [scope])
 
 

@@ -26,7 +26,7 @@ from metrics_pipeline.orchestration.resources import (
 from metrics_pipeline.settings import shipped_path
 from metrics_pipeline.stages import ci
 from metrics_pipeline.upload.uploader import upload_run
-from sensors.alerting import alert_delivery_sensor, alert_on_run_failure
+from sensors.alerting import alert_delivery_sensor, alert_on_run_failure, resolve_on_run_success
 
 pytestmark = pytest.mark.slow
 
@@ -185,6 +185,59 @@ def test_a_failing_run_becomes_a_delivered_alert(
     assert "invalid manifest" in alert["summary"]
     (body,) = hook.bodies
     assert body["kind"] == "pipeline_failure" and body["alert_id"] == alert["alert_id"]
+
+
+def test_an_invalid_upload_is_a_warning_that_says_why_and_its_valid_upload_resolves_it(
+    alerting_settings, store, warehouse, tmp_path, hook
+):
+    (run,) = upload_demo_runs(store, tmp_path / "runs", count=1, now=NOW - timedelta(days=2))
+    run_id = run.manifest.run_id
+    folder = run.write(tmp_path / "broken")
+    lines = (folder / "requests.ndjson").read_text().splitlines(keepends=True)
+    broken = ["{broken\n" if i % 20 == 0 else line for i, line in enumerate(lines)]
+    (folder / "requests.ndjson").write_text("".join(broken))
+    upload_run(store, [folder / "requests.ndjson"], run.manifest)
+    defs = build_definitions(alerting_settings)
+    resources = {
+        "warehouse": WarehouseResource(root=str(alerting_settings.warehouse_root)),
+        "alerting": AlertingResource.from_settings(alerting_settings),
+        "clock": ClockResource.from_settings(alerting_settings),
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(runs_partitions.name, [run_id])
+        job = defs.resolve_job_def("ci_stage")
+        result = job.execute_in_process(
+            instance=instance, partition_key=run_id, raise_on_error=False
+        )
+        assert not result.success  # its validation, a blocking check, failed
+        alert_on_run_failure(
+            dg.build_run_status_sensor_context(
+                sensor_name="alert_on_run_failure",
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+                dagster_event=result.get_run_failure_event(),
+                resources=resources,
+            )
+        )
+        # Not a critical pipeline failure paging on-call: the upload is bad, and the alert
+        # says why (the check's words), not "1 blocking asset check failed".
+        (alert,) = warehouse.read("alerts").iter_rows(named=True)
+        assert alert["kind"] == "invalid_run" and alert["severity"] == "warning"
+        assert "quarantined" in alert["summary"] and "blocking" not in alert["summary"]
+        # Its valid upload succeeds and resolves it.
+        upload_run(store, [run.write(tmp_path / "fixed") / "requests.ndjson"], run.manifest)
+        result = job.execute_in_process(instance=instance, partition_key=run_id)
+        resolve_on_run_success(
+            dg.build_run_status_sensor_context(
+                sensor_name="resolve_on_run_success",
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+                dagster_event=result.get_run_success_event(),
+                resources=resources,
+            )
+        )
+    (alert,) = warehouse.read("alerts").filter(pl.col("kind") == "invalid_run").rows(named=True)
+    assert alert["status"] == "resolved"
 
 
 def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
