@@ -73,6 +73,8 @@ def _windows_markdown(windows: pl.DataFrame) -> str:
             f"| {row['breaches']} | {row['compliance_pct']:.1f} % "
             f"| {budget_words(row['error_budget_remaining'])} |"
         )
+    if windows.height > 60:
+        lines.append(f"\n... and {windows.height - 60} more rows in the sla_windows table")
     return "\n".join(lines) if windows.height else "No evaluated runs in the windows."
 
 

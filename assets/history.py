@@ -137,7 +137,8 @@ class FindingsConfig(dg.Config):
     group_name="analysis",
     kinds={"polars"},
     description="What to do: rollback advice for steps (with the version that introduced "
-    "them), drifts to investigate, capacity to add or to give back.",
+    "them), drifts to investigate, capacity to add or to give back, resources that move "
+    "with latency, KPI anomalies.",
 )
 def findings_asset(config: FindingsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     from metrics_pipeline.stages import nightly, triage

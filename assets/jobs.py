@@ -65,7 +65,8 @@ def _nightly(executor: dg.ExecutorDefinition) -> AssetJob:
         ),
         executor_def=executor,
         description="History analyses over every run: the SQL marts, change points, drifts, "
-        "findings.",
+        "findings and their alerts; then retention (deletes raw rows and runs past their "
+        "retention).",
     )
 
 
@@ -75,5 +76,5 @@ def _weekly(executor: dg.ExecutorDefinition) -> AssetJob:
         op_retry_policy=IO_RETRY,
         selection=dg.AssetSelection.assets(FORECASTS, FINDINGS, FINDING_ALERTS, WEEKLY_REPORT),
         executor_def=executor,
-        description="Forecasts and capacity findings.",
+        description="Forecasts, capacity findings and their alerts, and the week's report.",
     )

@@ -101,11 +101,14 @@ def weekly_report(
     from metrics_pipeline.reports.build import build_weekly_report
 
     store = warehouse.get()
-    week = (
-        Week.parse(config.week)
-        if config.week
-        else default_week(store.read("runs").filter(pl.col("valid"))["started_at"], clock.now())
-    )
+    try:
+        week = (
+            Week.parse(config.week)
+            if config.week
+            else default_week(store.read("runs").filter(pl.col("valid"))["started_at"], clock.now())
+        )
+    except ValueError as exc:  # a week typed in the Launchpad: the same text fails again
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     report = build_weekly_report(store, week, reports.path(), reports.store(object_store))
     return dg.MaterializeResult(
         metadata={

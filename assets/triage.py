@@ -11,6 +11,7 @@ from metrics_pipeline.orchestration.resources import (
     AlertingResource,
     ClockResource,
     WarehouseResource,
+    not_retried,
 )
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages import triage
@@ -19,7 +20,10 @@ from metrics_pipeline.stages import triage
 class TriageConfig(dg.Config):
     """Filled in the Launchpad: which alert, which mark, and why."""
 
-    alert_id: str = Field(description="The alert's id (or a unique prefix), as listed.")
+    alert_id: str = Field(
+        description="The alert's id (or a unique prefix), as listed; quoted in YAML "
+        "('12345678' unquoted is a number)."
+    )
     mark: Literal["expected", "invalid"] = Field(
         description="expected: a real, intended change (a regression is accepted into the "
         "baseline); invalid: a false alarm."
@@ -35,15 +39,17 @@ def mark_alert(
     clock: ClockResource,
     alerting: AlertingResource,
 ) -> None:
-    row = triage.mark_alert(
-        warehouse.get(),
-        config.alert_id,
-        config.mark,
-        note=config.note,
-        marked_by=f"dagster run {context.run_id[:8]}",
-        now=clock.now(),
-        config=alerting.config(),
-    )
+    # An unknown or ambiguous id fails the step with its message, not retried.
+    with not_retried():
+        row = triage.mark_alert(
+            warehouse.get(),
+            config.alert_id,
+            config.mark,
+            note=config.note,
+            marked_by=f"dagster run {context.run_id[:8]}",
+            now=clock.now(),
+            config=alerting.config(),
+        )
     context.log.info(f"alert {row['alert_id']} marked {config.mark}: {row['summary']}")
 
 

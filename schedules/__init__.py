@@ -17,7 +17,8 @@ def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
             cron_schedule=settings.nightly_cron,
             execution_timezone=settings.timezone,
             default_status=dg.DefaultScheduleStatus.RUNNING,
-            description="Change points, drifts and findings over the whole history.",
+            description="The nightly job: the marts, change points, drifts, findings and their "
+            "alerts over the whole history, then retention.",
         ),
         dg.ScheduleDefinition(
             name="weekly_schedule",
@@ -25,7 +26,8 @@ def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
             cron_schedule=settings.weekly_cron,
             execution_timezone=settings.timezone,
             default_status=dg.DefaultScheduleStatus.RUNNING,
-            description="Forecasts and capacity findings.",
+            description="The weekly job: forecasts, capacity findings and their alerts, the "
+            "week's report.",
         ),
     ]
 

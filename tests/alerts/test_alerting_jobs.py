@@ -269,6 +269,17 @@ def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
             },
         )
         assert marked.success
+        # A mistyped id fails the step with the reason, once (not retried).
+        typo = defs.resolve_job_def("triage_alert").execute_in_process(
+            instance=instance,
+            run_config={"ops": {"mark_alert": {"config": {"alert_id": "zz", "mark": "invalid"}}}},
+            raise_on_error=False,
+        )
+        (failure,) = typo.get_step_failure_events()
+        assert "no alert with an id starting with 'zz'" in failure.step_failure_data.error.message
+        assert not typo.filter_events(
+            lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+        )
         after = warehouse.read("alerts").filter(pl.col("alert_id") == alert["alert_id"])
         assert after["status"][0] == "resolved"
         (mark,) = warehouse.read("triage").iter_rows(named=True)

@@ -35,6 +35,18 @@ def test_ci_stage_and_weekly_job_write_every_layer(settings, store, tmp_path):
         assert all(result.success for result in tick.results.values())
         weekly = defs.resolve_job_def("weekly").execute_in_process(instance=instance)
         assert weekly.success
+        # A week mistyped in the Launchpad fails with why, once (it was retried 3 times).
+        typo = defs.resolve_job_def("weekly").execute_in_process(
+            instance=instance,
+            asset_selection=[WEEKLY_REPORT],
+            run_config={"ops": {"reports__weekly_report": {"config": {"week": "2026-45"}}}},
+            raise_on_error=False,
+        )
+        (failure,) = typo.get_step_failure_events()
+        assert "not an ISO week" in failure.step_failure_data.error.message
+        assert not typo.filter_events(
+            lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+        )
 
     folder = settings.reports_root / "runs" / last
     for name in FILES:
