@@ -72,7 +72,7 @@ def requests(
             notify=alerting.notify,
         )
         try:
-            build_run_report(
+            invalid_report = build_run_report(
                 store_warehouse,
                 run_id,
                 reports.path(),
@@ -81,6 +81,8 @@ def requests(
             )
         except Exception as exc:  # the run is stored and marked; its report is secondary
             context.log.warning(f"run {run_id}: the invalid run's report not written: {exc}")
+        else:
+            _show_invalid(context, run_id, invalid_report)
     files_md = "\n".join(
         [
             "| file | format | read | accepted | quarantined | problem |",
@@ -95,6 +97,7 @@ def requests(
     return dg.MaterializeResult(
         metadata={
             "suite": report.manifest.suite,
+            "valid": validation.valid,
             # Which upload this is (upload_versions holds every one ingested, who and when).
             "upload_version": report.version or "",
             "uploaded_by": report.manifest.uploaded_by or "",
@@ -124,3 +127,19 @@ def requests(
             )
         ],
     )
+
+
+def _show_invalid(context: dg.AssetExecutionContext, run_id: str, report) -> None:
+    """The run's verdicts and report in the UI say "invalid" (``report``: the invalid run's
+    ``reports.build.BuiltReport``). The blocking check skips their steps, so the UI kept
+    showing what an earlier, valid version of the run got (a verdict, a report that the files
+    on disk no longer say) and, for a first upload, linked the INVALID report nowhere."""
+    # Imported here: those modules import this one's asset key.
+    from assets.analysis import VERDICTS
+    from assets.reports import RUN_REPORT, report_metadata
+
+    metadata = {"verdict": "invalid", **report_metadata(report.summary, report.published)}
+    for key in (VERDICTS, RUN_REPORT):
+        context.instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=key, partition=run_id, metadata=metadata)
+        )

@@ -32,8 +32,9 @@ WEEKLY_REPORT = dg.AssetKey(["reports", "weekly_report"])
 SLA = dg.AssetKey(["analysis", "sla"])
 
 
-def _metadata(summary: str, published) -> dict:
-    """``published``: a ``reports.PublishedReport``."""
+def report_metadata(summary: str, published) -> dict:
+    """What the UI shows of a report: its summary, where its files are (``published``: a
+    ``reports.PublishedReport``)."""
     return {
         "summary": dg.MetadataValue.md(summary),
         **{name: dg.MetadataValue.path(str(path)) for name, path in published.paths.items()},
@@ -70,7 +71,7 @@ def run_report(
         store, run_id, reports.path(), reports.store(object_store), verdict_rules.get()
     )
     return dg.MaterializeResult(
-        metadata={"verdict": report.verdict, **_metadata(report.summary, report.published)}
+        metadata={"verdict": report.verdict, **report_metadata(report.summary, report.published)}
     )
 
 
@@ -114,6 +115,6 @@ def weekly_report(
         metadata={
             "week": str(week),
             "runs": report.runs,
-            **_metadata(report.summary, report.published),
+            **report_metadata(report.summary, report.published),
         }
     )

@@ -12,6 +12,7 @@ from conftest import upload_demo_runs
 
 from assets.analysis import VERDICTS
 from assets.ingest import EXPECTATIONS, REQUESTS
+from assets.reports import RUN_REPORT
 from assets.retention import RETENTION
 from metrics_pipeline.evaluation.demo_data import demo_runs
 from metrics_pipeline.orchestration.definitions import build_definitions
@@ -239,6 +240,14 @@ def test_a_reupload_that_is_invalid_replaces_the_report_and_withdraws_its_alerts
         (folder / "requests.ndjson").write_text("".join(broken))
         upload_run(store, [folder / "requests.ndjson"], last.manifest)
         second = sense_and_run(build_definitions(settings), instance, cursor=first.cursor)
+        # The UI's latest verdicts and report of the run say invalid, not what the first
+        # version got, and link the INVALID report.
+        for key in (VERDICTS, RUN_REPORT):
+            event = instance.get_latest_materialization_event(key)
+            assert event.asset_materialization.partition == run_id
+            shown = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+            assert shown["verdict"] == "invalid" and "INVALID" in shown["summary"]
+            assert shown["summary.md"] == str(report)
     assert second.invalid == [run_id]
     assert "INVALID" in report.read_text() and "REGRESSION" not in report.read_text()
     uploaded = store.get_bytes(f"reports/runs/{run_id}/summary.md").decode()
