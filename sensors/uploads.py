@@ -12,10 +12,17 @@ evaluated on demand (``metrics-pipeline demo``, tests) returns at once.
 import time
 
 import dagster as dg
+import polars as pl
 
+from metrics_pipeline.alerts.signals import UPLOAD_REJECTED, upload_signals
 from metrics_pipeline.ingest.discovery import FULL_SCAN_S, Scan, scan_uploads
 from metrics_pipeline.orchestration.partitions import runs_partitions
-from metrics_pipeline.orchestration.resources import ObjectStoreResource
+from metrics_pipeline.orchestration.resources import (
+    AlertingResource,
+    ClockResource,
+    ObjectStoreResource,
+    WarehouseResource,
+)
 
 # A tick lasts at most about POLL_FOR_S (plus the listings), so the daemon's next one starts
 # within a second of it: the gap between two looks at the bucket stays under about 1 s.
@@ -55,15 +62,21 @@ def _scan(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource
     f"{POLL_FOR_S:.0f} s, every {POLL_EVERY_S} s, until one arrives) and every "
     f"{FULL_SCAN_S:.0f} s all of "
     "raw/; each new run, or new version of a run (any of its files changed), adds the "
-    "partition <run_id> and requests the ci_stage job.",
+    "partition <run_id> and requests the ci_stage job. A run.json it refuses raises an "
+    "upload_rejected warning with why (resolved when that run.json is accepted).",
 )
 def new_run_sensor(
-    context: dg.SensorEvaluationContext, object_store: ObjectStoreResource
+    context: dg.SensorEvaluationContext,
+    object_store: ObjectStoreResource,
+    warehouse: WarehouseResource,
+    alerting: AlertingResource,
+    clock: ClockResource,
 ) -> dg.SensorResult | dg.SkipReason:
     scan = _scan(context, object_store)
     for rejected in scan.rejected:
         # Reported on the tick (visible in the UI) and skipped; the other uploads go on.
         context.log.error(f"rejected upload {rejected.key}: {rejected.reason}")
+    _tell_uploaders(context, scan, warehouse, alerting, clock)
     if not scan.uploads:
         reasons = "; ".join(f"{r.key}: {r.reason}" for r in scan.rejected)
         context.update_cursor(scan.cursor)
@@ -87,3 +100,33 @@ def new_run_sensor(
         dynamic_partitions_requests=[runs_partitions.build_add_request(new_ids)] if new_ids else [],
         cursor=scan.cursor,
     )
+
+
+def _tell_uploaders(
+    context: dg.SensorEvaluationContext,
+    scan: Scan,
+    warehouse: WarehouseResource,
+    alerting: AlertingResource,
+    clock: ClockResource,
+) -> None:
+    """Alerts for the refused run.json files, resolved by the accepted ones (the accepted
+    only where such an alert is open: a tick of new runs pays no write for it)."""
+    store = warehouse.get()
+    accepted = [upload.key for upload in scan.uploads]
+    if not scan.rejected:
+        alerts = store.read("alerts")
+        if alerts.height == 0:
+            return
+        open_keys = set(
+            alerts.filter((pl.col("kind") == UPLOAD_REJECTED) & (pl.col("status") != "resolved"))[
+                "endpoint"
+            ]
+        )
+        accepted = [key for key in accepted if key in open_keys]
+        if not accepted:
+            return
+    rejected = [(r.key, r.reason) for r in scan.rejected]
+    try:
+        alerting.apply(store, lambda config, now: upload_signals(rejected, accepted), clock.now())
+    except dg.Failure as exc:  # resources.not_retried: an alerting config that does not parse
+        context.log.error(f"cannot record the rejected uploads' alerts: {exc.description}")

@@ -22,6 +22,8 @@ MISSING_RUN = "missing_run"
 PIPELINE_FAILURE = "pipeline_failure"
 # An upload that failed its validation (the ingest's blocking check): the pipeline worked.
 INVALID_RUN = "invalid_run"
+# An upload whose run.json was refused (no partition, no run, no row anywhere).
+UPLOAD_REJECTED = "upload_rejected"
 
 
 def _finite(value: float | None) -> bool:
@@ -337,6 +339,24 @@ def pipeline_failure_signal(
         run_id=partition,
         details={"dagster_run_id": dagster_run_id, "job": job},
     )
+
+
+def upload_signals(rejected: list[tuple[str, str]], accepted: list[str]) -> Signals:
+    """An ``upload_rejected`` warning per refused run.json (``rejected``: its key and why),
+    for whoever uploaded it: the upload gets no partition, no run and no row anywhere, and
+    the sensor's log said why once, in a tick among thousands. A run.json of the same key
+    accepted since (``accepted``: keys) resolves it."""
+    found = [
+        Signal(
+            kind=UPLOAD_REJECTED,
+            severity="warning",
+            summary=f"upload {key} rejected: {reason[:300]}",
+            suite=key.split("/")[1] if key.count("/") >= 2 else None,
+            endpoint=key,
+        )
+        for key, reason in rejected
+    ]
+    return Signals(found, [Scope(frozenset({UPLOAD_REJECTED}), endpoint=key) for key in accepted])
 
 
 def pipeline_success_scope(job: str, partition: str | None) -> Signals:

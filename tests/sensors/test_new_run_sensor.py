@@ -100,7 +100,7 @@ def test_a_corrected_file_with_the_same_manifest_is_requested_again(store, tick)
     assert third.run_requests == []
 
 
-def test_several_runs_come_oldest_first_and_bad_manifests_are_rejected(store, tick):
+def test_several_runs_come_oldest_first_and_bad_manifests_are_rejected(store, warehouse, tick):
     for day in (3, 1, 2):
         manifest = MANIFEST.model_copy(
             update={"run_id": f"r-{day}", "started_at": MANIFEST.started_at.replace(day=day)}
@@ -113,7 +113,24 @@ def test_several_runs_come_oldest_first_and_bad_manifests_are_rejected(store, ti
     )  # suite in the manifest differs from its folder
     with dg.instance_for_test() as instance:
         result = tick(instance)
-    assert [r.partition_key for r in result.run_requests] == ["r-1", "r-2", "r-3"]
+        assert [r.partition_key for r in result.run_requests] == ["r-1", "r-2", "r-3"]
+        # Whoever uploaded them is told why, once per run.json, until it is accepted.
+        alerts = warehouse.read("alerts").sort("endpoint")
+        assert alerts["kind"].to_list() == ["upload_rejected"] * 2
+        assert alerts["severity"].to_list() == ["warning"] * 2
+        assert alerts["endpoint"].to_list() == [
+            "raw/checkout/bad/run.json",
+            "raw/other/r-9/run.json",
+        ]
+        assert "must match its folder" in alerts["summary"][1]
+        store.put_bytes(
+            "raw/checkout/bad/run.json",
+            MANIFEST.model_copy(update={"run_id": "bad"}).model_dump_json().encode(),
+        )
+        again = tick(instance, result.cursor)
+        assert [r.partition_key for r in again.run_requests] == ["bad"]
+    statuses = dict(warehouse.read("alerts").select("endpoint", "status").iter_rows())
+    assert statuses == {"raw/checkout/bad/run.json": "resolved", "raw/other/r-9/run.json": "open"}
 
 
 def test_nothing_uploaded_skips(tick):
