@@ -318,21 +318,15 @@ def pipeline_failure_signal(
     uploaded it. As a critical pipeline failure, every bad upload paged the on-call channel.
     """
     target = f" for run {partition}" if partition else ""
-    if invalid:
-        return Signal(
-            kind=INVALID_RUN,
-            severity="warning",
-            summary=f"run {partition} is invalid, no verdict: {message[:300]}",
-            suite=suite,
-            endpoint=partition,
-            metric=job,
-            run_id=partition,
-            details={"dagster_run_id": dagster_run_id, "job": job},
-        )
+    kind, severity, summary = (
+        (INVALID_RUN, "warning", f"run {partition} is invalid, no verdict: {message[:300]}")
+        if invalid
+        else (PIPELINE_FAILURE, "critical", f"job {job} failed{target}: {message[:300]}")
+    )
     return Signal(
-        kind=PIPELINE_FAILURE,
-        severity="critical",
-        summary=f"job {job} failed{target}: {message[:300]}",
+        kind=kind,
+        severity=severity,
+        summary=summary,
         suite=suite,
         endpoint=partition,
         metric=job,

@@ -210,15 +210,19 @@ def test_an_invalid_upload_is_a_warning_that_says_why_and_its_valid_upload_resol
             instance=instance, partition_key=run_id, raise_on_error=False
         )
         assert not result.success  # its validation, a blocking check, failed
-        alert_on_run_failure(
-            dg.build_run_status_sensor_context(
-                sensor_name="alert_on_run_failure",
-                dagster_instance=instance,
-                dagster_run=result.dagster_run,
-                dagster_event=result.get_run_failure_event(),
-                resources=resources,
+
+        def seen_by(sensor, event: dg.DagsterEvent) -> None:
+            sensor(
+                dg.build_run_status_sensor_context(
+                    sensor_name=sensor.name,
+                    dagster_instance=instance,
+                    dagster_run=result.dagster_run,
+                    dagster_event=event,
+                    resources=resources,
+                )
             )
-        )
+
+        seen_by(alert_on_run_failure, result.get_run_failure_event())
         # Not a critical pipeline failure paging on-call: the upload is bad, and the alert
         # says why (the check's words), not "1 blocking asset check failed".
         (alert,) = warehouse.read("alerts").iter_rows(named=True)
@@ -227,15 +231,7 @@ def test_an_invalid_upload_is_a_warning_that_says_why_and_its_valid_upload_resol
         # Its valid upload succeeds and resolves it.
         upload_run(store, [run.write(tmp_path / "fixed") / "requests.ndjson"], run.manifest)
         result = job.execute_in_process(instance=instance, partition_key=run_id)
-        resolve_on_run_success(
-            dg.build_run_status_sensor_context(
-                sensor_name="resolve_on_run_success",
-                dagster_instance=instance,
-                dagster_run=result.dagster_run,
-                dagster_event=result.get_run_success_event(),
-                resources=resources,
-            )
-        )
+        seen_by(resolve_on_run_success, result.get_run_success_event())
     (alert,) = warehouse.read("alerts").filter(pl.col("kind") == "invalid_run").rows(named=True)
     assert alert["status"] == "resolved"
 
