@@ -24,6 +24,7 @@ from metrics_pipeline.orchestration.resources import (
     ReportsResource,
     VerdictRulesResource,
     WarehouseResource,
+    launchpad_input_error,
 )
 
 RUN_REPORT = dg.AssetKey(["reports", "run_report"])
@@ -108,8 +109,8 @@ def weekly_report(
             if config.week
             else default_week(store.read("runs").filter(pl.col("valid"))["started_at"], clock.now())
         )
-    except ValueError as exc:  # a week typed in the Launchpad: the same text fails again
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except ValueError as exc:  # a week typed in the Launchpad
+        raise launchpad_input_error(exc) from exc
     report = build_weekly_report(store, week, reports.path(), reports.store(object_store))
     return dg.MaterializeResult(
         metadata={

@@ -6,12 +6,13 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from metrics_pipeline.alerts.lifecycle import AlertNotFound
 from metrics_pipeline.orchestration.executors import executor_for
 from metrics_pipeline.orchestration.resources import (
     AlertingResource,
     ClockResource,
     WarehouseResource,
-    not_retried,
+    launchpad_input_error,
 )
 from metrics_pipeline.settings import Settings
 from metrics_pipeline.stages import triage
@@ -39,8 +40,7 @@ def mark_alert(
     clock: ClockResource,
     alerting: AlertingResource,
 ) -> None:
-    # An unknown or ambiguous id fails the step with its message, not retried.
-    with not_retried():
+    try:
         row = triage.mark_alert(
             warehouse.get(),
             config.alert_id,
@@ -50,6 +50,8 @@ def mark_alert(
             now=clock.now(),
             config=alerting.config(),
         )
+    except AlertNotFound as exc:  # an unknown, ambiguous or resolved id typed in the Launchpad
+        raise launchpad_input_error(exc) from exc
     context.log.info(f"alert {row['alert_id']} marked {config.mark}: {row['summary']}")
 
 

@@ -11,6 +11,7 @@ from metrics_pipeline.alerts.signals import (
 )
 from metrics_pipeline.orchestration.inprocess import CHECK_FAILED
 from metrics_pipeline.orchestration.resources import (
+    LAUNCHPAD_INPUT,
     AlertingResource,
     ClockResource,
     WarehouseResource,
@@ -58,12 +59,27 @@ def _failure(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
     if steps:
         error = errors[0]
         # Dagster wraps the step's own exception (an op's error, a retry policy given up):
-        # the innermost cause is the one that says what went wrong.
-        while error is not None and error.cause is not None:
+        # below its wrappers is the error that says what went wrong (ours keep their words).
+        while error is not None and error.cause is not None and _wrapper(error.cls_name):
             error = error.cause
-        words = f"{error.cls_name}: {error.message.strip()}" if error else "failed"
+        words = error.message.strip() if error else "failed"
         return f"step {steps[0].step_key}: {words}", False
     return context.failure_event.message or "run failed", False
+
+
+def _wrapper(cls_name: str) -> bool:
+    """Dagster's own errors around a step's exception (and its retry policy's)."""
+    return cls_name.startswith("Dagster") or "Retry" in cls_name
+
+
+def _typed_in_the_launchpad(context: dg.RunFailureSensorContext) -> bool:
+    """Every failed step failed on a value a person typed in the Launchpad (``LAUNCHPAD_INPUT``)."""
+    steps = context.get_step_failure_events()
+    return bool(steps) and all(
+        step.step_failure_data.user_failure_data is not None
+        and LAUNCHPAD_INPUT in step.step_failure_data.user_failure_data.metadata
+        for step in steps
+    )
 
 
 @dg.run_failure_sensor(
@@ -71,7 +87,7 @@ def _failure(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
     description="A failed run of any job (CI stage, nightly, weekly, triage) becomes a "
     "critical pipeline_failure alert, delivered like every other alert, with the step and "
     "its error; a run that failed only its validation (an invalid upload) an invalid_run "
-    "warning with the failed checks' reasons.",
+    "warning with the failed checks' reasons; a value mistyped in the Launchpad none.",
 )
 def alert_on_run_failure(
     context: dg.RunFailureSensorContext,
@@ -80,6 +96,10 @@ def alert_on_run_failure(
     clock: ClockResource,
 ) -> None:
     run = context.dagster_run
+    if _typed_in_the_launchpad(context):
+        # The person who launched it sees the failure and why at once; nobody is paged.
+        context.log.info(f"run {run.run_id} failed on its Launchpad input: no alert")
+        return
     message, invalid = _failure(context)
     signal = pipeline_failure_signal(
         run.job_name,

@@ -109,24 +109,31 @@ def _tell_uploaders(
     alerting: AlertingResource,
     clock: ClockResource,
 ) -> None:
-    """Alerts for the refused run.json files, resolved by the accepted ones (the accepted
-    only where such an alert is open: a tick of new runs pays no write for it)."""
-    store = warehouse.get()
-    accepted = [upload.key for upload in scan.uploads]
-    if not scan.rejected:
-        alerts = store.read("alerts")
-        if alerts.height == 0:
-            return
-        open_keys = set(
-            alerts.filter((pl.col("kind") == UPLOAD_REJECTED) & (pl.col("status") != "resolved"))[
-                "endpoint"
-            ]
-        )
-        accepted = [key for key in accepted if key in open_keys]
-        if not accepted:
-            return
-    rejected = [(r.key, r.reason) for r in scan.rejected]
+    """Alerts for the refused run.json files, resolved by the accepted ones (only where such
+    an alert is open: a tick of new runs pays a read, an idle tick nothing). Queued, not
+    delivered here (``alert_delivery_sensor`` sends them within a minute): the tick's run
+    requests must not wait on a receiver. Never fails the tick: its cursor would not move,
+    and the same refused upload would stop every other one from being ingested."""
+    if not (scan.rejected or scan.uploads):
+        return
     try:
-        alerting.apply(store, lambda config, now: upload_signals(rejected, accepted), clock.now())
-    except dg.Failure as exc:  # resources.not_retried: an alerting config that does not parse
-        context.log.error(f"cannot record the rejected uploads' alerts: {exc.description}")
+        store = warehouse.get()
+        accepted = [upload.key for upload in scan.uploads]
+        if not scan.rejected:
+            alerts = store.read("alerts")
+            rejections = alerts.filter(
+                (pl.col("kind") == UPLOAD_REJECTED) & (pl.col("status") != "resolved")
+            )
+            accepted = [key for key in accepted if key in set(rejections["endpoint"])]
+            if not accepted:
+                return
+        rejected = [(r.key, r.reason) for r in scan.rejected]
+        alerting.apply(
+            store,
+            lambda config, now: upload_signals(rejected, accepted),
+            clock.now(),
+            deliver_now=False,
+        )
+    except Exception as exc:  # the alerts are secondary to ingesting the other uploads
+        description = exc.description if isinstance(exc, dg.Failure) else repr(exc)
+        context.log.error(f"cannot record the rejected uploads' alerts: {description}")

@@ -57,12 +57,15 @@ def process(
     senders: dict[str, Sender],
     *,
     notify: bool = True,
+    deliver_now: bool = True,
 ) -> Outcome:
     """Apply ``signals`` to the stored alerts, queue the notifications they owe, deliver
     everything due (including earlier failures), and store both tables.
 
     With ``notify`` false (a rebuild recomputing history) only the alerts change: what the
-    evaluation would notify is not queued, and nothing is delivered.
+    evaluation would notify is not queued, and nothing is delivered. With ``deliver_now``
+    false the notifications are queued for the next delivery pass (``alert_delivery_sensor``,
+    every minute): a caller that must not wait on receivers (the upload sensor).
     """
     return _apply(
         warehouse,
@@ -71,6 +74,7 @@ def process(
         now,
         senders,
         notify=notify,
+        deliver_now=deliver_now,
     )
 
 
@@ -103,6 +107,7 @@ def _apply(
     senders: dict[str, Sender],
     *,
     notify: bool,
+    deliver_now: bool = True,
 ) -> Outcome:
     with locked(warehouse):
         current = warehouse.read("alerts")
@@ -113,8 +118,9 @@ def _apply(
             # over) when it happened: telling them again now would be news about old runs.
             _write_if_changed(warehouse, "alerts", current, alerts)
             return Outcome(alerts, empty("alert_deliveries"), outbox_before)
-        outbox = deliver(pl.concat([outbox_before, new]), senders, now, config.retry)
-        outbox = prune_delivered(outbox, now)
+        outbox = pl.concat([outbox_before, new])
+        if deliver_now:
+            outbox = prune_delivered(deliver(outbox, senders, now, config.retry), now)
         _write_if_changed(warehouse, "alerts", current, alerts)
         _write_if_changed(warehouse, "alert_deliveries", outbox_before, outbox)
     return Outcome(alerts, new, outbox)

@@ -75,6 +75,17 @@ class ObjectStoreResource(dg.ConfigurableResource):
         )
 
 
+# Metadata of a step failure caused by what a person typed in the Launchpad (a week, an alert
+# id): they see it at once in the UI, the same input fails again (not retried), and the run
+# failure sensor pages nobody for it.
+LAUNCHPAD_INPUT = "launchpad_input"
+
+
+def launchpad_input_error(exc: Exception) -> dg.Failure:
+    """The step failure for a Launchpad value that cannot be used (see ``LAUNCHPAD_INPUT``)."""
+    return dg.Failure(description=str(exc), allow_retries=False, metadata={LAUNCHPAD_INPUT: True})
+
+
 @contextmanager
 def not_retried() -> Iterator[None]:
     """Our errors (a configuration file that is missing or breaks its schema) as a step
@@ -196,9 +207,11 @@ class AlertingResource(dg.ConfigurableResource):
         store,
         signals_for: Callable[[AlertingConfig, datetime], Signals],
         now: datetime,
+        *,
+        deliver_now: bool = True,
     ) -> Outcome:
         """Load the config, build the signals from it and ``now``, then update the alerts and
-        deliver what is due (``service.process``)."""
+        deliver what is due (``service.process``; ``deliver_now`` false: queue only)."""
         from metrics_pipeline.alerts.service import process
 
         config = self.config()
@@ -209,6 +222,7 @@ class AlertingResource(dg.ConfigurableResource):
             now,
             self.senders(config),
             notify=self.notify,
+            deliver_now=deliver_now,
         )
 
     @classmethod

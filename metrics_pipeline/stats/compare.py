@@ -637,7 +637,7 @@ def taken_apart(starts: Sequence[datetime], hours: float = SEPARATE_OCCASIONS_H)
 def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[float, int, float]:
     r"""The sample variance :math:`S^2_b` of the transformed statistic over the usable baseline
     runs (NaN with fewer than 2), how many runs that is, and their mean sampling variance
-    :math:`ar v` (see :func:`compare_runs`)."""
+    :math:`\bar v` (see :func:`compare_runs`)."""
     usable = [r for r in baseline if _usable(r, scale)]
     if len(usable) < 2:
         return math.nan, len(usable), math.nan
@@ -701,7 +701,9 @@ def moderated_noise(
     the same :math:`k` runs, and when the run effect is all they share, together they know it
     to :math:`k - 1` degrees of freedom, not :math:`d_0 + k - 1`. The prior is therefore
     ``same_runs``: it steadies each endpoint's spread (weight :math:`d_0`) and the reference
-    keeps the baseline runs' :math:`k - 1` df (see :func:`compare_runs`). Taken at
+    keeps the baseline runs' :math:`k - 1` df (see :func:`compare_runs`; with 2 baseline
+    runs, 1 df, the pooled spread is taken as known, as any spread measured on one degree
+    of freedom, and runs taken apart do not lift the prior's floor). Taken at
     :math:`d_0 + k - 1` (22 df for 10 endpoints of 3 nightly runs), unchanged runs were
     flagged at p < 0.05 on 13.6 % of their endpoints.
 

@@ -276,6 +276,18 @@ def test_an_alert_marked_expected_from_the_ui_rebaselines_and_stays_quiet(
         assert not typo.filter_events(
             lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
         )
+        # The person who typed it sees why in the UI; nobody is paged.
+        alerts_before = warehouse.read("alerts").height
+        alert_on_run_failure(
+            dg.build_run_status_sensor_context(
+                sensor_name="alert_on_run_failure",
+                dagster_instance=instance,
+                dagster_run=typo.dagster_run,
+                dagster_event=typo.get_run_failure_event(),
+                resources=defs.resources,
+            )
+        )
+        assert warehouse.read("alerts").height == alerts_before
         after = warehouse.read("alerts").filter(pl.col("alert_id") == alert["alert_id"])
         assert after["status"][0] == "resolved"
         (mark,) = warehouse.read("triage").iter_rows(named=True)

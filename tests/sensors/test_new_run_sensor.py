@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import dagster as dg
@@ -131,6 +132,28 @@ def test_several_runs_come_oldest_first_and_bad_manifests_are_rejected(store, wa
         assert [r.partition_key for r in again.run_requests] == ["bad"]
     statuses = dict(warehouse.read("alerts").select("endpoint", "status").iter_rows())
     assert statuses == {"raw/checkout/bad/run.json": "resolved", "raw/other/r-9/run.json": "open"}
+
+
+def test_a_refused_upload_stops_no_other_when_its_alert_cannot_be_recorded(
+    settings, store, tmp_path, monkeypatch
+):
+    # An alerting config that does not parse: the refused run.json's alert cannot be recorded,
+    # and the tick still requests the valid run (it failed, kept its cursor, and the same
+    # refused upload stopped every other one from being ingested).
+    bad = tmp_path / "alerting.yaml"
+    bad.write_text("channels: [\n")
+    monkeypatch.setattr(discovery, "FULL_SCAN_S", 0.0)
+    defs = build_definitions(dataclasses.replace(settings, alerting_config=bad))
+    store.put_bytes("raw/checkout/r-1/run.json", MANIFEST.model_dump_json().encode())
+    store.put_bytes("raw/checkout/bad/run.json", b"{not json")
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance_ref=instance.get_ref(), definitions=defs, resources=defs.resources
+        ) as context,
+    ):
+        result = defs.resolve_sensor_def("new_run_sensor").evaluate_tick(context)
+    assert [r.partition_key for r in result.run_requests] == ["r-1"]
 
 
 def test_nothing_uploaded_skips(tick):
