@@ -105,7 +105,8 @@ def requests(
             "rows_read": report.rows_read,
             "rows_accepted": report.rows_accepted,
             "rows_quarantined": report.rows_quarantined,
-            "dagster/row_count": report.rows.get("requests", 0),
+            # Every canonical row of the run (a run known by its intervals has no requests).
+            "dagster/row_count": sum(report.rows.values()),
             **{f"rows/{table}": count for table, count in sorted(report.rows.items())},
             "files": dg.MetadataValue.md(files_md),
         },
