@@ -114,7 +114,9 @@ def _tell_uploaders(
     delivered here (``alert_delivery_sensor`` sends them within a minute): the tick's run
     requests must not wait on a receiver. Never fails the tick: its cursor would not move,
     and the same refused upload would stop every other one from being ingested."""
-    if not (scan.rejected or scan.uploads):
+    if not (scan.rejected or scan.uploads) or not alerting.notify:
+        # A rebuild (``notify`` off) replays the bucket: the refused uploads were told when
+        # they came, and raised again they would reopen alerts a person has resolved.
         return
     try:
         store = warehouse.get()

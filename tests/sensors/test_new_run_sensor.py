@@ -134,6 +134,21 @@ def test_several_runs_come_oldest_first_and_bad_manifests_are_rejected(store, wa
     assert statuses == {"raw/checkout/bad/run.json": "resolved", "raw/other/r-9/run.json": "open"}
 
 
+def test_a_rebuild_replaying_the_bucket_raises_no_upload_alert(settings, store, warehouse):
+    # A rebuild evaluates the sensor over the whole bucket with notify off: the refused
+    # uploads were told when they came (raised again, a resolved one would reopen).
+    store.put_bytes("raw/checkout/bad/run.json", b"{not json")
+    defs = build_definitions(settings, notify=False)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance_ref=instance.get_ref(), definitions=defs, resources=defs.resources
+        ) as context,
+    ):
+        defs.resolve_sensor_def("new_run_sensor").evaluate_tick(context)
+    assert warehouse.read("alerts").height == 0
+
+
 def test_a_refused_upload_stops_no_other_when_its_alert_cannot_be_recorded(
     settings, store, tmp_path, monkeypatch
 ):
