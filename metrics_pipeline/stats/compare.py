@@ -705,13 +705,13 @@ def moderated_noise(
     runs, 1 df, the pooled spread is taken as known, as any spread measured on one degree
     of freedom, and runs taken apart do not lift the prior's floor). Taken at
     :math:`d_0 + k - 1` (22 df for 10 endpoints of 3 nightly runs), unchanged runs were
-    flagged at p < 0.05 on 13.6 % of their endpoints.
+    significant at 0.05 on 12 % of their endpoints (``bench/pooled_noise.py``, 3 % now).
 
     The spreads hold their runs' sampling variance: an endpoint with few requests, pooled
-    with busy ones, was taken at their lower spread (27 % false alarms at 30 requests among
-    50,000). With ``sampling``, the prior says how much sampling it holds (the median
-    :math:`\bar v_j`), and an endpoint whose runs hold more adds the difference (see
-    ``history`` in :func:`compare_runs`).
+    with busy ones, was taken at their lower spread (26 % of its unchanged runs significant
+    at 30 requests among 50,000). With ``sampling``, the prior says how much sampling it
+    holds (the median :math:`\bar v_j`), and an endpoint whose runs hold more adds the
+    difference (see ``history`` in :func:`compare_runs`).
     """
     s2 = np.asarray(spreads, dtype=float)
     keep = np.isfinite(s2) & (s2 > 0)

@@ -747,7 +747,7 @@ def test_a_spread_pooled_over_endpoints_that_share_their_runs_keeps_its_false_al
         for j, r in enumerate(runs):
             c = compare_runs(r[:k], r[k], statistic="median", history=pooled, baseline_apart=True)
             flagged[j] += c.p_value < 0.05
-    # Taken as independent (22 df), 13.6 % of the busy endpoints' tests and 27 % of the
+    # Taken as independent (22 df), 12-14 % of the busy endpoints' tests and 26 % of the
     # quiet one's came out below 0.05; the endpoints know the shared effect to k - 1 df, and
     # the quiet one's runs hold more sampling than the pool.
     assert flagged[:9].sum() / (9 * reps) <= 0.065
