@@ -9,15 +9,14 @@ from metrics_pipeline.alerts.signals import (
     pipeline_failure_signal,
     pipeline_success_scope,
 )
-from metrics_pipeline.orchestration.inprocess import CHECK_FAILED
+from metrics_pipeline.orchestration.inprocess import failed_on_checks
+from metrics_pipeline.orchestration.partitions import PARTITION_TAG
 from metrics_pipeline.orchestration.resources import (
     LAUNCHPAD_INPUT,
     AlertingResource,
     ClockResource,
     WarehouseResource,
 )
-
-PARTITION_TAG = "dagster/partition"
 
 
 @dg.sensor(
@@ -43,43 +42,39 @@ def alert_delivery_sensor(
     )
 
 
-def _failure(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
-    """Why the run failed, in the user's words, and whether only its validation failed (a
-    blocking check: then the failed checks' descriptions say why)."""
+def _failure(context: dg.RunFailureSensorContext) -> tuple[str, str]:
+    """Why the run failed, in the user's words, and what failed: ``"input"`` (a value typed
+    in the Launchpad, ``LAUNCHPAD_INPUT``), ``"validation"`` (only a blocking check: the
+    failed checks' descriptions say why) or ``"pipeline"``."""
     steps = context.get_step_failure_events()
-    errors = [step.event_specific_data.error for step in steps]
-    if steps and all(error is not None and error.cls_name == CHECK_FAILED for error in errors):
+    if steps and all(
+        step.step_failure_data.user_failure_data is not None
+        and LAUNCHPAD_INPUT in step.step_failure_data.user_failure_data.metadata
+        for step in steps
+    ):
+        return steps[0].step_failure_data.user_failure_data.description or "", "input"
+    if failed_on_checks(steps):
         records = context.instance.get_records_for_run(
             context.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
         ).records
         evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
         failed = [e.description or e.check_name for e in evaluations if not e.passed]
         if failed:
-            return "; ".join(failed), True
+            return "; ".join(failed), "validation"
     if steps:
-        error = errors[0]
+        error = steps[0].step_failure_data.error
         # Dagster wraps the step's own exception (an op's error, a retry policy given up):
         # below its wrappers is the error that says what went wrong (ours keep their words).
         while error is not None and error.cause is not None and _wrapper(error.cls_name):
             error = error.cause
         words = error.message.strip() if error else "failed"
-        return f"step {steps[0].step_key}: {words}", False
-    return context.failure_event.message or "run failed", False
+        return f"step {steps[0].step_key}: {words}", "pipeline"
+    return context.failure_event.message or "run failed", "pipeline"
 
 
 def _wrapper(cls_name: str) -> bool:
     """Dagster's own errors around a step's exception (and its retry policy's)."""
     return cls_name.startswith("Dagster") or "Retry" in cls_name
-
-
-def _typed_in_the_launchpad(context: dg.RunFailureSensorContext) -> bool:
-    """Every failed step failed on a value a person typed in the Launchpad (``LAUNCHPAD_INPUT``)."""
-    steps = context.get_step_failure_events()
-    return bool(steps) and all(
-        step.step_failure_data.user_failure_data is not None
-        and LAUNCHPAD_INPUT in step.step_failure_data.user_failure_data.metadata
-        for step in steps
-    )
 
 
 @dg.run_failure_sensor(
@@ -96,18 +91,18 @@ def alert_on_run_failure(
     clock: ClockResource,
 ) -> None:
     run = context.dagster_run
-    if _typed_in_the_launchpad(context):
+    message, failed = _failure(context)
+    if failed == "input":
         # The person who launched it sees the failure and why at once; nobody is paged.
-        context.log.info(f"run {run.run_id} failed on its Launchpad input: no alert")
+        context.log.info(f"run {run.run_id} failed on its Launchpad input ({message}): no alert")
         return
-    message, invalid = _failure(context)
     signal = pipeline_failure_signal(
         run.job_name,
         run.tags.get(PARTITION_TAG),
         run.tags.get("suite"),
         message,
         run.run_id,
-        invalid=invalid,
+        invalid=failed == "validation",
     )
     try:
         outcome = alerting.apply(

@@ -14,11 +14,10 @@ import polars as pl
 from assets.alerting import ALERTS, SLA
 from assets.analysis import BASELINE, VERDICTS
 from assets.reports import RUN_REPORT
+from metrics_pipeline.orchestration.partitions import PARTITION_TAG
 from metrics_pipeline.orchestration.resources import WarehouseResource
 from metrics_pipeline.stages import ci
 
-# Dagster's tag of a partitioned run's partition (dagster._core.storage.tags, private).
-PARTITION_TAG = "dagster/partition"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,

@@ -36,16 +36,20 @@ def stopped_by_a_check(result: dg.ExecuteInProcessResult) -> bool:
     never a baseline) and gets no verdict, which is the pipeline's normal answer to an invalid
     upload (an empty run, say), not a failure of the pipeline.
     """
-    failures = result.get_step_failure_events()
     return (
         not result.success
-        and bool(failures)
-        and all(
-            event.step_failure_data.error is not None
-            and event.step_failure_data.error.cls_name == CHECK_FAILED
-            for event in failures
-        )
+        and failed_on_checks(result.get_step_failure_events())
         and any(not check.passed for check in result.get_asset_check_evaluations())
+    )
+
+
+def failed_on_checks(failures: list[dg.DagsterEvent]) -> bool:
+    """Whether every failed step (``failures``, step failure events) failed on a blocking
+    asset check (and there is one)."""
+    return bool(failures) and all(
+        event.step_failure_data.error is not None
+        and event.step_failure_data.error.cls_name == CHECK_FAILED
+        for event in failures
     )
 
 

@@ -6,6 +6,8 @@ import dagster as dg
 
 # One partition per uploaded run; the sensor adds them as uploads complete.
 runs_partitions = dg.DynamicPartitionsDefinition(name="runs")
+# Dagster's tag of a partitioned run's partition (dagster._core.storage.tags, private).
+PARTITION_TAG = "dagster/partition"
 
 
 def run_check(name: str, asset: dg.AssetKey, *, blocking: bool, description: str):

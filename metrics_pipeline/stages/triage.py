@@ -39,29 +39,24 @@ def findings_with_marks(warehouse: Warehouse, findings: pl.DataFrame | None = No
     id and its mark (null: not triaged)."""
     if findings is None:
         findings = warehouse.read("findings")
-    return with_marks(
-        findings,
-        warehouse.read("triage"),
-        warehouse.read("runs"),
-        standing_change_points(warehouse),
-    )
+    return with_marks(findings, *_marking(warehouse))
 
 
 def unmarked_findings(warehouse: Warehouse) -> pl.DataFrame:
     """The current findings no mark covers: those that alert."""
-    return unmarked(
-        warehouse.read("findings"),
-        warehouse.read("triage"),
-        warehouse.read("runs"),
-        standing_change_points(warehouse),
-    )
+    return unmarked(warehouse.read("findings"), *_marking(warehouse))
 
 
 def standing_change_points(warehouse: Warehouse) -> pl.DataFrame:
     """The stored change points but those a person marked invalid (``standing_steps``)."""
-    return standing_steps(
-        warehouse.read("change_points"), warehouse.read("triage"), warehouse.read("runs")
-    )
+    return _marking(warehouse)[2]
+
+
+def _marking(warehouse: Warehouse) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """What decides the marks of findings, each table read once: the marks, the catalog and
+    the standing change points."""
+    triage, runs = warehouse.read("triage"), warehouse.read("runs")
+    return triage, runs, standing_steps(warehouse.read("change_points"), triage, runs)
 
 
 def mark_finding(
