@@ -476,6 +476,13 @@ def freeman_tukey(x: float, n: int) -> float:
     return (math.asin(math.sqrt(x / (n + 1))) + math.asin(math.sqrt((x + 1) / (n + 1)))) / 2
 
 
+def mean_freeman_tukey(rate: float, n: int) -> float:
+    """The double arcsine's mean over a run's binomial count of events, by scipy."""
+    x = np.arange(n + 1)
+    t = (np.arcsin(np.sqrt(x / (n + 1))) + np.arcsin(np.sqrt((x + 1) / (n + 1)))) / 2
+    return float(np.sum(stats.binom.pmf(x, n, rate) * t))
+
+
 def test_a_rate_on_the_arcsine_scale_hand_computed():
     # One baseline run without errors, a candidate with 20 of 1,000, a 30 % prior: the
     # double arcsine of each run, the prior's spread at the level of both runs (1 %).
@@ -524,9 +531,14 @@ def test_rates_of_identical_runs_with_few_events_are_significant_at_the_nominal_
 
 
 def test_a_history_of_rates_needs_the_runs_counts():
+    # Each run's double arcsine less its mean at the runs' pooled rate (20 errors of 1,700):
+    # runs of other sizes sit at other levels at one rate.
     rates, counts = [0.01, 0.02, 0.0], [1000, 500, 200]
     history = RunNoise.measured(rates, scale="arcsine", source="history", counts=counts)
-    values = [freeman_tukey(r * n, n) for r, n in zip(rates, counts, strict=True)]
+    values = [
+        freeman_tukey(r * n, n) - mean_freeman_tukey(20 / 1700, n)
+        for r, n in zip(rates, counts, strict=True)
+    ]
     assert history.variance == pytest.approx(np.var(values, ddof=1), rel=1e-12)
     assert history.df == 2
     with pytest.raises(ValueError, match="counts"):
@@ -699,6 +711,36 @@ def test_a_history_keeps_the_sizes_of_the_runs_it_was_measured_on():
         (1 / 402 + 1 / 1602 + 1 / 802) / 3
     )
     assert RunNoise.measured([10.0, 11.0], source="h").sampling_variance("log", 2.0) == 0.0
+
+
+@pytest.mark.parametrize(("base_n", "cand_n", "rate"), [(100, 50_000, 0.008), (200, 20_000, 0.002)])
+def test_a_rate_of_small_baseline_runs_against_a_large_candidate_does_not_lean(
+    base_n, cand_n, rate
+):
+    # Three or five baseline runs of a few errors each against a candidate of many requests,
+    # all at one rate, no run effect: each side's double arcsine sits at its own size's
+    # level. Compared through the baseline's mean rate at the candidate's size, 8.3 % of
+    # (100, 50,000) and 13.4 % of (200, 20,000) were significant, all one way (Fisher's exact
+    # test on the pooled counts: 3.0 % and 3.1 %).
+    rng = np.random.default_rng(base_n)
+    k = 3 if base_n == 100 else 5
+    significant = fisher = 0
+    for _ in range(600):
+        base = rng.binomial(base_n, rate, k)
+        cand = int(rng.binomial(cand_n, rate))
+        result = compare_runs(
+            [rate_statistic(int(x), base_n) for x in base],
+            rate_statistic(cand, cand_n),
+            statistic="rate",
+            scale="arcsine",
+            prior=RunNoise.prior(0.30),
+            baseline_apart=True,
+        )
+        significant += result.p_value < 0.05
+        table = [[base.sum(), k * base_n - base.sum()], [cand, cand_n - cand]]
+        fisher += stats.fisher_exact(table)[1] < 0.05
+    assert significant / 600 <= 0.03
+    assert fisher / 600 <= 0.05
 
 
 def test_the_interval_of_a_rate_holds_its_change_and_0_exactly_when_p_is_at_least_alpha():
