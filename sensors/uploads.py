@@ -63,7 +63,7 @@ def _scan(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource
     f"{FULL_SCAN_S:.0f} s all of "
     "raw/; each new run, or new version of a run (any of its files changed), adds the "
     "partition <run_id> and requests the ci_stage job. A run.json it refuses raises an "
-    "upload_rejected warning with why (resolved when that run.json is accepted).",
+    "upload_rejected warning with why (resolved when that run.json is accepted or gone).",
 )
 def new_run_sensor(
     context: dg.SensorEvaluationContext,
@@ -109,30 +109,32 @@ def _tell_uploaders(
     alerting: AlertingResource,
     clock: ClockResource,
 ) -> None:
-    """Alerts for the refused run.json files, resolved by the accepted ones (only where such
-    an alert is open: a tick of new runs pays a read, an idle tick nothing). Queued, not
-    delivered here (``alert_delivery_sensor`` sends them within a minute): the tick's run
-    requests must not wait on a receiver. Never fails the tick: its cursor would not move,
-    and the same refused upload would stop every other one from being ingested."""
-    if not (scan.rejected or scan.uploads) or not alerting.notify:
+    """Alerts for the refused run.json files, resolved by the accepted ones and by those
+    gone from the bucket (a full listing's ``present``; only where such an alert is open: a
+    tick of new runs and a full listing, every ``FULL_SCAN_S``, pay a read of the alerts, an
+    idle tick nothing). Queued, not delivered here (``alert_delivery_sensor`` sends them
+    within a minute): the tick's run requests must not wait on a receiver. Never fails the
+    tick: its cursor would not move, and the same refused upload would stop every other one
+    from being ingested."""
+    if not (scan.rejected or scan.uploads or scan.present is not None) or not alerting.notify:
         # A rebuild (``notify`` off) replays the bucket: the refused uploads were told when
         # they came, and raised again they would reopen alerts a person has resolved.
         return
     try:
         store = warehouse.get()
-        accepted = [upload.key for upload in scan.uploads]
-        if not scan.rejected:
-            alerts = store.read("alerts")
-            rejections = alerts.filter(
-                (pl.col("kind") == UPLOAD_REJECTED) & (pl.col("status") != "resolved")
-            )
-            accepted = [key for key in accepted if key in set(rejections["endpoint"])]
-            if not accepted:
-                return
+        alerts = store.read("alerts")
+        rejections = alerts.filter(
+            (pl.col("kind") == UPLOAD_REJECTED) & (pl.col("status") != "resolved")
+        )
+        open_keys = set(rejections["endpoint"])
+        gone = open_keys - scan.present if scan.present is not None else set()
+        resolved = {upload.key for upload in scan.uploads} & open_keys | gone
         rejected = [(r.key, r.reason) for r in scan.rejected]
+        if not (rejected or resolved):
+            return
         alerting.apply(
             store,
-            lambda config, now: upload_signals(rejected, accepted),
+            lambda config, now: upload_signals(rejected, sorted(resolved)),
             clock.now(),
             deliver_now=False,
         )

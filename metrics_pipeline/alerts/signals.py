@@ -335,11 +335,11 @@ def pipeline_failure_signal(
     )
 
 
-def upload_signals(rejected: list[tuple[str, str]], accepted: list[str]) -> Signals:
+def upload_signals(rejected: list[tuple[str, str]], resolved: list[str]) -> Signals:
     """An ``upload_rejected`` warning per refused run.json (``rejected``: its key and why),
     for whoever uploaded it: the upload gets no partition, no run and no row anywhere, and
     the sensor's log said why once, in a tick among thousands. A run.json of the same key
-    accepted since (``accepted``: keys) resolves it."""
+    accepted since, or gone from the bucket (``resolved``: keys), resolves it."""
     found = [
         Signal(
             kind=UPLOAD_REJECTED,
@@ -350,7 +350,7 @@ def upload_signals(rejected: list[tuple[str, str]], accepted: list[str]) -> Sign
         )
         for key, reason in rejected
     ]
-    return Signals(found, [Scope(frozenset({UPLOAD_REJECTED}), endpoint=key) for key in accepted])
+    return Signals(found, [Scope(frozenset({UPLOAD_REJECTED}), endpoint=key) for key in resolved])
 
 
 def pipeline_success_scope(job: str, partition: str | None) -> Signals:

@@ -49,6 +49,9 @@ class Scan:
     uploads: list[Upload]
     rejected: list[Rejected]
     cursor: str
+    # After a full listing, the key of every run.json in the bucket (a refused upload that
+    # is gone no longer needs its alert); None after a listing of the markers alone.
+    present: frozenset[str] | None = None
 
 
 def upload_version(objects: Iterable[ObjectInfo]) -> str:
@@ -170,7 +173,8 @@ def scan_uploads(
         ),
         "full_at": now if full else full_at,
     }
-    return Scan(uploads, rejected, json.dumps(state))
+    present = frozenset(prefix + MANIFEST_NAME for prefix in runs) if full else None
+    return Scan(uploads, rejected, json.dumps(state), present)
 
 
 def full_scan_next(cursor: str | None) -> str | None:
