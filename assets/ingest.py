@@ -3,6 +3,7 @@
 import dagster as dg
 
 from metrics_pipeline.contracts.manifest import ManifestError
+from metrics_pipeline.formats import kept_as
 from metrics_pipeline.orchestration.partitions import run_check, runs_partitions
 from metrics_pipeline.orchestration.resources import (
     AlertingResource,
@@ -85,12 +86,12 @@ def requests(
             _show_invalid(context, run_id, invalid_report)
     files_md = "\n".join(
         [
-            "| file | format | read | accepted | quarantined | problem |",
-            "|---|---|---:|---:|---:|---|",
+            "| file | format | read | accepted | quarantined | kept as | problem |",
+            "|---|---|---:|---:|---:|---|---|",
         ]
         + [
             f"| {f['file']} | {f['format']} | {f['rows_read']} | {f['rows_accepted']} "
-            f"| {f['rows_quarantined']} | {f['error'] or ''} |"
+            f"| {f['rows_quarantined']} | {kept_as(f)} | {f['error'] or ''} |"
             for f in report.files
         ]
     )

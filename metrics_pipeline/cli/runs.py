@@ -27,6 +27,7 @@ from metrics_pipeline.cli.progress import progress_bar
 from metrics_pipeline.formats import (
     RESULT_SUFFIXES,
     is_result_file,
+    kept_as,
     known_format,
     result_files,
     unreadable_files,
@@ -107,7 +108,7 @@ def ingest(
         validation = ci.validate(warehouse, report)
     summary = ci.summarise(warehouse, manifest.run_id)
     table = Table(title=f"run {manifest.run_id}")
-    for column in ("file", "format", "read", "accepted", "quarantined", "problem"):
+    for column in ("file", "format", "read", "accepted", "quarantined", "kept as", "problem"):
         table.add_column(column)
     for f in report.files:
         table.add_row(
@@ -116,6 +117,7 @@ def ingest(
             str(f["rows_read"]),
             str(f["rows_accepted"]),
             str(f["rows_quarantined"]),
+            kept_as(f),
             escape(f["error"] or ""),  # exception text such as "[Errno 13]" is not markup
         )
     console.print(table)

@@ -49,7 +49,11 @@ class UnreadableFileError(MetricsPipelineError):
 
 @dataclass
 class FileAccounting:
-    """Rows read = rows accepted + rows quarantined, per file (the design's invariant)."""
+    """Rows read = rows accepted + rows quarantined, per file (the design's invariant).
+
+    A row read is a source record (a line, a CSV row); an accepted one need not become a
+    table row (k6's metric declarations and the points of metrics not stored): ``rows_kept``
+    counts the rows each canonical table got from the file."""
 
     file: str
     format: str = "unknown"
@@ -58,6 +62,7 @@ class FileAccounting:
     rows_quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     error: str | None = None
+    rows_kept: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
         return {
@@ -68,6 +73,7 @@ class FileAccounting:
             "rows_quarantined": self.rows_quarantined,
             "reasons": dict(self.reasons),
             "error": self.error,
+            "rows_kept": dict(self.rows_kept),
         }
 
 

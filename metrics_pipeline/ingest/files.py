@@ -187,6 +187,7 @@ def ingest_files(
                             started = manifest.started_at
                             frame = frame.with_columns(pl.col("ts").fill_null(started))
                         writer.write(table, frame.with_columns(run_id=pl.lit(run_id)))
+                        accounting.rows_kept[table] += frame.height
             if requests[0]:
                 twin = first_with.setdefault(requests, name)
                 if twin != name and accounting.error is None:
