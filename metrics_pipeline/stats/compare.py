@@ -401,8 +401,10 @@ def compare_runs(
     :math:`\hat p = \sum x / \sum n`, :math:`m(p, n)` the mean of :math:`t` over a
     binomial count of events (:func:`_expected_double_arcsine`): at one rate, runs of other
     sizes sit at other levels. The interval is read at the candidate's size from the
-    baseline's mean rate :math:`\bar b`: :math:`t^{-1}(t(\bar b, n_c) + \hat\delta \pm
-    h, n_c) - \bar b` (Miller's inverse), which holds 0 exactly when :math:`p \ge \alpha`.
+    baseline's mean rate :math:`\bar b`, :math:`t^{-1}(t(\bar b, n_c) + (\hat\delta \pm
+    h)\,D/\hat\delta, n_c) - \bar b` (Miller's inverse), with :math:`D = t(c, n_c) -
+    t(\bar b, n_c)` the change shown on that scale (the ratio 1 unless positive): it holds 0
+    exactly when :math:`p \ge \alpha`, and the change shown.
 
     With equal sampling variances and no history this is the t test of a new observation
     against the prediction interval of :math:`k` runs, exact under normality:
@@ -517,8 +519,16 @@ def compare_runs(
         # change shown fell outside a quarter of the intervals of a candidate of 500
         # requests against baseline runs of 50,000 at 0.2 % (bench/rate_sizes.py): that
         # reference is the one under no change, not the baseline's own rate.
+        # The test's difference d is rescaled to the shown one (the change's double arcsine
+        # at the candidate's size, D): d maps onto the change shown, 0 onto 0. Unscaled, a
+        # change of +10 points over baseline runs of 100 requests without an error fell
+        # outside its interval (d, centred, is smaller than D: the diff review).
         shown = float(_double_arcsine(base_value, candidate.n))
-        ends = [_freeman_tukey_inverse(shown + e, candidate.n) for e in (d - half, d + half)]
+        ratio = (y_c - shown) / d if d != 0 else math.nan
+        ratio = ratio if math.isfinite(ratio) and ratio > 0 else 1.0
+        ends = [
+            _freeman_tukey_inverse(shown + e * ratio, candidate.n) for e in (d - half, d + half)
+        ]
         ci_low, ci_high = sorted(sign * (np.array(ends) - base_value))
     else:
         ci_low, ci_high = sorted(sign * np.array([d - half, d + half]))
@@ -657,7 +667,8 @@ def taken_apart(starts: Sequence[datetime], hours: float = SEPARATE_OCCASIONS_H)
 def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[float, int, float]:
     r"""The sample variance :math:`S^2_b` of the transformed statistic over the usable baseline
     runs (NaN with fewer than 2), how many runs that is, and their mean sampling variance
-    :math:`\bar v` (see :func:`compare_runs`)."""
+    :math:`\bar v` (see :func:`compare_runs`; rates centred at the baseline runs' own pooled
+    rate, where :func:`compare_runs` takes the candidate's errors in too)."""
     usable = [r for r in baseline if _usable(r, scale)]
     if len(usable) < 2:
         return math.nan, len(usable), math.nan
@@ -815,10 +826,11 @@ def _expected_double_arcsine(p: float, n: ArrayLike) -> np.ndarray:
         m(p, n) = \sum_x \binom{n}{x} p^x (1 - p)^{n - x}\, t(x, n),
 
     the sum over the counts within 12 standard deviations plus 12 of :math:`np` (the rest
-    weighs less than 1e-30), :math:`t(x, n)` the double arcsine of :math:`x` events."""
+    weighs less than 1e-26), :math:`t(x, n)` the double arcsine of :math:`x` events;
+    :math:`n` rounded, at least 1."""
     out = []
     for size in np.atleast_1d(np.asarray(n, dtype=float)):
-        size = float(round(size))
+        size = float(max(round(size), 1))
         if not 0 < p < 1:
             out.append(float(_double_arcsine(min(max(p, 0.0), 1.0), size)))
             continue

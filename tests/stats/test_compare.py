@@ -759,6 +759,13 @@ def test_the_interval_of_a_rate_holds_its_change_and_0_exactly_when_p_is_at_leas
         assert (result.ci_low <= 0 <= result.ci_high) == (result.p_value >= 0.05), result
         assert result.ci_low <= result.change <= result.ci_high, result
         assert -base.value <= result.ci_low and result.ci_high <= 1 - base.value, result
+    # Large changes over small baseline runs without an error (the test's difference, size
+    # corrected, is smaller than the shown one's): the interval still holds the change.
+    for base, cand in (((0, 100), (5000, 50_000)), ((0, 20), (10_000, 50_000))):
+        result = compare_runs(
+            [rate_statistic(*base)] * 5, rate_statistic(*cand), statistic="rate", scale="arcsine"
+        )
+        assert result.regression and result.ci_low <= result.change <= result.ci_high, result
     # No error on either side is no change, whatever the sizes.
     none = compare_runs(
         [rate_statistic(0, 200)], rate_statistic(0, 50_000), statistic="rate", scale="arcsine"
