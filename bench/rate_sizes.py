@@ -11,8 +11,9 @@ for k >= 2). Prints, per cell, the share of candidates significant at 0.05 eithe
 a regression, flagged an improvement, and whose interval holds 0; at ``--effect`` the share
 flagged a regression and whose interval holds the true change ``p * effect``; and the share of
 both kinds of candidate whose shown change (candidate less the baseline's mean rate) lies
-outside the interval as the verdicts print them (to 0.01 percentage points). Fisher's exact test on the
-pooled counts (no run noise; scipy) is shown beside the significant share where cv is 0.
+outside the interval as the verdicts print them (to 0.01 percentage points). Fisher's exact
+test on the pooled counts (no run noise; scipy) is shown beside the significant share where
+cv is 0.
 
     OPENBLAS_NUM_THREADS=1 uv run python bench/rate_sizes.py [--reps 2000]   # about 2 min
 """
