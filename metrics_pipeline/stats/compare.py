@@ -527,16 +527,13 @@ def compare_runs(
             ci_low, ci_high = sorted(sign * np.expm1([d - half, d + half]))
     elif scale == "arcsine":
         # The candidate's rate at the ends of its interval less the baseline's, both read at
-        # the candidate's size from the baseline's mean rate (Miller's inverse is monotone
-        # and gives that rate back at e = 0: the interval holds 0 exactly when p >= alpha and
-        # stays within the rates 0 to 1). Read from the test's reference y_ref instead, the
-        # change shown fell outside a quarter of the intervals of a candidate of 500
-        # requests against baseline runs of 50,000 at 0.2 % (bench/rate_sizes.py): that
-        # reference is the one under no change, not the baseline's own rate.
-        # The test's difference d is rescaled to the shown one (the change's double arcsine
-        # at the candidate's size, D): d maps onto the change shown, 0 onto 0. Unscaled, a
-        # change of +10 points over baseline runs of 100 requests without an error fell
-        # outside its interval (d, centred, is smaller than D: the diff review).
+        # the candidate's size from the baseline's mean rate, the test's difference d scaled
+        # to the change shown there, D: 0 maps onto 0 and d onto the change shown (Miller's
+        # inverse is monotone: the interval holds 0 exactly when p >= alpha, holds the change
+        # shown, and stays within the rates 0 to 1). Read from the test's own reference
+        # y_ref, the change shown fell outside a quarter of the intervals of a candidate of
+        # 500 requests against runs of 50,000 at 0.2 % (bench/rate_sizes.py); unscaled, out
+        # of 61 % of those of +10 points over runs of 100 without an error (the diff review).
         shown = float(_double_arcsine(base_value, candidate.n))
         ratio = (y_c - shown) / d if d != 0 else math.nan
         ratio = ratio if math.isfinite(ratio) and ratio > 0 else 1.0
