@@ -406,10 +406,11 @@ def compare_runs(
     :math:`\hat p = \sum x / \sum n`, :math:`m(p, n)` the mean of :math:`t` over a
     binomial count of events (:func:`_expected_double_arcsine`): at one rate, runs of other
     sizes sit at other levels. The interval is read at the candidate's size from the
-    baseline's mean rate :math:`\bar b`, :math:`t^{-1}(t(\bar b, n_c) + (\hat\delta \pm
-    h)\,D/\hat\delta, n_c) - \bar b` (Miller's inverse), with :math:`D = t(c, n_c) -
-    t(\bar b, n_c)` the change shown on that scale (the ratio 1 unless positive): it holds 0
-    exactly when :math:`p \ge \alpha`, and the change shown.
+    baseline's mean rate :math:`\bar b`, :math:`t^{-1}(t(\bar b, n_c) + \phi(\hat\delta
+    \pm h), n_c) - \bar b` (Miller's inverse), :math:`\phi` monotone with :math:`\phi(0) =
+    0` and :math:`\phi(\hat\delta) = D = t(c, n_c) - t(\bar b, n_c)`, the change shown on
+    that scale (:func:`_towards`): it holds 0 exactly when :math:`p \ge \alpha`, and the
+    change shown.
 
     With equal sampling variances and no history this is the t test of a new observation
     against the prediction interval of :math:`k` runs, exact under normality:
@@ -527,18 +528,17 @@ def compare_runs(
             ci_low, ci_high = sorted(sign * np.expm1([d - half, d + half]))
     elif scale == "arcsine":
         # The candidate's rate at the ends of its interval less the baseline's, both read at
-        # the candidate's size from the baseline's mean rate, the test's difference d scaled
-        # to the change shown there, D: 0 maps onto 0 and d onto the change shown (Miller's
-        # inverse is monotone: the interval holds 0 exactly when p >= alpha, holds the change
-        # shown, and stays within the rates 0 to 1). Read from the test's own reference
-        # y_ref, the change shown fell outside a quarter of the intervals of a candidate of
-        # 500 requests against runs of 50,000 at 0.2 % (bench/rate_sizes.py); unscaled, out
-        # of 61 % of those of +10 points over runs of 100 without an error (the diff review).
+        # the candidate's size from the baseline's mean rate, the test's difference d taken
+        # onto the change shown there, D (see _towards): 0 maps onto 0 and d onto D, so the
+        # interval holds 0 exactly when p >= alpha, holds the change shown, and stays within
+        # the rates 0 to 1. Read from the test's own reference y_ref, the change shown fell
+        # outside a quarter of the intervals of a candidate of 500 requests against runs of
+        # 50,000 at 0.2 % (bench/rate_sizes.py); not taken onto D, out of 61 % of those of +10
+        # points over runs of 100 without an error (the diff review).
         shown = float(_double_arcsine(base_value, candidate.n))
-        ratio = (y_c - shown) / d if d != 0 else math.nan
-        ratio = ratio if math.isfinite(ratio) and ratio > 0 else 1.0
         ends = [
-            _freeman_tukey_inverse(shown + e * ratio, candidate.n) for e in (d - half, d + half)
+            _freeman_tukey_inverse(shown + _towards(e, d, y_c - shown), candidate.n)
+            for e in (d - half, d + half)
         ]
         ci_low, ci_high = sorted(sign * (np.array(ends) - base_value))
     else:
@@ -559,6 +559,18 @@ def compare_runs(
         noise=noise,
         df=float(df),
     )
+
+
+def _towards(e: float, d: float, shown: float) -> float:
+    r"""A difference :math:`e` on the test's scale, where the estimate is :math:`d`, taken onto
+    the scale of the change shown, :math:`D`: :math:`e\,D/d` between 0 and :math:`d`,
+    :math:`e + D - d` beyond :math:`d`, :math:`e` on the other side of 0; :math:`e` itself
+    unless :math:`d` and :math:`D` have one sign. Monotone, 0 at 0 and :math:`D` at :math:`d`,
+    and the width beyond :math:`d` kept: scaled as a whole, a :math:`d` near 0 made intervals
+    of every rate from 0 to 100 % (the diff review)."""
+    if d == 0 or d * shown <= 0 or e * d <= 0:
+        return e
+    return e * shown / d if abs(e) <= abs(d) else e + shown - d
 
 
 def _new_run_spread(

@@ -792,6 +792,18 @@ def test_the_interval_of_a_rate_holds_its_change_and_0_exactly_when_p_is_at_leas
             [rate_statistic(*base)] * 5, rate_statistic(*cand), statistic="rate", scale="arcsine"
         )
         assert result.regression and result.ci_low <= result.change <= result.ci_high, result
+    # A size-corrected difference near 0 next to a shown one that is not (one error in each of
+    # 3 runs of 100 against 650 of 50,000): the interval keeps its width, where scaling it by
+    # their ratio covered every rate from -1 to +99 points.
+    near = compare_runs(
+        [rate_statistic(1, 100)] * 3,
+        rate_statistic(650, 50_000),
+        statistic="rate",
+        scale="arcsine",
+        baseline_apart=True,
+        prior=RunNoise.prior(0.30),
+    )
+    assert near.ci_low <= near.change <= near.ci_high and near.ci_high < 0.05, near
     # No error on either side is no change, whatever the sizes.
     none = compare_runs(
         [rate_statistic(0, 200)], rate_statistic(0, 50_000), statistic="rate", scale="arcsine"
