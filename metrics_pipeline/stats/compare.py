@@ -289,8 +289,8 @@ class Comparison:
         return dataclasses.asdict(self)
 
 
-# A candidate with this many times the baseline runs' requests is judged with their sampling
-# variance when their spread is measured (see compare_runs).
+# A candidate with this many times the baseline runs' values (requests; their harmonic mean)
+# is judged with their sampling variance when their spread is measured (see compare_runs).
 LARGER_CANDIDATE = 2.0
 
 
@@ -396,11 +396,10 @@ def compare_runs(
     baseline runs' 2 df alone. The :math:`(\bar v - \bar v_h)_+` a history gets is known
     too, not part of :math:`A` (with it the intervals of runs of 200 requests on a history of
     runs of 5,000 covered 97-99 %, 94-98 % without). A candidate of at least
-    :data:`LARGER_CANDIDATE` times the baseline runs' mean requests is judged as if it had
-    :math:`\bar v` when the spread is measured (:math:`\widehat{\operatorname{Var}} = A`
-    on :math:`\nu` df: its variance overstated, a valid test): subtracted, the known
-    :math:`v_c - \bar v` collapsed those degrees of freedom (3 runs of 2,000 requests, a
-    candidate of 50,000: 2 -> 0.16).
+    :data:`LARGER_CANDIDATE` times the baseline runs' values (their harmonic mean) is judged
+    as if it had :math:`v_c = \bar v` when the spread is measured (its variance overstated,
+    a valid test): subtracted, the known :math:`v_c - \bar v` collapsed those degrees of
+    freedom (3 runs of 2,000 requests, a candidate of 50,000: 2 -> 0.16).
 
     Runs that agree exactly (:math:`S^2 = 0`: no error in any of them and of one size, the
     same whole-millisecond percentile) measured no spread: the sampling variances alone,
@@ -414,8 +413,8 @@ def compare_runs(
     baseline's mean rate :math:`\bar b`, :math:`t^{-1}(t(\bar b, n_c) + \phi(\hat\delta
     \pm h), n_c) - \bar b` (Miller's inverse), :math:`\phi` monotone with :math:`\phi(0) =
     0` and :math:`\phi(\hat\delta) = D = t(c, n_c) - t(\bar b, n_c)`, the change shown on
-    that scale (:func:`_towards`): it holds 0 exactly when :math:`p \ge \alpha`, and the
-    change shown.
+    that scale, where the two have one sign (:func:`_towards`): it holds 0 exactly when
+    :math:`p \ge \alpha`, and then the change shown.
 
     With equal sampling variances and no history this is the t test of a new observation
     against the prediction interval of :math:`k` runs, exact under normality:
@@ -511,17 +510,18 @@ def compare_runs(
             )
         untested = _untested(statistic, base_value, candidate.value, n_base, candidate.n)
         return dataclasses.replace(untested, change=change, suspect=suspect)
-    # A candidate of at least twice the baseline runs' requests is judged with their
-    # sampling variance when the spread is measured: its smaller one, subtracted from S^2,
-    # collapsed Welch-Satterthwaite's degrees of freedom (3 runs of 2,000 requests and a
+    # A candidate of at least twice the baseline runs' requests (their harmonic mean, which
+    # sets v_bar; the values behind each statistic: seconds for a throughput) is judged with
+    # their sampling variance when the spread is measured. Its smaller one, subtracted from
+    # S^2, collapsed Welch-Satterthwaite's degrees of freedom (3 runs of 2,000 requests and a
     # candidate of 50,000: 2 -> 0.16 df, and a doubled error rate was found in 0.2 % of
     # runs), and where S^2 fell below v_bar the scaled-down spread took 11-13 % of unchanged
     # runs for regressions (the diff review). Its variance is then overstated: a valid test
     # on the full degrees of freedom. By the requests, not the estimated variances: runs of
     # one size differ in those by chance, and judged so they lost 3-11 points of recall in
     # the calibration. A prior is known, and so are the sampling variances of runs that
-    # agree exactly: subtracting is exact there.
-    larger = candidate.n >= LARGER_CANDIDATE * np.mean([r.n for r in usable])
+    # agree exactly, and a spread on 1 df is taken as known: subtracting is exact there.
+    larger = candidate.n >= LARGER_CANDIDATE / np.mean([1 / r.n for r in usable])
     measured_spread = math.isfinite(df) and pooled > added
     v_judged = max(v_c, v_bar) if larger and measured_spread else v_c
     se, df = _new_run_spread(pooled, v_bar, v_judged, k, df, added)
@@ -538,12 +538,13 @@ def compare_runs(
     elif scale == "arcsine":
         # The candidate's rate at the ends of its interval less the baseline's, both read at
         # the candidate's size from the baseline's mean rate, the test's difference d taken
-        # onto the change shown there, D (see _towards): 0 maps onto 0 and d onto D, so the
-        # interval holds 0 exactly when p >= alpha, holds the change shown, and stays within
-        # the rates 0 to 1. Read from the test's own reference y_ref, the change shown fell
-        # outside a quarter of the intervals of a candidate of 500 requests against runs of
-        # 50,000 at 0.2 % (bench/rate_sizes.py); not taken onto D, out of 61 % of those of +10
-        # points over runs of 100 without an error (the diff review).
+        # onto the change shown there, D (see _towards): 0 maps onto 0 and, where d and D
+        # have one sign, d onto D, so the interval holds 0 exactly when p >= alpha, holds the
+        # change shown, and stays within the rates 0 to 1. Read from the test's own reference
+        # y_ref, the change shown fell outside a quarter of the intervals of a candidate of
+        # 500 requests against runs of 50,000 at 0.2 % (bench/rate_sizes.py); not taken onto
+        # D, out of 61 % of those of +10 points over runs of 100 without an error (the diff
+        # review).
         shown = float(_double_arcsine(base_value, candidate.n))
         ends = [
             _freeman_tukey_inverse(shown + _towards(e, d, y_c - shown), candidate.n)

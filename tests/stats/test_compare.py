@@ -765,6 +765,12 @@ def test_a_candidate_with_more_requests_than_its_baseline_runs_keeps_its_power()
         flagged += compare_runs(base, tripled, **settings).regression
     assert flagged / 300 >= 0.7
     assert false / 300 <= 0.05
+    # Baseline runs of other sizes (200, 200, 20,000): their sampling variance is the small
+    # runs', and a candidate of 5,000 is larger than those (compared with their arithmetic
+    # mean, 6,800, it was not: 0.17 df, and an interval of every rate from -1 to +99 points).
+    mixed = [rate_statistic(2, 200), rate_statistic(2, 200), rate_statistic(200, 20_000)]
+    result = compare_runs(mixed, rate_statistic(150, 5000), **settings)
+    assert result.df == pytest.approx(2) and result.ci_high < 0.1, result
 
 
 def test_the_interval_of_a_rate_holds_its_change_and_0_exactly_when_p_is_at_least_alpha():
