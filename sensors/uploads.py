@@ -9,6 +9,7 @@ an upload arrives. It does so only under the daemon (a previous tick ended momen
 evaluated on demand (``metrics-pipeline demo``, tests) returns at once.
 """
 
+import dataclasses
 import time
 
 import dagster as dg
@@ -47,11 +48,14 @@ def _scan(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource
     scan = scan_uploads(store, context.cursor)
     if not _under_daemon(context):
         return scan
-    deadline = time.monotonic() + POLL_FOR_S
+    deadline, present = time.monotonic() + POLL_FOR_S, scan.present
     while not (scan.uploads or scan.rejected) and time.monotonic() + POLL_EVERY_S < deadline:
         time.sleep(POLL_EVERY_S)
         scan = scan_uploads(store, scan.cursor)
-    return scan
+    # The looks at the markers that follow a full listing know nothing of what is gone: the
+    # tick keeps its listing's (or a daemon's tick, the last look, never resolved an
+    # upload_rejected alert of a deleted upload).
+    return scan if scan.present is not None else dataclasses.replace(scan, present=present)
 
 
 @dg.sensor(

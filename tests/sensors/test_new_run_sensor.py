@@ -269,3 +269,20 @@ def test_under_the_daemon_a_tick_waits_for_an_upload(store, marker_tick, tmp_pat
         result = marker_tick(instance, first.cursor, last_tick=1_000_000.0)
     assert [r.partition_key for r in result.run_requests] == ["r-1"]
     assert len(listings) == 3
+
+
+def test_under_the_daemon_a_deleted_refused_upload_has_its_alert_resolved(
+    store, warehouse, marker_tick, monkeypatch
+):
+    # A daemon's tick lists all of raw/, then looks at the markers until it is over: the last
+    # look knows nothing of what is gone, and the refused upload's alert stayed open.
+    monkeypatch.setattr(uploads, "wall_clock", lambda: 1_000_005.0)
+    monkeypatch.setattr(uploads, "POLL_FOR_S", 1.0)
+    store.put_bytes("raw/checkout/bad/run.json", b"{not json")
+    with dg.instance_for_test() as instance:
+        first = marker_tick(instance)
+        assert warehouse.read("alerts")["status"].to_list() == ["open"]
+        store.delete("raw/checkout/bad/run.json")
+        full = discovery.full_scan_next(first.cursor)
+        marker_tick(instance, full, last_tick=1_000_000.0)
+    assert warehouse.read("alerts")["status"].to_list() == ["resolved"]
