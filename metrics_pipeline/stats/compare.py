@@ -706,9 +706,10 @@ def run_spread(baseline: Sequence[RunStatistic], scale: Scale = "log") -> tuple[
     if len(usable) < 2:
         return math.nan, len(usable), math.nan
     sampling = float(np.mean([_sampling_variance(r, scale) for r in usable]))
-    y = _run_values(usable, scale)
     if scale == "arcsine":
         y = _centred_double_arcsine([r.value for r in usable], [r.n for r in usable])
+    else:
+        y = _run_values(usable, scale)
     return _spread(y), len(usable), sampling
 
 
